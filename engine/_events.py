@@ -1,0 +1,149 @@
+"""The event vocabulary: type names, payload shapes, schema versions and upcasters.
+
+Payloads (schema version 1)::
+
+    RunCreated      {"name", "experiment", "tags": [..], "config": {path: value},
+                     "fork": {"run_id", "step"} | None}
+    RunResumed      {"rewind_to": step | None}
+    ConfigsLogged   {"config": {path: value}}
+    MetricsLogged   {"metrics": {name: {"steps": [..], "values": [..], "timestamps": [..]}}}
+    TagsAdded       {"tags": [..]}
+    TagsRemoved     {"tags": [..]}
+    StatusChanged   {"status": "succeeded" | "failed" | "aborted" | "crashed", "reason"}
+    AbortRequested  {"reason"}
+    RunDeleted      {}
+
+Events are never rewritten. When a payload's shape changes, its type's version goes up and an
+upcaster for the old version is registered; reads run the chain of upcasters before anything
+else sees the payload.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from ._codec import plain
+from ._ids import event_id, event_id_str
+from ._model import Event
+
+__all__ = [
+    "ABORT_REQUESTED",
+    "CONFIGS_LOGGED",
+    "METRICS_LOGGED",
+    "RUN_CREATED",
+    "RUN_DELETED",
+    "RUN_RESUMED",
+    "STATUS_CHANGED",
+    "TAGS_ADDED",
+    "TAGS_REMOVED",
+    "NewEvent",
+    "Record",
+    "Upcasters",
+    "default_upcasters",
+]
+
+RUN_CREATED = "RunCreated"
+RUN_RESUMED = "RunResumed"
+CONFIGS_LOGGED = "ConfigsLogged"
+METRICS_LOGGED = "MetricsLogged"
+TAGS_ADDED = "TagsAdded"
+TAGS_REMOVED = "TagsRemoved"
+STATUS_CHANGED = "StatusChanged"
+ABORT_REQUESTED = "AbortRequested"
+RUN_DELETED = "RunDeleted"
+
+CURRENT_VERSIONS: Mapping[str, int] = {
+    RUN_CREATED: 1,
+    RUN_RESUMED: 1,
+    CONFIGS_LOGGED: 1,
+    METRICS_LOGGED: 1,
+    TAGS_ADDED: 1,
+    TAGS_REMOVED: 1,
+    STATUS_CHANGED: 1,
+    ABORT_REQUESTED: 1,
+    RUN_DELETED: 1,
+}
+
+Upcaster = Callable[[dict[str, Any]], dict[str, Any]]
+
+
+@dataclass(slots=True)
+class NewEvent:
+    """An event not yet in the log. Its id is fixed at creation so a retry is idempotent."""
+
+    type: str
+    data: dict[str, Any]
+    id: bytes = field(default_factory=event_id)
+
+
+@dataclass(slots=True)
+class Record:
+    """An event in internal form, committed or committing; ``data`` may hold arrays."""
+
+    position: int
+    id: bytes
+    project: str
+    run_id: str
+    version: int
+    type: str
+    timestamp: float
+    data: dict[str, Any]
+
+    def to_event(self) -> Event:
+        """The public view, with arrays in the payload turned into lists."""
+        return Event(self.position, event_id_str(self.id), self.project, self.run_id,
+                     self.version, self.type, datetime.fromtimestamp(self.timestamp, UTC),
+                     plain(self.data))
+
+
+class Upcasters:
+    """Schema versions per event type, and the functions that lift old payloads.
+
+    ``register(type, from_version, fn)`` adds the step from ``from_version`` to the next one.
+    """
+
+    def __init__(self, versions: Mapping[str, int] = CURRENT_VERSIONS) -> None:
+        self._versions = dict(versions)
+        self._steps: dict[tuple[str, int], Upcaster] = {}
+
+    def version(self, event_type: str) -> int:
+        """The schema version new events of this type are written with (1 for unknown types)."""
+        return self._versions.get(event_type, 1)
+
+    def register(self, event_type: str, from_version: int, upcaster: Upcaster) -> None:
+        """Register the step that lifts ``event_type`` payloads from ``from_version``."""
+        self._steps[(event_type, from_version)] = upcaster
+
+    def check(self) -> None:
+        """Refuse a registry with gaps: every old version must have a step to the next.
+
+        :raises ValueError: naming the first missing or superfluous step.
+        """
+        for event_type, current in self._versions.items():
+            for version in range(1, current):
+                if (event_type, version) not in self._steps:
+                    raise ValueError(
+                        f"no upcaster for {event_type} from version {version} to {version + 1}"
+                    )
+        for event_type, version in self._steps:
+            if version >= self.version(event_type):
+                raise ValueError(
+                    f"upcaster for {event_type} from version {version} is past the current "
+                    f"version {self.version(event_type)}"
+                )
+
+    def upcast(self, event_type: str, version: int, data: dict[str, Any]) -> dict[str, Any]:
+        """Lift a payload written at ``version`` to the current version of its type."""
+        current = self.version(event_type)
+        while version < current:
+            data = self._steps[(event_type, version)](data)
+            version += 1
+        return data
+
+
+def default_upcasters() -> Upcasters:
+    """The registry this release reads its own log with."""
+    return Upcasters()

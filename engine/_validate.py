@@ -1,0 +1,181 @@
+"""What logging accepts (SPEC §3), and the errors that name what it refused.
+
+Every check here runs before anything is buffered, so a rejected call changes nothing.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Iterable, Mapping
+from datetime import datetime
+from typing import Any
+
+from .errors import ValidationError
+
+__all__ = [
+    "MAX_KEY",
+    "MAX_TAG",
+    "check_key",
+    "check_metric_value",
+    "check_name",
+    "check_project",
+    "check_run_id",
+    "check_step",
+    "check_tags",
+    "flatten",
+    "normalize_config",
+]
+
+MAX_KEY = 1024
+MAX_TAG = 256
+_INT64_MAX = 2**63 - 1
+_RUN_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+
+
+def check_key(key: object, what: str = "key") -> str:
+    """Return ``key`` if it is a valid metric name or config path, else raise."""
+    if type(key) is not str:
+        raise ValidationError(f"{what} {key!r} is not a string", key=repr(key))
+    if not key:
+        raise ValidationError(f"{what} is empty", key=key)
+    if len(key) > MAX_KEY:
+        raise ValidationError(
+            f"{what} {key[:40]!r}... has {len(key)} characters; at most {MAX_KEY} are allowed",
+            key=key,
+        )
+    if _CONTROL.search(key):
+        raise ValidationError(f"{what} {key!r} contains a control character", key=key)
+    if "" in key.split("/"):
+        raise ValidationError(
+            f"{what} {key!r} has an empty segment; '/' separates non-empty names", key=key
+        )
+    return key
+
+
+def flatten(mapping: Mapping[str, Any], what: str = "key") -> dict[str, Any]:
+    """Flatten nested dicts with ``/``: ``{"a": {"b": 1}}`` becomes ``{"a/b": 1}``."""
+    if not isinstance(mapping, Mapping):
+        raise ValidationError(f"expected a dict of {what}s, got {type(mapping).__name__}")
+    out: dict[str, Any] = {}
+    _flatten_into(out, "", mapping, what)
+    return out
+
+
+def _flatten_into(out: dict[str, Any], prefix: str, mapping: Mapping[Any, Any], what: str) -> None:
+    for raw, value in mapping.items():
+        if type(raw) is not str:
+            raise ValidationError(f"{what} {raw!r} is not a string", key=repr(raw))
+        check_key(raw, what)  # a nested part is itself a key: no empty segment inside it
+        key = prefix + raw
+        if isinstance(value, Mapping):
+            _flatten_into(out, key + "/", value, what)
+            continue
+        if key in out:
+            raise ValidationError(f"{what} {key!r} is given twice after flattening", key=key)
+        out[check_key(key, what)] = value
+
+
+def check_metric_value(key: str, value: object) -> float:
+    """A metric value as a float: ints and floats (NaN and ±inf too), never bool."""
+    kind = type(value)
+    if kind is float:
+        return value  # type: ignore[return-value]
+    if kind is int:
+        try:
+            return float(value)  # type: ignore[arg-type]
+        except OverflowError:
+            raise ValidationError(
+                f"metric {key!r}: {value} is too large for a 64-bit float", key=key
+            ) from None
+    if isinstance(value, float):  # float subclasses, e.g. numpy.float64
+        return float(value)
+    raise ValidationError(
+        f"metric {key!r}: value {value!r} of type {kind.__name__} is not an int or float",
+        key=key,
+    )
+
+
+def check_step(step: object, key: str | None = None) -> int | float:
+    """A step: an int in [0, 2**63) or a finite float >= 0 (never bool)."""
+    kind = type(step)
+    where = f"metric {key!r}: " if key else ""
+    if kind is int:
+        if 0 <= step <= _INT64_MAX:  # type: ignore[operator]
+            return step  # type: ignore[return-value]
+    elif kind is float:
+        if step >= 0 and math.isfinite(step):  # type: ignore[operator,arg-type]
+            return step  # type: ignore[return-value]
+    else:
+        raise ValidationError(
+            f"{where}step {step!r} of type {kind.__name__} is not an int or float",
+            key=key or "step",
+        )
+    raise ValidationError(
+        f"{where}step {step!r} is not allowed; steps are finite numbers >= 0 (ints below 2**63)",
+        key=key or "step",
+    )
+
+
+def normalize_config(config: Mapping[str, Any]) -> dict[str, Any]:
+    """Flatten a config dict and check every value; lists of str become lists."""
+    flat = flatten(config, "config key")
+    for key, value in flat.items():
+        if value is None or type(value) in (str, int, float, bool) or isinstance(value, datetime):
+            continue
+        if isinstance(value, (list, tuple)) and all(type(v) is str for v in value):
+            flat[key] = list(value)
+            continue
+        raise ValidationError(
+            f"config {key!r}: value {value!r} of type {type(value).__name__} is not allowed; "
+            "use str, int, float, bool, datetime, None or a list of str",
+            key=key,
+        )
+    return flat
+
+
+def check_tags(tags: Iterable[str] | str) -> list[str]:
+    """Tags as a de-duplicated list in first-seen order: non-empty strings of <= 256 characters."""
+    if isinstance(tags, str):
+        tags = (tags,)
+    out: dict[str, None] = {}
+    for tag in tags:
+        if type(tag) is not str:
+            raise ValidationError(f"tag {tag!r} is not a string", key=repr(tag))
+        if not tag:
+            raise ValidationError("tag is empty", key=tag)
+        if len(tag) > MAX_TAG:
+            raise ValidationError(
+                f"tag {tag[:40]!r}... has {len(tag)} characters; at most {MAX_TAG} are allowed",
+                key=tag,
+            )
+        out[tag] = None
+    return list(out)
+
+
+def check_run_id(run_id: object) -> str:
+    """A run id: ``[A-Za-z0-9][A-Za-z0-9._-]{0,127}``."""
+    if type(run_id) is not str or not _RUN_ID.fullmatch(run_id):
+        raise ValidationError(
+            f"run_id {run_id!r} is not allowed; use 1-128 characters from A-Z a-z 0-9 . _ -, "
+            "starting with a letter or digit",
+            key="run_id",
+        )
+    return run_id
+
+
+def check_name(value: object, what: str) -> str:
+    """A free-text label (run name, experiment): non-empty, <= 1024 chars, no control chars."""
+    if type(value) is not str or not value or len(value) > MAX_KEY or _CONTROL.search(value):
+        raise ValidationError(
+            f"{what} {value!r} is not allowed; use a non-empty string of at most {MAX_KEY} "
+            "characters without control characters",
+            key=what,
+        )
+    return value
+
+
+def check_project(value: object) -> str:
+    """A project name such as ``team-alpha/project-x``."""
+    return check_name(value, "project")
