@@ -1,0 +1,48 @@
+"""Kittiwake: an async, event-sourced experiment-tracking engine.
+
+Where things live:
+
+- ``errors`` (public): the exception tree.          ``sync`` (public): the blocking facade.
+- ``_tracker``: ``connect`` and ``Tracker``, the API of SPEC §2.
+- ``_run``: the run handle and its ``async with`` context; ``_writer``: group commit.
+- ``_model``: values users receive; ``_events``: event types, ``Record``, upcasters.
+- ``_codec``: exact payload encoding; ``_validate``: what logging accepts.
+- ``_store``: the storage contract; ``_sqlite*``: the embedded backend.
+- ``_projector``: projections applied inline; ``_fold``: the same as a pure fold (the oracle).
+- ``_series``: chunked series layout and downsampling; ``_rows``: row conversions.
+- ``_cli``: the ``kittiwake`` command; ``_demo``: the simulated experiment.
+"""
+
+from . import errors as errors
+from . import sync as sync
+from ._model import Event as Event
+from ._model import Experiment as Experiment
+from ._model import ForkPoint as ForkPoint
+from ._model import Lineage as Lineage
+from ._model import MetricSummary as MetricSummary
+from ._model import RunState as RunState
+from ._model import Series as Series
+from ._model import Status as Status
+from ._run import Run as Run
+from ._run import RunContext as RunContext
+from ._tracker import Tracker as Tracker
+from ._tracker import connect as connect
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "Event",
+    "Experiment",
+    "ForkPoint",
+    "Lineage",
+    "MetricSummary",
+    "Run",
+    "RunContext",
+    "RunState",
+    "Series",
+    "Status",
+    "Tracker",
+    "connect",
+    "errors",
+    "sync",
+]

@@ -1,0 +1,283 @@
+"""The run handle: what training code logs into, and the context that ends the run.
+
+``log_metrics`` is the hottest path of the product, called millions of times: it checks a
+whole call first (keys seen before skip their check; steps are compared with each metric's
+last one), then appends to per-metric lists in the open batch. No I/O, no awaiting, no
+allocation per point beyond the list slots.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Iterable, Mapping
+from types import TracebackType
+from typing import TYPE_CHECKING, Any
+
+import anyio
+
+from . import _events as ev
+from ._events import NewEvent
+from ._validate import (
+    check_key,
+    check_metric_value,
+    check_step,
+    check_tags,
+    flatten,
+    normalize_config,
+)
+from ._writer import RunBuffer, Writer
+from .errors import BackpressureError, ClosedError, RunAbortedError, ValidationError
+
+if TYPE_CHECKING:
+    from ._tracker import Tracker
+
+__all__ = ["Run", "RunContext"]
+
+_INT64_MAX = 2**63 - 1
+_REASON_LIMIT = 4096
+
+
+class Run:
+    """A live run. Logging methods are plain (not ``async``): they check their input at once,
+    raise at once, and buffer; ``await run.flush()`` waits until it is durable."""
+
+    __slots__ = ("_abort_reason", "_buf", "_clock", "_closed", "_floor", "_known", "_last",
+                 "_raise_on_abort", "_top", "_writer", "name", "project", "run_id",
+                 "started_position")
+
+    def __init__(self, writer: Writer, project: str, run_id: str, name: str, *,
+                 last_steps: Mapping[str, int | float], floor: int | float | None,
+                 started_position: int, clock: Callable[[], float]) -> None:
+        self.project = project
+        self.run_id = run_id
+        self.name = name
+        self.started_position = started_position
+        self._writer = writer
+        self._clock = clock
+        self._buf = RunBuffer(project, run_id)
+        self._last: dict[str, int | float] = dict(last_steps)
+        self._known: set[str] = set(last_steps)
+        self._floor: int | float = -1 if floor is None else floor
+        self._top: int | float = max((self._floor, *self._last.values()))
+        self._closed = False
+        self._abort_reason: str | None = None
+        self._raise_on_abort = False
+
+    def __repr__(self) -> str:
+        return f"<Run {self.project}/{self.run_id} name={self.name!r}>"
+
+    @property
+    def abort_requested(self) -> bool:
+        """True once ``abort_run`` was called for this run (here or in another process)."""
+        return self._abort_reason is not None
+
+    # Logging -------------------------------------------------------------------------------
+
+    def log_metrics(self, metrics: Mapping[str, Any], step: int | float | None = None, *,
+                    timestamp: float | None = None) -> None:
+        """Log metric values at ``step``; nested dicts are flattened with ``/``.
+
+        Without ``step``, the step is one more than the highest this run has logged (0 first).
+        Values are ints or floats, NaN and ±inf included; each metric's steps must increase.
+
+        :raises ValidationError: naming the bad key, value or step; nothing is logged.
+        :raises BackpressureError: when more points wait than the tracker allows.
+        :raises ClosedError: after the run ended.
+        """
+        if type(metrics) is not dict:
+            if not isinstance(metrics, Mapping):
+                raise ValidationError(
+                    f"log_metrics expects a dict of metric values, got {type(metrics).__name__}")
+            metrics = dict(metrics)
+        with self._writer.lock:
+            flat = self._accept(metrics, step, timestamp)
+        if not flat:  # a nested dict was found before anything was buffered
+            self.log_metrics(flatten(metrics, "metric name"), step, timestamp=timestamp)
+
+    def _accept(self, metrics: dict[str, Any], step: int | float | None,
+                timestamp: float | None) -> bool:
+        """Check and buffer one call, with the lock held; False if ``metrics`` is nested."""
+        if self._closed:
+            raise ClosedError(f"run {self.run_id!r} has ended")
+        if self._raise_on_abort and self._abort_reason is not None:
+            raise RunAbortedError(self.run_id, self._abort_reason)
+        if step is None:
+            step = self._top + 1
+        elif type(step) is not int or not 0 <= step <= _INT64_MAX:
+            step = check_step(step)
+        last = self._last
+        known = self._known
+        floor = self._floor
+        fixed: dict[str, float] | None = None
+        for key, value in metrics.items():
+            if type(value) is not float:
+                if isinstance(value, Mapping):
+                    return False
+                converted = check_metric_value(key, value)
+                if type(value) is not int:
+                    fixed = fixed or {}
+                    fixed[key] = converted
+            if key not in known:
+                check_key(key, "metric name")
+            if step <= last.get(key, floor):
+                raise self._step_error(key, step)
+        if fixed:
+            metrics = {**metrics, **fixed}
+        count = len(metrics)
+        if not count:
+            return True
+        writer = self._writer
+        if writer.pending + count > writer.max_pending:
+            raise BackpressureError(
+                f"{writer.pending} points are waiting to be written (the limit is "
+                f"{writer.max_pending}); await run.flush() or give the event loop time"
+            )
+        at = self._clock() if timestamp is None else _timestamp(timestamp)
+        buf = self._buf
+        batch = buf.batch
+        if batch is None:
+            batch = buf.batch = {}
+            buf.items.append(batch)
+        for key, value in metrics.items():
+            column = batch.get(key)
+            if column is None:
+                column = batch[key] = ([], [], [])
+                known.add(key)
+            column[0].append(step)
+            column[1].append(value)
+            column[2].append(at)
+            last[key] = step
+        if step > self._top:
+            self._top = step
+        buf.points += count
+        buf.logged += 1
+        writer.pending += count
+        writer.mark(buf)
+        return True
+
+    def _step_error(self, key: str, step: int | float) -> ValidationError:
+        last = self._last.get(key)
+        if last is None or last < self._floor:
+            why = f"the run's steps must be greater than {self._floor} (its fork or rewind step)"
+        else:
+            why = f"the last step of {key!r} is {last}; steps must increase"
+        return ValidationError(f"metric {key!r}: step {step} is not allowed: {why}", key=key)
+
+    def log_configs(self, config: Mapping[str, Any]) -> None:
+        """Set config values; nested dicts become ``a/b`` paths.
+
+        :raises ValidationError: naming the bad key or value; nothing is logged.
+        """
+        flat = normalize_config(config)
+        if flat:
+            self._control(NewEvent(ev.CONFIGS_LOGGED, {"config": flat}))
+
+    def add_tags(self, *tags: str | Iterable[str]) -> None:
+        """Add tags (strings, or iterables of strings)."""
+        names = check_tags(_spread(tags))
+        if names:
+            self._control(NewEvent(ev.TAGS_ADDED, {"tags": names}))
+
+    def remove_tags(self, *tags: str | Iterable[str]) -> None:
+        """Remove tags; removing a tag the run does not have is not an error."""
+        names = check_tags(_spread(tags))
+        if names:
+            self._control(NewEvent(ev.TAGS_REMOVED, {"tags": names}))
+
+    def _control(self, event: NewEvent, *, final: bool = False) -> None:
+        writer = self._writer
+        with writer.lock:
+            if self._closed:
+                raise ClosedError(f"run {self.run_id!r} has ended")
+            if self._raise_on_abort and self._abort_reason is not None and not final:
+                raise RunAbortedError(self.run_id, self._abort_reason)
+            buf = self._buf
+            buf.items.append(event)
+            buf.batch = None  # later points go after this event, in a batch of their own
+            buf.points += 1
+            buf.logged += 1
+            writer.pending += 1
+            writer.mark(buf)
+            if final:
+                self._closed = True
+
+    async def flush(self) -> None:
+        """Return once everything logged before the call is durable and visible to reads.
+
+        :raises EngineError: when the store refused or failed to write it.
+        """
+        await self._writer.flush(self._buf)
+
+    async def finish(self, status: str, reason: str | None) -> None:
+        """Record the terminal status after everything logged, and close the handle."""
+        if self._closed:
+            return
+        if reason is not None and len(reason) > _REASON_LIMIT:
+            reason = reason[: _REASON_LIMIT - 1] + "…"
+        self._control(NewEvent(ev.STATUS_CHANGED, {"status": status, "reason": reason}),
+                      final=True)
+        with anyio.CancelScope(shield=True):
+            await self._writer.flush(self._buf)
+
+    def request_abort(self, reason: str | None) -> None:
+        """Mark the run aborted (called by the tracker when it sees an abort request)."""
+        self._abort_reason = reason if reason is not None else "abort requested"
+
+
+class RunContext:
+    """``async with tracker.start_run(...) as run``: starts the run on entry; on exit records
+    succeeded, failed (exception type and message) or aborted, after flushing."""
+
+    def __init__(self, tracker: Tracker, start: Callable[[], Any]) -> None:
+        self._tracker = tracker
+        self._start = start
+        self._run: Run | None = None
+        self._scope: anyio.CancelScope | None = None
+
+    async def __aenter__(self) -> Run:
+        if self._run is not None:
+            raise RuntimeError("a RunContext can be entered once")
+        run: Run = await self._start()
+        self._run = run
+        self._scope = anyio.CancelScope()
+        self._scope.__enter__()
+        self._tracker._watch(run, self._scope)
+        return run
+
+    async def __aexit__(self, exc_type: type[BaseException] | None,
+                        exc: BaseException | None, tb: TracebackType | None) -> bool:
+        run, scope = self._run, self._scope
+        assert run is not None and scope is not None
+        self._tracker._unwatch(run)
+        swallowed = bool(scope.__exit__(exc_type, exc, tb))
+        if scope.cancel_called:  # an abort was requested, whether or not the body saw it
+            status, reason = "aborted", run._abort_reason or "cancelled"
+        elif exc is None:
+            status, reason = "succeeded", None
+        elif isinstance(exc, anyio.get_cancelled_exc_class()):
+            status, reason = "aborted", "cancelled"
+        elif isinstance(exc, RunAbortedError):
+            status, reason = "aborted", exc.reason
+        elif isinstance(exc, Exception):
+            status, reason = "failed", f"{type(exc).__name__}: {exc}"
+        else:  # KeyboardInterrupt, SystemExit
+            status, reason = "aborted", type(exc).__name__
+        await run.finish(status, reason)
+        return swallowed
+
+
+def _spread(tags: Iterable[str | Iterable[str]]) -> list[str]:
+    out: list[str] = []
+    for tag in tags:
+        if isinstance(tag, str):
+            out.append(tag)
+        else:
+            out.extend(tag)
+    return out
+
+
+def _timestamp(value: object) -> float:
+    if type(value) in (int, float) and math.isfinite(value):  # type: ignore[arg-type]
+        return float(value)  # type: ignore[arg-type]
+    raise ValidationError(f"timestamp {value!r} is not a number of seconds since the epoch",
+                          key="timestamp")

@@ -1,0 +1,506 @@
+"""The tracker: one open database, its writer, and the API of SPEC §2.
+
+``async with engine.connect(...) as tracker`` opens the store and starts the background tasks
+in a task group the tracker owns: the writer, heartbeats for live runs, the reaper that marks
+silent runs crashed, and a cheap poll of the log's head that notices other processes' writes
+(abort requests, subscriptions). Leaving the block commits everything buffered, then stops them.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import enum
+import math
+import time
+import warnings
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping
+from functools import partial
+from types import TracebackType
+from typing import Any
+
+import anyio
+from anyio.abc import TaskGroup
+
+from . import _events as ev
+from ._events import NewEvent, Record, Upcasters, default_upcasters
+from ._fold import Fold
+from ._ids import run_id as new_run_id
+from ._ids import run_name
+from ._model import Event, Experiment, Lineage, RunState, Series, Status
+from ._run import Run, RunContext
+from ._store import AppendRequest, EventFilter, Progress, Store, open_store
+from ._validate import (
+    check_name,
+    check_project,
+    check_run_id,
+    check_step,
+    check_tags,
+    normalize_config,
+)
+from ._writer import Writer
+from .errors import ClosedError, ConcurrencyError, RunExistsError, RunNotFoundError, ValidationError
+
+__all__ = ["Tracker", "connect"]
+
+_PAGE = 256  # events per read of the log
+
+
+class _State(enum.Enum):
+    NEW = "new"
+    OPEN = "open"
+    CLOSED = "closed"
+
+
+def connect(
+    url: str,
+    *,
+    project: str = "default",
+    durability: str = "full",
+    flush_interval: float = 0.02,
+    batch_points: int = 50_000,
+    max_pending_points: int = 1_000_000,
+    heartbeat_interval: float = 10.0,
+    crash_timeout: float = 120.0,
+    reap_interval: float | None = None,
+    poll_interval: float = 0.025,
+    clock: Callable[[], float] = time.time,
+) -> Tracker:
+    """Open a tracker on ``url`` (use it as ``async with``).
+
+    :param url: a file path, ``":memory:"``, ``"sqlite:///path"`` or ``"postgresql://…"``.
+    :param project: the project every call uses unless it passes ``project=``.
+    :param durability: ``"full"`` — a flushed point survives power loss; ``"normal"`` — it
+        survives a crash of the process, and is faster (see ``docs/durability.md``).
+    :param flush_interval: seconds the writer waits to gather a batch (batching by time).
+    :param batch_points: buffered points that make the writer commit at once (by size).
+    :param max_pending_points: the most points that may wait to be written; past it,
+        ``log_metrics`` raises ``BackpressureError`` (the sync facade waits instead).
+    :param heartbeat_interval: seconds between heartbeats of live runs.
+    :param crash_timeout: seconds without a heartbeat after which a running run is crashed.
+    :param reap_interval: seconds between reaper passes (default: a quarter of the timeout).
+    :param poll_interval: seconds between checks for other processes' writes.
+    :param clock: the time source, in seconds since the epoch (inject a fake in tests).
+    :raises ValidationError: for a setting out of range.
+    """
+    return Tracker(
+        url, project=project, durability=durability, flush_interval=flush_interval,
+        batch_points=batch_points, max_pending_points=max_pending_points,
+        heartbeat_interval=heartbeat_interval, crash_timeout=crash_timeout,
+        reap_interval=reap_interval, poll_interval=poll_interval, clock=clock,
+    )
+
+
+def _positive(name: str, value: float) -> float:
+    if not isinstance(value, (int, float)) or not math.isfinite(value) or value <= 0:
+        raise ValidationError(f"{name} must be a positive number, not {value!r}", key=name)
+    return float(value)
+
+
+class Tracker:
+    """An open connection to a Kittiwake database: start runs, read them, follow the log."""
+
+    def __init__(self, url: str, *, project: str, durability: str, flush_interval: float,
+                 batch_points: int, max_pending_points: int, heartbeat_interval: float,
+                 crash_timeout: float, reap_interval: float | None, poll_interval: float,
+                 clock: Callable[[], float], upcasters: Upcasters | None = None) -> None:
+        if durability not in ("full", "normal"):
+            raise ValidationError(f"durability must be 'full' or 'normal', not {durability!r}",
+                                  key="durability")
+        for name, count in (("batch_points", batch_points),
+                            ("max_pending_points", max_pending_points)):
+            if type(count) is not int or count < 1:
+                raise ValidationError(f"{name} must be a positive int, not {count!r}", key=name)
+        self.url = url
+        self.project = check_project(project)
+        self._durability = durability
+        self._flush_interval = _positive("flush_interval", flush_interval)
+        self._batch_points = batch_points
+        self._max_pending = max_pending_points
+        self._heartbeat_interval = _positive("heartbeat_interval", heartbeat_interval)
+        self._crash_timeout = _positive("crash_timeout", crash_timeout)
+        self._reap_interval = _positive("reap_interval", reap_interval or crash_timeout / 4)
+        self._poll_interval = _positive("poll_interval", poll_interval)
+        self._clock = clock
+        self._upcasters = upcasters or default_upcasters()
+        self._upcasters.check()
+        self._state = _State.NEW
+        self._store: Store | None = None
+        self._writer: Writer | None = None
+        self._tasks: TaskGroup | None = None
+        self._live: dict[tuple[str, str], tuple[Run, anyio.CancelScope]] = {}
+        self._seen = 0  # highest position this tracker knows of
+        self._head_changed = anyio.Event()
+
+    def __repr__(self) -> str:
+        return f"<Tracker {self.url!r} project={self.project!r} {self._state.value}>"
+
+    def __del__(self) -> None:
+        if getattr(self, "_state", None) is _State.OPEN:
+            warnings.warn(f"{self!r} was never closed", ResourceWarning, stacklevel=1)
+
+    # Lifecycle -----------------------------------------------------------------------------
+
+    async def __aenter__(self) -> Tracker:
+        if self._state is not _State.NEW:
+            raise ClosedError("a tracker can be opened once; call engine.connect() again")
+        store = open_store(self.url, durability=self._durability, upcasters=self._upcasters)
+        await store.open()
+        self._store = store
+        writer = Writer(store, clock=self._clock, flush_interval=self._flush_interval,
+                        batch_points=self._batch_points, max_pending=self._max_pending)
+        writer.on_commit.append(self._on_commit)
+        self._writer = writer
+        self._seen = await store.head()
+        tasks = anyio.create_task_group()
+        await tasks.__aenter__()
+        self._tasks = tasks
+        tasks.start_soon(writer.run)
+        tasks.start_soon(self._heartbeats)
+        tasks.start_soon(self._reaper)
+        tasks.start_soon(self._poll)
+        self._state = _State.OPEN
+        return self
+
+    async def __aexit__(self, exc_type: type[BaseException] | None,
+                        exc: BaseException | None, tb: TracebackType | None) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        """Commit everything buffered, stop the background tasks and close the database."""
+        if self._state is not _State.OPEN:
+            self._state = _State.CLOSED
+            return
+        self._state = _State.CLOSED
+        assert self._writer is not None and self._tasks is not None and self._store is not None
+        try:
+            with anyio.CancelScope(shield=True):
+                await self._writer.drain()
+        finally:
+            # The task group must be exited at the level it was entered: no scope around it.
+            self._tasks.cancel_scope.cancel()
+            try:
+                await self._tasks.__aexit__(None, None, None)
+            finally:
+                self._head_changed.set()
+                with anyio.CancelScope(shield=True):
+                    await self._store.close()
+
+    def _open(self) -> tuple[Store, Writer]:
+        if self._state is not _State.OPEN:
+            raise ClosedError("the tracker is not open: use `async with engine.connect(...)`")
+        assert self._store is not None and self._writer is not None
+        return self._store, self._writer
+
+    @property
+    def closed(self) -> bool:
+        """True once the tracker has been closed."""
+        return self._state is _State.CLOSED
+
+    # Runs ----------------------------------------------------------------------------------
+
+    def start_run(
+        self,
+        run_id: str | None = None,
+        *,
+        name: str | None = None,
+        experiment: str | None = None,
+        fork: tuple[str, int | float] | None = None,
+        tags: Iterable[str] | str = (),
+        config: Mapping[str, Any] | None = None,
+        resume: bool = False,
+        rewind_to: int | float | None = None,
+        project: str | None = None,
+    ) -> RunContext:
+        """Start (or, with ``resume=True``, re-open) a run; use it as ``async with``.
+
+        ``fork=(parent_run_id, step)`` inherits the parent's series up to ``step`` and its
+        configs and tags. ``resume=True`` re-opens an existing run (creating it if missing);
+        with ``rewind_to=step`` reads show only points up to ``step`` and logging continues
+        after it.
+
+        :raises ValidationError: for a bad argument (raised here, before anything is written).
+        :raises RunExistsError: on entry, when ``run_id`` exists and ``resume`` is False.
+        :raises RunNotFoundError: on entry, when the fork parent does not exist.
+        """
+        project = self.project if project is None else check_project(project)
+        if run_id is not None:
+            check_run_id(run_id)
+        if name is not None:
+            check_name(name, "name")
+        if experiment is not None:
+            check_name(experiment, "experiment")
+        if fork is not None:
+            if not isinstance(fork, tuple) or len(fork) != 2:
+                raise ValidationError("fork must be a tuple (parent_run_id, step)", key="fork")
+            fork = (check_run_id(fork[0]), check_step(fork[1]))
+        tag_list = check_tags(tags)
+        flat_config = normalize_config(config or {})
+        if rewind_to is not None:
+            if not resume:
+                raise ValidationError("rewind_to needs resume=True", key="rewind_to")
+            rewind_to = check_step(rewind_to)
+        start = partial(self._start, project, run_id, name, experiment, fork, tag_list,
+                        flat_config, resume, rewind_to)
+        return RunContext(self, start)
+
+    async def _start(self, project: str, run_id: str | None, name: str | None,
+                     experiment: str | None, fork: tuple[str, int | float] | None,
+                     tags: list[str], config: dict[str, Any], resume: bool,
+                     rewind_to: int | float | None) -> Run:
+        store, writer = self._open()
+        if run_id is not None and resume:
+            state = await store.get_run(project, run_id)
+            if state is not None:
+                return await self._resume(state, experiment, fork, tags, config, rewind_to)
+            if rewind_to is not None:
+                raise RunNotFoundError(f"cannot rewind run {run_id!r}: it does not exist in "
+                                       f"project {project!r}")
+        for _ in range(8):
+            rid = run_id or new_run_id()
+            label = name or run_name(await store.run_count(project) + 1)
+            data = {"name": label, "experiment": experiment, "tags": tags, "config": config,
+                    "fork": None if fork is None else {"run_id": fork[0], "step": fork[1]}}
+            try:
+                records = await writer.submit(
+                    AppendRequest(project, rid, [NewEvent(ev.RUN_CREATED, data)]))
+            except RunExistsError:
+                if run_id is not None:
+                    raise RunExistsError(
+                        f"run {run_id!r} already exists in project {project!r}; pass "
+                        "resume=True to re-open it") from None
+                continue  # a generated id collided: draw another
+            return await self._handle(project, rid, label, records[0].position)
+        raise RunExistsError("could not find a free run id")  # pragma: no cover
+
+    async def _resume(self, state: RunState, experiment: str | None,
+                      fork: tuple[str, int | float] | None, tags: list[str],
+                      config: dict[str, Any], rewind_to: int | float | None) -> Run:
+        if state.deleted:
+            raise RunNotFoundError(f"run {state.run_id!r} was deleted and cannot be resumed")
+        if experiment is not None and experiment != state.experiment:
+            raise ValidationError(
+                f"run {state.run_id!r} belongs to experiment {state.experiment!r}, "
+                f"not {experiment!r}", key="experiment")
+        if fork is not None and (state.fork is None or fork != (state.fork.run_id,
+                                                                 state.fork.step)):
+            raise ValidationError(f"run {state.run_id!r} was not forked from {fork}", key="fork")
+        events = [NewEvent(ev.RUN_RESUMED, {"rewind_to": rewind_to})]
+        if config:
+            events.append(NewEvent(ev.CONFIGS_LOGGED, {"config": config}))
+        if tags:
+            events.append(NewEvent(ev.TAGS_ADDED, {"tags": tags}))
+        _, writer = self._open()
+        records = await writer.submit(AppendRequest(state.project, state.run_id, events))
+        return await self._handle(state.project, state.run_id, state.name, records[0].position)
+
+    async def _handle(self, project: str, run_id: str, name: str, started: int) -> Run:
+        store, writer = self._open()
+        state = await store.get_run(project, run_id)
+        control = (await store.controls([(project, run_id)])).get((project, run_id))
+        assert state is not None and control is not None
+        return Run(writer, project, run_id, name,
+                   last_steps={m: s.last_step for m, s in state.metrics.items()},
+                   floor=control.floor, started_position=started, clock=self._clock)
+
+    def _watch(self, run: Run, scope: anyio.CancelScope) -> None:
+        self._live[(run.project, run.run_id)] = (run, scope)
+
+    def _unwatch(self, run: Run) -> None:
+        self._live.pop((run.project, run.run_id), None)
+
+    async def abort_run(self, run_id: str, reason: str | None = None, *,
+                        project: str | None = None) -> None:
+        """Ask a running run to stop: its live handle, in any process, cancels its body and
+        ends it ``aborted``. Does nothing for a run that already ended.
+
+        :raises RunNotFoundError: if there is no such run.
+        """
+        _, writer = self._open()
+        project = self._project(project)
+        state = await self._state_or_raise(project, run_id)
+        if state.status is not Status.RUNNING:
+            return
+        if reason is not None and type(reason) is not str:
+            raise ValidationError("reason must be a string", key="reason")
+        await writer.submit(AppendRequest(project, run_id,
+                                          [NewEvent(ev.ABORT_REQUESTED, {"reason": reason})]))
+
+    async def delete_run(self, run_id: str, *, project: str | None = None) -> None:
+        """Mark the run deleted (its events stay in the log). Deleting twice is harmless.
+
+        :raises RunNotFoundError: if there is no such run.
+        """
+        _, writer = self._open()
+        project = self._project(project)
+        state = await self._state_or_raise(project, run_id)
+        if not state.deleted:
+            await writer.submit(AppendRequest(project, run_id, [NewEvent(ev.RUN_DELETED, {})]))
+
+    # Reads ---------------------------------------------------------------------------------
+
+    def _project(self, project: str | None) -> str:
+        return self.project if project is None else check_project(project)
+
+    async def _state_or_raise(self, project: str, run_id: str) -> RunState:
+        store, _ = self._open()
+        state = await store.get_run(project, run_id)
+        if state is None:
+            raise RunNotFoundError(f"no run {run_id!r} in project {project!r}")
+        return state
+
+    async def get_run(self, run_id: str, *, as_of: int | None = None,
+                      project: str | None = None) -> RunState:
+        """The run's state now, or as it was at log position ``as_of`` (inclusive).
+
+        :raises RunNotFoundError: if there is no such run (or none yet at ``as_of``).
+        """
+        store, _ = self._open()
+        project = self._project(project)
+        if as_of is None:
+            return await self._state_or_raise(project, run_id)
+        if type(as_of) is not int or as_of < 0:
+            raise ValidationError(f"as_of must be a log position (an int >= 0), not {as_of!r}",
+                                  key="as_of")
+        chain = await store.ancestry(project, run_id)
+        if chain is None:
+            raise RunNotFoundError(f"no run {run_id!r} in project {project!r}")
+        fold = Fold().apply_all(await store.stream_records(project, chain, as_of))
+        if not fold.has_run(project, run_id):
+            raise RunNotFoundError(f"run {run_id!r} did not exist yet at position {as_of}")
+        return fold.run_state(project, run_id)
+
+    async def list_runs(self, *, include_deleted: bool = False,
+                        project: str | None = None) -> list[RunState]:
+        """Every run of the project, oldest first; deleted runs only when asked for."""
+        store, _ = self._open()
+        return await store.list_runs(self._project(project), include_deleted=include_deleted)
+
+    async def read_series(self, run_id: str, metric: str, *, min_step: int | float | None = None,
+                          max_step: int | float | None = None, max_points: int | None = None,
+                          project: str | None = None) -> Series:
+        """The run's series for ``metric`` — inherited points first for a fork, only points up
+        to the rewind step after a rewind — within ``[min_step, max_step]``.
+
+        With ``max_points`` (at least 4) the series is downsampled for charts: buckets of
+        consecutive points each keep their first, last, min and max point.
+
+        :raises RunNotFoundError: if there is no such run.
+        """
+        store, _ = self._open()
+        project = self._project(project)
+        for name, bound in (("min_step", min_step), ("max_step", max_step)):
+            if bound is not None and (type(bound) not in (int, float) or bound != bound):
+                raise ValidationError(f"{name} must be a number, not {bound!r}", key=name)
+        if max_points is not None and (type(max_points) is not int or max_points < 4):
+            raise ValidationError(f"max_points must be an int >= 4, not {max_points!r}",
+                                  key="max_points")
+        series = await store.read_series(project, run_id, metric, low=min_step, high=max_step,
+                                         max_points=max_points)
+        if series is None:
+            raise RunNotFoundError(f"no run {run_id!r} in project {project!r}")
+        return series
+
+    async def get_experiment(self, name: str, *, project: str | None = None) -> Experiment:
+        """The experiment's head (its newest run not deleted) and history (oldest first)."""
+        store, _ = self._open()
+        return await store.get_experiment(self._project(project), check_name(name, "experiment"))
+
+    async def lineage(self, run_id: str, *, project: str | None = None) -> Lineage:
+        """The run's ancestors (parent first) and descendants.
+
+        :raises RunNotFoundError: if there is no such run.
+        """
+        store, _ = self._open()
+        project = self._project(project)
+        found = await store.lineage(project, run_id)
+        if found is None:
+            raise RunNotFoundError(f"no run {run_id!r} in project {project!r}")
+        return found
+
+    async def events(self, from_position: int = 0, *,
+                     project: str | None = None) -> AsyncIterator[Event]:
+        """The project's events after ``from_position`` (the last position already seen), in
+        log order, up to the end of the log."""
+        store, _ = self._open()
+        if type(from_position) is not int or from_position < 0:
+            raise ValidationError("from_position must be an int >= 0", key="from_position")
+        where = EventFilter(project=self._project(project))
+        after = from_position
+        while True:
+            records, covered = await store.read(after, limit=_PAGE, where=where)
+            for record in records:
+                yield record.to_event()
+            if len(records) < _PAGE:
+                return
+            after = covered
+
+    async def rebuild_projections(self, progress: Progress | None = None) -> None:
+        """Rebuild every projection from the log into fresh tables and swap them in; reads
+        see the old tables until the swap."""
+        store, _ = self._open()
+        await store.rebuild(progress)
+
+    # Background tasks ----------------------------------------------------------------------
+
+    def _on_commit(self, records: list[Record]) -> None:
+        self._advance(records[-1].position)
+        for record in records:
+            if record.type == ev.ABORT_REQUESTED:
+                live = self._live.get((record.project, record.run_id))
+                if live is not None and record.position > live[0].started_position:
+                    self._abort(live, record.data.get("reason"))
+
+    def _advance(self, position: int) -> None:
+        if position > self._seen:
+            self._seen = position
+            event, self._head_changed = self._head_changed, anyio.Event()
+            event.set()
+
+    @staticmethod
+    def _abort(live: tuple[Run, anyio.CancelScope], reason: str | None) -> None:
+        run, scope = live
+        run.request_abort(reason)
+        scope.cancel()
+
+    async def _heartbeats(self) -> None:
+        store, _ = self._open()
+        while True:
+            await anyio.sleep(self._heartbeat_interval)
+            if self._live:
+                await store.beat(list(self._live), self._clock())
+
+    async def _reaper(self) -> None:
+        store, writer = self._open()
+        while True:
+            silent_since = self._clock() - self._crash_timeout
+            for stale in await store.stale_runs(silent_since):
+                if (stale.project, stale.run_id) in self._live:
+                    continue
+                event = NewEvent(ev.STATUS_CHANGED, {
+                    "status": Status.CRASHED.value,
+                    "reason": f"no heartbeat for {self._crash_timeout:g} s"})
+                # It may have moved on, or another reaper got there first: both are fine.
+                with contextlib.suppress(ConcurrencyError, RunNotFoundError, ClosedError):
+                    await writer.submit(AppendRequest(stale.project, stale.run_id, [event],
+                                                      expected_version=stale.version))
+            await anyio.sleep(self._reap_interval)
+
+    async def _poll(self) -> None:
+        """Notice other processes' appends: a cheap read of the head, only while someone
+        (a live run watching for aborts) cares."""
+        store, _ = self._open()
+        while True:
+            await anyio.sleep(self._poll_interval)
+            if not self._live:
+                continue
+            head = await store.head()
+            if head <= self._seen:
+                continue
+            self._advance(head)
+            controls = await store.controls(list(self._live))
+            for key, control in controls.items():
+                live = self._live.get(key)
+                if (live is not None and control.abort_position is not None
+                        and control.abort_position > live[0].started_position
+                        and not live[0].abort_requested):
+                    self._abort(live, control.abort_reason)

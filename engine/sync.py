@@ -1,0 +1,255 @@
+"""The same API, blocking: for training scripts that are not async.
+
+``engine.sync.connect(...)`` runs the async engine on a background thread (an anyio blocking
+portal) and returns a tracker whose methods block. Logging does not cross threads: the
+training thread checks and buffers its points itself, exactly as in async code, and wakes the
+writer only when a batch starts or fills. When the buffer is full, ``log_metrics`` waits for the
+writer to catch up (real backpressure) instead of raising; when the run is aborted, it raises
+``RunAbortedError``.
+
+    with engine.sync.connect("runs.db") as tracker:
+        with tracker.start_run(experiment="baseline") as run:
+            for step in range(1000):
+                run.log_metrics({"loss": 1 / (step + 1)}, step=step)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from contextlib import AbstractContextManager
+from functools import partial
+from types import TracebackType
+from typing import Any, TypeVar
+
+import anyio
+from anyio.from_thread import BlockingPortal, start_blocking_portal
+
+from ._model import Event, Experiment, Lineage, RunState, Series
+from ._run import Run
+from ._store import Progress
+from ._tracker import Tracker
+from ._tracker import connect as _connect
+from .errors import BackpressureError, ClosedError, RunAbortedError
+
+__all__ = ["SyncRun", "SyncRunContext", "SyncTracker", "connect"]
+
+T = TypeVar("T")
+
+
+def connect(url: str, **settings: Any) -> SyncTracker:
+    """Open a blocking tracker on ``url`` (use it as ``with``); settings as ``engine.connect``.
+
+    :raises ValidationError: for a setting out of range.
+    """
+    return SyncTracker(url, **settings)
+
+
+class SyncTracker:
+    """A tracker whose methods block; the engine runs on a background event loop."""
+
+    def __init__(self, url: str, **settings: Any) -> None:
+        self._url = url
+        self._settings = settings
+        self._portal_cm: AbstractContextManager[BlockingPortal] | None = None
+        self._portal: BlockingPortal | None = None
+        self._tracker_cm: AbstractContextManager[Tracker] | None = None
+        self._tracker: Tracker | None = None
+
+    def __enter__(self) -> SyncTracker:
+        if self._portal_cm is not None:
+            raise ClosedError("a tracker can be opened once; call engine.sync.connect() again")
+        self._portal_cm = start_blocking_portal("asyncio")
+        portal = self._portal = self._portal_cm.__enter__()
+        try:
+            tracker = portal.call(partial(_make, self._url, self._settings))
+            # Enter and exit run in one task of the portal, as the task group inside requires.
+            self._tracker_cm = portal.wrap_async_context_manager(tracker)
+            self._tracker = self._tracker_cm.__enter__()
+        except BaseException:
+            self._portal_cm.__exit__(None, None, None)
+            raise
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Commit everything buffered and close the tracker and its thread."""
+        tracker_cm, portal_cm = self._tracker_cm, self._portal_cm
+        self._tracker_cm = self._tracker = None
+        if tracker_cm is not None:
+            try:
+                tracker_cm.__exit__(None, None, None)
+            finally:
+                if portal_cm is not None:
+                    portal_cm.__exit__(None, None, None)
+
+    @property
+    def project(self) -> str:
+        """The project calls use unless they pass ``project=``."""
+        return self._async().project
+
+    def _async(self) -> Tracker:
+        if self._tracker is None:
+            raise ClosedError("the tracker is not open: use `with engine.sync.connect(...)`")
+        return self._tracker
+
+    def _call(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+        assert self._portal is not None
+        return self._portal.call(partial(fn, *args, **kwargs))
+
+    # Runs ----------------------------------------------------------------------------------
+
+    def start_run(self, run_id: str | None = None, **options: Any) -> SyncRunContext:
+        """Start or resume a run; use it as ``with``. Options as ``Tracker.start_run``."""
+        context = self._async().start_run(run_id, **options)
+        return SyncRunContext(self, context._start)
+
+    def abort_run(self, run_id: str, reason: str | None = None, *,
+                  project: str | None = None) -> None:
+        """Ask a running run to stop (see ``Tracker.abort_run``)."""
+        self._call(self._async().abort_run, run_id, reason, project=project)
+
+    def delete_run(self, run_id: str, *, project: str | None = None) -> None:
+        """Mark the run deleted (see ``Tracker.delete_run``)."""
+        self._call(self._async().delete_run, run_id, project=project)
+
+    # Reads ---------------------------------------------------------------------------------
+
+    def get_run(self, run_id: str, *, as_of: int | None = None,
+                project: str | None = None) -> RunState:
+        """The run's state, now or at position ``as_of`` (see ``Tracker.get_run``)."""
+        return self._call(self._async().get_run, run_id, as_of=as_of, project=project)
+
+    def list_runs(self, **options: Any) -> list[RunState]:
+        """The project's runs (see ``Tracker.list_runs``)."""
+        return self._call(self._async().list_runs, **options)
+
+    def read_series(self, run_id: str, metric: str, **options: Any) -> Series:
+        """A metric's series (see ``Tracker.read_series``)."""
+        return self._call(self._async().read_series, run_id, metric, **options)
+
+    def get_experiment(self, name: str, *, project: str | None = None) -> Experiment:
+        """An experiment's head and history."""
+        return self._call(self._async().get_experiment, name, project=project)
+
+    def lineage(self, run_id: str, *, project: str | None = None) -> Lineage:
+        """A run's ancestors and descendants."""
+        return self._call(self._async().lineage, run_id, project=project)
+
+    def events(self, from_position: int = 0, *, project: str | None = None) -> Iterator[Event]:
+        """The project's events after ``from_position``, to the end of the log."""
+        return self._iterate(self._async().events(from_position, project=project))
+
+    def rebuild_projections(self, progress: Progress | None = None) -> None:
+        """Rebuild every projection from the log and swap it in."""
+        self._call(self._async().rebuild_projections, progress)
+
+    def _iterate(self, source: Any) -> Iterator[Any]:
+        try:
+            while True:
+                try:
+                    yield self._call(source.__anext__)
+                except StopAsyncIteration:
+                    return
+        finally:
+            if self._tracker is not None:
+                self._call(source.aclose)
+
+
+async def _make(url: str, settings: Mapping[str, Any]) -> Tracker:
+    return _connect(url, **settings)  # built inside the loop it will run on
+
+
+class SyncRunContext:
+    """``with tracker.start_run(...) as run``: the blocking counterpart of ``RunContext``."""
+
+    def __init__(self, tracker: SyncTracker, start: Callable[[], Any]) -> None:
+        self._tracker = tracker
+        self._start = start
+        self._run: SyncRun | None = None
+
+    def __enter__(self) -> SyncRun:
+        if self._run is not None:
+            raise RuntimeError("a run context can be entered once")
+        tracker = self._tracker
+        run: Run = tracker._call(self._start)
+        run._raise_on_abort = True
+        tracker._call(_watch, tracker._async(), run)
+        self._run = SyncRun(tracker, run)
+        return self._run
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        assert self._run is not None
+        run = self._run._run
+        tracker = self._tracker
+        tracker._call(_unwatch, tracker._async(), run)
+        if isinstance(exc, RunAbortedError) or (exc is None and run.abort_requested):
+            status, reason = "aborted", run._abort_reason
+        elif exc is None:
+            status, reason = "succeeded", None
+        elif isinstance(exc, Exception):
+            status, reason = "failed", f"{type(exc).__name__}: {exc}"
+        else:  # KeyboardInterrupt, SystemExit
+            status, reason = "aborted", type(exc).__name__
+        tracker._call(run.finish, status, reason)
+
+
+async def _watch(tracker: Tracker, run: Run) -> None:
+    tracker._watch(run, anyio.CancelScope())  # nothing to cancel: log_metrics raises instead
+
+
+async def _unwatch(tracker: Tracker, run: Run) -> None:
+    tracker._unwatch(run)
+
+
+class SyncRun:
+    """A live run for synchronous code; logging methods are the async handle's own."""
+
+    def __init__(self, tracker: SyncTracker, run: Run) -> None:
+        self._tracker = tracker
+        self._run = run
+        self.project = run.project
+        self.run_id = run.run_id
+        self.name = run.name
+
+    def __repr__(self) -> str:
+        return f"<SyncRun {self.project}/{self.run_id} name={self.name!r}>"
+
+    @property
+    def abort_requested(self) -> bool:
+        """True once ``abort_run`` was called for this run."""
+        return self._run.abort_requested
+
+    def log_metrics(self, metrics: Mapping[str, Any], step: int | float | None = None, *,
+                    timestamp: float | None = None) -> None:
+        """Log metric values (see ``Run.log_metrics``); waits while the buffer is full.
+
+        :raises RunAbortedError: once the run was aborted.
+        """
+        run = self._run
+        while True:
+            try:
+                return run.log_metrics(metrics, step, timestamp=timestamp)
+            except BackpressureError:
+                writer = run._writer
+                with writer.space:
+                    writer.space.wait(timeout=0.05)
+
+    def log_configs(self, config: Mapping[str, Any]) -> None:
+        """Set config values (see ``Run.log_configs``)."""
+        self._run.log_configs(config)
+
+    def add_tags(self, *tags: str | Iterable[str]) -> None:
+        """Add tags."""
+        self._run.add_tags(*tags)
+
+    def remove_tags(self, *tags: str | Iterable[str]) -> None:
+        """Remove tags."""
+        self._run.remove_tags(*tags)
+
+    def flush(self) -> None:
+        """Block until everything logged so far is durable and visible to reads."""
+        self._tracker._call(self._run.flush)
