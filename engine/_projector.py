@@ -114,10 +114,15 @@ class Changes:
     lineage: list[tuple[int, int, int, int | float]] = field(default_factory=list)
     experiments: dict[tuple[str, str], int | None] = field(default_factory=dict)
     projects: dict[str, int] = field(default_factory=dict)
+    # Runs whose config or tags changed: their query rows (run_configs, run_tags) are
+    # written again in full, which is cheap because configs and tags change rarely.
+    configs: dict[int, RunRow] = field(default_factory=dict)
+    tags: dict[int, RunRow] = field(default_factory=dict)
 
     def __bool__(self) -> bool:
         return bool(self.runs or self.metrics or self.dropped_metrics or self.chunks
-                    or self.segments or self.lineage or self.experiments or self.projects)
+                    or self.segments or self.lineage or self.experiments or self.projects
+                    or self.configs or self.tags)
 
 
 class ProjectionIO(ABC):
@@ -237,10 +242,13 @@ class Projector:
             await self._metrics_logged(row, data["metrics"])
         elif kind == ev.CONFIGS_LOGGED:
             row.config.update(data["config"])
+            self.changes.configs[row.rk] = row
         elif kind == ev.TAGS_ADDED:
             row.tags = sorted(set(row.tags).union(data["tags"]))
+            self.changes.tags[row.rk] = row
         elif kind == ev.TAGS_REMOVED:
             row.tags = sorted(set(row.tags).difference(data["tags"]))
+            self.changes.tags[row.rk] = row
         elif kind == ev.STATUS_CHANGED:
             row.status = data["status"]
             row.status_reason = data.get("reason")
@@ -292,6 +300,8 @@ class Projector:
             ancestors = await self.io.load_ancestors(parent.rk)
             self.changes.lineage.append((parent.rk, rk, 1, step))
             self.changes.lineage.extend((a, rk, depth + 1, s) for a, depth, s in ancestors)
+        self.changes.configs[rk] = row
+        self.changes.tags[rk] = row
         if row.experiment is not None:
             self.changes.experiments[(rec.project, row.experiment)] = rk
         count = self._projects.get(rec.project)

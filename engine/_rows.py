@@ -9,6 +9,8 @@ from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
+import orjson
+
 from ._codec import decode, encode
 from ._fold import as_step
 from ._model import ForkPoint, MetricSummary, RunState, Status
@@ -20,6 +22,7 @@ __all__ = [
     "METRIC_COLUMNS",
     "RUN_COLUMNS",
     "chunk_values",
+    "config_values",
     "metric_row",
     "metric_values",
     "run_row",
@@ -82,6 +85,32 @@ def chunk_values(rk: int, metric: str, chunk: Chunk) -> tuple[Any, ...]:
 def segment_values(rk: int, metric: str, segments: Iterable[Segment]) -> list[tuple[Any, ...]]:
     """Rows of ``series_segments`` for one metric of one run."""
     return [(rk, metric, i, s.rk, s.epoch, s.cap) for i, s in enumerate(segments)]
+
+
+def config_values(row: RunRow) -> list[tuple[Any, ...]]:
+    """Rows of ``run_configs`` for a run: ``(rk, path, kind, num, txt)``.
+
+    ``kind`` is ``n`` (int or float: ``num``; NaN as NULL), ``b`` (bool: ``num`` 0 or 1),
+    ``s`` (str: ``txt``), ``t`` (datetime: ``txt`` in ISO 8601, UTC when aware, and ``num``
+    its POSIX time), ``l`` (list of str: ``txt`` as a JSON array) or ``z`` (None).
+    """
+    out = []
+    for path, value in row.config.items():
+        if value is None:
+            out.append((row.rk, path, "z", None, None))
+        elif isinstance(value, bool):
+            out.append((row.rk, path, "b", int(value), None))
+        elif isinstance(value, (int, float)):
+            out.append((row.rk, path, "n", _null(float(value)) if isinstance(value, float)
+                        else value, None))
+        elif isinstance(value, str):
+            out.append((row.rk, path, "s", None, value))
+        elif isinstance(value, datetime):
+            aware = value.astimezone(UTC) if value.tzinfo is not None else value
+            out.append((row.rk, path, "t", aware.timestamp(), aware.isoformat()))
+        else:
+            out.append((row.rk, path, "l", None, orjson.dumps(list(value)).decode()))
+    return out
 
 
 def summary_of(count: int, last: Any, last_step: Any, low: Any, high: Any) -> MetricSummary:

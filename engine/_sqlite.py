@@ -35,6 +35,7 @@ from ._rows import (
     METRIC_COLUMNS,
     RUN_COLUMNS,
     chunk_values,
+    config_values,
     metric_row,
     metric_values,
     run_row,
@@ -491,4 +492,14 @@ class _SqliteIO(ProjectionIO):
         if changes.projects:
             await db.executemany(f"INSERT OR REPLACE INTO projects{s} VALUES (?, ?)",
                                  list(changes.projects.items()))
+        if changes.configs:
+            await db.executemany(f"DELETE FROM run_configs{s} WHERE rk = ?",
+                                 [(rk,) for rk in changes.configs])
+            await db.executemany(f"INSERT INTO run_configs{s} VALUES (?, ?, ?, ?, ?)",
+                                 [v for r in changes.configs.values() for v in config_values(r)])
+        if changes.tags:
+            await db.executemany(f"DELETE FROM run_tags{s} WHERE rk = ?",
+                                 [(rk,) for rk in changes.tags])
+            await db.executemany(f"INSERT INTO run_tags{s} VALUES (?, ?)",
+                                 [(rk, t) for rk, r in changes.tags.items() for t in r.tags])
 

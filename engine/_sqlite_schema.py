@@ -15,8 +15,8 @@ from ._projector import PROJECTIONS
 __all__ = ["MIGRATIONS", "PROJECTION_TABLES", "projection_ddl"]
 
 PROJECTION_TABLES = (
-    "runs", "metrics", "series_chunks", "series_segments", "lineage", "experiments", "projects",
-    "checkpoints",
+    "runs", "metrics", "run_configs", "run_tags", "series_chunks", "series_segments", "lineage",
+    "experiments", "projects", "checkpoints",
 )
 
 
@@ -45,6 +45,19 @@ def projection_ddl(suffix: str, generation: int) -> list[str]:
             rk INTEGER NOT NULL, metric TEXT NOT NULL, count INTEGER NOT NULL, last,
             last_step NOT NULL, min, max, tail_epoch INTEGER, tail_seq INTEGER,
             PRIMARY KEY (rk, metric)) WITHOUT ROWID""",
+        f"CREATE INDEX metrics_last_g{g} ON metrics{s} (metric, last)",
+        f"CREATE INDEX metrics_min_g{g} ON metrics{s} (metric, min)",
+        f"CREATE INDEX metrics_max_g{g} ON metrics{s} (metric, max)",
+        # The runs table's query side: one row per config path and per tag (see _rows.py for
+        # how values map to kind/num/txt).
+        f"""CREATE TABLE run_configs{s} (
+            rk INTEGER NOT NULL, path TEXT NOT NULL, kind TEXT NOT NULL, num, txt TEXT,
+            PRIMARY KEY (rk, path)) WITHOUT ROWID""",
+        f"CREATE INDEX run_configs_num_g{g} ON run_configs{s} (path, num)",
+        f"CREATE INDEX run_configs_txt_g{g} ON run_configs{s} (path, txt)",
+        f"""CREATE TABLE run_tags{s} (
+            rk INTEGER NOT NULL, tag TEXT NOT NULL, PRIMARY KEY (rk, tag)) WITHOUT ROWID""",
+        f"CREATE INDEX run_tags_tag_g{g} ON run_tags{s} (tag, rk)",
         # Small columns and the block summaries come before the point columns: SQLite walks a
         # row's overflow pages in column order, so a downsampled read never touches the points.
         f"""CREATE TABLE series_chunks{s} (

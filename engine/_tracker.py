@@ -129,6 +129,7 @@ class Tracker:
         self._tasks: TaskGroup | None = None
         self._live: dict[tuple[str, str], tuple[Run, anyio.CancelScope]] = {}
         self._seen = 0  # highest position this tracker knows of
+        self._numbers: dict[str, int] = {}  # last run ordinal handed out per project
         self._head_changed = anyio.Event()
 
     def __repr__(self) -> str:
@@ -257,7 +258,7 @@ class Tracker:
                                        f"project {project!r}")
         for _ in range(8):
             rid = run_id or new_run_id()
-            label = name or run_name(await store.run_count(project) + 1)
+            label = name or run_name(await self._number(project))
             data = {"name": label, "experiment": experiment, "tags": tags, "config": config,
                     "fork": None if fork is None else {"run_id": fork[0], "step": fork[1]}}
             try:
@@ -271,6 +272,17 @@ class Tracker:
                 continue  # a generated id collided: draw another
             return await self._handle(project, rid, label, records[0].position)
         raise RunExistsError("could not find a free run id")  # pragma: no cover
+
+    async def _number(self, project: str) -> int:
+        """The next run's ordinal in the project, never repeated by this tracker even when
+        runs start concurrently (other processes may still pick the same number)."""
+        number = max(await self._store_or_raise().run_count(project) + 1,
+                     self._numbers.get(project, 0) + 1)
+        self._numbers[project] = number
+        return number
+
+    def _store_or_raise(self) -> Store:
+        return self._open()[0]
 
     async def _resume(self, state: RunState, experiment: str | None,
                       fork: tuple[str, int | float] | None, tags: list[str],

@@ -1,0 +1,163 @@
+"""The ``kittiwake`` command.
+
+Every command opens the database named by ``--db`` (or ``$KITTIWAKE_DB``, default
+``kittiwake.db`` in the working directory). Errors are one line on stderr and a non-zero exit,
+never a traceback (set ``KITTIWAKE_DEBUG=1`` to see one).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections.abc import Awaitable, Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import anyio
+import orjson
+
+from ._display import Progress, event_json, fmt, run_json, table
+from ._tracker import Tracker, connect
+from .errors import EngineError
+
+__all__ = ["main"]
+
+Command = Callable[[argparse.Namespace], Awaitable[int]]
+
+
+class CliError(Exception):
+    """A failure to report as one line."""
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="kittiwake", description="Kittiwake: event-sourced experiment tracking.")
+    parser.add_argument("--db", default=os.environ.get("KITTIWAKE_DB", "kittiwake.db"),
+                        help="database: a file path or postgresql:// URL (default: %(default)s)")
+    parser.add_argument("--project", default=os.environ.get("KITTIWAKE_PROJECT", "default"),
+                        help="project (default: %(default)s)")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    demo = commands.add_parser("demo", help="simulate an experiment on an embedded database")
+    demo.add_argument("--steps", type=int, default=300, help="steps per run")
+    demo.add_argument("--delay", type=float, default=0.004, help="seconds per simulated step")
+    demo.set_defaults(handler=_demo, creates=True)
+
+    runs = commands.add_parser("runs", help="list and show runs").add_subparsers(
+        dest="runs_command", required=True, metavar="RUNS_COMMAND")
+    show = runs.add_parser("show", help="one run: status, config, tags and metric summaries")
+    show.add_argument("run_id")
+    show.add_argument("--format", choices=("table", "json"), default="table")
+    show.set_defaults(handler=_show)
+
+    events = commands.add_parser("events", help="the log as JSON lines")
+    events.add_argument("--from", dest="from_position", type=int, default=0,
+                        help="start after this position (default: the beginning)")
+    events.set_defaults(handler=_events)
+
+    rebuild = commands.add_parser("rebuild", help="rebuild every projection from the log")
+    rebuild.set_defaults(handler=_rebuild)
+
+    from ._cli_runs import add_commands
+
+    add_commands(commands, runs)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line; returns the exit code."""
+    args = _parser().parse_args(argv)
+    try:
+        return anyio.run(_run, args)
+    except KeyboardInterrupt:
+        return 130
+    except (CliError, EngineError, OSError) as exc:
+        _fail(str(exc).splitlines()[0] if not isinstance(exc, EngineError) else str(exc))
+        return 1
+    except Exception as exc:  # the promise is one line, even for a bug
+        if os.environ.get("KITTIWAKE_DEBUG"):
+            raise
+        _fail(f"internal error: {type(exc).__name__}: {exc}")
+        return 70
+
+
+def _fail(message: str) -> None:
+    print(f"kittiwake: error: {message}", file=sys.stderr)
+
+
+async def _run(args: argparse.Namespace) -> int:
+    handler: Command = args.handler
+    return await handler(args)
+
+
+def open_tracker(args: argparse.Namespace, **settings: Any) -> Tracker:
+    """The tracker for ``--db``; refuses to create a missing database unless the command
+    creates one (a typo in ``--db`` should not leave an empty file behind)."""
+    url: str = args.db
+    if "://" not in url and url != ":memory:" and not getattr(args, "creates", False) \
+            and not Path(url).exists():
+        raise CliError(f"no database at {url!r}; run `kittiwake demo` or pass --db")
+    return connect(url, project=args.project, **settings)
+
+
+def emit(text: str) -> None:
+    """Write a line to stdout."""
+    sys.stdout.write(text + "\n")
+
+
+async def _demo(args: argparse.Namespace) -> int:
+    from ._demo import run_demo
+
+    if args.steps < 20:
+        raise CliError("--steps must be at least 20")
+    async with open_tracker(args) as tracker:
+        await run_demo(tracker, steps=args.steps, delay=args.delay, out=sys.stdout)
+    return 0
+
+
+async def _show(args: argparse.Namespace) -> int:
+    async with open_tracker(args) as tracker:
+        state = await tracker.get_run(args.run_id)
+    if args.format == "json":
+        emit(orjson.dumps(run_json(state), option=orjson.OPT_INDENT_2).decode())
+        return 0
+    fork = f"{state.fork.run_id} @ step {fmt(state.fork.step)}" if state.fork else None
+    fields = [
+        ("run", f"{state.project}/{state.run_id}"), ("name", state.name),
+        ("experiment", state.experiment), ("status", state.status),
+        ("reason", state.status_reason), ("fork", fork), ("tags", state.tags),
+        ("created", state.created_at), ("ended", state.ended_at),
+        ("deleted", state.deleted or None), ("version", state.version),
+        ("position", state.position),
+    ]
+    emit("\n".join(f"{k:<11} {fmt(v)}" for k, v in fields))
+    if state.config:
+        emit("\nconfig")
+        emit(table(("path", "value"), sorted(state.config.items())))
+    if state.metrics:
+        emit("\nmetrics")
+        emit(table(("metric", "last", "min", "max", "count", "last step"),
+                   [(m, s.last, s.min, s.max, s.count, s.last_step)
+                    for m, s in state.metrics.items()], numeric=(1, 2, 3, 4, 5)))
+    return 0
+
+
+async def _events(args: argparse.Namespace) -> int:
+    out = sys.stdout.buffer
+    async with open_tracker(args) as tracker:
+        async for event in tracker.events(args.from_position):
+            out.write(event_json(event) + b"\n")
+    out.flush()
+    return 0
+
+
+async def _rebuild(args: argparse.Namespace) -> int:
+    async with open_tracker(args) as tracker:
+        await tracker.rebuild_projections(Progress("rebuilding"))
+    emit("projections rebuilt")
+    return 0
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

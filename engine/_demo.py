@@ -1,0 +1,174 @@
+"""``kittiwake demo``: a simulated experiment on the embedded database.
+
+Four runs of one experiment train side by side: a baseline; a run whose learning rate is too
+high and diverges (it fails); a fork of the baseline from its checkpoint at mid-training with a
+decayed learning rate; and a run that is preempted, then resumed with ``rewind_to`` its last
+checkpoint. A live view follows them through the log, and a summary table ends the demo.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import random
+from dataclasses import dataclass, field
+from typing import TextIO
+
+import anyio
+
+from ._display import fmt, table
+from ._model import RunState
+from ._tracker import Tracker
+
+__all__ = ["run_demo"]
+
+EXPERIMENT = "gull-flying"
+
+
+class Diverged(FloatingPointError):
+    """The loss became NaN."""
+
+
+class Preempted(RuntimeError):
+    """The simulated machine went away."""
+
+
+@dataclass
+class _Board:
+    """What the live view shows: per run, the latest step and loss."""
+
+    order: list[str] = field(default_factory=list)
+    rows: dict[str, tuple[str, int, float, str]] = field(default_factory=dict)
+
+    def update(self, run_id: str, label: str, step: int, loss: float, note: str = "") -> None:
+        if run_id not in self.rows:
+            self.order.append(run_id)
+        self.rows[run_id] = (label, step, loss, note)
+
+
+def _loss(step: int, lr: float, seed: int, start: float = 2.5, origin: int = 0) -> float:
+    noise = random.Random(seed * 100_003 + step).gauss(0, 0.01)
+    return start * math.exp(-lr * (step - origin) / 5) + 0.1 + noise
+
+
+async def _train(tracker: Tracker, board: _Board, run_id: str, label: str, *, lr: float,
+                 steps: range, delay: float, seed: int, checkpoints: list[int] | None = None,
+                 diverge_at: int | None = None, preempt_at: int | None = None,
+                 start_loss: float = 2.5, origin: int = 0, **start: object) -> None:
+    async with tracker.start_run(run_id, experiment=EXPERIMENT, **start) as run:  # type: ignore[arg-type]
+        run.log_configs({"optimizer": {"name": "sgd", "lr": lr}, "seed": seed})
+        for step in steps:
+            loss = _loss(step, lr, seed, start_loss, origin)
+            if diverge_at is not None and step >= diverge_at:
+                loss = loss * 10 ** (step - diverge_at + 1)
+                if step - diverge_at > 4:
+                    loss = math.nan
+            run.log_metrics({"train/loss": loss, "train/acc": max(0.0, 1 - loss / 3)},
+                            step=step)
+            if step % 10 == 0:
+                run.log_metrics({"val/loss": loss * 1.05}, step=step)
+            board.update(run_id, label, step, loss)
+            if math.isnan(loss):
+                raise Diverged(f"train/loss is NaN at step {step}")
+            if checkpoints is not None and step % 50 == 0:
+                await run.flush()  # a checkpoint's metrics are durable with it
+                checkpoints.append(step)
+            if preempt_at is not None and step == preempt_at:
+                raise Preempted(f"machine preempted at step {step}")
+            await anyio.sleep(delay)
+
+
+async def _view(tracker: Tracker, board: _Board, out: TextIO, done: anyio.Event) -> None:
+    tty = out.isatty()
+    drawn = 0
+    while True:
+        lines = [f"  {label:<34} step {step:>5}  loss {fmt(loss):>9}  {note}".rstrip()
+                 for label, step, loss, note in (board.rows[r] for r in board.order)]
+        if tty:
+            out.write(("\x1b[F" * drawn) + "".join(line + "\x1b[K\n" for line in lines))
+            drawn = len(lines)
+        elif done.is_set():
+            out.write("\n".join(lines) + "\n")
+        out.flush()
+        if done.is_set():
+            return
+        with anyio.move_on_after(0.1 if tty else 10):
+            await done.wait()
+
+
+async def run_demo(tracker: Tracker, *, steps: int, delay: float, out: TextIO) -> list[RunState]:
+    """Simulate the experiment and print the summary table; returns the runs' final states."""
+    board = _Board()
+    suffix = random.Random().randrange(16**6)
+    ids = {k: f"{k}-{suffix:06x}" for k in ("baseline", "high-lr", "decay", "preempt")}
+    fork_step = steps // 2
+    out.write(f"kittiwake demo: experiment {EXPERIMENT!r}, {steps} steps per run, database "
+              f"{tracker.url}\n")
+    done = anyio.Event()
+    async with anyio.create_task_group() as view:
+        view.start_soon(_view, tracker, board, out, done)
+        baseline_checkpoints: list[int] = []
+        async with anyio.create_task_group() as runs:
+            runs.start_soon(_guard, board, ids["high-lr"], _train(
+                tracker, board, ids["high-lr"], "high-lr (lr=1.5, diverges)", lr=1.5,
+                steps=range(steps), delay=delay, seed=2, diverge_at=steps // 3))
+            runs.start_soon(_preemptible, tracker, board, ids["preempt"], steps, delay)
+            await _train(tracker, board, ids["baseline"], "baseline (lr=0.1)", lr=0.1,
+                         steps=range(fork_step + 1), delay=delay, seed=1,
+                         checkpoints=baseline_checkpoints, tags=("baseline",))
+            # Fork from the baseline's last checkpoint with a decayed learning rate, while the
+            # baseline would go on; the fork shares its history up to the checkpoint.
+            checkpoint = baseline_checkpoints[-1]
+            board.update(ids["decay"], f"decay (fork of baseline @ {checkpoint})", checkpoint,
+                         math.nan)
+            at_checkpoint = _loss(checkpoint, 0.1, 1) - 0.1
+            await _train(tracker, board, ids["decay"], f"decay (fork of baseline @ {checkpoint})",
+                         lr=0.05, steps=range(checkpoint + 1, steps), delay=delay, seed=3,
+                         start_loss=at_checkpoint, origin=checkpoint,
+                         fork=(ids["baseline"], checkpoint), tags=("fork",))
+        done.set()
+    states = [await tracker.get_run(ids[k]) for k in ("baseline", "high-lr", "decay", "preempt")]
+    out.write("\n" + _summary(states) + "\n")
+    head = await tracker.get_experiment(EXPERIMENT)
+    out.write(f"\nexperiment {EXPERIMENT!r}: head {head.head}, {len(head.history)} runs in its "
+              "history\n")
+    out.write(f"try: kittiwake runs show {ids['decay']}   |   kittiwake events | tail -3\n")
+    return states
+
+
+async def _guard(board: _Board, run_id: str, training: object) -> None:
+    """Let the diverging run fail as the product records it, without ending the demo."""
+    try:
+        await training  # type: ignore[misc]
+    except Diverged as exc:
+        label, step, loss, _ = board.rows[run_id]
+        board.update(run_id, label, step, loss, f"failed: {exc}")
+
+
+async def _preemptible(tracker: Tracker, board: _Board, run_id: str, steps: int,
+                       delay: float) -> None:
+    checkpoints: list[int] = []
+    preempt_at = steps * 3 // 4 + 7
+    with contextlib.suppress(Preempted):  # the run ends failed; the job restarts it
+        await _train(tracker, board, run_id, "preempt (restarts from checkpoint)", lr=0.08,
+                     steps=range(steps), delay=delay, seed=4, checkpoints=checkpoints,
+                     preempt_at=preempt_at)
+    resume_from = checkpoints[-1]
+    label = f"preempt (resumed @ {resume_from})"
+    board.update(run_id, label, resume_from, math.nan, "restarting")
+    await anyio.sleep(delay * 20)
+    await _train(tracker, board, run_id, label, lr=0.08, steps=range(resume_from + 1, steps),
+                 delay=delay, seed=4, resume=True, rewind_to=resume_from)
+
+
+def _summary(states: list[RunState]) -> str:
+    rows = []
+    for s in states:
+        loss = s.metrics.get("train/loss")
+        val = s.metrics.get("val/loss")
+        fork = f"{s.fork.run_id}@{fmt(s.fork.step)}" if s.fork else None
+        rows.append((s.run_id, s.name, s.status, fork, loss.count if loss else 0,
+                     loss.last if loss else None, loss.min if loss else None,
+                     val.last if val else None, s.status_reason))
+    return table(("run", "name", "status", "fork", "points", "loss", "best loss", "val loss",
+                  "reason"), rows, numeric=(4, 5, 6, 7))
