@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint bench bench-engine clean
+.PHONY: demo test lint bench bench-engine bench-compare clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -25,6 +25,13 @@ lint: $(STAMP)
 # Kittiwake's own benchmarks (issue targets); figures go into docs/performance.md.
 bench-engine: $(STAMP)
 	$(BIN)/python -m bench.engine
+
+# The side-by-side comparison with other trackers (issue 5). The peers live in their own
+# virtual environment under bench/.peers, never in the project's dependencies.
+bench-compare: $(STAMP)
+	$(BIN)/python bench/compare/run.py
+
+bench: bench-engine bench-compare
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache .hypothesis
