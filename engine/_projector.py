@@ -178,6 +178,7 @@ class Projector:
         self._segments: dict[int, dict[str, list[Segment]]] = {}
         self._tails: dict[tuple[int, str], Chunk] = {}
         self._projects: dict[str, int] = {}
+        self._ancestors: dict[int, list[tuple[int, int, int | float]]] = {}
 
     def clear(self) -> None:
         """Forget every cached row and pending change (after a rollback or a foreign write)."""
@@ -187,6 +188,7 @@ class Projector:
         self._segments.clear()
         self._tails.clear()
         self._projects.clear()
+        self._ancestors.clear()
 
     def trim(self, max_runs: int) -> None:
         """Bound the cache between transactions; it is only an optimization."""
@@ -217,6 +219,14 @@ class Projector:
         if segs is None:
             segs = self._segments[rk] = await self.io.load_segments(rk)
         return segs
+
+    async def ancestors(self, rk: int) -> list[tuple[int, int, int | float]]:
+        """``(ancestor_rk, depth, step)`` of every ancestor of the run, parent first."""
+        found = self._ancestors.get(rk)
+        if found is None:
+            await self.save()  # lineage rows of this transaction must be visible to the query
+            found = self._ancestors[rk] = await self.io.load_ancestors(rk)
+        return found
 
     def _touch(self, row: RunRow) -> None:
         self.changes.runs[row.rk] = row
@@ -297,9 +307,12 @@ class Projector:
             row.tags = sorted(set(parent.tags).union(row.tags))
             row.config = {**parent.config, **row.config}
             await self._inherit(row, parent, step)
-            ancestors = await self.io.load_ancestors(parent.rk)
-            self.changes.lineage.append((parent.rk, rk, 1, step))
-            self.changes.lineage.extend((a, rk, depth + 1, s) for a, depth, s in ancestors)
+            lineage = [(parent.rk, 1, step)] + [
+                (a, depth + 1, s) for a, depth, s in await self.ancestors(parent.rk)]
+            self._ancestors[rk] = lineage
+            self.changes.lineage.extend((a, rk, depth, s) for a, depth, s in lineage)
+        else:
+            self._ancestors[rk] = []
         self.changes.configs[rk] = row
         self.changes.tags[rk] = row
         if row.experiment is not None:

@@ -266,13 +266,14 @@ class RunContext:
         return swallowed
 
 
-def _spread(tags: Iterable[str | Iterable[str]]) -> list[str]:
-    out: list[str] = []
+def _spread(tags: Iterable[str | Iterable[str]]) -> list[Any]:
+    """Tags given one by one or in collections; anything else is kept for the check to name."""
+    out: list[Any] = []
     for tag in tags:
-        if isinstance(tag, str):
-            out.append(tag)
-        else:
+        if isinstance(tag, (list, tuple, set, frozenset)):
             out.extend(tag)
+        else:
+            out.append(tag)
     return out
 
 

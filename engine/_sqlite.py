@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import sqlite3
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 import aiosqlite
@@ -91,7 +92,17 @@ class SqliteStore(Store):
     # Lifecycle -----------------------------------------------------------------------------
 
     async def _connect(self) -> aiosqlite.Connection:
-        db = await aiosqlite.connect(self.path, isolation_level=None)
+        _check_path(self.path)
+        pending = aiosqlite.connect(self.path, isolation_level=None)
+        try:
+            db = await pending
+        except BaseException:
+            # aiosqlite stops its worker thread without waiting; the thread then answers an
+            # event loop that may be gone. Wait for it while this loop still runs.
+            thread = getattr(pending, "_thread", None)
+            if thread is not None:
+                await anyio.to_thread.run_sync(thread.join, 5.0)
+            raise
         try:
             for pragma in (
                 "PRAGMA busy_timeout = 60000",
@@ -304,38 +315,49 @@ class SqliteStore(Store):
 
     async def rebuild(self, progress: Progress | None = None) -> None:
         db = self._writer()
+        (generation,), = await db.execute_fetchall(
+            "SELECT value FROM meta WHERE key = 'generation'")
+        await self._build("__new", generation + 1, progress)
+        assert self._projector is not None
+        self._projector.clear()
+        self._known_head = -1
+
+    async def verify_rebuild(self) -> list[str]:
+        return await self._build("__check", "check", None)
+
+    async def _build(self, suffix: str, generation: int | str,
+                     progress: Progress | None) -> list[str]:
+        """Replay the log into ``<table><suffix>`` tables; then swap them in (``__new``) or
+        compare them with the live tables and drop them (``__check``)."""
+        db = self._writer()
         async with self._wlock:
-            (generation,), = await db.execute_fetchall(
-                "SELECT value FROM meta WHERE key = 'generation'")
-            generation += 1
             await db.execute("BEGIN IMMEDIATE")
             try:
                 for table in PROJECTION_TABLES:
-                    await db.execute(f"DROP TABLE IF EXISTS {table}__new")
-                for statement in projection_ddl("__new", generation):
+                    await db.execute(f"DROP TABLE IF EXISTS {table}{suffix}")
+                for statement in projection_ddl(suffix, generation):
                     await db.execute(statement)
                 await db.execute("COMMIT")
             except BaseException:
                 await db.execute("ROLLBACK")
                 raise
-        projector = Projector(_SqliteIO(db, "__new"))
+        projector = Projector(_SqliteIO(db, suffix))
         done = 0
         while True:
             # Page by page, each in its own transaction, so live appends interleave; the last
-            # page catches up to the head and swaps the tables in the same transaction.
+            # page catches up to the head and finishes in the same transaction.
             async with self._wlock:
                 with anyio.CancelScope(shield=True):
-                    finished, done = await self._rebuild_page(db, projector, done, generation)
+                    finished, done, differ = await self._build_page(
+                        db, projector, suffix, done, generation)
             if progress is not None:
                 progress(done, await self.head())
             if finished:
-                break
-        assert self._projector is not None
-        self._projector.clear()
-        self._known_head = -1
+                return differ
 
-    async def _rebuild_page(self, db: aiosqlite.Connection, projector: Projector, done: int,
-                            generation: int) -> tuple[bool, int]:
+    async def _build_page(self, db: aiosqlite.Connection, projector: Projector, suffix: str,
+                          done: int, generation: int | str) -> tuple[bool, int, list[str]]:
+        differ: list[str] = []
         await db.execute("BEGIN IMMEDIATE")
         try:
             rows = await db.execute_fetchall(
@@ -345,19 +367,31 @@ class SqliteStore(Store):
                 await projector.apply(self._record(row, arrays=True))
             await projector.save()
             position = rows[-1][0] if rows else done
-            await _advance(db, "__new", done, position)
+            await _advance(db, suffix, done, position)
             finished = len(rows) < _PAGE_EVENTS
-            if finished:
+            if finished and suffix == "__new":
                 for table in PROJECTION_TABLES:
                     await db.execute(f"DROP TABLE {table}")
-                    await db.execute(f"ALTER TABLE {table}__new RENAME TO {table}")
+                    await db.execute(f"ALTER TABLE {table}{suffix} RENAME TO {table}")
                 await db.execute("UPDATE meta SET value = ? WHERE key = 'generation'",
                                  (generation,))
+            elif finished:
+                for table in PROJECTION_TABLES:
+                    counts = [(await db.execute_fetchall(sql))[0][0] for sql in (
+                        f"SELECT count(*) FROM (SELECT * FROM {table} EXCEPT "
+                        f"SELECT * FROM {table}{suffix})",
+                        f"SELECT count(*) FROM (SELECT * FROM {table}{suffix} EXCEPT "
+                        f"SELECT * FROM {table})",
+                        f"SELECT (SELECT count(*) FROM {table}) - "
+                        f"(SELECT count(*) FROM {table}{suffix})")]
+                    if any(counts):
+                        differ.append(table)
+                    await db.execute(f"DROP TABLE {table}{suffix}")
             await db.execute("COMMIT")
         except BaseException:
             await db.execute("ROLLBACK")
             raise
-        return finished, position
+        return finished, position, differ
 
     # Liveness ------------------------------------------------------------------------------
 
@@ -382,6 +416,18 @@ class SqliteStore(Store):
     async def controls(self, runs: Sequence[tuple[str, str]]) -> dict[tuple[str, str],
                                                                      RunControl]:
         return await self.reads.controls(runs)
+
+
+def _check_path(path: str) -> None:
+    """Refuse paths SQLite cannot open, before aiosqlite starts a thread for them."""
+    if path == ":memory:":
+        return
+    where = Path(path)
+    if where.is_dir():
+        raise EngineError(f"cannot open the SQLite database {path!r}: it is a directory")
+    if not where.parent.is_dir():
+        raise EngineError(f"cannot open the SQLite database {path!r}: the directory "
+                          f"{str(where.parent)!r} does not exist")
 
 
 async def _advance(db: aiosqlite.Connection, suffix: str, head: int, position: int) -> None:

@@ -20,7 +20,7 @@ PROJECTION_TABLES = (
 )
 
 
-def projection_ddl(suffix: str, generation: int) -> list[str]:
+def projection_ddl(suffix: str, generation: int | str) -> list[str]:
     """Statements creating the projection tables named ``<table><suffix>``.
 
     Index names carry ``generation`` because SQLite cannot rename an index and a swapped-in

@@ -153,6 +153,11 @@ class Store(ABC):
     async def rebuild(self, progress: Progress | None = None) -> None:
         """Rebuild every projection from the log into fresh tables and swap them in."""
 
+    @abstractmethod
+    async def verify_rebuild(self) -> list[str]:
+        """Rebuild every projection into scratch tables and compare them with the live ones,
+        row for row; returns the names of the tables that differ (empty: they are equal)."""
+
     # Liveness ------------------------------------------------------------------------------
 
     @abstractmethod

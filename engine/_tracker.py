@@ -156,9 +156,9 @@ class Tracker:
         await tasks.__aenter__()
         self._tasks = tasks
         tasks.start_soon(writer.run)
-        tasks.start_soon(self._heartbeats)
-        tasks.start_soon(self._reaper)
-        tasks.start_soon(self._poll)
+        tasks.start_soon(self._heartbeats, store)
+        tasks.start_soon(self._reaper, store, writer)
+        tasks.start_soon(self._poll, store)
         self._state = _State.OPEN
         return self
 
@@ -474,15 +474,15 @@ class Tracker:
         run.request_abort(reason)
         scope.cancel()
 
-    async def _heartbeats(self) -> None:
-        store, _ = self._open()
+    # The tasks get the store and writer they serve: they may first run after a quick close.
+
+    async def _heartbeats(self, store: Store) -> None:
         while True:
             await anyio.sleep(self._heartbeat_interval)
             if self._live:
                 await store.beat(list(self._live), self._clock())
 
-    async def _reaper(self) -> None:
-        store, writer = self._open()
+    async def _reaper(self, store: Store, writer: Writer) -> None:
         while True:
             silent_since = self._clock() - self._crash_timeout
             for stale in await store.stale_runs(silent_since):
@@ -497,10 +497,9 @@ class Tracker:
                                                       expected_version=stale.version))
             await anyio.sleep(self._reap_interval)
 
-    async def _poll(self) -> None:
+    async def _poll(self, store: Store) -> None:
         """Notice other processes' appends: a cheap read of the head, only while someone
         (a live run watching for aborts) cares."""
-        store, _ = self._open()
         while True:
             await anyio.sleep(self._poll_interval)
             if not self._live:

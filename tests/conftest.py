@@ -1,0 +1,99 @@
+"""Shared fixtures: backends to run the suite on, and tracker factories.
+
+Trackers are opened inside each test (``async with make() as tracker``), not in async
+fixtures: pytest-asyncio may run a fixture's setup and teardown in different tasks, and a
+tracker owns a task group that must be exited by the task that entered it.
+
+``KITTIWAKE_TEST_POSTGRES`` names the PostgreSQL server for the ``postgres`` backend (default
+``postgresql://postgres@127.0.0.1:5432/test``). When it is unreachable those tests are skipped
+locally, and fail when ``CI`` is set.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import uuid
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlparse
+
+import pytest
+from hypothesis import HealthCheck, settings
+
+import engine
+
+settings.register_profile(
+    "default", deadline=None, suppress_health_check=[HealthCheck.too_slow], print_blob=True)
+settings.register_profile("ci", parent=settings.get_profile("default"), derandomize=False)
+settings.load_profile("ci" if os.environ.get("CI") else "default")
+
+POSTGRES_URL = os.environ.get("KITTIWAKE_TEST_POSTGRES",
+                              "postgresql://postgres@127.0.0.1:5432/test")
+
+MakeTracker = Callable[..., engine.Tracker]
+
+
+def postgres_reachable() -> bool:
+    """Whether something listens at the PostgreSQL address the tests use."""
+    parsed = urlparse(POSTGRES_URL)
+    try:
+        with socket.create_connection((parsed.hostname or "127.0.0.1", parsed.port or 5432), 2):
+            return True
+    except OSError:
+        return False
+
+
+def require_postgres() -> None:
+    """Skip without PostgreSQL locally; fail under CI, where it is a required service."""
+    if postgres_reachable():
+        return
+    message = f"PostgreSQL is not reachable at {POSTGRES_URL} (KITTIWAKE_TEST_POSTGRES)"
+    if os.environ.get("CI"):
+        pytest.fail(message)
+    pytest.skip(message)
+
+
+BACKENDS: list[Any] = ["sqlite-file", "sqlite-memory"]
+
+
+def backend_url(backend: str, tmp_path: Path) -> str:
+    """A fresh, isolated database URL for ``backend``."""
+    if backend == "sqlite-file":
+        return str(tmp_path / f"kw-{uuid.uuid4().hex[:8]}.db")
+    if backend == "sqlite-memory":
+        return ":memory:"
+    require_postgres()
+    from tests.pg import fresh_schema_url
+
+    return fresh_schema_url(POSTGRES_URL)
+
+
+@pytest.fixture(params=BACKENDS)
+def backend(request: pytest.FixtureRequest) -> str:
+    """Each backend the shared suite runs on."""
+    return str(request.param)
+
+
+@pytest.fixture
+def db_url(backend: str, tmp_path: Path) -> str:
+    """A fresh database on the current backend."""
+    return backend_url(backend, tmp_path)
+
+
+@pytest.fixture
+def make(db_url: str) -> MakeTracker:
+    """``make(**settings)`` gives an unopened tracker on the test's database."""
+
+    def factory(**settings: Any) -> engine.Tracker:
+        settings.setdefault("durability", "normal")
+        return engine.connect(db_url, **settings)
+
+    return factory
+
+
+@pytest.fixture
+def file_url(tmp_path: Path) -> str:
+    """A SQLite file path (for tests about files, processes and the command line)."""
+    return str(tmp_path / "kittiwake.db")

@@ -1,0 +1,282 @@
+"""Promises every store keeps, written once; each backend's test module subclasses them.
+
+A subclass provides the ``url`` fixture (a fresh, isolated database) and ``raw`` (run one SQL
+statement on the store's own database, for what only the database itself can show).
+"""
+
+from __future__ import annotations
+
+import math
+from array import array
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+import anyio
+import pytest
+
+from engine import _events as ev
+from engine._events import NewEvent, Record, Upcasters, default_upcasters
+from engine._fold import Fold
+from engine._store import AppendRequest, EventFilter, Store, open_store
+from engine._writer import Writer
+from engine.errors import ConcurrencyError, RunExistsError, RunNotFoundError, ValidationError
+from tests.strategies import same_state, state_diff
+
+NOW = 1_700_000_000.0
+
+
+def created(name: str = "r", **extra: Any) -> NewEvent:
+    data = {"name": name, "experiment": None, "tags": [], "config": {}, "fork": None}
+    data.update(extra)
+    return NewEvent(ev.RUN_CREATED, data)
+
+
+def metrics(name: str, steps: list[int], values: list[float]) -> NewEvent:
+    return NewEvent(ev.METRICS_LOGGED, {"metrics": {name: {
+        "steps": array("q", steps), "values": array("d", values),
+        "timestamps": array("d", [NOW] * len(steps))}}})
+
+
+class StoreContract:
+    """The storage contract of ``engine._store.Store``."""
+
+    persistent = True  # whether a database outlives the store that opened it
+
+    @pytest.fixture
+    def url(self) -> str:
+        raise NotImplementedError("a backend's test class provides a fresh database URL")
+
+    async def raw(self, store: Store, sql: str) -> list[tuple[Any, ...]]:
+        raise NotImplementedError
+
+    @asynccontextmanager
+    async def opened(self, url: str, upcasters: Upcasters | None = None) -> AsyncIterator[Store]:
+        store = open_store(url, durability="normal", upcasters=upcasters or default_upcasters())
+        await store.open()
+        try:
+            yield store
+        finally:
+            await store.close()
+
+    @staticmethod
+    async def one(store: Store, request: AppendRequest) -> list[Record]:
+        (outcome,) = await store.append([request], now=NOW)
+        if isinstance(outcome, BaseException):
+            raise outcome
+        return outcome
+
+    # Positions and versions ----------------------------------------------------------------
+
+    async def test_positions_start_at_one_and_versions_count_per_stream(self, url: str) -> None:
+        async with self.opened(url) as store:
+            assert await store.head() == 0
+            a = await self.one(store, AppendRequest("p", "a", [created(),
+                                                               metrics("m", [0], [1.0])]))
+            b = await self.one(store, AppendRequest("p", "b", [created()]))
+            c = await self.one(store, AppendRequest("p", "a", [metrics("m", [1], [2.0])]))
+            assert [r.position for r in a + b + c] == [1, 2, 3, 4]
+            assert [r.version for r in a + c] == [1, 2, 3]
+            assert [r.version for r in b] == [1]
+            assert await store.head() == 4
+
+    async def test_group_commit_shares_one_transaction_and_keeps_order(self, url: str) -> None:
+        async with self.opened(url) as store:
+            requests = [AppendRequest("p", f"r{i}", [created(f"r{i}")]) for i in range(20)]
+            outcomes = await store.append(requests, now=NOW)
+            positions = [o[0].position for o in outcomes if isinstance(o, list)]
+            assert positions == list(range(1, 21))
+
+    async def test_expected_version_mismatch_raises_and_writes_nothing(self, url: str) -> None:
+        async with self.opened(url) as store:
+            await self.one(store, AppendRequest("p", "a", [created()]))
+            with pytest.raises(ConcurrencyError, match="version 1"):
+                await self.one(store, AppendRequest("p", "a", [metrics("m", [0], [1.0])],
+                                                    expected_version=0))
+            assert await store.head() == 1
+            done = await self.one(store, AppendRequest("p", "a", [metrics("m", [0], [1.0])],
+                                                       expected_version=1))
+            assert done[0].version == 2
+
+    async def test_a_resent_event_is_not_written_twice(self, url: str) -> None:
+        async with self.opened(url) as store:
+            request = AppendRequest("p", "a", [created(), metrics("m", [0, 1], [1.0, 2.0])])
+            first = await self.one(store, request)
+            again = await self.one(store, AppendRequest("p", "a", list(request.events)))
+            assert len(first) == 2
+            assert again == []
+            assert await store.head() == 2
+            state = await store.get_run("p", "a")
+            assert state is not None
+            assert state.metrics["m"].count == 2
+
+    async def test_a_refused_request_changes_nothing_and_others_commit(self, url: str) -> None:
+        async with self.opened(url) as store:
+            await self.one(store, AppendRequest("p", "dup", [created()]))
+            outcomes = await store.append([
+                AppendRequest("p", "x", [created("x"), metrics("m", [0], [1.0])]),
+                AppendRequest("p", "dup", [created("again")]),
+                AppendRequest("p", "ghost", [metrics("m", [0], [1.0])]),
+                AppendRequest("p", "y", [created("y")]),
+            ], now=NOW)
+            assert isinstance(outcomes[1], RunExistsError)
+            assert isinstance(outcomes[2], RunNotFoundError)
+            assert [r.position for r in outcomes[0]] == [2, 3]  # type: ignore[union-attr]
+            assert [r.position for r in outcomes[3]] == [4]  # type: ignore[union-attr]
+            dup = await store.get_run("p", "dup")
+            assert dup is not None
+            assert dup.name == "r"
+            assert dup.version == 1
+            assert await store.get_run("p", "ghost") is None
+
+    async def test_a_step_behind_the_projection_is_refused(self, url: str) -> None:
+        async with self.opened(url) as store:
+            await self.one(store, AppendRequest("p", "a", [created(), metrics("m", [5], [1.0])]))
+            with pytest.raises(ValidationError, match=r"'m'.*step 5"):
+                await self.one(store, AppendRequest("p", "a", [metrics("m", [5], [2.0])]))
+            state = await store.get_run("p", "a")
+            assert state is not None
+            assert state.metrics["m"].count == 1
+
+    # The log is append-only, in the database itself ----------------------------------------
+
+    async def test_update_and_delete_of_events_are_refused_by_the_database(self, url: str) -> None:
+        async with self.opened(url) as store:
+            await self.one(store, AppendRequest("p", "a", [created()]))
+            with pytest.raises(Exception, match="append-only"):
+                await self.raw(store, "UPDATE events SET type = 'Tampered'")
+            with pytest.raises(Exception, match="append-only"):
+                await self.raw(store, "DELETE FROM events")
+            (record,), _ = await store.read(0, limit=10)
+            assert record.type == ev.RUN_CREATED
+
+    async def test_checkpoints_advance_with_the_log(self, url: str) -> None:
+        async with self.opened(url) as store:
+            await self.one(store, AppendRequest("p", "a", [created(), metrics("m", [0], [1.0])]))
+            rows = await self.raw(store, "SELECT name, position FROM checkpoints")
+            assert {name for name, _ in rows} == {"runs", "metrics", "series", "lineage",
+                                                  "experiments"}
+            assert {position for _, position in rows} == {2}
+
+    # Reading the log -----------------------------------------------------------------------
+
+    async def test_read_filters_pages_and_reports_what_it_covered(self, url: str) -> None:
+        async with self.opened(url) as store:
+            for i in range(5):
+                await self.one(store, AppendRequest("p", f"r{i}", [created(f"r{i}")]))
+            await self.one(store, AppendRequest("q", "other", [created()]))
+            page, covered = await store.read(0, limit=2, where=EventFilter(project="p"))
+            assert [r.position for r in page] == [1, 2]
+            assert covered == 2
+            page, covered = await store.read(2, limit=10, where=EventFilter(project="p"))
+            assert [r.position for r in page] == [3, 4, 5]
+            assert covered == 6  # the head: nothing matching was skipped
+            page, _ = await store.read(0, limit=10, where=EventFilter(run_ids=frozenset({"r3"})))
+            assert [r.run_id for r in page] == ["r3"]
+            page, _ = await store.read(0, limit=10,
+                                       where=EventFilter(types=frozenset({ev.RUN_DELETED})))
+            assert page == []
+
+    async def test_events_are_upcast_on_read_never_rewritten(self, url: str) -> None:
+        if not self.persistent:
+            pytest.skip("needs a database that outlives its store")
+        async with self.opened(url, Upcasters({"Note": 1, **_current()})) as store:
+            await self.one(store, AppendRequest("p", "a", [created()]))
+            await self.one(store, AppendRequest("p", "a", [NewEvent("Note", {"text": "hi"})]))
+        lifted = Upcasters({"Note": 2, **_current()})
+        lifted.register("Note", 1, lambda data: {"text": data["text"], "lang": "en"})
+        async with self.opened(url, lifted) as store:
+            page, _ = await store.read(0, limit=10, where=EventFilter(types=frozenset({"Note"})))
+            assert page[0].data == {"text": "hi", "lang": "en"}
+            rows = await self.raw(store, "SELECT schema_version FROM events WHERE type = 'Note'")
+            assert rows == [(1,)]
+
+    # Projections ---------------------------------------------------------------------------
+
+    async def test_projections_equal_the_fold_and_a_rebuild(self, url: str) -> None:
+        async with self.opened(url) as store:
+            await self.one(store, AppendRequest("p", "a", [
+                created(experiment="e", tags=["t"], config={"lr": 0.1}),
+                metrics("loss", list(range(10_000)), [1.0 / (s + 1) for s in range(10_000)]),
+                metrics("acc", [0, 5], [math.nan, -0.0])]))
+            await self.one(store, AppendRequest("p", "b", [
+                created("b", experiment="e", fork={"run_id": "a", "step": 4_500}),
+                metrics("loss", [4_501], [9.0])]))
+            await self.one(store, AppendRequest("p", "a", [
+                NewEvent(ev.RUN_RESUMED, {"rewind_to": 3_000}), metrics("loss", [3_001], [7.0]),
+                NewEvent(ev.RUN_DELETED, {})]))
+            records, _ = await store.read(0, limit=100, arrays=True)
+            fold = Fold().apply_all(records)
+            for run_id in ("a", "b"):
+                state = await store.get_run("p", run_id)
+                assert state is not None
+                expected = fold.run_state("p", run_id)
+                assert same_state(state, expected), state_diff(state, expected)
+                for metric in ("loss", "acc"):
+                    series = await store.read_series("p", run_id, metric, low=None, high=None,
+                                                     max_points=None)
+                    assert series is not None
+                    assert series.same_as(fold.series("p", run_id, metric))
+            assert await store.get_experiment("p", "e") == fold.experiment("p", "e")
+            assert await store.lineage("p", "b") == fold.lineage("p", "b")
+            assert await store.verify_rebuild() == []
+            before = await store.get_run("p", "b")
+            await store.rebuild()
+            after = await store.get_run("p", "b")
+            assert before is not None
+            assert after is not None
+            assert same_state(before, after)
+
+    async def test_reopening_keeps_everything(self, url: str) -> None:
+        if not self.persistent:
+            pytest.skip("an in-memory database does not outlive its connection")
+        async with self.opened(url) as store:
+            await self.one(store, AppendRequest("p", "a", [created(), metrics("m", [0], [1.0])]))
+            before = await store.get_run("p", "a")
+        async with self.opened(url) as store:
+            after = await store.get_run("p", "a")
+            assert before is not None
+            assert after is not None
+            assert same_state(before, after)
+            assert await store.head() == 2
+
+
+class WriterContract:
+    """The writer's group commit, on a real store."""
+
+    @pytest.fixture
+    def url(self) -> str:
+        raise NotImplementedError
+
+    async def test_concurrent_appends_from_many_runs_share_one_commit(self, url: str) -> None:
+        store = open_store(url, durability="normal", upcasters=default_upcasters())
+        await store.open()
+        calls: list[int] = []
+        real = store.append
+
+        async def counting(requests: Any, *, now: float) -> Any:
+            calls.append(len(requests))
+            return await real(requests, now=now)
+
+        store.append = counting  # type: ignore[method-assign]
+        try:
+            writer = Writer(store, clock=lambda: NOW, flush_interval=60, batch_points=10**6,
+                            max_pending=10**6)
+            committed = anyio.Event()
+            writer.on_commit.append(lambda records: committed.set())
+            async with anyio.create_task_group() as tasks:
+                for i in range(30):
+                    tasks.start_soon(writer.submit, AppendRequest("p", f"r{i}", [created()]))
+                await anyio.wait_all_tasks_blocked()
+                tasks.start_soon(writer.run)
+                with anyio.fail_after(10):
+                    await committed.wait()
+                tasks.cancel_scope.cancel()
+            assert await store.head() == 30
+            assert calls == [30]
+        finally:
+            await store.close()
+
+
+def _current() -> dict[str, int]:
+    return dict(ev.CURRENT_VERSIONS)

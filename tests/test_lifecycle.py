@@ -1,0 +1,462 @@
+"""A run's life (SPEC §4): terminal states, resume and rewind, aborts, deletion, experiments,
+the reaper, backpressure, and what happens to handles and trackers once they are closed."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+import time
+from functools import partial
+from typing import Any
+
+import anyio
+import pytest
+
+import engine
+from engine import Status
+from engine.errors import (
+    BackpressureError,
+    ClosedError,
+    RunExistsError,
+    RunNotFoundError,
+    ValidationError,
+)
+from tests.conftest import MakeTracker
+
+
+class Boom(RuntimeError):
+    """What a training script raises."""
+
+
+class FakeClock:
+    """A clock the test moves by hand."""
+
+    def __init__(self) -> None:
+        self.now = time.time()
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def needs_shared_database(backend: str) -> None:
+    """Two trackers (or processes) on one database: not possible with ``:memory:``."""
+    if backend == "sqlite-memory":
+        pytest.skip("an in-memory database cannot be shared by two trackers")
+
+
+async def steps_of(tracker: engine.Tracker, run_id: str, metric: str) -> list[Any]:
+    return (await tracker.read_series(run_id, metric)).steps.tolist()
+
+
+async def train_then_raise(tracker: engine.Tracker, run_id: str, steps: range,
+                           error: Exception, **options: Any) -> None:
+    async with tracker.start_run(run_id, **options) as run:
+        for step in steps:
+            run.log_metrics({"loss": 1.0 / (step + 1)}, step=step)
+        raise error
+
+
+# Terminal states --------------------------------------------------------------------------
+
+
+async def test_leaving_the_block_records_succeeded_after_flushing(make: MakeTracker) -> None:
+    async with make() as tracker:
+        async with tracker.start_run("r") as run:
+            state = await tracker.get_run("r")
+            assert state.status is Status.RUNNING
+            assert state.ended_at is None
+            run.log_metrics({"loss": 0.5}, step=0)  # not flushed: leaving the block does it
+            run.add_tags("done")
+        state = await tracker.get_run("r")
+        assert state.status is Status.SUCCEEDED
+        assert state.status_reason is None
+        assert state.ended_at is not None
+        assert state.ended_at >= state.created_at
+        assert state.tags == frozenset({"done"})
+        assert await steps_of(tracker, "r", "loss") == [0]
+
+
+async def test_an_exception_records_failed_with_its_type_and_message(make: MakeTracker) -> None:
+    async with make() as tracker:
+        with pytest.raises(Boom, match="loss exploded"):
+            await train_then_raise(tracker, "r", range(1), Boom("loss exploded at step 3"))
+        state = await tracker.get_run("r")
+        assert state.status is Status.FAILED
+        assert state.status_reason is not None
+        assert "Boom" in state.status_reason
+        assert "loss exploded at step 3" in state.status_reason
+        assert state.ended_at is not None
+        assert await steps_of(tracker, "r", "loss") == [0]
+
+
+async def test_cancelling_the_block_records_aborted(make: MakeTracker) -> None:
+    async with make() as tracker:
+        with anyio.CancelScope() as scope:
+            async with tracker.start_run("cancelled") as run:
+                run.log_metrics({"loss": 0.5}, step=0)
+                scope.cancel()
+                await anyio.sleep(10)
+        assert scope.cancelled_caught
+        with anyio.move_on_after(0.05) as timeout:
+            async with tracker.start_run("timed-out"):
+                await anyio.sleep(10)
+        assert timeout.cancelled_caught
+        for run_id in ("cancelled", "timed-out"):
+            state = await tracker.get_run(run_id)
+            assert state.status is Status.ABORTED
+            assert state.ended_at is not None
+        assert await steps_of(tracker, "cancelled", "loss") == [0]
+
+
+# Resume and rewind ------------------------------------------------------------------------
+
+
+async def test_resume_reopens_a_terminal_run_and_logging_goes_on(make: MakeTracker) -> None:
+    async with make() as tracker:
+        with pytest.raises(Boom):
+            await train_then_raise(tracker, "r", range(5), Boom("preempted"), config={"lr": 0.1})
+        assert (await tracker.get_run("r")).ended_at is not None
+        async with tracker.start_run("r", resume=True) as run:
+            state = await tracker.get_run("r")
+            assert state.status is Status.RUNNING
+            assert state.ended_at is None
+            assert state.config == {"lr": 0.1}
+            with pytest.raises(ValidationError):
+                run.log_metrics({"loss": 0.0}, step=4)
+            run.log_metrics({"loss": 0.1})  # one more than the highest step: 5
+            run.log_metrics({"loss": 0.05}, step=6)
+        state = await tracker.get_run("r")
+        assert state.status is Status.SUCCEEDED
+        assert state.status_reason is None
+        assert state.ended_at is not None
+        assert await steps_of(tracker, "r", "loss") == [0, 1, 2, 3, 4, 5, 6]
+        assert state.metrics["loss"].count == 7
+
+
+async def test_resume_of_a_missing_run_creates_it(make: MakeTracker) -> None:
+    async with make() as tracker:
+        async with tracker.start_run("fresh", resume=True, config={"seed": 1}) as run:
+            assert run.run_id == "fresh"
+            run.log_metrics({"m": 1.0})
+        state = await tracker.get_run("fresh")
+        assert state.status is Status.SUCCEEDED
+        assert state.config == {"seed": 1}
+        assert await steps_of(tracker, "fresh", "m") == [0]
+
+
+async def test_an_existing_run_id_without_resume_raises_on_entry(make: MakeTracker) -> None:
+    async with make() as tracker:
+        async with tracker.start_run("r") as run:
+            run.log_metrics({"m": 1.0}, step=0)
+        before = await tracker.get_run("r")
+        context = tracker.start_run("r", config={"lr": 1.0})  # nothing is checked in the log yet
+        with pytest.raises(RunExistsError):
+            async with context:
+                pytest.fail("the block ran for a run that already exists")
+        after = await tracker.get_run("r")
+        assert after == before
+
+
+async def test_rewind_without_resume_is_a_validation_error(make: MakeTracker) -> None:
+    async with make() as tracker:
+        with pytest.raises(ValidationError) as caught:
+            tracker.start_run("r", rewind_to=3)
+        assert caught.value.key == "rewind_to"
+        assert await tracker.list_runs() == []
+
+
+async def test_rewind_hides_later_points_from_reads_but_not_from_the_log(
+        make: MakeTracker) -> None:
+    async with make() as tracker:
+        async with tracker.start_run("r") as run:
+            for step in range(10):
+                run.log_metrics({"loss": float(10 - step)}, step=step)
+            run.log_metrics({"late": 3.0}, step=8)
+        before_rewind = (await tracker.get_run("r")).position
+
+        async with tracker.start_run("r", resume=True, rewind_to=4) as run:
+            state = await tracker.get_run("r")
+            assert await steps_of(tracker, "r", "loss") == [0, 1, 2, 3, 4]
+            assert await steps_of(tracker, "r", "late") == []
+            assert "late" not in state.metrics
+            summary = state.metrics["loss"]
+            assert (summary.count, summary.last_step, summary.last) == (5, 4, 6.0)
+            assert (summary.min, summary.max) == (6.0, 10.0)
+            with pytest.raises(ValidationError) as caught:
+                run.log_metrics({"loss": 0.0}, step=4)
+            assert caught.value.key == "loss"
+            with pytest.raises(ValidationError):
+                run.log_metrics({"late": 0.0}, step=2)  # under the rewind step, even if new
+            run.log_metrics({"loss": 100.0})  # goes on after the rewind step: 5
+            run.log_metrics({"loss": 99.0}, step=6)
+
+        series = await tracker.read_series("r", "loss")
+        assert list(zip(series.steps, series.values, strict=True)) == [
+            (0, 10.0), (1, 9.0), (2, 8.0), (3, 7.0), (4, 6.0), (5, 100.0), (6, 99.0)]
+        summary = (await tracker.get_run("r")).metrics["loss"]
+        assert (summary.count, summary.last, summary.max, summary.min) == (7, 99.0, 100.0, 6.0)
+
+        logged: list[tuple[str, Any]] = []
+        resumed: list[Any] = []
+        async for event in tracker.events():
+            if event.type == "MetricsLogged":
+                for metric, column in event.data["metrics"].items():
+                    logged.extend((metric, step) for step in column["steps"])
+            elif event.type == "RunResumed":
+                resumed.append(event.data["rewind_to"])
+        assert resumed == [4]
+        assert [s for m, s in logged if m == "loss"] == [*range(10), 5, 6]
+        assert ("late", 8) in logged
+
+        old = await tracker.get_run("r", as_of=before_rewind)
+        assert old.status is Status.SUCCEEDED
+        assert (old.metrics["loss"].count, old.metrics["loss"].last) == (10, 1.0)
+        assert old.metrics["late"].count == 1
+
+
+# Ids and names ----------------------------------------------------------------------------
+
+
+async def test_generated_run_ids_and_names(make: MakeTracker) -> None:
+    async with make(project="team/proj") as tracker:
+        seen = set()
+        for _ in range(3):
+            async with tracker.start_run() as run:
+                assert run.project == "team/proj"
+                assert re.fullmatch(r"[a-z0-9]{10}", run.run_id)
+                assert re.fullmatch(r"[a-z]+-[a-z]+-\d+", run.name)
+                state = await tracker.get_run(run.run_id)
+                assert (state.run_id, state.name) == (run.run_id, run.name)
+                seen.add(run.run_id)
+        assert len(seen) == 3
+        async with tracker.start_run("given", name="my label") as run:
+            assert (run.run_id, run.name) == ("given", "my label")
+
+
+# Aborts -----------------------------------------------------------------------------------
+
+
+async def test_abort_run_cancels_the_body_and_records_aborted(make: MakeTracker) -> None:
+    async with make() as tracker:
+        reached = False
+        with anyio.fail_after(10):
+            async with anyio.create_task_group() as tasks, tracker.start_run("r") as run:
+                run.log_metrics({"loss": 1.0}, step=0)
+                tasks.start_soon(partial(tracker.abort_run, "r", reason="diverged"))
+                await anyio.sleep(30)
+                reached = True
+        assert not reached
+        assert run.abort_requested
+        state = await tracker.get_run("r")
+        assert state.status is Status.ABORTED
+        assert state.status_reason == "diverged"
+        assert state.ended_at is not None
+        assert await steps_of(tracker, "r", "loss") == [0]
+
+
+async def test_abort_from_another_tracker_reaches_the_live_run(
+        make: MakeTracker, backend: str) -> None:
+    needs_shared_database(backend)
+    async with make() as tracker, make() as elsewhere:
+        with anyio.fail_after(10):
+            async with anyio.create_task_group() as tasks, tracker.start_run("r") as run:
+                tasks.start_soon(partial(elsewhere.abort_run, "r", reason="from afar"))
+                await anyio.sleep(30)
+                pytest.fail("the body was not cancelled")
+        assert run.abort_requested
+        state = await tracker.get_run("r")
+        assert (state.status, state.status_reason) == (Status.ABORTED, "from afar")
+
+
+async def test_abort_run_on_a_finished_run_changes_nothing(make: MakeTracker) -> None:
+    async with make() as tracker:
+        async with tracker.start_run("r") as run:
+            run.log_metrics({"m": 1.0}, step=0)
+        before = await tracker.get_run("r")
+        count = len([e async for e in tracker.events()])
+        await tracker.abort_run("r", reason="too late")
+        assert await tracker.get_run("r") == before
+        assert len([e async for e in tracker.events()]) == count
+        with pytest.raises(RunNotFoundError):
+            await tracker.abort_run("no-such-run")
+
+
+# Deletion and experiments -----------------------------------------------------------------
+
+
+async def test_deleted_runs_leave_list_runs_unless_asked_for(make: MakeTracker) -> None:
+    async with make() as tracker:
+        for run_id in ("a", "b", "c"):
+            async with tracker.start_run(run_id):
+                pass
+        await tracker.delete_run("b")
+        await tracker.delete_run("b")  # twice is harmless
+        state = await tracker.get_run("b")
+        assert state.deleted
+        assert [s.run_id for s in await tracker.list_runs()] == ["a", "c"]
+        everything = await tracker.list_runs(include_deleted=True)
+        assert [s.run_id for s in everything] == ["a", "b", "c"]
+        assert [s.deleted for s in everything] == [False, True, False]
+        with pytest.raises(RunNotFoundError):
+            await tracker.delete_run("no-such-run")
+
+
+async def test_experiment_head_history_and_deleting_the_head(make: MakeTracker) -> None:
+    async with make() as tracker:
+        for run_id in ("first", "second", "third"):
+            async with tracker.start_run(run_id, experiment="gull-flying"):
+                pass
+            assert (await tracker.get_experiment("gull-flying")).head == run_id
+        async with tracker.start_run("elsewhere", experiment="other"):
+            pass
+        exp = await tracker.get_experiment("gull-flying")
+        assert exp == engine.Experiment("gull-flying", "third", ("first", "second", "third"))
+        await tracker.delete_run("third")
+        exp = await tracker.get_experiment("gull-flying")
+        assert exp.head == "second"
+        assert exp.history == ("first", "second", "third")
+        await tracker.delete_run("first")
+        assert (await tracker.get_experiment("gull-flying")).head == "second"
+        await tracker.delete_run("second")
+        assert (await tracker.get_experiment("gull-flying")).head is None
+        assert (await tracker.get_experiment("other")).head == "elsewhere"
+        assert await tracker.get_experiment("never-used") == engine.Experiment(
+            "never-used", None, ())
+
+
+# The reaper -------------------------------------------------------------------------------
+
+_DIE_MID_RUN = """
+import os, sys
+import anyio, engine
+
+async def main():
+    tracker = engine.connect(sys.argv[1], durability="normal", heartbeat_interval=0.01)
+    await tracker.__aenter__()
+    await tracker.start_run("ghost").__aenter__()
+    await anyio.sleep(0.05)  # a few heartbeats
+    os._exit(0)  # the machine goes away: no terminal status, no more heartbeats
+
+anyio.run(main)
+"""
+
+
+async def test_the_reaper_crashes_silent_runs_and_spares_live_ones(
+        make: MakeTracker, backend: str, db_url: str) -> None:
+    needs_shared_database(backend)
+    clock = FakeClock()
+    async with make(clock=clock, crash_timeout=60, reap_interval=0.05,
+                    heartbeat_interval=0.05) as tracker:
+        died = await anyio.run_process([sys.executable, "-c", _DIE_MID_RUN, db_url],
+                                       check=False, stderr=subprocess.STDOUT)
+        assert died.returncode == 0, died.stdout.decode()
+        assert (await tracker.get_run("ghost")).status is Status.RUNNING
+        async with tracker.start_run("alive") as run:
+            run.log_metrics({"m": 1.0}, step=0)
+            await run.flush()
+            clock.now += 30
+            await anyio.sleep(0.2)  # several reaper passes, still within the timeout
+            assert (await tracker.get_run("ghost")).status is Status.RUNNING
+
+            clock.now += 60  # past the timeout for the ghost and for the idle live run
+            with anyio.fail_after(10):
+                while True:
+                    ghost = await tracker.get_run("ghost")
+                    if ghost.status is not Status.RUNNING:
+                        break
+                    await anyio.sleep(0.01)
+            assert ghost.status is Status.CRASHED
+            assert ghost.ended_at is not None
+            assert (await tracker.get_run("alive")).status is Status.RUNNING
+            run.log_metrics({"m": 2.0}, step=1)
+        assert (await tracker.get_run("alive")).status is Status.SUCCEEDED
+        assert await steps_of(tracker, "alive", "m") == [0, 1]
+
+
+# Backpressure -----------------------------------------------------------------------------
+
+
+async def test_backpressure_past_the_pending_bound_then_flush_frees_it(
+        make: MakeTracker) -> None:
+    async with make(max_pending_points=10) as tracker, tracker.start_run("r") as run:
+        for step in range(10):
+            run.log_metrics({"m": float(step)}, step=step)
+        with pytest.raises(BackpressureError):
+            run.log_metrics({"m": 10.0}, step=10)
+        await run.flush()
+        for step in range(10, 19):
+            run.log_metrics({"m": float(step)}, step=step)
+        with pytest.raises(BackpressureError):  # two points, one slot: neither is taken
+            run.log_metrics({"m": 19.0, "other": 1.0}, step=19)
+        run.log_metrics({"m": 19.0}, step=19)
+        await run.flush()
+        series = await tracker.read_series("r", "m")
+        assert series.steps.tolist() == list(range(20))
+        assert series.values.tolist() == [float(s) for s in range(20)]
+        assert await steps_of(tracker, "r", "other") == []
+
+
+# Closed handles and trackers --------------------------------------------------------------
+
+
+async def test_a_run_handle_is_closed_after_its_block(make: MakeTracker) -> None:
+    async with make() as tracker:
+        async with tracker.start_run("r") as run:
+            run.log_metrics({"m": 1.0}, step=0)
+        version = (await tracker.get_run("r")).version
+        with pytest.raises(ClosedError):
+            run.log_metrics({"m": 2.0}, step=1)
+        with pytest.raises(ClosedError):
+            run.log_configs({"lr": 0.1})
+        with pytest.raises(ClosedError):
+            run.add_tags("late")
+        with pytest.raises(ClosedError):
+            run.remove_tags("late")
+        await run.flush()
+        assert (await tracker.get_run("r")).version == version
+
+
+async def test_a_closed_tracker_refuses_every_call(make: MakeTracker) -> None:
+    tracker = make()
+    async with tracker, tracker.start_run("r"):
+        pass
+    assert tracker.closed
+    with pytest.raises(ClosedError):
+        await tracker.get_run("r")
+    with pytest.raises(ClosedError):
+        await tracker.list_runs()
+    with pytest.raises(ClosedError):
+        await tracker.read_series("r", "m")
+    with pytest.raises(ClosedError):
+        await tracker.abort_run("r")
+    with pytest.raises(ClosedError):
+        await tracker.delete_run("r")
+    with pytest.raises(ClosedError):
+        await tracker.get_experiment("x")
+    with pytest.raises(ClosedError):
+        async with tracker.start_run("s"):
+            pass
+    with pytest.raises(ClosedError):
+        async for _ in tracker.events():
+            pass
+
+
+async def test_a_tracker_opens_once(make: MakeTracker) -> None:
+    tracker = make()
+    async with tracker:
+        with pytest.raises(ClosedError):
+            await tracker.__aenter__()
+        assert await tracker.list_runs() == []
+    with pytest.raises(ClosedError):
+        async with tracker:
+            pass
+
+
+async def test_a_tracker_opened_and_closed_at_once_closes_cleanly(make: MakeTracker) -> None:
+    async with make():
+        pass
+    tracker = make()
+    async with tracker:
+        pass
+    assert tracker.closed

@@ -1,0 +1,211 @@
+"""A state machine drives random runs, logs, forks, rewinds, resumes, deletes and rebuilds.
+
+After every step it checks, for every run, metric, experiment and lineage, that the database
+projections equal the pure fold of the log as read back, and that a fresh rebuild of every
+projection equals the incrementally maintained tables row for row.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+from hypothesis import settings
+from hypothesis import strategies as st
+from hypothesis.stateful import Bundle, RuleBasedStateMachine, invariant, precondition, rule
+
+from engine._fold import Fold
+from engine.errors import RunNotFoundError, ValidationError
+from engine.sync import SyncRun, SyncRunContext, SyncTracker
+from tests.strategies import floats, same_state, state_diff
+
+METRICS = ["loss", "acc", "val/loss", "odd name"]
+EXPERIMENTS = [None, "e1", "e2"]
+
+
+class TrackerMachine(RuleBasedStateMachine):
+    """The model is the fold of the log; the system under test is every projection."""
+
+    make_url: Callable[[], str] = staticmethod(lambda: ":memory:")
+
+    runs = Bundle("runs")
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.tracker = SyncTracker(self.make_url(), durability="normal", flush_interval=0.002)
+        self.tracker.__enter__()
+        self.fold = Fold()
+        self.seen = 0
+        self.count = 0
+        self.live: dict[str, tuple[SyncRunContext, SyncRun]] = {}
+        self.last: dict[str, dict[str, int]] = {}
+        self.floor: dict[str, int] = {}
+        self.deleted: set[str] = set()
+
+    def teardown(self) -> None:
+        for context, _ in self.live.values():
+            context.__exit__(None, None, None)
+        self.tracker.close()
+
+    # Helpers -------------------------------------------------------------------------------
+
+    def _next_step(self, run_id: str, metric: str, gap: int) -> int:
+        return max(self.last[run_id].get(metric, -1), self.floor[run_id]) + gap
+
+    def _enter(self, run_id: str, **options: Any) -> None:
+        context = self.tracker.start_run(run_id, **options)
+        self.live[run_id] = (context, context.__enter__())
+
+    def _top(self, run_id: str) -> int:
+        return max([self.floor[run_id], *self.last[run_id].values()])
+
+    # Rules ---------------------------------------------------------------------------------
+
+    @rule(target=runs, experiment=st.sampled_from(EXPERIMENTS),
+          tags=st.lists(st.sampled_from(["a", "b", "c"]), max_size=2),
+          config=st.dictionaries(st.sampled_from(["lr", "opt/name", "seed"]),
+                                 st.one_of(st.integers(-5, 5), floats, st.text(max_size=3)),
+                                 max_size=2))
+    def start(self, experiment: str | None, tags: list[str], config: dict[str, Any]) -> str:
+        self.count += 1
+        run_id = f"r{self.count}"
+        self._enter(run_id, experiment=experiment, tags=tags, config=config)
+        self.last[run_id], self.floor[run_id] = {}, -1
+        return run_id
+
+    @rule(run_id=runs, metric=st.sampled_from(METRICS), gap=st.integers(1, 3),
+          values=st.lists(floats, min_size=1, max_size=6))
+    def log(self, run_id: str, metric: str, gap: int, values: list[float]) -> None:
+        if run_id not in self.live:
+            return
+        run = self.live[run_id][1]
+        other = "acc" if metric != "acc" else "loss"
+        step = max(self._next_step(run_id, metric, gap), self._next_step(run_id, other, gap))
+        for value in values:
+            run.log_metrics({metric: value, other: -value}, step=step)
+            self.last[run_id][metric] = self.last[run_id][other] = step
+            step += gap
+
+    @rule(run_id=runs, count=st.integers(2_000, 5_000), nan_every=st.integers(0, 50))
+    def log_many(self, run_id: str, count: int, nan_every: int) -> None:
+        """Enough points to cross chunk boundaries (4,096 points each)."""
+        if run_id not in self.live:
+            return
+        run = self.live[run_id][1]
+        start = self._next_step(run_id, "loss", 1)
+        for step in range(start, start + count):
+            value = math.nan if nan_every and step % nan_every == 0 else math.sin(step) * step
+            run.log_metrics({"loss": value}, step=step)
+        self.last[run_id]["loss"] = start + count - 1
+
+    @rule(run_id=runs, metric=st.sampled_from(METRICS), back=st.integers(0, 3))
+    def log_a_step_that_is_not_new(self, run_id: str, metric: str, back: int) -> None:
+        if run_id not in self.live or metric not in self.last[run_id]:
+            return
+        step = self.last[run_id][metric] - back
+        with pytest.raises(ValidationError, match="step"):
+            self.live[run_id][1].log_metrics({"acc": 0.5, metric: 1.0, "loss": 2.0}, step=step)
+
+    @rule(run_id=runs, tag=st.sampled_from(["a", "b", "c"]), add=st.booleans(),
+          value=st.integers(0, 3))
+    def tags_and_configs(self, run_id: str, tag: str, add: bool, value: int) -> None:
+        if run_id not in self.live:
+            return
+        run = self.live[run_id][1]
+        run.add_tags(tag) if add else run.remove_tags(tag)
+        run.log_configs({"seed": value, "nested": {"tag": tag}})
+
+    @rule(run_id=runs, fail=st.booleans())
+    def finish(self, run_id: str, fail: bool) -> None:
+        if run_id not in self.live:
+            return
+        context, _ = self.live.pop(run_id)
+        if fail:
+            error = ValueError("boom")
+            context.__exit__(ValueError, error, None)
+        else:
+            context.__exit__(None, None, None)
+
+    @rule(target=runs, parent=runs, data=st.data())
+    def fork(self, parent: str, data: st.DataObject) -> str:
+        step = data.draw(st.integers(0, self._top(parent) + 2), label="fork step")
+        self.count += 1
+        run_id = f"r{self.count}"
+        if parent in self.deleted:
+            with pytest.raises(RunNotFoundError):
+                self._enter(run_id, fork=(parent, step))
+            return parent
+        self._enter(run_id, fork=(parent, step),
+                    experiment=data.draw(st.sampled_from(EXPERIMENTS), label="experiment"))
+        self.last[run_id], self.floor[run_id] = {}, step
+        return run_id
+
+    @precondition(lambda self: any(r not in self.live for r in self.last))
+    @rule(data=st.data(), rewind=st.booleans())
+    def resume(self, data: st.DataObject, rewind: bool) -> None:
+        run_id = data.draw(st.sampled_from(sorted(r for r in self.last if r not in self.live)))
+        step = data.draw(st.integers(0, self._top(run_id) + 1), label="rewind to") \
+            if rewind else None
+        if run_id in self.deleted:
+            with pytest.raises(RunNotFoundError):
+                self._enter(run_id, resume=True, rewind_to=step)
+            return
+        self._enter(run_id, resume=True, rewind_to=step)
+        if step is not None:
+            self.floor[run_id] = step
+
+    @rule(run_id=runs)
+    def delete(self, run_id: str) -> None:
+        self.tracker.delete_run(run_id)
+        self.deleted.add(run_id)
+
+    @rule()
+    def rebuild(self) -> None:
+        self.tracker.rebuild_projections()
+
+    # The invariant -------------------------------------------------------------------------
+
+    @invariant()
+    def projections_equal_the_fold_and_a_rebuild(self) -> None:
+        for _, run in self.live.values():
+            run.flush()
+        for event in self.tracker.events(self.seen):
+            self.fold.apply(event)
+            self.seen = event.position
+        project = self.tracker.project
+        for (proj, run_id), folded in self.fold.runs.items():
+            expected = self.fold.run_state(proj, run_id)
+            actual = self.tracker.get_run(run_id)
+            assert same_state(actual, expected), state_diff(actual, expected)
+            for metric in folded.series.keys() | set(METRICS):
+                series = self.tracker.read_series(run_id, metric)
+                assert series.same_as(self.fold.series(proj, run_id, metric)), (run_id, metric)
+            assert self.tracker.lineage(run_id) == self.fold.lineage(project, run_id)
+        for name in EXPERIMENTS[1:]:
+            assert self.tracker.get_experiment(name) == self.fold.experiment(project, name)
+        store = self.tracker._async()._store
+        assert store is not None
+        assert self.tracker._call(store.verify_rebuild) == []
+
+
+def machine_test(make_url: Callable[[], str], examples: int) -> type:
+    machine = type("Machine", (TrackerMachine,), {"make_url": staticmethod(make_url)})
+    case = machine.TestCase
+    case.settings = settings(max_examples=examples, stateful_step_count=20, deadline=None)
+    return case
+
+
+TestMachineInMemory = machine_test(lambda: ":memory:", examples=40)
+
+
+@pytest.fixture(scope="module")
+def _files(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("machine")
+
+
+_counter = iter(range(10**9))
+TestMachineOnFile = machine_test(
+    lambda: str(Path(__import__("tempfile").mkdtemp()) / f"m{next(_counter)}.db"), examples=10)

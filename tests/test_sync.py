@@ -1,0 +1,211 @@
+"""The blocking facade (SPEC §2, "Sync facade"): the same API for synchronous training code,
+with real backpressure and aborts that reach the training thread."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+
+import engine
+from engine import Status
+from engine.errors import ClosedError, RunAbortedError, RunNotFoundError, ValidationError
+
+
+def connect(db_url: str, **settings: Any) -> engine.sync.SyncTracker:
+    settings.setdefault("durability", "normal")
+    return engine.sync.connect(db_url, **settings)
+
+
+def in_thread(fn: Callable[[], Any]) -> None:
+    """Run ``fn`` on a plain thread and re-raise whatever it raised."""
+    errors: list[BaseException] = []
+
+    def target() -> None:
+        try:
+            fn()
+        except BaseException as exc:  # handed to the test thread
+            errors.append(exc)
+
+    thread = threading.Thread(target=target)
+    thread.start()
+    thread.join(timeout=60)
+    assert not thread.is_alive(), "the thread did not finish"
+    if errors:
+        raise errors[0]
+
+
+def test_the_blocking_api_end_to_end(db_url: str) -> None:
+    with connect(db_url, project="team/proj") as tracker:
+        assert tracker.project == "team/proj"
+        with tracker.start_run("base", experiment="exp", tags=("baseline",),
+                               config={"opt": {"name": "sgd"}}) as run:
+            assert (run.project, run.run_id) == ("team/proj", "base")
+            run.log_configs({"opt": {"lr": 0.1}})
+            for step in range(10):
+                run.log_metrics({"train": {"loss": 1.0 / (step + 1)}}, step=step)
+            run.add_tags("good")
+            run.remove_tags("baseline")
+            run.flush()
+            state = tracker.get_run("base")
+            assert state.status is Status.RUNNING
+            assert state.metrics["train/loss"].count == 10
+        with tracker.start_run("child", experiment="exp", fork=("base", 4)) as child:
+            child.log_metrics({"train/loss": 0.01}, step=5)
+
+        state = tracker.get_run("base")
+        assert state.status is Status.SUCCEEDED
+        assert state.config == {"opt/name": "sgd", "opt/lr": 0.1}
+        assert state.tags == frozenset({"good"})
+        series = tracker.read_series("child", "train/loss")
+        assert series.steps.tolist() == [0, 1, 2, 3, 4, 5]
+        assert series.values[-1] == 0.01
+        assert [s.run_id for s in tracker.list_runs()] == ["base", "child"]
+        assert tracker.get_experiment("exp") == engine.Experiment("exp", "child",
+                                                                  ("base", "child"))
+        assert tracker.lineage("base").children == (engine.ForkPoint("child", 4),)
+        assert tracker.lineage("child").ancestors == (engine.ForkPoint("base", 4),)
+
+        events = list(tracker.events())
+        assert [e.position for e in events] == sorted(e.position for e in events)
+        assert events[0].type == "RunCreated"
+        assert [e.position for e in tracker.events(events[2].position)] == \
+            [e.position for e in events[3:]]
+        old = tracker.get_run("base", as_of=events[0].position)
+        assert old.status is Status.RUNNING
+        assert old.metrics == {}
+
+        before = tracker.get_run("base")
+        tracker.rebuild_projections()
+        assert tracker.get_run("base") == before
+
+        tracker.delete_run("child")
+        assert [s.run_id for s in tracker.list_runs()] == ["base"]
+        assert tracker.get_experiment("exp").head == "base"
+        with pytest.raises(RunNotFoundError):
+            tracker.get_run("nope")
+
+
+def test_validation_errors_surface_in_the_calling_thread(db_url: str) -> None:
+    with connect(db_url) as tracker, tracker.start_run("r") as run:
+        run.log_metrics({"m": 1.0, "n": 2.0}, step=0)
+        with pytest.raises(ValidationError) as caught:
+            run.log_metrics({"m": 2.0, "n//bad": 3.0}, step=1)
+        assert caught.value.key == "n//bad"
+        with pytest.raises(ValidationError):
+            run.log_metrics({"m": 2.0}, step=0)
+        run.flush()
+        assert tracker.read_series("r", "m").steps.tolist() == [0]
+
+
+def test_a_full_buffer_makes_log_metrics_wait_and_loses_nothing(db_url: str) -> None:
+    count = 1000
+    with connect(db_url, max_pending_points=8, flush_interval=0.001) as tracker:
+        with tracker.start_run("r") as run:
+            for step in range(count):
+                run.log_metrics({"a": float(step), "b": -float(step)}, step=step)
+        a = tracker.read_series("r", "a")
+        assert a.steps.tolist() == list(range(count))
+        assert a.values.tolist() == [float(s) for s in range(count)]
+        assert tracker.read_series("r", "b").values.tolist() == [-float(s) for s in range(count)]
+        assert tracker.get_run("r").status is Status.SUCCEEDED
+
+
+def test_logging_from_a_plain_thread(db_url: str) -> None:
+    with connect(db_url) as tracker:
+
+        def train() -> None:
+            with tracker.start_run("threaded") as run:
+                for step in range(100):
+                    run.log_metrics({"loss": float(step)}, step=step)
+                run.flush()
+                assert tracker.get_run("threaded").metrics["loss"].count == 100
+
+        in_thread(train)
+        with tracker.start_run("main") as run:  # and the tracker's own thread goes on too
+            run.log_metrics({"loss": 1.0})
+
+        def read() -> None:
+            assert tracker.read_series("threaded", "loss").steps.tolist() == list(range(100))
+
+        in_thread(read)
+        assert tracker.get_run("threaded").status is Status.SUCCEEDED
+        assert tracker.get_run("main").status is Status.SUCCEEDED
+
+
+def test_an_exception_in_the_block_records_failed(db_url: str) -> None:
+    with connect(db_url) as tracker:
+
+        def train() -> None:
+            with tracker.start_run("r") as run:
+                run.log_metrics({"loss": 1.0}, step=0)
+                raise KeyError("batch")
+
+        with pytest.raises(KeyError, match="batch"):
+            train()
+        state = tracker.get_run("r")
+        assert state.status is Status.FAILED
+        assert state.status_reason is not None
+        assert "KeyError" in state.status_reason
+        assert "batch" in state.status_reason
+        assert state.ended_at is not None
+        assert tracker.read_series("r", "loss").steps.tolist() == [0]
+
+
+def test_abort_from_another_thread_stops_the_training_thread(db_url: str) -> None:
+    with connect(db_url) as tracker:
+
+        def train() -> None:
+            with tracker.start_run("r") as run:
+                run.log_metrics({"loss": 1.0}, step=0)
+                assert not run.abort_requested
+                in_thread(lambda: tracker.abort_run("r", reason="diverged"))
+                assert run.abort_requested
+                run.log_metrics({"loss": 2.0}, step=1)
+                pytest.fail("log_metrics went on after the abort")
+
+        with pytest.raises(RunAbortedError) as caught:
+            train()
+        assert caught.value.reason == "diverged"
+        assert caught.value.run_id == "r"
+        state = tracker.get_run("r")
+        assert (state.status, state.status_reason) == (Status.ABORTED, "diverged")
+        assert tracker.read_series("r", "loss").steps.tolist() == [0]
+
+
+def test_abort_from_another_tracker_stops_the_training_thread(db_url: str,
+                                                              backend: str) -> None:
+    if backend == "sqlite-memory":
+        pytest.skip("an in-memory database cannot be shared by two trackers")
+    with connect(db_url) as tracker, connect(db_url) as elsewhere:
+
+        def train() -> None:
+            with tracker.start_run("r") as run:
+                elsewhere.abort_run("r", reason="from afar")
+                deadline = time.monotonic() + 20
+                step = 0
+                while time.monotonic() < deadline:  # until the poll of the log sees it
+                    run.log_metrics({"loss": 1.0}, step=step)
+                    run.flush()
+                    step += 1
+                pytest.fail("the abort from another tracker never reached the run")
+
+        with pytest.raises(RunAbortedError):
+            train()
+        state = tracker.get_run("r")
+        assert (state.status, state.status_reason) == (Status.ABORTED, "from afar")
+
+
+def test_a_closed_sync_tracker_refuses_calls(db_url: str) -> None:
+    tracker = connect(db_url)
+    with tracker, tracker.start_run("r") as run:
+        run.log_metrics({"m": 1.0})
+    with pytest.raises(ClosedError):
+        run.log_metrics({"m": 2.0})
+    with pytest.raises(ClosedError):
+        tracker.get_run("r")
+    with pytest.raises(ClosedError), tracker:
+        pass
