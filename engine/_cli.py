@@ -69,11 +69,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; returns the exit code."""
     args = _parser().parse_args(argv)
     try:
-        return anyio.run(_run, args)
+        try:
+            return anyio.run(_run, args)
+        except BaseExceptionGroup as group:  # one failure inside a task group: report it
+            if len(group.exceptions) == 1:
+                raise group.exceptions[0] from None
+            raise
     except KeyboardInterrupt:
         return 130
+    except BrokenPipeError:  # the reader went away (`kittiwake events | head`): not an error
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
     except (CliError, EngineError, OSError) as exc:
-        _fail(str(exc).splitlines()[0] if not isinstance(exc, EngineError) else str(exc))
+        _fail(str(exc) if isinstance(exc, EngineError) else str(exc).splitlines()[0])
         return 1
     except Exception as exc:  # the promise is one line, even for a bug
         if os.environ.get("KITTIWAKE_DEBUG"):

@@ -46,7 +46,7 @@ __all__ = [
 ]
 
 CHUNK = 4096
-BLOCK = 64
+BLOCK = 128
 _BS = 12  # floats per block summary: (step, value, time) of its first, last, min, max
 _BIG_ENDIAN = sys.byteorder == "big"
 _NAN = math.nan
@@ -130,9 +130,14 @@ def summarize_points(steps: Sequence[Any], values: array[float]) -> Summary | No
 
 
 def _block(steps: array[Any], values: array[float], times: array[float], lo: int,
-           hi: int) -> tuple[float, ...]:
+           hi: int, clean: bool = False) -> tuple[float, ...]:
+    """The block summary of points ``[lo, hi)``; ``clean`` promises they hold no NaN."""
     piece = values[lo:hi]
-    low, high = _minmax(piece)
+    if clean:
+        low = min(piece)
+        high = max(piece)
+    else:
+        low, high = _minmax(piece)
     i_low = lo if low != low else lo + piece.index(low)
     i_high = lo if high != high else lo + piece.index(high)
     last = hi - 1
@@ -191,8 +196,11 @@ class Chunk:
         del self.blocks[first_block * _BS :]
         n = len(self.values)
         low = high = _NAN
+        # One NaN check for every block at once: a NaN anywhere makes the sum NaN.
+        total = sum(self.values[first_block * BLOCK :])
+        clean = total == total
         for lo in range(first_block * BLOCK, n, BLOCK):
-            block = _block(self.steps, self.values, self.times, lo, min(lo + BLOCK, n))
+            block = _block(self.steps, self.values, self.times, lo, min(lo + BLOCK, n), clean)
             self.blocks.extend(block)
             low = _lesser(low, block[7])
             high = _greater(high, block[10])

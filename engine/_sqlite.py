@@ -51,7 +51,8 @@ from .errors import ClosedError, ConcurrencyError, EngineError
 
 __all__ = ["SqliteStore", "sqlite_path"]
 
-_PAGE_EVENTS = 1000  # events per rebuild transaction
+_PAGE_EVENTS = 4096  # at most this many events per rebuild transaction
+_PAGE_BYTES = 4 << 20  # rebuild pages aim at this much payload
 _ID_BATCH = 500  # ids per "already in the log?" query (SQLite binds at most 32766 values)
 _EVENT_COLUMNS = "position, event_id, project, run_id, version, type, schema_version, " \
                  "recorded_at, data"
@@ -130,6 +131,7 @@ class SqliteStore(Store):
             raise
         self._projector = Projector(_SqliteIO(self._wdb))
         self._reads = SqliteReads(self._rdb, self._rlock, self._record)
+        await self.drop_retired()  # left by a rebuild whose process ended before dropping
         head = await self.head()
         rows = await self._rdb.execute_fetchall("SELECT position FROM checkpoints")
         if any(position != head for (position,) in rows):
@@ -325,57 +327,122 @@ class SqliteStore(Store):
     async def verify_rebuild(self) -> list[str]:
         return await self._build("__check", "check", None)
 
+    async def drop_retired(self) -> None:
+        # Dropping a table reads every page of it; after a rebuild that is most of the
+        # database, so it happens after the swap, one table per transaction.
+        db = self._writer()
+        rows = await self.reads.retired_tables()
+        for (table,) in rows:
+            with anyio.CancelScope(shield=True):
+                async with self._wlock:
+                    await db.execute(f"DROP TABLE IF EXISTS {table}")
+        if rows and self.path != ":memory:":
+            with anyio.CancelScope(shield=True):
+                async with self._wlock:
+                    await db.execute("PRAGMA wal_checkpoint(PASSIVE)")
+
     async def _build(self, suffix: str, generation: int | str,
                      progress: Progress | None) -> list[str]:
-        """Replay the log into ``<table><suffix>`` tables; then swap them in (``__new``) or
-        compare them with the live tables and drop them (``__check``)."""
+        """Replay the log into ``<table><suffix>`` tables, then swap them in (``__new``) or
+        compare them with the live tables and drop them (``__check``).
+
+        Three things overlap: a dedicated connection reads the next page of events, the
+        writer connection saves the previous page (a transaction per page, so live appends
+        interleave), and the event loop folds the current page. The last step catches up to
+        the head and finishes in one transaction under the write lock.
+        """
         db = self._writer()
         async with self._wlock:
-            await db.execute("BEGIN IMMEDIATE")
-            try:
-                for table in PROJECTION_TABLES:
-                    await db.execute(f"DROP TABLE IF EXISTS {table}{suffix}")
-                for statement in projection_ddl(suffix, generation):
-                    await db.execute(statement)
-                await db.execute("COMMIT")
-            except BaseException:
-                await db.execute("ROLLBACK")
-                raise
-        projector = Projector(_SqliteIO(db, suffix))
+            await _in_transaction(db, [f"DROP TABLE IF EXISTS {t}{suffix}"
+                                       for t in PROJECTION_TABLES]
+                                  + projection_ddl(suffix, generation))
+        io = _SqliteIO(db, suffix)
+        projector = Projector(io)
+        reader = db if self.path == ":memory:" else await self._connect()
         done = 0
-        while True:
-            # Page by page, each in its own transaction, so live appends interleave; the last
-            # page catches up to the head and finishes in the same transaction.
+        limit = 4
+        if reader is not db:
+            # The checkpoint that copies the new tables from the WAL into the database runs
+            # with the cleanup after the swap (drop_retired), not inside the rebuild.
+            await db.execute("PRAGMA wal_autocheckpoint = 0")
+        try:
+            async with anyio.create_task_group() as tasks:
+                page = await _fetch(reader, 0, limit)
+                saving: anyio.Event | None = None
+                while len(page) == limit:
+                    after = page[-1][0]
+                    # Pages of about _PAGE_BYTES of payload, whatever the events' sizes.
+                    size = sum(len(row[8]) for row in page) or 1
+                    limit = max(1, min(_PAGE_EVENTS, limit * _PAGE_BYTES // size))
+                    upcoming = _Prefetch(reader, after, limit)
+                    tasks.start_soon(upcoming.run)
+                    for row in page:
+                        await projector.apply(self._record(row, arrays=True))
+                    changes, projector.changes = projector.changes, Changes()
+                    if saving is not None:
+                        await saving.wait()  # saves go in order, checkpoints forward
+                    saving = anyio.Event()
+                    tasks.start_soon(self._save_page, db, io, changes, suffix, done, after,
+                                     saving)
+                    done = after
+                    if progress is not None:
+                        progress(done, await self.head())
+                    page = await upcoming.result()
+                if saving is not None:
+                    await saving.wait()
             async with self._wlock:
                 with anyio.CancelScope(shield=True):
-                    finished, done, differ = await self._build_page(
-                        db, projector, suffix, done, generation)
-            if progress is not None:
-                progress(done, await self.head())
-            if finished:
-                return differ
+                    differ = await self._finish(db, projector, suffix, done, generation)
+        finally:
+            if reader is not db:
+                with anyio.CancelScope(shield=True):
+                    await reader.close()
+                    await db.execute("PRAGMA wal_autocheckpoint = 1000")
+        if progress is not None:
+            head = await self.head()
+            progress(head, head)
+        return differ
 
-    async def _build_page(self, db: aiosqlite.Connection, projector: Projector, suffix: str,
-                          done: int, generation: int | str) -> tuple[bool, int, list[str]]:
+    async def _save_page(self, db: aiosqlite.Connection, io: _SqliteIO, changes: Changes,
+                         suffix: str, done: int, position: int, saved: anyio.Event) -> None:
+        try:
+            async with self._wlock:
+                with anyio.CancelScope(shield=True):
+                    await db.execute("BEGIN IMMEDIATE")
+                    try:
+                        await io.save(changes)
+                        await _advance(db, suffix, done, position)
+                        await db.execute("COMMIT")
+                    except BaseException:
+                        await db.execute("ROLLBACK")
+                        raise
+        finally:
+            saved.set()
+
+    async def _finish(self, db: aiosqlite.Connection, projector: Projector, suffix: str,
+                      done: int, generation: int | str) -> list[str]:
+        """Apply the events still unseen, then swap (or compare), in one transaction."""
         differ: list[str] = []
         await db.execute("BEGIN IMMEDIATE")
         try:
-            rows = await db.execute_fetchall(
-                f"SELECT {_EVENT_COLUMNS} FROM events WHERE position > ? ORDER BY position "
-                "LIMIT ?", (done, _PAGE_EVENTS))
-            for row in rows:
-                await projector.apply(self._record(row, arrays=True))
-            await projector.save()
-            position = rows[-1][0] if rows else done
-            await _advance(db, suffix, done, position)
-            finished = len(rows) < _PAGE_EVENTS
-            if finished and suffix == "__new":
+            while True:
+                rows = await _fetch(db, done, _PAGE_EVENTS)
+                for row in rows:
+                    await projector.apply(self._record(row, arrays=True))
+                if rows:
+                    await projector.save()
+                    await _advance(db, suffix, done, rows[-1][0])
+                    done = rows[-1][0]
+                if len(rows) < _PAGE_EVENTS:
+                    break
+            if suffix == "__new":
                 for table in PROJECTION_TABLES:
-                    await db.execute(f"DROP TABLE {table}")
+                    await db.execute(f"DROP TABLE IF EXISTS {table}__old")
+                    await db.execute(f"ALTER TABLE {table} RENAME TO {table}__old")
                     await db.execute(f"ALTER TABLE {table}{suffix} RENAME TO {table}")
                 await db.execute("UPDATE meta SET value = ? WHERE key = 'generation'",
                                  (generation,))
-            elif finished:
+            else:
                 for table in PROJECTION_TABLES:
                     counts = [(await db.execute_fetchall(sql))[0][0] for sql in (
                         f"SELECT count(*) FROM (SELECT * FROM {table} EXCEPT "
@@ -391,7 +458,7 @@ class SqliteStore(Store):
         except BaseException:
             await db.execute("ROLLBACK")
             raise
-        return finished, position, differ
+        return differ
 
     # Liveness ------------------------------------------------------------------------------
 
@@ -430,6 +497,44 @@ def _check_path(path: str) -> None:
                           f"{str(where.parent)!r} does not exist")
 
 
+async def _fetch(db: aiosqlite.Connection, after: int, limit: int) -> list[Any]:
+    return list(await db.execute_fetchall(
+        f"SELECT {_EVENT_COLUMNS} FROM events WHERE position > ? ORDER BY position LIMIT ?",
+        (after, limit)))
+
+
+class _Prefetch:
+    """The next page of events, read while the current one is folded."""
+
+    def __init__(self, db: aiosqlite.Connection, after: int, limit: int) -> None:
+        self._db = db
+        self._after = after
+        self._limit = limit
+        self._done = anyio.Event()
+        self._rows: list[Any] = []
+
+    async def run(self) -> None:
+        try:
+            self._rows = await _fetch(self._db, self._after, self._limit)
+        finally:
+            self._done.set()
+
+    async def result(self) -> list[Any]:
+        await self._done.wait()
+        return self._rows
+
+
+async def _in_transaction(db: aiosqlite.Connection, statements: Sequence[str]) -> None:
+    await db.execute("BEGIN IMMEDIATE")
+    try:
+        for statement in statements:
+            await db.execute(statement)
+        await db.execute("COMMIT")
+    except BaseException:
+        await db.execute("ROLLBACK")
+        raise
+
+
 async def _advance(db: aiosqlite.Connection, suffix: str, head: int, position: int) -> None:
     """Move every checkpoint from ``head`` to ``position``; refuse to go anywhere else."""
     if position == head:
@@ -450,6 +555,9 @@ class _SqliteIO(ProjectionIO):
         self.db = db
         s = suffix
         self.s = s
+        # A rebuild saves a page while folding the next; a save the fold itself needs waits
+        # for it, so rows are always written in the order they were changed.
+        self._saving = anyio.Lock()
         self._run = f"SELECT {', '.join(RUN_COLUMNS)} FROM runs{s} WHERE project = ? AND run_id = ?"
         self._put_run = (f"INSERT OR REPLACE INTO runs{s} ({', '.join(RUN_COLUMNS)}) "
                          f"VALUES ({','.join('?' * len(RUN_COLUMNS))})")
@@ -510,6 +618,10 @@ class _SqliteIO(ProjectionIO):
         return rows[0][0] if rows else 0
 
     async def save(self, changes: Changes) -> None:
+        async with self._saving:
+            await self._save(changes)
+
+    async def _save(self, changes: Changes) -> None:
         db, s = self.db, self.s
         if changes.runs:
             await db.executemany(self._put_run, [run_values(r) for r in changes.runs.values()])

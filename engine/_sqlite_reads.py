@@ -55,6 +55,13 @@ class SqliteReads:
         async with self._lock:
             return list(await self._db.execute_fetchall(sql, params))
 
+    async def retired_tables(self) -> list[tuple[str]]:
+        """Projection tables a rebuild swapped out and nobody dropped yet."""
+        rows = await self._fetch(
+            "SELECT name FROM sqlite_schema WHERE type = 'table' AND name LIKE '%\\_\\_old' "
+            "ESCAPE '\\'")
+        return [(r[0],) for r in rows]
+
     # The log -------------------------------------------------------------------------------
 
     async def head(self) -> int:

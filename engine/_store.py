@@ -169,6 +169,11 @@ class Store(ABC):
         """Running runs with no heartbeat (or event) since ``before``."""
 
     @abstractmethod
+    async def drop_retired(self) -> None:
+        """Drop the tables a rebuild swapped out (reclaiming their space takes a while, so it
+        is not part of the swap)."""
+
+    @abstractmethod
     async def controls(self, runs: Sequence[tuple[str, str]]) -> dict[tuple[str, str],
                                                                      RunControl]:
         """The control state of each of the given runs that exists."""

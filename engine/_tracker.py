@@ -451,6 +451,8 @@ class Tracker:
         see the old tables until the swap."""
         store, _ = self._open()
         await store.rebuild(progress)
+        assert self._tasks is not None
+        self._tasks.start_soon(store.drop_retired)
 
     # Background tasks ----------------------------------------------------------------------
 

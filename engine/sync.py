@@ -19,7 +19,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import AbstractContextManager
 from functools import partial
 from types import TracebackType
-from typing import Any, TypeVar
+from typing import Any
 
 import anyio
 from anyio.from_thread import BlockingPortal, start_blocking_portal
@@ -32,8 +32,6 @@ from ._tracker import connect as _connect
 from .errors import BackpressureError, ClosedError, RunAbortedError
 
 __all__ = ["SyncRun", "SyncRunContext", "SyncTracker", "connect"]
-
-T = TypeVar("T")
 
 
 def connect(url: str, **settings: Any) -> SyncTracker:

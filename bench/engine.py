@@ -1,0 +1,177 @@
+"""Kittiwake's own benchmarks (issue targets), each in a fresh process.
+
+    .venv/bin/python -m bench.engine            # every benchmark
+    .venv/bin/python -m bench.engine ingest     # one of: ingest, read, rebuild, memory
+
+Prints one JSON object per benchmark, and a summary table.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import platform
+import resource
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Coroutine
+from pathlib import Path
+from typing import Any
+
+import engine
+
+METRICS = [f"train/metric_{i}" for i in range(10)]
+
+
+def _rss_mb() -> float:
+    with open("/proc/self/statm") as statm:
+        return int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+
+
+def _db(directory: str, name: str) -> str:
+    return str(Path(directory) / name)
+
+
+async def ingest(directory: str, durability: str = "full", repeats: int = 5) -> dict[str, Any]:
+    """10 metrics x 20,000 steps through log_metrics, timed until flushed and queryable."""
+    rates = []
+    for attempt in range(repeats):
+        path = _db(directory, f"ingest-{durability}-{attempt}.db")
+        async with engine.connect(path, durability=durability) as tracker, \
+                tracker.start_run(f"r{attempt}") as run:
+            rows = [dict.fromkeys(METRICS, 0.0) for _ in range(2)]
+            start = time.perf_counter()
+            for step in range(20_000):
+                values = rows[step & 1]
+                for i, name in enumerate(METRICS):
+                    values[name] = step * 0.001 + i
+                run.log_metrics(values, step=step)
+                if step % 1_000 == 999:
+                    await asyncio.sleep(0)  # an async training loop awaits now and then
+            await run.flush()
+            elapsed = time.perf_counter() - start
+            state = await tracker.get_run(f"r{attempt}")
+            assert state.metrics[METRICS[0]].count == 20_000
+            rates.append(200_000 / elapsed)
+    return {"benchmark": f"ingest ({durability})", "points": 200_000,
+            "points_per_s": statistics.median(rates), "runs": [round(r) for r in rates]}
+
+
+async def _million(path: str) -> None:
+    async with engine.connect(path, durability="normal") as tracker, \
+            tracker.start_run("big") as run:
+        for step in range(1_000_000):
+            run.log_metrics({"loss": 1.0 / (step + 1)}, step=step)
+            if step % 50_000 == 49_999:
+                await run.flush()
+
+
+async def read(directory: str, repeats: int = 15) -> dict[str, Any]:
+    """Read back a 1,000,000-point series, whole and downsampled to 1,000 buckets."""
+    path = _db(directory, "read.db")
+    await _million(path)
+    async with engine.connect(path) as tracker:
+        full, small = [], []
+        for _ in range(repeats):
+            start = time.perf_counter()
+            series = await tracker.read_series("big", "loss")
+            full.append(time.perf_counter() - start)
+            assert len(series) == 1_000_000
+            start = time.perf_counter()
+            chart = await tracker.read_series("big", "loss", max_points=4_000)
+            small.append(time.perf_counter() - start)
+            assert len(chart) <= 4_000
+    return {"benchmark": "read 1M-point series", "full_ms": statistics.median(full) * 1e3,
+            "downsampled_1000_buckets_ms": statistics.median(small) * 1e3,
+            "points": 1_000_000}
+
+
+async def rebuild(directory: str, repeats: int = 3) -> dict[str, Any]:
+    """Rebuild every projection of a log holding 2,000,000 points (10 runs, 2 metrics)."""
+    path = _db(directory, "rebuild.db")
+    async with engine.connect(path, durability="normal") as tracker:
+        for r in range(10):
+            async with tracker.start_run(f"r{r}") as run:
+                for step in range(100_000):
+                    run.log_metrics({"loss": 1.0 / (step + 1), "acc": step * 1e-5}, step=step)
+                    if step % 50_000 == 49_999:
+                        await run.flush()
+    times = []
+    async with engine.connect(path, durability="normal") as tracker:
+        for _ in range(repeats):
+            start = time.perf_counter()
+            await tracker.rebuild_projections()
+            times.append(time.perf_counter() - start)
+    elapsed = statistics.median(times)
+    return {"benchmark": "rebuild", "points": 2_000_000, "seconds": elapsed,
+            "points_per_s": 2_000_000 / elapsed}
+
+
+async def memory(directory: str) -> dict[str, Any]:
+    """Resident memory while 10,000,000 points are logged and flushed."""
+    samples = []
+    async with engine.connect(_db(directory, "memory.db"), durability="normal") as tracker, \
+            tracker.start_run("long") as run:
+        values = dict.fromkeys(METRICS, 0.0)
+        for step in range(1_000_000):
+            for name in METRICS:
+                values[name] = step * 1e-3
+            run.log_metrics(values, step=step)
+            if step % 10_000 == 9_999:
+                await asyncio.sleep(0)
+            if step % 100_000 == 99_999:
+                await run.flush()
+                samples.append(round(_rss_mb(), 1))
+    return {"benchmark": "memory through 10M points", "rss_mb_every_1M_points": samples,
+            "growth_mb_after_first_1M": round(samples[-1] - samples[0], 1)}
+
+
+BENCHMARKS: dict[str, Callable[..., Coroutine[Any, Any, dict[str, Any]]]] = {
+    "ingest": ingest, "read": read, "rebuild": rebuild, "memory": memory,
+}
+
+
+def _child(name: str) -> None:
+    with tempfile.TemporaryDirectory() as directory:
+        if name == "ingest":
+            results = [asyncio.run(ingest(directory, "full")),
+                       asyncio.run(ingest(directory, "normal"))]
+        else:
+            results = [asyncio.run(BENCHMARKS[name](directory))]
+    for result in results:
+        result["peak_rss_mb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
+        print(json.dumps(result))
+
+
+def machine() -> str:
+    """The machine, as docs/performance.md records it."""
+    model = "unknown CPU"
+    with open("/proc/cpuinfo") as cpuinfo:
+        for line in cpuinfo:
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    return (f"{os.cpu_count()} cores, {model}, Python {platform.python_version()}, "
+            f"SQLite {__import__('sqlite3').sqlite_version}, {platform.system()} "
+            f"{platform.release()}")
+
+
+def main(argv: list[str]) -> None:
+    if argv[:1] == ["--child"]:
+        _child(argv[1])
+        return
+    names = argv or list(BENCHMARKS)
+    print(f"# {machine()}")
+    for name in names:
+        out = subprocess.run([sys.executable, "-m", "bench.engine", "--child", name],
+                             capture_output=True, text=True, check=True)
+        sys.stdout.write(out.stdout)
+        sys.stdout.flush()
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])

@@ -1,0 +1,48 @@
+"""The public surface is exactly what ``__all__`` says, and every piece of it is documented."""
+
+from __future__ import annotations
+
+import inspect
+from types import ModuleType
+
+import pytest
+
+import engine
+import engine.errors
+import engine.sync
+
+
+def test_the_package_exports_exactly_its_all() -> None:
+    public = {name for name in dir(engine) if not name.startswith("_")}
+    assert set(engine.__all__) == public
+    assert engine.__all__ == sorted(engine.__all__)
+
+
+@pytest.mark.parametrize("module", [engine.errors, engine.sync])
+def test_public_modules_export_what_they_define(module: ModuleType) -> None:
+    defined = {name for name, value in vars(module).items()
+               if not name.startswith("_")
+               and getattr(value, "__module__", None) == module.__name__}
+    assert set(module.__all__) == defined
+    assert module.__all__ == sorted(module.__all__)
+
+
+@pytest.mark.parametrize("module", [engine, engine.errors, engine.sync])
+def test_every_public_name_has_a_docstring(module: ModuleType) -> None:
+    missing = [name for name in module.__all__ if not inspect.getdoc(getattr(module, name))]
+    assert missing == []
+
+
+def test_the_error_tree_is_the_one_spec_names() -> None:
+    errors = engine.errors
+    for name in ("ValidationError", "RunNotFoundError", "RunExistsError", "ConcurrencyError",
+                 "QuerySyntaxError", "BackpressureError", "ClosedError", "RunAbortedError"):
+        assert issubclass(getattr(errors, name), errors.EngineError)
+    assert issubclass(errors.ValidationError, ValueError)
+    assert issubclass(errors.QuerySyntaxError, ValueError)
+    assert issubclass(errors.RunNotFoundError, LookupError)
+
+
+def test_query_syntax_errors_point_at_the_problem() -> None:
+    error = engine.errors.QuerySyntaxError("unexpected ')'", "a = 1)", 5)
+    assert str(error).splitlines() == ["unexpected ')' at position 5", "  a = 1)", "       ^"]
