@@ -8,6 +8,7 @@ Where things live:
 - ``_model``: values users receive; ``_events``: event types, ``Record``, upcasters.
 - ``_codec``: exact payload encoding; ``_validate``: what logging accepts.
 - ``_store``: the storage contract; ``_sqlite*``: the embedded backend.
+- ``_subscribe``: live subscriptions (history, then live, exactly once).
 - ``_projector``: projections applied inline; ``_fold``: the same as a pure fold (the oracle).
 - ``_series``: chunked series layout and downsampling; ``_rows``: row conversions.
 - ``_cli``: the ``kittiwake`` command; ``_demo``: the simulated experiment.
@@ -25,6 +26,7 @@ from ._model import Series as Series
 from ._model import Status as Status
 from ._run import Run as Run
 from ._run import RunContext as RunContext
+from ._subscribe import Subscription as Subscription
 from ._tracker import Tracker as Tracker
 from ._tracker import connect as connect
 
@@ -41,6 +43,7 @@ __all__ = [
     "RunState",
     "Series",
     "Status",
+    "Subscription",
     "Tracker",
     "connect",
     "errors",

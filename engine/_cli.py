@@ -59,6 +59,10 @@ def _parser() -> argparse.ArgumentParser:
     rebuild = commands.add_parser("rebuild", help="rebuild every projection from the log")
     rebuild.set_defaults(handler=_rebuild)
 
+    tail = commands.add_parser("tail", help="a run's metrics, live, until the run ends")
+    tail.add_argument("run_id")
+    tail.set_defaults(handler=_tail)
+
     from ._cli_runs import add_commands
 
     add_commands(commands, runs)
@@ -164,6 +168,14 @@ async def _rebuild(args: argparse.Namespace) -> int:
     async with open_tracker(args) as tracker:
         await tracker.rebuild_projections(Progress("rebuilding"))
     emit("projections rebuilt")
+    return 0
+
+
+async def _tail(args: argparse.Namespace) -> int:
+    from ._tail import tail
+
+    async with open_tracker(args) as tracker:
+        await tail(tracker, args.run_id, sys.stdout)
     return 0
 
 

@@ -45,6 +45,16 @@ class _Board:
             self.order.append(run_id)
         self.rows[run_id] = (label, step, loss, note)
 
+    def label(self, run_id: str, label: str) -> None:
+        """A run is training under this label (which clears any note)."""
+        _, step, loss, _ = self.rows.get(run_id, (label, 0, math.nan, ""))
+        self.update(run_id, label, step, loss)
+
+    def point(self, run_id: str, step: int, loss: float) -> None:
+        if run_id in self.rows:
+            label, _, _, note = self.rows[run_id]
+            self.update(run_id, label, step, loss, note)
+
 
 def _loss(step: int, lr: float, seed: int, start: float = 2.5, origin: int = 0) -> float:
     noise = random.Random(seed * 100_003 + step).gauss(0, 0.01)
@@ -67,7 +77,7 @@ async def _train(tracker: Tracker, board: _Board, run_id: str, label: str, *, lr
                             step=step)
             if step % 10 == 0:
                 run.log_metrics({"val/loss": loss * 1.05}, step=step)
-            board.update(run_id, label, step, loss)
+            board.label(run_id, label)
             if math.isnan(loss):
                 raise Diverged(f"train/loss is NaN at step {step}")
             if checkpoints is not None and step % 50 == 0:
@@ -76,6 +86,13 @@ async def _train(tracker: Tracker, board: _Board, run_id: str, label: str, *, lr
             if preempt_at is not None and step == preempt_at:
                 raise Preempted(f"machine preempted at step {step}")
             await anyio.sleep(delay)
+
+
+async def _follow(tracker: Tracker, board: _Board, start: int) -> None:
+    """Feed the board from the log itself: what the view shows is what was committed."""
+    async for event in tracker.subscribe(metrics=["train/loss"], from_position=start):
+        column = event.data["metrics"]["train/loss"]
+        board.point(event.run_id, column["steps"][-1], column["values"][-1])
 
 
 async def _view(tracker: Tracker, board: _Board, out: TextIO, done: anyio.Event) -> None:
@@ -105,8 +122,10 @@ async def run_demo(tracker: Tracker, *, steps: int, delay: float, out: TextIO) -
     out.write(f"kittiwake demo: experiment {EXPERIMENT!r}, {steps} steps per run, database "
               f"{tracker.url}\n")
     done = anyio.Event()
+    start = (await tracker.subscribe(from_position="live").wait_caught_up())
     async with anyio.create_task_group() as view:
         view.start_soon(_view, tracker, board, out, done)
+        view.start_soon(_follow, tracker, board, start)
         baseline_checkpoints: list[int] = []
         async with anyio.create_task_group() as runs:
             runs.start_soon(_guard, board, ids["high-lr"], _train(
@@ -127,6 +146,7 @@ async def run_demo(tracker: Tracker, *, steps: int, delay: float, out: TextIO) -
                          start_loss=at_checkpoint, origin=checkpoint,
                          fork=(ids["baseline"], checkpoint), tags=("fork",))
         done.set()
+        view.cancel_scope.cancel()
     states = [await tracker.get_run(ids[k]) for k in ("baseline", "high-lr", "decay", "preempt")]
     out.write("\n" + _summary(states) + "\n")
     head = await tracker.get_experiment(EXPERIMENT)

@@ -91,12 +91,16 @@ class Record:
     type: str
     timestamp: float
     data: dict[str, Any]
+    public: Event | None = field(default=None, repr=False, compare=False)
 
     def to_event(self) -> Event:
-        """The public view, with arrays in the payload turned into lists."""
-        return Event(self.position, event_id_str(self.id), self.project, self.run_id,
-                     self.version, self.type, datetime.fromtimestamp(self.timestamp, UTC),
-                     plain(self.data))
+        """The public view, with arrays in the payload turned into lists. Made once: every
+        subscriber of a commit receives the same object."""
+        if self.public is None:
+            self.public = Event(self.position, event_id_str(self.id), self.project,
+                                self.run_id, self.version, self.type,
+                                datetime.fromtimestamp(self.timestamp, UTC), plain(self.data))
+        return self.public
 
 
 class Upcasters:

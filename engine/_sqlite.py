@@ -112,7 +112,7 @@ class SqliteStore(Store):
                 "PRAGMA cache_size = -65536",
                 "PRAGMA temp_store = MEMORY",
             ):
-                await db.execute(pragma)
+                await db.execute_fetchall(pragma)  # run to the end: some return a row
         except BaseException:
             await db.close()
             raise
@@ -153,7 +153,7 @@ class SqliteStore(Store):
             if self.path != ":memory:":
                 # Larger pages keep chunk columns in fewer overflow pages; only takes effect
                 # before the first table exists.
-                await db.execute("PRAGMA page_size = 16384")
+                await db.execute_fetchall("PRAGMA page_size = 16384")
             await db.execute("BEGIN IMMEDIATE")
             try:
                 (version,), = await db.execute_fetchall("PRAGMA user_version")
@@ -320,9 +320,6 @@ class SqliteStore(Store):
         (generation,), = await db.execute_fetchall(
             "SELECT value FROM meta WHERE key = 'generation'")
         await self._build("__new", generation + 1, progress)
-        assert self._projector is not None
-        self._projector.clear()
-        self._known_head = -1
 
     async def verify_rebuild(self) -> list[str]:
         return await self._build("__check", "check", None)
@@ -339,7 +336,7 @@ class SqliteStore(Store):
         if rows and self.path != ":memory:":
             with anyio.CancelScope(shield=True):
                 async with self._wlock:
-                    await db.execute("PRAGMA wal_checkpoint(PASSIVE)")
+                    await db.execute_fetchall("PRAGMA wal_checkpoint(PASSIVE)")
 
     async def _build(self, suffix: str, generation: int | str,
                      progress: Progress | None) -> list[str]:
@@ -356,7 +353,7 @@ class SqliteStore(Store):
             await _in_transaction(db, [f"DROP TABLE IF EXISTS {t}{suffix}"
                                        for t in PROJECTION_TABLES]
                                   + projection_ddl(suffix, generation))
-        io = _SqliteIO(db, suffix)
+        io = _SqliteIO(db, suffix, lock=self._wlock)
         projector = Projector(io)
         reader = db if self.path == ":memory:" else await self._connect()
         done = 0
@@ -364,7 +361,7 @@ class SqliteStore(Store):
         if reader is not db:
             # The checkpoint that copies the new tables from the WAL into the database runs
             # with the cleanup after the swap (drop_retired), not inside the rebuild.
-            await db.execute("PRAGMA wal_autocheckpoint = 0")
+            await db.execute_fetchall("PRAGMA wal_autocheckpoint = 0")
         try:
             async with anyio.create_task_group() as tasks:
                 page = await _fetch(reader, 0, limit)
@@ -397,7 +394,7 @@ class SqliteStore(Store):
             if reader is not db:
                 with anyio.CancelScope(shield=True):
                     await reader.close()
-                    await db.execute("PRAGMA wal_autocheckpoint = 1000")
+                    await db.execute_fetchall("PRAGMA wal_autocheckpoint = 1000")
         if progress is not None:
             head = await self.head()
             progress(head, head)
@@ -410,7 +407,7 @@ class SqliteStore(Store):
                 with anyio.CancelScope(shield=True):
                     await db.execute("BEGIN IMMEDIATE")
                     try:
-                        await io.save(changes)
+                        await io.save(changes, locked=True)
                         await _advance(db, suffix, done, position)
                         await db.execute("COMMIT")
                     except BaseException:
@@ -423,6 +420,8 @@ class SqliteStore(Store):
                       done: int, generation: int | str) -> list[str]:
         """Apply the events still unseen, then swap (or compare), in one transaction."""
         differ: list[str] = []
+        assert isinstance(projector.io, _SqliteIO)
+        projector.io.lock = None  # the caller holds the write lock for this last step
         await db.execute("BEGIN IMMEDIATE")
         try:
             while True:
@@ -442,6 +441,11 @@ class SqliteStore(Store):
                     await db.execute(f"ALTER TABLE {table}{suffix} RENAME TO {table}")
                 await db.execute("UPDATE meta SET value = ? WHERE key = 'generation'",
                                  (generation,))
+                # The live cache still matches (a rebuild reproduces the same rows), but it is
+                # dropped here, under the write lock, never in the middle of a commit.
+                assert self._projector is not None
+                self._projector.clear()
+                self._known_head = -1
             else:
                 for table in PROJECTION_TABLES:
                     counts = [(await db.execute_fetchall(sql))[0][0] for sql in (
@@ -551,13 +555,18 @@ async def _advance(db: aiosqlite.Connection, suffix: str, head: int, position: i
 class _SqliteIO(ProjectionIO):
     """Row loads and bulk saves for the projector, on the writer connection."""
 
-    def __init__(self, db: aiosqlite.Connection, suffix: str = "") -> None:
+    def __init__(self, db: aiosqlite.Connection, suffix: str = "",
+                 lock: anyio.Lock | None = None) -> None:
         self.db = db
         s = suffix
         self.s = s
         # A rebuild saves a page while folding the next; a save the fold itself needs waits
         # for it, so rows are always written in the order they were changed.
         self._saving = anyio.Lock()
+        # A rebuild folds outside the write lock, beside live commits on the same connection:
+        # a save the fold needs then takes the lock and a transaction of its own. (The live
+        # projector runs inside the writer's transaction and has no lock to take.)
+        self.lock = lock
         self._run = f"SELECT {', '.join(RUN_COLUMNS)} FROM runs{s} WHERE project = ? AND run_id = ?"
         self._put_run = (f"INSERT OR REPLACE INTO runs{s} ({', '.join(RUN_COLUMNS)}) "
                          f"VALUES ({','.join('?' * len(RUN_COLUMNS))})")
@@ -617,9 +626,25 @@ class _SqliteIO(ProjectionIO):
             f"SELECT runs FROM projects{self.s} WHERE project = ?", (project,))
         return rows[0][0] if rows else 0
 
-    async def save(self, changes: Changes) -> None:
-        async with self._saving:
-            await self._save(changes)
+    async def save(self, changes: Changes, *, locked: bool = False) -> None:
+        """Write the changes; ``locked`` says the caller holds the write lock already.
+
+        Locks are taken in one order, the write lock before ``_saving``, so a page being
+        saved and a save the fold needs cannot wait on each other.
+        """
+        if self.lock is None or locked:
+            async with self._saving:
+                await self._save(changes)
+            return
+        async with self.lock, self._saving:
+            with anyio.CancelScope(shield=True):
+                await self.db.execute("BEGIN IMMEDIATE")
+                try:
+                    await self._save(changes)
+                    await self.db.execute("COMMIT")
+                except BaseException:
+                    await self.db.execute("ROLLBACK")
+                    raise
 
     async def _save(self, changes: Changes) -> None:
         db, s = self.db, self.s

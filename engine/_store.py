@@ -154,6 +154,11 @@ class Store(ABC):
         """Rebuild every projection from the log into fresh tables and swap them in."""
 
     @abstractmethod
+    async def drop_retired(self) -> None:
+        """Drop the tables a rebuild swapped out (reclaiming their space takes a while, so it
+        is not part of the swap)."""
+
+    @abstractmethod
     async def verify_rebuild(self) -> list[str]:
         """Rebuild every projection into scratch tables and compare them with the live ones,
         row for row; returns the names of the tables that differ (empty: they are equal)."""
@@ -167,11 +172,6 @@ class Store(ABC):
     @abstractmethod
     async def stale_runs(self, before: float) -> list[StaleRun]:
         """Running runs with no heartbeat (or event) since ``before``."""
-
-    @abstractmethod
-    async def drop_retired(self) -> None:
-        """Drop the tables a rebuild swapped out (reclaiming their space takes a while, so it
-        is not part of the swap)."""
 
     @abstractmethod
     async def controls(self, runs: Sequence[tuple[str, str]]) -> dict[tuple[str, str],

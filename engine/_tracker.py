@@ -29,6 +29,7 @@ from ._ids import run_name
 from ._model import Event, Experiment, Lineage, RunState, Series, Status
 from ._run import Run, RunContext
 from ._store import AppendRequest, EventFilter, Progress, Store, open_store
+from ._subscribe import Hub, Pager, Subscription
 from ._validate import (
     check_name,
     check_project,
@@ -41,9 +42,6 @@ from ._writer import Writer
 from .errors import ClosedError, ConcurrencyError, RunExistsError, RunNotFoundError, ValidationError
 
 __all__ = ["Tracker", "connect"]
-
-_PAGE = 256  # events per read of the log
-
 
 class _State(enum.Enum):
     NEW = "new"
@@ -90,6 +88,17 @@ def connect(
     )
 
 
+def _names(values: Iterable[str] | None, what: str) -> frozenset[str] | None:
+    if values is None:
+        return None
+    if isinstance(values, str):
+        values = (values,)
+    names = frozenset(values)
+    if not all(type(v) is str for v in names):
+        raise ValidationError(f"{what} must be strings", key=what)
+    return names
+
+
 def _positive(name: str, value: float) -> float:
     if not isinstance(value, (int, float)) or not math.isfinite(value) or value <= 0:
         raise ValidationError(f"{name} must be a positive number, not {value!r}", key=name)
@@ -129,6 +138,7 @@ class Tracker:
         self._tasks: TaskGroup | None = None
         self._live: dict[tuple[str, str], tuple[Run, anyio.CancelScope]] = {}
         self._seen = 0  # highest position this tracker knows of
+        self._hub = Hub()
         self._numbers: dict[str, int] = {}  # last run ordinal handed out per project
         self._head_changed = anyio.Event()
 
@@ -150,6 +160,7 @@ class Tracker:
         writer = Writer(store, clock=self._clock, flush_interval=self._flush_interval,
                         batch_points=self._batch_points, max_pending=self._max_pending)
         writer.on_commit.append(self._on_commit)
+        writer.on_commit.append(self._hub.publish)
         self._writer = writer
         self._seen = await store.head()
         tasks = anyio.create_task_group()
@@ -182,6 +193,7 @@ class Tracker:
             try:
                 await self._tasks.__aexit__(None, None, None)
             finally:
+                self._hub.close()
                 self._head_changed.set()
                 with anyio.CancelScope(shield=True):
                     await self._store.close()
@@ -438,13 +450,48 @@ class Tracker:
             raise ValidationError("from_position must be an int >= 0", key="from_position")
         where = EventFilter(project=self._project(project))
         after = from_position
+        pager = Pager()
         while True:
-            records, covered = await store.read(after, limit=_PAGE, where=where)
+            limit = pager.limit
+            records, covered = await store.read(after, limit=limit, where=where)
+            pager.adapt(records)
             for record in records:
                 yield record.to_event()
-            if len(records) < _PAGE:
+            if len(records) < limit:
                 return
             after = covered
+
+    def subscribe(self, runs: Iterable[str] | None = None, types: Iterable[str] | None = None,
+                  metrics: Iterable[str] | None = None,
+                  from_position: int | str = "start", *, project: str | None = None,
+                  buffer_points: int = 1_000_000) -> Subscription:
+        """Follow the project's events: history from ``from_position``, then live.
+
+        ``from_position`` is ``"start"`` (the whole log), ``"live"`` (only what comes next),
+        or the last position already seen. ``runs`` and ``types`` filter; with ``metrics``,
+        only metric events that carry those metrics come, trimmed to them. History turns
+        into live without a gap or a duplicate, even while writers append, in this process or
+        another; a subscriber too slow for its buffer (``buffer_points``) reads from the log
+        instead of holding more. Use it with ``async for``; it ends when the tracker closes.
+
+        :raises ValidationError: for a bad argument.
+        """
+        store, _ = self._open()
+        if not (from_position in ("start", "live") or
+                (type(from_position) is int and from_position >= 0)):
+            raise ValidationError(
+                f"from_position must be 'start', 'live' or a position >= 0, not "
+                f"{from_position!r}", key="from_position")
+        if type(buffer_points) is not int or buffer_points < 1:
+            raise ValidationError("buffer_points must be a positive int", key="buffer_points")
+        run_ids = _names(runs, "runs")
+        type_names = _names(types, "types")
+        metric_names = _names(metrics, "metrics")
+        if metric_names is not None:
+            type_names = frozenset({ev.METRICS_LOGGED}) & (type_names or {ev.METRICS_LOGGED})
+        where = EventFilter(project=self._project(project), run_ids=run_ids, types=type_names)
+        return Subscription(store, self._hub, where, metric_names, from_position,
+                            buffer_points)
 
     async def rebuild_projections(self, progress: Progress | None = None) -> None:
         """Rebuild every projection from the log into fresh tables and swap them in; reads
@@ -504,12 +551,13 @@ class Tracker:
         (a live run watching for aborts) cares."""
         while True:
             await anyio.sleep(self._poll_interval)
-            if not self._live:
+            if not self._live and not len(self._hub):
                 continue
             head = await store.head()
             if head <= self._seen:
                 continue
             self._advance(head)
+            self._hub.ring(head)
             controls = await store.controls(list(self._live))
             for key, control in controls.items():
                 live = self._live.get(key)

@@ -27,11 +27,12 @@ from anyio.from_thread import BlockingPortal, start_blocking_portal
 from ._model import Event, Experiment, Lineage, RunState, Series
 from ._run import Run
 from ._store import Progress
+from ._subscribe import Subscription
 from ._tracker import Tracker
 from ._tracker import connect as _connect
 from .errors import BackpressureError, ClosedError, RunAbortedError
 
-__all__ = ["SyncRun", "SyncRunContext", "SyncTracker", "connect"]
+__all__ = ["SyncRun", "SyncRunContext", "SyncSubscription", "SyncTracker", "connect"]
 
 
 def connect(url: str, **settings: Any) -> SyncTracker:
@@ -140,6 +141,13 @@ class SyncTracker:
         """The project's events after ``from_position``, to the end of the log."""
         return self._iterate(self._async().events(from_position, project=project))
 
+    def subscribe(self, runs: Iterable[str] | None = None, types: Iterable[str] | None = None,
+                  metrics: Iterable[str] | None = None, from_position: int | str = "start",
+                  **options: Any) -> SyncSubscription:
+        """Follow the log, history then live (see ``Tracker.subscribe``); iterate it."""
+        return SyncSubscription(self, self._async().subscribe(
+            runs, types, metrics, from_position, **options))
+
     def rebuild_projections(self, progress: Progress | None = None) -> None:
         """Rebuild every projection from the log and swap it in."""
         self._call(self._async().rebuild_projections, progress)
@@ -154,6 +162,50 @@ class SyncTracker:
         finally:
             if self._tracker is not None:
                 self._call(source.aclose)
+
+
+class SyncSubscription:
+    """A subscription for blocking code: iterate it; it ends when the tracker closes."""
+
+    def __init__(self, tracker: SyncTracker, subscription: Subscription) -> None:
+        self._tracker = tracker
+        self._subscription = subscription
+
+    def __iter__(self) -> Iterator[Event]:
+        return self
+
+    def __next__(self) -> Event:
+        try:
+            event: Event = self._tracker._call(self._subscription.__anext__)
+        except StopAsyncIteration:
+            raise StopIteration from None
+        return event
+
+    @property
+    def position(self) -> int:
+        """The last position covered."""
+        return self._subscription.position
+
+    @property
+    def caught_up(self) -> bool:
+        """True once the history that existed at the start was delivered."""
+        return self._subscription.caught_up
+
+    def wait_caught_up(self) -> int:
+        """Block until the history is delivered; returns the position."""
+        position: int = self._tracker._call(self._subscription.wait_caught_up)
+        return position
+
+    def close(self) -> None:
+        """Stop the subscription."""
+        if self._tracker._tracker is not None:
+            self._tracker._call(self._subscription.aclose)
+
+    def __enter__(self) -> SyncSubscription:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
 
 async def _make(url: str, settings: Mapping[str, Any]) -> Tracker:
