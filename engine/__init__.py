@@ -11,11 +11,13 @@ Where things live:
 - ``_subscribe``: live subscriptions (history, then live, exactly once).
 - ``_projector``: projections applied inline; ``_fold``: the same as a pure fold (the oracle).
 - ``_series``: chunked series layout and downsampling; ``_rows``: row conversions.
+- ``_query*``: the runs-table query language (parser, tree, SQL); ``_export``: flat tables.
 - ``_cli``: the ``kittiwake`` command; ``_demo``: the simulated experiment.
 """
 
 from . import errors as errors
 from . import sync as sync
+from ._export import RunsTable as RunsTable
 from ._model import Event as Event
 from ._model import Experiment as Experiment
 from ._model import ForkPoint as ForkPoint
@@ -24,6 +26,8 @@ from ._model import MetricSummary as MetricSummary
 from ._model import RunState as RunState
 from ._model import Series as Series
 from ._model import Status as Status
+from ._query_ast import MetricStats as MetricStats
+from ._query_ast import RunGroup as RunGroup
 from ._run import Run as Run
 from ._run import RunContext as RunContext
 from ._subscribe import Subscription as Subscription
@@ -37,10 +41,13 @@ __all__ = [
     "Experiment",
     "ForkPoint",
     "Lineage",
+    "MetricStats",
     "MetricSummary",
     "Run",
     "RunContext",
+    "RunGroup",
     "RunState",
+    "RunsTable",
     "Series",
     "Status",
     "Subscription",

@@ -31,6 +31,7 @@ from ._projector import (
     RunRow,
     Segment,
 )
+from ._query_ast import Field, RunGroup, Selection
 from ._rows import (
     CHUNK_COLUMNS,
     METRIC_COLUMNS,
@@ -294,8 +295,16 @@ class SqliteStore(Store):
     async def get_run(self, project: str, run_id: str) -> RunState | None:
         return await self.reads.get_run(project, run_id)
 
-    async def list_runs(self, project: str, *, include_deleted: bool) -> list[RunState]:
-        return await self.reads.list_runs(project, include_deleted=include_deleted)
+    async def list_runs(self, project: str, *, include_deleted: bool,
+                        selection: Selection | None = None) -> list[RunState]:
+        return await self.reads.list_runs(project, include_deleted=include_deleted,
+                                          selection=selection)
+
+    async def group_runs(self, project: str, *, include_deleted: bool, selection: Selection,
+                         by: Sequence[Field],
+                         aggregates: Sequence[Field] | None) -> list[RunGroup]:
+        return await self.reads.group_runs(project, include_deleted=include_deleted,
+                                           selection=selection, by=by, aggregates=aggregates)
 
     async def read_series(self, project: str, run_id: str, metric: str, *,
                           low: int | float | None, high: int | float | None,

@@ -15,9 +15,11 @@ import aiosqlite
 import anyio
 
 from ._events import Record
-from ._model import Experiment, ForkPoint, Lineage, MetricSummary, RunState, Series
+from ._model import Experiment, ForkPoint, Lineage, RunState, Series
+from ._query_ast import Field, RunGroup, Selection
 from ._rows import RUN_COLUMNS, run_row, state_of, summary_of
 from ._series import BlockRun, Piece, assemble, blocks_of_piece, downsample
+from ._sqlite_query import group_runs, select_runs
 from ._store import EventFilter, RunControl, StaleRun
 
 __all__ = ["SqliteReads"]
@@ -110,20 +112,18 @@ class SqliteReads:
         metrics = {r[width]: summary_of(*r[width + 1 :]) for r in rows if r[width] is not None}
         return state_of(run_row(rows[0][:width]), metrics)
 
-    async def list_runs(self, project: str, *, include_deleted: bool) -> list[RunState]:
-        alive = "" if include_deleted else "AND r.deleted = 0"
+    async def list_runs(self, project: str, *, include_deleted: bool,
+                        selection: Selection | None = None) -> list[RunState]:
         async with self._snapshot() as db:
-            runs = await db.execute_fetchall(
-                f"SELECT {_RUN_SELECT} FROM runs r WHERE r.project = ? {alive} ORDER BY r.rk",
-                (project,))
-            metrics = await db.execute_fetchall(
-                "SELECT m.rk, m.metric, m.count, m.last, m.last_step, m.min, m.max "
-                f"FROM metrics m JOIN runs r ON r.rk = m.rk WHERE r.project = ? {alive}",
-                (project,))
-        by_run: dict[int, dict[str, MetricSummary]] = {}
-        for rk, metric, *summary in metrics:
-            by_run.setdefault(rk, {})[metric] = summary_of(*summary)
-        return [state_of(run_row(r), by_run.get(r[0], {})) for r in runs]
+            return await select_runs(db, project, selection or Selection(),
+                                     include_deleted=include_deleted)
+
+    async def group_runs(self, project: str, *, include_deleted: bool, selection: Selection,
+                         by: Sequence[Field],
+                         aggregates: Sequence[Field] | None) -> list[RunGroup]:
+        async with self._snapshot() as db:
+            return await group_runs(db, project, selection, by, aggregates,
+                                    include_deleted=include_deleted)
 
     async def ancestry(self, project: str, run_id: str) -> list[str] | None:
         async with self._snapshot() as db:

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 
 from ._events import NewEvent, Record, Upcasters
 from ._model import Experiment, Lineage, RunState, Series
+from ._query_ast import Field, RunGroup, Selection
 
 __all__ = ["AppendRequest", "EventFilter", "Progress", "RunControl", "StaleRun", "Store",
            "open_store"]
@@ -124,8 +125,22 @@ class Store(ABC):
         """The run's state, or None."""
 
     @abstractmethod
-    async def list_runs(self, project: str, *, include_deleted: bool) -> list[RunState]:
-        """Every run of the project, oldest first."""
+    async def list_runs(self, project: str, *, include_deleted: bool,
+                        selection: Selection | None = None) -> list[RunState]:
+        """The runs of the project that ``selection`` picks, in its order (without one:
+        every run, oldest first). Deleted runs only with ``include_deleted``.
+
+        Compile the selection with ``_query_sql`` for the backend's dialect: every value is
+        a bound parameter.
+        """
+
+    @abstractmethod
+    async def group_runs(self, project: str, *, include_deleted: bool, selection: Selection,
+                         by: Sequence[Field],
+                         aggregates: Sequence[Field] | None) -> list[RunGroup]:
+        """The selected runs grouped by the values of ``by``, with run counts and the count,
+        mean, min and max of each metric aggregate (``None``: every metric's ``last``), in
+        the order of the group keys."""
 
     @abstractmethod
     async def read_series(self, project: str, run_id: str, metric: str, *,

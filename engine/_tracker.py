@@ -13,7 +13,7 @@ import enum
 import math
 import time
 import warnings
-from collections.abc import AsyncIterator, Callable, Iterable, Mapping
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
 from functools import partial
 from types import TracebackType
 from typing import Any
@@ -23,10 +23,13 @@ from anyio.abc import TaskGroup
 
 from . import _events as ev
 from ._events import NewEvent, Record, Upcasters, default_upcasters
+from ._export import RunsTable, parse_columns
 from ._fold import Fold
 from ._ids import run_id as new_run_id
 from ._ids import run_name
 from ._model import Event, Experiment, Lineage, RunState, Series, Status
+from ._query import parse_aggregates, parse_group_by, selection
+from ._query_ast import RunGroup
 from ._run import Run, RunContext
 from ._store import AppendRequest, EventFilter, Progress, Store, open_store
 from ._subscribe import Hub, Pager, Subscription
@@ -393,11 +396,70 @@ class Tracker:
             raise RunNotFoundError(f"run {run_id!r} did not exist yet at position {as_of}")
         return fold.run_state(project, run_id)
 
-    async def list_runs(self, *, include_deleted: bool = False,
-                        project: str | None = None) -> list[RunState]:
-        """Every run of the project, oldest first; deleted runs only when asked for."""
+    async def list_runs(self, where: str | None = None, *,
+                        order_by: str | Sequence[str] | None = None, limit: int | None = None,
+                        offset: int = 0, include_deleted: bool = False,
+                        heads_only: bool = False, project: str | None = None) -> list[RunState]:
+        """The project's runs that match ``where``, sorted by ``order_by`` (SPEC §8; the
+        language is described in ``docs/queries.md``).
+
+        ``where`` is a query such as ``"metrics.train/acc > 0.9 or config.optimizer = 'adam'"``;
+        ``order_by`` comma-separated fields, ``-`` for descending, such as
+        ``"-metrics.train/acc.max, created_at"`` — missing values sort last either way, and
+        ties (and no ``order_by``) go oldest first. ``limit`` and ``offset`` page the result.
+        Deleted runs are left out unless ``include_deleted``; ``heads_only`` keeps only the
+        runs that are the head of their experiment.
+
+        :raises QuerySyntaxError: for a ``where`` or ``order_by`` that does not parse, with
+            the position of the problem.
+        :raises ValidationError: for a bad ``limit``, ``offset`` or ``project``.
+        """
         store, _ = self._open()
-        return await store.list_runs(self._project(project), include_deleted=include_deleted)
+        picked = selection(where, order_by, limit, offset, heads_only)
+        return await store.list_runs(self._project(project), include_deleted=include_deleted,
+                                     selection=picked)
+
+    async def group_runs(self, by: str | Sequence[str], *, where: str | None = None,
+                         aggregates: str | Sequence[str] | None = None,
+                         include_deleted: bool = False, heads_only: bool = False,
+                         project: str | None = None) -> list[RunGroup]:
+        """The runs matching ``where``, grouped by the values of ``by`` (W&B's grouping).
+
+        ``by`` is one field or several — run fields such as ``experiment`` or ``status`` and
+        config paths such as ``config.optimizer``. ``aggregates`` names metric aggregates such
+        as ``"metrics.train/loss.min, metrics.acc"``; each group gets the count, mean, min
+        and max of each over its runs (NaN and missing values passed over). Without
+        ``aggregates``, every metric's ``last``. Groups come in the order of their keys,
+        missing values last.
+
+        :raises QuerySyntaxError: for a ``by``, ``where`` or ``aggregates`` that does not
+            parse.
+        """
+        store, _ = self._open()
+        fields = parse_group_by(by)
+        wanted = parse_aggregates(aggregates)
+        picked = selection(where, None, None, 0, heads_only)
+        return await store.group_runs(self._project(project), include_deleted=include_deleted,
+                                      selection=picked, by=fields, aggregates=wanted)
+
+    async def fetch_runs_table(self, where: str | None = None, *,
+                               order_by: str | Sequence[str] | None = None,
+                               limit: int | None = None, offset: int = 0,
+                               columns: str | Sequence[str] | None = None,
+                               include_deleted: bool = False, heads_only: bool = False,
+                               project: str | None = None) -> RunsTable:
+        """``list_runs`` flattened into a ``RunsTable`` — one column per run field, config
+        path and metric aggregate, or the ``columns`` named — ready for ``to_csv()``,
+        ``to_jsonl()`` or ``to_pandas()``.
+
+        :raises QuerySyntaxError: for a query, ordering or column that does not parse.
+        """
+        if columns is not None:
+            parse_columns(columns)  # refuse a bad column before reading anything
+        runs = await self.list_runs(where, order_by=order_by, limit=limit, offset=offset,
+                                    include_deleted=include_deleted, heads_only=heads_only,
+                                    project=project)
+        return RunsTable.from_runs(runs, columns)
 
     async def read_series(self, run_id: str, metric: str, *, min_step: int | float | None = None,
                           max_step: int | float | None = None, max_points: int | None = None,

@@ -15,7 +15,7 @@ writer to catch up (real backpressure) instead of raising; when the run is abort
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager
 from functools import partial
 from types import TracebackType
@@ -25,6 +25,7 @@ import anyio
 from anyio.from_thread import BlockingPortal, start_blocking_portal
 
 from ._model import Event, Experiment, Lineage, RunState, Series
+from ._query_ast import RunGroup
 from ._run import Run
 from ._store import Progress
 from ._subscribe import Subscription
@@ -121,9 +122,15 @@ class SyncTracker:
         """The run's state, now or at position ``as_of`` (see ``Tracker.get_run``)."""
         return self._call(self._async().get_run, run_id, as_of=as_of, project=project)
 
-    def list_runs(self, **options: Any) -> list[RunState]:
-        """The project's runs (see ``Tracker.list_runs``)."""
-        return self._call(self._async().list_runs, **options)
+    def list_runs(self, where: str | None = None, **options: Any) -> list[RunState]:
+        """The project's runs matching ``where``, sorted and paged (see
+        ``Tracker.list_runs``)."""
+        return self._call(self._async().list_runs, where, **options)
+
+    def group_runs(self, by: str | Sequence[str], **options: Any) -> list[RunGroup]:
+        """The matching runs grouped by ``by``, with counts and metric stats (see
+        ``Tracker.group_runs``)."""
+        return self._call(self._async().group_runs, by, **options)
 
     def read_series(self, run_id: str, metric: str, **options: Any) -> Series:
         """A metric's series (see ``Tracker.read_series``)."""

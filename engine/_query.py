@@ -1,0 +1,426 @@
+"""The runs-table query language (SPEC §8): a recursive-descent parser over ``_query_lex``.
+
+``parse_where`` turns text such as ``metrics.train/acc > 0.9 and config.`opt/name` = 'adam'``
+into a tree of ``_query_ast`` nodes; ``parse_order`` and ``parse_fields`` read orderings and
+field lists. Every mistake raises ``QuerySyntaxError`` with the 0-based position of the problem,
+and every check of a literal against its field (a status that does not exist, a date that does
+not parse, text compared with a metric) happens here, so a tree that parsed always compiles.
+Nothing is evaluated: the tree is compiled to SQL with bound values by ``_query_sql``.
+"""
+
+from __future__ import annotations
+
+import difflib
+import math
+from collections.abc import Sequence
+
+from ._model import Status
+from ._query_ast import (
+    AGGREGATES,
+    RUN_FIELDS,
+    TIME_FIELDS,
+    And,
+    Compare,
+    Contains,
+    Exists,
+    Field,
+    In,
+    Node,
+    Not,
+    Or,
+    OrderKey,
+    Selection,
+    Value,
+    iso_seconds,
+)
+from ._query_lex import Lexer, Token
+from .errors import QuerySyntaxError, ValidationError
+
+__all__ = ["COLUMN_FIELDS", "MAX_GROUP_FIELDS", "parse_aggregates", "parse_fields",
+           "parse_group_by", "parse_order", "parse_where", "selection"]
+
+MAX_DEPTH = 64  # nested parentheses and `not`s: deeper trees are refused, not recursed into
+MAX_GROUP_FIELDS = 8  # each grouping field on a config path is one more join
+MAX_TERMS = 1000  # comparisons plus listed values: keeps every statement far from the driver's
+#                   limit on bound parameters (SQLite: 32766)
+_HEADS = (*RUN_FIELDS, "tags", "config", "metrics")
+_STATUSES = tuple(s.value for s in Status)
+_CONSTANTS: dict[str, Value] = {"true": True, "false": False, "null": None, "nan": math.nan,
+                                "inf": math.inf}
+# Columns a table may show that the `where` language does not filter on.
+COLUMN_FIELDS = ("project", "status_reason", "fork_run_id", "fork_step", "deleted", "version",
+                 "position")
+
+
+class _Parser:
+    def __init__(self, query: str) -> None:
+        self.q = query
+        self.tokens = Lexer(query).tokens()
+        self.k = 0
+        self.terms = 0
+
+    # Helpers ---------------------------------------------------------------------------------
+
+    @property
+    def tok(self) -> Token:
+        return self.tokens[self.k]
+
+    def fail(self, message: str, pos: int | None = None) -> QuerySyntaxError:
+        return QuerySyntaxError(message, self.q, self.tok.pos if pos is None else pos)
+
+    def take(self) -> Token:
+        token = self.tokens[self.k]
+        if token.kind != "end":
+            self.k += 1
+        return token
+
+    def at_word(self, *words: str) -> bool:
+        return self.tok.kind == "word" and self.tok.text in words
+
+    def expect(self, kind: str, what: str) -> Token:
+        if self.tok.kind != kind:
+            raise self.fail(f"expected {what}, found {self._found()}")
+        return self.take()
+
+    def _found(self) -> str:
+        token = self.tok
+        return "the end of the query" if token.kind == "end" else repr(token.text)
+
+    def count_term(self, pos: int) -> None:
+        self.terms += 1
+        if self.terms > MAX_TERMS:
+            raise self.fail(f"the query is too large: at most {MAX_TERMS} comparisons and "
+                            "listed values", pos)
+
+    def end(self) -> None:
+        if self.tok.kind != "end":
+            raise self.fail(f"unexpected {self._found()}; expected and, or, or the end")
+
+    # Fields ----------------------------------------------------------------------------------
+
+    def field(self, *, allow: tuple[str, ...], columns: bool = False) -> tuple[Field, int]:
+        """A field token as a ``Field``; ``allow`` names the kinds this place accepts."""
+        if self.tok.kind != "field":
+            raise self.fail(f"expected a field such as name, config.<path> or "
+                            f"metrics.<name>, found {self._found()}")
+        token = self.take()
+        head, segments = token.value  # type: ignore[misc]
+        pos = token.pos
+        known = (*_HEADS, *COLUMN_FIELDS) if columns else _HEADS
+        if head not in known:
+            close = difflib.get_close_matches(head, known, n=1)
+            hint = f"; did you mean {close[0]}?" if close else f"; fields are {', '.join(_HEADS)}"
+            raise self.fail(f"unknown field {head!r}{hint}", pos)
+        if head == "config":
+            found = self._config(segments, pos)
+        elif head == "metrics":
+            found = self._metric(segments, pos)
+        else:
+            if segments:
+                raise self.fail(f"{head} has no parts: remove '.{segments[0][0]}'",
+                                segments[0][1] - 1)
+            found = Field("tags", "tags") if head == "tags" else Field("run", head)
+        if found.kind not in allow:
+            raise self.fail(f"{found} cannot be used here", pos)
+        return found, pos
+
+    def _config(self, segments: list[tuple[str, int]], pos: int) -> Field:
+        if not segments:
+            raise self.fail("expected config.<path>, such as config.optimizer/lr", pos + 6)
+        if len(segments) > 1:
+            raise self.fail("a config path has one part after 'config.': write "
+                            "config.a/b for nested keys, or backtick a key that has a '.'",
+                            segments[1][1] - 1)
+        return Field("config", segments[0][0])
+
+    def _metric(self, segments: list[tuple[str, int]], pos: int) -> Field:
+        if not segments:
+            raise self.fail("expected metrics.<name>, such as metrics.train/loss", pos + 7)
+        if len(segments) > 2:
+            raise self.fail("too many parts: metrics.<name>[.last|.min|.max|.count|"
+                            ".last_step]; backtick a name that has a '.'", segments[2][1] - 1)
+        aggregate = "last"
+        if len(segments) == 2:
+            aggregate, agg_pos = segments[1]
+            if aggregate not in AGGREGATES:
+                raise self.fail(f"unknown aggregate {aggregate!r}: use one of "
+                                f"{', '.join(AGGREGATES)}, or backtick a name that has a '.'",
+                                agg_pos)
+        return Field("metric", segments[0][0], aggregate)
+
+    # `where` ---------------------------------------------------------------------------------
+
+    def disjunction(self, depth: int) -> Node:
+        items = [self.conjunction(depth)]
+        while self.at_word("or"):
+            self.take()
+            items.append(self.conjunction(depth))
+        return items[0] if len(items) == 1 else Or(tuple(items))
+
+    def conjunction(self, depth: int) -> Node:
+        items = [self.negation(depth)]
+        while self.at_word("and"):
+            self.take()
+            items.append(self.negation(depth))
+        return items[0] if len(items) == 1 else And(tuple(items))
+
+    def negation(self, depth: int) -> Node:
+        if depth > MAX_DEPTH:
+            raise self.fail(f"the query nests deeper than {MAX_DEPTH} levels")
+        if self.at_word("not"):
+            self.take()
+            return Not(self.negation(depth + 1))
+        if self.tok.kind == "(":
+            self.take()
+            inner = self.disjunction(depth + 1)
+            self.expect(")", "')'")
+            return inner
+        return self.predicate()
+
+    def predicate(self) -> Node:
+        field, pos = self.field(allow=("run", "tags", "config", "metric"))
+        self.count_term(pos)
+        token = self.tok
+        if token.kind == "op":
+            self.take()
+            op = token.text
+            value, at = self.value()
+            return Compare(field, op, _check(self, field, op, value, at))
+        negated = self.at_word("not")
+        if negated:
+            self.take()
+            if self.at_word("exists"):
+                self.take()
+                return Not(Exists(field))
+            if not self.at_word("in"):
+                raise self.fail(f"expected in or exists after not, found {self._found()}")
+        if self.at_word("in"):
+            self.take()
+            return In(field, self.value_list(field), negated)
+        if self.at_word("contains"):
+            self.take()
+            value, at = self.value()
+            if not isinstance(value, str):
+                raise self.fail("contains takes a string, such as 'adam'", at)
+            if field.kind in ("metric",) or field.name in TIME_FIELDS:
+                raise self.fail(f"{field} is a number: contains works on text, config values "
+                                "and tags", pos)
+            return Contains(field, value)
+        if self.at_word("exists"):
+            self.take()
+            return Exists(field)
+        raise self.fail(f"expected an operator (= != < <= > >= in, not in, contains, "
+                        f"exists) after {field}, found {self._found()}")
+
+    def value_list(self, field: Field) -> tuple[Value, ...]:
+        self.expect("(", "'(' to open the list of values")
+        values = []
+        while True:
+            value, at = self.value()
+            self.count_term(at)
+            values.append(_check(self, field, "=", value, at))
+            if self.tok.kind == ",":
+                self.take()
+                if self.tok.kind == ")":
+                    break
+                continue
+            break
+        self.expect(")", "',' or ')'")
+        return tuple(values)
+
+    def value(self) -> tuple[Value, int]:
+        token = self.tok
+        if token.kind in ("string", "number"):
+            self.take()
+            return token.value, token.pos  # type: ignore[return-value]
+        if token.kind == "-":
+            self.take()
+            nxt = self.tok
+            if nxt.kind == "number":
+                self.take()
+                return -nxt.value, token.pos  # type: ignore[operator]
+            if nxt.kind == "word" and nxt.text == "inf":
+                self.take()
+                return -math.inf, token.pos
+            raise self.fail("expected a number after '-'")
+        if token.kind == "word" and token.text in _CONSTANTS:
+            self.take()
+            return _CONSTANTS[token.text], token.pos
+        raise self.fail(f"expected a value (a 'string', a number, true, false, null, nan or "
+                        f"inf), found {self._found()}")
+
+    # Orderings and field lists ----------------------------------------------------------------
+
+    def order(self) -> tuple[OrderKey, ...]:
+        keys: list[OrderKey] = []
+        while True:
+            descending = False
+            if self.tok.kind == "-":
+                self.take()
+                descending = True
+            field, _ = self.field(allow=("run", "config", "metric"))
+            word = self.tok.text.lower() if self.tok.kind == "field" else ""
+            if word in ("asc", "desc"):  # SQL's spelling, handy where a leading '-' is not
+                if descending:
+                    raise self.fail(f"{word} after '-': use one or the other")
+                self.take()
+                descending = word == "desc"
+            keys.append(OrderKey(field, descending))
+            if self.tok.kind != ",":
+                break
+            self.take()
+        self.end()
+        return tuple(keys)
+
+    def fields(self, allow: tuple[str, ...], columns: bool) -> tuple[Field, ...]:
+        found: list[Field] = []
+        while True:
+            field, _ = self.field(allow=allow, columns=columns)
+            found.append(field)
+            if self.tok.kind != ",":
+                break
+            self.take()
+        self.end()
+        return tuple(found)
+
+
+def _check(parser: _Parser, field: Field, op: str, value: Value, at: int) -> Value:
+    """Refuse a literal its field can never hold; turn dates into POSIX seconds."""
+    ordering = op not in ("=", "!=")
+    if ordering and (value is None or isinstance(value, bool) or
+                     (isinstance(value, float) and math.isnan(value))):
+        raise parser.fail(f"{op} needs a number or a string, not {_kind(value)}", at)
+    if field.kind == "metric":
+        if isinstance(value, (str, bool)):
+            raise parser.fail(f"{field} is a number: compare it with a number, nan or null",
+                              at)
+    elif field.kind == "tags":
+        if ordering:
+            raise parser.fail("tags are a set: use =, !=, in, not in, contains or exists", at)
+        if not (value is None or isinstance(value, str)):
+            raise parser.fail("a tag is a string, such as 'baseline'", at)
+    elif field.kind == "run" and field.name in TIME_FIELDS:
+        if isinstance(value, str):
+            seconds = iso_seconds(value)
+            if seconds is None:
+                raise parser.fail(f"{value!r} is not an ISO-8601 date or time, such as "
+                                  "'2024-05-01' or '2024-05-01T12:00:00Z'", at)
+            return seconds
+        if isinstance(value, bool) or (isinstance(value, float) and math.isnan(value)):
+            raise parser.fail(f"{field.name} is a time: compare it with an ISO-8601 string or "
+                              "POSIX seconds", at)
+    elif field.kind == "run":
+        if value is not None and not isinstance(value, str):
+            raise parser.fail(f"{field.name} is text: compare it with a 'string'", at)
+        if field.name == "status" and value is not None and not ordering \
+                and value not in _STATUSES:
+            raise parser.fail(f"{value!r} is not a status: use one of "
+                              f"{', '.join(_STATUSES)}", at)
+    return value
+
+
+def _kind(value: Value) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "a bool"
+    return "nan"
+
+
+def parse_where(query: str) -> Node | None:
+    """The tree of a ``where`` query (None for an empty one).
+
+    :raises QuerySyntaxError: with the position of the first problem.
+    """
+    if not isinstance(query, str):
+        raise QuerySyntaxError(f"a query is a string, not {type(query).__name__}", "", 0)
+    parser = _Parser(query)
+    if parser.tok.kind == "end":
+        return None
+    node = parser.disjunction(0)
+    parser.end()
+    return node
+
+
+def _join(text: str | Sequence[str], what: str) -> str:
+    if isinstance(text, str):
+        return text
+    if not all(isinstance(t, str) for t in text):
+        raise QuerySyntaxError(f"{what} takes strings", "", 0)
+    return ", ".join(text)
+
+
+def parse_order(order_by: str | Sequence[str] | None) -> tuple[OrderKey, ...]:
+    """An ordering such as ``"-metrics.loss.min, created_at"``: ``-`` (or a trailing
+    ``desc``) for descending.
+
+    :raises QuerySyntaxError: with the position of the first problem.
+    """
+    if order_by is None:
+        return ()
+    text = _join(order_by, "order_by")
+    parser = _Parser(text)
+    if parser.tok.kind == "end":
+        return ()
+    return parser.order()
+
+
+def parse_fields(text: str | Sequence[str], *, allow: tuple[str, ...] = ("run", "tags",
+                 "config", "metric"), columns: bool = False, what: str = "fields"
+                 ) -> tuple[Field, ...]:
+    """A comma-separated list of fields, such as ``"experiment, config.optimizer"``.
+
+    ``allow`` names the kinds of field accepted; with ``columns``, table-only columns such as
+    ``status_reason`` are accepted too.
+
+    :raises QuerySyntaxError: with the position of the first problem.
+    """
+    joined = _join(text, what)
+    parser = _Parser(joined)
+    if parser.tok.kind == "end":
+        raise QuerySyntaxError(f"expected at least one field in {what}", joined, 0)
+    return parser.fields(allow, columns)
+
+
+def parse_group_by(by: str | Sequence[str]) -> tuple[Field, ...]:
+    """Grouping fields: run fields and config paths, each once, at most ``MAX_GROUP_FIELDS``.
+
+    :raises QuerySyntaxError: with the position of the first problem.
+    """
+    fields = tuple(dict.fromkeys(parse_fields(by, allow=("run", "config"), what="by")))
+    if len(fields) > MAX_GROUP_FIELDS:
+        raise QuerySyntaxError(f"group by at most {MAX_GROUP_FIELDS} fields",
+                               _join(by, "by"), 0)
+    return fields
+
+
+def parse_aggregates(aggregates: str | Sequence[str] | None) -> tuple[Field, ...] | None:
+    """Metric aggregates such as ``"metrics.loss.min, metrics.acc"`` (None stays None: every
+    metric's ``last``; an empty sequence asks for none).
+
+    :raises QuerySyntaxError: with the position of the first problem.
+    """
+    if aggregates is None:
+        return None
+    if not isinstance(aggregates, str) and not aggregates:
+        return ()
+    return tuple(dict.fromkeys(parse_fields(aggregates, allow=("metric",),
+                                            what="aggregates")))
+
+
+def selection(where: str | None, order_by: str | Sequence[str] | None, limit: int | None,
+              offset: int, heads_only: bool) -> Selection:
+    """``list_runs``' arguments, checked and parsed.
+
+    :raises QuerySyntaxError: for a ``where`` or ``order_by`` that does not parse.
+    :raises ValidationError: for a bad ``limit``, ``offset`` or ``heads_only``.
+    """
+    if limit is not None and (type(limit) is not int or not 0 <= limit < 2**63):
+        raise ValidationError(f"limit must be an int >= 0 or None, not {limit!r}", key="limit")
+    if type(offset) is not int or not 0 <= offset < 2**63:
+        raise ValidationError(f"offset must be an int >= 0, not {offset!r}", key="offset")
+    if type(heads_only) is not bool:
+        raise ValidationError(f"heads_only must be a bool, not {heads_only!r}",
+                              key="heads_only")
+    return Selection(None if where is None else parse_where(where), parse_order(order_by),
+                     limit, offset, heads_only)

@@ -1,0 +1,254 @@
+"""Query plans beyond one statement: the top-k walk of ``list_runs`` and ``group_runs``.
+
+``compile_top`` turns "the best ten runs by a metric" into a walk down that metric's index
+that stops after ten matching runs; ``compile_groups`` and ``decode_groups`` turn grouping
+into two statements and their rows into ``RunGroup`` values. Both build their SQL with
+``_query_sql.Builder``, so every value is a bound parameter in either dialect.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import orjson
+
+from ._query_ast import AGGREGATES, TIME_FIELDS, Field, MetricStats, RunGroup, Selection
+from ._query_sql import AGG_COLUMN, Builder, Compiled, Dialect
+
+__all__ = ["TOP_BUDGET", "GroupPlan", "TopPlan", "compile_groups", "compile_top",
+           "decode_groups"]
+
+TOP_BUDGET = 2000  # index entries a top-k walk may look at before the full plan takes over
+
+
+@dataclass(frozen=True, slots=True)
+class TopPlan:
+    """A top-k plan: walk the first ordering field's index, best value first, and stop as
+    soon as enough runs match, instead of filtering and sorting every run.
+
+    ``edge`` reads the values of the ``budget``-th to the ``2 * budget``-th best index
+    entries; ``select(first of them)`` walks only the entries at least as good as the first
+    (all of them when ``edge`` found none), probing the other tables by primary key run by
+    run, and returns up to ``needed`` runs. Every run outside that range sorts after every
+    run inside it, so when ``select`` returns ``needed`` runs they are the answer; when it
+    returns fewer, runs without a value may belong in it, and the caller runs
+    ``compile_select`` instead. So does a caller whose ``edge`` values are all equal: the
+    range would hold a tie of more than ``budget`` runs, all of which the walk must sort.
+    """
+
+    edge: Compiled
+    needed: int
+    project: str
+    selection: Selection
+    include_deleted: bool
+    dialect: Dialect
+
+    def select(self, edge: Any) -> Compiled:
+        """The walk, bounded by the value ``edge`` returned (None: unbounded)."""
+        b = Builder(self.dialect, correlated=True)
+        first = self.selection.order[0]
+        table, column = _top_source(first.field)
+        way, bound = ("DESC", ">=") if first.descending else ("ASC", "<=")
+        # Written in reading order, so that ``?`` marks and parameters line up.
+        joins, terms = b.order_terms(Selection(order=self.selection.order[1:]))
+        entries = _top_entries(b, first.field, column)
+        if edge is not None:
+            entries += f" AND {column} {bound} {b.number(edge)}"
+        where = b.base(self.project, self.include_deleted, self.selection)
+        sql = (f"SELECT r.rk FROM {table} CROSS JOIN runs r {' '.join(joins)} WHERE {entries} "
+               f"AND r.rk = w.rk AND {where} ORDER BY {column} {way}, {', '.join(terms)} "
+               f"LIMIT {b.bind(self.needed)}")
+        return Compiled(sql, tuple(b.params))
+
+
+def _top_source(field: Field) -> tuple[str, str]:
+    """The table a top-k walk reads (as ``w``) and the indexed column that orders it."""
+    if field.kind == "metric":
+        return "metrics w", f"w.{AGG_COLUMN[field.aggregate or 'last']}"
+    return "run_configs w", "w.num"
+
+
+def _top_entries(b: Builder, field: Field, column: str) -> str:
+    """The index entries of a top-k walk. NaN, null and text are NULL in its column, and
+    sort after every number anyway."""
+    key = "w.metric" if field.kind == "metric" else "w.path"
+    return f"{key} = {b.bind(field.name)} AND {column} IS NOT NULL"
+
+
+def compile_top(project: str, selection: Selection, *, include_deleted: bool,
+                dialect: Dialect, budget: int = TOP_BUDGET) -> TopPlan | None:
+    """The top-k plan of a selection, or None when it has none: no limit, a large one, or a
+    first ordering field without an index (a run field, a metric's count or last_step)."""
+    if selection.limit is None or not selection.order:
+        return None
+    needed = selection.limit + selection.offset
+    first = selection.order[0]
+    field = first.field
+    if not 0 < needed <= budget // 4 or field.kind not in ("metric", "config") \
+            or field.aggregate in ("count", "last_step"):
+        return None
+    b = Builder(dialect)
+    table, column = _top_source(field)
+    way = "DESC" if first.descending else "ASC"
+    edge = (f"SELECT {column} FROM {table} WHERE {_top_entries(b, field, column)} "
+            f"ORDER BY {column} {way} LIMIT {b.bind(budget + 1)} OFFSET {b.bind(budget - 1)}")
+    return TopPlan(Compiled(edge, tuple(b.params)), needed, project, selection,
+                   include_deleted, dialect)
+
+
+@dataclass(frozen=True, slots=True)
+class GroupPlan:
+    """``group_runs`` as two statements: runs per group, and per group and metric the count,
+    mean, min and max of each aggregate in ``columns``."""
+
+    by: tuple[Field, ...]
+    aggregates: tuple[Field, ...] | None
+    columns: tuple[str, ...]  # the aggregates ``stats`` computes, in its column order
+    counts: Compiled
+    stats: Compiled | None  # None when no aggregate is asked for
+
+
+def compile_groups(project: str, selection: Selection, by: Sequence[Field],
+                   aggregates: Sequence[Field] | None, *, include_deleted: bool,
+                   dialect: Dialect) -> GroupPlan:
+    """The statements of ``group_runs`` (``aggregates`` None: every metric's ``last``)."""
+    wanted = None if aggregates is None else tuple(aggregates)
+    columns = ("last",) if wanted is None else \
+        tuple(a for a in AGGREGATES if any(f.aggregate == a for f in wanted))
+
+    def statement(with_metrics: bool) -> Compiled:
+        b = Builder(dialect)
+        joins, keys = b.group_keys(by)
+        select = list(keys)
+        where = []
+        if with_metrics:
+            # The runs outside, the metrics inside: probes of the metrics' primary key then
+            # follow the order of the runs.
+            joins.append("CROSS JOIN metrics m")
+            where.append("m.rk = r.rk")
+            if wanted is not None:
+                names = sorted({f.name for f in wanted})
+                where.append(f"m.metric IN ({', '.join(b.bind(n) for n in names)})")
+            select.append("m.metric")
+            for agg in columns:
+                column = f"m.{AGG_COLUMN[agg]}"
+                select += [f"count({column})", f"avg({dialect.real(column)})",
+                           f"min({column})", f"max({column})"]
+        else:
+            select.append("count(*)")
+        where.append(b.base(project, include_deleted, selection))
+        grouped = len(keys) + with_metrics
+        group = " GROUP BY " + ", ".join(str(i + 1) for i in range(grouped)) if grouped else ""
+        sql = (f"SELECT {', '.join(select)} FROM runs r {' '.join(joins)} "
+               f"WHERE {' AND '.join(where)}{group}")
+        return Compiled(sql, tuple(b.params))
+
+    return GroupPlan(tuple(by), wanted, columns, statement(False),
+                     None if wanted == () else statement(True))
+
+
+def _config_value(kind: str | None, num: Any, txt: str | None) -> Any:
+    if kind is None:
+        return None
+    if kind == "n":
+        return math.nan if num is None else num
+    if kind == "b":
+        return bool(num)
+    if kind == "t":
+        return datetime.fromisoformat(txt) if txt is not None else None
+    if kind == "l":
+        return orjson.loads(txt) if txt is not None else []
+    return txt
+
+
+def _key_values(by: Sequence[Field], row: Sequence[Any]) -> tuple[tuple[Any, ...], int]:
+    """The group key (decoded values) of a result row, and how many columns it took."""
+    values: list[Any] = []
+    i = 0
+    for field in by:
+        if field.kind == "run":
+            value = row[i]
+            if field.name in TIME_FIELDS and value is not None:
+                value = datetime.fromtimestamp(value, UTC)
+            values.append(value)
+            i += 1
+        else:
+            values.append(_config_value(row[i], row[i + 1], row[i + 2]))
+            i += 3
+    return tuple(values), i
+
+
+def _hashable(value: Any) -> tuple[Any, ...]:
+    """A dict key that keeps apart what SQL keeps apart (``True`` and ``1``) and gives NaN,
+    which never equals itself, one group."""
+    if value is None:
+        return ("z",)
+    if isinstance(value, bool):
+        return ("b", value)
+    if isinstance(value, float) and math.isnan(value):
+        return ("nan",)
+    if isinstance(value, (int, float)):
+        return ("n", value)
+    if isinstance(value, list):
+        return ("l", tuple(value))
+    if isinstance(value, datetime):
+        return ("t", value)
+    return ("s", value)
+
+
+def _sort_key(value: Any) -> tuple[Any, ...]:
+    """Groups sort as ``order_by`` sorts: numbers (a bool as 0 or 1, after the number it
+    equals; a datetime as POSIX time) before text and lists, then NaN, then null."""
+    if value is None:
+        return (4,)
+    if isinstance(value, float) and math.isnan(value):
+        return (3,)
+    if isinstance(value, datetime):
+        return (0, value.timestamp(), 2)
+    if isinstance(value, bool):
+        return (0, int(value), 1)
+    if isinstance(value, (int, float)):
+        return (0, value, 0)
+    if isinstance(value, list):
+        return (2, orjson.dumps(value))
+    return (1, value)
+
+
+def _float(value: Any) -> float:
+    return math.nan if value is None else float(value)
+
+
+def decode_groups(plan: GroupPlan, counts: Iterable[Sequence[Any]],
+                  stats: Iterable[Sequence[Any]]) -> list[RunGroup]:
+    """Groups from the rows of the plan's two statements, in the order of their keys
+    (missing values last)."""
+    names = [str(f) for f in plan.by]
+    groups: dict[tuple[Any, ...], tuple[tuple[Any, ...], int]] = {}
+    for row in counts:
+        key, width = _key_values(plan.by, row)
+        groups[tuple(_hashable(v) for v in key)] = (key, row[width])
+    found: dict[tuple[Any, ...], dict[tuple[str, str], MetricStats]] = {}
+    for row in stats:
+        key, width = _key_values(plan.by, row)
+        metric = row[width]
+        per = found.setdefault(tuple(_hashable(v) for v in key), {})
+        for j, agg in enumerate(plan.columns):
+            count, mean, low, high = row[width + 1 + 4 * j: width + 5 + 4 * j]
+            per[(metric, agg)] = MetricStats(int(count), _float(mean), _float(low), _float(high))
+    empty = MetricStats(0, math.nan, math.nan, math.nan)
+    out = []
+    for hashed, (key, count) in groups.items():
+        per = found.get(hashed, {})
+        if plan.aggregates is None:
+            wanted = [Field("metric", metric, "last") for metric, agg in sorted(per)
+                      if agg == "last"]
+        else:
+            wanted = list(plan.aggregates)
+        metrics = {str(f): per.get((f.name, f.aggregate or "last"), empty) for f in wanted}
+        out.append(RunGroup(dict(zip(names, key, strict=True)), count, metrics))
+    out.sort(key=lambda g: [_sort_key(v) for v in g.key.values()])
+    return out
