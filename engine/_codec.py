@@ -53,11 +53,11 @@ def encode(value: Any) -> bytes:
             pass  # an int past 64 bits, or a type the tagged form will name
     parts: list[bytes] = []
     try:
-        body = orjson.dumps(_tag(value, parts, fast=True))
+        body = orjson.dumps(_tag(value, parts, fast=True, seen={}))
     except orjson.JSONEncodeError:
         # A list that looked numeric held an int past 64 bits; tag it element by element.
         parts.clear()
-        body = orjson.dumps(_tag(value, parts, fast=False))
+        body = orjson.dumps(_tag(value, parts, fast=False, seen={}))
     return b"".join((b"\x01", len(body).to_bytes(4, "little"), body, *parts))
 
 
@@ -109,10 +109,11 @@ def _needs_tags(value: Any) -> bool:
     return kind is datetime or kind is array
 
 
-def _tag(value: Any, parts: list[bytes], *, fast: bool) -> Any:
+def _tag(value: Any, parts: list[bytes], *, fast: bool, seen: dict[int, Any]) -> Any:
     kind = type(value)
     if kind is dict:
-        return {_escape(k): _tag(v, parts, fast=fast) for k, v in value.items()}
+        return {_escape(k): _tag(v, parts, fast=fast, seen=seen)
+                for k, v in value.items()}
     if kind is list or kind is tuple:
         if fast:
             try:
@@ -122,7 +123,7 @@ def _tag(value: Any, parts: list[bytes], *, fast: bool) -> Any:
             else:
                 if type(total) is int or total - total == 0.0:
                     return value
-        return [_tag(v, parts, fast=fast) for v in value]
+        return [_tag(v, parts, fast=fast, seen=seen) for v in value]
     if kind is float:
         if value - value == 0.0:
             return value
@@ -132,14 +133,19 @@ def _tag(value: Any, parts: list[bytes], *, fast: bool) -> Any:
     if kind is datetime:
         return {"$t": value.isoformat()}
     if kind is array:
+        shared = seen.get(id(value))
+        if shared is not None:  # one column used by several metrics is stored once
+            return shared
         if value.typecode not in _ARRAY_CODES:
             raise TypeError(f"array typecode {value.typecode!r}")
+        original = value
         if _BIG_ENDIAN:
             value = array(value.typecode, value)
             value.byteswap()
         offset = sum(map(len, parts))
         parts.append(value.tobytes())
-        return {"$a": [value.typecode, offset, len(value)]}
+        tag = seen[id(original)] = {"$a": [value.typecode, offset, len(value)]}
+        return tag
     if value is None or kind is str or kind is bool:
         return value
     return _refuse(value)

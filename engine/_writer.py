@@ -26,9 +26,20 @@ from ._events import NewEvent, Record
 from ._store import AppendRequest, Store
 from .errors import ClosedError, EngineError
 
-__all__ = ["RunBuffer", "Writer"]
+__all__ = ["EVENT_POINTS", "RunBuffer", "Rows", "Writer", "metrics_event", "metrics_events"]
 
-Batch = dict[str, tuple[list[Any], list[float], list[float]]]
+class Rows:
+    """Consecutive calls that logged the same keys in the same order: their values row after
+    row in one flat array (``keys`` order), with a step and a timestamp per row. A flat array
+    allocates no object per call, and a metric's column is a strided slice of it."""
+
+    __slots__ = ("keys", "steps", "times", "values")
+
+    def __init__(self, keys: tuple[str, ...]) -> None:
+        self.keys = keys
+        self.steps: list[Any] = []
+        self.times: list[float] = []
+        self.values = array("d")
 
 
 def _column(steps: list[Any]) -> array[Any]:
@@ -36,30 +47,84 @@ def _column(steps: list[Any]) -> array[Any]:
         return array("q", steps)
     except TypeError:  # a float step somewhere
         return array("d", steps)
-    except OverflowError:
-        raise AssertionError("steps are validated below 2**63") from None
 
 
-def metrics_event(batch: Batch) -> NewEvent:
-    """The MetricsLogged event for a buffered batch, with its columns as arrays."""
+EVENT_POINTS = 50_000  # the most points one MetricsLogged event holds
+
+
+def metrics_events(groups: list[Rows]) -> list[NewEvent]:
+    """MetricsLogged events for consecutive groups of rows, none above ``EVENT_POINTS``
+    points: the store commits a large flush as a pipeline of such pieces."""
+    events: list[NewEvent] = []
+    pending: list[Rows] = []
+    points = 0
+    for group in groups:
+        width = len(group.keys)
+        rows = len(group.steps)
+        if width * rows > EVENT_POINTS:
+            if pending:
+                events.append(metrics_event(pending))
+                pending, points = [], 0
+            step = max(1, EVENT_POINTS // width)
+            for start in range(0, rows, step):
+                piece = Rows(group.keys)
+                piece.steps = group.steps[start : start + step]
+                piece.times = group.times[start : start + step]
+                piece.values = group.values[start * width : (start + step) * width]
+                events.append(metrics_event([piece]))
+            continue
+        pending.append(group)
+        points += width * rows
+        if points >= EVENT_POINTS:
+            events.append(metrics_event(pending))
+            pending, points = [], 0
+    if pending:
+        events.append(metrics_event(pending))
+    return events
+
+
+def metrics_event(groups: list[Rows]) -> NewEvent:
+    """One MetricsLogged event for consecutive groups of rows, its columns as arrays.
+
+    A metric's column is a strided slice of its group's flat values. When one group holds
+    every point, all metrics share one steps array and one timestamps array, which the codec
+    stores once.
+    """
+    if len(groups) == 1:
+        group = groups[0]
+        steps = _column(group.steps)
+        times = array("d", group.times)
+        width = len(group.keys)
+        return NewEvent(ev.METRICS_LOGGED, {"metrics": {
+            key: {"steps": steps, "values": group.values[i::width], "timestamps": times}
+            for i, key in enumerate(group.keys)}})
+    columns: dict[str, tuple[list[Any], array[float], list[float]]] = {}
+    for group in groups:
+        width = len(group.keys)
+        for i, key in enumerate(group.keys):
+            column = columns.get(key)
+            if column is None:
+                column = columns[key] = ([], array("d"), [])
+            column[0].extend(group.steps)
+            column[1].extend(group.values[i::width])
+            column[2].extend(group.times)
     return NewEvent(ev.METRICS_LOGGED, {"metrics": {
-        name: {"steps": _column(s), "values": array("d", v), "timestamps": array("d", t)}
-        for name, (s, v, t) in batch.items()
-    }})
+        key: {"steps": _column(s), "values": v, "timestamps": array("d", t)}
+        for key, (s, v, t) in columns.items()}})
 
 
 class RunBuffer:
     """What one run handle has logged and the writer has not yet committed."""
 
-    __slots__ = ("batch", "committed", "inflight", "inflight_logged", "inflight_points",
-                 "items", "logged", "points", "project", "run_id", "waiters")
+    __slots__ = ("committed", "group", "inflight", "inflight_logged", "inflight_points",
+                 "items", "logged", "marked", "project", "run_id", "waiters")
 
     def __init__(self, project: str, run_id: str) -> None:
         self.project = project
         self.run_id = run_id
-        self.items: list[Batch | NewEvent] = []
-        self.batch: Batch | None = None  # the open batch the hot path appends to
-        self.points = 0  # buffered points (a control event counts as one)
+        self.items: list[Rows | NewEvent] = []
+        self.group: Rows | None = None  # the open group the hot path appends rows to
+        self.marked = False  # the writer knows this buffer has something since it last took it
         self.logged = 0  # accepted calls so far
         self.committed = 0  # accepted calls whose fate is settled (committed or refused)
         self.inflight: AppendRequest | None = None  # sent, not yet known committed
@@ -97,6 +162,7 @@ class Writer:
 
     def mark(self, buf: RunBuffer) -> None:
         """Note that ``buf`` has something new; wake the writer if it sleeps."""
+        buf.marked = True
         self._dirty[buf] = None
         if not self._signaled:
             self._signaled = True
@@ -200,17 +266,31 @@ class Writer:
                 hook(committed)
 
     @staticmethod
-    def _swap(buf: RunBuffer) -> tuple[list[Batch | NewEvent], int, int]:
-        items, buf.items, buf.batch = buf.items, [], None
-        points, buf.points = buf.points, 0
+    def _swap(buf: RunBuffer) -> tuple[list[Rows | NewEvent], int, int]:
+        items, buf.items, buf.group = buf.items, [], None
+        buf.marked = False
+        # The points the items hold (a control event counts as one): what leaves ``pending``
+        # when they are committed.
+        points = sum(len(i.values) if isinstance(i, Rows) else 1 for i in items)
         return items, points, buf.logged
 
     @staticmethod
-    def _request(buf: RunBuffer, items: list[Batch | NewEvent], points: int,
+    def _request(buf: RunBuffer, items: list[Rows | NewEvent], points: int,
                  logged: int) -> AppendRequest | None:
         """Add taken items to the buffer's in-flight request (outside the lock: only the
         writer touches ``inflight``)."""
-        events = [metrics_event(i) if isinstance(i, dict) else i for i in items]
+        events: list[NewEvent] = []
+        groups: list[Rows] = []
+        for item in items:
+            if isinstance(item, Rows):
+                groups.append(item)
+                continue
+            if groups:
+                events.extend(metrics_events(groups))
+                groups = []
+            events.append(item)
+        if groups:
+            events.extend(metrics_events(groups))
         if buf.inflight is not None:
             buf.inflight.events.extend(events)
         elif events:

@@ -232,7 +232,7 @@ class SyncRunContext:
             raise RuntimeError("a run context can be entered once")
         tracker = self._tracker
         run: Run = tracker._call(self._start)
-        run._raise_on_abort = True
+        run.raise_on_abort()
         tracker._call(_watch, tracker._async(), run)
         self._run = SyncRun(tracker, run)
         return self._run
