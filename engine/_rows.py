@@ -91,8 +91,9 @@ def config_values(row: RunRow) -> list[tuple[Any, ...]]:
     """Rows of ``run_configs`` for a run: ``(rk, path, kind, num, txt)``.
 
     ``kind`` is ``n`` (int or float: ``num``; NaN as NULL), ``b`` (bool: ``num`` 0 or 1),
-    ``s`` (str: ``txt``), ``t`` (datetime: ``txt`` in ISO 8601, UTC when aware, and ``num``
-    its POSIX time), ``l`` (list of str: ``txt`` as a JSON array) or ``z`` (None).
+    ``s`` (str: ``txt``), ``t`` (datetime: ``txt`` in ISO 8601, in UTC when aware, and
+    ``num`` its POSIX time, a naive one taken as UTC), ``l`` (list of str: ``txt`` as a JSON
+    array) or ``z`` (None).
     """
     out = []
     for path, value in row.config.items():
@@ -106,8 +107,10 @@ def config_values(row: RunRow) -> list[tuple[Any, ...]]:
         elif isinstance(value, str):
             out.append((row.rk, path, "s", None, value))
         elif isinstance(value, datetime):
+            # A naive datetime is taken as UTC, as queries read a date without an offset.
             aware = value.astimezone(UTC) if value.tzinfo is not None else value
-            out.append((row.rk, path, "t", aware.timestamp(), aware.isoformat()))
+            seconds = aware.timestamp() if aware.tzinfo else value.replace(tzinfo=UTC).timestamp()
+            out.append((row.rk, path, "t", seconds, aware.isoformat()))
         else:
             out.append((row.rk, path, "l", None, orjson.dumps(list(value)).decode()))
     return out

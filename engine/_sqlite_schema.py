@@ -40,6 +40,7 @@ def projection_ddl(suffix: str, generation: int | str) -> list[str]:
             abort_position INTEGER, abort_reason TEXT)""",
         f"CREATE UNIQUE INDEX runs_key_g{g} ON runs{s} (project, run_id)",
         f"CREATE INDEX runs_experiment_g{g} ON runs{s} (project, experiment, rk)",
+        f"CREATE INDEX runs_listing_g{g} ON runs{s} (project, deleted, rk)",
         f"CREATE INDEX runs_running_g{g} ON runs{s} (status) WHERE status = 'running'",
         f"""CREATE TABLE metrics{s} (
             rk INTEGER NOT NULL, metric TEXT NOT NULL, count INTEGER NOT NULL, last,

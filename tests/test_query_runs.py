@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import math
+import time
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -15,6 +16,7 @@ import pytest
 
 import engine
 from engine.errors import ClosedError, QuerySyntaxError, ValidationError
+from tests.conftest import MakeTracker
 
 NAN = math.nan
 T0 = 1_700_000_000.0
@@ -357,3 +359,20 @@ def test_the_sync_facade(tmp_path: Path) -> None:
         (group,) = tracker.group_runs("experiment", aggregates="metrics.loss")
         assert group.count == 3
         assert group.metrics["metrics.loss.last"].max == 1.0
+
+
+async def test_naive_datetime_configs_are_compared_as_utc(make: MakeTracker,
+                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("TZ", "America/New_York")  # a machine not set to UTC
+    time.tzset()
+    try:
+        async with make() as tracker:
+            async with tracker.start_run("r", config={"when": datetime(2024, 1, 1, 12, 0)}):
+                pass
+            before = await tracker.list_runs("config.when > '2024-01-01T11:59:00'")
+            after = await tracker.list_runs("config.when > '2024-01-01T12:01:00'")
+            assert [r.run_id for r in before] == ["r"]
+            assert after == []
+    finally:
+        monkeypatch.undo()
+        time.tzset()
