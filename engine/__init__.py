@@ -8,6 +8,7 @@ Where things live:
 - ``_model``: values users receive; ``_events``: event types, ``Record``, upcasters.
 - ``_codec``: exact payload encoding; ``_validate``: what logging accepts.
 - ``_store``: the storage contract; ``_sqlite*``: the embedded backend.
+- ``_starting``: creating and resuming runs; ``_liveness``: heartbeats, reaper, aborts, head.
 - ``_subscribe``: live subscriptions (history, then live, exactly once).
 - ``_projector``: projections applied inline; ``_fold``: the same as a pure fold (the oracle).
 - ``_series``: chunked series layout and downsampling; ``_rows``: row conversions.

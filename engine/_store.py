@@ -13,6 +13,8 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
+import anyio
+
 from ._events import NewEvent, Record, Upcasters
 from ._model import Experiment, Lineage, RunState, Series
 from ._query_ast import Field, RunGroup, Selection
@@ -105,6 +107,16 @@ class Store(ABC):
     @abstractmethod
     async def head(self) -> int:
         """The highest position in the log (0 when empty)."""
+
+    async def wait_for_head(self, beyond: int, within: float) -> int:
+        """The head, once it passes ``beyond`` or ``within`` seconds have gone by.
+
+        This default polls once per ``within``; a backend that can be told about commits
+        (PostgreSQL's LISTEN) answers as soon as one happens.
+        """
+        del beyond
+        await anyio.sleep(within)
+        return await self.head()
 
     @abstractmethod
     async def read(self, after: int, *, limit: int, where: EventFilter = ANY,

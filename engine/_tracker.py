@@ -8,7 +8,6 @@ silent runs crashed, and a cheap poll of the log's head that notices other proce
 
 from __future__ import annotations
 
-import contextlib
 import enum
 import math
 import time
@@ -22,15 +21,15 @@ import anyio
 from anyio.abc import TaskGroup
 
 from . import _events as ev
-from ._events import NewEvent, Record, Upcasters, default_upcasters
+from ._events import NewEvent, Upcasters, default_upcasters
 from ._export import RunsTable, parse_columns
 from ._fold import Fold
-from ._ids import run_id as new_run_id
-from ._ids import run_name
+from ._liveness import Liveness
 from ._model import Event, Experiment, Lineage, RunState, Series, Status
 from ._query import parse_aggregates, parse_group_by, selection
 from ._query_ast import RunGroup
 from ._run import Run, RunContext
+from ._starting import Starter
 from ._store import AppendRequest, EventFilter, Progress, Store, open_store
 from ._subscribe import Hub, Pager, Subscription
 from ._validate import (
@@ -42,7 +41,7 @@ from ._validate import (
     normalize_config,
 )
 from ._writer import Writer
-from .errors import ClosedError, ConcurrencyError, RunExistsError, RunNotFoundError, ValidationError
+from .errors import ClosedError, RunNotFoundError, ValidationError
 
 __all__ = ["Tracker", "connect"]
 
@@ -139,11 +138,9 @@ class Tracker:
         self._store: Store | None = None
         self._writer: Writer | None = None
         self._tasks: TaskGroup | None = None
-        self._live: dict[tuple[str, str], tuple[Run, anyio.CancelScope]] = {}
-        self._seen = 0  # highest position this tracker knows of
         self._hub = Hub()
-        self._numbers: dict[str, int] = {}  # last run ordinal handed out per project
-        self._head_changed = anyio.Event()
+        self._liveness: Liveness | None = None
+        self._starter: Starter | None = None
 
     def __repr__(self) -> str:
         return f"<Tracker {self.url!r} project={self.project!r} {self._state.value}>"
@@ -162,17 +159,21 @@ class Tracker:
         self._store = store
         writer = Writer(store, clock=self._clock, flush_interval=self._flush_interval,
                         batch_points=self._batch_points, max_pending=self._max_pending)
-        writer.on_commit.append(self._on_commit)
+        liveness = Liveness(store, writer, self._hub, clock=self._clock,
+                            heartbeat_interval=self._heartbeat_interval,
+                            crash_timeout=self._crash_timeout,
+                            reap_interval=self._reap_interval, poll_interval=self._poll_interval)
+        writer.on_commit.append(liveness.on_commit)
         writer.on_commit.append(self._hub.publish)
         self._writer = writer
-        self._seen = await store.head()
+        self._liveness = liveness
+        self._starter = Starter(store, writer, self._clock)
+        liveness.seen = await store.head()
         tasks = anyio.create_task_group()
         await tasks.__aenter__()
         self._tasks = tasks
         tasks.start_soon(writer.run)
-        tasks.start_soon(self._heartbeats, store)
-        tasks.start_soon(self._reaper, store, writer)
-        tasks.start_soon(self._poll, store)
+        liveness.start(tasks)
         self._state = _State.OPEN
         return self
 
@@ -197,7 +198,6 @@ class Tracker:
                 await self._tasks.__aexit__(None, None, None)
             finally:
                 self._hub.close()
-                self._head_changed.set()
                 with anyio.CancelScope(shield=True):
                     await self._store.close()
 
@@ -259,81 +259,18 @@ class Tracker:
                         flat_config, resume, rewind_to)
         return RunContext(self, start)
 
-    async def _start(self, project: str, run_id: str | None, name: str | None,
-                     experiment: str | None, fork: tuple[str, int | float] | None,
-                     tags: list[str], config: dict[str, Any], resume: bool,
-                     rewind_to: int | float | None) -> Run:
-        store, writer = self._open()
-        if run_id is not None and resume:
-            state = await store.get_run(project, run_id)
-            if state is not None:
-                return await self._resume(state, experiment, fork, tags, config, rewind_to)
-            if rewind_to is not None:
-                raise RunNotFoundError(f"cannot rewind run {run_id!r}: it does not exist in "
-                                       f"project {project!r}")
-        for _ in range(8):
-            rid = run_id or new_run_id()
-            label = name or run_name(await self._number(project))
-            data = {"name": label, "experiment": experiment, "tags": tags, "config": config,
-                    "fork": None if fork is None else {"run_id": fork[0], "step": fork[1]}}
-            try:
-                records = await writer.submit(
-                    AppendRequest(project, rid, [NewEvent(ev.RUN_CREATED, data)]))
-            except RunExistsError:
-                if run_id is not None:
-                    raise RunExistsError(
-                        f"run {run_id!r} already exists in project {project!r}; pass "
-                        "resume=True to re-open it") from None
-                continue  # a generated id collided: draw another
-            return await self._handle(project, rid, label, records[0].position)
-        raise RunExistsError("could not find a free run id")  # pragma: no cover
-
-    async def _number(self, project: str) -> int:
-        """The next run's ordinal in the project, never repeated by this tracker even when
-        runs start concurrently (other processes may still pick the same number)."""
-        number = max(await self._store_or_raise().run_count(project) + 1,
-                     self._numbers.get(project, 0) + 1)
-        self._numbers[project] = number
-        return number
-
-    def _store_or_raise(self) -> Store:
-        return self._open()[0]
-
-    async def _resume(self, state: RunState, experiment: str | None,
-                      fork: tuple[str, int | float] | None, tags: list[str],
-                      config: dict[str, Any], rewind_to: int | float | None) -> Run:
-        if state.deleted:
-            raise RunNotFoundError(f"run {state.run_id!r} was deleted and cannot be resumed")
-        if experiment is not None and experiment != state.experiment:
-            raise ValidationError(
-                f"run {state.run_id!r} belongs to experiment {state.experiment!r}, "
-                f"not {experiment!r}", key="experiment")
-        if fork is not None and (state.fork is None or fork != (state.fork.run_id,
-                                                                 state.fork.step)):
-            raise ValidationError(f"run {state.run_id!r} was not forked from {fork}", key="fork")
-        events = [NewEvent(ev.RUN_RESUMED, {"rewind_to": rewind_to})]
-        if config:
-            events.append(NewEvent(ev.CONFIGS_LOGGED, {"config": config}))
-        if tags:
-            events.append(NewEvent(ev.TAGS_ADDED, {"tags": tags}))
-        _, writer = self._open()
-        records = await writer.submit(AppendRequest(state.project, state.run_id, events))
-        return await self._handle(state.project, state.run_id, state.name, records[0].position)
-
-    async def _handle(self, project: str, run_id: str, name: str, started: int) -> Run:
-        store, writer = self._open()
-        state = await store.get_run(project, run_id)
-        control = (await store.controls([(project, run_id)])).get((project, run_id))
-        assert state is not None and control is not None
-        return Run(writer, project, run_id, name,
-                   last_steps={m: s.last_step for m, s in state.metrics.items()},
-                   floor=control.floor, started_position=started, clock=self._clock)
+    async def _start(self, *args: Any) -> Run:
+        self._open()
+        assert self._starter is not None
+        return await self._starter.start(*args)
 
     def _watch(self, run: Run, scope: anyio.CancelScope) -> None:
-        self._live[(run.project, run.run_id)] = (run, scope)
+        assert self._liveness is not None
+        self._liveness.watch(run, scope)
 
     def _unwatch(self, run: Run) -> None:
-        self._live.pop((run.project, run.run_id), None)
+        if self._liveness is not None:
+            self._liveness.unwatch(run)
 
     async def abort_run(self, run_id: str, reason: str | None = None, *,
                         project: str | None = None) -> None:
@@ -562,68 +499,3 @@ class Tracker:
         await store.rebuild(progress)
         assert self._tasks is not None
         self._tasks.start_soon(store.drop_retired)
-
-    # Background tasks ----------------------------------------------------------------------
-
-    def _on_commit(self, records: list[Record]) -> None:
-        self._advance(records[-1].position)
-        for record in records:
-            if record.type == ev.ABORT_REQUESTED:
-                live = self._live.get((record.project, record.run_id))
-                if live is not None and record.position > live[0].started_position:
-                    self._abort(live, record.data.get("reason"))
-
-    def _advance(self, position: int) -> None:
-        if position > self._seen:
-            self._seen = position
-            event, self._head_changed = self._head_changed, anyio.Event()
-            event.set()
-
-    @staticmethod
-    def _abort(live: tuple[Run, anyio.CancelScope], reason: str | None) -> None:
-        run, scope = live
-        run.request_abort(reason)
-        scope.cancel()
-
-    # The tasks get the store and writer they serve: they may first run after a quick close.
-
-    async def _heartbeats(self, store: Store) -> None:
-        while True:
-            await anyio.sleep(self._heartbeat_interval)
-            if self._live:
-                await store.beat(list(self._live), self._clock())
-
-    async def _reaper(self, store: Store, writer: Writer) -> None:
-        while True:
-            silent_since = self._clock() - self._crash_timeout
-            for stale in await store.stale_runs(silent_since):
-                if (stale.project, stale.run_id) in self._live:
-                    continue
-                event = NewEvent(ev.STATUS_CHANGED, {
-                    "status": Status.CRASHED.value,
-                    "reason": f"no heartbeat for {self._crash_timeout:g} s"})
-                # It may have moved on, or another reaper got there first: both are fine.
-                with contextlib.suppress(ConcurrencyError, RunNotFoundError, ClosedError):
-                    await writer.submit(AppendRequest(stale.project, stale.run_id, [event],
-                                                      expected_version=stale.version))
-            await anyio.sleep(self._reap_interval)
-
-    async def _poll(self, store: Store) -> None:
-        """Notice other processes' appends: a cheap read of the head, only while someone
-        (a live run watching for aborts) cares."""
-        while True:
-            await anyio.sleep(self._poll_interval)
-            if not self._live and not len(self._hub):
-                continue
-            head = await store.head()
-            if head <= self._seen:
-                continue
-            self._advance(head)
-            self._hub.ring(head)
-            controls = await store.controls(list(self._live))
-            for key, control in controls.items():
-                live = self._live.get(key)
-                if (live is not None and control.abort_position is not None
-                        and control.abort_position > live[0].started_position
-                        and not live[0].abort_requested):
-                    self._abort(live, control.abort_reason)
