@@ -20,7 +20,7 @@ from ._events import NewEvent, Record
 from ._model import Status
 from ._run import Run
 from ._store import AppendRequest, Store
-from ._subscribe import Hub
+from ._subscribe import Hub, Pager
 from ._writer import Writer
 from .errors import ClosedError, ConcurrencyError, RunNotFoundError
 
@@ -100,6 +100,8 @@ class Liveness:
             head = await self.store.wait_for_head(self.seen, self.poll_interval)
             if head <= self.seen:
                 continue
+            if len(self.hub):
+                await self._publish(head)
             self.seen = head
             self.hub.ring(head)
             controls = await self.store.controls(list(self.live))
@@ -109,6 +111,22 @@ class Liveness:
                         and control.abort_position > live[0].started_position
                         and not live[0].abort_requested):
                     _abort(live, control.abort_reason)
+
+
+    async def _publish(self, head: int) -> None:
+        """Read what other processes appended once, and offer it to every subscriber as if
+        this tracker had committed it: a hundred subscribers then cost one read, not a
+        hundred. (A subscriber that gets a batch out of order reads the log itself.)"""
+        after = self.seen
+        pager = Pager()
+        while after < head:
+            records, covered = await self.store.read(after, limit=pager.limit, arrays=True)
+            pager.adapt(records)
+            if records:
+                self.hub.publish(records)
+            if covered <= after:
+                return
+            after = covered
 
 
 def _abort(live: tuple[Run, anyio.CancelScope], reason: str | None) -> None:
