@@ -18,6 +18,7 @@ import anyio
 
 from ._display import fmt, table
 from ._model import RunState
+from ._subscribe import Subscription
 from ._tracker import Tracker
 
 __all__ = ["run_demo"]
@@ -88,9 +89,9 @@ async def _train(tracker: Tracker, board: _Board, run_id: str, label: str, *, lr
             await anyio.sleep(delay)
 
 
-async def _follow(tracker: Tracker, board: _Board, start: int) -> None:
+async def _follow(feed: Subscription, board: _Board) -> None:
     """Feed the board from the log itself: what the view shows is what was committed."""
-    async for event in tracker.subscribe(metrics=["train/loss"], from_position=start):
+    async for event in feed:
         column = event.data["metrics"]["train/loss"]
         board.point(event.run_id, column["steps"][-1], column["values"][-1])
 
@@ -122,10 +123,10 @@ async def run_demo(tracker: Tracker, *, steps: int, delay: float, out: TextIO) -
     out.write(f"kittiwake demo: experiment {EXPERIMENT!r}, {steps} steps per run, database "
               f"{tracker.url}\n")
     done = anyio.Event()
-    start = (await tracker.subscribe(from_position="live").wait_caught_up())
-    async with anyio.create_task_group() as view:
+    feed = tracker.subscribe(metrics=["train/loss"], from_position="live")
+    async with feed, anyio.create_task_group() as view:
         view.start_soon(_view, tracker, board, out, done)
-        view.start_soon(_follow, tracker, board, start)
+        view.start_soon(_follow, feed, board)
         baseline_checkpoints: list[int] = []
         async with anyio.create_task_group() as runs:
             runs.start_soon(_guard, board, ids["high-lr"], _train(

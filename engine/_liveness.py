@@ -52,9 +52,15 @@ class Liveness:
         tasks.start_soon(self._reaper)
         tasks.start_soon(self._follow)
 
-    def watch(self, run: Run, scope: anyio.CancelScope) -> None:
-        """Keep ``run`` alive, and cancel ``scope`` if it is aborted."""
-        self.live[(run.project, run.run_id)] = (run, scope)
+    async def watch(self, run: Run, scope: anyio.CancelScope) -> None:
+        """Keep ``run`` alive, and cancel ``scope`` if it is aborted — including by a request
+        that landed before this call, which no commit hook will deliver again."""
+        key = (run.project, run.run_id)
+        self.live[key] = (run, scope)
+        control = (await self.store.controls([key])).get(key)
+        if (control is not None and control.abort_position is not None
+                and control.abort_position > run.started_position):
+            _abort(self.live[key], control.abort_reason)
 
     def unwatch(self, run: Run) -> None:
         """Stop watching ``run`` (its block ended)."""
@@ -62,7 +68,10 @@ class Liveness:
 
     def on_commit(self, records: list[Record]) -> None:
         """This tracker's own commits: note the head, deliver abort requests at once."""
-        self.seen = max(self.seen, records[-1].position)
+        if records[0].position == self.seen + 1:
+            # Only when nothing from elsewhere came in between: ``_follow`` must still look
+            # at what did (an abort request from another process, say).
+            self.seen = records[-1].position
         for record in records:
             if record.type == ev.ABORT_REQUESTED:
                 live = self.live.get((record.project, record.run_id))

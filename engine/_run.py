@@ -19,6 +19,7 @@ import anyio
 from . import _events as ev
 from ._events import NewEvent
 from ._validate import (
+    MAX_STEP,
     check_key,
     check_metric_value,
     check_step,
@@ -34,7 +35,6 @@ if TYPE_CHECKING:
 
 __all__ = ["Run", "RunContext"]
 
-_INT64_MAX = 2**63 - 1
 _BIG = 2.0**1023  # an int beyond this (in size) may not fit a float: check it slowly
 _REASON_LIMIT = 4096
 
@@ -97,12 +97,16 @@ class Run:
                 raise ValidationError(
                     f"log_metrics expects a dict of metric values, got {type(metrics).__name__}")
             metrics = dict(metrics)
+        if not metrics:
+            return
         with self._lock:
             if self._halt is not None:
                 raise self._halt
             if step is None:
                 step = self._top + 1
-            elif type(step) is not int or not 0 <= step <= _INT64_MAX:
+                if step > MAX_STEP:
+                    step = check_step(step)  # raises: the implicit step ran out of range
+            elif type(step) is not int or not 0 <= step <= MAX_STEP:
                 step = check_step(step)
             # The usual loop logs the same keys, in the same order, at each step: one tuple
             # comparison stands in for checking each key, one step comparison for each key's
@@ -119,14 +123,15 @@ class Run:
                     pending = writer.pending + len(values)
                     if pending > writer.max_pending:
                         raise self._full()
+                    # Everything that can refuse the call comes before the first append.
+                    at = self._clock() if timestamp is None else _timestamp(timestamp)
                     buf = self._buf
                     group = buf.group
                     if group is None or group.keys is not self._keys:
                         group = buf.group = Rows(self._keys)
                         buf.items.append(group)
                     group.steps.append(step)
-                    group.times.append(self._clock() if timestamp is None
-                                       else _timestamp(timestamp))
+                    group.times.append(at)
                     group.values.fromlist(values)
                     self._keys_step = step
                     if step > self._top:
@@ -242,15 +247,27 @@ class Run:
         await self._writer.flush(self._buf)
 
     async def finish(self, status: str, reason: str | None) -> None:
-        """Record the terminal status after everything logged, and close the handle."""
+        """Record the terminal status after everything logged, and close the handle.
+
+        :raises ClosedError: if the tracker closed first (the run stays ``running`` until a
+            reaper marks it crashed).
+        :raises EngineError: if the store refused some of what this run logged.
+        """
         if self._closed:
             return
+        if isinstance(self._halt, ClosedError):
+            raise self._halt
         if reason is not None and len(reason) > _REASON_LIMIT:
             reason = reason[: _REASON_LIMIT - 1] + "…"
         self._control(NewEvent(ev.STATUS_CHANGED, {"status": status, "reason": reason}),
                       final=True)
         with anyio.CancelScope(shield=True):
             await self._writer.flush(self._buf)
+
+    def halt(self, error: BaseException) -> None:
+        """Stop accepting anything: every later logging call raises ``error``."""
+        with self._lock:
+            self._halt = error
 
     def request_abort(self, reason: str | None) -> None:
         """Mark the run aborted (called by the tracker when it sees an abort request)."""
@@ -284,7 +301,7 @@ class RunContext:
         self._run = run
         self._scope = anyio.CancelScope()
         self._scope.__enter__()
-        self._tracker._watch(run, self._scope)
+        await self._tracker._watch(run, self._scope)
         return run
 
     async def __aexit__(self, exc_type: type[BaseException] | None,

@@ -120,7 +120,6 @@ class Subscription:
         self._hub = hub
         self._where = where
         self._metrics = metrics
-        self._start = start
         self._limit = buffer_points
         self._queue: deque[Batch] = deque()
         self._queued_points = 0
@@ -132,7 +131,11 @@ class Subscription:
         self._ended = False
         self._started = False
         self._pager = Pager()
-        self.position = 0
+        # Listen from the moment of subscribing: what commits before the first read is kept,
+        # and "live" means after the head as this tracker knows it now.
+        self.position = 0 if start == "start" else hub.head if start == "live" else int(start)
+        self._live = start == "live"  # no history to catch up on, by definition
+        self._hub.add(self)
 
     def __repr__(self) -> str:
         return f"<Subscription at {self.position}{' live' if self.caught_up else ''}>"
@@ -177,12 +180,17 @@ class Subscription:
         return self
 
     async def __anext__(self) -> Event:
-        await self._begin()
-        while not self._ready:
-            if self._ended:
-                self._hub.remove(self)
-                raise StopAsyncIteration
-            await self._fill()
+        try:
+            await self._begin()
+            while not self._ready:
+                if self._ended:
+                    self._hub.remove(self)
+                    raise StopAsyncIteration
+                await self._fill()
+        except ClosedError:  # the tracker closed under us: the subscription simply ends
+            self.end()
+            self._hub.remove(self)
+            raise StopAsyncIteration from None
         return self._ready.popleft()
 
     async def aclose(self) -> None:
@@ -200,14 +208,10 @@ class Subscription:
         if self._started:
             return
         self._started = True
-        # Listen before looking at the head, so nothing committed in between is missed.
-        self._hub.add(self)
         head = await self._store.head()
-        self._hub.ring(head)
-        start = self._start
-        self.position = head if start == "live" else 0 if start == "start" else int(start)
+        self._hub.head = max(self._hub.head, head)
         self._target = head
-        if self.position >= head:
+        if self._live or self.position >= head:
             self._caught_up.set()
 
     async def _fill(self) -> None:

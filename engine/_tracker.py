@@ -41,7 +41,7 @@ from ._validate import (
     normalize_config,
 )
 from ._writer import Writer
-from .errors import ClosedError, RunNotFoundError, ValidationError
+from .errors import ClosedError, RunExistsError, RunNotFoundError, ValidationError
 
 __all__ = ["Tracker", "connect"]
 
@@ -93,12 +93,10 @@ def connect(
 def _names(values: Iterable[str] | None, what: str) -> frozenset[str] | None:
     if values is None:
         return None
-    if isinstance(values, str):
-        values = (values,)
-    names = frozenset(values)
-    if not all(type(v) is str for v in names):
+    listed = [values] if isinstance(values, str) else list(values)
+    if not all(type(v) is str for v in listed):
         raise ValidationError(f"{what} must be strings", key=what)
-    return names
+    return frozenset(listed)
 
 
 def _positive(name: str, value: float) -> float:
@@ -130,6 +128,10 @@ class Tracker:
         self._heartbeat_interval = _positive("heartbeat_interval", heartbeat_interval)
         self._crash_timeout = _positive("crash_timeout", crash_timeout)
         self._reap_interval = _positive("reap_interval", reap_interval or crash_timeout / 4)
+        if self._heartbeat_interval >= self._crash_timeout:
+            raise ValidationError(
+                f"heartbeat_interval ({heartbeat_interval}) must be shorter than crash_timeout "
+                f"({crash_timeout}), or live runs would be reaped", key="heartbeat_interval")
         self._poll_interval = _positive("poll_interval", poll_interval)
         self._clock = clock
         self._upcasters = upcasters or default_upcasters()
@@ -168,7 +170,7 @@ class Tracker:
         self._writer = writer
         self._liveness = liveness
         self._starter = Starter(store, writer, self._clock)
-        liveness.seen = await store.head()
+        liveness.seen = self._hub.head = await store.head()
         tasks = anyio.create_task_group()
         await tasks.__aenter__()
         self._tasks = tasks
@@ -188,9 +190,14 @@ class Tracker:
             return
         self._state = _State.CLOSED
         assert self._writer is not None and self._tasks is not None and self._store is not None
+        assert self._liveness is not None
+        closed = ClosedError("the tracker was closed")
+        for run, _ in list(self._liveness.live.values()):
+            run.halt(closed)  # what they buffered is committed below; nothing more is taken
         try:
             with anyio.CancelScope(shield=True):
                 await self._writer.drain()
+                self._writer.close(closed)
         finally:
             # The task group must be exited at the level it was entered: no scope around it.
             self._tasks.cancel_scope.cancel()
@@ -259,14 +266,17 @@ class Tracker:
                         flat_config, resume, rewind_to)
         return RunContext(self, start)
 
-    async def _start(self, *args: Any) -> Run:
+    async def _start(self, project: str, run_id: str | None, *args: Any) -> Run:
         self._open()
-        assert self._starter is not None
-        return await self._starter.start(*args)
+        assert self._starter is not None and self._liveness is not None
+        if run_id is not None and (project, run_id) in self._liveness.live:
+            raise RunExistsError(f"run {run_id!r} is already open in this tracker; end its "
+                                 "block before resuming it")
+        return await self._starter.start(project, run_id, *args)
 
-    def _watch(self, run: Run, scope: anyio.CancelScope) -> None:
+    async def _watch(self, run: Run, scope: anyio.CancelScope) -> None:
         assert self._liveness is not None
-        self._liveness.watch(run, scope)
+        await self._liveness.watch(run, scope)
 
     def _unwatch(self, run: Run) -> None:
         if self._liveness is not None:
@@ -466,7 +476,8 @@ class Tracker:
                   buffer_points: int = 1_000_000) -> Subscription:
         """Follow the project's events: history from ``from_position``, then live.
 
-        ``from_position`` is ``"start"`` (the whole log), ``"live"`` (only what comes next),
+        ``from_position`` is ``"start"`` (the whole log), ``"live"`` (what commits after this call:
+        the subscription listens from the moment it is made, before it is first iterated),
         or the last position already seen. ``runs`` and ``types`` filter; with ``metrics``,
         only metric events that carry those metrics come, trimmed to them. History turns
         into live without a gap or a duplicate, even while writers append, in this process or

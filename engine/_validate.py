@@ -15,6 +15,7 @@ from .errors import ValidationError
 
 __all__ = [
     "MAX_KEY",
+    "MAX_STEP",
     "MAX_TAG",
     "check_key",
     "check_metric_value",
@@ -29,7 +30,8 @@ __all__ = [
 
 MAX_KEY = 1024
 MAX_TAG = 256
-_INT64_MAX = 2**63 - 1
+MAX_STEP = 2**53  # every int step up to here is exact as a double, as block summaries hold it
+_INT64 = 2**63
 _RUN_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 
@@ -47,6 +49,7 @@ def check_key(key: object, what: str = "key") -> str:
         )
     if _CONTROL.search(key):
         raise ValidationError(f"{what} {key!r} contains a control character", key=key)
+    _check_utf8(key, what)
     if "" in key.split("/"):
         raise ValidationError(
             f"{what} {key!r} has an empty segment; '/' separates non-empty names", key=key
@@ -98,11 +101,11 @@ def check_metric_value(key: str, value: object) -> float:
 
 
 def check_step(step: object, key: str | None = None) -> int | float:
-    """A step: an int in [0, 2**63) or a finite float >= 0 (never bool)."""
+    """A step: an int in [0, 2**53] or a finite float >= 0 (never bool)."""
     kind = type(step)
     where = f"metric {key!r}: " if key else ""
     if kind is int:
-        if 0 <= step <= _INT64_MAX:  # type: ignore[operator]
+        if 0 <= step <= MAX_STEP:  # type: ignore[operator]
             return step  # type: ignore[return-value]
     elif kind is float:
         if step >= 0 and math.isfinite(step):  # type: ignore[operator,arg-type]
@@ -113,26 +116,55 @@ def check_step(step: object, key: str | None = None) -> int | float:
             key=key or "step",
         )
     raise ValidationError(
-        f"{where}step {step!r} is not allowed; steps are finite numbers >= 0 (ints below 2**63)",
+        f"{where}step {step!r} is not allowed; steps are finite numbers >= 0 (ints up to 2**53)",
         key=key or "step",
     )
 
 
 def normalize_config(config: Mapping[str, Any]) -> dict[str, Any]:
-    """Flatten a config dict and check every value; lists of str become lists."""
+    """Flatten a config dict and check every value.
+
+    Subclasses (``numpy.float64``, ``pandas.Timestamp``, ``str`` enums) become the plain type
+    they extend, and lists of str become lists, so what is stored reads back as plain values.
+    """
     flat = flatten(config, "config key")
     for key, value in flat.items():
-        if value is None or type(value) in (str, int, float, bool) or isinstance(value, datetime):
-            continue
-        if isinstance(value, (list, tuple)) and all(type(v) is str for v in value):
-            flat[key] = list(value)
-            continue
-        raise ValidationError(
-            f"config {key!r}: value {value!r} of type {type(value).__name__} is not allowed; "
-            "use str, int, float, bool, datetime, None or a list of str",
-            key=key,
-        )
+        flat[key] = _config_value(key, value)
     return flat
+
+
+def _config_value(key: str, value: object) -> Any:
+    if value is None or isinstance(value, bool):
+        return None if value is None else bool(value)
+    if isinstance(value, int):
+        if not -_INT64 <= value < _INT64:
+            raise ValidationError(
+                f"config {key!r}: {value} does not fit in 64 bits", key=key)
+        return int(value)
+    if isinstance(value, float):
+        return float(value)
+    if isinstance(value, str):
+        return _check_utf8(str(value), f"config {key!r} value")
+    if isinstance(value, datetime):
+        return datetime(value.year, value.month, value.day, value.hour, value.minute,
+                        value.second, value.microsecond, value.tzinfo, fold=value.fold)
+    if isinstance(value, (list, tuple)) and all(isinstance(v, str) for v in value):
+        return [_check_utf8(str(v), f"config {key!r} value") for v in value]
+    raise ValidationError(
+        f"config {key!r}: value {value!r} of type {type(value).__name__} is not allowed; "
+        "use str, int, float, bool, datetime, None or a list of str",
+        key=key,
+    )
+
+
+def _check_utf8(text: str, what: str) -> str:
+    """Refuse strings that cannot be stored (lone surrogates, say, from a file name)."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise ValidationError(f"{what} {text!r} is not valid Unicode text ({exc.reason})",
+                              key=text) from None
+    return text
 
 
 def check_tags(tags: Iterable[str] | str) -> list[str]:
@@ -150,7 +182,7 @@ def check_tags(tags: Iterable[str] | str) -> list[str]:
                 f"tag {tag[:40]!r}... has {len(tag)} characters; at most {MAX_TAG} are allowed",
                 key=tag,
             )
-        out[tag] = None
+        out[_check_utf8(tag, "tag")] = None
     return list(out)
 
 
@@ -173,7 +205,7 @@ def check_name(value: object, what: str) -> str:
             "characters without control characters",
             key=what,
         )
-    return value
+    return _check_utf8(value, what)
 
 
 def check_project(value: object) -> str:

@@ -24,7 +24,7 @@ import anyio
 from . import _events as ev
 from ._events import NewEvent, Record
 from ._store import AppendRequest, Store
-from .errors import ClosedError, EngineError
+from .errors import ClosedError, EngineError, ValidationError
 
 __all__ = ["EVENT_POINTS", "RunBuffer", "Rows", "Writer", "metrics_event", "metrics_events"]
 
@@ -117,7 +117,7 @@ class RunBuffer:
     """What one run handle has logged and the writer has not yet committed."""
 
     __slots__ = ("committed", "group", "inflight", "inflight_logged", "inflight_points",
-                 "items", "logged", "marked", "project", "run_id", "waiters")
+                 "items", "logged", "marked", "project", "refusal", "run_id", "waiters")
 
     def __init__(self, project: str, run_id: str) -> None:
         self.project = project
@@ -127,7 +127,8 @@ class RunBuffer:
         self.marked = False  # the writer knows this buffer has something since it last took it
         self.logged = 0  # accepted calls so far
         self.committed = 0  # accepted calls whose fate is settled (committed or refused)
-        self.inflight: AppendRequest | None = None  # sent, not yet known committed
+        self.inflight: list[AppendRequest] = []  # sent, not yet known committed
+        self.refusal: EngineError | None = None  # refused while nobody was waiting
         self.inflight_logged = 0
         self.inflight_points = 0
         self.waiters: list[_Waiter] = []
@@ -154,6 +155,9 @@ class Writer:
         self._wake = anyio.Event()
         self._urgent = anyio.Event()
         self._closing = False
+        self._closed = False
+        self._cycling = anyio.Lock()
+        self._waiting: dict[RunBuffer, None] = {}  # buffers with flushes waiting on them
         # Made inside the event loop, so loggers on other threads know where to wake it.
         self._loop = asyncio.get_running_loop()
         self._loop_thread = threading.get_ident()
@@ -201,14 +205,22 @@ class Writer:
     async def flush(self, buf: RunBuffer) -> None:
         """Wait until everything ``buf`` accepted so far is committed.
 
-        :raises EngineError: the store refused some of it (it will never be written).
+        :raises EngineError: the store refused some of what the run logged (now or in an
+            earlier batch nobody was waiting for): it will never be written.
+        :raises ClosedError: the tracker closed before it was written.
         :raises Exception: the database failed; the data stays buffered and is sent again.
         """
         with self.lock:
-            if buf.committed >= buf.logged and buf.inflight is None:
+            refusal, buf.refusal = buf.refusal, None
+            if refusal is not None:
+                raise refusal
+            if buf.committed >= buf.logged and not buf.inflight:
                 return
+            if self._closed:
+                raise ClosedError("the tracker closed before this was written")
             waiter = _Waiter(buf.logged)
             buf.waiters.append(waiter)
+            self._waiting[buf] = None
             self._dirty[buf] = None
         self._set_urgent()
         await waiter.wait()
@@ -232,8 +244,28 @@ class Writer:
                 break
             await self.cycle()
 
+    def close(self, error: BaseException) -> None:
+        """After ``drain``: settle whatever still waits with ``error``; flushes raise it."""
+        self._closed = True
+        with self.lock:
+            waiters = [w for buf in self._waiting for w in buf.waiters]
+            for buf in self._waiting:
+                buf.waiters = []
+            self._waiting.clear()
+        control, self._control = self._control, []
+        for waiter in [*waiters, *(w for _, w in control)]:
+            waiter.settle(error)
+
     async def cycle(self) -> None:
-        """Take every buffer and control request and commit them together."""
+        """Take every buffer and control request and commit them together.
+
+        Cycles never overlap (``drain`` may be called while the writer task is in one):
+        a request is never changed while it is being committed.
+        """
+        async with self._cycling:
+            await self._cycle()
+
+    async def _cycle(self) -> None:
         self._wake = anyio.Event()
         self._urgent = anyio.Event()
         with self.lock:
@@ -241,21 +273,20 @@ class Writer:
             taken = [(buf, *self._swap(buf)) for buf in self._dirty]
             self._dirty.clear()
         control, self._control = self._control, []
-        sending = [(buf, self._request(buf, items, points, logged))
-                   for buf, items, points, logged in taken]
-        sending = [(buf, r) for buf, r in sending if r is not None]
+        sending = [(buf, request) for buf, items, points, logged in taken
+                   for request in self._requests(buf, items, points, logged)]
         requests = [r for _, r in sending] + [r for r, _ in control]
         if not requests:
             return
-        try:
-            outcomes = await self.store.append(requests, now=self.clock())
-        except Exception as exc:  # the database itself failed: nothing committed
-            outcomes = [exc] * len(requests)
+        outcomes = await self._append(requests)
         committed: list[Record] = []
-        for (buf, _), outcome in zip(sending, outcomes, strict=False):
-            self._settle(buf, outcome)
+        results: dict[RunBuffer, list[tuple[AppendRequest, list[Record] | BaseException]]] = {}
+        for (buf, request), outcome in zip(sending, outcomes, strict=False):
+            results.setdefault(buf, []).append((request, outcome))
             if isinstance(outcome, list):
                 committed.extend(outcome)
+        for buf, settled in results.items():
+            self._settle(buf, settled)
         for (_, waiter), outcome in zip(control, outcomes[len(sending):], strict=True):
             waiter.settle(outcome)
             if isinstance(outcome, list):
@@ -264,6 +295,22 @@ class Writer:
             committed.sort(key=lambda r: r.position)
             for hook in self.on_commit:
                 hook(committed)
+
+    async def _append(self, requests: list[AppendRequest]) -> list[list[Record] | BaseException]:
+        try:
+            return await self.store.append(requests, now=self.clock())
+        except Exception as exc:
+            if len(requests) == 1:
+                return [_classify(exc)]
+        # The group failed as a whole. Try each request alone: a request the store cannot
+        # write must not hold back every other run's data, cycle after cycle.
+        outcomes: list[list[Record] | BaseException] = []
+        for request in requests:
+            try:
+                outcomes.extend(await self.store.append([request], now=self.clock()))
+            except Exception as exc:
+                outcomes.append(_classify(exc))
+        return outcomes
 
     @staticmethod
     def _swap(buf: RunBuffer) -> tuple[list[Rows | NewEvent], int, int]:
@@ -275,10 +322,11 @@ class Writer:
         return items, points, buf.logged
 
     @staticmethod
-    def _request(buf: RunBuffer, items: list[Rows | NewEvent], points: int,
-                 logged: int) -> AppendRequest | None:
-        """Add taken items to the buffer's in-flight request (outside the lock: only the
-        writer touches ``inflight``)."""
+    def _requests(buf: RunBuffer, items: list[Rows | NewEvent], points: int,
+                  logged: int) -> list[AppendRequest]:
+        """Turn taken items into requests, one per event, after any still in flight
+        (outside the lock: only the writer touches ``inflight``). One event per request, so a
+        refused batch of points does not take the run's tags or final status with it."""
         events: list[NewEvent] = []
         groups: list[Rows] = []
         for item in items:
@@ -291,29 +339,50 @@ class Writer:
             events.append(item)
         if groups:
             events.extend(metrics_events(groups))
-        if buf.inflight is not None:
-            buf.inflight.events.extend(events)
-        elif events:
-            buf.inflight = AppendRequest(buf.project, buf.run_id, events)
+        buf.inflight.extend(AppendRequest(buf.project, buf.run_id, [e]) for e in events)
         buf.inflight_logged = logged
         buf.inflight_points += points
-        return buf.inflight
+        return list(buf.inflight)
 
-    def _settle(self, buf: RunBuffer, outcome: list[Record] | BaseException) -> None:
-        retry = isinstance(outcome, BaseException) and not isinstance(outcome, EngineError)
+    def _settle(self, buf: RunBuffer,
+                results: list[tuple[AppendRequest, list[Record] | BaseException]]) -> None:
+        failed = [r for r, o in results if isinstance(o, BaseException)
+                  and not isinstance(o, EngineError)]
+        errors = [o for _, o in results if isinstance(o, BaseException)]
+        refusals = [o for o in errors if isinstance(o, EngineError)]
         with self.lock:
-            if retry:
-                self._dirty[buf] = None  # keep the events and their ids; send them again
+            if failed:
+                # Committed and refused requests are done with; the rest keeps its event ids
+                # and goes again (a retry of an unknown outcome is not written twice).
+                buf.inflight = failed
+                self._dirty[buf] = None
+                error: BaseException | None = next(e for e in errors if e not in refusals)
             else:
+                buf.inflight = []
                 buf.committed = buf.inflight_logged
-                buf.inflight = None
                 self.pending -= buf.inflight_points
                 buf.inflight_points = 0
                 self.space.notify_all()
-            settled = [w for w in buf.waiters if retry or w.target <= buf.committed]
+                error = refusals[0] if refusals else None
+            settled = [w for w in buf.waiters if failed or w.target <= buf.committed]
             buf.waiters = [w for w in buf.waiters if w not in settled]
+            if not buf.waiters:
+                self._waiting.pop(buf, None)
+            if refusals and (failed or not settled):
+                buf.refusal = buf.refusal or refusals[0]  # reported by the next flush
         for waiter in settled:
-            waiter.settle(outcome)
+            waiter.settle(error if error is not None else [])
+
+
+def _classify(error: Exception) -> BaseException:
+    """Errors no retry can cure (a value the store cannot encode or bind) become refusals;
+    anything else is the database failing, and the data is sent again later."""
+    if isinstance(error, (TypeError, ValueError, OverflowError)) and not isinstance(
+            error, EngineError):
+        refusal = ValidationError(f"the store cannot write this: {type(error).__name__}: {error}")
+        refusal.__cause__ = error
+        return refusal
+    return error
 
 
 class _Waiter:

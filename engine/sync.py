@@ -255,7 +255,7 @@ class SyncRunContext:
 
 
 async def _watch(tracker: Tracker, run: Run) -> None:
-    tracker._watch(run, anyio.CancelScope())  # nothing to cancel: log_metrics raises instead
+    await tracker._watch(run, anyio.CancelScope())  # nothing to cancel: logging raises instead
 
 
 async def _unwatch(tracker: Tracker, run: Run) -> None:
@@ -293,6 +293,8 @@ class SyncRun:
             except BackpressureError:
                 writer = run._writer
                 with writer.space:
+                    if writer.pending == 0:
+                        raise  # the call alone is over the limit: waiting cannot help
                     writer.space.wait(timeout=0.05)
 
     def log_configs(self, config: Mapping[str, Any]) -> None:
