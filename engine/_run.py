@@ -4,7 +4,8 @@
 the same keys, in the same order, as the one before it is checked with one tuple comparison
 and one step comparison, and its values are appended to one flat array with its step and
 time; the writer cuts per-metric columns out of it in C. Other calls check every key. No
-I/O, no awaiting, and no object allocated per call that the garbage collector must track.
+I/O, no awaiting, and nothing allocated per call that outlives it (the buffer is flat arrays
+and lists of steps and times).
 """
 
 from __future__ import annotations

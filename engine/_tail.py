@@ -82,7 +82,10 @@ class _View:
 
 
 async def tail(tracker: Tracker, run_id: str, out: TextIO) -> str:
-    """Show the run's metrics as points arrive; returns the status it ended with."""
+    """Show the run's metrics as points arrive; returns the status it ended with.
+
+    Each trend starts as the shape of the run's whole history so far (downsampled), and
+    then follows the latest points as they arrive."""
     state = await tracker.get_run(run_id)
     view = _View(out, f"{state.project}/{state.run_id} ({state.name})")
     view.status = str(state.status)

@@ -184,7 +184,9 @@ class Tracker:
         await self.aclose()
 
     async def aclose(self) -> None:
-        """Commit everything buffered, stop the background tasks and close the database."""
+        """Close: live runs stop accepting data, everything they buffered is committed, then
+        the background tasks stop and the database closes. Their blocks' ends then raise
+        ``ClosedError`` (the runs stay ``running`` until a reaper marks them crashed)."""
         if self._state is not _State.OPEN:
             self._state = _State.CLOSED
             return

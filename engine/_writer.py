@@ -6,9 +6,9 @@ the buffers pass ``batch_points``), takes every buffer at once and commits the l
 transaction. A buffer is only ever touched under the tracker-wide ``threading.Lock``, because
 the sync facade logs from the training thread while the writer runs on the event loop.
 
-A batch whose commit failed keeps its events (and their ids) and is sent again first next
-time, so a commit whose outcome was unknown is never written twice and nothing accepted is
-lost.
+A batch whose commit failed keeps its events (and their ids) and is sent again with the next
+cycle, ahead of anything the run logged since, so a commit whose outcome was unknown is never
+written twice and nothing accepted is lost.
 """
 
 from __future__ import annotations
