@@ -6,30 +6,46 @@ Both backends store the same columns in the same order, so the conversions live 
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
 import orjson
 
-from ._codec import decode, encode
+from ._codec import decode, decode_arrays, encode
+from ._events import Record, Upcasters
 from ._fold import as_step
-from ._model import ForkPoint, MetricSummary, RunState, Status
-from ._projector import MetricRow, RunRow, Segment
+from ._model import ForkPoint, Lineage, MetricSummary, RunState, Status
+from ._projector import Changes, MetricRow, RunRow, Segment
 from ._series import Chunk, Summary, null_nan
 
 __all__ = [
     "CHUNK_COLUMNS",
+    "EVENT_COLUMNS",
     "METRIC_COLUMNS",
+    "PROJECTION_TABLES",
     "RUN_COLUMNS",
+    "WRITES",
+    "Write",
+    "change_rows",
     "chunk_values",
     "config_values",
+    "lineage_of",
     "metric_row",
     "metric_values",
+    "record_of",
     "run_row",
     "run_values",
     "state_of",
     "summary_of",
 ]
+
+EVENT_COLUMNS = "position, event_id, project, run_id, version, type, schema_version, " \
+                "recorded_at, data"
+PROJECTION_TABLES = (
+    "runs", "metrics", "run_configs", "run_tags", "series_chunks", "series_segments", "lineage",
+    "experiments", "projects", "checkpoints",
+)
 
 RUN_COLUMNS = (
     "rk", "project", "run_id", "name", "experiment", "status", "status_reason", "tags", "config",
@@ -41,6 +57,84 @@ METRIC_COLUMNS = ("rk", "metric", "count", "last", "last_step", "min", "max", "t
                   "tail_seq")
 CHUNK_COLUMNS = ("rk", "metric", "epoch", "seq", "n", "first_step", "last_step", "last_value",
                  "vmin", "vmax", "blocks", "steps", "vals", "times")
+
+
+@dataclass(frozen=True, slots=True)
+class Write:
+    """One kind of bulk statement that saves projection changes; each backend words it.
+
+    ``upsert`` inserts whole rows, replacing the row with the same ``key``; ``insert`` adds
+    rows; ``delete`` removes the rows whose ``columns`` equal each given tuple.
+    """
+
+    action: str
+    table: str
+    columns: tuple[str, ...]
+    key: tuple[str, ...] = ()
+
+
+_PUT_RUN = Write("upsert", "runs", RUN_COLUMNS, ("rk",))
+_DROP_METRICS = Write("delete", "metrics", ("rk", "metric"))
+_PUT_METRICS = Write("upsert", "metrics", METRIC_COLUMNS, ("rk", "metric"))
+_PUT_CHUNKS = Write("upsert", "series_chunks", CHUNK_COLUMNS, ("rk", "metric", "epoch", "seq"))
+_DROP_SEGMENTS = Write("delete", "series_segments", ("rk", "metric"))
+_ADD_SEGMENTS = Write("insert", "series_segments",
+                      ("rk", "metric", "idx", "src_rk", "src_epoch", "cap"))
+_ADD_LINEAGE = Write("insert", "lineage", ("ancestor", "descendant", "depth", "step"))
+_PUT_EXPERIMENTS = Write("upsert", "experiments", ("project", "name", "head"),
+                         ("project", "name"))
+_PUT_PROJECTS = Write("upsert", "projects", ("project", "runs"), ("project",))
+_DROP_CONFIGS = Write("delete", "run_configs", ("rk",))
+_ADD_CONFIGS = Write("insert", "run_configs", ("rk", "path", "kind", "num", "txt"))
+_DROP_TAGS = Write("delete", "run_tags", ("rk",))
+_ADD_TAGS = Write("insert", "run_tags", ("rk", "tag"))
+WRITES = (_PUT_RUN, _DROP_METRICS, _PUT_METRICS, _PUT_CHUNKS, _DROP_SEGMENTS, _ADD_SEGMENTS,
+          _ADD_LINEAGE, _PUT_EXPERIMENTS, _PUT_PROJECTS, _DROP_CONFIGS, _ADD_CONFIGS, _DROP_TAGS,
+          _ADD_TAGS)
+"""Every kind of write, for a backend to word each once."""
+
+
+def change_rows(changes: Changes) -> list[tuple[Write, list[tuple[Any, ...]]]]:
+    """The writes that save ``changes``, in the order they must run, with every row value
+    fixed now: a fold that goes on afterwards cannot change what they write."""
+    out: list[tuple[Write, list[tuple[Any, ...]]]] = []
+    if changes.runs:
+        out.append((_PUT_RUN, [run_values(r) for r in changes.runs.values()]))
+    if changes.dropped_metrics:
+        out.append((_DROP_METRICS, list(changes.dropped_metrics)))
+    if changes.metrics:
+        out.append((_PUT_METRICS, [metric_values(m) for m in changes.metrics.values()]))
+    if changes.chunks:
+        out.append((_PUT_CHUNKS, [chunk_values(rk, metric, chunk)
+                                  for (rk, metric, _, _), chunk in changes.chunks.items()]))
+    if changes.segments:
+        out.append((_DROP_SEGMENTS, list(changes.segments)))
+        out.append((_ADD_SEGMENTS, [row for (rk, m), segs in changes.segments.items()
+                                    for row in segment_values(rk, m, segs)]))
+    if changes.lineage:
+        out.append((_ADD_LINEAGE, list(changes.lineage)))
+    if changes.experiments:
+        out.append((_PUT_EXPERIMENTS, [(p, n, h) for (p, n), h in changes.experiments.items()]))
+    if changes.projects:
+        out.append((_PUT_PROJECTS, list(changes.projects.items())))
+    if changes.configs:
+        out.append((_DROP_CONFIGS, [(rk,) for rk in changes.configs]))
+        out.append((_ADD_CONFIGS, [v for r in changes.configs.values()
+                                   for v in config_values(r)]))
+    if changes.tags:
+        out.append((_DROP_TAGS, [(rk,) for rk in changes.tags]))
+        out.append((_ADD_TAGS, [(rk, t) for rk, r in changes.tags.items() for t in r.tags]))
+    return out
+
+
+def record_of(row: Sequence[Any], arrays: bool, upcasters: Upcasters) -> Record:
+    """A record from an ``events`` row in ``EVENT_COLUMNS`` order, its payload upcast to the
+    current version of its type (``arrays``: metric columns stay arrays)."""
+    position, raw_id, project, run_id, version, kind, schema, at, data = row
+    payload = decode_arrays(data) if arrays else decode(data)
+    if schema < upcasters.version(kind):
+        payload = upcasters.upcast(kind, schema, payload)
+    return Record(position, raw_id, project, run_id, version, kind, at, payload)
 
 
 def run_values(row: RunRow) -> tuple[Any, ...]:
@@ -119,6 +213,19 @@ def config_values(row: RunRow) -> list[tuple[Any, ...]]:
 def summary_of(count: int, last: Any, last_step: Any, low: Any, high: Any) -> MetricSummary:
     """A ``MetricSummary`` from stored columns (NULL reads back as NaN)."""
     return MetricSummary(null_nan(last), as_step(last_step), null_nan(low), null_nan(high), count)
+
+
+def lineage_of(run_id: str, ancestors: Iterable[Sequence[Any]],
+               descendants: Iterable[Sequence[Any]]) -> Lineage:
+    """The ``Lineage`` of a run from rows ``(ancestor run_id, step)``, nearest first, and
+    ``(descendant run_id, fork step, depth)``, by depth."""
+    below = [tuple(d) for d in descendants]
+    return Lineage(
+        run_id,
+        tuple(ForkPoint(a, s) for a, s in ancestors),
+        tuple(ForkPoint(d, s) for d, s, _ in below),
+        tuple(ForkPoint(d, s) for d, s, depth in below if depth == 1),
+    )
 
 
 def _time(seconds: float | None) -> datetime | None:

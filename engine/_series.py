@@ -21,7 +21,7 @@ import math
 import sys
 from array import array
 from bisect import bisect_left, bisect_right
-from collections.abc import Iterable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -37,7 +37,9 @@ __all__ = [
     "assemble",
     "blocks_of_piece",
     "combine",
+    "capped",
     "downsample",
+    "effective_series",
     "from_le",
     "normalize_steps",
     "null_nan",
@@ -260,6 +262,36 @@ class Piece:
 
 
 Bounded = tuple[Piece, "int | float | None", "int | float | None"]
+PlanStep = tuple[int, int, "int | float | None"]
+"""A segment of an effective series as a read plans it: ``(rk, epoch, cap or None)``."""
+
+
+def capped(cap: int | float | None, high: int | float | None) -> int | float | None:
+    """The highest step a read of a segment capped at ``cap`` keeps, given the read's
+    ``high`` bound (None: no bound)."""
+    if high is None:
+        return cap
+    return high if cap is None else min(cap, high)
+
+
+async def effective_series(plan: Sequence[PlanStep], max_points: int | None,
+                           block_runs: Callable[[PlanStep], Awaitable[list[BlockRun]]],
+                           pieces: Callable[[PlanStep], Awaitable[list[Bounded]]]) -> Series:
+    """A run's effective series from its segments, whole or downsampled.
+
+    With ``max_points``, the stored block summaries are read first (``block_runs``): when the
+    buckets span whole blocks the chart is made from them alone, without the points.
+    Otherwise the chunks (``pieces``) are assembled.
+    """
+    if max_points is not None:
+        runs = [run for seg in plan for run in await block_runs(seg)]
+        total = sum(sum(r.counts) for r in runs)
+        if total > max_points and -(-total // max(1, max_points // 4)) >= BLOCK:
+            return downsample(None, runs, total, max_points)
+    series = assemble([part for seg in plan for part in await pieces(seg)])
+    if max_points is not None and len(series) > max_points:
+        return downsample(series, (), len(series), max_points)
+    return series
 
 
 def assemble(parts: Iterable[Bounded]) -> Series:

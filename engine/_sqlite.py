@@ -18,10 +18,10 @@ from typing import Any
 import aiosqlite
 import anyio
 
-from ._codec import decode, decode_arrays
 from ._events import Record, Upcasters
 from ._model import Experiment, Lineage, RunState, Series
 from ._query_ast import Field, RunGroup, Selection
+from ._rows import record_of
 from ._sqlite_commit import Committer
 from ._sqlite_reads import SqliteReads
 from ._sqlite_rebuild import build, drop_retired
@@ -168,11 +168,7 @@ class SqliteStore(Store):
         return await self.committer.append(requests, now=now)
 
     def _record(self, row: Sequence[Any], arrays: bool) -> Record:
-        position, raw_id, project, run_id, version, kind, schema, at, data = row
-        payload = decode_arrays(data) if arrays else decode(data)
-        if schema < self.upcasters.version(kind):
-            payload = self.upcasters.upcast(kind, schema, payload)
-        return Record(position, raw_id, project, run_id, version, kind, at, payload)
+        return record_of(row, arrays, self.upcasters)
 
     async def head(self) -> int:
         return await self.reads.head()

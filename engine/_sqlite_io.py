@@ -18,25 +18,19 @@ from ._projector import (
     Segment,
 )
 from ._rows import (
-    CHUNK_COLUMNS,
+    EVENT_COLUMNS,
     METRIC_COLUMNS,
     RUN_COLUMNS,
-    chunk_values,
-    config_values,
+    WRITES,
+    Write,
+    change_rows,
     metric_row,
-    metric_values,
     run_row,
-    run_values,
-    segment_values,
 )
 from ._series import Chunk, null_nan
 from .errors import EngineError
 
 __all__ = ["EVENT_COLUMNS", "Prefetch", "SqliteIO", "advance", "fetch", "in_transaction"]
-
-EVENT_COLUMNS = "position, event_id, project, run_id, version, type, schema_version, " \
-                "recorded_at, data"
-
 
 async def fetch(db: aiosqlite.Connection, after: int, limit: int) -> list[Any]:
     return list(await db.execute_fetchall(
@@ -105,12 +99,7 @@ class SqliteIO(ProjectionIO):
         # projector runs inside the writer's transaction and has no lock to take.)
         self.lock = lock
         self._run = f"SELECT {', '.join(RUN_COLUMNS)} FROM runs{s} WHERE project = ? AND run_id = ?"
-        self._put_run = (f"INSERT OR REPLACE INTO runs{s} ({', '.join(RUN_COLUMNS)}) "
-                         f"VALUES ({','.join('?' * len(RUN_COLUMNS))})")
-        self._put_metric = (f"INSERT OR REPLACE INTO metrics{s} ({', '.join(METRIC_COLUMNS)}) "
-                            f"VALUES ({','.join('?' * len(METRIC_COLUMNS))})")
-        self._put_chunk = (f"INSERT OR REPLACE INTO series_chunks{s} ({', '.join(CHUNK_COLUMNS)})"
-                           f" VALUES ({','.join('?' * len(CHUNK_COLUMNS))})")
+        self._sql = {write: _statement(write, s) for write in WRITES}
 
     async def load_run(self, project: str, run_id: str) -> RunRow | None:
         rows = await self.db.execute_fetchall(self._run, (project, run_id))
@@ -189,45 +178,19 @@ class SqliteIO(ProjectionIO):
     def prepare(self, changes: Changes) -> list[tuple[str, list[Any]]]:
         """The statements that write ``changes``, with every row value fixed now: a fold that
         goes on afterwards cannot change what they write."""
-        s = self.s
-        out: list[tuple[str, list[Any]]] = []
-        if changes.runs:
-            out.append((self._put_run, [run_values(r) for r in changes.runs.values()]))
-        if changes.dropped_metrics:
-            out.append((f"DELETE FROM metrics{s} WHERE rk = ? AND metric = ?",
-                        list(changes.dropped_metrics)))
-        if changes.metrics:
-            out.append((self._put_metric, [metric_values(m) for m in changes.metrics.values()]))
-        if changes.chunks:
-            out.append((self._put_chunk, [chunk_values(rk, metric, chunk)
-                                          for (rk, metric, _, _), chunk in changes.chunks.items()]))
-        if changes.segments:
-            out.append((f"DELETE FROM series_segments{s} WHERE rk = ? AND metric = ?",
-                        list(changes.segments)))
-            out.append((f"INSERT INTO series_segments{s} VALUES (?, ?, ?, ?, ?, ?)",
-                        [row for (rk, m), segs in changes.segments.items()
-                         for row in segment_values(rk, m, segs)]))
-        if changes.lineage:
-            out.append((f"INSERT INTO lineage{s} VALUES (?, ?, ?, ?)", list(changes.lineage)))
-        if changes.experiments:
-            out.append((f"INSERT OR REPLACE INTO experiments{s} VALUES (?, ?, ?)",
-                        [(p, n, h) for (p, n), h in changes.experiments.items()]))
-        if changes.projects:
-            out.append((f"INSERT OR REPLACE INTO projects{s} VALUES (?, ?)",
-                        list(changes.projects.items())))
-        if changes.configs:
-            out.append((f"DELETE FROM run_configs{s} WHERE rk = ?",
-                        [(rk,) for rk in changes.configs]))
-            out.append((f"INSERT INTO run_configs{s} VALUES (?, ?, ?, ?, ?)",
-                        [v for r in changes.configs.values() for v in config_values(r)]))
-        if changes.tags:
-            out.append((f"DELETE FROM run_tags{s} WHERE rk = ?", [(rk,) for rk in changes.tags]))
-            out.append((f"INSERT INTO run_tags{s} VALUES (?, ?)",
-                        [(rk, t) for rk, r in changes.tags.items() for t in r.tags]))
-        return out
+        return [(self._sql[write], rows) for write, rows in change_rows(changes)]
 
     async def execute(self, prepared: list[tuple[str, list[Any]]]) -> None:
         """Run statements made by :meth:`prepare`."""
         for sql, rows in prepared:
             if rows:
                 await self.db.executemany(sql, rows)
+
+
+def _statement(write: Write, suffix: str) -> str:
+    table = f"{write.table}{suffix}"
+    if write.action == "delete":
+        return f"DELETE FROM {table} WHERE {' AND '.join(f'{c} = ?' for c in write.columns)}"
+    verb = "INSERT OR REPLACE" if write.action == "upsert" else "INSERT"
+    return (f"{verb} INTO {table} ({', '.join(write.columns)}) "
+            f"VALUES ({','.join('?' * len(write.columns))})")

@@ -7,7 +7,7 @@ snapshot (it would see the past).
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -15,23 +15,29 @@ import aiosqlite
 import anyio
 
 from ._events import Record
-from ._model import Experiment, ForkPoint, Lineage, RunState, Series
+from ._model import Experiment, Lineage, RunState, Series
 from ._query_ast import Field, RunGroup, Selection
-from ._rows import RUN_COLUMNS, run_row, state_of, summary_of
-from ._series import BlockRun, Piece, assemble, blocks_of_piece, downsample
-from ._sqlite_query import group_runs, select_runs
+from ._query_exec import group_runs, select_runs
+from ._query_sql import SQLITE, Compiled
+from ._rows import EVENT_COLUMNS, RUN_COLUMNS, lineage_of, run_row, state_of, summary_of
+from ._series import BlockRun, Piece, blocks_of_piece, capped, effective_series
 from ._store import EventFilter, RunControl, StaleRun
 
 __all__ = ["SqliteReads"]
 
-_EVENT_COLUMNS = "position, event_id, project, run_id, version, type, schema_version, " \
-                 "recorded_at, data"
 _RUN_SELECT = ", ".join(f"r.{c}" for c in RUN_COLUMNS)
 Bound = int | float | None
 
 
 def _marks(n: int) -> str:
     return ",".join("?" * n)
+
+
+def _fetch(db: aiosqlite.Connection) -> Callable[[Compiled], Awaitable[Sequence[Any]]]:
+    async def fetch(statement: Compiled) -> Sequence[Any]:
+        return await db.execute_fetchall(statement.sql, statement.params)
+
+    return fetch
 
 
 class SqliteReads:
@@ -72,7 +78,7 @@ class SqliteReads:
 
     async def read(self, after: int, *, limit: int, where: EventFilter,
                    arrays: bool) -> tuple[list[Record], int]:
-        sql = [f"SELECT {_EVENT_COLUMNS} FROM events WHERE position > ? AND position <= ?"]
+        sql = [f"SELECT {EVENT_COLUMNS} FROM events WHERE position > ? AND position <= ?"]
         params: list[Any] = []
         if where.project is not None:
             sql.append("AND project = ?")
@@ -94,7 +100,7 @@ class SqliteReads:
     async def stream_records(self, project: str, run_ids: Sequence[str],
                              upto: int) -> list[Record]:
         rows = await self._fetch(
-            f"SELECT {_EVENT_COLUMNS} FROM events WHERE project = ? AND "
+            f"SELECT {EVENT_COLUMNS} FROM events WHERE project = ? AND "
             f"run_id IN ({_marks(len(run_ids))}) AND position <= ? ORDER BY position",
             (project, *run_ids, upto))
         return [self._record(r, True) for r in rows]
@@ -115,14 +121,14 @@ class SqliteReads:
     async def list_runs(self, project: str, *, include_deleted: bool,
                         selection: Selection | None = None) -> list[RunState]:
         async with self._snapshot() as db:
-            return await select_runs(db, project, selection or Selection(),
+            return await select_runs(_fetch(db), SQLITE, project, selection or Selection(),
                                      include_deleted=include_deleted)
 
     async def group_runs(self, project: str, *, include_deleted: bool, selection: Selection,
                          by: Sequence[Field],
                          aggregates: Sequence[Field] | None) -> list[RunGroup]:
         async with self._snapshot() as db:
-            return await group_runs(db, project, selection, by, aggregates,
+            return await group_runs(_fetch(db), SQLITE, project, selection, by, aggregates,
                                     include_deleted=include_deleted)
 
     async def ancestry(self, project: str, run_id: str) -> list[str] | None:
@@ -151,24 +157,16 @@ class SqliteReads:
                     "SELECT src_rk, src_epoch, cap FROM series_segments WHERE rk = ? "
                     "AND metric = ? ORDER BY idx", (rk, metric))]
             plan.append((rk, epoch, None))
-            if max_points is not None:
-                runs = [run for seg in plan
-                        for run in await self._block_runs(db, metric, seg, low, high)]
-                total = sum(sum(r.counts) for r in runs)
-                if total > max_points and -(-total // max(1, max_points // 4)) >= 128:
-                    return downsample(None, runs, total, max_points)
-            parts = [part for seg in plan
-                     for part in await self._pieces(db, metric, seg, low, high)]
-        series = assemble(parts)
-        if max_points is not None and len(series) > max_points:
-            return downsample(series, (), len(series), max_points)
-        return series
+            return await effective_series(
+                plan, max_points,
+                lambda seg: self._block_runs(db, metric, seg, low, high),
+                lambda seg: self._pieces(db, metric, seg, low, high))
 
     @staticmethod
     def _bounds(seg: tuple[int, int, Bound], low: Bound,
                 high: Bound) -> tuple[str, list[Any], Bound]:
         src, epoch, cap = seg
-        hi = cap if high is None else (high if cap is None else min(cap, high))
+        hi = capped(cap, high)
         sql = ["rk = ? AND metric = ? AND epoch = ?"]
         params: list[Any] = [src, None, epoch]
         if hi is not None:
@@ -233,12 +231,7 @@ class SqliteReads:
                 "SELECT r.run_id, r.fork_step, l.depth FROM lineage l "
                 "JOIN runs r ON r.rk = l.descendant WHERE l.ancestor = ? "
                 "ORDER BY l.depth, l.descendant", (rk,))
-        return Lineage(
-            run_id,
-            tuple(ForkPoint(a, s) for a, s in ancestors),
-            tuple(ForkPoint(d, s) for d, s, _ in descendants),
-            tuple(ForkPoint(d, s) for d, s, depth in descendants if depth == 1),
-        )
+        return lineage_of(run_id, ancestors, descendants)
 
     # Liveness ------------------------------------------------------------------------------
 

@@ -11,13 +11,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from ._projector import PROJECTIONS
+from ._rows import PROJECTION_TABLES
 
 __all__ = ["MIGRATIONS", "PROJECTION_TABLES", "projection_ddl"]
-
-PROJECTION_TABLES = (
-    "runs", "metrics", "run_configs", "run_tags", "series_chunks", "series_segments", "lineage",
-    "experiments", "projects", "checkpoints",
-)
 
 
 def projection_ddl(suffix: str, generation: int | str) -> list[str]:
