@@ -55,7 +55,24 @@ def require_postgres() -> None:
     pytest.skip(message)
 
 
-BACKENDS: list[Any] = ["sqlite-file", "sqlite-memory"]
+BACKENDS: list[Any] = ["sqlite-file", "sqlite-memory",
+                       pytest.param("postgres", marks=pytest.mark.postgres)]
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    """Drop test schemas that runs killed before their end left behind."""
+    if postgres_reachable():
+        from tests.pg import drop_schemas
+
+        drop_schemas(POSTGRES_URL, leftovers=True)
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    """Drop every PostgreSQL schema this run created."""
+    from tests.pg import drop_schemas
+
+    if postgres_reachable():
+        drop_schemas(POSTGRES_URL)
 
 
 def backend_url(backend: str, tmp_path: Path) -> str:

@@ -20,6 +20,8 @@ from hypothesis.stateful import Bundle, RuleBasedStateMachine, invariant, precon
 from engine._fold import Fold
 from engine.errors import RunNotFoundError, ValidationError
 from engine.sync import SyncRun, SyncRunContext, SyncTracker
+from tests.conftest import POSTGRES_URL, require_postgres
+from tests.pg import fresh_schema_url
 from tests.strategies import floats, same_state, state_diff
 
 METRICS = ["loss", "acc", "val/loss", "odd name"]
@@ -209,3 +211,11 @@ def _files(tmp_path_factory: pytest.TempPathFactory) -> Path:
 _counter = iter(range(10**9))
 TestMachineOnFile = machine_test(
     lambda: str(Path(__import__("tempfile").mkdtemp()) / f"m{next(_counter)}.db"), examples=10)
+
+
+def _postgres_url() -> str:
+    require_postgres()
+    return fresh_schema_url(POSTGRES_URL)
+
+
+TestMachineOnPostgres = pytest.mark.postgres(machine_test(_postgres_url, examples=10))

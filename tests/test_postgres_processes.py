@@ -1,0 +1,300 @@
+"""PostgreSQL as the shared store of many processes: one gap-free order, idempotent retries,
+optimistic concurrency, live fan-out by LISTEN/NOTIFY, and surviving dropped connections.
+
+Writers run in child processes (each with its own store and connections), so these are the
+promises a team's machines rely on, not one process's locks.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import textwrap
+import uuid
+from typing import Any
+
+import anyio
+import pytest
+
+import engine
+from engine import _events as ev
+from engine._events import NewEvent, default_upcasters
+from engine._store import AppendRequest, Store, open_store
+from tests.conftest import POSTGRES_URL, require_postgres
+from tests.pg import admin, fresh_schema_url, with_params
+from tests.store_contract import NOW, created
+
+pytestmark = pytest.mark.postgres
+
+# A child that appends through the store API: ``mode`` picks what it does.
+CHILD = textwrap.dedent("""
+    import json, sys
+    from array import array
+    import anyio
+    from engine import _events as ev
+    from engine._events import NewEvent, default_upcasters
+    from engine._store import AppendRequest, open_store
+    from engine.errors import ConcurrencyError
+
+    async def main(url, mode, name, arg):
+        store = open_store(url, durability="normal", upcasters=default_upcasters())
+        await store.open()
+        try:
+            if mode == "many":  # its own run, one small transaction per event
+                await store.append([AppendRequest("p", name, [NewEvent(
+                    ev.RUN_CREATED, {"name": name, "tags": [], "config": {}})])], now=1.0)
+                for step in range(int(arg)):
+                    event = NewEvent(ev.METRICS_LOGGED, {"metrics": {"m": {
+                        "steps": array("q", [step]), "values": array("d", [1.0]),
+                        "timestamps": array("d", [1.0])}}})
+                    (outcome,) = await store.append([AppendRequest("p", name, [event])],
+                                                    now=1.0)
+                    assert isinstance(outcome, list), outcome
+            elif mode == "same":  # the same events as every other child, by id
+                for item in json.loads(arg):
+                    event = NewEvent(ev.METRICS_LOGGED, {"metrics": {"m": {
+                        "steps": array("q", [item["step"]]), "values": array("d", [1.0]),
+                        "timestamps": array("d", [1.0])}}}, bytes.fromhex(item["id"]))
+                    (outcome,) = await store.append([AppendRequest("p", "shared", [event])],
+                                                    now=1.0)
+                    assert isinstance(outcome, list), outcome
+            elif mode == "versions":  # read, then append only if nobody else did meanwhile
+                won = []
+                while len(won) < int(arg):
+                    state = await store.get_run("p", "counter")
+                    event = NewEvent(ev.TAGS_ADDED, {"tags": [f"{name}-{len(won)}"]})
+                    (outcome,) = await store.append([AppendRequest(
+                        "p", "counter", [event], expected_version=state.version)], now=1.0)
+                    if isinstance(outcome, ConcurrencyError):
+                        continue
+                    assert isinstance(outcome, list), outcome
+                    won.append(outcome[0].version)
+                print(json.dumps(won))
+        finally:
+            await store.close()
+
+    anyio.run(main, *sys.argv[1:])
+""")
+
+# A child that logs through the tracker API, as a training script would.
+TRAINER = textwrap.dedent("""
+    import sys
+    import anyio, engine
+
+    async def main(url, points):
+        async with engine.connect(url, durability="normal") as tracker:
+            async with tracker.start_run("remote", experiment="x") as run:
+                for step in range(int(points)):
+                    run.log_metrics({"m": float(step)}, step=step)
+                    await anyio.sleep(0.002)
+
+    anyio.run(main, *sys.argv[1:])
+""")
+
+
+@pytest.fixture
+def url() -> str:
+    require_postgres()
+    return fresh_schema_url(POSTGRES_URL)
+
+
+async def _child(url: str, *args: str) -> str:
+    done = await anyio.run_process([sys.executable, "-c", CHILD, url, *args], check=False)
+    assert done.returncode == 0, done.stderr.decode()
+    return done.stdout.decode()
+
+
+async def _opened(url: str) -> Store:
+    store = open_store(url, durability="normal", upcasters=default_upcasters())
+    await store.open()
+    return store
+
+
+async def test_a_reader_polling_past_its_last_position_never_skips_an_event(url: str) -> None:
+    """Four processes append one small transaction after another while two readers poll
+    ``position > last`` (one with plain SQL, one through the store): each reader's sequence
+    is exactly the final log, which is 1..N without a hole."""
+    store = await _opened(url)  # creates the schema before the children race for it
+    connection = await admin(url)
+    writers_done = anyio.Event()
+    by_sql: list[int] = []
+    by_store: list[int] = []
+
+    async def poll_sql() -> None:
+        while True:
+            finished = writers_done.is_set()
+            rows = await connection.fetch(
+                "SELECT position FROM events WHERE position > $1 ORDER BY position",
+                by_sql[-1] if by_sql else 0)
+            by_sql.extend(r[0] for r in rows)
+            if finished and not rows:
+                return
+            await anyio.sleep(0.001)
+
+    async def poll_store() -> None:
+        while True:
+            finished = writers_done.is_set()
+            records, _ = await store.read(by_store[-1] if by_store else 0, limit=50)
+            by_store.extend(r.position for r in records)
+            if finished and not records:
+                return
+
+    async def writers() -> None:
+        async with anyio.create_task_group() as tasks:
+            for i in range(4):
+                tasks.start_soon(_child, url, "many", f"w{i}", "150")
+        writers_done.set()
+
+    try:
+        with anyio.fail_after(120):
+            async with anyio.create_task_group() as tasks:
+                tasks.start_soon(poll_sql)
+                tasks.start_soon(poll_store)
+                tasks.start_soon(writers)
+        log = [r[0] for r in await connection.fetch("SELECT position FROM events ORDER BY 1")]
+    finally:
+        await connection.close()
+        await store.close()
+    assert log == list(range(1, 4 * 151 + 1))
+    assert by_sql == log
+    assert by_store == log
+
+
+async def test_resent_events_are_written_once_whichever_process_sends_them(url: str) -> None:
+    store = await _opened(url)
+    try:
+        await store.append([AppendRequest("p", "shared", [created()])], now=NOW)
+        events = [{"id": NewEvent("x", {}).id.hex(), "step": step} for step in range(60)]
+        async with anyio.create_task_group() as tasks:
+            for _ in range(4):
+                tasks.start_soon(_child, url, "same", "-", json.dumps(events))
+        records, _ = await store.read(0, limit=1000)
+        assert [r.id.hex() for r in records[1:]] == [e["id"] for e in events]
+        assert [r.version for r in records] == list(range(1, 62))
+        state = await store.get_run("p", "shared")
+        assert state is not None
+        assert state.metrics["m"].count == 60
+        assert await store.verify_rebuild() == []
+    finally:
+        await store.close()
+
+
+async def test_expected_version_lets_exactly_one_process_win_each_version(url: str) -> None:
+    store = await _opened(url)
+    try:
+        await store.append([AppendRequest("p", "counter", [created()])], now=NOW)
+        won: list[list[int]] = []
+
+        async def contender(name: str) -> None:
+            won.append(json.loads(await _child(url, "versions", name, "15")))
+
+        async with anyio.create_task_group() as tasks:
+            for i in range(4):
+                tasks.start_soon(contender, f"c{i}")
+        versions = sorted(v for got in won for v in got)
+        assert versions == list(range(2, 62))  # every success its own version, none lost
+        state = await store.get_run("p", "counter")
+        assert state is not None
+        assert state.version == 61
+        assert len(state.tags) == 60
+    finally:
+        await store.close()
+
+
+async def test_the_doorbell_rings_when_another_process_appends(url: str) -> None:
+    """``wait_for_head`` returns on the NOTIFY of another process's commit, long before the
+    minute it was allowed to wait."""
+    store = await _opened(url)
+    try:
+        head = await store.head()
+        async with anyio.create_task_group() as tasks:
+            tasks.start_soon(_child, url, "many", "w", "1")
+            with anyio.fail_after(30):
+                moved = await store.wait_for_head(head, 60)
+        assert moved > head
+    finally:
+        await store.close()
+
+
+async def test_a_subscriber_sees_every_event_of_a_writer_in_another_process(url: str) -> None:
+    async with engine.connect(url, durability="normal") as tracker:
+        seen: list[engine.Event] = []
+        subscription = tracker.subscribe(from_position="start")
+        await subscription.wait_caught_up()
+
+        async def collect() -> None:
+            async for event in subscription:
+                seen.append(event)
+                if event.type == ev.STATUS_CHANGED and event.data["status"] == "succeeded":
+                    return
+
+        with anyio.fail_after(120):
+            async with anyio.create_task_group() as tasks:
+                tasks.start_soon(collect)
+                await anyio.run_process([sys.executable, "-c", TRAINER, url, "300"],
+                                        check=True)
+        log = [event async for event in tracker.events()]
+        assert [e.position for e in seen] == [e.position for e in log]
+        assert [e.id for e in seen] == [e.id for e in log]
+        points = [s for e in seen if e.type == ev.METRICS_LOGGED
+                  for s in e.data["metrics"]["m"]["steps"]]
+        assert points == list(range(300))
+
+
+async def _terminate(application_name: str) -> int:
+    connection = await admin(POSTGRES_URL)
+    try:
+        rows = await connection.fetch(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+            "WHERE application_name = $1", application_name)
+    finally:
+        await connection.close()
+    return len(rows)
+
+
+async def test_dropped_connections_come_back_and_nothing_is_skipped_or_repeated(
+        url: str) -> None:
+    """Every connection of a subscribing tracker and of a writing tracker is terminated, five
+    times, while points are logged: both reconnect, nothing logged is lost, and the
+    subscription resumes from its position without a gap or a duplicate."""
+    tag = uuid.uuid4().hex[:8]
+    reader_name, writer_name = f"kw-sub-{tag}", f"kw-write-{tag}"
+    killed: list[int] = []
+    async with engine.connect(with_params(url, application_name=reader_name),
+                              durability="normal") as reader, \
+            engine.connect(with_params(url, application_name=writer_name),
+                           durability="normal") as writer:
+        subscription = reader.subscribe(from_position="start")
+        await subscription.wait_caught_up()
+        seen: list[Any] = []
+
+        async def collect() -> None:
+            async for event in subscription:
+                seen.append(event)
+                if event.type == ev.STATUS_CHANGED and event.data["status"] == "succeeded":
+                    return
+
+        async def write() -> None:
+            async with writer.start_run("w") as run:
+                for step in range(3000):
+                    run.log_metrics({"m": float(step)}, step=step)
+                    if step % 100 == 99:
+                        await run.flush()
+                        await anyio.sleep(0.02)
+
+        async def kill() -> None:
+            for _ in range(5):
+                await anyio.sleep(0.1)
+                killed.append(await _terminate(reader_name) + await _terminate(writer_name))
+
+        with anyio.fail_after(120):
+            async with anyio.create_task_group() as tasks:
+                tasks.start_soon(collect)
+                tasks.start_soon(kill)
+                await write()
+        log = [event async for event in reader.events()]
+        assert [e.position for e in seen] == [e.position for e in log]
+        assert [e.id for e in seen] == [e.id for e in log]
+        series = await reader.read_series("w", "m")
+        assert list(series.steps) == list(range(3000))
+    assert sum(killed) >= 10  # both trackers really lost their connections
