@@ -131,14 +131,14 @@ _STEPS: tuple[tuple[str, str], ...] = (
 def timings(times: int) -> dict[str, Any]:
     """Run W1 ``times`` times with the engine's steps timed; returns (and prints) the average
     milliseconds per run of each step."""
-    from engine import _projector, _sqlite, _writer
+    from engine import _commit, _projector, _sqlite_commit, _writer
 
     _wrap_async(_writer.Writer, "cycle", "cycle")
     _wrap_sync(_writer, "metrics_event", "arrays")
-    _wrap_async(_sqlite.SqliteStore, "_transaction", "transaction")
+    _wrap_async(_sqlite_commit.Committer, "transaction", "transaction")
     _wrap_async(_projector.Projector, "apply", "apply")
     _wrap_async(_projector.Projector, "save", "save")
-    _wrap_sync(_sqlite, "encode", "encode")
+    _wrap_sync(_commit, "encode", "encode")
     _wrap_sqlite_calls()
     rows = w1_rows()
     loops: list[float] = []
