@@ -384,30 +384,39 @@ def downsample(series: Series | None, runs: Sequence[BlockRun], total: int,
                max_points: int) -> Series:
     """Keep each bucket's first, last, min and max point; at most ``max_points`` points.
 
-    Buckets are runs of consecutive points of (nearly) equal count, ``max_points // 4`` of
-    them. When a bucket spans at least two blocks it is formed from whole blocks and computed
-    from their summaries alone; shorter buckets are computed from ``series``' points.
+    There are ``max_points // 4`` buckets of consecutive points. From ``series``' points
+    (given), every bucket but the last holds exactly ``ceil(total / buckets)`` points. From
+    block summaries alone (``series`` None, ``runs`` given), a bucket is made of whole blocks:
+    bucket ``k`` ends at the first block boundary at or past ``k * total / buckets`` points,
+    so it holds fewer than ``total / buckets + BLOCK`` points and there are at most
+    ``buckets`` of them.
     """
     buckets = max(1, max_points // 4)
+    if series is None:
+        return _from_blocks(runs, total, buckets)
     target = -(-total // buckets)
-    if series is not None and target < 2 * BLOCK:
-        counts: list[int] = []
-        summaries = array("d")
-        for lo in range(0, total, target):
-            hi = min(lo + target, total)
-            counts.append(hi - lo)
-            summaries.extend(_block(series.steps, series.values, series.timestamps, lo, hi))
-        return _from_blocks([BlockRun(counts, summaries, series.steps.typecode == "q")], 1)
-    return _from_blocks(runs, target)
+    counts: list[int] = []
+    summaries = array("d")
+    for lo in range(0, total, target):
+        hi = min(lo + target, total)
+        counts.append(hi - lo)
+        summaries.extend(_block(series.steps, series.values, series.timestamps, lo, hi))
+    # Each of these "blocks" is a whole bucket: with as many buckets as points, every block
+    # boundary is a bucket boundary.
+    return _from_blocks([BlockRun(counts, summaries, series.steps.typecode == "q")], total,
+                        max(1, total))
 
 
-def _from_blocks(runs: Sequence[BlockRun], target: int) -> Series:
-    """Greedily group consecutive blocks into buckets of at least ``target`` points."""
+def _from_blocks(runs: Sequence[BlockRun], total: int, buckets: int) -> Series:
+    """Group consecutive blocks into ``buckets`` buckets of nearly ``total / buckets`` points:
+    a bucket ends at the first block boundary at or past its share of the points. (Grouping a
+    fixed number of blocks per bucket instead would give up to half the buckets asked for.)"""
     out_steps: list[float] = []
     out_values: list[float] = []
     out_times: list[float] = []
     integral = all(r.integral for r in runs)
-    have = 0
+    seen = 0  # points in the blocks so far
+    done = 0  # buckets emitted (or passed over by one long block)
     first: tuple[float, float, float] | None = None
     last: tuple[float, float, float] = (0.0, 0.0, 0.0)
     low = high = (_NAN, _NAN, _NAN)
@@ -440,10 +449,11 @@ def _from_blocks(runs: Sequence[BlockRun], target: int) -> Series:
                 if v == v and (high[1] != high[1] or v > high[1]):
                     high = (sums[b + 9], v, sums[b + 11])
             last = (sums[b + 3], sums[b + 4], sums[b + 5])
-            have += count
-            if have >= target:
+            seen += count
+            if seen * buckets >= (done + 1) * total:  # past the next bucket's share
                 emit()
-                first, have = None, 0
+                first = None
+                done = seen * buckets // total
     if first is not None:
         emit()
     steps: array[Any] = array("q", map(int, out_steps)) if integral else array("d", out_steps)
