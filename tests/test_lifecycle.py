@@ -374,6 +374,57 @@ async def test_the_reaper_crashes_silent_runs_and_spares_live_ones(
         assert await steps_of(tracker, "alive", "m") == [0, 1]
 
 
+async def _wait_until(check: Any, what: str) -> None:
+    """Poll ``check`` until it holds (a liveness wait, not a timed assertion)."""
+    with anyio.move_on_after(10):
+        while True:
+            if await check():
+                return
+            await anyio.sleep(0.01)
+    pytest.fail(f"still waiting after 10 s for {what}")
+
+
+async def test_a_run_beating_in_one_tracker_survives_another_trackers_reaper(
+        make: MakeTracker, backend: str) -> None:
+    """Across trackers only the heartbeat tells a live run from a dead one: past the timeout,
+    the reaper of a tracker that does not hold the runs crashes the one whose tracker stopped
+    beating and spares the one still beating elsewhere."""
+    needs_shared_database(backend)
+    clock = FakeClock()
+    async with make(clock=clock, heartbeat_interval=0.02, crash_timeout=1e6) as beating, \
+            make(clock=clock, heartbeat_interval=1e5, crash_timeout=1e6) as quiet:
+        async with beating.start_run("alive") as alive, quiet.start_run("silent") as silent:
+            alive.log_metrics({"m": 1.0}, step=0)
+            silent.log_metrics({"m": 1.0}, step=0)
+            await alive.flush()
+            await silent.flush()
+            # From here on neither run logs: no event moves their updated_at past the clock.
+            clock.now += 100
+            store = beating._store
+            assert store is not None
+
+            async def beaten_since_the_jump() -> bool:
+                stale = await store.stale_runs(clock.now - 1)
+                return "alive" not in {s.run_id for s in stale}
+
+            await _wait_until(beaten_since_the_jump, "a heartbeat of 'alive'")
+            async with make(clock=clock, crash_timeout=60, reap_interval=0.01,
+                            heartbeat_interval=30) as reaping:
+
+                async def silent_crashed() -> bool:
+                    state = await reaping.get_run("silent")
+                    return state.status is not Status.RUNNING
+
+                await _wait_until(silent_crashed, "the reaper to crash 'silent'")
+                # The pass that crashed 'silent' saw 'alive' with the same clock: spared.
+                assert (await reaping.get_run("silent")).status is Status.CRASHED
+                assert (await reaping.get_run("alive")).status is Status.RUNNING
+                assert "no heartbeat" in ((await reaping.get_run("silent")).status_reason or "")
+            alive.log_metrics({"m": 2.0}, step=1)
+        assert (await beating.get_run("alive")).status is Status.SUCCEEDED
+        assert await steps_of(beating, "alive", "m") == [0, 1]
+
+
 # Backpressure -----------------------------------------------------------------------------
 
 
