@@ -7,6 +7,10 @@ skips events already in the log and folds every event into the projections throu
 shared ``Projector``. A request the projections refuse raises :class:`Refused`: the backend
 rolls the transaction back and :meth:`GroupCommit.append` replays the group without it, so
 nothing is half-applied.
+
+An event whose id is already in the log — a retry after a commit whose reply was lost, or a
+second copy of it earlier in the same group — is not written again, and its request gets the
+record stored for it: a caller learns where its events are whichever attempt wrote them.
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ import anyio
 from ._codec import encode
 from ._events import NewEvent, Record, Upcasters
 from ._projector import ProjectionIO, Projector
+from ._rows import record_of
 from ._store import AppendRequest
 from .errors import ConcurrencyError, EngineError
 
@@ -90,29 +95,42 @@ class GroupCommit(ABC):
     async def transaction(self, requests: Sequence[AppendRequest], pending: list[int],
                           now: float) -> dict[int, list[Record]]:
         """Append ``requests[i]`` for each ``i`` in ``pending`` in one transaction; the
-        records each added. On any error roll back and :meth:`forget` before raising."""
+        records of each one's events (from :meth:`fold_group`). On any error roll back and
+        :meth:`forget` before raising."""
+
+    def stored(self, rows: Sequence[Sequence[Any]]) -> dict[bytes, Record]:
+        """The records of ``events`` rows (in ``EVENT_COLUMNS`` order), by event id."""
+        records = (record_of(row, True, self.upcasters) for row in rows)
+        return {record.id: record for record in records}
 
     async def fold_group(self, requests: Sequence[AppendRequest], pending: list[int],
-                         known: set[bytes], head: int, now: float,
+                         known: dict[bytes, Record], head: int, now: float,
                          ) -> tuple[dict[int, list[Record]], list[EventRow], int]:
-        """Assign positions after ``head`` and fold the events not in ``known`` (ids already
-        in the log); returns the records per request, the rows to insert and the new head.
+        """Assign positions after ``head`` and fold the events not in ``known`` (the records
+        of ids already in the log); returns the records per request — one per distinct event
+        id, stored or new, in the request's order — the rows to insert and the new head.
 
         :raises Refused: a request the projections refuse, or a version mismatch.
         """
         position = head
+        written = dict(known)  # grows as the group folds: a second copy is already written
         added: dict[int, list[Record]] = {}
         rows: list[EventRow] = []
         for index in pending:
             request = requests[index]
-            fresh = [e for e in request.events if e.id not in known]
-            if not fresh:
-                added[index] = []
-                continue
-            try:
-                added[index], position = await self._fold(request, fresh, position, now, rows)
-            except EngineError as exc:
-                raise Refused(index, exc) from None
+            fresh: list[NewEvent] = []
+            ids: dict[bytes, None] = {}
+            for event in request.events:
+                if event.id not in written and event.id not in ids:
+                    fresh.append(event)
+                ids[event.id] = None
+            if fresh:
+                try:
+                    records, position = await self._fold(request, fresh, position, now, rows)
+                except EngineError as exc:
+                    raise Refused(index, exc) from None
+                written.update((r.id, r) for r in records)
+            added[index] = [written[i] for i in ids]
         return added, rows, position
 
     async def _fold(self, request: AppendRequest, events: list[NewEvent], position: int,

@@ -12,10 +12,11 @@ serialize on the projection rows they share, and every reader would then lag beh
 slowest transaction in flight, while ``flush()`` promises reads that show what it wrote.)
 
 Inside the lock, ``_commit.GroupCommit`` skips event ids already in the log (so a retry from
-any process is idempotent), checks ``expected_version`` against the stream as every process
-left it, and folds each event through the shared projector; events are inserted, the
-projection rows written, every checkpoint advanced, a NOTIFY queued (delivered at commit,
-payload empty: a doorbell), and it all commits together.
+any process is idempotent, and is answered with the records the first attempt stored),
+checks ``expected_version`` against the stream as every process left it, and folds each
+event through the shared projector; events are inserted, the projection rows written, every
+checkpoint advanced, a NOTIFY queued (delivered at commit, payload empty: a doorbell), and it
+all commits together.
 
 A connection lost mid-append is opened again and the group is sent again: its event ids make
 the second attempt skip whatever the first one committed.
@@ -48,6 +49,7 @@ __all__ = ["Committer"]
 _INSERT = f"INSERT INTO events ({EVENT_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)"
 _HEAD_AND_KNOWN = ("SELECT (SELECT coalesce(max(position), 0) FROM events), "
                    "ARRAY(SELECT event_id FROM events WHERE event_id = ANY($1::bytea[]))")
+_STORED = f"SELECT {EVENT_COLUMNS} FROM events WHERE event_id = ANY($1::bytea[])"
 
 
 class Committer(GroupCommit):
@@ -104,8 +106,9 @@ class Committer(GroupCommit):
             head, present = await connection.fetchrow(
                 _HEAD_AND_KNOWN, [e.id for i in pending for e in requests[i].events])
             self.trust(head)
-            added, rows, position = await self.fold_group(requests, pending, set(present),
-                                                          head, now)
+            # Only a retry finds its ids already there: then the stored records answer it.
+            known = self.stored(await connection.fetch(_STORED, present)) if present else {}
+            added, rows, position = await self.fold_group(requests, pending, known, head, now)
             if rows:
                 await connection.executemany(_INSERT, rows)
                 await self.projector.save()

@@ -14,6 +14,7 @@ every hand-off waits for the GIL while the fold holds it. See docs/performance.m
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import aiosqlite
 import anyio
@@ -46,7 +47,8 @@ class Committer(GroupCommit):
             (head,), = await db.execute_fetchall(
                 "SELECT coalesce(max(position), 0) FROM events")
             self.trust(head)
-            known = await self._existing_ids([e.id for i in pending for e in requests[i].events])
+            known = await self._stored_events(
+                [e.id for i in pending for e in requests[i].events])
             added, rows, position = await self.fold_group(requests, pending, known, head, now)
             if rows:
                 await db.executemany(_INSERT, rows)
@@ -60,12 +62,13 @@ class Committer(GroupCommit):
         self.committed(position)
         return added
 
-    async def _existing_ids(self, ids: list[bytes]) -> set[bytes]:
-        found: set[bytes] = set()
-        for start in range(0, len(ids), _ID_BATCH):
-            batch = ids[start : start + _ID_BATCH]
-            rows = await self.db.execute_fetchall(
-                f"SELECT event_id FROM events WHERE event_id IN ({','.join('?' * len(batch))})",
-                batch)
-            found.update(r[0] for r in rows)
-        return found
+    async def _stored_events(self, ids: list[bytes]) -> dict[bytes, Record]:
+        """The records of those of ``ids`` already in the log."""
+        found: list[Any] = []
+        unique = list(dict.fromkeys(ids))
+        for start in range(0, len(unique), _ID_BATCH):
+            batch = unique[start : start + _ID_BATCH]
+            found.extend(await self.db.execute_fetchall(
+                f"SELECT {EVENT_COLUMNS} FROM events "
+                f"WHERE event_id IN ({','.join('?' * len(batch))})", batch))
+        return self.stored(found)

@@ -97,11 +97,12 @@ class Store(ABC):
                      now: float) -> list[list[Record] | BaseException]:
         """Append each request in one shared transaction (group commit).
 
-        Returns, per request, the records it added (empty when every event was already in the
-        log) or the error that refused it: ``ConcurrencyError`` for a version mismatch,
-        ``RunExistsError``, ``RunNotFoundError`` or ``ValidationError`` from the projections.
-        A refused request changes nothing; the others commit. Errors of the database itself
-        are raised, and then nothing commits.
+        Returns, per request, the records of its events — one per distinct event id, those it
+        added and, for events already in the log (a retry after a lost reply), the records
+        stored for them — or the error that refused it: ``ConcurrencyError`` for a version
+        mismatch, ``RunExistsError``, ``RunNotFoundError`` or ``ValidationError`` from the
+        projections. A refused request changes nothing; the others commit. Errors of the
+        database itself are raised, and then nothing commits.
         """
 
     @abstractmethod

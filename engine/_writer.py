@@ -291,10 +291,9 @@ class Writer:
             waiter.settle(outcome)
             if isinstance(outcome, list):
                 committed.extend(outcome)
-        if committed:
-            committed.sort(key=lambda r: r.position)
+        for batch in _contiguous(committed):
             for hook in self.on_commit:
-                hook(committed)
+                hook(batch)
 
     async def _append(self, requests: list[AppendRequest]) -> list[list[Record] | BaseException]:
         try:
@@ -372,6 +371,19 @@ class Writer:
                 buf.refusal = buf.refusal or refusals[0]  # reported by the next flush
         for waiter in settled:
             waiter.settle(error if error is not None else [])
+
+
+def _contiguous(records: list[Record]) -> list[list[Record]]:
+    """Records in position order, once each, cut where positions jump: commit hooks take a
+    list to be one unbroken range of the log, and a cycle's records may be several (a retry
+    answered with records an earlier commit stored, requests committed one by one)."""
+    batches: list[list[Record]] = []
+    for record in sorted({r.position: r for r in records}.values(), key=lambda r: r.position):
+        if batches and record.position == batches[-1][-1].position + 1:
+            batches[-1].append(record)
+        else:
+            batches.append([record])
+    return batches
 
 
 def _classify(error: Exception) -> BaseException:

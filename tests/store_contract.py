@@ -15,6 +15,7 @@ from typing import Any
 import anyio
 import pytest
 
+import engine
 from engine import _events as ev
 from engine._events import NewEvent, Record, Upcasters, default_upcasters
 from engine._fold import Fold
@@ -38,17 +39,12 @@ def metrics(name: str, steps: list[int], values: list[float]) -> NewEvent:
         "timestamps": array("d", [NOW] * len(steps))}}})
 
 
-class StoreContract:
-    """The storage contract of ``engine._store.Store``."""
-
-    persistent = True  # whether a database outlives the store that opened it
+class _Stores:
+    """Opening stores on the test's database, and appending one request."""
 
     @pytest.fixture
     def url(self) -> str:
         raise NotImplementedError("a backend's test class provides a fresh database URL")
-
-    async def raw(self, store: Store, sql: str) -> list[tuple[Any, ...]]:
-        raise NotImplementedError
 
     @asynccontextmanager
     async def opened(self, url: str, upcasters: Upcasters | None = None) -> AsyncIterator[Store]:
@@ -65,6 +61,15 @@ class StoreContract:
         if isinstance(outcome, BaseException):
             raise outcome
         return outcome
+
+
+class StoreContract(_Stores):
+    """The storage contract of ``engine._store.Store``."""
+
+    persistent = True  # whether a database outlives the store that opened it
+
+    async def raw(self, store: Store, sql: str) -> list[tuple[Any, ...]]:
+        raise NotImplementedError
 
     # Positions and versions ----------------------------------------------------------------
 
@@ -99,16 +104,48 @@ class StoreContract:
             assert done[0].version == 2
 
     async def test_a_resent_event_is_not_written_twice(self, url: str) -> None:
+        """A retry after a commit whose reply was lost gets the records the first attempt
+        stored (where its events are), not an empty answer; the log holds them once."""
         async with self.opened(url) as store:
             request = AppendRequest("p", "a", [created(), metrics("m", [0, 1], [1.0, 2.0])])
             first = await self.one(store, request)
-            again = await self.one(store, AppendRequest("p", "a", list(request.events)))
+            again, other = await store.append([AppendRequest("p", "a", list(request.events)),
+                                               AppendRequest("p", "b", [created("b")])],
+                                              now=NOW + 5)
             assert len(first) == 2
-            assert again == []
-            assert await store.head() == 2
+            assert isinstance(again, list)
+            assert [_seen(r) for r in again] == [_seen(r) for r in first]
+            assert [r.to_event().data for r in again] == [r.to_event().data for r in first]
+            assert isinstance(other, list)
+            assert [r.position for r in other] == [3]
+            assert await store.head() == 3
             state = await store.get_run("p", "a")
             assert state is not None
             assert state.metrics["m"].count == 2
+            assert state.version == 2
+
+    async def test_the_same_event_twice_in_one_group_is_written_once(self, url: str) -> None:
+        """A second copy of an event id in the same group (in one request or in another) is
+        already written by the time it comes: it gets the first copy's record."""
+        async with self.opened(url) as store:
+            point = metrics("m", [0], [1.0])
+            twice, again, after = await store.append([
+                AppendRequest("p", "a", [created(), point, point]),
+                AppendRequest("p", "a", [point]),
+                AppendRequest("p", "a", [metrics("m", [1], [2.0])]),
+            ], now=NOW)
+            assert isinstance(twice, list)
+            assert isinstance(again, list)
+            assert isinstance(after, list)
+            assert [(r.position, r.version) for r in twice] == [(1, 1), (2, 2)]
+            assert [(r.position, r.id) for r in again] == [(2, point.id)]
+            assert [(r.position, r.version) for r in after] == [(3, 3)]
+            records, _ = await store.read(0, limit=10)
+            assert [r.id for r in records].count(point.id) == 1
+            state = await store.get_run("p", "a")
+            assert state is not None
+            assert state.metrics["m"].count == 2
+            assert await store.verify_rebuild() == []
 
     async def test_a_refused_request_changes_nothing_and_others_commit(self, url: str) -> None:
         async with self.opened(url) as store:
@@ -241,12 +278,8 @@ class StoreContract:
             assert await store.head() == 2
 
 
-class WriterContract:
-    """The writer's group commit, on a real store."""
-
-    @pytest.fixture
-    def url(self) -> str:
-        raise NotImplementedError
+class WriterContract(_Stores):
+    """The writer's group commit, on a real store (one another store can open too)."""
 
     async def test_concurrent_appends_from_many_runs_share_one_commit(self, url: str) -> None:
         store = open_store(url, durability="normal", upcasters=default_upcasters())
@@ -276,6 +309,50 @@ class WriterContract:
             assert calls == [30]
         finally:
             await store.close()
+
+
+    async def test_a_retry_after_a_lost_reply_leaves_subscribers_no_gap(self, url: str) -> None:
+        """A commit whose reply is lost is sent again with the next cycle and answered with
+        the records it stored, beside new ones, while another process appended in between:
+        subscribers are offered each unbroken range on its own, and skip nothing."""
+        async with engine.connect(url, durability="normal", poll_interval=3600) as tracker:
+            store = tracker._store
+            assert store is not None
+            real = store.append
+            lose = [False]
+
+            async def losing(requests: Any, *, now: float) -> Any:
+                outcomes = await real(requests, now=now)
+                if lose[0]:
+                    lose[0] = False
+                    raise ConnectionError("the reply to COMMIT was lost")
+                return outcomes
+
+            store.append = losing  # type: ignore[method-assign]
+            subscription = tracker.subscribe(from_position="start")
+            async with tracker.start_run("a") as run, self.opened(url) as other:
+                await subscription.wait_caught_up()
+                lose[0] = True
+                run.log_metrics({"m": 1.0}, step=0)
+                with pytest.raises(ConnectionError):
+                    await run.flush()
+                await self.one(other, AppendRequest("default", "b", [created("b")]))
+                run.log_metrics({"m": 2.0}, step=1)
+                await run.flush()
+            seen: list[int] = []
+            with anyio.fail_after(20):
+                async for event in subscription:
+                    seen.append(event.position)
+                    if event.type == ev.STATUS_CHANGED:
+                        break
+            assert seen == list(range(1, len(seen) + 1)), seen
+            series = await tracker.read_series("a", "m")
+            assert list(series.steps) == [0, 1]
+
+
+def _seen(record: Record) -> tuple[Any, ...]:
+    return (record.position, record.id, record.project, record.run_id, record.version,
+            record.type, record.timestamp)
 
 
 def _current() -> dict[str, int]:

@@ -250,6 +250,38 @@ async def test_an_append_whose_connection_drops_is_sent_again_and_written_once(
         await store.close()
 
 
+async def test_a_lost_reply_to_commit_still_starts_the_run(
+        pg_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The server commits the run's creation, then the connection dies before the reply
+    arrives: the append runs again on a new connection, finds its event written, and
+    ``start_run`` gets the stored record — the run is created once and has its owner."""
+    from asyncpg.transaction import Transaction
+
+    import engine
+
+    real = Transaction.commit
+    lost: list[int] = []
+
+    async def commit_then_lose_the_reply(self: Transaction) -> None:
+        await real(self)
+        if not lost:
+            connection = self._connection  # type: ignore[attr-defined]
+            lost.append(connection.get_server_pid())
+            connection.terminate()
+            raise ConnectionResetError("the connection dropped before the reply to COMMIT")
+
+    async with engine.connect(pg_url, durability="normal") as tracker:
+        monkeypatch.setattr(Transaction, "commit", commit_then_lose_the_reply)
+        async with tracker.start_run("r") as run:
+            assert lost  # the creation's reply was the one lost
+            run.log_metrics({"m": 1.0}, step=0)
+        state = await tracker.get_run("r")
+        assert state.status == "succeeded"
+        assert state.version == 3  # created once, one point, the final status
+        types = [e.type async for e in tracker.events()]
+        assert types == [ev.RUN_CREATED, ev.METRICS_LOGGED, ev.STATUS_CHANGED]
+
+
 async def _append_into(store: Store, request: AppendRequest, outcome: list[Any]) -> None:
     outcome.extend(await store.append([request], now=NOW))
 
