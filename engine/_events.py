@@ -13,9 +13,14 @@ Payloads (schema version 1)::
     AbortRequested  {"reason"}
     RunDeleted      {}
 
-Events are never rewritten. When a payload's shape changes, its type's version goes up and an
-upcaster for the old version is registered; reads run the chain of upcasters before anything
-else sees the payload.
+Events are never rewritten. Every row keeps the schema version its payload was written at, and
+reads lift old payloads through a chain of upcasters before anything else sees them.
+
+Event types belong to the engine, so the registry does too: when a release changes a payload's
+shape, it raises the type's number in ``CURRENT_VERSIONS`` and adds the step from the old
+version to ``UPCASTS``. Every tracker checks the registry for gaps when it starts (and the test
+suite does too), and a reader refuses an event whose type or version is newer than it knows,
+rather than misread a log a newer release wrote.
 """
 
 from __future__ import annotations
@@ -28,6 +33,7 @@ from typing import Any
 from ._codec import plain
 from ._ids import event_id, event_id_str
 from ._model import Event
+from .errors import EngineError
 
 __all__ = [
     "ABORT_REQUESTED",
@@ -39,6 +45,7 @@ __all__ = [
     "STATUS_CHANGED",
     "TAGS_ADDED",
     "TAGS_REMOVED",
+    "UPCASTS",
     "NewEvent",
     "Record",
     "Upcasters",
@@ -68,6 +75,10 @@ CURRENT_VERSIONS: Mapping[str, int] = {
 }
 
 Upcaster = Callable[[dict[str, Any]], dict[str, Any]]
+
+UPCASTS: Mapping[tuple[str, int], Upcaster] = {}
+"""The engine's own upcasters: ``(type, from_version)`` → the function that lifts a payload
+of that version to the next. Empty while every type is at version 1."""
 
 
 @dataclass(slots=True)
@@ -109,39 +120,71 @@ class Upcasters:
     ``register(type, from_version, fn)`` adds the step from ``from_version`` to the next one.
     """
 
-    def __init__(self, versions: Mapping[str, int] = CURRENT_VERSIONS) -> None:
+    def __init__(self, versions: Mapping[str, int] = CURRENT_VERSIONS,
+                 steps: Mapping[tuple[str, int], Upcaster] | None = None) -> None:
         self._versions = dict(versions)
-        self._steps: dict[tuple[str, int], Upcaster] = {}
+        self._steps: dict[tuple[str, int], Upcaster] = dict(steps or {})
 
     def version(self, event_type: str) -> int:
         """The schema version new events of this type are written with (1 for unknown types)."""
         return self._versions.get(event_type, 1)
 
     def register(self, event_type: str, from_version: int, upcaster: Upcaster) -> None:
-        """Register the step that lifts ``event_type`` payloads from ``from_version``."""
+        """Register the step that lifts ``event_type`` payloads from ``from_version``.
+
+        :raises EngineError: for a version below 1 or a step registered twice.
+        """
+        if type(from_version) is not int or from_version < 1:
+            raise EngineError(f"upcaster for {event_type}: from_version must be an int >= 1, "
+                              f"not {from_version!r}")
+        if (event_type, from_version) in self._steps:
+            raise EngineError(f"an upcaster for {event_type} from version {from_version} is "
+                              "already registered")
         self._steps[(event_type, from_version)] = upcaster
 
     def check(self) -> None:
         """Refuse a registry with gaps: every old version must have a step to the next.
 
-        :raises ValueError: naming the first missing or superfluous step.
+        :raises EngineError: naming the first missing or superfluous step.
         """
         for event_type, current in self._versions.items():
             for version in range(1, current):
                 if (event_type, version) not in self._steps:
-                    raise ValueError(
+                    raise EngineError(
                         f"no upcaster for {event_type} from version {version} to {version + 1}"
                     )
         for event_type, version in self._steps:
-            if version >= self.version(event_type):
-                raise ValueError(
+            current = self._versions.get(event_type)
+            if current is None:
+                raise EngineError(f"upcaster for {event_type}, a type with no current version")
+            if version >= current:
+                raise EngineError(
                     f"upcaster for {event_type} from version {version} is past the current "
-                    f"version {self.version(event_type)}"
+                    f"version {current}"
                 )
 
-    def upcast(self, event_type: str, version: int, data: dict[str, Any]) -> dict[str, Any]:
-        """Lift a payload written at ``version`` to the current version of its type."""
-        current = self.version(event_type)
+    def current(self, event_type: str) -> int | None:
+        """The version this registry reads ``event_type`` at; None for a type it does not
+        know."""
+        return self._versions.get(event_type)
+
+    def upcast(self, event_type: str, version: int, data: dict[str, Any], *,
+               position: int | None = None) -> dict[str, Any]:
+        """Lift a payload written at ``version`` to the current version of its type.
+
+        :raises EngineError: when the type or the version is newer than this registry knows:
+            a newer release wrote it, and reading it as something else would be wrong.
+        """
+        current = self._versions.get(event_type)
+        where = "an event" if position is None else f"the event at position {position}"
+        if current is None:
+            raise EngineError(
+                f"{where} has type {event_type!r} (schema version {version}), which this "
+                "release does not know; upgrade kittiwake to read this log")
+        if version > current:
+            raise EngineError(
+                f"{where} is {event_type} at schema version {version}, newer than this release "
+                f"reads (up to {current}); upgrade kittiwake to read this log")
         while version < current:
             data = self._steps[(event_type, version)](data)
             version += 1
@@ -149,5 +192,6 @@ class Upcasters:
 
 
 def default_upcasters() -> Upcasters:
-    """The registry this release reads its own log with."""
-    return Upcasters()
+    """The registry this release reads its own log with: ``CURRENT_VERSIONS`` and
+    ``UPCASTS``."""
+    return Upcasters(CURRENT_VERSIONS, UPCASTS)

@@ -129,11 +129,15 @@ def change_rows(changes: Changes) -> list[tuple[Write, list[tuple[Any, ...]]]]:
 
 def record_of(row: Sequence[Any], arrays: bool, upcasters: Upcasters) -> Record:
     """A record from an ``events`` row in ``EVENT_COLUMNS`` order, its payload upcast to the
-    current version of its type (``arrays``: metric columns stay arrays)."""
+    current version of its type (``arrays``: metric columns stay arrays).
+
+    :raises EngineError: for an event whose type or schema version is newer than this
+        release reads.
+    """
     position, raw_id, project, run_id, version, kind, schema, at, data = row
     payload = decode_arrays(data) if arrays else decode(data)
-    if schema < upcasters.version(kind):
-        payload = upcasters.upcast(kind, schema, payload)
+    if schema != upcasters.current(kind):  # older (lift it), or newer or unknown (refused)
+        payload = upcasters.upcast(kind, schema, payload, position=position)
     return Record(position, raw_id, project, run_id, version, kind, at, payload)
 
 

@@ -104,13 +104,17 @@ class SqliteStore(Store):
             raise
         self._committer = Committer(self._wdb, self._wlock, self.upcasters)
         self._reads = SqliteReads(self._rdb, self._rlock, self._record)
-        await self.drop_retired()  # left by a rebuild whose process ended before dropping
-        head = await self.head()
-        rows = await self._rdb.execute_fetchall("SELECT position FROM checkpoints")
-        if any(position != head for (position,) in rows):
-            # The log is ahead of a projection (a projection added by a newer release, or a
-            # database written without them): build everything again from the log.
-            await self.rebuild()
+        try:
+            await self.drop_retired()  # left by a rebuild whose process ended before dropping
+            head = await self.head()
+            rows = await self._rdb.execute_fetchall("SELECT position FROM checkpoints")
+            if any(position != head for (position,) in rows):
+                # The log is ahead of a projection (a projection added by a newer release, or
+                # a database written without them): build everything again from the log.
+                await self.rebuild()
+        except BaseException:
+            await self.close()  # a refused rebuild (an event too new to read) leaks nothing
+            raise
 
     async def close(self) -> None:
         wdb, rdb = self._wdb, self._rdb

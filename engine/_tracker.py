@@ -106,7 +106,13 @@ def _positive(name: str, value: float) -> float:
 
 
 class Tracker:
-    """An open connection to a Kittiwake database: start runs, read them, follow the log."""
+    """An open connection to a Kittiwake database: start runs, read them, follow the log.
+
+    Make one with :func:`connect`. The constructor takes the same settings, and
+    ``upcasters``: the schema registry the log is read with. Event types and their versions
+    belong to the engine (SPEC §6), so that is always this release's own registry
+    (``_events.default_upcasters()``) — tests pass another to play an older or newer release.
+    """
 
     def __init__(self, url: str, *, project: str, durability: str, flush_interval: float,
                  batch_points: int, max_pending_points: int, heartbeat_interval: float,
@@ -134,8 +140,8 @@ class Tracker:
                 f"({crash_timeout}), or live runs would be reaped", key="heartbeat_interval")
         self._poll_interval = _positive("poll_interval", poll_interval)
         self._clock = clock
-        self._upcasters = upcasters or default_upcasters()
-        self._upcasters.check()
+        self._upcasters = default_upcasters() if upcasters is None else upcasters
+        self._upcasters.check()  # a release with a gap in its upcasters must not start
         self._state = _State.NEW
         self._store: Store | None = None
         self._writer: Writer | None = None
