@@ -29,7 +29,7 @@ from ._postgres_commit import Committer
 from ._postgres_conn import Readers, Target, driver_error, open_connection
 from ._postgres_listen import Doorbell
 from ._postgres_reads import PostgresReads
-from ._postgres_rebuild import build, drop_retired
+from ._postgres_rebuild import BEHIND, build, drop_retired
 from ._postgres_schema import migrate
 from ._query_ast import Field, RunGroup, Selection
 from ._store import ANY, AppendRequest, EventFilter, Progress, RunControl, StaleRun, Store
@@ -80,15 +80,11 @@ class PostgresStore(Store):
         self._doorbell = Doorbell(self.target, channel)
         try:
             await self.drop_retired()  # left by a rebuild whose process ended before dropping
-            # One statement, one snapshot: an append between two reads would look like a
-            # projection left behind.
-            checkpoints = await self._readers.run(lambda c: c.fetch(
-                "SELECT position, (SELECT coalesce(max(position), 0) FROM events) "
-                "FROM checkpoints"))
-            if any(position != head for position, head in checkpoints):
+            if await self._readers.run(lambda c: c.fetchval(BEHIND)):
                 # The log is ahead of a projection (a projection added by a newer release):
-                # build everything again from the log.
-                await self.rebuild()
+                # build everything again from the log — unless another process opening at
+                # the same time has done so by the time this one's turn comes.
+                await build(self, "__new", None, if_behind=True)
         except BaseException:
             await self.close()
             raise
@@ -188,12 +184,10 @@ class PostgresStore(Store):
         return await self.reads.run_count(project)
 
     async def rebuild(self, progress: Progress | None = None) -> None:
-        generation = await self.readers.run(
-            lambda c: c.fetchval("SELECT value FROM meta WHERE key = 'generation'"))
-        await build(self, "__new", generation + 1, progress)
+        await build(self, "__new", progress)
 
     async def verify_rebuild(self) -> list[str]:
-        return await build(self, "__check", "check", None)
+        return await build(self, "__check", None)
 
     async def drop_retired(self) -> None:
         await drop_retired(self)

@@ -27,7 +27,12 @@ from ._store import Progress
 if TYPE_CHECKING:
     from ._postgres import PostgresStore
 
-__all__ = ["build", "drop_retired"]
+__all__ = ["BEHIND", "build", "drop_retired"]
+
+BEHIND = ("SELECT coalesce(bool_or(position <> (SELECT coalesce(max(position), 0) "
+          "FROM events)), false) FROM checkpoints")
+"""Whether some projection is behind the log (one statement, one snapshot: an append between
+two reads would look like a projection left behind)."""
 
 _PAGE_EVENTS = 4096  # at most this many events per rebuild transaction
 _PAGE_BYTES = 4 << 20  # rebuild pages aim at this much payload
@@ -60,11 +65,12 @@ class _Page:
             self.done.set()
 
 
-async def build(store: PostgresStore, suffix: str, generation: int | str,
-                progress: Progress | None) -> list[str]:
+async def build(store: PostgresStore, suffix: str, progress: Progress | None, *,
+                if_behind: bool = False) -> list[str]:
     """Replay the log into ``<table><suffix>`` tables, then swap them in (``__new``) or
     compare them with the live tables and drop them (``__check``); returns the tables that
-    differ."""
+    differ. With ``if_behind``, only when some projection is still behind the log once this
+    rebuild's turn comes (several processes opening at once need one rebuild, not one each)."""
     try:
         connection = await open_connection(store.target)
     except Exception as exc:
@@ -72,7 +78,7 @@ async def build(store: PostgresStore, suffix: str, generation: int | str,
             raise failure(exc, "connecting for a rebuild") from exc
         raise
     try:
-        return await _build(store, connection, suffix, generation, progress)
+        return await _build(store, connection, suffix, progress, if_behind)
     except Exception as exc:
         if driver_error(exc):
             raise failure(exc, "rebuilding the projections") from exc
@@ -83,11 +89,18 @@ async def build(store: PostgresStore, suffix: str, generation: int | str,
 
 
 async def _build(store: PostgresStore, connection: asyncpg.Connection, suffix: str,
-                 generation: int | str, progress: Progress | None) -> list[str]:
+                 progress: Progress | None, if_behind: bool) -> list[str]:
     # One rebuild at a time per schema, whichever process asks (the lock is the
-    # connection's, and goes with it).
+    # connection's, and goes with it). What the last rebuild left — its generation, the
+    # projections' checkpoints — is read only once it is this one's turn.
     await connection.execute("SELECT pg_advisory_lock(hashtext('kittiwake rebuild ' || "
                              "current_schema()))")
+    if if_behind and not await connection.fetchval(BEHIND):
+        return []
+    generation: int | str = "check"
+    if suffix == "__new":
+        generation = await connection.fetchval(
+            "SELECT value FROM meta WHERE key = 'generation'") + 1
     async with connection.transaction():
         for table in PROJECTION_TABLES:
             await connection.execute(f"DROP TABLE IF EXISTS {table}{suffix}")

@@ -20,7 +20,9 @@ from collections.abc import Callable, Coroutine
 from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
-__all__ = ["admin", "drop_schemas", "fresh_schema_url", "with_params"]
+import anyio
+
+__all__ = ["admin", "drop_schemas", "fresh_schema_url", "lock_waiters", "with_params"]
 
 # Schema names carry this machine and process, so a later run drops only what runs on this
 # machine left behind when they were killed (never a live run's, here or elsewhere).
@@ -69,6 +71,20 @@ async def admin(base_url: str) -> Any:
     import asyncpg
 
     return await asyncpg.connect(base_url)
+
+
+async def lock_waiters(connection: Any, lock: str, count: int) -> None:
+    """Return once ``count`` sessions wait for the advisory lock ``lock`` (an SQL expression
+    of int4, evaluated on ``connection``). Another session's wait is only visible in
+    ``pg_locks``, so this looks again until it is (the test's timeout bounds it)."""
+    key = await connection.fetchval(f"SELECT {lock}")
+    while True:
+        waiting = await connection.fetchval(
+            "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' "
+            "AND objid::bigint = $1 AND NOT granted", key & 0xFFFFFFFF)
+        if waiting >= count:
+            return
+        await anyio.sleep(0.01)
 
 
 def _alive(pid: int) -> bool:

@@ -21,7 +21,7 @@ from engine import _events as ev
 from engine._events import NewEvent, default_upcasters
 from engine._store import AppendRequest, Store, open_store
 from tests.conftest import POSTGRES_URL, require_postgres
-from tests.pg import admin, fresh_schema_url, with_params
+from tests.pg import admin, fresh_schema_url, lock_waiters, with_params
 from tests.store_contract import NOW, created
 
 pytestmark = pytest.mark.postgres
@@ -70,6 +70,9 @@ CHILD = textwrap.dedent("""
                     assert isinstance(outcome, list), outcome
                     won.append(outcome[0].version)
                 print(json.dumps(won))
+            elif mode == "open":  # only open (migrating, rebuilding), then read one run
+                state = await store.get_run("p", arg)
+                print(json.dumps(None if state is None else state.metrics["m"].count))
         finally:
             await store.close()
 
@@ -197,6 +200,78 @@ async def test_expected_version_lets_exactly_one_process_win_each_version(url: s
         assert state is not None
         assert state.version == 61
         assert len(state.tags) == 60
+    finally:
+        await store.close()
+
+
+async def _open_at_once(url: str, lock: str, processes: int) -> list[Any]:
+    """Start ``processes`` children that open the store, hold the advisory lock ``lock``
+    (an SQL expression) until every one of them waits for it, then let them race."""
+    holder = await admin(url)
+    opened: list[Any] = []
+
+    async def child() -> None:
+        opened.append(json.loads(await _child(url, "open", "-", "a")))
+
+    try:
+        transaction = holder.transaction()
+        await transaction.start()
+        await holder.execute(f"SELECT pg_advisory_xact_lock({lock})")
+        async with anyio.create_task_group() as tasks:
+            for _ in range(processes):
+                tasks.start_soon(child)
+            with anyio.fail_after(60):
+                await lock_waiters(holder, lock, processes)
+            await transaction.commit()
+    finally:
+        await holder.close()
+    return opened
+
+
+async def test_processes_opening_a_fresh_schema_at_once_migrate_it_once(url: str) -> None:
+    schema = url.rsplit("search_path=", 1)[1]
+    opened = await _open_at_once(url, f"hashtext('kittiwake migrate {schema}')", 4)
+    assert opened == [None] * 4
+    store = await _opened(url)
+    try:
+        from engine._postgres import PostgresStore
+
+        assert isinstance(store, PostgresStore)
+        rows = await store.readers.run(lambda c: c.fetch(
+            "SELECT version FROM schema_migrations"))
+        assert [r[0] for r in rows] == [1]
+        await store.append([AppendRequest("p", "a", [created()])], now=NOW)
+        assert await store.verify_rebuild() == []
+    finally:
+        await store.close()
+
+
+async def test_processes_opening_with_projections_behind_rebuild_once(url: str) -> None:
+    """Every process that opens finds a projection behind the log and asks for a rebuild; the
+    first to get the rebuild lock rebuilds, the others find the work done."""
+    from engine._postgres import PostgresStore
+
+    store = await _opened(url)
+    assert isinstance(store, PostgresStore)
+    try:
+        await store.append([AppendRequest("p", "a", [created(), NewEvent(
+            ev.METRICS_LOGGED, {"metrics": {"m": {
+                "steps": [0, 1], "values": [1.0, 2.0], "timestamps": [NOW, NOW]}}})])],
+            now=NOW)
+
+        async def behind(connection: Any) -> None:
+            await connection.execute("DELETE FROM metrics")  # as if a release added it
+            await connection.execute(
+                "UPDATE checkpoints SET position = 0 WHERE name = 'metrics'")
+
+        await store.readers.run(behind)
+        opened = await _open_at_once(
+            url, "hashtext('kittiwake rebuild ' || current_schema())", 4)
+        assert opened == [2] * 4
+        generation = await store.readers.run(lambda c: c.fetchval(
+            "SELECT value FROM meta WHERE key = 'generation'"))
+        assert generation == 1
+        assert await store.verify_rebuild() == []
     finally:
         await store.close()
 

@@ -14,7 +14,7 @@ from engine._events import NewEvent, default_upcasters
 from engine._store import AppendRequest, Store, open_store
 from engine.errors import EngineError
 from tests.conftest import POSTGRES_URL, require_postgres
-from tests.pg import admin, fresh_schema_url, with_params
+from tests.pg import admin, fresh_schema_url, lock_waiters, with_params
 from tests.store_contract import NOW, StoreContract, WriterContract, created, metrics
 
 pytestmark = pytest.mark.postgres
@@ -112,6 +112,37 @@ async def test_projections_behind_the_log_are_rebuilt_on_open(pg_url: str) -> No
         assert await store.verify_rebuild() == []
     finally:
         await store.close()
+
+
+_REBUILD_LOCK = "hashtext('kittiwake rebuild ' || current_schema())"
+
+
+async def test_two_rebuilds_at_once_take_turns(pg_url: str) -> None:
+    """Two stores (two processes) ask for a rebuild while a third holds the rebuild lock:
+    each waits its turn, and each builds the generation after the one the other swapped in
+    (not both the one they saw before waiting, whose names the first swap took)."""
+    one, two = await _opened(pg_url), await _opened(pg_url)
+    holder = await admin(pg_url)
+    try:
+        await one.append([AppendRequest("p", "a", [created(), metrics("m", [0, 1], [1.0, 2.0])])],
+                         now=NOW)
+        await holder.execute(f"SELECT pg_advisory_lock({_REBUILD_LOCK})")
+        async with anyio.create_task_group() as tasks:
+            tasks.start_soon(one.rebuild)
+            tasks.start_soon(two.rebuild)
+            with anyio.fail_after(10):
+                await lock_waiters(holder, _REBUILD_LOCK, 2)
+            await holder.execute(f"SELECT pg_advisory_unlock({_REBUILD_LOCK})")
+        assert await _raw(one, "SELECT value FROM meta WHERE key = 'generation'") == [(2,)]
+        for store in (one, two):
+            state = await store.get_run("p", "a")
+            assert state is not None
+            assert state.metrics["m"].count == 2
+        assert await two.verify_rebuild() == []
+    finally:
+        await holder.close()
+        await one.close()
+        await two.close()
 
 
 async def test_steps_and_values_round_trip_exactly(pg_url: str) -> None:
