@@ -25,10 +25,11 @@ from ._validate import (
     check_metric_value,
     check_step,
     check_tags,
+    escape_nul,
     flatten,
     normalize_config,
 )
-from ._writer import Rows, RunBuffer, Writer
+from ._writer import Rows, RunBuffer, Writer, event_points
 from .errors import BackpressureError, ClosedError, RunAbortedError, ValidationError
 
 if TYPE_CHECKING:
@@ -205,36 +206,54 @@ class Run:
     def log_configs(self, config: Mapping[str, Any]) -> None:
         """Set config values; nested dicts become ``a/b`` paths.
 
+        Each key counts as a point against the pending bound.
+
         :raises ValidationError: naming the bad key or value; nothing is logged.
+        :raises BackpressureError: when more points wait than the tracker allows.
+        :raises ClosedError: after the run ended.
         """
         flat = normalize_config(config)
         if flat:
             self._control(NewEvent(ev.CONFIGS_LOGGED, {"config": flat}))
 
     def add_tags(self, *tags: str | Iterable[str]) -> None:
-        """Add tags (strings, or iterables of strings)."""
+        """Add tags (strings, or iterables of strings); each counts as a point against the
+        pending bound.
+
+        :raises ValidationError: naming the bad tag; nothing is logged.
+        :raises BackpressureError: when more points wait than the tracker allows.
+        """
         names = check_tags(_spread(tags))
         if names:
             self._control(NewEvent(ev.TAGS_ADDED, {"tags": names}))
 
     def remove_tags(self, *tags: str | Iterable[str]) -> None:
-        """Remove tags; removing a tag the run does not have is not an error."""
+        """Remove tags; removing a tag the run does not have is not an error. Each counts as
+        a point against the pending bound.
+
+        :raises ValidationError: naming the bad tag; nothing is logged.
+        :raises BackpressureError: when more points wait than the tracker allows.
+        """
         names = check_tags(_spread(tags))
         if names:
             self._control(NewEvent(ev.TAGS_REMOVED, {"tags": names}))
 
     def _control(self, event: NewEvent, *, final: bool = False) -> None:
         writer = self._writer
+        points = event_points(event)
         with writer.lock:
             if self._closed:
                 raise ClosedError(f"run {self.run_id!r} has ended")
             if self._halt is not None and not final:
                 raise self._halt
+            # The final status is never refused: a full buffer must not keep a run open.
+            if not final and writer.pending + points > writer.max_pending:
+                raise self._full()
             buf = self._buf
             buf.items.append(event)
             buf.group = None  # later points go after this event, in a group of their own
             buf.logged += 1
-            writer.pending += 1
+            writer.pending += points
             writer.mark(buf)
             if final:
                 self._closed = True
@@ -258,8 +277,10 @@ class Run:
             return
         if isinstance(self._halt, ClosedError):
             raise self._halt
-        if reason is not None and len(reason) > _REASON_LIMIT:
-            reason = reason[: _REASON_LIMIT - 1] + "…"
+        if reason is not None:
+            reason = escape_nul(reason)  # it may be an exception's message: not refusable
+            if len(reason) > _REASON_LIMIT:
+                reason = reason[: _REASON_LIMIT - 1] + "…"
         self._control(NewEvent(ev.STATUS_CHANGED, {"status": status, "reason": reason}),
                       final=True)
         with anyio.CancelScope(shield=True):

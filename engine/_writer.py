@@ -26,7 +26,8 @@ from ._events import NewEvent, Record
 from ._store import AppendRequest, Store
 from .errors import ClosedError, EngineError, ValidationError
 
-__all__ = ["EVENT_POINTS", "RunBuffer", "Rows", "Writer", "metrics_event", "metrics_events"]
+__all__ = ["EVENT_POINTS", "RunBuffer", "Rows", "Writer", "event_points", "metrics_event",
+           "metrics_events"]
 
 class Rows:
     """Consecutive calls that logged the same keys in the same order: their values row after
@@ -50,6 +51,17 @@ def _column(steps: list[Any]) -> array[Any]:
 
 
 EVENT_POINTS = 50_000  # the most points one MetricsLogged event holds
+
+
+def event_points(event: NewEvent) -> int:
+    """What a buffered control event counts against the pending bound: one point per config
+    key or tag it carries, at least one — so no kind of call grows the buffer unbounded."""
+    data = event.data
+    if event.type == ev.CONFIGS_LOGGED:
+        return max(1, len(data["config"]))
+    if event.type in (ev.TAGS_ADDED, ev.TAGS_REMOVED):
+        return max(1, len(data["tags"]))
+    return 1
 
 
 def metrics_events(groups: list[Rows]) -> list[NewEvent]:
@@ -315,9 +327,9 @@ class Writer:
     def _swap(buf: RunBuffer) -> tuple[list[Rows | NewEvent], int, int]:
         items, buf.items, buf.group = buf.items, [], None
         buf.marked = False
-        # The points the items hold (a control event counts as one): what leaves ``pending``
-        # when they are committed.
-        points = sum(len(i.values) if isinstance(i, Rows) else 1 for i in items)
+        # The points the items hold (a control event as ``event_points`` counts it): what
+        # leaves ``pending`` when they are committed.
+        points = sum(len(i.values) if isinstance(i, Rows) else event_points(i) for i in items)
         return items, points, buf.logged
 
     @staticmethod

@@ -286,28 +286,31 @@ class SyncRun:
 
         :raises RunAbortedError: once the run was aborted.
         """
-        run = self._run
+        self._waiting(partial(self._run.log_metrics, metrics, step, timestamp=timestamp))
+
+    def log_configs(self, config: Mapping[str, Any]) -> None:
+        """Set config values (see ``Run.log_configs``); waits while the buffer is full."""
+        self._waiting(partial(self._run.log_configs, config))
+
+    def add_tags(self, *tags: str | Iterable[str]) -> None:
+        """Add tags; waits while the buffer is full."""
+        self._waiting(partial(self._run.add_tags, *tags))
+
+    def remove_tags(self, *tags: str | Iterable[str]) -> None:
+        """Remove tags; waits while the buffer is full."""
+        self._waiting(partial(self._run.remove_tags, *tags))
+
+    def _waiting(self, call: Callable[[], None]) -> None:
+        """Make a logging call, waiting for the writer while the buffer is too full for it."""
         while True:
             try:
-                return run.log_metrics(metrics, step, timestamp=timestamp)
+                return call()
             except BackpressureError:
-                writer = run._writer
+                writer = self._run._writer
                 with writer.space:
                     if writer.pending == 0:
                         raise  # the call alone is over the limit: waiting cannot help
                     writer.space.wait(timeout=0.05)
-
-    def log_configs(self, config: Mapping[str, Any]) -> None:
-        """Set config values (see ``Run.log_configs``)."""
-        self._run.log_configs(config)
-
-    def add_tags(self, *tags: str | Iterable[str]) -> None:
-        """Add tags."""
-        self._run.add_tags(*tags)
-
-    def remove_tags(self, *tags: str | Iterable[str]) -> None:
-        """Remove tags."""
-        self._run.remove_tags(*tags)
 
     def flush(self) -> None:
         """Block until everything logged so far is durable and visible to reads."""

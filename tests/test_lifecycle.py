@@ -448,6 +448,58 @@ async def test_backpressure_past_the_pending_bound_then_flush_frees_it(
         assert await steps_of(tracker, "r", "other") == []
 
 
+async def test_configs_and_tags_count_against_the_pending_bound(make: MakeTracker) -> None:
+    async with make(max_pending_points=10) as tracker:
+        async with tracker.start_run("r") as run:
+            refused: BackpressureError | None = None
+            for i in range(1_000):
+                try:
+                    run.add_tags(f"t{i}")
+                except BackpressureError as exc:
+                    refused = exc
+                    break
+            assert i == 10, "one point per tag: the 11th is refused"
+            assert refused is not None
+            assert "limit is 10" in str(refused)
+            with pytest.raises(BackpressureError):
+                run.log_configs({"lr": 0.1})
+            with pytest.raises(BackpressureError):
+                run.remove_tags("t0")
+            with pytest.raises(BackpressureError):
+                run.log_metrics({"m": 1.0}, step=0)
+            await run.flush()
+            run.log_configs({f"k{i}": i for i in range(10)})  # ten keys, ten points: fits
+            with pytest.raises(BackpressureError):
+                run.add_tags("over")
+            await run.flush()
+            with pytest.raises(BackpressureError):  # alone over the bound: never taken
+                run.log_configs({f"k{i}": -i for i in range(11)})
+            run.remove_tags("t0", "t1")
+            for i in range(8):
+                run.add_tags(f"late{i}")
+            # The buffer is full as the block ends: the final status still goes in.
+        state = await tracker.get_run("r")
+        assert state.status is Status.SUCCEEDED
+        assert state.tags == {f"t{i}" for i in range(2, 10)} | {f"late{i}" for i in range(8)}
+        assert state.config == {f"k{i}": i for i in range(10)}
+
+
+def test_the_sync_facade_waits_instead_of_raising_for_configs_and_tags(file_url: str) -> None:
+    with engine.sync.connect(file_url, durability="normal", max_pending_points=10,
+                             batch_points=5) as tracker:
+        with tracker.start_run("r") as run:
+            for i in range(300):
+                run.add_tags(f"t{i}")
+                if i % 3 == 0:
+                    run.log_configs({"step": i, "half": i // 2})
+                    run.remove_tags(f"t{i}")
+            with pytest.raises(BackpressureError):  # alone over the bound: waiting cannot help
+                run.log_configs({f"k{i}": i for i in range(11)})
+        state = tracker.get_run("r")
+        assert state.tags == {f"t{i}" for i in range(300) if i % 3}
+        assert state.config == {"step": 297, "half": 148}
+
+
 # Closed handles and trackers --------------------------------------------------------------
 
 

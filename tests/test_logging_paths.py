@@ -4,7 +4,9 @@ are exactly what was logged, and a rejected call writes nothing."""
 from __future__ import annotations
 
 import threading
+from collections.abc import Awaitable, Callable
 
+import anyio
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -83,6 +85,79 @@ async def test_a_large_flush_is_cut_into_events_of_bounded_size(make: MakeTracke
         assert max(sizes) <= EVENT_POINTS
         m7 = await tracker.read_series("r", "m7")
         assert list(m7.values) == [float(s + 7) for s in range(30_000)]
+
+
+# Batching by time and by size -----------------------------------------------------------
+
+
+async def eventually(check: Callable[[], Awaitable[bool]], what: str) -> None:
+    """Poll ``check`` until it holds: a liveness wait with a generous limit, not a timing."""
+    with anyio.move_on_after(10):
+        while True:
+            if await check():
+                return
+            await anyio.sleep(0.005)
+    pytest.fail(f"still waiting after 10 s for {what}")
+
+
+async def points(tracker: engine.Tracker, metric: str) -> int:
+    return len(await tracker.read_series("r", metric))
+
+
+async def test_a_batch_commits_without_flush_once_the_interval_passes(
+        make: MakeTracker) -> None:
+    async with make(flush_interval=0.01, batch_points=1_000_000) as tracker, \
+            tracker.start_run("r") as run:
+        run.log_metrics({"m": 1.0}, step=0)
+        run.add_tags("gpu")
+
+        async def committed() -> bool:
+            return await points(tracker, "m") == 1 and "gpu" in (await tracker.get_run("r")).tags
+
+        await eventually(committed, "the writer to commit after flush_interval")
+
+
+async def test_a_batch_waits_for_the_interval_while_it_is_small(make: MakeTracker) -> None:
+    async with make(flush_interval=3600, batch_points=1_000_000) as tracker, \
+            tracker.start_run("r") as run:
+        run.log_metrics({"m": 1.0}, step=0)
+        await anyio.wait_all_tasks_blocked()  # the writer now waits for more (or a flush)
+        assert await points(tracker, "m") == 0
+        await run.flush()
+        assert await points(tracker, "m") == 1
+
+
+async def test_a_batch_commits_without_flush_once_it_reaches_batch_points(
+        make: MakeTracker) -> None:
+    async with make(flush_interval=3600, batch_points=10) as tracker, \
+            tracker.start_run("r") as run:
+        for step in range(4):  # 8 points on the fast path: below the batch size
+            run.log_metrics({"a": 1.0, "b": 2.0}, step=step)
+        await anyio.wait_all_tasks_blocked()
+        assert await points(tracker, "a") == 0
+        run.log_metrics({"a": 1.0, "b": 2.0}, step=4)  # the 10th point
+
+        async def five() -> bool:
+            return await points(tracker, "a") == 5
+
+        await eventually(five, "a commit at 10 buffered points (fast path)")
+
+        run.log_metrics({"c": 1.0}, step=5)  # the slow path: other keys
+        await anyio.wait_all_tasks_blocked()
+        assert await points(tracker, "c") == 0
+        run.log_metrics({f"k{i}": 1.0 for i in range(9)}, step=6)
+
+        async def slow() -> bool:
+            return await points(tracker, "c") == 1
+
+        await eventually(slow, "a commit at 10 buffered points (slow path)")
+
+        run.log_configs({f"p{i}": i for i in range(10)})  # ten keys count as ten points
+
+        async def configs() -> bool:
+            return len((await tracker.get_run("r")).config) == 10
+
+        await eventually(configs, "a commit at 10 buffered config keys")
 
 
 def test_threads_logging_into_their_own_runs() -> None:
