@@ -12,11 +12,9 @@ double pair would make every comparison two). asyncpg writes ints and floats int
 ``numeric`` exactly; the codec installed here reads them back as ``int`` when integral, else
 ``float`` — the canonical form steps have everywhere else.
 
-PostgreSQL's ``text`` cannot hold NUL, which a tag, a config string or an exception message
-may (SQLite stores it): the text codec escapes it as ``\x01\x02`` (and ``\x01`` as
-``\x01\x01``) on the way in, and back on the way out — for bound parameters too, so queries
-compare escaped with escaped. Names, keys and ids refuse control characters, so they are
-stored as they are.
+PostgreSQL's ``text`` cannot hold NUL, and no text Kittiwake writes does: the logging API
+refuses it (and writes it as ``\\0`` in a failure reason made from an exception), on every
+backend, so a log reads the same on both (``_validate``; docs/decisions.md).
 
 Connections can drop (a server restart, ``pg_terminate_backend``, a network blip). Work that
 is safe to repeat — every read, and an append whose event ids make a retry idempotent — runs
@@ -98,25 +96,10 @@ def _numeric_in(text: str) -> int | float:
         return float(text)  # correctly rounded: the float the exact decimal came from
 
 
-def _text_out(value: str) -> str:
-    if "\x00" in value or "\x01" in value:
-        return value.replace("\x01", "\x01\x01").replace("\x00", "\x01\x02")
-    return value
-
-
-def _text_in(text: str) -> str:
-    if "\x01" in text:
-        return text.replace("\x01\x02", "\x00").replace("\x01\x01", "\x01")
-    return text
-
-
 async def setup(connection: asyncpg.Connection) -> None:
-    """Make a new connection speak Kittiwake's types: steps in ``numeric``, and text that
-    may hold NUL (which PostgreSQL's text cannot)."""
+    """Make a new connection read and write steps in ``numeric`` exactly."""
     await connection.set_type_codec("numeric", schema="pg_catalog", encoder=_numeric_out,
                                     decoder=_numeric_in, format="text")
-    await connection.set_type_codec("text", schema="pg_catalog", encoder=_text_out,
-                                    decoder=_text_in, format="text")
 
 
 async def open_connection(target: Target, *, within: float = 60) -> asyncpg.Connection:

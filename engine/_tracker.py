@@ -35,6 +35,7 @@ from ._subscribe import Hub, Pager, Subscription
 from ._validate import (
     check_name,
     check_project,
+    check_reason,
     check_run_id,
     check_step,
     check_tags,
@@ -299,11 +300,10 @@ class Tracker:
         """
         _, writer = self._open()
         project = self._project(project)
+        reason = check_reason(reason)
         state = await self._state_or_raise(project, run_id)
         if state.status is not Status.RUNNING:
             return
-        if reason is not None and type(reason) is not str:
-            raise ValidationError("reason must be a string", key="reason")
         await writer.submit(AppendRequest(project, run_id,
                                           [NewEvent(ev.ABORT_REQUESTED, {"reason": reason})]))
 

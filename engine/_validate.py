@@ -1,6 +1,12 @@
 """What logging accepts (SPEC §3), and the errors that name what it refused.
 
 Every check here runs before anything is buffered, so a rejected call changes nothing.
+
+No text that goes into the log may hold NUL (``"\\x00"``): PostgreSQL's ``text`` cannot store
+it, and a log must read the same on every backend (and move between them). Keys, names and
+ids refuse every control character; tags, config strings and abort reasons refuse NUL; a
+failure reason made from an exception's message, which nobody chose, has each NUL written
+as the two characters ``\\0`` instead (:func:`escape_nul`). See docs/decisions.md.
 """
 
 from __future__ import annotations
@@ -23,7 +29,9 @@ __all__ = [
     "check_project",
     "check_run_id",
     "check_step",
+    "check_reason",
     "check_tags",
+    "escape_nul",
     "flatten",
     "normalize_config",
 ]
@@ -144,12 +152,12 @@ def _config_value(key: str, value: object) -> Any:
     if isinstance(value, float):
         return float(value)
     if isinstance(value, str):
-        return _check_utf8(str(value), f"config {key!r} value")
+        return _check_text(str(value), f"config {key!r} value", key)
     if isinstance(value, datetime):
         return datetime(value.year, value.month, value.day, value.hour, value.minute,
                         value.second, value.microsecond, value.tzinfo, fold=value.fold)
     if isinstance(value, (list, tuple)) and all(isinstance(v, str) for v in value):
-        return [_check_utf8(str(v), f"config {key!r} value") for v in value]
+        return [_check_text(str(v), f"config {key!r} value", key) for v in value]
     raise ValidationError(
         f"config {key!r}: value {value!r} of type {type(value).__name__} is not allowed; "
         "use str, int, float, bool, datetime, None or a list of str",
@@ -167,8 +175,32 @@ def _check_utf8(text: str, what: str) -> str:
     return text
 
 
+def _check_text(text: str, what: str, key: str) -> str:
+    """Free text that goes into the log: valid Unicode, without NUL (``key`` is named)."""
+    if "\x00" in text:
+        raise ValidationError(f"{what} {text!r} contains NUL ('\\x00'), which the log "
+                              "refuses (PostgreSQL's text cannot hold it)", key=key)
+    return _check_utf8(text, what)
+
+
+def escape_nul(text: str) -> str:
+    """``text`` with each NUL written as the two characters ``\\0`` (for text made from an
+    exception's message, which cannot be refused)."""
+    return text.replace("\x00", "\\0")
+
+
+def check_reason(reason: object) -> str | None:
+    """An abort reason: None or a string without NUL."""
+    if reason is None:
+        return None
+    if type(reason) is not str:
+        raise ValidationError(f"reason {reason!r} is not a string", key="reason")
+    return _check_text(reason, "reason", "reason")
+
+
 def check_tags(tags: Iterable[str] | str) -> list[str]:
-    """Tags as a de-duplicated list in first-seen order: non-empty strings of <= 256 characters."""
+    """Tags as a de-duplicated list in first-seen order: non-empty strings of <= 256
+    characters, without NUL."""
     if isinstance(tags, str):
         tags = (tags,)
     out: dict[str, None] = {}
@@ -182,7 +214,7 @@ def check_tags(tags: Iterable[str] | str) -> list[str]:
                 f"tag {tag[:40]!r}... has {len(tag)} characters; at most {MAX_TAG} are allowed",
                 key=tag,
             )
-        out[_check_utf8(tag, "tag")] = None
+        out[_check_text(tag, "tag", tag)] = None
     return list(out)
 
 

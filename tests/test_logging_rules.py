@@ -379,6 +379,8 @@ async def test_a_later_config_value_replaces_the_earlier_one(make: MakeTracker) 
     pytest.param(Decimal("0.1"), id="decimal"),
     pytest.param(1j, id="complex"),
     pytest.param(object(), id="object"),
+    pytest.param("a\x00b", id="nul"),
+    pytest.param(["ok", "a\x00"], id="nul-in-list"),
 ])
 async def test_config_values_of_other_types_are_refused(make: MakeTracker, value: Any) -> None:
     async with make() as tracker:
@@ -413,6 +415,7 @@ async def test_tags_up_to_256_characters_are_accepted(make: MakeTracker) -> None
     pytest.param(1, id="int"),
     pytest.param(None, id="none"),
     pytest.param(b"tag", id="bytes"),
+    pytest.param("a\x00b", id="nul"),
 ])
 async def test_bad_tags_are_refused(make: MakeTracker, tag: Any) -> None:
     async with make() as tracker:
@@ -427,6 +430,36 @@ async def test_bad_tags_are_refused(make: MakeTracker, tag: Any) -> None:
                 run.remove_tags("keep", tag)
             await run.flush()
             assert (await tracker.get_run("r")).tags == frozenset({"keep"})
+
+
+# NUL --------------------------------------------------------------------------------------
+
+
+async def test_nul_is_refused_in_reasons_and_escaped_in_failure_messages(
+        make: MakeTracker) -> None:
+    """No log holds NUL, on any backend (PostgreSQL's text cannot): an abort reason with one
+    is refused and requests nothing; a failure reason made from an exception's message has
+    it written as ``\\0``, in the event and the projections alike."""
+    async with make() as tracker:
+        with pytest.raises(ValueError, match="bad"):
+            async with tracker.start_run("r"):
+                raise ValueError("bad\x00news")
+        async with tracker.start_run("s") as run:
+            with pytest.raises(ValidationError) as caught:
+                await tracker.abort_run("s", reason="why\x00")
+            assert caught.value.key == "reason"
+            await run.flush()
+            assert not run.abort_requested
+        assert (await tracker.get_run("r")).status_reason == "ValueError: bad\\0news"
+        events = [e async for e in tracker.events()]
+        assert [(e.run_id, e.type) for e in events] == [
+            ("r", "RunCreated"), ("r", "StatusChanged"), ("s", "RunCreated"),
+            ("s", "StatusChanged")]
+        assert events[1].data["reason"] == "ValueError: bad\\0news"
+        assert (await tracker.get_run("s")).status.value == "succeeded"
+        store = tracker._store
+        assert store is not None
+        assert await store.verify_rebuild() == []
 
 
 # A rejected call changes nothing ----------------------------------------------------------

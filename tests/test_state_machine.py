@@ -69,7 +69,8 @@ class TrackerMachine(RuleBasedStateMachine):
     @rule(target=runs, experiment=st.sampled_from(EXPERIMENTS),
           tags=st.lists(st.sampled_from(["a", "b", "c"]), max_size=2),
           config=st.dictionaries(st.sampled_from(["lr", "opt/name", "seed"]),
-                                 st.one_of(st.integers(-5, 5), floats, st.text(max_size=3)),
+                                 st.one_of(st.integers(-5, 5), floats, st.text(
+                                     st.characters(exclude_characters="\x00"), max_size=3)),
                                  max_size=2))
     def start(self, experiment: str | None, tags: list[str], config: dict[str, Any]) -> str:
         self.count += 1

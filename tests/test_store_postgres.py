@@ -315,30 +315,3 @@ async def test_a_lost_reply_to_commit_still_starts_the_run(
 
 async def _append_into(store: Store, request: AppendRequest, outcome: list[Any]) -> None:
     outcome.extend(await store.append([request], now=NOW))
-
-
-async def test_nul_in_tags_configs_and_reasons_round_trips(pg_url: str) -> None:
-    """PostgreSQL's text cannot hold NUL, which SQLite stores: it is escaped on the way in
-    and back on the way out, for stored values and query parameters alike."""
-    import engine
-
-    async def fail_with_nuls(tracker: engine.Tracker) -> None:
-        async with tracker.start_run("r") as run:
-            run.add_tags("a\x00b", "c\x01d")
-            run.log_configs({"x": "e\x00\x01f"})
-            raise ValueError("bad\x00news")
-
-    async with engine.connect(pg_url, durability="normal") as tracker:
-        with pytest.raises(ValueError, match="bad"):
-            await fail_with_nuls(tracker)
-        state = await tracker.get_run("r")
-        assert state.tags == {"a\x00b", "c\x01d"}
-        assert state.config == {"x": "e\x00\x01f"}
-        assert state.status_reason == "ValueError: bad\x00news"
-        await tracker.abort_run("r", reason="why\x00")
-        for where in ("tags = 'a\x00b'", "tags contains 'c\x01d'", "config.x = 'e\x00\x01f'",
-                      "config.x contains '\x00'"):
-            assert [s.run_id for s in await tracker.list_runs(where)] == ["r"], where
-        store = tracker._store
-        assert store is not None
-        assert await store.verify_rebuild() == []
