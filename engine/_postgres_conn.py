@@ -34,6 +34,7 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 import anyio
 import asyncpg
 
+from ._rows import PROJECTION_TABLES
 from .errors import EngineError
 
 __all__ = ["RETRY_DELAYS", "Readers", "Target", "broken", "driver_error", "failure", "gone",
@@ -44,6 +45,13 @@ T = TypeVar("T")
 RETRY_DELAYS = (0.0, 0.05, 0.1, 0.25, 0.5, 1.0, 2.0)
 """Pauses before each new attempt after a transient error (about 4 s in all)."""
 _CLOSE_WITHIN = 5.0  # seconds a pool waits for reads to hand back their connections
+# A snapshot read locks the projection tables before its first query, which is when a
+# REPEATABLE READ transaction takes its snapshot. Otherwise a read that waits for a rebuild's
+# swap (which holds them ACCESS EXCLUSIVE) keeps a snapshot from before it, and then reads
+# the swapped-in tables without the rows the swap itself wrote. (LOCK takes no snapshot; the
+# swap locks the same tables in the same order, so the two cannot deadlock.)
+_SNAPSHOT = ("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY; "
+             f"LOCK TABLE {', '.join(PROJECTION_TABLES)} IN ACCESS SHARE MODE")
 
 
 class Target:
@@ -199,9 +207,11 @@ class Readers:
                     try:
                         if not snapshot:
                             return await work(connection)
-                        async with connection.transaction(isolation="repeatable_read",
-                                                          readonly=True):
-                            return await work(connection)
+                        # One round trip; an interrupted read is rolled back by ``_reset``.
+                        await connection.execute(_SNAPSHOT)
+                        result = await work(connection)
+                        await connection.execute("COMMIT")
+                        return result
                     except Exception as exc:
                         # Judged here, while the pool still lends the connection.
                         retry = driver_error(exc) and transient(exc, connection)

@@ -1,7 +1,8 @@
 """Reads of the PostgreSQL log and projections, on pooled reader connections.
 
 A read that needs several statements to agree runs them in one read-only REPEATABLE READ
-snapshot; a lone statement is its own snapshot. Reading the log pairs the head with the page
+snapshot (taken once the projection tables are locked for reading: see ``_postgres_conn``);
+a lone statement is its own snapshot. Reading the log pairs the head with the page
 in a single statement, so the position a read reports as covered is exact: every event at or
 below the head is visible in that snapshot (appends commit in position order; see
 ``_postgres_commit``).

@@ -6,8 +6,10 @@ go on meanwhile. The last step takes the log's lock (``LOCK TABLE events IN EXCL
 as an append does: no process can append until it commits), applies the events still unseen
 and renames the tables — readers go on reading the old tables until that commit, then the
 new ones. ``verify_rebuild`` builds ``__check`` tables the same way and compares them with the
-live ones row for row instead. A reader whose snapshot holds one table while the swap holds
-another may deadlock with it; PostgreSQL cancels one of the two, and that one runs again.
+live ones row for row instead. A snapshot read locks every projection table before it takes
+its snapshot, in the swap's order, so one that waits for the swap reads the new tables whole
+(``_postgres_conn``). Should a read still deadlock with the swap (a lone statement that
+locks tables in another order), PostgreSQL cancels one of the two, and that one runs again.
 """
 
 from __future__ import annotations

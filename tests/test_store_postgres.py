@@ -145,6 +145,73 @@ async def test_two_rebuilds_at_once_take_turns(pg_url: str) -> None:
         await two.close()
 
 
+async def _until(condition: Any) -> None:
+    """Until ``await condition()`` is true (what another session or task does can only be
+    looked at; the caller's timeout bounds the wait)."""
+    while True:
+        if await condition():
+            return
+        await anyio.sleep(0.01)
+
+
+async def test_a_snapshot_read_waiting_for_a_swap_sees_what_the_swap_wrote(
+        pg_url: str) -> None:
+    """A rebuild's swap writes the events appended while it paged through the log, renames the
+    tables and is held just before its commit; a snapshot read then waits for it. Once the
+    swap commits, the read sees the swapped-in tables with those last rows."""
+    from engine._postgres import PostgresStore
+
+    store, other = await _opened(pg_url), await _opened(pg_url)
+    assert isinstance(store, PostgresStore)
+    holder = await admin(pg_url)
+    found: list[Any] = []
+
+    async def read_late() -> None:
+        found.append(await other.read_series("p", "late", "m", low=None, high=None,
+                                             max_points=None))
+
+    async def swap_waits() -> bool:  # on the row lock the holder took
+        return bool(await holder.fetchval(
+            "SELECT count(*) FROM pg_stat_activity "
+            "WHERE pg_backend_pid() = ANY(pg_blocking_pids(pid))"))
+
+    async def read_waits() -> bool:
+        return bool(await holder.fetchval(
+            "SELECT count(*) FROM pg_locks WHERE relation = 'runs'::regclass AND NOT granted"))
+
+    async def rebuild_waits() -> bool:
+        return store.committer.lock.statistics().tasks_waiting > 0
+
+    try:
+        await store.append([AppendRequest("p", "a", [created(), metrics("m", [0], [1.0])])],
+                           now=NOW)
+        with anyio.fail_after(30):
+            async with anyio.create_task_group() as tasks:
+                await store.committer.lock.acquire()  # the swap waits for it after paging
+                try:
+                    tasks.start_soon(store.rebuild)
+                    await _until(rebuild_waits)
+                    await other.append([AppendRequest("p", "late", [
+                        created("late"), metrics("m", [0, 1], [1.0, 2.0])])], now=NOW)
+                    transaction = holder.transaction()
+                    await transaction.start()
+                    await holder.execute("SELECT * FROM meta FOR UPDATE")  # holds the swap
+                finally:
+                    store.committer.lock.release()
+                await _until(swap_waits)
+                tasks.start_soon(read_late)
+                await _until(read_waits)
+                await transaction.rollback()
+        (series,) = found
+        assert series is not None
+        assert list(series.steps) == [0, 1]
+        assert await store.verify_rebuild() == []
+    finally:
+        await holder.close()
+        await store.close()
+        await other.close()
+
+
 async def test_steps_and_values_round_trip_exactly(pg_url: str) -> None:
     """Steps live in ``numeric``: the largest int and awkward floats come back exactly, in
     summaries, series, fork points and lineage; -0.0 survives in summaries and NaN is NULL."""
