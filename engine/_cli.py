@@ -12,7 +12,7 @@ import os
 import sys
 from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import anyio
 import orjson
@@ -30,8 +30,20 @@ class CliError(Exception):
     """A failure to report as one line."""
 
 
+class UsageError(CliError):
+    """The command line itself is wrong (exit status 2, as argparse uses)."""
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, with usage errors as one line like every other error (argparse prints the
+    usage first); sub-commands' parsers are made of this class too."""
+
+    def error(self, message: str) -> NoReturn:
+        raise UsageError(f"{message} (see `{self.prog} --help`)")
+
+
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="kittiwake", description="Kittiwake: event-sourced experiment tracking.")
     parser.add_argument("--db", default=os.environ.get("KITTIWAKE_DB", "kittiwake.db"),
                         help="database: a file path or postgresql:// URL (default: %(default)s)")
@@ -71,7 +83,11 @@ def _parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; returns the exit code."""
-    args = _parser().parse_args(argv)
+    try:
+        args = _parser().parse_args(argv)
+    except UsageError as exc:
+        _fail(str(exc))
+        return 2
     try:
         try:
             return anyio.run(_run, args)

@@ -36,8 +36,14 @@ class Preempted(RuntimeError):
 
 @dataclass
 class _Board:
-    """What the live view shows: per run, the latest step and loss."""
+    """What the live view shows: per run, the latest step and loss.
 
+    On a terminal the view redraws the board in place; elsewhere (a pipe, a log file) each
+    run's end is written as a line at once, so progress shows without a terminal too.
+    """
+
+    out: TextIO
+    tty: bool
     order: list[str] = field(default_factory=list)
     rows: dict[str, tuple[str, int, float, str]] = field(default_factory=dict)
 
@@ -56,6 +62,20 @@ class _Board:
             label, _, _, note = self.rows[run_id]
             self.update(run_id, label, step, loss, note)
 
+    def ended(self, state: RunState) -> None:
+        """A run's block ended with this (committed) state."""
+        label, step, loss, _ = self.rows.get(state.run_id, (state.run_id, 0, math.nan, ""))
+        loss_summary = state.metrics.get("train/loss")
+        if loss_summary is not None:
+            step, loss = int(loss_summary.last_step), loss_summary.last
+        reason = state.status_reason
+        self.update(state.run_id, label, step, loss,
+                    f"{state.status}: {reason}" if reason else str(state.status))
+        if not self.tty:
+            self.out.write(f"  {label}: {state.status} at step {step}"
+                           + (f" ({reason})\n" if reason else "\n"))
+            self.out.flush()
+
 
 def _loss(step: int, lr: float, seed: int, start: float = 2.5, origin: int = 0) -> float:
     noise = random.Random(seed * 100_003 + step).gauss(0, 0.01)
@@ -66,6 +86,18 @@ async def _train(tracker: Tracker, board: _Board, run_id: str, label: str, *, lr
                  steps: range, delay: float, seed: int, checkpoints: list[int] | None = None,
                  diverge_at: int | None = None, preempt_at: int | None = None,
                  start_loss: float = 2.5, origin: int = 0, **start: object) -> None:
+    try:
+        await _steps(tracker, board, run_id, label, lr=lr, steps=steps, delay=delay, seed=seed,
+                     checkpoints=checkpoints, diverge_at=diverge_at, preempt_at=preempt_at,
+                     start_loss=start_loss, origin=origin, **start)
+    finally:
+        board.ended(await tracker.get_run(run_id))
+
+
+async def _steps(tracker: Tracker, board: _Board, run_id: str, label: str, *, lr: float,
+                 steps: range, delay: float, seed: int, checkpoints: list[int] | None,
+                 diverge_at: int | None, preempt_at: int | None, start_loss: float,
+                 origin: int, **start: object) -> None:
     async with tracker.start_run(run_id, experiment=EXPERIMENT, **start) as run:  # type: ignore[arg-type]
         run.log_configs({"optimizer": {"name": "sgd", "lr": lr}, "seed": seed})
         for step in steps:
@@ -96,27 +128,34 @@ async def _follow(feed: Subscription, board: _Board) -> None:
         board.point(event.run_id, column["steps"][-1], column["values"][-1])
 
 
-async def _view(tracker: Tracker, board: _Board, out: TextIO, done: anyio.Event) -> None:
-    tty = out.isatty()
+async def _view(board: _Board, done: anyio.Event, finished: anyio.Event) -> None:
+    """Redraw the board in place on a terminal, ten times a second, until ``done``; then draw
+    it a last time and set ``finished``."""
+    try:
+        if board.tty:  # elsewhere runs' ends are written as lines as they come (_Board.ended)
+            await _redraw(board, done)
+    finally:
+        finished.set()
+
+
+async def _redraw(board: _Board, done: anyio.Event) -> None:
+    out = board.out
     drawn = 0
     while True:
         lines = [f"  {label:<34} step {step:>5}  loss {fmt(loss):>9}  {note}".rstrip()
                  for label, step, loss, note in (board.rows[r] for r in board.order)]
-        if tty:
-            out.write(("\x1b[F" * drawn) + "".join(line + "\x1b[K\n" for line in lines))
-            drawn = len(lines)
-        elif done.is_set():
-            out.write("\n".join(lines) + "\n")
+        out.write(("\x1b[F" * drawn) + "".join(line + "\x1b[K\n" for line in lines))
+        drawn = len(lines)
         out.flush()
         if done.is_set():
             return
-        with anyio.move_on_after(0.1 if tty else 10):
+        with anyio.move_on_after(0.1):
             await done.wait()
 
 
 async def run_demo(tracker: Tracker, *, steps: int, delay: float, out: TextIO) -> list[RunState]:
     """Simulate the experiment and print the summary table; returns the runs' final states."""
-    board = _Board()
+    board = _Board(out, out.isatty())
     suffix = random.Random().randrange(16**6)
     ids = {k: f"{k}-{suffix:06x}" for k in ("baseline", "high-lr", "decay", "preempt")}
     fork_step = steps // 2
@@ -125,7 +164,8 @@ async def run_demo(tracker: Tracker, *, steps: int, delay: float, out: TextIO) -
     done = anyio.Event()
     feed = tracker.subscribe(metrics=["train/loss"], from_position="live")
     async with feed, anyio.create_task_group() as view:
-        view.start_soon(_view, tracker, board, out, done)
+        finished = anyio.Event()
+        view.start_soon(_view, board, done, finished)
         view.start_soon(_follow, feed, board)
         baseline_checkpoints: list[int] = []
         async with anyio.create_task_group() as runs:
@@ -147,6 +187,7 @@ async def run_demo(tracker: Tracker, *, steps: int, delay: float, out: TextIO) -
                          start_loss=at_checkpoint, origin=checkpoint,
                          fork=(ids["baseline"], checkpoint), tags=("fork",))
         done.set()
+        await finished.wait()  # the view has drawn the runs' final state
         view.cancel_scope.cancel()
     states = [await tracker.get_run(ids[k]) for k in ("baseline", "high-lr", "decay", "preempt")]
     out.write("\n" + _summary(states) + "\n")
@@ -159,11 +200,8 @@ async def run_demo(tracker: Tracker, *, steps: int, delay: float, out: TextIO) -
 
 async def _guard(board: _Board, run_id: str, training: object) -> None:
     """Let the diverging run fail as the product records it, without ending the demo."""
-    try:
+    with contextlib.suppress(Diverged):  # recorded failed, and shown so, by _train
         await training  # type: ignore[misc]
-    except Diverged as exc:
-        label, step, loss, _ = board.rows[run_id]
-        board.update(run_id, label, step, loss, f"failed: {exc}")
 
 
 async def _preemptible(tracker: Tracker, board: _Board, run_id: str, steps: int,

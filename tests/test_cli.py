@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import contextlib
+import io
 import json
 import math
+import re
 import subprocess
 import sys
 from collections import Counter
@@ -15,6 +17,7 @@ import pytest
 
 import engine
 from engine._cli import main
+from engine._demo import run_demo
 
 
 @pytest.fixture(autouse=True)
@@ -123,6 +126,80 @@ def test_demo_creates_its_database_here_and_prints_a_summary(
         assert states[preempt].metrics["train/loss"].count == len(series)
         old = tracker.get_run(preempt, as_of=resumed.position - 1)
         assert old.metrics["train/loss"].count == len(before)
+
+
+class Terminal(io.StringIO):
+    """An output stream that records, with every flush, what had been written by then — and,
+    with every write, the head of the log as the tracker knew it."""
+
+    def __init__(self, tracker: engine.Tracker, tty: bool) -> None:
+        super().__init__()
+        self.tracker = tracker
+        self.tty = tty
+        self.flushes: list[str] = []
+        self.writes: list[tuple[str, int]] = []
+
+    def isatty(self) -> bool:
+        return self.tty
+
+    def write(self, text: str) -> int:
+        liveness = self.tracker._liveness
+        assert liveness is not None
+        self.writes.append((text, liveness.seen))
+        return super().write(text)
+
+    def flush(self) -> None:
+        self.flushes.append(self.getvalue())
+
+
+_ENDED = re.compile(r"^  (\S+) .*: (succeeded|failed) at step \d+")
+
+
+async def test_piped_demo_output_shows_each_runs_end_as_it_happens(file_url: str) -> None:
+    async with engine.connect(file_url, durability="normal") as tracker:
+        out = Terminal(tracker, tty=False)
+        await run_demo(tracker, steps=40, delay=0, out=out)
+        events = [e async for e in tracker.events()]
+    text = out.getvalue()
+    assert "\x1b" not in text  # no terminal control codes in a pipe
+
+    def kind(run_id: str) -> str:
+        return run_id.rsplit("-", 1)[0]
+
+    ends = [(kind(e.run_id), e.data["status"]) for e in events if e.type == "StatusChanged"]
+    lines = [(w, head, m.groups()) for w, head in out.writes if (m := _ENDED.match(w))]
+    shown = [groups for _, _, groups in lines]
+    # One line per run's end (the preempted run ends twice: failed, then succeeded).
+    assert Counter(shown) == Counter(ends)
+    assert [s for k, s in shown if k == "preempt"] == ["failed", "succeeded"]
+    summary = text.index("\nrun ")
+    for i, (line, _, _) in enumerate(lines):
+        assert text.index(line) < summary
+        flushed = next(f for f in out.flushes if line in f)  # flushed before what comes next
+        assert all(later not in flushed for later, _, _ in lines[i + 1:])
+    # Written as it happened: before the demo went on to what follows each of these ends.
+    decay = next(e.position for e in events
+                 if e.type == "RunCreated" and kind(e.run_id) == "decay")
+    resumed = next(e.position for e in events if e.type == "RunResumed")
+    assert next(head for _, head, g in lines if g == ("baseline", "succeeded")) < decay
+    assert next(head for _, head, g in lines if g == ("preempt", "failed")) < resumed
+
+
+async def test_demo_on_a_terminal_redraws_its_board_in_place(file_url: str) -> None:
+    async with engine.connect(file_url, durability="normal") as tracker:
+        out = Terminal(tracker, tty=True)
+        states = await run_demo(tracker, steps=40, delay=0.01, out=out)
+    text = out.getvalue()
+    assert "\x1b[F" in text  # drawn more than once, each over the last
+    board = text.split("\x1b[F")[-1]
+    rows = board.split("\x1b[K\n")[:-1]
+    assert len(rows) == 4
+    for state in states:
+        kind = state.run_id.rsplit("-", 1)[0]
+        row = next(r for r in rows if r.strip().startswith(kind))
+        assert "step" in row
+        assert "loss" in row
+        assert str(state.status) in row  # the final board shows how each run ended
 
 
 # runs show --------------------------------------------------------------------------------
@@ -237,6 +314,29 @@ def test_a_missing_database_is_one_error_line_and_is_not_created(
 def test_a_bad_db_url_is_one_error_line(capsys: pytest.CaptureFixture[str], url: str) -> None:
     code, out, err = run_cli(capsys, "--db", url, "runs", "show", "x")
     assert_one_line_error(code, out, err)
+
+
+@pytest.mark.parametrize("argv", [
+    ["runs", "show"], ["runs"], [], ["bogus"], ["demo", "--steps", "many"],
+    ["events", "--from", "nope"], ["runs", "show", "a", "b"], ["runs", "show", "a", "--format",
+                                                                "xml"],
+])
+def test_usage_errors_are_one_line_and_exit_2(capsys: pytest.CaptureFixture[str],
+                                              argv: list[str]) -> None:
+    code, out, err = run_cli(capsys, *argv)
+    assert_one_line_error(code, out, err)
+    assert code == 2
+    assert "usage:" not in err
+    assert "--help" in err  # where to look next
+
+
+def test_a_usage_error_is_one_line_from_the_command() -> None:
+    done = subprocess.run([sys.executable, "-m", "engine._cli", "runs", "show"],
+                          capture_output=True, text=True, timeout=60, check=False)
+    assert done.returncode == 2
+    assert done.stderr == "kittiwake: error: the following arguments are required: run_id " \
+                          "(see `kittiwake runs show --help`)\n"
+    assert done.stdout == ""
 
 
 def test_a_database_that_cannot_be_opened_is_one_error_line_from_the_command(
