@@ -11,6 +11,22 @@ import engine
 import engine.errors
 import engine.sync
 
+# The public surface, spelled out: adding or dropping a name must be a deliberate change here.
+PUBLIC = [
+    "Event", "Experiment", "ForkPoint", "Lineage", "MetricStats", "MetricSummary", "Run",
+    "RunContext", "RunGroup", "RunState", "RunsTable", "Series", "Status", "Subscription",
+    "Tracker", "connect", "errors", "sync",
+]
+ERRORS = [
+    "BackpressureError", "ClosedError", "ConcurrencyError", "EngineError", "QuerySyntaxError",
+    "RunAbortedError", "RunExistsError", "RunNotFoundError", "ValidationError",
+]
+
+
+def test_the_public_surface_is_the_expected_one() -> None:
+    assert engine.__all__ == PUBLIC
+    assert engine.errors.__all__ == ERRORS
+
 
 def test_the_package_exports_exactly_its_all() -> None:
     public = {name for name in dir(engine) if not name.startswith("_")}
