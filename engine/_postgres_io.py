@@ -44,7 +44,11 @@ async def fetch_events(connection: asyncpg.Connection, after: int,
 
 async def advance(connection: asyncpg.Connection, suffix: str, head: int,
                   position: int) -> None:
-    """Move every checkpoint from ``head`` to ``position``; refuse to go anywhere else."""
+    """Move every checkpoint from ``head`` on to ``position``; refuse to go back, or to move
+    checkpoints that are not all at ``head``."""
+    if position < head:
+        raise EngineError(f"projection checkpoints cannot go back from position {head} to "
+                          f"{position}")
     if position == head:
         return
     status = await connection.execute(

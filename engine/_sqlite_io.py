@@ -71,7 +71,11 @@ async def in_transaction(db: aiosqlite.Connection, statements: Sequence[str]) ->
 
 
 async def advance(db: aiosqlite.Connection, suffix: str, head: int, position: int) -> None:
-    """Move every checkpoint from ``head`` to ``position``; refuse to go anywhere else."""
+    """Move every checkpoint from ``head`` on to ``position``; refuse to go back, or to move
+    checkpoints that are not all at ``head``."""
+    if position < head:
+        raise EngineError(f"projection checkpoints cannot go back from position {head} to "
+                          f"{position}")
     if position == head:
         return
     cursor = await db.execute(

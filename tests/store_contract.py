@@ -21,7 +21,13 @@ from engine._events import NewEvent, Record, Upcasters, default_upcasters
 from engine._fold import Fold
 from engine._store import AppendRequest, EventFilter, Store, open_store
 from engine._writer import Writer
-from engine.errors import ConcurrencyError, RunExistsError, RunNotFoundError, ValidationError
+from engine.errors import (
+    ConcurrencyError,
+    EngineError,
+    RunExistsError,
+    RunNotFoundError,
+    ValidationError,
+)
 from tests.strategies import same_state, state_diff
 
 NOW = 1_700_000_000.0
@@ -194,6 +200,32 @@ class StoreContract(_Stores):
             assert {name for name, _ in rows} == {"runs", "metrics", "series", "lineage",
                                                   "experiments"}
             assert {position for _, position in rows} == {2}
+
+    async def test_state_and_checkpoints_commit_or_roll_back_together(self, url: str) -> None:
+        """A checkpoint not where the log's head is (one projection moved on without the
+        others): the append that would move them refuses, and the projection rows it wrote
+        before reaching the checkpoints roll back with them."""
+        async with self.opened(url) as store:
+            await self.one(store, AppendRequest("p", "a", [created(), metrics("m", [0], [1.0])]))
+            await self.raw(store, "UPDATE checkpoints SET position = 99 WHERE name = 'lineage'")
+            with pytest.raises(EngineError, match="not at position 2"):
+                await store.append([
+                    AppendRequest("p", "a", [metrics("m", [1], [2.0])]),
+                    AppendRequest("p", "b", [created("b"), metrics("m", [0], [1.0])]),
+                ], now=NOW)
+            assert await store.head() == 2
+            assert await store.get_run("p", "b") is None
+            state = await store.get_run("p", "a")
+            assert state is not None
+            assert (state.version, state.metrics["m"].count) == (2, 1)
+            assert await store.run_count("p") == 1
+            rows = await self.raw(store, "SELECT name, position FROM checkpoints")
+            assert {name: position for name, position in rows if name != "lineage"} == {
+                "runs": 2, "metrics": 2, "series": 2, "experiments": 2}
+            await self.raw(store, "UPDATE checkpoints SET position = 2 WHERE name = 'lineage'")
+            done = await self.one(store, AppendRequest("p", "b", [created("b")]))
+            assert [r.position for r in done] == [3]
+            assert await store.verify_rebuild() == []
 
     # Reading the log -----------------------------------------------------------------------
 

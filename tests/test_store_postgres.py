@@ -380,5 +380,21 @@ async def test_a_lost_reply_to_commit_still_starts_the_run(
         assert types == [ev.RUN_CREATED, ev.METRICS_LOGGED, ev.STATUS_CHANGED]
 
 
+async def test_checkpoints_never_go_back(pg_url: str) -> None:
+    from engine._postgres import PostgresStore
+    from engine._postgres_io import advance
+
+    store = await _opened(pg_url)
+    assert isinstance(store, PostgresStore)
+    try:
+        await store.append([AppendRequest("p", "a", [created(), metrics("m", [0], [1.0])])],
+                           now=NOW)
+        with pytest.raises(EngineError, match="cannot go back from position 2 to 1"):
+            await store.readers.run(lambda connection: advance(connection, "", 2, 1))
+        assert {r for _, r in await _raw(store, "SELECT name, position FROM checkpoints")} == {2}
+    finally:
+        await store.close()
+
+
 async def _append_into(store: Store, request: AppendRequest, outcome: list[Any]) -> None:
     outcome.extend(await store.append([request], now=NOW))

@@ -103,3 +103,20 @@ async def test_projections_behind_the_log_are_rebuilt_on_open(tmp_path: Path) ->
         assert await store.verify_rebuild() == []
     finally:
         await store.close()
+
+
+async def test_checkpoints_never_go_back(tmp_path: Path) -> None:
+    from engine._sqlite_io import advance
+
+    store = open_store(str(tmp_path / "c.db"), durability="normal", upcasters=default_upcasters())
+    await store.open()
+    try:
+        await store.append([AppendRequest("p", "a", [created(), metrics("m", [0], [1.0])])],
+                           now=NOW)
+        assert isinstance(store, SqliteStore)
+        with pytest.raises(EngineError, match="cannot go back from position 2 to 1"):
+            async with store._wlock:
+                await advance(store._writer(), "", 2, 1)
+        assert {r for _, r in await _raw(store, "SELECT name, position FROM checkpoints")} == {2}
+    finally:
+        await store.close()
