@@ -38,6 +38,9 @@ from .errors import ClosedError, EngineError
 __all__ = ["PostgresStore"]
 
 _READERS = 4  # pooled reader connections per store
+# While LISTEN is on, a waiter for the head relies on the doorbell and looks at the head
+# itself only this often (or as often as it asked, if less often): a safety net, not a poll.
+_FALLBACK_POLL = 2.0
 _BEAT = ("INSERT INTO heartbeats VALUES ($1, $2, $3) "
          "ON CONFLICT (project, run_id) DO UPDATE SET beat_at = EXCLUDED.beat_at")
 
@@ -137,7 +140,7 @@ class PostgresStore(Store):
         head = await self.head()
         if head > beyond:
             return head
-        with anyio.move_on_after(within):
+        with anyio.move_on_after(max(within, _FALLBACK_POLL)):
             await bell.wait()
         return await self.head()
 

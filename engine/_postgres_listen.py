@@ -7,7 +7,9 @@ that lands between the read and the wait still rings it, and no wake-up is lost.
 
 A lost LISTEN connection rings the bell too (waiters then read the head, which covers any
 notification missed while it was down), and the next wait opens it again; while it cannot be
-opened, waiting falls back to polling.
+opened, waiting falls back to polling. A bell armed when the connection is already gone (it
+may die between ``listening()`` and ``armed()``, or before its loss could be reported) comes
+already rung, for the same reason.
 """
 
 from __future__ import annotations
@@ -58,9 +60,14 @@ class Doorbell:
             return True
 
     def armed(self) -> anyio.Event:
-        """The event the next notification sets (a fresh one once the last has rung)."""
+        """The event the next notification sets (a fresh one once the last has rung); set
+        already when nothing listens any more, so that the waiter looks at the head and
+        listens again."""
         if self._bell.is_set():
             self._bell = anyio.Event()
+        connection = self._connection
+        if connection is None or connection.is_closed():
+            self._bell.set()
         return self._bell
 
     def _ring(self, *_: object) -> None:

@@ -113,7 +113,8 @@ class Store(ABC):
         """The head, once it passes ``beyond`` or ``within`` seconds have gone by.
 
         This default polls once per ``within``; a backend that can be told about commits
-        (PostgreSQL's LISTEN) answers as soon as one happens.
+        (PostgreSQL's LISTEN) answers as soon as one happens, and may wait longer than
+        ``within`` when nothing does.
         """
         del beyond
         await anyio.sleep(within)

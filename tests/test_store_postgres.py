@@ -396,5 +396,30 @@ async def test_checkpoints_never_go_back(pg_url: str) -> None:
         await store.close()
 
 
+async def test_a_bell_armed_after_the_listener_died_is_already_rung(pg_url: str) -> None:
+    """The LISTEN connection may die after ``listening()`` said it listens and before the
+    bell is armed, or before its loss is reported: such a bell comes already rung, so the
+    waiter reads the head and listens again instead of waiting for a ring that cannot come."""
+    from engine._postgres import PostgresStore
+
+    store = await _opened(pg_url)
+    assert isinstance(store, PostgresStore)
+    try:
+        doorbell = store._doorbell
+        assert doorbell is not None
+        assert await doorbell.listening()
+        assert not doorbell.armed().is_set()
+        connection = doorbell._connection
+        assert connection is not None
+        connection.remove_termination_listener(doorbell._lost)  # its loss goes unreported
+        connection.terminate()
+        assert doorbell.armed().is_set()
+        assert await doorbell.listening()  # and the next wait listens again
+        assert doorbell._connection is not connection
+        assert not doorbell.armed().is_set()
+    finally:
+        await store.close()
+
+
 async def _append_into(store: Store, request: AppendRequest, outcome: list[Any]) -> None:
     outcome.extend(await store.append([request], now=NOW))
