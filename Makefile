@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint bench bench-engine bench-compare clean
+.PHONY: demo test lint bench bench-engine bench-postgres bench-compare clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -26,12 +26,17 @@ lint: $(STAMP)
 bench-engine: $(STAMP)
 	$(BIN)/python -m bench.engine
 
+# The same benchmarks on PostgreSQL (the server in KITTIWAKE_TEST_POSTGRES, by default
+# postgresql://postgres@127.0.0.1:5432/test; each benchmark in schemas of its own).
+bench-postgres: $(STAMP)
+	$(BIN)/python -m bench.postgres
+
 # The side-by-side comparison with other trackers (issue 5). The peers live in their own
 # virtual environment under bench/.peers, never in the project's dependencies.
 bench-compare: $(STAMP)
 	$(BIN)/python bench/compare/run.py
 
-bench: bench-engine bench-compare
+bench: bench-engine bench-postgres bench-compare
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache .hypothesis

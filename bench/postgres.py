@@ -2,15 +2,17 @@
 
     .venv/bin/python -m bench.postgres                       # every benchmark
     .venv/bin/python -m bench.postgres ingest latency        # some of: ingest, read,
-                                                             # rebuild, latency
+                                                             # rebuild, latency, idle
     .venv/bin/python -m bench.postgres --url postgresql://user@host/db
 
 Each benchmark runs in a fresh process on fresh schemas (``kwbench_<name>``, dropped first,
 and all of them dropped at the end) of the server named by ``--url`` (default:
 ``KITTIWAKE_TEST_POSTGRES`` or ``postgresql://postgres@127.0.0.1:5432/test``). Prints one JSON
-object per measurement, as ``bench.engine`` does; ``latency`` is log -> subscriber latency
-(p50/p99) with the subscriber in the writer's process and in another one
-(``bench.subscribe``'s measurements).
+object per measurement, as ``bench.engine`` does: ``ingest`` (points/s, both durabilities),
+``read`` (a 1M-point series, whole and downsampled), ``rebuild`` (2M points), ``latency``
+(log -> subscriber, p50/p99, with the subscriber in the writer's process and in another one:
+``bench.subscribe``'s measurements) and ``idle`` (the head queries per second of a tracker
+that follows the log with nothing happening: the doorbell, not polling, wakes it).
 """
 
 from __future__ import annotations
@@ -24,10 +26,12 @@ import resource
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Callable, Coroutine
 from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
+import engine
 from bench.engine import ingest, machine, read, rebuild
 from bench.subscribe import latency_across_processes, latency_in_process
 
@@ -80,6 +84,29 @@ async def _latency(url: Callable[[str], str]) -> list[dict[str, Any]]:
             await latency_in_process(url, 100), await latency_across_processes(url, 100)]
 
 
+async def idle(url: Callable[[str], str], seconds: float = 5.0) -> dict[str, Any]:
+    """Head queries per second of a tracker with one subscriber and nothing to see, at the
+    default poll interval."""
+    async with engine.connect(url("idle")) as tracker:
+        store = tracker._store
+        assert store is not None
+        real = store.head
+        calls = [0]
+
+        async def counted() -> int:
+            calls[0] += 1
+            return await real()
+
+        store.head = counted  # type: ignore[method-assign]
+        subscription = tracker.subscribe(from_position="live")
+        await subscription.wait_caught_up()
+        start = time.perf_counter()
+        await asyncio.sleep(seconds)
+        elapsed = time.perf_counter() - start
+    return {"benchmark": "idle tracker following the log", "seconds": round(elapsed, 2),
+            "head_queries_per_s": calls[0] / elapsed}
+
+
 def _child(name: str, base_url: str) -> None:
     def url(label: str) -> str:
         return schema_url(base_url, label)
@@ -90,6 +117,8 @@ def _child(name: str, base_url: str) -> None:
         results = [asyncio.run(read(url))]
     elif name == "rebuild":
         results = [asyncio.run(rebuild(url))]
+    elif name == "idle":
+        results = [asyncio.run(idle(url))]
     else:
         results = asyncio.run(_latency(url))
     for result in results:
@@ -117,12 +146,12 @@ def main(argv: list[str]) -> None:
         return
     parser = argparse.ArgumentParser(prog="bench.postgres")
     parser.add_argument("--url", default=DEFAULT_URL, help="the PostgreSQL server's URL")
-    parser.add_argument("names", nargs="*", choices=["ingest", "read", "rebuild", "latency", []],
-                        default=[])
+    parser.add_argument("names", nargs="*",
+                        choices=["ingest", "read", "rebuild", "latency", "idle", []], default=[])
     args = parser.parse_args(argv)
     print(f"# {machine()}, PostgreSQL {_server(args.url)} at {urlsplit(args.url).hostname}")
     try:
-        for name in args.names or ["ingest", "read", "rebuild", "latency"]:
+        for name in args.names or ["ingest", "read", "rebuild", "latency", "idle"]:
             out = subprocess.run([sys.executable, "-m", "bench.postgres", "--child", name,
                                   args.url], capture_output=True, text=True, check=False)
             sys.stdout.write(out.stdout)
