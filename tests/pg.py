@@ -22,7 +22,8 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import anyio
 
-__all__ = ["admin", "drop_schemas", "fresh_schema_url", "lock_waiters", "with_params"]
+__all__ = ["admin", "drop_schemas", "fresh_schema_url", "lock_waiters", "opened", "raw",
+           "with_params"]
 
 # Schema names carry this machine and process, so a later run drops only what runs on this
 # machine left behind when they were killed (never a live run's, here or elsewhere).
@@ -71,6 +72,25 @@ async def admin(base_url: str) -> Any:
     import asyncpg
 
     return await asyncpg.connect(base_url)
+
+
+async def opened(url: str, durability: str = "normal") -> Any:
+    """An open store on ``url`` (close it)."""
+    from engine._events import default_upcasters
+    from engine._store import open_store
+
+    store = open_store(url, durability=durability, upcasters=default_upcasters())
+    await store.open()
+    return store
+
+
+async def raw(store: Any, sql: str) -> list[tuple[Any, ...]]:
+    """The rows of one SQL statement, run on a PostgreSQL store's own reader connections."""
+    from engine._postgres import PostgresStore
+
+    assert isinstance(store, PostgresStore)
+    rows = await store.readers.run(lambda connection: connection.fetch(sql))
+    return [tuple(r) for r in rows]
 
 
 async def lock_waiters(connection: Any, lock: str, count: int) -> None:

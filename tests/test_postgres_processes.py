@@ -1,5 +1,6 @@
 """PostgreSQL as the shared store of many processes: one gap-free order, idempotent retries,
-optimistic concurrency, live fan-out by LISTEN/NOTIFY, and surviving dropped connections.
+optimistic concurrency, opening (migrating, rebuilding) at once, and the doorbell another
+process's append rings (live fan-out itself: ``test_postgres_live``).
 
 Writers run in child processes (each with its own store and connections), so these are the
 promises a team's machines rely on, not one process's locks.
@@ -10,18 +11,16 @@ from __future__ import annotations
 import json
 import sys
 import textwrap
-import uuid
 from typing import Any
 
 import anyio
 import pytest
 
-import engine
 from engine import _events as ev
-from engine._events import NewEvent, default_upcasters
-from engine._store import AppendRequest, Store, open_store
+from engine._events import NewEvent
+from engine._store import AppendRequest
 from tests.conftest import POSTGRES_URL, require_postgres
-from tests.pg import admin, fresh_schema_url, lock_waiters, with_params
+from tests.pg import admin, fresh_schema_url, lock_waiters, opened
 from tests.store_contract import NOW, created
 
 pytestmark = pytest.mark.postgres
@@ -79,22 +78,6 @@ CHILD = textwrap.dedent("""
     anyio.run(main, *sys.argv[1:])
 """)
 
-# A child that logs through the tracker API, as a training script would.
-TRAINER = textwrap.dedent("""
-    import sys
-    import anyio, engine
-
-    async def main(url, points):
-        async with engine.connect(url, durability="normal") as tracker:
-            async with tracker.start_run("remote", experiment="x") as run:
-                for step in range(int(points)):
-                    run.log_metrics({"m": float(step)}, step=step)
-                    await anyio.sleep(0.002)
-
-    anyio.run(main, *sys.argv[1:])
-""")
-
-
 @pytest.fixture
 def url() -> str:
     require_postgres()
@@ -107,17 +90,11 @@ async def _child(url: str, *args: str) -> str:
     return done.stdout.decode()
 
 
-async def _opened(url: str) -> Store:
-    store = open_store(url, durability="normal", upcasters=default_upcasters())
-    await store.open()
-    return store
-
-
 async def test_a_reader_polling_past_its_last_position_never_skips_an_event(url: str) -> None:
     """Four processes append one small transaction after another while two readers poll
     ``position > last`` (one with plain SQL, one through the store): each reader's sequence
     is exactly the final log, which is 1..N without a hole."""
-    store = await _opened(url)  # creates the schema before the children race for it
+    store = await opened(url)  # creates the schema before the children race for it
     connection = await admin(url)
     writers_done = anyio.Event()
     by_sql: list[int] = []
@@ -164,7 +141,7 @@ async def test_a_reader_polling_past_its_last_position_never_skips_an_event(url:
 
 
 async def test_resent_events_are_written_once_whichever_process_sends_them(url: str) -> None:
-    store = await _opened(url)
+    store = await opened(url)
     try:
         await store.append([AppendRequest("p", "shared", [created()])], now=NOW)
         events = [{"id": NewEvent("x", {}).id.hex(), "step": step} for step in range(60)]
@@ -183,7 +160,7 @@ async def test_resent_events_are_written_once_whichever_process_sends_them(url: 
 
 
 async def test_expected_version_lets_exactly_one_process_win_each_version(url: str) -> None:
-    store = await _opened(url)
+    store = await opened(url)
     try:
         await store.append([AppendRequest("p", "counter", [created()])], now=NOW)
         won: list[list[int]] = []
@@ -208,10 +185,10 @@ async def _open_at_once(url: str, lock: str, processes: int) -> list[Any]:
     """Start ``processes`` children that open the store, hold the advisory lock ``lock``
     (an SQL expression) until every one of them waits for it, then let them race."""
     holder = await admin(url)
-    opened: list[Any] = []
+    results: list[Any] = []
 
     async def child() -> None:
-        opened.append(json.loads(await _child(url, "open", "-", "a")))
+        results.append(json.loads(await _child(url, "open", "-", "a")))
 
     try:
         transaction = holder.transaction()
@@ -225,14 +202,14 @@ async def _open_at_once(url: str, lock: str, processes: int) -> list[Any]:
             await transaction.commit()
     finally:
         await holder.close()
-    return opened
+    return results
 
 
 async def test_processes_opening_a_fresh_schema_at_once_migrate_it_once(url: str) -> None:
     schema = url.rsplit("search_path=", 1)[1]
-    opened = await _open_at_once(url, f"hashtext('kittiwake migrate {schema}')", 3)
-    assert opened == [None] * 3
-    store = await _opened(url)
+    results = await _open_at_once(url, f"hashtext('kittiwake migrate {schema}')", 3)
+    assert results == [None] * 3
+    store = await opened(url)
     try:
         from engine._postgres import PostgresStore
 
@@ -251,7 +228,7 @@ async def test_processes_opening_with_projections_behind_rebuild_once(url: str) 
     first to get the rebuild lock rebuilds, the others find the work done."""
     from engine._postgres import PostgresStore
 
-    store = await _opened(url)
+    store = await opened(url)
     assert isinstance(store, PostgresStore)
     try:
         await store.append([AppendRequest("p", "a", [created(), NewEvent(
@@ -265,9 +242,9 @@ async def test_processes_opening_with_projections_behind_rebuild_once(url: str) 
                 "UPDATE checkpoints SET position = 0 WHERE name = 'metrics'")
 
         await store.readers.run(behind)
-        opened = await _open_at_once(
+        results = await _open_at_once(
             url, "hashtext('kittiwake rebuild ' || current_schema())", 3)
-        assert opened == [2] * 3
+        assert results == [2] * 3
         generation = await store.readers.run(lambda c: c.fetchval(
             "SELECT value FROM meta WHERE key = 'generation'"))
         assert generation == 1
@@ -279,7 +256,7 @@ async def test_processes_opening_with_projections_behind_rebuild_once(url: str) 
 async def test_the_doorbell_rings_when_another_process_appends(url: str) -> None:
     """``wait_for_head`` returns on the NOTIFY of another process's commit, long before the
     minute it was allowed to wait."""
-    store = await _opened(url)
+    store = await opened(url)
     try:
         head = await store.head()
         async with anyio.create_task_group() as tasks:
@@ -289,148 +266,3 @@ async def test_the_doorbell_rings_when_another_process_appends(url: str) -> None
         assert moved > head
     finally:
         await store.close()
-
-
-# A poll interval no test outlives: only the doorbell can wake a tracker that has it.
-NO_POLLING = 3600.0
-
-
-async def test_a_subscriber_sees_every_event_of_a_writer_in_another_process(url: str) -> None:
-    """The subscribing tracker never polls: what wakes it is the NOTIFY of the other
-    process's commits (were it lost, the test's timeout would end the wait)."""
-    async with engine.connect(url, durability="normal", poll_interval=NO_POLLING) as tracker:
-        seen: list[engine.Event] = []
-        subscription = tracker.subscribe(from_position="start")
-        await subscription.wait_caught_up()
-
-        async def collect() -> None:
-            async for event in subscription:
-                seen.append(event)
-                if event.type == ev.STATUS_CHANGED and event.data["status"] == "succeeded":
-                    return
-
-        with anyio.fail_after(120):
-            async with anyio.create_task_group() as tasks:
-                tasks.start_soon(collect)
-                await anyio.run_process([sys.executable, "-c", TRAINER, url, "300"],
-                                        check=True)
-        log = [event async for event in tracker.events()]
-        assert [e.position for e in seen] == [e.position for e in log]
-        assert [e.id for e in seen] == [e.id for e in log]
-        points = [s for e in seen if e.type == ev.METRICS_LOGGED
-                  for s in e.data["metrics"]["m"]["steps"]]
-        assert points == list(range(300))
-
-
-async def _terminate(application_name: str) -> int:
-    connection = await admin(POSTGRES_URL)
-    try:
-        rows = await connection.fetch(
-            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
-            "WHERE application_name = $1", application_name)
-    finally:
-        await connection.close()
-    return len(rows)
-
-
-async def test_dropped_connections_come_back_and_nothing_is_skipped_or_repeated(
-        url: str) -> None:
-    """Every connection of a subscribing tracker and of a writing tracker is terminated, five
-    times, while points are logged: both reconnect, nothing logged is lost, and the
-    subscription resumes from its position without a gap or a duplicate."""
-    tag = uuid.uuid4().hex[:8]
-    reader_name, writer_name = f"kw-sub-{tag}", f"kw-write-{tag}"
-    killed: list[int] = []
-    async with engine.connect(with_params(url, application_name=reader_name),
-                              durability="normal") as reader, \
-            engine.connect(with_params(url, application_name=writer_name),
-                           durability="normal") as writer:
-        subscription = reader.subscribe(from_position="start")
-        await subscription.wait_caught_up()
-        seen: list[Any] = []
-
-        async def collect() -> None:
-            async for event in subscription:
-                seen.append(event)
-                if event.type == ev.STATUS_CHANGED and event.data["status"] == "succeeded":
-                    return
-
-        async def write() -> None:
-            async with writer.start_run("w") as run:
-                for step in range(3000):
-                    run.log_metrics({"m": float(step)}, step=step)
-                    if step % 100 == 99:
-                        await run.flush()
-                        await anyio.sleep(0.02)
-
-        async def kill() -> None:
-            for _ in range(5):
-                await anyio.sleep(0.1)
-                killed.append(await _terminate(reader_name) + await _terminate(writer_name))
-
-        with anyio.fail_after(120):
-            async with anyio.create_task_group() as tasks:
-                tasks.start_soon(collect)
-                tasks.start_soon(kill)
-                await write()
-        log = [event async for event in reader.events()]
-        assert [e.position for e in seen] == [e.position for e in log]
-        assert [e.id for e in seen] == [e.id for e in log]
-        series = await reader.read_series("w", "m")
-        assert list(series.steps) == list(range(3000))
-    assert sum(killed) >= 10  # both trackers really lost their connections
-
-
-async def test_the_listening_connection_comes_back_after_it_is_terminated(url: str) -> None:
-    """The subscribing tracker never polls. Its LISTEN connection is terminated by the server
-    between two runs of another tracker: it is opened again, and the second run's commits
-    reach the subscriber through it — every event once, in order."""
-    from engine._postgres import PostgresStore
-
-    async with engine.connect(url, durability="normal", poll_interval=NO_POLLING) as reader, \
-            engine.connect(url, durability="normal") as writer:
-        store = reader._store
-        assert isinstance(store, PostgresStore)
-        doorbell = store._doorbell
-        assert doorbell is not None
-        subscription = reader.subscribe(from_position="start")
-        seen: list[Any] = []
-        ended: list[anyio.Event] = [anyio.Event(), anyio.Event()]
-
-        async def collect() -> None:
-            async for event in subscription:
-                seen.append(event)
-                if event.type == ev.STATUS_CHANGED:
-                    ended[int(event.run_id == "two")].set()
-                    if event.run_id == "two":
-                        return
-
-        async def log(run_id: str) -> None:
-            async with writer.start_run(run_id) as run:
-                for step in range(50):
-                    run.log_metrics({"m": float(step)}, step=step)
-
-        with anyio.fail_after(60):
-            async with anyio.create_task_group() as tasks:
-                tasks.start_soon(collect)
-                await log("one")
-                await ended[0].wait()
-                listening = doorbell._connection
-                assert listening is not None
-                pid = listening.get_server_pid()
-                connection = await admin(POSTGRES_URL)
-                try:
-                    assert await connection.fetchval("SELECT pg_terminate_backend($1)", pid)
-                finally:
-                    await connection.close()
-                while True:  # until the tracker listens again, on a new connection
-                    again = doorbell._connection
-                    if again is not None and not again.is_closed() \
-                            and again.get_server_pid() != pid:
-                        break
-                    await anyio.sleep(0.01)
-                await log("two")
-        log_events = [event async for event in reader.events()]
-        assert [e.position for e in seen] == [e.position for e in log_events]
-        assert [e.id for e in seen] == [e.id for e in log_events]
-        assert {e.run_id for e in seen} == {"one", "two"}

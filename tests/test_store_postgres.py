@@ -14,18 +14,10 @@ from engine._events import NewEvent, default_upcasters
 from engine._store import AppendRequest, Store, open_store
 from engine.errors import EngineError
 from tests.conftest import POSTGRES_URL, require_postgres
-from tests.pg import admin, fresh_schema_url, lock_waiters, with_params
+from tests.pg import admin, fresh_schema_url, opened, raw, with_params
 from tests.store_contract import NOW, StoreContract, WriterContract, created, metrics
 
 pytestmark = pytest.mark.postgres
-
-
-async def _raw(store: Store, sql: str) -> list[tuple[Any, ...]]:
-    from engine._postgres import PostgresStore
-
-    assert isinstance(store, PostgresStore)
-    rows = await store.readers.run(lambda connection: connection.fetch(sql))
-    return [tuple(r) for r in rows]
 
 
 @pytest.fixture
@@ -40,7 +32,7 @@ class TestPostgres(StoreContract):
         return pg_url
 
     async def raw(self, store: Store, sql: str) -> list[tuple[Any, ...]]:
-        return await _raw(store, sql)
+        return await raw(store, sql)
 
 
 class TestPostgresWriter(WriterContract):
@@ -49,174 +41,52 @@ class TestPostgresWriter(WriterContract):
         return pg_url
 
 
-async def _opened(url: str, durability: str = "normal") -> Store:
-    store = open_store(url, durability=durability, upcasters=default_upcasters())
-    await store.open()
-    return store
-
-
 @pytest.mark.parametrize(("durability", "setting"), [("full", "on"), ("normal", "off")])
 async def test_durability_is_synchronous_commit(pg_url: str, durability: str,
                                                 setting: str) -> None:
-    store = await _opened(pg_url, durability)
+    store = await opened(pg_url, durability)
     try:
-        assert await _raw(store, "SHOW synchronous_commit") == [(setting,)]
+        assert await raw(store, "SHOW synchronous_commit") == [(setting,)]
     finally:
         await store.close()
 
 
 async def test_the_schema_is_created_and_migrations_are_recorded(pg_url: str) -> None:
-    store = await _opened(pg_url)
+    store = await opened(pg_url)
     try:
-        assert await _raw(store, "SELECT version FROM schema_migrations") == [(1,)]
+        assert await raw(store, "SELECT version FROM schema_migrations") == [(1,)]
         schema = pg_url.rsplit("search_path=", 1)[1]
-        assert await _raw(store, "SELECT current_schema()") == [(schema,)]
+        assert await raw(store, "SELECT current_schema()") == [(schema,)]
     finally:
         await store.close()
-    again = await _opened(pg_url)  # a second connect finds everything in place
+    again = await opened(pg_url)  # a second connect finds everything in place
     await again.close()
 
 
 async def test_a_newer_schema_is_refused(pg_url: str) -> None:
-    store = await _opened(pg_url)
-    await _raw(store, "INSERT INTO schema_migrations (version) VALUES (99)")
+    store = await opened(pg_url)
+    await raw(store, "INSERT INTO schema_migrations (version) VALUES (99)")
     await store.close()
     with pytest.raises(EngineError, match="newer than this release"):
-        await _opened(pg_url)
+        await opened(pg_url)
 
 
 async def test_truncate_of_events_is_refused_too(pg_url: str) -> None:
-    store = await _opened(pg_url)
+    store = await opened(pg_url)
     try:
         await store.append([AppendRequest("p", "a", [created()])], now=NOW)
         with pytest.raises(EngineError, match="append-only: TRUNCATE"):
-            await _raw(store, "TRUNCATE events")
+            await raw(store, "TRUNCATE events")
         assert await store.head() == 1
     finally:
         await store.close()
-
-
-async def test_projections_behind_the_log_are_rebuilt_on_open(pg_url: str) -> None:
-    store = await _opened(pg_url)
-    await store.append([AppendRequest("p", "a", [created(), metrics("m", [0, 1], [1.0, 2.0])])],
-                       now=NOW)
-    # As if a release had added a projection.
-    await _raw(store, "DELETE FROM metrics")
-    await _raw(store, "UPDATE checkpoints SET position = 0 WHERE name = 'metrics'")
-    await store.close()
-    store = await _opened(pg_url)
-    try:
-        state = await store.get_run("p", "a")
-        assert state is not None
-        assert state.metrics["m"].count == 2
-        assert await store.verify_rebuild() == []
-    finally:
-        await store.close()
-
-
-_REBUILD_LOCK = "hashtext('kittiwake rebuild ' || current_schema())"
-
-
-async def test_two_rebuilds_at_once_take_turns(pg_url: str) -> None:
-    """Two stores (two processes) ask for a rebuild while a third holds the rebuild lock:
-    each waits its turn, and each builds the generation after the one the other swapped in
-    (not both the one they saw before waiting, whose names the first swap took)."""
-    one, two = await _opened(pg_url), await _opened(pg_url)
-    holder = await admin(pg_url)
-    try:
-        await one.append([AppendRequest("p", "a", [created(), metrics("m", [0, 1], [1.0, 2.0])])],
-                         now=NOW)
-        await holder.execute(f"SELECT pg_advisory_lock({_REBUILD_LOCK})")
-        async with anyio.create_task_group() as tasks:
-            tasks.start_soon(one.rebuild)
-            tasks.start_soon(two.rebuild)
-            with anyio.fail_after(10):
-                await lock_waiters(holder, _REBUILD_LOCK, 2)
-            await holder.execute(f"SELECT pg_advisory_unlock({_REBUILD_LOCK})")
-        assert await _raw(one, "SELECT value FROM meta WHERE key = 'generation'") == [(2,)]
-        for store in (one, two):
-            state = await store.get_run("p", "a")
-            assert state is not None
-            assert state.metrics["m"].count == 2
-        assert await two.verify_rebuild() == []
-    finally:
-        await holder.close()
-        await one.close()
-        await two.close()
-
-
-async def _until(condition: Any) -> None:
-    """Until ``await condition()`` is true (what another session or task does can only be
-    looked at; the caller's timeout bounds the wait)."""
-    while True:
-        if await condition():
-            return
-        await anyio.sleep(0.01)
-
-
-async def test_a_snapshot_read_waiting_for_a_swap_sees_what_the_swap_wrote(
-        pg_url: str) -> None:
-    """A rebuild's swap writes the events appended while it paged through the log, renames the
-    tables and is held just before its commit; a snapshot read then waits for it. Once the
-    swap commits, the read sees the swapped-in tables with those last rows."""
-    from engine._postgres import PostgresStore
-
-    store, other = await _opened(pg_url), await _opened(pg_url)
-    assert isinstance(store, PostgresStore)
-    holder = await admin(pg_url)
-    found: list[Any] = []
-
-    async def read_late() -> None:
-        found.append(await other.read_series("p", "late", "m", low=None, high=None,
-                                             max_points=None))
-
-    async def swap_waits() -> bool:  # on the row lock the holder took
-        return bool(await holder.fetchval(
-            "SELECT count(*) FROM pg_stat_activity "
-            "WHERE pg_backend_pid() = ANY(pg_blocking_pids(pid))"))
-
-    async def read_waits() -> bool:
-        return bool(await holder.fetchval(
-            "SELECT count(*) FROM pg_locks WHERE relation = 'runs'::regclass AND NOT granted"))
-
-    async def rebuild_waits() -> bool:
-        return store.committer.lock.statistics().tasks_waiting > 0
-
-    try:
-        await store.append([AppendRequest("p", "a", [created(), metrics("m", [0], [1.0])])],
-                           now=NOW)
-        with anyio.fail_after(30):
-            async with anyio.create_task_group() as tasks:
-                await store.committer.lock.acquire()  # the swap waits for it after paging
-                try:
-                    tasks.start_soon(store.rebuild)
-                    await _until(rebuild_waits)
-                    await other.append([AppendRequest("p", "late", [
-                        created("late"), metrics("m", [0, 1], [1.0, 2.0])])], now=NOW)
-                    transaction = holder.transaction()
-                    await transaction.start()
-                    await holder.execute("SELECT * FROM meta FOR UPDATE")  # holds the swap
-                finally:
-                    store.committer.lock.release()
-                await _until(swap_waits)
-                tasks.start_soon(read_late)
-                await _until(read_waits)
-                await transaction.rollback()
-        (series,) = found
-        assert series is not None
-        assert list(series.steps) == [0, 1]
-        assert await store.verify_rebuild() == []
-    finally:
-        await holder.close()
-        await store.close()
-        await other.close()
 
 
 async def test_steps_and_values_round_trip_exactly(pg_url: str) -> None:
     """Steps live in ``numeric``: the largest int and awkward floats come back exactly, in
     summaries, series, fork points and lineage; -0.0 survives in summaries and NaN is NULL."""
     big = 2**63 - 1
-    store = await _opened(pg_url)
+    store = await opened(pg_url)
     try:
         steps = array("d", [0.1, 2.0**53 + 2, 1e300])
         await store.append([AppendRequest("p", "f", [
@@ -252,7 +122,7 @@ async def test_steps_and_values_round_trip_exactly(pg_url: str) -> None:
         assert lineage is not None
         assert lineage.ancestors[0].step == 0.1
         # NaN is NULL: the last value of "i", and of the child (its one point is f's NaN).
-        assert await _raw(store, "SELECT count(*) FROM metrics WHERE last IS NULL") == [(2,)]
+        assert await raw(store, "SELECT count(*) FROM metrics WHERE last IS NULL") == [(2,)]
         assert await store.verify_rebuild() == []
     finally:
         await store.close()
@@ -283,7 +153,7 @@ async def test_an_unreachable_server_is_one_clear_error() -> None:
 async def test_two_stores_in_one_schema_share_the_log(pg_url: str) -> None:
     """Two stores (as two processes would) append in turns: positions stay dense, and each
     one's cached rows are refreshed when the other moved the head."""
-    one, two = await _opened(pg_url), await _opened(with_params(pg_url,
+    one, two = await opened(pg_url), await opened(with_params(pg_url,
                                                                 application_name="kw-two"))
     try:
         await one.append([AppendRequest("p", "a", [created(), metrics("m", [0], [1.0])])],
@@ -315,7 +185,7 @@ async def test_an_append_whose_connection_drops_is_sent_again_and_written_once(
     (for the log's lock, held here): the append runs again on a new connection, once."""
     from engine._postgres import PostgresStore
 
-    store = await _opened(pg_url)
+    store = await opened(pg_url)
     assert isinstance(store, PostgresStore)
     holder = await admin(pg_url)
     try:
@@ -384,39 +254,14 @@ async def test_checkpoints_never_go_back(pg_url: str) -> None:
     from engine._postgres import PostgresStore
     from engine._postgres_io import advance
 
-    store = await _opened(pg_url)
+    store = await opened(pg_url)
     assert isinstance(store, PostgresStore)
     try:
         await store.append([AppendRequest("p", "a", [created(), metrics("m", [0], [1.0])])],
                            now=NOW)
         with pytest.raises(EngineError, match="cannot go back from position 2 to 1"):
             await store.readers.run(lambda connection: advance(connection, "", 2, 1))
-        assert {r for _, r in await _raw(store, "SELECT name, position FROM checkpoints")} == {2}
-    finally:
-        await store.close()
-
-
-async def test_a_bell_armed_after_the_listener_died_is_already_rung(pg_url: str) -> None:
-    """The LISTEN connection may die after ``listening()`` said it listens and before the
-    bell is armed, or before its loss is reported: such a bell comes already rung, so the
-    waiter reads the head and listens again instead of waiting for a ring that cannot come."""
-    from engine._postgres import PostgresStore
-
-    store = await _opened(pg_url)
-    assert isinstance(store, PostgresStore)
-    try:
-        doorbell = store._doorbell
-        assert doorbell is not None
-        assert await doorbell.listening()
-        assert not doorbell.armed().is_set()
-        connection = doorbell._connection
-        assert connection is not None
-        connection.remove_termination_listener(doorbell._lost)  # its loss goes unreported
-        connection.terminate()
-        assert doorbell.armed().is_set()
-        assert await doorbell.listening()  # and the next wait listens again
-        assert doorbell._connection is not connection
-        assert not doorbell.armed().is_set()
+        assert {r for _, r in await raw(store, "SELECT name, position FROM checkpoints")} == {2}
     finally:
         await store.close()
 
