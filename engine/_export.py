@@ -8,6 +8,7 @@ be pasted into ``where``, ``order_by`` or ``columns`` as it is.
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
 import math
@@ -153,8 +154,11 @@ class RunsTable:
     def to_pandas(self) -> pandas.DataFrame:
         """The table as a pandas DataFrame (pandas is the optional extra ``pandas``).
 
-        Times are timezone-aware ``datetime64`` columns; metric values are floats, with NaN
-        where a run lacks the metric (``count`` and ``last_step`` are ints when no run does).
+        Run times are ``datetime64`` columns in UTC, and so is a config column whose values
+        are all datetimes (a naive one taken as UTC, as queries take it; NaT where a run has
+        none); a config column of mixed kinds keeps Python objects. Metric values are
+        floats, with NaN where a run lacks the metric; ``count`` and ``last_step`` stay ints
+        when every run has the metric.
 
         :raises ImportError: when pandas is not installed.
         """
@@ -164,13 +168,29 @@ class RunsTable:
             raise ImportError("RunsTable.to_pandas needs pandas: pip install "
                               "'kittiwake[pandas]'") from exc
         frame = pd.DataFrame.from_records(list(self.rows), columns=list(self.columns))
-        for name in self.columns:
+        for i, name in enumerate(self.columns):
             if name in _TIME_COLUMNS:
                 frame[name] = pd.to_datetime(frame[name], utc=True)
             elif name.startswith("metrics."):
                 values = pd.to_numeric(frame[name])
-                # Values are floats (NaN where missing); count and last_step stay ints when
-                # every run has the metric.
+                # Missing values make a column float (NaN); count and last_step stay ints
+                # when no value is missing.
                 frame[name] = values if name.endswith((".count", ".last_step")) \
                     else values.astype("float64")
+            elif name.startswith("config.") and _all_datetimes(row[i] for row in self.rows):
+                # pandas 2 keeps nanoseconds: a year outside 1677..2262 stays an object.
+                with contextlib.suppress(ValueError, OverflowError):
+                    frame[name] = pd.to_datetime(frame[name], utc=True)
         return frame
+
+
+def _all_datetimes(values: Iterable[Any]) -> bool:
+    """Whether the present values are datetimes, and there is one at least."""
+    found = False
+    for value in values:
+        if value is None:
+            continue
+        if not isinstance(value, datetime):
+            return False
+        found = True
+    return found

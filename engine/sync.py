@@ -24,6 +24,7 @@ from typing import Any
 import anyio
 from anyio.from_thread import BlockingPortal, start_blocking_portal
 
+from ._export import RunsTable
 from ._model import Event, Experiment, Lineage, RunState, Series
 from ._query_ast import RunGroup
 from ._run import Run
@@ -131,6 +132,11 @@ class SyncTracker:
         """The matching runs grouped by ``by``, with counts and metric stats (see
         ``Tracker.group_runs``)."""
         return self._call(self._async().group_runs, by, **options)
+
+    def fetch_runs_table(self, where: str | None = None, **options: Any) -> RunsTable:
+        """The matching runs flattened into a ``RunsTable``, one column per field, config
+        path and metric aggregate (see ``Tracker.fetch_runs_table``)."""
+        return self._call(self._async().fetch_runs_table, where, **options)
 
     def read_series(self, run_id: str, metric: str, **options: Any) -> Series:
         """A metric's series (see ``Tracker.read_series``)."""

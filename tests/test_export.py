@@ -127,6 +127,26 @@ async def test_pandas(runs_db: str) -> None:
     assert best["run_id"] == "a"
 
 
+async def test_pandas_datetime_configs_are_utc_datetime64_columns(tmp_path: Path) -> None:
+    pandas = pytest.importorskip("pandas")
+    path = str(tmp_path / "times.db")
+    when = datetime(2024, 1, 1, 12, 30, 0, 250000, tzinfo=UTC)
+    async with engine.connect(path) as tracker:
+        for run_id, config in [("aware", {"when": when, "mixed": when}),
+                               ("naive", {"when": when.replace(tzinfo=None), "mixed": "soon"}),
+                               ("none", {})]:
+            async with tracker.start_run(run_id, config=config):
+                pass
+        frame = (await tracker.fetch_runs_table(columns="run_id, config.when, config.mixed")
+                 ).to_pandas()
+    assert str(frame["config.when"].dtype).startswith("datetime64")
+    assert str(frame["config.when"].dt.tz) == "UTC"
+    assert frame["config.when"].tolist()[:2] == [pandas.Timestamp(when)] * 2  # naive is UTC
+    assert pandas.isna(frame.loc[2, "config.when"])
+    assert frame["config.mixed"].dtype == object  # a datetime and text: left as they are
+    assert frame.loc[0, "config.mixed"] == when
+
+
 async def test_pandas_is_optional(runs_db: str, monkeypatch: pytest.MonkeyPatch) -> None:
     table = await table_of(runs_db)
     monkeypatch.setitem(sys.modules, "pandas", None)  # as if it were not installed
