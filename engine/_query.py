@@ -3,9 +3,9 @@
 ``parse_where`` turns text such as ``metrics.train/acc > 0.9 and config.`opt/name` = 'adam'``
 into a tree of ``_query_ast`` nodes; ``parse_order`` and ``parse_fields`` read orderings and
 field lists. Every mistake raises ``QuerySyntaxError`` with the 0-based position of the problem,
-and every check of a literal against its field (a status that does not exist, a date that does
-not parse, text compared with a metric) happens here, so a tree that parsed always compiles.
-Nothing is evaluated: the tree is compiled to SQL with bound values by ``_query_sql``.
+and every literal is checked against its field as it is read (``_query_check``), so a tree
+that parsed always compiles. Nothing is evaluated: the tree is compiled to SQL with bound
+values by ``_query_sql``.
 """
 
 from __future__ import annotations
@@ -14,7 +14,6 @@ import difflib
 import math
 from collections.abc import Sequence
 
-from ._model import Status
 from ._query_ast import (
     AGGREGATES,
     RUN_FIELDS,
@@ -31,20 +30,21 @@ from ._query_ast import (
     OrderKey,
     Selection,
     Value,
-    iso_seconds,
 )
+from ._query_check import check
 from ._query_lex import Lexer, Token
 from .errors import QuerySyntaxError, ValidationError
 
-__all__ = ["COLUMN_FIELDS", "MAX_GROUP_FIELDS", "parse_aggregates", "parse_fields",
-           "parse_group_by", "parse_order", "parse_where", "selection"]
+__all__ = ["COLUMN_FIELDS", "MAX_GROUP_FIELDS", "MAX_ORDER_FIELDS", "parse_aggregates",
+           "parse_fields", "parse_group_by", "parse_order", "parse_where", "selection"]
 
 MAX_DEPTH = 64  # nested parentheses and `not`s: deeper trees are refused, not recursed into
 MAX_GROUP_FIELDS = 8  # each grouping field on a config path is one more join
+MAX_ORDER_FIELDS = 16  # each ordering field on a config or metric is one more join (SQLite
+#                        joins at most 64 tables)
 MAX_TERMS = 1000  # comparisons plus listed values: keeps every statement far from the driver's
 #                   limit on bound parameters (SQLite: 32766)
 _HEADS = (*RUN_FIELDS, "tags", "config", "metrics")
-_STATUSES = tuple(s.value for s in Status)
 _CONSTANTS: dict[str, Value] = {"true": True, "false": False, "null": None, "nan": math.nan,
                                 "inf": math.inf}
 # Columns a table may show that the `where` language does not filter on.
@@ -150,26 +150,32 @@ class _Parser:
 
     # `where` ---------------------------------------------------------------------------------
 
+    # Trees come out simplified: ``a or (b or c)`` is one ``or`` of three, ``not not a`` is
+    # ``a``. Both mean the same in two-valued logic, and the SQL then nests only where the
+    # query alternates ``and`` and ``or``.
+
     def disjunction(self, depth: int) -> Node:
-        items = [self.conjunction(depth)]
+        items = _flat(Or, [self.conjunction(depth)])
         while self.at_word("or"):
             self.take()
-            items.append(self.conjunction(depth))
+            items += _flat(Or, [self.conjunction(depth)])
         return items[0] if len(items) == 1 else Or(tuple(items))
 
     def conjunction(self, depth: int) -> Node:
-        items = [self.negation(depth)]
+        items = _flat(And, [self.negation(depth)])
         while self.at_word("and"):
             self.take()
-            items.append(self.negation(depth))
+            items += _flat(And, [self.negation(depth)])
         return items[0] if len(items) == 1 else And(tuple(items))
 
     def negation(self, depth: int) -> Node:
         if depth > MAX_DEPTH:
-            raise self.fail(f"the query nests deeper than {MAX_DEPTH} levels")
+            raise self.fail(f"the query nests deeper than {MAX_DEPTH} levels (parentheses "
+                            "and nots)")
         if self.at_word("not"):
             self.take()
-            return Not(self.negation(depth + 1))
+            inner = self.negation(depth + 1)
+            return inner.item if isinstance(inner, Not) else Not(inner)
         if self.tok.kind == "(":
             self.take()
             inner = self.disjunction(depth + 1)
@@ -185,7 +191,7 @@ class _Parser:
             self.take()
             op = token.text
             value, at = self.value()
-            return Compare(field, op, _check(self, field, op, value, at))
+            return Compare(field, op, check(field, op, value, at, self.fail))
         negated = self.at_word("not")
         if negated:
             self.take()
@@ -218,7 +224,7 @@ class _Parser:
         while True:
             value, at = self.value()
             self.count_term(at)
-            values.append(_check(self, field, "=", value, at))
+            values.append(check(field, "=", value, at, self.fail))
             if self.tok.kind == ",":
                 self.take()
                 if self.tok.kind == ")":
@@ -255,6 +261,8 @@ class _Parser:
         keys: list[OrderKey] = []
         while True:
             descending = False
+            if len(keys) == MAX_ORDER_FIELDS:
+                raise self.fail(f"order by at most {MAX_ORDER_FIELDS} fields")
             if self.tok.kind == "-":
                 self.take()
                 descending = True
@@ -284,47 +292,12 @@ class _Parser:
         return tuple(found)
 
 
-def _check(parser: _Parser, field: Field, op: str, value: Value, at: int) -> Value:
-    """Refuse a literal its field can never hold; turn dates into POSIX seconds."""
-    ordering = op not in ("=", "!=")
-    if ordering and (value is None or isinstance(value, bool) or
-                     (isinstance(value, float) and math.isnan(value))):
-        raise parser.fail(f"{op} needs a number or a string, not {_kind(value)}", at)
-    if field.kind == "metric":
-        if isinstance(value, (str, bool)):
-            raise parser.fail(f"{field} is a number: compare it with a number, nan or null",
-                              at)
-    elif field.kind == "tags":
-        if ordering:
-            raise parser.fail("tags are a set: use =, !=, in, not in, contains or exists", at)
-        if not (value is None or isinstance(value, str)):
-            raise parser.fail("a tag is a string, such as 'baseline'", at)
-    elif field.kind == "run" and field.name in TIME_FIELDS:
-        if isinstance(value, str):
-            seconds = iso_seconds(value)
-            if seconds is None:
-                raise parser.fail(f"{value!r} is not an ISO-8601 date or time, such as "
-                                  "'2024-05-01' or '2024-05-01T12:00:00Z'", at)
-            return seconds
-        if isinstance(value, bool) or (isinstance(value, float) and math.isnan(value)):
-            raise parser.fail(f"{field.name} is a time: compare it with an ISO-8601 string or "
-                              "POSIX seconds", at)
-    elif field.kind == "run":
-        if value is not None and not isinstance(value, str):
-            raise parser.fail(f"{field.name} is text: compare it with a 'string'", at)
-        if field.name == "status" and value is not None and not ordering \
-                and value not in _STATUSES:
-            raise parser.fail(f"{value!r} is not a status: use one of "
-                              f"{', '.join(_STATUSES)}", at)
-    return value
-
-
-def _kind(value: Value) -> str:
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return "a bool"
-    return "nan"
+def _flat(kind: type[And] | type[Or], items: list[Node]) -> list[Node]:
+    """``items`` with each ``kind`` node among them replaced by its own items."""
+    out: list[Node] = []
+    for item in items:
+        out.extend(item.items if isinstance(item, kind) else (item,))
+    return out
 
 
 def parse_where(query: str) -> Node | None:
@@ -333,7 +306,8 @@ def parse_where(query: str) -> Node | None:
     :raises QuerySyntaxError: with the position of the first problem.
     """
     if not isinstance(query, str):
-        raise QuerySyntaxError(f"a query is a string, not {type(query).__name__}", "", 0)
+        raise QuerySyntaxError(f"where takes a string (a query), not {type(query).__name__}",
+                               "", 0)
     parser = _Parser(query)
     if parser.tok.kind == "end":
         return None
@@ -343,10 +317,20 @@ def parse_where(query: str) -> Node | None:
 
 
 def _join(text: str | Sequence[str], what: str) -> str:
+    """A field list as one text: a string as it is, a list of strings joined by commas.
+
+    Anything else is refused as a ``QuerySyntaxError``, as a ``where`` that is not text is:
+    every query argument fails with one type, whatever is wrong with it.
+    """
     if isinstance(text, str):
         return text
-    if not all(isinstance(t, str) for t in text):
-        raise QuerySyntaxError(f"{what} takes strings", "", 0)
+    if not isinstance(text, Sequence) or isinstance(text, (bytes, bytearray)):
+        raise QuerySyntaxError(f"{what} takes a string or a list of strings, not "
+                               f"{type(text).__name__}", "", 0)
+    for i, item in enumerate(text):
+        if not isinstance(item, str):
+            raise QuerySyntaxError(f"{what} takes strings: item {i} is "
+                                   f"{type(item).__name__} {item!r}", "", 0)
     return ", ".join(text)
 
 
@@ -402,7 +386,7 @@ def parse_aggregates(aggregates: str | Sequence[str] | None) -> tuple[Field, ...
     """
     if aggregates is None:
         return None
-    if not isinstance(aggregates, str) and not aggregates:
+    if not isinstance(aggregates, str) and not _join(aggregates, "aggregates"):
         return ()
     return tuple(dict.fromkeys(parse_fields(aggregates, allow=("metric",),
                                             what="aggregates")))

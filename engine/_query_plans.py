@@ -36,8 +36,14 @@ class TopPlan:
     run, and returns up to ``needed`` runs. Every run outside that range sorts after every
     run inside it, so when ``select`` returns ``needed`` runs they are the answer; when it
     returns fewer, runs without a value may belong in it, and the caller runs
-    ``compile_select`` instead. So does a caller whose ``edge`` values are all equal: the
-    range would hold a tie of more than ``budget`` runs, all of which the walk must sort.
+    ``compile_select`` instead.
+
+    When the ``edge`` values are all equal, a tie of more than ``budget`` runs straddles
+    the window, and sorting it all would cost more than the full plan. Then
+    ``select(value, strict=True)`` walks the entries strictly better than the tie (fewer
+    than ``budget``), and, if they hold too few matching runs and the ordering has no
+    second field, ``tie(value, n)`` reads the tie itself in run key order — its order —
+    straight off the index, stopping at the ``n``-th match.
     """
 
     edge: Compiled
@@ -47,22 +53,40 @@ class TopPlan:
     include_deleted: bool
     dialect: Dialect
 
-    def select(self, edge: Any) -> Compiled:
-        """The walk, bounded by the value ``edge`` returned (None: unbounded)."""
+    def select(self, edge: Any, *, strict: bool = False) -> Compiled:
+        """The walk, bounded by the value ``edge`` returned (None: unbounded); with
+        ``strict``, only the entries strictly better than ``edge``."""
         b = Builder(self.dialect, correlated=True)
         first = self.selection.order[0]
         table, column = _top_source(first.field)
-        way, bound = ("DESC", ">=") if first.descending else ("ASC", "<=")
-        # Written in reading order, so that ``?`` marks and parameters line up.
+        way, bound = ("DESC", ">") if first.descending else ("ASC", "<")
+        # Ties on the first field go by the other fields, then by run key, as in the full
+        # plan (``Builder.order_terms``): both plans share one total order.
         joins, terms = b.order_terms(Selection(order=self.selection.order[1:]))
         entries = _top_entries(b, first.field, column)
         if edge is not None:
-            entries += f" AND {column} {bound} {b.number(edge)}"
+            entries += f" AND {column} {bound}{'' if strict else '='} {b.number(edge)}"
         where = b.base(self.project, self.include_deleted, self.selection)
-        sql = (f"SELECT r.rk FROM {table} CROSS JOIN runs r {' '.join(joins)} WHERE {entries} "
-               f"AND r.rk = w.rk AND {where} ORDER BY {column} {way}, {', '.join(terms)} "
-               f"LIMIT {b.bind(self.needed)}")
-        return Compiled(sql, tuple(b.params))
+        return b.statement(
+            f"SELECT r.rk FROM {table} CROSS JOIN runs r {' '.join(joins)} WHERE {entries} "
+            f"AND r.rk = w.rk AND {where} ORDER BY {column} {way}, {', '.join(terms)} "
+            f"LIMIT {b.bind(self.needed)}")
+
+    @property
+    def ties_in_key_order(self) -> bool:
+        """Whether runs that tie on the first field sort by run key alone (``tie``)."""
+        return len(self.selection.order) == 1
+
+    def tie(self, value: Any, count: int) -> Compiled:
+        """Up to ``count`` matching runs whose first field is ``value``, by run key: the
+        index holds its entries of one value in that order, so the walk stops early."""
+        b = Builder(self.dialect, correlated=True)
+        first = self.selection.order[0]
+        table, column = _top_source(first.field)
+        entries = f"{_top_entries(b, first.field, column)} AND {column} = {b.number(value)}"
+        where = b.base(self.project, self.include_deleted, self.selection)
+        return b.statement(f"SELECT r.rk FROM {table} CROSS JOIN runs r WHERE {entries} AND "
+                           f"r.rk = w.rk AND {where} ORDER BY w.rk LIMIT {b.bind(count)}")
 
 
 def _top_source(field: Field) -> tuple[str, str]:
@@ -94,10 +118,10 @@ def compile_top(project: str, selection: Selection, *, include_deleted: bool,
     b = Builder(dialect)
     table, column = _top_source(field)
     way = "DESC" if first.descending else "ASC"
-    edge = (f"SELECT {column} FROM {table} WHERE {_top_entries(b, field, column)} "
-            f"ORDER BY {column} {way} LIMIT {b.bind(budget + 1)} OFFSET {b.bind(budget - 1)}")
-    return TopPlan(Compiled(edge, tuple(b.params)), needed, project, selection,
-                   include_deleted, dialect)
+    edge = b.statement(
+        f"SELECT {column} FROM {table} WHERE {_top_entries(b, field, column)} "
+        f"ORDER BY {column} {way} LIMIT {b.bind(budget + 1)} OFFSET {b.bind(budget - 1)}")
+    return TopPlan(edge, needed, project, selection, include_deleted, dialect)
 
 
 @dataclass(frozen=True, slots=True)
@@ -143,9 +167,8 @@ def compile_groups(project: str, selection: Selection, by: Sequence[Field],
         where.append(b.base(project, include_deleted, selection))
         grouped = len(keys) + with_metrics
         group = " GROUP BY " + ", ".join(str(i + 1) for i in range(grouped)) if grouped else ""
-        sql = (f"SELECT {', '.join(select)} FROM runs r {' '.join(joins)} "
-               f"WHERE {' AND '.join(where)}{group}")
-        return Compiled(sql, tuple(b.params))
+        return b.statement(f"SELECT {', '.join(select)} FROM runs r {' '.join(joins)} "
+                           f"WHERE {' AND '.join(where)}{group}")
 
     return GroupPlan(tuple(by), wanted, columns, statement(False),
                      None if wanted == () else statement(True))
@@ -158,8 +181,8 @@ def _config_value(kind: str | None, num: Any, txt: str | None) -> Any:
         return math.nan if num is None else num
     if kind == "b":
         return bool(num)
-    if kind == "t":
-        return datetime.fromisoformat(txt) if txt is not None else None
+    if kind == "t":  # in UTC, without its offset (see ``Builder.group_keys``)
+        return datetime.fromisoformat(txt).replace(tzinfo=UTC) if txt is not None else None
     if kind == "l":
         return orjson.loads(txt) if txt is not None else []
     return txt

@@ -10,19 +10,25 @@ negation: a run that lacks a field fails ``config.x = 1`` and passes ``not confi
 Conditions on metrics, configs and tags are ``r.rk IN (SELECT rk FROM … WHERE …)``: the
 subquery uses the ``(metric, value)``, ``(path, value)`` or ``(tag, rk)`` index, runs once, and
 ``rk`` is never NULL (a top-k walk, which looks at a few runs only, asks for correlated
-``EXISTS`` probes of the primary keys instead). ``and``/``or`` chains are emitted as balanced
-trees, so a long chain stays far below SQLite's limit on expression depth. Multi-statement
-plans (top-k, grouping) live in ``_query_plans``.
+``EXISTS`` probes of the primary keys instead).
+
+How deep the SQL nests is bounded whatever the query: SQLite's parser has a fixed stack (it
+overflows near 26 nested ``(a or (b and …))``) and its expressions a height limit of 1,000.
+An ``and``/``or`` chain is written flat, in groups of at most ``CHUNK`` (a 1,000-term chain
+nests two levels), and a subtree that would start deeper than ``HOIST_DEPTH`` levels is
+compiled on its own, at depth 0, into a common table expression ``qN(rk)`` that the outer
+condition reads as ``r.rk IN (SELECT rk FROM qN)``. Multi-statement plans (top-k, grouping)
+live in ``_query_plans``; the dialects' differences in ``_query_dialect``.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Sequence
+import operator
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
-
-import orjson
 
 from ._query_ast import (
     AGGREGATES,
@@ -41,135 +47,84 @@ from ._query_ast import (
     Value,
     iso_seconds,
 )
+from ._query_dialect import POSTGRES, SQLITE, Dialect
 from ._rows import RUN_COLUMNS
 
-__all__ = ["AGG_COLUMN", "POSTGRES", "RUN_COLUMN", "SQLITE", "Builder", "Compiled", "Dialect",
-           "compile_load", "compile_select"]
+__all__ = ["AGG_COLUMN", "CHUNK", "HOIST_DEPTH", "POSTGRES", "PULL_UP", "RUN_COLUMN", "SQLITE",
+           "Builder", "Compiled", "Dialect", "compile_load", "compile_select"]
 
 # Column names, from fixed tables only: never from query text.
 RUN_COLUMN = {name: f"r.{name}" for name in (*TEXT_FIELDS, *TIME_FIELDS)}
 AGG_COLUMN = {name: name for name in AGGREGATES}
 _NULLABLE = frozenset({"experiment", "ended_at"})
 _NUMERIC_KINDS = "('n', 'b', 't')"  # config kinds that sort as numbers (bool as 0/1)
-
-
-@dataclass(frozen=True, slots=True)
-class Dialect:
-    """What differs between the SQL of two databases."""
-
-    name: str
-
-    @property
-    def numbered(self) -> bool:
-        """Placeholders ``$1, $2…`` (PostgreSQL) rather than ``?`` (SQLite)."""
-        return self.name == "postgresql"
-
-    def text(self, expr: str) -> str:
-        """A text expression as compared and sorted: by code point in both databases
-        (PostgreSQL's default collation may follow a locale)."""
-        return f'{expr} COLLATE "C"' if self.numbered else expr
-
-    def substring(self, expr: str, mark: str) -> str:
-        """True when the text ``expr`` contains the bound text ``mark`` (no wildcards)."""
-        if self.numbered:
-            return f"strpos({expr}, {mark}) > 0"
-        return f"instr({expr}, {mark}) > 0"
-
-    def list_has(self, kind: str, expr: str, mark: str) -> str:
-        """True when ``kind`` is ``'l'`` and the JSON array of strings ``expr`` has the
-        element ``mark``. PostgreSQL may evaluate either side of an AND first, so only a
-        CASE keeps it from reading other kinds' text as JSON."""
-        if self.numbered:
-            return (f"CASE WHEN {kind} = 'l' THEN ({expr})::jsonb @> "
-                    f"jsonb_build_array({mark}::text) ELSE FALSE END")
-        return (f"{kind} = 'l' AND EXISTS (SELECT 1 FROM json_each({expr}) AS j "
-                f"WHERE j.value = {mark})")
-
-    def number(self, mark: str) -> str:
-        """A numeric parameter: PostgreSQL infers a parameter's type from the column it
-        meets, and would refuse 0.5 compared with an integer column such as ``count``."""
-        return f"{mark}::double precision" if self.numbered else mark
-
-    def rk_list(self, mark: str) -> str:
-        """A subquery yielding the run keys passed as one parameter (see ``rk_param``)."""
-        if self.numbered:
-            return f"SELECT unnest({mark}::bigint[])"
-        return f"SELECT value FROM json_each({mark})"
-
-    def rk_param(self, rks: Sequence[int]) -> Any:
-        """The one parameter that carries a list of run keys."""
-        return list(rks) if self.numbered else orjson.dumps(list(rks)).decode()
-
-    def sort(self, expr: str, descending: bool) -> str:
-        """An ORDER BY term that places NULL as SQLite does — first ascending, last
-        descending — where PostgreSQL would do the opposite."""
-        if self.numbered:
-            return f"{expr} DESC NULLS LAST" if descending else f"{expr} NULLS FIRST"
-        return f"{expr} DESC" if descending else expr
-
-    def in_project(self, mark: str) -> str:
-        """The condition that keeps a project's runs.
-
-        SQLite reads the runs in ``rk`` order instead of through the ``(project,
-        experiment, rk)`` index (the unary ``+`` hides the column from the planner): the
-        index visits runs experiment by experiment, so every probe of ``metrics`` and
-        ``run_configs`` lands somewhere else, while ``rk`` order walks those tables'
-        primary keys in order and lets ``ORDER BY r.rk LIMIT n`` stop early. It costs a full
-        read of ``runs`` when a file holds many projects.
-        """
-        return f"r.project = {mark}" if self.numbered else f"+r.project = {mark}"
-
-    def real(self, expr: str) -> str:
-        """``expr`` as a double, so that ``avg`` of integers stays a float."""
-        return f"CAST({expr} AS {'double precision' if self.numbered else 'REAL'})"
-
-
-SQLITE = Dialect("sqlite")
-POSTGRES = Dialect("postgresql")
+_OPS: dict[str, Callable[[Any, Any], bool]] = {
+    "=": operator.eq, "<": operator.lt, "<=": operator.le, ">": operator.gt, ">=": operator.ge}
+CHUNK = 32  # items of a flat and/or chain: its expression height, far below SQLite's 1,000
+PULL_UP = 3  # subqueries of one statement level the planner may turn into joins (see fence)
+HOIST_DEPTH = 6  # nesting (of and/or chains and nots) at which a subtree moves into a CTE
 
 
 @dataclass(frozen=True, slots=True)
 class Compiled:
-    """A statement and its parameters, in placeholder order."""
+    """A statement and its parameters (the ``n``-th is placeholder ``?n`` or ``$n``)."""
 
     sql: str
     params: tuple[Any, ...]
 
 
 class Builder:
-    """Writes the SQL of query trees, collecting parameters as a statement is written left
-    to right.
+    """Writes the SQL of query trees, collecting parameters and common table expressions.
 
-    With ``?`` placeholders the order of ``bind`` calls must be the order of the marks in the
-    text, so each statement is built strictly in reading order.
+    Placeholders are numbered, so text may be written in any order; ``statement`` puts the
+    collected CTEs in front of a statement. A builder made with ``within=`` adds to the
+    parameters and CTEs of that one (the body of a CTE, compiled apart).
     """
 
-    def __init__(self, dialect: Dialect, *, correlated: bool = False) -> None:
+    def __init__(self, dialect: Dialect, *, correlated: bool = False,
+                 within: Builder | None = None) -> None:
         self.d = dialect
-        self.params: list[Any] = []
         self.correlated = correlated
+        self.params: list[Any] = [] if within is None else within.params
+        self.ctes: list[str] = [] if within is None else within.ctes
+        self.project: str | None = None if within is None else within.project
+        self.depth = 0  # how deep the condition being written nests (chains and nots)
+        self.subqueries = 0  # written so far at this builder's level
 
     def rows_where(self, table: str, alias: str, condition: str) -> str:
         """True when the run has a row in ``table`` meeting ``condition``: a set the
         subquery builds once (for a scan of many runs), or a correlated probe of the primary
-        key (for a walk that stops after a few runs)."""
+        key (for a walk that stops after a few runs).
+
+        Past the first ``PULL_UP`` subqueries, each is fenced (``Dialect.fence``), so that
+        however many a query holds, the planner weighs the joins of only a few.
+        """
+        self.subqueries += 1
         if self.correlated:
-            return (f"EXISTS (SELECT 1 FROM {table} {alias} WHERE {alias}.rk = r.rk AND "
+            test = (f"EXISTS (SELECT 1 FROM {table} {alias} WHERE {alias}.rk = r.rk AND "
                     f"{condition})")
-        return f"r.rk IN (SELECT {alias}.rk FROM {table} {alias} WHERE {condition})"
+        else:
+            test = f"r.rk IN (SELECT {alias}.rk FROM {table} {alias} WHERE {condition})"
+        return self.d.fence(test) if self.subqueries > PULL_UP else test
 
     def bind(self, value: Any) -> str:
         """Add a parameter; returns its placeholder."""
         self.params.append(value)
-        return f"${len(self.params)}" if self.d.numbered else "?"
+        return self.d.mark(len(self.params))
 
     def number(self, value: int | float) -> str:
         """Add a numeric parameter; returns its (typed) placeholder."""
         return self.d.number(self.bind(value))
 
+    def statement(self, sql: str) -> Compiled:
+        """``sql`` with the CTEs its conditions need in front, and every parameter."""
+        head = f"WITH {', '.join(self.ctes)} " if self.ctes else ""
+        return Compiled(head + sql, tuple(self.params))
+
     # Scope -----------------------------------------------------------------------------------
 
     def base(self, project: str, include_deleted: bool, selection: Selection) -> str:
+        self.project = project
         parts = [self.d.in_project(self.bind(project))]
         if not include_deleted:
             parts.append("r.deleted = 0")
@@ -183,12 +138,17 @@ class Builder:
     # Predicates ------------------------------------------------------------------------------
 
     def where(self, node: Node) -> str:
-        if isinstance(node, And):
-            return _balanced(" AND ", [self.where(i) for i in node.items])
-        if isinstance(node, Or):
-            return _balanced(" OR ", [self.where(i) for i in node.items])
+        """The condition of a ``where`` tree, as a two-valued SQL expression."""
+        if isinstance(node, (And, Or, Not)) and self.depth >= HOIST_DEPTH:
+            return self._hoisted(node)
+        if isinstance(node, (And, Or)):
+            op = " AND " if isinstance(node, And) else " OR "
+            with self._nested(_levels(len(node.items))):
+                parts = [self.where(i) for i in node.items]
+            return _chain(op, parts)
         if isinstance(node, Not):
-            return f"NOT ({self.where(node.item)})"
+            with self._nested(1):
+                return f"NOT ({self.where(node.item)})"
         if isinstance(node, Exists):
             return self.has_value(node.field)
         if isinstance(node, Contains):
@@ -204,8 +164,32 @@ class Builder:
             return self.any_of(node.field, node.values)
         raise TypeError(f"not a query node: {node!r}")  # pragma: no cover
 
+    @contextmanager
+    def _nested(self, levels: int) -> Iterator[None]:
+        self.depth += levels
+        try:
+            yield
+        finally:
+            self.depth -= levels
+
+    def _hoisted(self, node: Node) -> str:
+        """``node`` compiled at depth 0 into a CTE of the runs that match it (a set built
+        once, whatever the walk), read back by run key."""
+        inner = Builder(self.d, within=self)
+        scope = "TRUE" if self.project is None else self.d.in_project(inner.bind(self.project))
+        body = inner.where(node)
+        name = f"q{len(self.ctes)}"  # after the body: the CTEs it reads come first
+        self.ctes.append(f"{name}(rk) AS (SELECT r.rk FROM runs r WHERE {scope} AND {body})")
+        correlated, self.correlated = self.correlated, False  # a set, probed by hash
+        try:
+            return self.rows_where(name, name, "TRUE")
+        finally:
+            self.correlated = correlated
+
     def any_of(self, field: Field, values: Iterable[Value]) -> str:
-        return _balanced(" OR ", [self.compare(field, "=", v) for v in values])
+        listed = list(values)
+        with self._nested(_levels(len(listed))):
+            return _chain(" OR ", [self.compare(field, "=", v) for v in listed])
 
     def has_value(self, field: Field) -> str:
         """The run has a value for ``field``: not missing, not null (NaN is a value)."""
@@ -256,6 +240,17 @@ class Builder:
         return self.rows_where("metrics", "m", head + test)
 
     def _config_compare(self, path: str, op: str, value: Value) -> str:
+        """A config path compared with a literal of its kind (see ``docs/queries.md``).
+
+        Over many runs, reading ``kind`` costs a lookup of the table row behind each index
+        entry (for 30,000 entries, most of a full plan's time), so the set form reads only
+        the ``(path, num)`` and ``(path, txt)`` indexes where the kind follows anyway:
+        only numbers, bools and datetimes have a ``num``, and a text equals a datetime's
+        ISO text only if it is that very instant. What the kind must still exclude — bools
+        (``num`` 0 or 1) from a number's range, lists from a text that looks like a JSON
+        array — is looked up for those few entries alone. A correlated probe has the row
+        at hand and tests the kind.
+        """
         if op == "!=":
             has = self.has_value(Field("config", path))
             return f"({has} AND NOT ({self._config_compare(path, '=', value)}))"
@@ -265,15 +260,33 @@ class Builder:
         elif isinstance(value, float) and math.isnan(value):
             test = "c.kind = 'n' AND c.num IS NULL"
         elif isinstance(value, (int, float)):
-            test = f"c.kind IN ('n', 't') AND c.num {op} {self.number(value)}"
+            test = f"c.num {op} {self.number(value)}"
+            if self.correlated:
+                test = f"c.kind IN ('n', 't') AND {test}"
+            elif any(_OPS[op](b, value) for b in (0, 1)):
+                test += f" AND {self._kind_among(path, 'b', 'num IN (0, 1)')}"
         else:
             assert isinstance(value, str)
             text = self.d.text("c.txt") if op != "=" else "c.txt"
-            test = f"(c.kind = 's' AND {text} {op} {self.bind(value)})"
+            if op != "=" or self.correlated:
+                test = f"c.kind = 's' AND {text} {op} {self.bind(value)}"
+            else:
+                test = f"c.txt = {self.bind(value)}"
+                if value.startswith("["):  # the text of a list config
+                    test += f" AND {self._kind_among(path, 'l', f'txt = {self.bind(value)}')}"
             seconds = iso_seconds(value)
             if seconds is not None:  # a datetime config compares with a date string by time
-                test = f"({test} OR (c.kind = 't' AND c.num {op} {self.number(seconds)}))"
+                found = self.rows_where("run_configs", "c", head + test)
+                when = self.rows_where("run_configs", "c", f"c.path = {self.bind(path)} AND "
+                                       f"c.kind = 't' AND c.num {op} {self.number(seconds)}")
+                return f"({found} OR {when})"
         return self.rows_where("run_configs", "c", head + test)
+
+    def _kind_among(self, path: str, kind: str, where: str) -> str:
+        """``c`` is not a config of ``kind`` among the rows of ``path`` meeting ``where``
+        (on columns of the ``(path, num)`` or ``(path, txt)`` index)."""
+        return (f"c.rk NOT IN (SELECT k.rk FROM run_configs k WHERE k.path = "
+                f"{self.bind(path)} AND k.{where} AND k.kind = '{kind}')")
 
     def contains(self, field: Field, value: str) -> str:
         if field.kind == "tags":
@@ -310,16 +323,24 @@ class Builder:
                 joins.append(f"LEFT JOIN run_configs {alias} ON {alias}.rk = r.rk AND "
                              f"{alias}.path = {self.bind(field.name)}")
                 # Numbers (bools as 0/1, datetimes as POSIX time) before text, whatever the
-                # direction; null, NaN and missing last.
+                # direction; null, NaN and missing last. Equal numbers tie whatever their
+                # kinds, as they do in the top-k walk, which reads ``num`` alone: a datetime's
+                # text must not order it against its naive twin or its POSIX seconds.
+                text = f"(CASE WHEN {alias}.kind IN ('s', 'l') THEN {alias}.txt END)"
                 terms += [f"(CASE WHEN {alias}.kind IN {_NUMERIC_KINDS} AND {alias}.num IS NOT "
                           f"NULL THEN 0 WHEN {alias}.kind IN ('s', 'l') THEN 1 ELSE 2 END)",
                           self.d.sort(f"{alias}.num", down),
-                          self.d.sort(self.d.text(f"{alias}.txt"), down)]
+                          self.d.sort(self.d.text(text), down)]
         terms.append("r.rk")
         return joins, terms
 
     def group_keys(self, by: Sequence[Field]) -> tuple[list[str], list[str]]:
-        """LEFT JOINs and the select expressions of the grouping fields."""
+        """LEFT JOINs and the select expressions of the grouping fields.
+
+        A config is three columns, ``kind``, ``num`` and ``txt``; a datetime's text loses the
+        ``+00:00`` that aware ones are stored with, so a naive datetime (taken as UTC) and
+        the aware one of the same instant, equal in a query, are one group too.
+        """
         joins: list[str] = []
         exprs: list[str] = []
         for i, field in enumerate(by):
@@ -329,7 +350,9 @@ class Builder:
             alias = f"g{i}"
             joins.append(f"LEFT JOIN run_configs {alias} ON {alias}.rk = r.rk AND "
                          f"{alias}.path = {self.bind(field.name)}")
-            exprs += [f"nullif({alias}.kind, 'z')", f"{alias}.num", f"{alias}.txt"]
+            exprs += [f"nullif({alias}.kind, 'z')", f"{alias}.num",
+                      f"(CASE WHEN {alias}.kind = 't' THEN replace({alias}.txt, '+00:00', '') "
+                      f"ELSE {alias}.txt END)"]
         return joins, exprs
 
     def window(self, limit: int | None, offset: int) -> str:
@@ -341,11 +364,25 @@ class Builder:
         return f" LIMIT {self.bind(limit)} OFFSET {self.bind(offset)}"
 
 
-def _balanced(op: str, parts: list[str]) -> str:
+def _levels(items: int) -> int:
+    """How many parentheses deep ``_chain`` nests a chain of ``items``."""
+    levels, size = 1, CHUNK
+    while size < items:
+        levels, size = levels + 1, size * CHUNK
+    return levels
+
+
+def _chain(op: str, parts: list[str]) -> str:
+    """``parts`` joined by ``op``, in parentheses: flat up to ``CHUNK`` parts (SQLite's
+    parser then needs no stack per part), else in groups of groups, each flat."""
     if len(parts) == 1:
         return parts[0]
-    middle = len(parts) // 2
-    return f"({_balanced(op, parts[:middle])}{op}{_balanced(op, parts[middle:])})"
+    if len(parts) <= CHUNK:
+        return f"({op.join(parts)})"
+    size = CHUNK
+    while size * CHUNK < len(parts):
+        size *= CHUNK
+    return f"({op.join(_chain(op, parts[i:i + size]) for i in range(0, len(parts), size))})"
 
 
 def compile_select(project: str, selection: Selection, *, include_deleted: bool,
@@ -355,9 +392,8 @@ def compile_select(project: str, selection: Selection, *, include_deleted: bool,
     joins, terms = b.order_terms(selection)
     where = b.base(project, include_deleted, selection)
     window = b.window(selection.limit, selection.offset)
-    sql = (f"SELECT r.rk FROM runs r {' '.join(joins)} WHERE {where} "
-           f"ORDER BY {', '.join(terms)}{window}")
-    return Compiled(sql, tuple(b.params))
+    return b.statement(f"SELECT r.rk FROM runs r {' '.join(joins)} WHERE {where} "
+                       f"ORDER BY {', '.join(terms)}{window}")
 
 
 def compile_load(rks: Sequence[int], dialect: Dialect) -> tuple[Compiled, Compiled]:

@@ -18,6 +18,8 @@ Errors from the database drivers are translated at the store boundary and chaine
 
 from __future__ import annotations
 
+import unicodedata
+
 __all__ = [
     "BackpressureError",
     "ClosedError",
@@ -59,8 +61,39 @@ class QuerySyntaxError(EngineError, ValueError):
         self.message = message
         self.query = query
         self.position = max(0, min(position, len(query)))
-        caret = " " * self.position + "^"
-        super().__init__(f"{message} at position {self.position}\n  {query}\n  {caret}")
+        super().__init__(_pointed(message, query, self.position))
+
+
+def _pointed(message: str, query: str, position: int) -> str:
+    """The message, then the line of ``query`` that holds ``position`` with a caret under it.
+
+    The caret is placed by what a terminal shows: a tab stays a tab (so it expands as the
+    line's does), an East Asian wide character takes two columns, a combining or zero-width
+    one none. A query of several lines names the line and column too.
+    """
+    lines = query.splitlines(keepends=True)
+    if not lines or lines[-1].splitlines()[0] != lines[-1]:
+        lines.append("")  # the empty line after a final line break
+    number, start = 1, 0
+    while number < len(lines) and position >= start + len(lines[number - 1]):
+        start += len(lines[number - 1])
+        number += 1
+    text = (lines[number - 1].splitlines() or [""])[0]
+    column = position - start
+    pad = "".join(_width(ch) for ch in text[:column])
+    where = f"at position {position}"
+    if len(lines) > 1:
+        where += f" (line {number}, column {column + 1})"
+    return f"{message} {where}\n  {text}\n  {pad}^"
+
+
+def _width(ch: str) -> str:
+    """What stands in the caret's line for ``ch``."""
+    if ch == "\t":
+        return "\t"
+    if unicodedata.combining(ch) or unicodedata.category(ch) in ("Mn", "Me", "Cf"):
+        return ""
+    return "  " if unicodedata.east_asian_width(ch) in ("W", "F") else " "
 
 
 class RunNotFoundError(EngineError, LookupError):

@@ -6,12 +6,14 @@ import csv
 import io
 import json
 import math
+import random
 from pathlib import Path
 
 import pytest
 
 import engine
 from engine._cli import main
+from tests.test_query_runs import deep_query
 
 
 @pytest.fixture(autouse=True)
@@ -143,6 +145,31 @@ def test_a_bad_query_is_one_line_and_a_caret(db: str,
         assert "Traceback" not in err
     code, _, err = cli(capsys, "--db", db, "runs", "list", "--limit", "-1")
     assert err.splitlines() == ["kittiwake: error: limit must be an int >= 0 or None, not -1"]
+
+
+def test_the_deepest_queries_run_and_one_level_more_is_an_error(
+        db: str, capsys: pytest.CaptureFixture[str]) -> None:
+    leaves = {"config.optimizer = 'sgd'": frozenset({"run-1", "run-2"}),
+              "config.lr < 0.05": frozenset({"run-0", "run-2", "empty"}),
+              "metrics.acc exists": frozenset({"run-0", "run-1", "run-2"}),
+              "tags contains 'baseline'": frozenset({"run-0"}),
+              "config.`odd key` >= 1": frozenset({"run-1", "run-2"})}
+    every = frozenset({"run-0", "run-1", "run-2", "empty"})
+    rng = random.Random(11)
+    for _ in range(3):
+        query, found = deep_query(rng, leaves, every)
+        code, out, err = cli(capsys, "--db", db, "runs", "list", "--where", query,
+                             "--format", "csv", "-c", "run_id")
+        assert (code, err) == (0, "")
+        assert out.split()[1:] == [r for r in ("run-0", "run-1", "run-2", "empty") if r in found]
+        code, out, err = cli(capsys, "--db", db, "runs", "list", "--where", query)
+        assert (code, err) == (0, "")  # the table shows the fields the query names
+    code, out, err = cli(capsys, "--db", db, "runs", "list", "--where", f"not ({query})")
+    assert (code, out) == (1, "")
+    first, shown, caret = err.splitlines()
+    assert "nests deeper than" in first
+    assert shown == f"  not ({query})"
+    assert caret.endswith("^")
 
 
 def test_list_refuses_a_missing_database(tmp_path: Path,

@@ -4,13 +4,18 @@ that lets nothing but ``QuerySyntaxError`` out."""
 from __future__ import annotations
 
 import math
+import random
+from collections.abc import Iterator
+from datetime import UTC, datetime
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+import engine
 from engine._query import (
     MAX_DEPTH,
+    MAX_ORDER_FIELDS,
     MAX_TERMS,
     parse_aggregates,
     parse_fields,
@@ -33,6 +38,10 @@ from engine._query_ast import (
 from engine._query_plans import compile_groups, compile_top
 from engine._query_sql import POSTGRES, SQLITE, compile_select
 from engine.errors import QuerySyntaxError, ValidationError
+from engine.sync import SyncTracker
+from tests.conftest import backend_url
+from tests.test_query_props import CONFIG_KEYS, METRIC_VALUES, METRICS, NAMES, TAGS, render, trees
+from tests.test_query_runs import LASTING
 
 LOSS = Field("metric", "loss", "last")
 
@@ -208,6 +217,47 @@ def test_errors_carry_the_position_of_the_problem(query: str, position: int,
     assert lines[2] == "  " + " " * position + "^"
 
 
+def test_a_multi_line_query_shows_the_line_with_the_problem() -> None:
+    query = "metrics.loss < 1\n  and\tconfig.x >> 2\n  or name = 'a'"
+    error = error_of(query)
+    assert error.position == query.index(">>") + 1
+    assert str(error).splitlines() == [
+        f"{error.message} at position {error.position} (line 2, column 17)",
+        "    and\tconfig.x >> 2",
+        "  " + "     \t" + " " * 10 + "^"]  # the tab stays a tab, so it lines up the same
+    crlf = error_of("name = 'a'\r\nor\r\nname =")
+    assert str(crlf).splitlines()[1:] == ["  name =", "        ^"]
+    ended = error_of("name = 'a' and\n")
+    assert str(ended).splitlines()[1:] == ["  ", "  ^"]  # the empty line after the break
+
+
+def test_the_caret_counts_wide_characters_twice() -> None:
+    query = "name = '日本語' and x = 1"
+    error = error_of(query)
+    assert error.position == query.index("x = 1")
+    caret = str(error).splitlines()[2]
+    assert caret == "  " + " " * (error.position + 3) + "^"  # three wide characters
+    combining = "name = 'e\u0301' and x = 1"  # é written as e and a combining accent
+    error = error_of(combining)
+    assert str(error).splitlines()[2] == "  " + " " * (error.position - 1) + "^"
+
+
+def test_same_word_chains_flatten_and_double_negations_cancel() -> None:
+    a, b, c = (Compare(Field("run", "name"), "=", v) for v in "abc")
+    assert parse_where("name = 'a' or (name = 'b' or name = 'c')") == Or((a, b, c))
+    assert parse_where("((name = 'a' and name = 'b')) and name = 'c'") == And((a, b, c))
+    assert parse_where("name = 'a' or (name = 'b' and name = 'c')") == Or((a, And((b, c))))
+    assert parse_where("not not name = 'a'") == a
+    assert parse_where("not (not (name = 'a'))") == a
+    assert parse_where("not not not name = 'a'") == Not(a)
+    assert parse_where("not name not exists") == Exists(Field("run", "name"))
+    deep = "name = 'a'"
+    for _ in range(MAX_DEPTH):
+        deep = f"name = 'b' or ({deep})"
+    deep = deep.replace("name = 'b' or (", "(", 1)  # exactly MAX_DEPTH levels
+    assert parse_where(deep) == Or((*[b] * (MAX_DEPTH - 1), a))
+
+
 def test_nesting_and_size_are_bounded() -> None:
     deep = "(" * (MAX_DEPTH + 5) + "name = 'a'" + ")" * (MAX_DEPTH + 5)
     assert "nests deeper" in error_of(deep).message
@@ -219,9 +269,26 @@ def test_nesting_and_size_are_bounded() -> None:
     assert "too large" in error_of(listed).message
 
 
-def test_a_query_that_is_not_text_is_refused() -> None:
-    with pytest.raises(QuerySyntaxError):
+def test_arguments_that_are_not_text_are_refused() -> None:
+    with pytest.raises(QuerySyntaxError, match="where takes a string"):
         parse_where(42)  # type: ignore[arg-type]
+    for parse, what in ((parse_order, "order_by"), (parse_group_by, "by"),
+                        (parse_aggregates, "aggregates"), (parse_fields, "fields")):
+        for bad in (1, 0, b"name", {"name"}, ["name", 2], (None,)):
+            with pytest.raises(QuerySyntaxError) as caught:
+                parse(bad)  # type: ignore[operator]
+            assert caught.value.message.startswith(f"{what} takes "), (parse, bad)
+    assert parse_order(("name", "-created_at")) == (
+        OrderKey(Field("run", "name")), OrderKey(Field("run", "created_at"), True))
+
+
+def test_orderings_are_bounded() -> None:
+    keys = [f"config.k{i}" for i in range(MAX_ORDER_FIELDS)]
+    assert len(parse_order(keys)) == MAX_ORDER_FIELDS
+    text = ", ".join([*keys, "name"])
+    with pytest.raises(QuerySyntaxError) as caught:
+        parse_order(text)
+    assert caught.value.position == text.index("name")
 
 
 def test_order_by() -> None:
@@ -293,7 +360,12 @@ def _survives(query: str) -> None:
         problem = None
     if problem is not None:
         assert 0 <= problem.position <= len(query)
-        assert query in str(problem)
+        shown = str(problem).splitlines()[-2]
+        lines = query.splitlines(keepends=True) or [""]
+        starts = [sum(len(x) for x in lines[:i]) for i in range(len(lines))]
+        holding = max(i for i, at in enumerate(starts) if at <= problem.position)
+        assert shown == "  " + (lines[holding].splitlines() or [""])[0] or \
+            shown == "  "  # the empty line after a final break
         return
     chosen = selection(None, None, 10, 0, False)
     for dialect in (SQLITE, POSTGRES):
@@ -326,6 +398,72 @@ def test_order_and_field_lists_raise_only_query_syntax_errors(text: str) -> None
         else:
             position = 0
         assert 0 <= position <= len(text)
+
+
+# Near misses of valid queries: random query trees, rendered, then cut and patched at
+# random. Many still parse, and whatever parses must run on a real store.
+PIECES = st.sampled_from([" and ", " or ", " not ", "(", ")", "'", "`", " in (1, 'a')",
+                          " exists", "null", "-", "0", "9.5", "e", ".", ", ", " = ", " < ",
+                          "metrics.loss", "config.a", "tags", "created_at", " contains 'a'"])
+
+
+@st.composite
+def mutated(draw: st.DrawFn) -> str:
+    text = render(draw(trees), draw(st.integers(0, 29)))
+    for _ in range(draw(st.integers(0, 2))):
+        at = draw(st.integers(0, len(text)))
+        piece = draw(PIECES)
+        cut = draw(st.sampled_from((0, 0, 1, len(piece))))
+        text = text[:at] + piece + text[at + cut:]
+    return text
+
+
+@pytest.fixture(scope="module", params=LASTING)
+def runs_to_query(request: pytest.FixtureRequest,
+                  tmp_path_factory: pytest.TempPathFactory
+                  ) -> Iterator[tuple[SyncTracker, bool]]:
+    """Runs over the fields the random trees name, on each backend that a module can share."""
+    url = backend_url(str(request.param), tmp_path_factory.mktemp("fuzz"))
+    rng = random.Random(5)
+    with engine.sync.connect(url, durability="normal") as tracker:
+        for i in range(10):
+            config = {k: rng.choice(CONFIG_SAMPLES) for k in CONFIG_KEYS if rng.random() < 0.7}
+            with tracker.start_run(f"r{i}", name=rng.choice(NAMES), config=config,
+                                   experiment=rng.choice((None, "e1", "e2")),
+                                   tags=rng.sample(TAGS, rng.randrange(3))) as run:
+                for step in range(rng.randrange(3)):
+                    run.log_metrics({m: rng.choice(METRIC_VALUES) for m in METRICS
+                                     if rng.random() < 0.6}, step=step)
+        yield tracker, request.param == "postgres"
+
+
+CONFIG_SAMPLES = (None, True, 0, 1, -1.5, 2.0, math.nan, "a", "ab", "it's", "2024-01-01",
+                  datetime(2024, 1, 1, tzinfo=UTC), datetime(2024, 1, 1), ["a", "x y"])
+
+
+def test_accepted_near_misses_run_and_negate_exactly(
+        runs_to_query: tuple[SyncTracker, bool]) -> None:
+    tracker, postgres = runs_to_query
+    every = sorted(r.run_id for r in tracker.list_runs())
+
+    @settings(max_examples=60 if postgres else 200, deadline=None)
+    @given(mutated())
+    def check(query: str) -> None:
+        try:
+            tree = parse_where(query)
+        except QuerySyntaxError:
+            return  # what a refusal must look like is the other fuzzers' business
+        found = [r.run_id for r in tracker.list_runs(query)]
+        if tree is None:
+            assert sorted(found) == every
+            return
+        rest = [r.run_id for r in tracker.list_runs(f"not ({query})")]
+        assert sorted(found + rest) == every  # two-valued: each run on exactly one side
+        assert [r.run_id for r in tracker.list_runs(str(tree))] == found
+        top = tracker.list_runs(query, order_by="-metrics.loss.min, config.a", limit=3)
+        assert {r.run_id for r in top} <= set(found)
+
+    check()
 
 
 def test_compiled_plans_exist_for_both_dialects() -> None:

@@ -4,25 +4,33 @@ Hypothesis makes random runs (through the public API) and random query trees; ea
 rendered to text by this file's own renderer, run through ``list_runs``/``group_runs``, and
 compared with this file's own evaluator of the same tree. The evaluator is written from the
 semantics in ``docs/queries.md``, not from the engine's code.
+
+Each property runs on SQLite (in memory, a database per example) and on the real PostgreSQL
+store, with fewer examples there: one schema for the module, a project per example.
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import functools
 import math
 import re
-from collections.abc import Callable
+import uuid
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import orjson
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import engine
 from engine import RunState
+from tests.conftest import BACKENDS, backend_url
 
 # Data -----------------------------------------------------------------------------------------
 
@@ -33,8 +41,12 @@ METRICS = ("loss", "train/acc", "odd name", "a.b")
 TAGS = ("a", "b", "x y", "it's")
 NAMES = ("alpha", "beta", "it's", "gamma")
 TEXTS = ("", "a", "ab", "b", "it's", 'say "hi"', "é", "2024-01-01", "10", "'; DROP TABLE runs; --")
-WHEN = (datetime(2024, 1, 1, tzinfo=UTC), datetime(2023, 6, 1, 12, 30, tzinfo=UTC))
-NUMBERS = (0, 1, -1, 2, 0.5, -1.5, 2.0, 1e300, -0.0)
+# Datetimes and numbers that are the same instants: aware and naive (taken as UTC), and as
+# POSIX seconds, so ties between kinds come up in comparisons, orderings and groups.
+WHEN = (datetime(2024, 1, 1, tzinfo=UTC), datetime(2023, 6, 1, 12, 30, tzinfo=UTC),
+        datetime(2024, 1, 1), datetime(2023, 6, 1, 12, 30))
+INSTANTS = (1_704_067_200, 1_704_067_200.0, 1_685_622_600.0)
+NUMBERS = (0, 1, -1, 2, 0.5, -1.5, 2.0, 1e300, -0.0, *INSTANTS)
 METRIC_VALUES = (0.0, 0.5, 1.0, -1.0, 2.5, NAN, INF, -INF)
 STATUSES = ("running", "succeeded", "failed", "aborted", "crashed")
 AGGS = ("last", "min", "max", "count", "last_step")
@@ -84,11 +96,38 @@ class Boom(Exception):
     pass
 
 
+@dataclass(frozen=True)
+class Store:
+    """Where the examples of a property run, and how many there are."""
+
+    url: str
+    examples: int
+
+    def settings(self, test: Callable[..., None]) -> Callable[..., None]:
+        return settings(SETTINGS, max_examples=self.examples)(test)
+
+
+@pytest.fixture(scope="module", params=[b for b in BACKENDS if b != "sqlite-file"])
+def store(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Store:
+    """SQLite in memory (a fresh database each time it is opened), or one PostgreSQL schema
+    whose examples each get a project of their own (a schema each would cost more than the
+    example)."""
+    url = backend_url(str(request.param), Path(tmp_path_factory.mktemp("props")))
+    return Store(url, 100 if url == ":memory:" else 15)
+
+
+def run(body: Callable[[], Coroutine[Any, Any, None]]) -> None:
+    """One example's async body, on an event loop of its own (the tests are sync, so that
+    each backend can set its own number of examples)."""
+    asyncio.run(body())
+
+
 @contextlib.asynccontextmanager
-async def database(specs: list[RunSpec]) -> Any:
-    """A tracker holding the runs; yields it with the runs' states, oldest first (read one
-    by one with ``get_run``, not through the query path)."""
-    async with engine.connect(":memory:", flush_interval=0.0005, clock=Clock(),
+async def database(store: Store, specs: list[RunSpec]) -> Any:
+    """A tracker holding the runs, in a project of their own; yields it with the runs'
+    states, oldest first (read one by one with ``get_run``, not through the query path)."""
+    async with engine.connect(store.url, project=f"p{uuid.uuid4().hex[:12]}",
+                              flush_interval=0.0005, clock=Clock(), durability="normal",
                               crash_timeout=1e9) as tracker, contextlib.AsyncExitStack() as open_:
         ids = []
         for i, spec in enumerate(specs):
@@ -256,7 +295,7 @@ def value_of(state: RunState, field: tuple[Any, ...]) -> Any:
     if kind == "run":
         value = getattr(state, field[1])
         if isinstance(value, datetime):
-            return value.timestamp()
+            return _ts(value)
         return None if value is None else str(value)
     if kind == "tags":
         return state.tags
@@ -274,6 +313,11 @@ def has_value(field: tuple[Any, ...], value: Any) -> bool:
 
 def _number(value: Any) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _ts(when: datetime) -> float:
+    """POSIX seconds; a naive datetime is UTC (whatever the machine's zone)."""
+    return (when if when.tzinfo else when.replace(tzinfo=UTC)).timestamp()
 
 
 def _seconds(text: str) -> float | None:
@@ -305,10 +349,10 @@ def equal(field: tuple[Any, ...], value: Any, literal: Any) -> bool:
         return isinstance(value, float) and math.isnan(value)
     if _number(literal):
         return (_number(value) and value == literal) or \
-            (isinstance(value, datetime) and value.timestamp() == literal)
+            (isinstance(value, datetime) and _ts(value) == literal)
     seconds = _seconds(literal)
     return (isinstance(value, str) and value == literal) or \
-        (isinstance(value, datetime) and seconds is not None and value.timestamp() == seconds)
+        (isinstance(value, datetime) and seconds is not None and _ts(value) == seconds)
 
 
 OPS: dict[str, Callable[[Any, Any], bool]] = {
@@ -323,11 +367,11 @@ def ordered(field: tuple[Any, ...], op: str, value: Any, literal: Any) -> bool:
         return test(value, literal)
     if _number(literal):
         return (_number(value) and test(value, literal)) or \
-            (isinstance(value, datetime) and test(value.timestamp(), literal))
+            (isinstance(value, datetime) and test(_ts(value), literal))
     seconds = _seconds(literal)
     return (isinstance(value, str) and test(value, literal)) or \
         (isinstance(value, datetime) and seconds is not None
-         and test(value.timestamp(), seconds))
+         and test(_ts(value), seconds))
 
 
 def compare(field: tuple[Any, ...], op: str, state: RunState, literal: Any) -> bool:
@@ -391,12 +435,14 @@ def sort_key(field: tuple[Any, ...], state: RunState) -> tuple[int, tuple[Any, .
         if isinstance(value, float) and math.isnan(value):
             return 2, ()
         return 0, (value,)
+    # Numbers compare by value alone, whatever their kind: a bool as 0 or 1, a datetime as
+    # its POSIX seconds. Equal ones tie, and ties go by the next key, then oldest first.
     if isinstance(value, bool):
-        return 0, (int(value), (0,))
+        return 0, (int(value),)
     if isinstance(value, datetime):
-        return 0, (value.timestamp(), (1, value.isoformat()))
+        return 0, (_ts(value),)
     if _number(value):
-        return (2, ()) if math.isnan(value) else (0, (value, (0,)))
+        return (2, ()) if math.isnan(value) else (0, (value,))
     if isinstance(value, list):
         return 1, (orjson.dumps(value).decode(),)
     return 1, (value,)
@@ -428,52 +474,79 @@ SETTINGS = settings(max_examples=100, deadline=None,
 
 # Properties ----------------------------------------------------------------------------------
 
-@SETTINGS
-@given(specs=st.lists(run_specs, min_size=1, max_size=8),
-       queries=st.lists(st.tuples(trees, st.integers(0, 29)), min_size=1, max_size=12))
-async def test_where_matches_the_model(specs: list[RunSpec],
-                                       queries: list[tuple[Any, int]]) -> None:
-    async with database(specs) as (tracker, states):
-        alive = [s for s in states if not s.deleted]
-        for tree, style in queries:
-            text = render(tree, style)
-            got = [s.run_id for s in await tracker.list_runs(text)]
-            want = [s.run_id for s in alive if evaluate(tree, s)]
-            assert got == want, text
-        tree = queries[0][0]
-        found = await tracker.list_runs(render(tree), include_deleted=True)
-        assert [s.run_id for s in found] == [s.run_id for s in states if evaluate(tree, s)]
+def test_where_matches_the_model(store: Store) -> None:
+    @store.settings
+    @given(specs=st.lists(run_specs, min_size=1, max_size=8),
+           queries=st.lists(st.tuples(trees, st.integers(0, 29)), min_size=1, max_size=12))
+    def check(specs: list[RunSpec], queries: list[tuple[Any, int]]) -> None:
+        async def body() -> None:
+            async with database(store, specs) as (tracker, states):
+                alive = [s for s in states if not s.deleted]
+                for tree, style in queries:
+                    text = render(tree, style)
+                    got = [s.run_id for s in await tracker.list_runs(text)]
+                    want = [s.run_id for s in alive if evaluate(tree, s)]
+                    assert got == want, text
+                tree = queries[0][0]
+                found = await tracker.list_runs(render(tree), include_deleted=True)
+                assert [s.run_id for s in found] == \
+                    [s.run_id for s in states if evaluate(tree, s)]
+
+        run(body)
+
+    check()
 
 
-@SETTINGS
-@given(specs=st.lists(run_specs, min_size=1, max_size=8), keys=order_keys,
-       where=st.one_of(st.none(), trees), limit=st.one_of(st.none(), st.integers(0, 5)),
-       offset=st.integers(0, 3))
-async def test_order_limit_offset_match_the_model(specs: list[RunSpec],
-                                                  keys: list[tuple[Any, bool]],
-                                                  where: Any, limit: int | None,
-                                                  offset: int) -> None:
-    async with database(specs) as (tracker, states):
-        alive = [s for s in states if not s.deleted and (where is None or evaluate(where, s))]
-        want = [s.run_id for s in expected_order(alive, keys)]
-        want = want[offset:] if limit is None else want[offset:offset + limit]
-        got = await tracker.list_runs(None if where is None else render(where),
-                                      order_by=render_order(keys) or None, limit=limit,
-                                      offset=offset)
-        assert [s.run_id for s in got] == want, (render_order(keys), where)
+def test_order_limit_offset_match_the_model(store: Store) -> None:
+    @store.settings
+    @given(specs=st.lists(run_specs, min_size=1, max_size=8), keys=order_keys,
+           where=st.one_of(st.none(), trees), limit=st.one_of(st.none(), st.integers(0, 5)),
+           offset=st.integers(0, 3))
+    def check(specs: list[RunSpec], keys: list[tuple[Any, bool]], where: Any,
+              limit: int | None, offset: int) -> None:
+        async def body() -> None:
+            async with database(store, specs) as (tracker, states):
+                chosen = [s for s in states
+                          if not s.deleted and (where is None or evaluate(where, s))]
+                every = [s.run_id for s in expected_order(chosen, keys)]
+                want = every[offset:] if limit is None else every[offset:offset + limit]
+                query = None if where is None else render(where)
+                order = render_order(keys) or None
+                got = await tracker.list_runs(query, order_by=order, limit=limit,
+                                              offset=offset)
+                assert [s.run_id for s in got] == want, (order, where)
+                # A page is the slice of the whole answer, whichever plan picks it (the
+                # top-k walk answers pages, the full plan the whole).
+                whole = [s.run_id for s in await tracker.list_runs(query, order_by=order)]
+                assert whole == every
+                for n in (1, 2, limit or 3):
+                    page = await tracker.list_runs(query, order_by=order, limit=n,
+                                                   offset=offset)
+                    assert [s.run_id for s in page] == whole[offset:offset + n], (order, n)
+
+        run(body)
+
+    check()
 
 
-@SETTINGS
-@given(specs=st.lists(run_specs, min_size=1, max_size=8), heads=st.booleans())
-async def test_heads_only_matches_the_model(specs: list[RunSpec], heads: bool) -> None:
-    async with database(specs) as (tracker, states):
-        newest: dict[str, str] = {}
-        for s in states:
-            if s.experiment is not None and not s.deleted:
-                newest[s.experiment] = s.run_id
-        want = [s.run_id for s in states if not s.deleted and
-                (not heads or newest.get(s.experiment or "") == s.run_id)]
-        assert [s.run_id for s in await tracker.list_runs(heads_only=heads)] == want
+def test_heads_only_matches_the_model(store: Store) -> None:
+    @store.settings
+    @given(specs=st.lists(run_specs, min_size=1, max_size=8), heads=st.booleans())
+    def check(specs: list[RunSpec], heads: bool) -> None:
+        async def body() -> None:
+            async with database(store, specs) as (tracker, states):
+                newest: dict[str, str] = {}
+                for s in states:
+                    if s.experiment is not None and not s.deleted:
+                        newest[s.experiment] = s.run_id
+                want = [s.run_id for s in states if not s.deleted and
+                        (not heads or newest.get(s.experiment or "") == s.run_id)]
+                got = await tracker.list_runs(heads_only=heads)
+                assert [s.run_id for s in got] == want
+
+        run(body)
+
+    check()
 
 
 def _group_key(value: Any) -> Any:
@@ -488,7 +561,7 @@ def _group_key(value: Any) -> Any:
     if isinstance(value, list):
         return ("list", tuple(value))
     if isinstance(value, datetime):
-        return ("time", value.timestamp())
+        return ("time", _ts(value))  # equal instants are one group, naive or aware
     return ("text", value)
 
 
@@ -498,57 +571,63 @@ def _close(a: float, b: float) -> bool:
     return a == b or math.isclose(a, b, rel_tol=1e-9, abs_tol=1e-12)
 
 
-@SETTINGS
-@given(specs=st.lists(run_specs, min_size=1, max_size=8),
-       by=st.lists(st.one_of(st.sampled_from(("experiment", "status", "name")),
-                             st.sampled_from(CONFIG_KEYS).map(
-                                 lambda k: "config." + _name(k, False))),
-                   min_size=1, max_size=2, unique=True),
-       aggregates=st.one_of(st.none(), st.lists(
-           st.tuples(st.sampled_from(METRICS), st.sampled_from(AGGS)), max_size=3,
-           unique=True)),
-       where=st.one_of(st.none(), trees))
-async def test_group_runs_matches_the_model(specs: list[RunSpec], by: list[str],
-                                            aggregates: list[tuple[str, str]] | None,
-                                            where: Any) -> None:
-    async with database(specs) as (tracker, states):
-        chosen = [s for s in states if not s.deleted and (where is None or evaluate(where, s))]
-        fields = []
-        for text in by:
-            if text.startswith("config."):
-                key = next(k for k in CONFIG_KEYS if "config." + _name(k, False) == text)
-                fields.append(("config", key))
-            else:
-                fields.append(("run", text))
-        expected: dict[tuple[Any, ...], list[RunState]] = {}
-        for s in chosen:
-            key = tuple(_group_key(value_of(s, f)) for f in fields)
-            expected.setdefault(key, []).append(s)
-        names = None if aggregates is None else \
-            [f"metrics.{_name(m, False)}.{a}" for m, a in aggregates]
-        groups = await tracker.group_runs(by, where=None if where is None else render(where),
-                                          aggregates=names)
-        got = {tuple(_group_key(v) for v in g.key.values()): g for g in groups}
-        assert set(got) == set(expected)
-        for key, members in expected.items():
-            group = got[key]
-            assert group.count == len(members)
-            wanted = aggregates if aggregates is not None else sorted(
-                {(m, "last") for s in members for m in s.metrics})
-            assert len(group.metrics) == len(wanted)
-            for metric, agg in wanted:
-                values = [getattr(s.metrics[metric], agg) for s in members
-                          if metric in s.metrics]
-                values = [float(v) for v in values if not math.isnan(v)]
-                stats = next(v for k, v in group.metrics.items()
-                             if k == f"metrics.{_name(metric, False)}.{agg}")
-                assert stats.count == len(values)
-                if values:
-                    assert _close(stats.min, min(values))
-                    assert _close(stats.max, max(values))
-                    finite = [v for v in values if math.isfinite(v)]
-                    if len(finite) == len(values) and max(map(abs, values)) < 1e100:
-                        assert _close(stats.mean, sum(values) / len(values))
-                else:
-                    assert math.isnan(stats.mean)
-                    assert math.isnan(stats.min)
+def test_group_runs_matches_the_model(store: Store) -> None:
+    @store.settings
+    @given(specs=st.lists(run_specs, min_size=1, max_size=8),
+           by=st.lists(st.one_of(st.sampled_from(("experiment", "status", "name")),
+                                 st.sampled_from(CONFIG_KEYS).map(
+                                     lambda k: "config." + _name(k, False))),
+                       min_size=1, max_size=2, unique=True),
+           aggregates=st.one_of(st.none(), st.lists(
+               st.tuples(st.sampled_from(METRICS), st.sampled_from(AGGS)), max_size=3,
+               unique=True)),
+           where=st.one_of(st.none(), trees))
+    def check(specs: list[RunSpec], by: list[str], aggregates: list[tuple[str, str]] | None,
+              where: Any) -> None:
+        async def body() -> None:
+            async with database(store, specs) as (tracker, states):
+                chosen = [s for s in states
+                          if not s.deleted and (where is None or evaluate(where, s))]
+                fields = []
+                for text in by:
+                    if text.startswith("config."):
+                        key = next(k for k in CONFIG_KEYS if "config." + _name(k, False) == text)
+                        fields.append(("config", key))
+                    else:
+                        fields.append(("run", text))
+                expected: dict[tuple[Any, ...], list[RunState]] = {}
+                for s in chosen:
+                    key = tuple(_group_key(value_of(s, f)) for f in fields)
+                    expected.setdefault(key, []).append(s)
+                names = None if aggregates is None else \
+                    [f"metrics.{_name(m, False)}.{a}" for m, a in aggregates]
+                query = None if where is None else render(where)
+                groups = await tracker.group_runs(by, where=query, aggregates=names)
+                got = {tuple(_group_key(v) for v in g.key.values()): g for g in groups}
+                assert set(got) == set(expected)
+                for key, members in expected.items():
+                    group = got[key]
+                    assert group.count == len(members)
+                    wanted = aggregates if aggregates is not None else sorted(
+                        {(m, "last") for s in members for m in s.metrics})
+                    assert len(group.metrics) == len(wanted)
+                    for metric, agg in wanted:
+                        values = [getattr(s.metrics[metric], agg) for s in members
+                                  if metric in s.metrics]
+                        values = [float(v) for v in values if not math.isnan(v)]
+                        stats = next(v for k, v in group.metrics.items()
+                                     if k == f"metrics.{_name(metric, False)}.{agg}")
+                        assert stats.count == len(values)
+                        if values:
+                            assert _close(stats.min, min(values))
+                            assert _close(stats.max, max(values))
+                            finite = [v for v in values if math.isfinite(v)]
+                            if len(finite) == len(values) and max(map(abs, values)) < 1e100:
+                                assert _close(stats.mean, sum(values) / len(values))
+                        else:
+                            assert math.isnan(stats.mean)
+                            assert math.isnan(stats.min)
+
+        run(body)
+
+    check()

@@ -1,13 +1,21 @@
-"""``list_runs`` and ``group_runs`` through the public API: each operator, missing values,
-NaN, ordering, paging, scopes, grouping, and injection attempts."""
+"""``list_runs`` and ``group_runs`` through the public API, on every backend: each operator,
+missing values, NaN, ordering, paging, scopes, grouping, the deepest queries, and injection
+attempts.
+
+Tests that only read share one database per backend (``shared``, filled once per module); the
+tests that write open a fresh one (``db_url``, from ``tests/conftest.py``).
+"""
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import dataclasses
 import math
+import random
+import threading
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable, Coroutine, Mapping
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -15,8 +23,9 @@ from typing import Any
 import pytest
 
 import engine
+from engine._query import MAX_DEPTH, MAX_TERMS, parse_where
 from engine.errors import ClosedError, QuerySyntaxError, ValidationError
-from tests.conftest import MakeTracker
+from tests.conftest import BACKENDS, MakeTracker, backend_url
 
 NAN = math.nan
 T0 = 1_700_000_000.0
@@ -67,6 +76,45 @@ async def tracker_with_runs(url: str = ":memory:") -> AsyncIterator[engine.Track
 
 async def ids(tracker: engine.Tracker, where: str | None = None, **options: Any) -> list[str]:
     return [r.run_id for r in await tracker.list_runs(where, **options)]
+
+
+def in_thread(make: Callable[[], Coroutine[Any, Any, None]]) -> None:
+    """Run a coroutine to its end on an event loop of its own (a module-scoped fixture runs
+    outside the tests' loops)."""
+    failure: list[BaseException] = []
+
+    def target() -> None:
+        try:
+            asyncio.run(make())
+        except BaseException as exc:  # reported in the calling thread
+            failure.append(exc)
+
+    thread = threading.Thread(target=target)
+    thread.start()
+    thread.join()
+    if failure:
+        raise failure[0]
+
+
+# The backends whose databases outlive a connection: one is filled and read by many tests.
+LASTING = [b for b in BACKENDS if b != "sqlite-memory"]
+
+
+@pytest.fixture(scope="module", params=LASTING)
+def shared(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> str:
+    """A database holding ``RUNS`` on each lasting backend; tests must only read it."""
+    url = backend_url(str(request.param), tmp_path_factory.mktemp("shared"))
+
+    async def fill() -> None:
+        async with tracker_with_runs(url):
+            pass
+
+    in_thread(fill)
+    return url
+
+
+def reading(url: str) -> engine.Tracker:
+    return engine.connect(url, durability="normal")
 
 
 WHERE_CASES: list[tuple[str, list[str]]] = [
@@ -154,13 +202,13 @@ WHERE_CASES: list[tuple[str, list[str]]] = [
 
 
 @pytest.mark.parametrize(("where", "expected"), WHERE_CASES)
-async def test_each_operator(where: str, expected: list[str]) -> None:
-    async with tracker_with_runs() as tracker:
+async def test_each_operator(shared: str, where: str, expected: list[str]) -> None:
+    async with reading(shared) as tracker:
         assert await ids(tracker, where) == expected
 
 
-async def test_times_compare_with_iso_strings_and_posix_seconds() -> None:
-    async with tracker_with_runs() as tracker:
+async def test_times_compare_with_iso_strings_and_posix_seconds(shared: str) -> None:
+    async with reading(shared) as tracker:
         states = await tracker.list_runs()
         second = states[1].created_at
         assert await ids(tracker, f"created_at >= '{second.isoformat()}'") == \
@@ -175,8 +223,8 @@ async def test_times_compare_with_iso_strings_and_posix_seconds() -> None:
         assert await ids(tracker, "updated_at > '2000-01-01'") == await ids(tracker)
 
 
-async def test_a_running_run_has_no_end() -> None:
-    async with engine.connect(":memory:", flush_interval=0.001) as tracker:
+async def test_a_running_run_has_no_end(make: MakeTracker) -> None:
+    async with make(flush_interval=0.001) as tracker:
         async with tracker.start_run("open") as run:
             await run.flush()
             assert await ids(tracker, "ended_at = null") == ["open"]
@@ -206,14 +254,18 @@ ORDER_CASES: list[tuple[str | None, list[str]]] = [
 
 
 @pytest.mark.parametrize(("order_by", "expected"), ORDER_CASES)
-async def test_ordering_puts_missing_values_last(order_by: str | None,
+async def test_ordering_puts_missing_values_last(shared: str, order_by: str | None,
                                                  expected: list[str]) -> None:
-    async with tracker_with_runs() as tracker:
+    async with reading(shared) as tracker:
         assert await ids(tracker, order_by=order_by) == expected
+        for limit in (1, 3):  # the top-k walk, where it applies, agrees with the full plan
+            assert await ids(tracker, order_by=order_by, limit=limit) == expected[:limit]
+            assert await ids(tracker, order_by=order_by, limit=limit, offset=1) == \
+                expected[1:1 + limit]
 
 
-async def test_mixed_config_types_sort_numbers_then_text() -> None:
-    async with engine.connect(":memory:", flush_interval=0.001) as tracker:
+async def test_mixed_config_types_sort_numbers_then_text(make: MakeTracker) -> None:
+    async with make(flush_interval=0.001) as tracker:
         for run_id, value in [("t", "b"), ("n", 2), ("z", None), ("nan", NAN), ("a", "a"),
                               ("m", -1.5), ("b", True), ("l", ["x"])]:
             async with tracker.start_run(run_id, config={"v": value}):
@@ -226,8 +278,8 @@ async def test_mixed_config_types_sort_numbers_then_text() -> None:
             ["n", "b", "m", "t", "a", "l", "z", "nan", "missing"]
 
 
-async def test_limit_and_offset_page_through_the_order() -> None:
-    async with tracker_with_runs() as tracker:
+async def test_limit_and_offset_page_through_the_order(shared: str) -> None:
+    async with reading(shared) as tracker:
         everything = await ids(tracker, order_by="-metrics.train/acc")
         pages = [await ids(tracker, order_by="-metrics.train/acc", limit=2, offset=o)
                  for o in (0, 2, 4)]
@@ -238,8 +290,8 @@ async def test_limit_and_offset_page_through_the_order() -> None:
             await tracker.list_runs(limit=-1)
 
 
-async def test_deleted_runs_heads_and_projects() -> None:
-    async with tracker_with_runs() as tracker:
+async def test_deleted_runs_heads_and_projects(db_url: str) -> None:
+    async with tracker_with_runs(db_url) as tracker:
         assert await ids(tracker, heads_only=True) == ["sgd-1", "bare"]
         await tracker.delete_run("sgd-1")
         assert await ids(tracker, "experiment = 'e'") == ["adam-1"]
@@ -252,16 +304,16 @@ async def test_deleted_runs_heads_and_projects() -> None:
         assert await ids(tracker, "config.lr = 0.01", project="other") == ["elsewhere"]
 
 
-async def test_runs_come_back_whole() -> None:
-    async with tracker_with_runs() as tracker:
+async def test_runs_come_back_whole(shared: str) -> None:
+    async with reading(shared) as tracker:
         (found,) = await tracker.list_runs("run_id = 'adam-1'")
         assert found == await tracker.get_run("adam-1")
         assert found.metrics["loss"].min == 0.5
         assert found.config["layers"] == ["conv", "relu"]
 
 
-async def test_bad_queries_raise_before_reading() -> None:
-    async with tracker_with_runs() as tracker:
+async def test_bad_queries_raise_before_reading(shared: str) -> None:
+    async with reading(shared) as tracker:
         with pytest.raises(QuerySyntaxError) as caught:
             await tracker.list_runs("metrics.loss >> 1")
         assert caught.value.position == 14
@@ -277,8 +329,8 @@ async def test_bad_queries_raise_before_reading() -> None:
     "'; DROP TABLE runs; --", "x' OR '1'='1", "\" OR \"\"=\"", "a`) OR 1=1 --",
     "%", "_", "\\", "); DELETE FROM metrics; --", "' || (SELECT run_id FROM runs) || '",
 ])
-async def test_injection_attempts_are_just_data(nasty: str) -> None:
-    async with tracker_with_runs() as tracker:
+async def test_injection_attempts_are_just_data(db_url: str, nasty: str) -> None:
+    async with tracker_with_runs(db_url) as tracker:
         async with tracker.start_run("evil", name=nasty, tags=[nasty],
                                      config={nasty: nasty, "plain": nasty}) as run:
             run.log_metrics({nasty: 1.0}, step=0)
@@ -297,8 +349,8 @@ async def test_injection_attempts_are_just_data(nasty: str) -> None:
         assert len(await tracker.list_runs()) == 5  # every table still there, and whole
 
 
-async def test_group_runs_counts_and_metric_stats() -> None:
-    async with tracker_with_runs() as tracker:
+async def test_group_runs_counts_and_metric_stats(shared: str) -> None:
+    async with reading(shared) as tracker:
         groups = await tracker.group_runs("config.optimizer",
                                           aggregates="metrics.loss.min, metrics.train/acc")
         assert [(g.key, g.count) for g in groups] == [
@@ -316,8 +368,8 @@ async def test_group_runs_counts_and_metric_stats() -> None:
         assert math.isnan(nothing.mean)
 
 
-async def test_group_runs_defaults_and_several_fields() -> None:
-    async with tracker_with_runs() as tracker:
+async def test_group_runs_defaults_and_several_fields(shared: str) -> None:
+    async with reading(shared) as tracker:
         groups = await tracker.group_runs(["experiment", "status"], where="name != 'fourth'")
         assert [(tuple(g.key.values()), g.count) for g in groups] == [
             (("e", "succeeded"), 2), ((None, "failed"), 1)]
@@ -331,8 +383,8 @@ async def test_group_runs_defaults_and_several_fields() -> None:
             groups[0].count = 3  # type: ignore[misc]
 
 
-async def test_group_keys_keep_types_apart() -> None:
-    async with engine.connect(":memory:", flush_interval=0.001) as tracker:
+async def test_group_keys_keep_types_apart(make: MakeTracker) -> None:
+    async with make(flush_interval=0.001) as tracker:
         for i, value in enumerate([1, 1.0, True, "1", NAN, None, ["a"], NAN]):
             async with tracker.start_run(f"r{i}", config={"v": value}):
                 pass
@@ -359,6 +411,119 @@ def test_the_sync_facade(tmp_path: Path) -> None:
         (group,) = tracker.group_runs("experiment", aggregates="metrics.loss")
         assert group.count == 3
         assert group.metrics["metrics.loss.last"].max == 1.0
+        table = tracker.fetch_runs_table("config.i >= 1", order_by="-config.i", limit=1,
+                                         columns="run_id, config.i, metrics.loss")
+        assert table.columns == ("run_id", "config.i", "metrics.loss.last")
+        assert table.rows == (("r2", 2, 1 / 3),)
+        assert tracker.fetch_runs_table().to_csv().splitlines()[1].startswith("r0,")
+        with pytest.raises(QuerySyntaxError):
+            tracker.fetch_runs_table(columns="run_id, nonsense")
+
+
+@pytest.mark.parametrize(("call", "argument"), [
+    ("list_runs", {"order_by": 3}), ("list_runs", {"order_by": ["name", None]}),
+    ("list_runs", {"where": b"name = 'a'"}), ("group_runs", {"by": 1}),
+    ("group_runs", {"by": "experiment", "aggregates": 0}),
+    ("group_runs", {"by": "experiment", "aggregates": {"metrics.loss"}}),
+    ("fetch_runs_table", {"columns": 7}),
+])
+async def test_query_arguments_that_are_not_text_are_query_errors(
+        shared: str, call: str, argument: dict[str, Any]) -> None:
+    async with reading(shared) as tracker:
+        with pytest.raises(QuerySyntaxError) as caught:
+            await getattr(tracker, call)(**argument)
+        (name,) = argument.keys() - {"by"} or {"by"}
+        assert caught.value.message.startswith(name)
+
+
+# The deepest queries ----------------------------------------------------------------------
+
+ALIVE = frozenset(r["run_id"] for r in RUNS)
+# Single predicates with known answers (an `and` or `or` inside one would bind differently
+# once it is glued to others).
+LEAVES = {where: frozenset(found) for where, found in WHERE_CASES
+          if where and not any(w in where.lower().split() for w in ("and", "or"))}
+
+
+def deep_query(rng: random.Random, leaves: Mapping[str, frozenset[str]],
+               every: frozenset[str], depth: int = MAX_DEPTH,
+               width: int = 1) -> tuple[str, frozenset[str]]:
+    """A query nesting exactly ``depth`` levels (parentheses and nots, as the parser counts
+    them) and the runs it selects, worked out with sets."""
+    names = sorted(leaves)
+    text = rng.choice([n for n in names if not n.startswith("not ")])  # a `not` nests too
+    found = leaves[text]
+    level = 0
+    while level < depth:
+        if depth - level >= 2 and rng.random() < 0.3:
+            text, found, level = f"not ({text})", every - found, level + 2
+            continue
+        word = rng.choice(("and", "or"))
+        side = [rng.choice(names) for _ in range(width)]
+        inner = f"({text})"
+        text = f" {word} ".join([inner, *side] if rng.random() < 0.5 else [*side, inner])
+        for leaf in side:
+            found = found & leaves[leaf] if word == "and" else found | leaves[leaf]
+        level += 1
+    return text, found
+
+
+def widest(rng: random.Random, leaves: Mapping[str, frozenset[str]],
+           every: frozenset[str]) -> tuple[str, frozenset[str]]:
+    """A query of the deepest nesting with as many terms as a query may hold."""
+    for width in range(MAX_TERMS // MAX_DEPTH, 0, -1):
+        state = rng.getstate()
+        text, found = deep_query(rng, leaves, every, width=width)
+        try:
+            parse_where(text)
+        except QuerySyntaxError:
+            rng.setstate(state)
+            continue
+        return text, found
+    raise AssertionError("no query fits")  # pragma: no cover
+
+
+def in_order(found: frozenset[str]) -> list[str]:
+    return [r["run_id"] for r in RUNS if r["run_id"] in found]
+
+
+@pytest.mark.parametrize("seed", range(3))
+async def test_the_deepest_queries_run_on_every_backend(shared: str, seed: int) -> None:
+    rng = random.Random(seed)
+    queries = [deep_query(rng, LEAVES, ALIVE) for _ in range(4)]
+    if seed == 0:
+        queries.append(widest(rng, LEAVES, ALIVE))
+    async with reading(shared) as tracker:
+        for text, found in queries:
+            assert await ids(tracker, text) == in_order(found), text
+            ordered = await ids(tracker, text, order_by="-metrics.train/acc, config.lr")
+            assert sorted(ordered) == sorted(found)
+            assert await ids(tracker, text, order_by="-metrics.train/acc, config.lr",
+                             limit=2) == ordered[:2]  # the top-k walk
+            groups = await tracker.group_runs("experiment", where=text,
+                                              aggregates="metrics.loss.min")
+            assert sum(g.count for g in groups) == len(found)
+            heads = await ids(tracker, text, heads_only=True)
+            assert heads == [i for i in ("sgd-1", "bare") if i in found]
+        deeper = f"not ({queries[0][0]})"
+        with pytest.raises(QuerySyntaxError) as caught:
+            await tracker.list_runs(deeper)
+        assert "nests deeper than" in caught.value.message
+        over = "(" * (MAX_DEPTH - 1) + "not not name = 'a'" + ")" * (MAX_DEPTH - 1)
+        with pytest.raises(QuerySyntaxError) as caught:
+            await tracker.list_runs(over)
+        assert caught.value.position == over.index("name")  # where the nesting goes over
+
+
+async def test_chains_of_the_same_word_and_double_negations_do_not_nest(shared: str) -> None:
+    chained = "name = 'first'"
+    for i in range(MAX_DEPTH - 1):  # as deep as the parser allows, yet one flat `or`
+        chained = f"({chained}) or run_id = 'r{i}'"
+    even = "not " * (MAX_DEPTH - 2) + "name = 'first'"
+    async with reading(shared) as tracker:
+        assert await ids(tracker, chained) == ["adam-1"]
+        assert await ids(tracker, even) == ["adam-1"]
+        assert await ids(tracker, "not " + even) == ["sgd-1", "sgd-2", "bare"]
 
 
 async def test_naive_datetime_configs_are_compared_as_utc(make: MakeTracker,
