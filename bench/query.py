@@ -2,8 +2,11 @@
 
     .venv/bin/python -m bench.query [--runs 100000] [--db PATH] [--repeat 30]
 
-The target: a filter on a metric and a config joined by OR, sorted by a metric, top 10, in at
-most 100 ms on a 2-core machine. The figures go into ``docs/queries.md``.
+The targets, each at most 100 ms on a 2-core machine: a filter on a metric and a config joined
+by OR, sorted by a metric, top 10 — which the top-k walk answers — and the same shape with a
+selective OR, which the walk cannot answer (too few of the best runs match), so the full plan
+must. Each query's line says which plan answered it. The figures go into ``docs/queries.md``;
+the exit status is 1 when a target is missed.
 
 Populating 100,000 runs through ``start_run`` one by one would take most of the benchmark's
 time, so the runs are written through the store's group-commit append in batches of 1,000
@@ -19,6 +22,7 @@ import math
 import os
 import platform
 import random
+import sqlite3
 import statistics
 import tempfile
 import time
@@ -31,6 +35,9 @@ import anyio
 import engine
 from engine import _events as ev
 from engine._events import NewEvent
+from engine._query import selection
+from engine._query_exec import top_keys
+from engine._query_sql import SQLITE, Compiled
 from engine._store import AppendRequest
 
 BATCH = 1000
@@ -39,10 +46,13 @@ METRICS = ("train/loss", "val/loss", "train/acc", "val/acc", "lr", "grad_norm", 
            "epoch_time", "val/f1", "val/auc")
 TARGET_MS = 100.0
 
-# The query of the target, and a few neighbours for context.
+# The queries of the targets, and a few neighbours for context.
 QUERIES: list[tuple[str, dict[str, Any]]] = [
     ("target: metric OR config, sorted by a metric, top 10",
      {"where": "metrics.val/loss.min < 0.2 or config.optimizer = 'adam'",
+      "order_by": "-metrics.val/acc", "limit": 10}),
+    ("target: selective metric OR config (the full plan), sorted by a metric, top 10",
+     {"where": "metrics.val/auc > 0.9995 or config.seed < 20000",
       "order_by": "-metrics.val/acc", "limit": 10}),
     ("metric AND config, sorted by a metric, top 10",
      {"where": "metrics.val/loss.min < 0.2 and config.optimizer = 'adam'",
@@ -102,6 +112,23 @@ async def populate(tracker: engine.Tracker, runs: int) -> float:
     return time.perf_counter() - started
 
 
+async def plan_of(path: str, query: dict[str, Any]) -> str:
+    """Which plan answers ``query``: the top-k walk when it proves its answer, else the full
+    plan (asked of the database directly, outside the timings)."""
+    chosen = selection(query.get("where"), query.get("order_by"), query.get("limit"),
+                       query.get("offset", 0), False)
+    db = sqlite3.connect(path)
+
+    async def fetch(statement: Compiled) -> list[Any]:
+        return db.execute(statement.sql, statement.params).fetchall()
+
+    try:
+        walked = await top_keys(fetch, SQLITE, "default", chosen, False)
+    finally:
+        db.close()
+    return "full plan" if walked is None else "top-k walk"
+
+
 async def timed(call: Callable[[], Awaitable[Any]], repeat: int) -> tuple[list[float], Any]:
     result = await call()  # warm the page cache and the statement cache
     times = []
@@ -147,11 +174,12 @@ async def main(runs: int, db: str | None, repeat: int) -> int:
                 times, result = await timed(lambda q=query: tracker.list_runs(**q), repeat)
                 median = statistics.median(times)
                 line = (f"{label}: median {median:.1f} ms, p95 {_p95(times):.1f} ms, "
-                        f"min {min(times):.1f} ms ({len(result):,} runs)")
+                        f"min {min(times):.1f} ms ({len(result):,} runs; "
+                        f"{await plan_of(path, query)})")
                 if label.startswith("target"):
                     verdict = "met" if median <= TARGET_MS else "MISSED"
                     line += f" -- target {TARGET_MS:.0f} ms {verdict}"
-                    failed = median > TARGET_MS
+                    failed = failed or median > TARGET_MS
                 print(line, flush=True)
             times, groups = await timed(lambda: tracker.group_runs(
                 "config.optimizer", aggregates="metrics.val/acc.max, metrics.val/loss.min"),
