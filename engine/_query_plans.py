@@ -44,6 +44,10 @@ class TopPlan:
     than ``budget``), and, if they hold too few matching runs and the ordering has no
     second field, ``tie(value, n)`` reads the tie itself in run key order — its order —
     straight off the index, stopping at the ``n``-th match.
+
+    The probes of the filter name the index entry's run key (``w.rk``), not the run's:
+    SQLite then tests them as soon as it reads the entry, and reads the (wide) run row
+    only for the entries that pass.
     """
 
     edge: Compiled
@@ -56,7 +60,7 @@ class TopPlan:
     def select(self, edge: Any, *, strict: bool = False) -> Compiled:
         """The walk, bounded by the value ``edge`` returned (None: unbounded); with
         ``strict``, only the entries strictly better than ``edge``."""
-        b = Builder(self.dialect, correlated=True)
+        b = Builder(self.dialect, correlated=True, key="w.rk")
         first = self.selection.order[0]
         table, column = _top_source(first.field)
         way, bound = ("DESC", ">") if first.descending else ("ASC", "<")
@@ -80,7 +84,7 @@ class TopPlan:
     def tie(self, value: Any, count: int) -> Compiled:
         """Up to ``count`` matching runs whose first field is ``value``, by run key: the
         index holds its entries of one value in that order, so the walk stops early."""
-        b = Builder(self.dialect, correlated=True)
+        b = Builder(self.dialect, correlated=True, key="w.rk")
         first = self.selection.order[0]
         table, column = _top_source(first.field)
         entries = f"{_top_entries(b, first.field, column)} AND {column} = {b.number(value)}"

@@ -81,10 +81,11 @@ class Builder:
     parameters and CTEs of that one (the body of a CTE, compiled apart).
     """
 
-    def __init__(self, dialect: Dialect, *, correlated: bool = False,
+    def __init__(self, dialect: Dialect, *, correlated: bool = False, key: str = "r.rk",
                  within: Builder | None = None) -> None:
         self.d = dialect
         self.correlated = correlated
+        self.key = key  # the run key conditions test: a walk names its index's (see TopPlan)
         self.params: list[Any] = [] if within is None else within.params
         self.ctes: list[str] = [] if within is None else within.ctes
         self.project: str | None = None if within is None else within.project
@@ -101,10 +102,10 @@ class Builder:
         """
         self.subqueries += 1
         if self.correlated:
-            test = (f"EXISTS (SELECT 1 FROM {table} {alias} WHERE {alias}.rk = r.rk AND "
+            test = (f"EXISTS (SELECT 1 FROM {table} {alias} WHERE {alias}.rk = {self.key} AND "
                     f"{condition})")
         else:
-            test = f"r.rk IN (SELECT {alias}.rk FROM {table} {alias} WHERE {condition})"
+            test = f"{self.key} IN (SELECT {alias}.rk FROM {table} {alias} WHERE {condition})"
         return self.d.fence(test) if self.subqueries > PULL_UP else test
 
     def bind(self, value: Any) -> str:
@@ -129,7 +130,7 @@ class Builder:
         if not include_deleted:
             parts.append("r.deleted = 0")
         if selection.heads_only:
-            parts.append("r.rk IN (SELECT e.head FROM experiments e WHERE "
+            parts.append(f"{self.key} IN (SELECT e.head FROM experiments e WHERE "
                          f"e.project = {self.bind(project)} AND e.head IS NOT NULL)")
         if selection.where is not None:
             parts.append(self.where(selection.where))
