@@ -22,6 +22,7 @@ from ._events import Record, Upcasters
 from ._model import Experiment, Lineage, RunState, Series
 from ._query_ast import Field, RunGroup, Selection
 from ._rows import record_of
+from ._sqlite_checkpoint import Checkpointer
 from ._sqlite_commit import Committer
 from ._sqlite_reads import SqliteReads
 from ._sqlite_rebuild import build, drop_retired
@@ -62,6 +63,7 @@ class SqliteStore(Store):
         self._rlock = self._wlock if path == ":memory:" else anyio.Lock()
         self._committer: Committer | None = None
         self._reads: SqliteReads | None = None
+        self._checkpointer: Checkpointer | None = None
 
     # Lifecycle -----------------------------------------------------------------------------
 
@@ -80,16 +82,26 @@ class SqliteStore(Store):
         try:
             for pragma in (
                 "PRAGMA busy_timeout = 60000",
+                # Larger pages keep chunk columns in fewer overflow pages and make large
+                # commits cheaper. Only a new, empty file takes it, and only before WAL mode
+                # writes the header.
+                "PRAGMA page_size = 16384",
                 "PRAGMA journal_mode = WAL",
-                f"PRAGMA synchronous = {'FULL' if self.durability == 'full' else 'NORMAL'}",
+                f"PRAGMA synchronous = {self._synchronous}",
                 "PRAGMA cache_size = -65536",
                 "PRAGMA temp_store = MEMORY",
+                # Checkpoints run on the store's checkpoint thread, not inside a commit.
+                "PRAGMA wal_autocheckpoint = 0",
             ):
                 await db.execute_fetchall(pragma)  # run to the end: some return a row
         except BaseException:
             await db.close()
             raise
         return db
+
+    @property
+    def _synchronous(self) -> str:
+        return "FULL" if self.durability == "full" else "NORMAL"
 
     async def open(self) -> None:
         try:
@@ -102,7 +114,13 @@ class SqliteStore(Store):
         except BaseException:
             await self.close()
             raise
-        self._committer = Committer(self._wdb, self._wlock, self.upcasters)
+        checkpointer = None
+        if self.path != ":memory:":
+            checkpointer = self._checkpointer = Checkpointer(self.path,
+                                                             synchronous=self._synchronous)
+            checkpointer.start()
+        self._committer = Committer(self._wdb, self._wlock, self.upcasters,
+                                    committed=checkpointer.committed if checkpointer else None)
         self._reads = SqliteReads(self._rdb, self._rlock, self._record)
         try:
             await self.drop_retired()  # left by a rebuild whose process ended before dropping
@@ -120,6 +138,11 @@ class SqliteStore(Store):
         wdb, rdb = self._wdb, self._rdb
         self._wdb = self._rdb = None
         self._reads = None
+        checkpointer, self._checkpointer = self._checkpointer, None
+        if checkpointer is not None:
+            checkpointer.stop()
+            with anyio.CancelScope(shield=True):
+                await anyio.to_thread.run_sync(checkpointer.join)
         for db in {id(d): d for d in (rdb, wdb) if d is not None}.values():
             with anyio.CancelScope(shield=True):
                 await db.close()
@@ -127,10 +150,6 @@ class SqliteStore(Store):
     async def _migrate(self) -> None:
         db = self._writer()
         async with self._wlock:
-            if self.path != ":memory:":
-                # Larger pages keep chunk columns in fewer overflow pages; only takes effect
-                # before the first table exists.
-                await db.execute_fetchall("PRAGMA page_size = 16384")
             await db.execute("BEGIN IMMEDIATE")
             try:
                 (version,), = await db.execute_fetchall("PRAGMA user_version")

@@ -13,7 +13,7 @@ every hand-off waits for the GIL while the fold holds it. See docs/performance.m
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import aiosqlite
@@ -34,9 +34,11 @@ _INSERT = f"INSERT INTO events ({EVENT_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?)"
 class Committer(GroupCommit):
     """Appends requests on the writer connection; owns the live projector and its cache."""
 
-    def __init__(self, db: aiosqlite.Connection, lock: anyio.Lock, upcasters: Upcasters) -> None:
+    def __init__(self, db: aiosqlite.Connection, lock: anyio.Lock, upcasters: Upcasters, *,
+                 committed: Callable[[], None] | None = None) -> None:
         self.db = db
         self.io = SqliteIO(db)
+        self._after_commit = committed
         super().__init__(self.io, upcasters, lock)
 
     async def transaction(self, requests: Sequence[AppendRequest], pending: list[int],
@@ -60,6 +62,8 @@ class Committer(GroupCommit):
             await db.execute("ROLLBACK")
             raise
         self.committed(position)
+        if self._after_commit is not None:
+            self._after_commit()
         return added
 
     async def _stored_events(self, ids: list[bytes]) -> dict[bytes, Record]:

@@ -62,10 +62,6 @@ async def build(store: SqliteStore, suffix: str, generation: int | str,
     reader = db if store.path == ":memory:" else await store._connect()
     done = 0
     limit = 4
-    if reader is not db:
-        # The checkpoint that copies the new tables from the WAL into the database runs
-        # with the cleanup after the swap (drop_retired), not inside the rebuild.
-        await db.execute_fetchall("PRAGMA wal_autocheckpoint = 0")
     try:
         async with anyio.create_task_group() as tasks:
             page = await fetch(reader, 0, limit)
@@ -98,7 +94,6 @@ async def build(store: SqliteStore, suffix: str, generation: int | str,
         if reader is not db:
             with anyio.CancelScope(shield=True):
                 await reader.close()
-                await db.execute_fetchall("PRAGMA wal_autocheckpoint = 1000")
     if progress is not None:
         head = await store.head()
         progress(head, head)

@@ -6,6 +6,7 @@ import sqlite3
 from pathlib import Path
 from typing import Any
 
+import anyio
 import pytest
 
 from engine._events import default_upcasters
@@ -120,3 +121,41 @@ async def test_checkpoints_never_go_back(tmp_path: Path) -> None:
         assert {r for _, r in await _raw(store, "SELECT name, position FROM checkpoints")} == {2}
     finally:
         await store.close()
+
+
+async def test_a_new_database_has_large_pages(tmp_path: Path) -> None:
+    """Chunk columns are tens of kilobytes: 16 KiB pages hold them in a quarter of the
+    overflow pages, and large commits write a quarter of the WAL frames."""
+    path = tmp_path / "pages.db"
+    store = open_store(str(path), durability="normal", upcasters=default_upcasters())
+    await store.open()
+    await store.close()
+    with sqlite3.connect(path) as conn:
+        assert conn.execute("PRAGMA page_size").fetchone() == (16384,)
+
+
+async def test_the_wal_is_checkpointed_beside_the_commits(tmp_path: Path) -> None:
+    """No commit pays for copying the WAL into the database (SQLite's automatic checkpoint
+    is off on every connection of the store), and yet the copy happens while the store is
+    open: the checkpoint thread does it soon after commits."""
+    path = tmp_path / "wal.db"
+    store = open_store(str(path), durability="normal", upcasters=default_upcasters())
+    await store.open()
+    try:
+        assert await _raw(store, "PRAGMA wal_autocheckpoint") == [(0,)]
+        assert isinstance(store, SqliteStore)
+        checkpointer = store._checkpointer
+        assert checkpointer is not None
+        empty = path.stat().st_size
+        steps = list(range(20_000))
+        await store.append([AppendRequest("p", "a", [
+            created(), metrics("m", steps, [float(s) for s in steps])])], now=NOW)
+        # The database file grows only when a checkpoint copies the pages out of the WAL;
+        # nothing signals that but the file itself, so watch it.
+        with anyio.fail_after(30):
+            while path.stat().st_size <= empty + 100_000:  # noqa: ASYNC110
+                await anyio.sleep(0.01)
+        assert checkpointer.checkpoints >= 1
+    finally:
+        await store.close()
+    assert not checkpointer._thread.is_alive()
