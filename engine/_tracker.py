@@ -181,8 +181,7 @@ class Tracker:
         tasks = anyio.create_task_group()
         await tasks.__aenter__()
         self._tasks = tasks
-        tasks.start_soon(writer.run)
-        liveness.start(tasks)
+        liveness.start(tasks)  # the writer too: a loop that fails stops the tracker cleanly
         self._state = _State.OPEN
         return self
 
@@ -193,7 +192,12 @@ class Tracker:
     async def aclose(self) -> None:
         """Close: live runs stop accepting data, everything they buffered is committed, then
         the background tasks stop and the database closes. Their blocks' ends then raise
-        ``ClosedError`` (the runs stay ``running`` until a reaper marks them crashed)."""
+        ``ClosedError`` (the runs stay ``running`` until a reaper marks them crashed).
+
+        :raises ClosedError: (at the end) when the tracker had stopped on a failure of its
+            background work — the database out of reach for longer than it retries — chained
+            to that failure.
+        """
         if self._state is not _State.OPEN:
             self._state = _State.CLOSED
             return
@@ -216,6 +220,8 @@ class Tracker:
                 self._hub.close()
                 with anyio.CancelScope(shield=True):
                     await self._store.close()
+        if self._liveness.failure is not None:
+            raise self._liveness.failure
 
     def _open(self) -> tuple[Store, Writer]:
         if self._state is not _State.OPEN:
@@ -484,17 +490,22 @@ class Tracker:
                   buffer_points: int = 1_000_000) -> Subscription:
         """Follow the project's events: history from ``from_position``, then live.
 
-        ``from_position`` is ``"start"`` (the whole log), ``"live"`` (what commits after this call:
-        the subscription listens from the moment it is made, before it is first iterated),
-        or the last position already seen. ``runs`` and ``types`` filter; with ``metrics``,
-        only metric events that carry those metrics come, trimmed to them. History turns
-        into live without a gap or a duplicate, even while writers append, in this process or
-        another; a subscriber too slow for its buffer (``buffer_points``) reads from the log
-        instead of holding more. Use it with ``async for``; it ends when the tracker closes.
+        ``from_position`` is ``"start"`` (the whole log), ``"live"`` (what commits after this
+        call — the log's head is read at once, in the background, and whatever this tracker
+        commits after the call is delivered even if that read comes later), or the last
+        position already seen. The *history* is the log up to its head when the subscription
+        starts, and ``sub.caught_up`` turns true once the consumer has received all of it
+        that matches (``Subscription.caught_up``). ``runs`` and ``types`` filter; with
+        ``metrics``, only metric events that carry those metrics come, trimmed to them.
+        History turns into live without a gap or a duplicate, even while writers append, in
+        this process or another; a subscriber too slow for its buffer (``buffer_points``)
+        reads from the log instead of holding more. Use it with ``async for``; it ends when
+        the tracker closes (and raises ``ClosedError`` if the tracker stopped on a failure).
 
         :raises ValidationError: for a bad argument.
+        :raises ClosedError: when the tracker is closed.
         """
-        store, _ = self._open()
+        store, writer = self._open()
         if not (from_position in ("start", "live") or
                 (type(from_position) is int and from_position >= 0)):
             raise ValidationError(
@@ -508,8 +519,11 @@ class Tracker:
         if metric_names is not None:
             type_names = frozenset({ev.METRICS_LOGGED}) & (type_names or {ev.METRICS_LOGGED})
         where = EventFilter(project=self._project(project), run_ids=run_ids, types=type_names)
-        return Subscription(store, self._hub, where, metric_names, from_position,
-                            buffer_points)
+        subscription = Subscription(store, self._hub, where, metric_names, from_position,
+                                    buffer_points, committing=writer.committing)
+        assert self._tasks is not None
+        self._tasks.start_soon(subscription._start_soon)  # fix its history now, not at first use
+        return subscription
 
     async def rebuild_projections(self, progress: Progress | None = None) -> None:
         """Rebuild every projection from the log into fresh tables and swap them in; reads

@@ -237,6 +237,11 @@ class Writer:
         self._set_urgent()
         await waiter.wait()
 
+    @property
+    def committing(self) -> bool:
+        """True while a cycle is under way: a commit may be landing right now."""
+        return self._cycling.locked()
+
     # The loop --------------------------------------------------------------------------------
 
     async def run(self) -> None:
@@ -257,7 +262,9 @@ class Writer:
             await self.cycle()
 
     def close(self, error: BaseException) -> None:
-        """After ``drain``: settle whatever still waits with ``error``; flushes raise it."""
+        """After ``drain`` (or when the tracker stops on a failure): settle whatever still
+        waits with ``error``; flushes raise it, and new control requests are refused."""
+        self._closing = True
         self._closed = True
         with self.lock:
             waiters = [w for buf in self._waiting for w in buf.waiters]

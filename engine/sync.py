@@ -15,6 +15,7 @@ writer to catch up (real backpressure) instead of raising; when the run is abort
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager
 from functools import partial
@@ -158,8 +159,11 @@ class SyncTracker:
                   metrics: Iterable[str] | None = None, from_position: int | str = "start",
                   **options: Any) -> SyncSubscription:
         """Follow the log, history then live (see ``Tracker.subscribe``); iterate it."""
-        return SyncSubscription(self, self._async().subscribe(
-            runs, types, metrics, from_position, **options))
+        tracker = self._async()
+        # Made on the event loop: it registers with the tracker and starts a task there.
+        subscription: Subscription = self._call(
+            tracker.subscribe, runs, types, metrics, from_position, **options)
+        return SyncSubscription(self, subscription)
 
     def rebuild_projections(self, progress: Progress | None = None) -> None:
         """Rebuild every projection from the log and swap it in."""
@@ -189,7 +193,7 @@ class SyncSubscription:
 
     def __next__(self) -> Event:
         try:
-            event: Event = self._tracker._call(self._subscription.__anext__)
+            event: Event = self._tracker._call(self._subscription._next, _consumer())
         except StopAsyncIteration:
             raise StopIteration from None
         return event
@@ -201,12 +205,18 @@ class SyncSubscription:
 
     @property
     def caught_up(self) -> bool:
-        """True once the history that existed at the start was delivered."""
+        """True once this iterator has returned every matching event of the history (the log
+        up to its head when the subscription started); see ``Subscription.caught_up``."""
         return self._subscription.caught_up
 
     def wait_caught_up(self) -> int:
-        """Block until the history is delivered; returns the position."""
-        position: int = self._tracker._call(self._subscription.wait_caught_up)
+        """Block until the history is delivered; returns the position covered. A thread that
+        iterates the subscription itself can only call this while the history holds nothing
+        more for it (see ``Subscription.wait_caught_up``).
+
+        :raises RuntimeError: when this thread would have to receive history first.
+        """
+        position: int = self._tracker._call(self._subscription._wait_caught_up, _consumer())
         return position
 
     def close(self) -> None:
@@ -219,6 +229,12 @@ class SyncSubscription:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def _consumer() -> tuple[str, int]:
+    """Who iterates a sync subscription: the calling thread (each call runs in a new task
+    of the portal, so the task says nothing)."""
+    return ("thread", threading.get_ident())
 
 
 async def _make(url: str, settings: Mapping[str, Any]) -> Tracker:

@@ -1,167 +1,241 @@
-"""Subscriptions see the log exactly once, in order, from any position, whatever interleaves."""
+"""Subscriptions see the log exactly once, in order, from any position; they catch up with
+their history as their consumer receives it, and "live" starts at the log's real head."""
 
 from __future__ import annotations
 
 import gc
-import io
-import sys
-import textwrap
 import tracemalloc
 from collections.abc import Sequence
 from typing import Any
 
 import anyio
-import anyio.lowlevel
 import pytest
-from anyio.streams.buffered import BufferedByteReceiveStream
-from hypothesis import given
-from hypothesis import strategies as st
 
 import engine
-from engine._store import EventFilter, Store
+from engine._store import Store
 from engine._subscribe import Subscription
-from engine._tail import sparkline, tail
+from engine.errors import ClosedError
 from tests.conftest import MakeTracker
+from tests.subscribing import (
+    Drain,
+    GatedStore,
+    collect_until,
+    head_of,
+    needs_shared_database,
+    positions,
+    subscription,
+    write_run,
+)
+
+# Catching up -----------------------------------------------------------------------------
+
+async def history(tracker: engine.Tracker) -> None:
+    """Run ``a`` (seven events), then run ``b`` (five) after it in the log."""
+    await write_run(tracker, "a", 5)
+    await write_run(tracker, "b", 3)
 
 
-class GatedStore:
-    """Delegates to a real store; ``read`` and ``append`` can be held at a gate."""
+@pytest.mark.parametrize(("kind", "page"), [("start", 1), ("int", 1), ("start", 64)])
+async def test_caught_up_flips_as_the_consumer_receives_the_last_history_event(
+        make: MakeTracker, kind: str, page: int) -> None:
+    async with make() as tracker:
+        await history(tracker)
+        log = [e async for e in tracker.events()]
+        after = 0 if kind == "start" else log[2].position
+        mine = [e.position for e in log if e.run_id == "a" and e.position > after]
+        # With pages of one event, knowing that the last of ``a``'s events is the last of
+        # the history takes one more read, past ``b``'s events to the head; with pages of
+        # 64, one read holds all of the history, long before the consumer has it.
+        store = GatedStore(tracker._store)  # type: ignore[arg-type]
+        sub = subscription(tracker, store, after if kind == "int" else "start", page=page,
+                           runs={"a"})
+        waited: list[int] = []
+
+        async def wait() -> None:
+            waited.append(await sub.wait_caught_up())
+
+        got = []
+        with anyio.fail_after(30):
+            async with anyio.create_task_group() as tasks:
+                first = await sub.__anext__()
+                got.append((first.position, sub.caught_up))
+                tasks.start_soon(wait)
+                for _ in mine[1:]:
+                    await anyio.wait_all_tasks_blocked()
+                    assert waited == []  # the consumer has not had the whole history yet
+                    event = await sub.__anext__()
+                    got.append((event.position, sub.caught_up))
+        assert got == [(p, p == mine[-1]) for p in mine]
+        assert waited == [log[-1].position]
+        assert store.reads == (len(mine) + 1 if page == 1 else 1)
+
+
+async def test_wait_caught_up_without_a_consumer(make: MakeTracker) -> None:
+    async with make() as tracker:
+        await history(tracker)
+        head = await head_of(tracker)
+        with anyio.fail_after(30):
+            # Nothing in the history for it: it reads on the consumer's behalf and returns.
+            nobody = tracker.subscribe(runs=["nobody"], from_position="start")
+            assert await nobody.wait_caught_up() == head
+            assert nobody.caught_up
+            at_head = tracker.subscribe(from_position=head)
+            assert await at_head.wait_caught_up() == head
+            # History the consumer must receive first: waiting here would never end.
+            everything = tracker.subscribe(from_position="start")
+            with pytest.raises(RuntimeError, match="iterate it"):
+                await everything.wait_caught_up()
+            seen: list[int] = []
+            await collect_until(everything, head, seen)
+            assert seen == await positions(tracker)
+            assert everything.caught_up
+            assert await everything.wait_caught_up() == head
+
+
+def test_the_sync_facade_catches_up_in_its_own_thread(file_url: str) -> None:
+    with engine.sync.connect(file_url, durability="normal") as tracker:
+        with tracker.start_run("a") as run:
+            run.log_metrics({"m": 1.0}, step=0)
+        sub = tracker.subscribe(from_position="start")
+        with pytest.raises(RuntimeError):
+            sub.wait_caught_up()  # this thread has the history to receive first
+        log = [e.position for e in tracker.events()]
+        flips = []
+        for event in sub:
+            flips.append((event.position, sub.caught_up))
+            if event.position == log[-1]:
+                break
+        assert flips == [(p, p == log[-1]) for p in log]
+        assert sub.wait_caught_up() == log[-1]
+        sub.close()
+
+
+async def test_a_live_subscription_starts_at_the_logs_real_head(
+        make: MakeTracker, backend: str) -> None:
+    needs_shared_database(backend)
+    async with make(poll_interval=0.005) as here, make() as elsewhere:
+        # ``here`` has nothing to follow the head for: it has not looked at it since it opened.
+        await write_run(elsewhere, "before", 3)
+        head = await head_of(here)
+        sub = here.subscribe(from_position="live")
+        assert await sub.wait_caught_up() == head
+        await write_run(elsewhere, "after", 2)
+        log = await positions(here)
+        seen: list[int] = []
+        with anyio.fail_after(30):
+            await collect_until(sub, log[-1], seen)
+        assert seen == [p for p in log if p > head]
+
+
+class AfterAppendGate:
+    """A store whose next append, once durable, waits before its caller hears of it."""
 
     def __init__(self, store: Store) -> None:
         self._store = store
-        self.read_gate: anyio.Event | None = None
-        self.reading = anyio.Event()
-        self.reads = 0
+        self.landed = anyio.Event()
+        self.release = anyio.Event()
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._store, name)
 
-    async def read(self, after: int, **options: Any) -> Any:
-        self.reads += 1
-        self.reading.set()
-        if self.read_gate is not None:
-            await self.read_gate.wait()
-        return await self._store.read(after, **options)
+    async def append(self, requests: Any, **options: Any) -> Any:
+        result = await self._store.append(requests, **options)
+        if not self.release.is_set():
+            self.landed.set()
+            await self.release.wait()
+        return result
 
 
-def subscription(tracker: engine.Tracker, store: Any, start: int | str = "start",
-                 buffer_points: int = 1_000_000) -> Subscription:
-    return Subscription(store, tracker._hub, EventFilter(project=tracker.project), None, start,
-                        buffer_points)
+class HeadGate:
+    """A store whose reads of the head wait until the test releases them."""
+
+    def __init__(self, store: Store) -> None:
+        self._store = store
+        self.release = anyio.Event()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._store, name)
+
+    async def head(self) -> int:
+        await self.release.wait()
+        return await self._store.head()
 
 
-async def positions(tracker: engine.Tracker, after: int = 0) -> list[int]:
-    return [e.position async for e in tracker.events(after)]
-
-
-async def collect_until(sub: Subscription, head: int, into: list[int]) -> None:
-    async for event in sub:
-        into.append(event.position)
-        if event.position >= head:
-            return
-    raise AssertionError("the subscription ended early")
-
-
-# The property ----------------------------------------------------------------------------
-
-operations = st.lists(st.one_of(
-    st.tuples(st.just("append"), st.integers(0, 1), st.integers(1, 4)),
-    st.tuples(st.just("subscribe"), st.sampled_from(["start", "live", "int"]),
-              st.sampled_from([1, 3, 10**6])),
-    st.tuples(st.just("yield"), st.integers(0, 3), st.just(0)),
-), min_size=1, max_size=25)
-
-
-@given(ops=operations)
-async def test_every_subscriber_sees_exactly_the_log_after_its_start(tmp_path_factory: Any,
-                                                                     ops: list[Any]) -> None:
-    path = str(tmp_path_factory.mktemp("prop") / "p.db")
-    # Two trackers on one file: the second is "another process" whose commits reach the
-    # first tracker's subscribers only through the log and the head doorbell.
-    async with engine.connect(path, durability="normal", flush_interval=0.001,
-                              poll_interval=0.002) as main, \
-            engine.connect(path, durability="normal", flush_interval=0.001) as other:
-        writers = [main, other]
-        subscribers: list[tuple[int, Drain]] = []
-        count = 0
+async def test_a_commit_landing_as_a_live_subscription_is_made_is_history(
+        make: MakeTracker) -> None:
+    """A commit of this tracker that is durable before ``subscribe("live")``, but whose
+    commit hook runs after it, is history: it is not delivered."""
+    async with make() as tracker:
+        writer, store = tracker._writer, tracker._store
+        assert writer is not None
+        assert store is not None
+        gate = AfterAppendGate(store)
+        writer.store = gate  # type: ignore[assignment]
+        heads = HeadGate(store)
+        tracker._store = heads  # type: ignore[assignment]  # the subscription's start waits
         async with anyio.create_task_group() as tasks:
-            for op, a, b in ops:
-                if op == "append":
-                    for _ in range(b):
-                        count += 1
-                        async with writers[a].start_run(f"r{count}") as run:
-                            run.log_metrics({"m": float(count)}, step=0)
-                elif op == "subscribe":
-                    head = (await positions(main))[-1:] or [0]
-                    start: int | str = head[0] // 2 if a == "int" else a
-                    sub = subscription(main, main._store, start, buffer_points=b)
-                    at = await sub.wait_caught_up() if a == "live" else \
-                        (0 if a == "start" else int(start))
-                    if a == "live":
-                        at = sub.position
-                    drain = Drain(sub)
-                    subscribers.append((at, drain))
-                    tasks.start_soon(drain.run)
-                else:
-                    for _ in range(a):
-                        await anyio.lowlevel.checkpoint()
-            log = await positions(main)
+            tasks.start_soon(write_run, tracker, "late", 2)
             with anyio.fail_after(30):
-                for at, drain in subscribers:
-                    await drain.until(len([p for p in log if p > at]))
-            tasks.cancel_scope.cancel()
-        for at, drain in subscribers:
-            assert drain.seen == [p for p in log if p > at]
-
-
-class Drain:
-    """Consumes a subscription in a task; ``until(n)`` waits for n events."""
-
-    def __init__(self, sub: Subscription) -> None:
-        self.sub = sub
-        self.seen: list[int] = []
-        self._target: int | None = None
-        self._reached = anyio.Event()
-
-    async def run(self) -> None:
-        async for event in self.sub:
-            self.seen.append(event.position)
-            self._check()
-
-    def _check(self) -> None:
-        if self._target is not None and len(self.seen) >= self._target:
-            self._reached.set()
-
-    async def until(self, count: int) -> None:
-        self._target = count
-        self._check()
-        await self._reached.wait()
+                await gate.landed.wait()  # its RunCreated is in the log; nobody knows yet
+            before = await positions(tracker)
+            sub = tracker.subscribe(from_position="live")
+            gate.release.set()  # the commit hook runs: the subscription hears of it
+            await anyio.wait_all_tasks_blocked()
+            heads.release.set()
+        log = await positions(tracker)
+        seen: list[int] = []
+        with anyio.fail_after(30):
+            await collect_until(sub, log[-1], seen)
+        assert seen == [p for p in log if p > before[-1]]
 
 
 # Deterministic interleavings -------------------------------------------------------------
 
-async def test_a_commit_during_catch_up_is_seen_once(make: MakeTracker) -> None:
+async def test_a_commit_after_a_history_page_is_read_is_seen_once(make: MakeTracker) -> None:
     async with make() as tracker:
-        async with tracker.start_run("a") as run:
-            for step in range(5):
-                run.log_metrics({"m": 1.0}, step=step)
-                await run.flush()
+        await write_run(tracker, "a", 5)
         store = GatedStore(tracker._store)  # type: ignore[arg-type]
-        store.read_gate = anyio.Event()
+        held, release = store.hold(1)
         sub = subscription(tracker, store)
         drain = Drain(sub)
         async with anyio.create_task_group() as tasks:
             tasks.start_soon(drain.run)
-            await store.reading.wait()  # the catch-up read has begun, and is held
-            async with tracker.start_run("b") as run:  # commits while it is held
-                run.log_metrics({"m": 2.0}, step=0)
-            await anyio.wait_all_tasks_blocked()
-            store.read_gate.set()
+            with anyio.fail_after(30):
+                await held.wait()  # the whole history is read; the answer is held
+            await write_run(tracker, "b", 2)  # commits before the switch to live
+            assert drain.seen == []
+            release.set()
             log = await positions(tracker)
-            with anyio.fail_after(10):
+            with anyio.fail_after(30):
                 await drain.until(len(log))
             tasks.cancel_scope.cancel()
         assert drain.seen == log
+        assert store.reads == 1  # run b came from the live buffer, where it joined the history
+
+
+@pytest.mark.parametrize("start", ["start", 3])
+async def test_history_over_several_pages_while_commits_arrive(
+        make: MakeTracker, start: int | str) -> None:
+    async with make() as tracker:
+        await write_run(tracker, "a", 10)
+        history = len(await positions(tracker, 0 if start == "start" else int(start)))
+        store = GatedStore(tracker._store)  # type: ignore[arg-type]
+        holds = [store.hold(1), store.hold(3)]
+        sub = subscription(tracker, store, start, page=2)
+        drain = Drain(sub)
+        async with anyio.create_task_group() as tasks:
+            tasks.start_soon(drain.run)
+            for (held, release), run_id in zip(holds, ["b", "c"], strict=True):
+                with anyio.fail_after(30):
+                    await held.wait()  # a page is read; commits land before the next one
+                await write_run(tracker, run_id, 2)
+                release.set()
+            log = await positions(tracker, 0 if start == "start" else int(start))
+            with anyio.fail_after(30):
+                await drain.until(len(log))
+            tasks.cancel_scope.cancel()
+        assert drain.seen == log
+        assert store.reads >= (history + 1) // 2  # two events a page
 
 
 async def test_an_overflow_while_live_falls_back_to_the_log(make: MakeTracker) -> None:
@@ -233,6 +307,8 @@ async def test_subscriptions_end_cleanly_when_the_tracker_closes(make: MakeTrack
             await anyio.wait_all_tasks_blocked()
         with anyio.fail_after(10):
             await ended.wait()
+    with pytest.raises(ClosedError):
+        tracker.subscribe()
 
 
 async def test_filters_and_metric_trimming(make: MakeTracker) -> None:
@@ -296,103 +372,3 @@ async def test_a_sleeping_subscriber_keeps_memory_flat_and_gets_every_point(
             if sum(seen.values()) == 1_000_000:
                 break
         assert seen == dict.fromkeys(names, 100_000)
-
-
-# Across processes ------------------------------------------------------------------------
-
-WRITER = textwrap.dedent("""
-    import asyncio, sys
-    import engine
-
-    async def main(path):
-        async with engine.connect(path, durability="normal") as tracker:
-            async with tracker.start_run("remote") as run:
-                for step in range(20):
-                    run.log_metrics({"m": float(step)}, step=step)
-                    await asyncio.sleep(0.005)
-
-    asyncio.run(main(sys.argv[1]))
-""")
-
-ABORTABLE = textwrap.dedent("""
-    import asyncio, sys
-    import anyio, engine
-
-    async def main(path):
-        async with engine.connect(path, durability="normal") as tracker:
-            async with tracker.start_run("victim") as run:
-                run.log_metrics({"m": 1.0}, step=0)
-                await run.flush()
-                print("started", flush=True)
-                await anyio.sleep(60)
-            print("aborted" if run.abort_requested else "finished", flush=True)
-
-    asyncio.run(main(sys.argv[1]))
-""")
-
-
-async def test_a_writer_in_another_process_is_seen_by_subscribers(file_url: str) -> None:
-    async with engine.connect(file_url) as tracker:
-        sub = tracker.subscribe(runs=["remote"], from_position="live")
-        await sub.wait_caught_up()
-        child = await anyio.open_process([sys.executable, "-c", WRITER, file_url])
-        steps: list[int] = []
-        with anyio.fail_after(30):
-            async for event in sub:
-                if event.type == "MetricsLogged":
-                    steps.extend(event.data["metrics"]["m"]["steps"])
-                if event.type == "StatusChanged":
-                    break
-        await child.wait()
-        await child.aclose()
-        assert steps == list(range(20))
-
-
-async def test_abort_from_another_process_cancels_the_body(file_url: str) -> None:
-    async with await anyio.open_process([sys.executable, "-c", ABORTABLE, file_url]) as child:
-        assert child.stdout is not None
-        lines = BufferedByteReceiveStream(child.stdout)
-        with anyio.fail_after(30):
-            assert await lines.receive_until(b"\n", 100) == b"started"
-            async with engine.connect(file_url) as tracker:
-                await tracker.abort_run("victim", reason="diverged")
-            assert await lines.receive_until(b"\n", 100) == b"aborted"
-            assert await child.wait() == 0
-    async with engine.connect(file_url) as tracker:
-        state = await tracker.get_run("victim")
-        assert state.status == "aborted"
-        assert state.status_reason == "diverged"
-
-
-# kittiwake tail --------------------------------------------------------------------------
-
-async def test_tail_follows_a_run_until_it_ends(make: MakeTracker) -> None:
-    async with make() as tracker:
-        out = io.StringIO()
-        status: list[str] = []
-
-        async def watch() -> None:
-            status.append(await tail(tracker, "watched", out))
-
-        with anyio.fail_after(30):
-            async with anyio.create_task_group() as tasks, \
-                    tracker.start_run("watched") as run:
-                run.log_metrics({"loss": 1.0}, step=0)
-                await run.flush()
-                tasks.start_soon(watch)
-                for step in range(1, 31):
-                    run.log_metrics({"loss": 1.0 / (step + 1), "acc": step / 30}, step=step)
-                    await run.flush()
-                await anyio.wait_all_tasks_blocked()
-                assert status == []  # still following while the run is running
-        assert status == ["succeeded"]
-        text = out.getvalue()
-        assert "acc" in text
-        assert "0.0322581" in text  # the last loss, 1/31
-        assert "ended: succeeded" in text
-
-
-def test_sparkline_shows_the_shape() -> None:
-    assert sparkline([0.0, 1.0, 2.0, 3.0]) == "▁▃▆█"
-    assert sparkline([float("nan"), 1.0]) == " ▁"
-    assert sparkline([]) == ""

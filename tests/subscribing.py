@@ -1,0 +1,119 @@
+"""What the subscription tests share: store wrappers, a draining consumer, small writers."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import anyio
+import anyio.lowlevel
+import pytest
+
+import engine
+from engine._store import EventFilter, Store
+from engine._subscribe import Pager, Subscription
+
+__all__ = ["Drain", "GatedStore", "collect_until", "head_of", "needs_shared_database",
+           "positions", "subscription", "write_run"]
+
+
+class GatedStore:
+    """Delegates to a real store, counting reads; ``hold(n)`` makes the n-th read wait,
+    once the store has answered it, until the test releases it."""
+
+    def __init__(self, store: Store) -> None:
+        self._store = store
+        self.reads = 0
+        self._holds: dict[int, tuple[anyio.Event, anyio.Event]] = {}
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._store, name)
+
+    def hold(self, read: int) -> tuple[anyio.Event, anyio.Event]:
+        """(held, release): ``held`` is set while the answered read waits for ``release``."""
+        pair = self._holds[read] = (anyio.Event(), anyio.Event())
+        return pair
+
+    async def read(self, after: int, **options: Any) -> Any:
+        answer = await self._store.read(after, **options)
+        self.reads += 1
+        held = self._holds.get(self.reads)
+        if held is not None:
+            held[0].set()
+            await held[1].wait()
+        return answer
+
+
+def subscription(tracker: engine.Tracker, store: Any, start: int | str = "start",
+                 buffer_points: int = 1_000_000, *, page: int | None = None,
+                 runs: set[str] | None = None) -> Subscription:
+    """A subscription on ``store`` (a wrapper, say), started at its first use."""
+    where = EventFilter(project=tracker.project,
+                        run_ids=None if runs is None else frozenset(runs))
+    return Subscription(store, tracker._hub, where, None, start, buffer_points,
+                        pager=None if page is None else Pager(page))
+
+
+def needs_shared_database(backend: str) -> None:
+    if backend == "sqlite-memory":
+        pytest.skip("an in-memory database cannot be shared by two trackers")
+
+
+async def positions(tracker: engine.Tracker, after: int = 0) -> list[int]:
+    return [e.position async for e in tracker.events(after)]
+
+
+async def head_of(tracker: engine.Tracker) -> int:
+    return ([0] + await positions(tracker))[-1]
+
+
+async def collect_until(sub: Subscription, head: int, into: list[int]) -> None:
+    async for event in sub:
+        into.append(event.position)
+        if event.position >= head:
+            return
+    raise AssertionError("the subscription ended early")
+
+
+async def write_run(tracker: engine.Tracker, run_id: str, steps: int,
+                    keys: Sequence[str] = ("m",), *, flush: bool = True) -> None:
+    async with tracker.start_run(run_id) as run:
+        for step in range(steps):
+            run.log_metrics({k: float(step) for k in keys}, step=step)
+            if flush:
+                await run.flush()
+            else:
+                await anyio.lowlevel.checkpoint()
+
+
+class Drain:
+    """Consumes a subscription in a task; ``until(n)`` waits for n events."""
+
+    def __init__(self, sub: Subscription) -> None:
+        self.sub = sub
+        self.seen: list[int] = []
+        self.events: list[engine.Event] = []
+        self.error: BaseException | None = None
+        self._target: int | None = None
+        self._reached = anyio.Event()
+
+    async def run(self) -> None:
+        try:
+            async for event in self.sub:
+                self.seen.append(event.position)
+                self.events.append(event)
+                self._check()
+        except Exception as exc:
+            self.error = exc
+            self._reached.set()
+
+    def _check(self) -> None:
+        if self._target is not None and len(self.seen) >= self._target:
+            self._reached.set()
+
+    async def until(self, count: int) -> None:
+        self._target = count
+        self._check()
+        await self._reached.wait()
+        if self.error is not None:
+            raise self.error
