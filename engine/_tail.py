@@ -1,19 +1,28 @@
-"""``kittiwake tail RUN``: a run's metrics, live, until the run ends."""
+"""``kittiwake tail RUN``: a run's metrics, live, until the run ends.
+
+The view is drawn when points arrive, at most once per ``refresh`` seconds (0.1 on a
+terminal, 2 otherwise); a timer draws what arrived since, so the last points of a burst show
+within ``refresh`` even when nothing follows them.
+"""
 
 from __future__ import annotations
 
 import math
 import time
 from collections import deque
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from functools import partial
 from typing import TextIO
+
+import anyio
 
 from . import _events as ev
 from ._display import table
-from ._model import Status
+from ._model import Event, RunState, Status
 from ._tracker import Tracker
 
-__all__ = ["sparkline", "tail"]
+__all__ = ["Tail", "sparkline", "tail"]
 
 _BARS = "▁▂▃▄▅▆▇█"
 _TREND = 32  # points in each metric's trend
@@ -39,35 +48,50 @@ def sparkline(values: list[float]) -> str:
 
 @dataclass
 class _Metric:
+    """One metric's row. ``step`` is the last step its summary holds and ``trend_step`` the
+    last its trend holds: points at or below them are already shown (the seed reads came
+    after the position the subscription starts from)."""
+
     step: int | float
     last: float
     low: float
     high: float
+    trend_step: int | float = -math.inf
     trend: deque[float] = field(default_factory=lambda: deque(maxlen=_TREND))
 
     def add(self, step: int | float, value: float) -> None:
-        self.step, self.last = step, value
-        if value == value:
-            self.low = value if self.low != self.low else min(self.low, value)
-            self.high = value if self.high != self.high else max(self.high, value)
-        self.trend.append(value)
+        if step > self.step:
+            self.step, self.last = step, value
+            if value == value:
+                self.low = value if self.low != self.low else min(self.low, value)
+                self.high = value if self.high != self.high else max(self.high, value)
+        if step > self.trend_step:
+            self.trend_step = step
+            self.trend.append(value)
 
 
 class _View:
-    def __init__(self, out: TextIO, title: str) -> None:
+    def __init__(self, out: TextIO, title: str, refresh: float,
+                 clock: Callable[[], float]) -> None:
         self.out = out
         self.title = title
         self.tty = out.isatty()
+        self.refresh = refresh
+        self.clock = clock
         self.metrics: dict[str, _Metric] = {}
         self.status = "running"
+        self.dirty = False  # something changed since the last draw
         self._drawn = 0
-        self._last = 0.0
+        self._last = -math.inf
 
-    def render(self, *, final: bool = False) -> None:
-        now = time.monotonic()
-        if not final and now - self._last < (0.1 if self.tty else 2.0):
+    def render(self, *, now: bool = False) -> None:
+        """Draw, unless the last draw was less than ``refresh`` ago (then the timer will)."""
+        at = self.clock()
+        if not now and at - self._last < self.refresh:
+            self.dirty = True
             return
-        self._last = now
+        self._last = at
+        self.dirty = False
         rows = [(name, m.step, m.last, m.low, m.high, sparkline(list(m.trend)))
                 for name, m in sorted(self.metrics.items())]
         text = f"{self.title}  [{self.status}]\n" + table(
@@ -81,42 +105,112 @@ class _View:
         self.out.flush()
 
 
-async def tail(tracker: Tracker, run_id: str, out: TextIO) -> str:
-    """Show the run's metrics as points arrive; returns the status it ended with.
+class Tail:
+    """Follows one run and draws its metrics to ``out`` until the run ends.
 
-    Each trend starts as the shape of the run's whole history so far (downsampled), and
-    then follows the latest points as they arrive."""
-    state = await tracker.get_run(run_id)
-    view = _View(out, f"{state.project}/{state.run_id} ({state.name})")
-    view.status = str(state.status)
-    for name, summary in state.metrics.items():
-        metric = _Metric(summary.last_step, summary.last, summary.min, summary.max)
-        recent = await tracker.read_series(run_id, name, max_points=4 * _TREND)
-        metric.trend.extend(list(recent.values)[-_TREND:])
-        view.metrics[name] = metric
-    view.render(final=True)
-    if state.status.terminal:
+    :param refresh: the most often the view is drawn, in seconds (default: 0.1 on a
+        terminal, 2 otherwise).
+    :param clock: what ``refresh`` is measured with.
+    :param tick: awaited between the timer's draws (default: sleep ``refresh``).
+    """
+
+    def __init__(self, tracker: Tracker, run_id: str, out: TextIO, *,
+                 refresh: float | None = None, clock: Callable[[], float] = time.monotonic,
+                 tick: Callable[[], Awaitable[object]] | None = None) -> None:
+        self.tracker = tracker
+        self.run_id = run_id
+        self.out = out
+        self.refresh = refresh if refresh is not None else 0.1 if out.isatty() else 2.0
+        self.clock = clock
+        self.tick = tick or partial(anyio.sleep, self.refresh)
+        self.position = 0  # the last log position the view has taken in
+        self.view: _View | None = None
+        self._progress = anyio.Event()
+
+    async def progressed(self) -> None:
+        """Wait until the view has changed: it was seeded from the store, or took in another
+        event (``position`` moved)."""
+        await self._progress.wait()
+
+    def _changed(self) -> None:
+        self._progress.set()
+        self._progress = anyio.Event()
+
+    async def run(self) -> str:
+        """Show the run's metrics as points arrive; returns the status it ended with.
+
+        Each trend starts as the shape of the run's history so far (downsampled), then
+        follows the latest points.
+
+        :raises RunNotFoundError: if there is no such run.
+        """
+        state = await self.tracker.get_run(self.run_id)
+        view = self.view = _View(self.out, f"{state.project}/{state.run_id} ({state.name})",
+                                 self.refresh, self.clock)
+        await self._seed(view, state)
+        self.position = state.position
+        view.render(now=True)
+        self._changed()
+        if not state.status.terminal:
+            subscription = self.tracker.subscribe(runs=[self.run_id],
+                                                  from_position=state.position)
+            async with subscription, anyio.create_task_group() as timer:
+                timer.start_soon(self._redraw, view)
+                async for event in subscription:
+                    ended = await self._apply(view, event)
+                    self.position = event.position
+                    self._changed()
+                    if ended:
+                        break
+                    view.render()
+                timer.cancel_scope.cancel()
+            view.render(now=True)
+        reason = (await self.tracker.get_run(self.run_id)).status_reason
+        self.out.write(f"run {self.run_id} ended: {view.status}"
+                       + (f" ({reason})" if reason else "") + "\n")
+        self.out.flush()
         return view.status
-    subscription = tracker.subscribe(runs=[run_id], from_position=state.position)
-    async with subscription:
-        async for event in subscription:
-            if event.type == ev.METRICS_LOGGED:
-                for name, column in event.data["metrics"].items():
-                    for step, value in zip(column["steps"], column["values"], strict=True):
-                        metric = view.metrics.get(name)
-                        if metric is None:
-                            metric = view.metrics[name] = _Metric(step, value, value, value)
-                        metric.add(step, value)
-            elif event.type == ev.STATUS_CHANGED:
-                view.status = event.data["status"]
-                if Status(view.status).terminal:
-                    break
-            elif event.type == ev.RUN_RESUMED:
-                view.status = "running"
-            view.render()
-    view.render(final=True)
-    reason = (await tracker.get_run(run_id)).status_reason
-    out.write(f"run {run_id} ended: {view.status}" + (f" ({reason})" if reason else "") + "\n")
-    out.flush()
-    return view.status
 
+    async def _seed(self, view: _View, state: RunState) -> None:
+        """The summaries as of ``state``, and each trend from the series as it is now (put
+        in place at once: a draw meanwhile shows the old rows, not half of the new)."""
+        metrics = {}
+        for name, summary in state.metrics.items():
+            metric = _Metric(summary.last_step, summary.last, summary.min, summary.max)
+            recent = await self.tracker.read_series(self.run_id, name, max_points=4 * _TREND)
+            metric.trend.extend(recent.values[-_TREND:])
+            if len(recent.steps):
+                metric.trend_step = recent.steps[-1]
+            metrics[name] = metric
+        view.metrics = metrics
+        view.status = str(state.status)
+
+    async def _apply(self, view: _View, event: Event) -> bool:
+        """Take in one event; True when the run has ended."""
+        if event.type == ev.METRICS_LOGGED:
+            for name, column in event.data["metrics"].items():
+                metric = view.metrics.get(name)
+                for step, value in zip(column["steps"], column["values"], strict=True):
+                    if metric is None:
+                        metric = view.metrics[name] = _Metric(-math.inf, value, value, value)
+                    metric.add(step, value)
+        elif event.type == ev.STATUS_CHANGED:
+            view.status = event.data["status"]
+            return Status(view.status).terminal
+        elif event.type == ev.RUN_RESUMED:
+            # A rewind hides points: start again from what reads show now.
+            await self._seed(view, await self.tracker.get_run(self.run_id))
+            view.status = "running"
+        return False
+
+    async def _redraw(self, view: _View) -> None:
+        while True:
+            await self.tick()
+            if view.dirty:
+                view.render(now=True)
+
+
+async def tail(tracker: Tracker, run_id: str, out: TextIO) -> str:
+    """Show the run's metrics as points arrive until it ends (see ``Tail``); returns the
+    status it ended with."""
+    return await Tail(tracker, run_id, out).run()
