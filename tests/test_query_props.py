@@ -52,9 +52,12 @@ STATUSES = ("running", "succeeded", "failed", "aborted", "crashed")
 AGGS = ("last", "min", "max", "count", "last_step")
 TIMES = tuple(T0 + k * 0.25 for k in range(0, 80, 3))
 
+# One instant in four kinds, drawn often enough that runs share it under one key.
+SAME_INSTANT = (WHEN[0], WHEN[2], INSTANTS[0], INSTANTS[1])
+
 config_values = st.one_of(
     st.none(), st.booleans(), st.sampled_from(NUMBERS), st.sampled_from((NAN, INF, -INF)),
-    st.sampled_from(TEXTS), st.sampled_from(WHEN),
+    st.sampled_from(TEXTS), st.sampled_from(WHEN), st.sampled_from(SAME_INSTANT),
     st.lists(st.sampled_from(("a", "b", "x y")), max_size=2))
 
 
@@ -523,6 +526,38 @@ def test_order_limit_offset_match_the_model(store: Store) -> None:
                     page = await tracker.list_runs(query, order_by=order, limit=n,
                                                    offset=offset)
                     assert [s.run_id for s in page] == whole[offset:offset + n], (order, n)
+
+        run(body)
+
+    check()
+
+
+def test_values_of_one_instant_tie_whatever_their_kind(store: Store) -> None:
+    """Runs whose config holds one instant as different kinds (aware, naive, POSIX seconds)
+    tie, in the order and on every page: the general property rarely draws such runs."""
+    tying = st.sampled_from((*SAME_INSTANT, WHEN[1], WHEN[3], True, 1, "x", None))
+
+    @store.settings
+    @given(specs=st.lists(st.builds(RunSpec, name=st.sampled_from(NAMES), experiment=st.none(),
+                                    tags=st.just([]), config=st.fixed_dictionaries({"a": tying}),
+                                    metrics=st.just({}), outcome=st.just("succeeded")),
+                          min_size=2, max_size=8),
+           descending=st.booleans(), then=st.sampled_from((None, "name", "-name")),
+           limit=st.integers(1, 4), offset=st.integers(0, 2))
+    def check(specs: list[RunSpec], descending: bool, then: str | None, limit: int,
+              offset: int) -> None:
+        keys: list[tuple[Any, bool]] = [(("config", "a"), descending)]
+        if then is not None:
+            keys.append((("run", "name"), then.startswith("-")))
+        order = render_order(keys)
+
+        async def body() -> None:
+            async with database(store, specs) as (tracker, states):
+                want = [s.run_id for s in expected_order(states, keys)]
+                got = [s.run_id for s in await tracker.list_runs(order_by=order)]
+                assert got == want, order
+                page = await tracker.list_runs(order_by=order, limit=limit, offset=offset)
+                assert [s.run_id for s in page] == want[offset:offset + limit], order
 
         run(body)
 
