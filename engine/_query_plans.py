@@ -185,8 +185,11 @@ def _config_value(kind: str | None, num: Any, txt: str | None) -> Any:
         return math.nan if num is None else num
     if kind == "b":
         return bool(num)
-    if kind == "t":  # in UTC, without its offset (see ``Builder.group_keys``)
-        return datetime.fromisoformat(txt).replace(tzinfo=UTC) if txt is not None else None
+    if kind == "t":  # aware, in UTC: a naive one is taken as UTC, as queries take it
+        if txt is None:
+            return None
+        when = datetime.fromisoformat(txt)
+        return when if when.tzinfo is not None else when.replace(tzinfo=UTC)
     if kind == "l":
         return orjson.loads(txt) if txt is not None else []
     return txt
@@ -249,15 +252,32 @@ def _float(value: Any) -> float:
     return math.nan if value is None else float(value)
 
 
+def _merged(a: MetricStats | None, b: MetricStats) -> MetricStats:
+    """The stats of two parts of one group (see ``decode_groups``)."""
+    if a is None or not a.count:
+        return b
+    if not b.count:
+        return a
+    count = a.count + b.count
+    return MetricStats(count, (a.mean * a.count + b.mean * b.count) / count,
+                       min(a.min, b.min), max(a.max, b.max))
+
+
 def decode_groups(plan: GroupPlan, counts: Iterable[Sequence[Any]],
                   stats: Iterable[Sequence[Any]]) -> list[RunGroup]:
     """Groups from the rows of the plan's two statements, in the order of their keys
-    (missing values last)."""
+    (missing values last).
+
+    The statements group datetimes by their stored text, so a naive datetime and the aware
+    one of the same instant — equal in a query, and equal once decoded — come as two rows;
+    their counts and stats are merged here into one group.
+    """
     names = [str(f) for f in plan.by]
     groups: dict[tuple[Any, ...], tuple[tuple[Any, ...], int]] = {}
     for row in counts:
         key, width = _key_values(plan.by, row)
-        groups[tuple(_hashable(v) for v in key)] = (key, row[width])
+        hashed = tuple(_hashable(v) for v in key)
+        groups[hashed] = (key, row[width] + groups.get(hashed, (key, 0))[1])
     found: dict[tuple[Any, ...], dict[tuple[str, str], MetricStats]] = {}
     for row in stats:
         key, width = _key_values(plan.by, row)
@@ -265,7 +285,8 @@ def decode_groups(plan: GroupPlan, counts: Iterable[Sequence[Any]],
         per = found.setdefault(tuple(_hashable(v) for v in key), {})
         for j, agg in enumerate(plan.columns):
             count, mean, low, high = row[width + 1 + 4 * j: width + 5 + 4 * j]
-            per[(metric, agg)] = MetricStats(int(count), _float(mean), _float(low), _float(high))
+            part = MetricStats(int(count), _float(mean), _float(low), _float(high))
+            per[(metric, agg)] = _merged(per.get((metric, agg)), part)
     empty = MetricStats(0, math.nan, math.nan, math.nan)
     out = []
     for hashed, (key, count) in groups.items():

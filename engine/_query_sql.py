@@ -336,12 +336,8 @@ class Builder:
         return joins, terms
 
     def group_keys(self, by: Sequence[Field]) -> tuple[list[str], list[str]]:
-        """LEFT JOINs and the select expressions of the grouping fields.
-
-        A config is three columns, ``kind``, ``num`` and ``txt``; a datetime's text loses the
-        ``+00:00`` that aware ones are stored with, so a naive datetime (taken as UTC) and
-        the aware one of the same instant, equal in a query, are one group too.
-        """
+        """LEFT JOINs and the select expressions of the grouping fields (a config is three
+        columns: ``kind``, ``num`` and ``txt``)."""
         joins: list[str] = []
         exprs: list[str] = []
         for i, field in enumerate(by):
@@ -351,9 +347,7 @@ class Builder:
             alias = f"g{i}"
             joins.append(f"LEFT JOIN run_configs {alias} ON {alias}.rk = r.rk AND "
                          f"{alias}.path = {self.bind(field.name)}")
-            exprs += [f"nullif({alias}.kind, 'z')", f"{alias}.num",
-                      f"(CASE WHEN {alias}.kind = 't' THEN replace({alias}.txt, '+00:00', '') "
-                      f"ELSE {alias}.txt END)"]
+            exprs += [f"nullif({alias}.kind, 'z')", f"{alias}.num", f"{alias}.txt"]
         return joins, exprs
 
     def window(self, limit: int | None, offset: int) -> str:

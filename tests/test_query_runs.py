@@ -400,6 +400,21 @@ async def test_group_keys_keep_types_apart(make: MakeTracker) -> None:
         assert keys[5] is None
 
 
+async def test_one_instant_naive_or_aware_is_one_group(make: MakeTracker) -> None:
+    when = datetime(2024, 1, 1, tzinfo=UTC)
+    async with make(flush_interval=0.001) as tracker:
+        for run_id, value, loss in [("aware", when, 1.0), ("naive", when.replace(tzinfo=None), 3.0),
+                                    ("earlier", datetime(2023, 6, 1), 5.0),
+                                    ("seconds", when.timestamp(), 7.0)]:
+            async with tracker.start_run(run_id, config={"when": value}) as run:
+                run.log_metrics({"loss": loss}, step=0)
+        groups = await tracker.group_runs("config.when", aggregates="metrics.loss")
+    assert [(g.key["config.when"], g.count) for g in groups] == [
+        (datetime(2023, 6, 1, tzinfo=UTC), 1), (when.timestamp(), 1), (when, 2)]
+    merged = groups[2].metrics["metrics.loss.last"]
+    assert merged == engine.MetricStats(2, 2.0, 1.0, 3.0)
+
+
 def test_the_sync_facade(tmp_path: Path) -> None:
     with engine.sync.connect(str(tmp_path / "runs.db")) as tracker:
         for i in range(3):
