@@ -140,7 +140,8 @@ class Run:
                         self._top = step
                     buf.logged += 1
                     writer.pending = pending
-                    if not buf.marked or pending >= writer.batch_points:
+                    if not buf.marked or (pending >= writer.batch_points
+                                          and not writer.urgent_signaled):
                         writer.mark(buf)
                     return
             flat = self._log_slowly(metrics, step, timestamp)

@@ -163,7 +163,7 @@ class Writer:
         self._dirty: dict[RunBuffer, None] = {}
         self._control: list[tuple[AppendRequest, _Waiter]] = []
         self._signaled = False
-        self._urgent_signaled = False
+        self.urgent_signaled = False
         self._wake = anyio.Event()
         self._urgent = anyio.Event()
         self._closing = False
@@ -183,8 +183,8 @@ class Writer:
         if not self._signaled:
             self._signaled = True
             self._call(self._set_wake)
-        if self.pending >= self.batch_points and not self._urgent_signaled:
-            self._urgent_signaled = True
+        if self.pending >= self.batch_points and not self.urgent_signaled:
+            self.urgent_signaled = True
             self._call(self._set_urgent)
 
     def _call(self, fn: Callable[[], None]) -> None:
@@ -288,7 +288,7 @@ class Writer:
         self._wake = anyio.Event()
         self._urgent = anyio.Event()
         with self.lock:
-            self._signaled = self._urgent_signaled = False
+            self._signaled = self.urgent_signaled = False
             taken = [(buf, *self._swap(buf)) for buf in self._dirty]
             self._dirty.clear()
         control, self._control = self._control, []
