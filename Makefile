@@ -30,6 +30,10 @@ bench-engine: $(STAMP)
 bench-query: $(STAMP)
 	$(BIN)/python -m bench.query
 
+# Log -> subscriber latency and what subscribers cost the writer (issue 3).
+bench-subscribe: $(STAMP)
+	$(BIN)/python -m bench.subscribe
+
 # The same benchmarks on PostgreSQL (the server in KITTIWAKE_TEST_POSTGRES, by default
 # postgresql://postgres@127.0.0.1:5432/test; each benchmark in schemas of its own).
 bench-postgres: $(STAMP)
@@ -40,7 +44,7 @@ bench-postgres: $(STAMP)
 bench-compare: $(STAMP)
 	$(BIN)/python bench/compare/run.py
 
-bench: bench-engine bench-query bench-postgres bench-compare
+bench: bench-engine bench-query bench-subscribe bench-postgres bench-compare
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache .hypothesis
