@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint bench bench-engine bench-query bench-postgres bench-compare clean
+.PHONY: demo test lint bench bench-engine bench-query bench-subscribe bench-postgres bench-compare clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
