@@ -25,6 +25,7 @@ from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from ._blocks import SUMMARY, greater, lesser, minmax, summarize
 from ._model import Series
 
 __all__ = [
@@ -49,7 +50,6 @@ __all__ = [
 
 CHUNK = 4096
 BLOCK = 128
-_BS = 12  # floats per block summary: (step, value, time) of its first, last, min, max
 _BIG_ENDIAN = sys.byteorder == "big"
 _NAN = math.nan
 
@@ -91,64 +91,22 @@ class Summary:
     max: float
 
 
-def _lesser(a: float, b: float) -> float:
-    """NaN-aware min that keeps the earlier value among equals (as builtin ``min`` does)."""
-    if a != a:
-        return b
-    return b if b < a else a
-
-
-def _greater(a: float, b: float) -> float:
-    if a != a:
-        return b
-    return b if b > a else a
-
-
 def combine(a: Summary | None, b: Summary | None) -> Summary | None:
     """The summary of a stretch followed by another (``b`` is later)."""
     if a is None:
         return b
     if b is None:
         return a
-    return Summary(a.count + b.count, b.last, b.last_step, _lesser(a.min, b.min),
-                   _greater(a.max, b.max))
-
-
-def _minmax(values: array[float] | list[float]) -> tuple[float, float]:
-    total = sum(values)
-    if total != total:  # NaN inside (or +inf with -inf): filter, then look again
-        values = [v for v in values if v == v]
-        if not values:
-            return _NAN, _NAN
-    return min(values), max(values)
+    return Summary(a.count + b.count, b.last, b.last_step, lesser(a.min, b.min),
+                   greater(a.max, b.max))
 
 
 def summarize_points(steps: Sequence[Any], values: array[float]) -> Summary | None:
     """The summary of the given points (None when there are none)."""
     if not values:
         return None
-    low, high = _minmax(values)
+    low, high = minmax(values)
     return Summary(len(values), values[-1], steps[-1], low, high)
-
-
-def _block(steps: array[Any], values: array[float], times: array[float], lo: int,
-           hi: int, clean: bool = False) -> tuple[float, ...]:
-    """The block summary of points ``[lo, hi)``; ``clean`` promises they hold no NaN."""
-    piece = values[lo:hi]
-    if clean:
-        low = min(piece)
-        high = max(piece)
-    else:
-        low, high = _minmax(piece)
-    i_low = lo if low != low else lo + piece.index(low)
-    i_high = lo if high != high else lo + piece.index(high)
-    last = hi - 1
-    return (
-        steps[lo], values[lo], times[lo],
-        steps[last], values[last], times[last],
-        steps[i_low], values[i_low], times[i_low],
-        steps[i_high], values[i_high], times[i_high],
-    )
 
 
 class Chunk:
@@ -194,27 +152,20 @@ class Chunk:
         self.steps.extend(new_steps)
         self.values.extend(values[start:stop])
         self.times.extend(times[start:stop])
-        first_block = old // BLOCK
-        del self.blocks[first_block * _BS :]
-        n = len(self.values)
-        low = high = _NAN
-        # One NaN check for every block at once: a NaN anywhere makes the sum NaN.
-        total = sum(self.values[first_block * BLOCK :])
-        clean = total == total
-        for lo in range(first_block * BLOCK, n, BLOCK):
-            block = _block(self.steps, self.values, self.times, lo, min(lo + BLOCK, n), clean)
-            self.blocks.extend(block)
-            low = _lesser(low, block[7])
-            high = _greater(high, block[10])
+        first = old // BLOCK * BLOCK
+        del self.blocks[first // BLOCK * SUMMARY :]
+        summaries, low, high = summarize(self.steps, self.values, self.times, first,
+                                         len(self.values), BLOCK)
+        self.blocks.extend(summaries)
         return stop, low, high
 
     def summary(self) -> Summary:
         """Count, last point, min and max of the whole chunk, from its block summaries."""
         blocks = self.blocks
         low = high = _NAN
-        for i in range(0, len(blocks), _BS):
-            low = _lesser(low, blocks[i + 7])
-            high = _greater(high, blocks[i + 10])
+        for i in range(0, len(blocks), SUMMARY):
+            low = lesser(low, blocks[i + 7])
+            high = greater(high, blocks[i + 10])
         return Summary(len(self.values), self.values[-1], self.steps[-1], low, high)
 
     def row(self) -> tuple[Any, ...]:
@@ -355,7 +306,7 @@ def blocks_of_piece(piece: Piece, low: int | float | None,
     if inside:
         assert piece.blocks is not None
         summaries = from_le("d", piece.blocks)
-        nblocks = len(summaries) // _BS
+        nblocks = len(summaries) // SUMMARY
         counts = [BLOCK] * nblocks
         counts[-1] = piece.n - BLOCK * (nblocks - 1)
         integral = piece.steps is None or piece.steps[:1] == b"q"
@@ -371,12 +322,8 @@ def blocks_of_piece(piece: Piece, low: int | float | None,
 
 def _blocks_of_points(steps: array[Any], values: array[float], times: array[float], lo: int,
                       hi: int) -> BlockRun:
-    counts: list[int] = []
-    summaries = array("d")
-    for start in range(lo, hi, BLOCK):
-        stop = min(start + BLOCK, hi)
-        counts.append(stop - start)
-        summaries.extend(_block(steps, values, times, start, stop))
+    counts = [min(BLOCK, hi - start) for start in range(lo, hi, BLOCK)]
+    summaries, _, _ = summarize(steps, values, times, lo, hi, BLOCK)
     return BlockRun(counts, summaries, steps.typecode == "q")
 
 
@@ -395,12 +342,8 @@ def downsample(series: Series | None, runs: Sequence[BlockRun], total: int,
     if series is None:
         return _from_blocks(runs, total, buckets)
     target = -(-total // buckets)
-    counts: list[int] = []
-    summaries = array("d")
-    for lo in range(0, total, target):
-        hi = min(lo + target, total)
-        counts.append(hi - lo)
-        summaries.extend(_block(series.steps, series.values, series.timestamps, lo, hi))
+    counts = [min(target, total - lo) for lo in range(0, total, target)]
+    summaries, _, _ = summarize(series.steps, series.values, series.timestamps, 0, total, target)
     # Each of these "blocks" is a whole bucket: with as many buckets as points, every block
     # boundary is a bucket boundary.
     return _from_blocks([BlockRun(counts, summaries, series.steps.typecode == "q")], total,
@@ -436,7 +379,7 @@ def _from_blocks(runs: Sequence[BlockRun], total: int, buckets: int) -> Series:
     for run in runs:
         sums = run.summaries
         for i, count in enumerate(run.counts):
-            b = i * _BS
+            b = i * SUMMARY
             if first is None:
                 first = (sums[b], sums[b + 1], sums[b + 2])
                 low = (sums[b + 6], sums[b + 7], sums[b + 8])
