@@ -24,15 +24,14 @@ import anyio
 import asyncpg
 
 from ._events import Record, Upcasters
-from ._model import Experiment, Lineage, RunState, Series
 from ._postgres_commit import Committer
 from ._postgres_conn import Readers, Target, driver_error, open_connection
 from ._postgres_listen import Doorbell
 from ._postgres_reads import PostgresReads
 from ._postgres_rebuild import BEHIND, build, drop_retired
 from ._postgres_schema import migrate
-from ._query_ast import Field, RunGroup, Selection
-from ._store import ANY, AppendRequest, EventFilter, Progress, RunControl, StaleRun, Store
+from ._split_store import SplitStore
+from ._store import AppendRequest, Progress
 from .errors import ClosedError, EngineError
 
 __all__ = ["PostgresStore"]
@@ -45,7 +44,7 @@ _BEAT = ("INSERT INTO heartbeats VALUES ($1, $2, $3) "
          "ON CONFLICT (project, run_id) DO UPDATE SET beat_at = EXCLUDED.beat_at")
 
 
-class PostgresStore(Store):
+class PostgresStore(SplitStore):
     """The log and its projections in one PostgreSQL schema."""
 
     def __init__(self, url: str, *, durability: str, upcasters: Upcasters) -> None:
@@ -127,9 +126,6 @@ class PostgresStore(Store):
                      now: float) -> list[list[Record] | BaseException]:
         return await self.committer.append(requests, now=now)
 
-    async def head(self) -> int:
-        return await self.reads.head()
-
     async def wait_for_head(self, beyond: int, within: float) -> int:
         doorbell = self._doorbell
         if doorbell is None:
@@ -144,47 +140,7 @@ class PostgresStore(Store):
             await bell.wait()
         return await self.head()
 
-    async def read(self, after: int, *, limit: int, where: EventFilter = ANY,
-                   arrays: bool = False) -> tuple[list[Record], int]:
-        return await self.reads.read(after, limit=limit, where=where, arrays=arrays)
-
-    async def stream_records(self, project: str, run_ids: Sequence[str],
-                             upto: int) -> list[Record]:
-        return await self.reads.stream_records(project, run_ids, upto)
-
     # Projections ---------------------------------------------------------------------------
-
-    async def get_run(self, project: str, run_id: str) -> RunState | None:
-        return await self.reads.get_run(project, run_id)
-
-    async def list_runs(self, project: str, *, include_deleted: bool,
-                        selection: Selection | None = None) -> list[RunState]:
-        return await self.reads.list_runs(project, include_deleted=include_deleted,
-                                          selection=selection)
-
-    async def group_runs(self, project: str, *, include_deleted: bool, selection: Selection,
-                         by: Sequence[Field],
-                         aggregates: Sequence[Field] | None) -> list[RunGroup]:
-        return await self.reads.group_runs(project, include_deleted=include_deleted,
-                                           selection=selection, by=by, aggregates=aggregates)
-
-    async def read_series(self, project: str, run_id: str, metric: str, *,
-                          low: int | float | None, high: int | float | None,
-                          max_points: int | None) -> Series | None:
-        return await self.reads.read_series(project, run_id, metric, low=low, high=high,
-                                            max_points=max_points)
-
-    async def get_experiment(self, project: str, name: str) -> Experiment:
-        return await self.reads.get_experiment(project, name)
-
-    async def lineage(self, project: str, run_id: str) -> Lineage | None:
-        return await self.reads.lineage(project, run_id)
-
-    async def ancestry(self, project: str, run_id: str) -> list[str] | None:
-        return await self.reads.ancestry(project, run_id)
-
-    async def run_count(self, project: str) -> int:
-        return await self.reads.run_count(project)
 
     async def rebuild(self, progress: Progress | None = None) -> None:
         await build(self, "__new", progress)
@@ -202,13 +158,6 @@ class PostgresStore(Store):
             with anyio.CancelScope(shield=True):
                 await self.readers.execute_many(_BEAT, [(p, r, at) for p, r in runs],
                                                 "recording heartbeats")
-
-    async def stale_runs(self, before: float) -> list[StaleRun]:
-        return await self.reads.stale_runs(before)
-
-    async def controls(self, runs: Sequence[tuple[str, str]]) -> dict[tuple[str, str],
-                                                                     RunControl]:
-        return await self.reads.controls(runs)
 
 
 async def _quietly(closing: Awaitable[None]) -> None:

@@ -19,15 +19,14 @@ import aiosqlite
 import anyio
 
 from ._events import Record, Upcasters
-from ._model import Experiment, Lineage, RunState, Series
-from ._query_ast import Field, RunGroup, Selection
 from ._rows import record_of
+from ._split_store import SplitStore
 from ._sqlite_checkpoint import Checkpointer
 from ._sqlite_commit import Committer
 from ._sqlite_reads import SqliteReads
 from ._sqlite_rebuild import build, drop_retired
 from ._sqlite_schema import MIGRATIONS
-from ._store import ANY, AppendRequest, EventFilter, Progress, RunControl, StaleRun, Store
+from ._store import AppendRequest, Progress
 from .errors import ClosedError, EngineError
 
 __all__ = ["SqliteStore", "sqlite_path"]
@@ -50,7 +49,7 @@ def sqlite_path(url: str) -> str | None:
     return url
 
 
-class SqliteStore(Store):
+class SqliteStore(SplitStore):
     """The log and its projections in one SQLite file (or in memory)."""
 
     def __init__(self, path: str, *, durability: str, upcasters: Upcasters) -> None:
@@ -193,50 +192,7 @@ class SqliteStore(Store):
     def _record(self, row: Sequence[Any], arrays: bool) -> Record:
         return record_of(row, arrays, self.upcasters)
 
-    async def head(self) -> int:
-        return await self.reads.head()
-
-    async def read(self, after: int, *, limit: int, where: EventFilter = ANY,
-                   arrays: bool = False) -> tuple[list[Record], int]:
-        return await self.reads.read(after, limit=limit, where=where, arrays=arrays)
-
-    async def stream_records(self, project: str, run_ids: Sequence[str],
-                             upto: int) -> list[Record]:
-        return await self.reads.stream_records(project, run_ids, upto)
-
     # Projections ---------------------------------------------------------------------------
-
-    async def get_run(self, project: str, run_id: str) -> RunState | None:
-        return await self.reads.get_run(project, run_id)
-
-    async def list_runs(self, project: str, *, include_deleted: bool,
-                        selection: Selection | None = None) -> list[RunState]:
-        return await self.reads.list_runs(project, include_deleted=include_deleted,
-                                          selection=selection)
-
-    async def group_runs(self, project: str, *, include_deleted: bool, selection: Selection,
-                         by: Sequence[Field],
-                         aggregates: Sequence[Field] | None) -> list[RunGroup]:
-        return await self.reads.group_runs(project, include_deleted=include_deleted,
-                                           selection=selection, by=by, aggregates=aggregates)
-
-    async def read_series(self, project: str, run_id: str, metric: str, *,
-                          low: int | float | None, high: int | float | None,
-                          max_points: int | None) -> Series | None:
-        return await self.reads.read_series(project, run_id, metric, low=low, high=high,
-                                            max_points=max_points)
-
-    async def get_experiment(self, project: str, name: str) -> Experiment:
-        return await self.reads.get_experiment(project, name)
-
-    async def lineage(self, project: str, run_id: str) -> Lineage | None:
-        return await self.reads.lineage(project, run_id)
-
-    async def ancestry(self, project: str, run_id: str) -> list[str] | None:
-        return await self.reads.ancestry(project, run_id)
-
-    async def run_count(self, project: str) -> int:
-        return await self.reads.run_count(project)
 
     async def rebuild(self, progress: Progress | None = None) -> None:
         db = self._writer()
@@ -266,13 +222,6 @@ class SqliteStore(Store):
                 except BaseException:
                     await db.execute("ROLLBACK")
                     raise
-
-    async def stale_runs(self, before: float) -> list[StaleRun]:
-        return await self.reads.stale_runs(before)
-
-    async def controls(self, runs: Sequence[tuple[str, str]]) -> dict[tuple[str, str],
-                                                                     RunControl]:
-        return await self.reads.controls(runs)
 
 
 def _check_path(path: str) -> None:
