@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import os
 import socket
+import threading
 import uuid
 from collections.abc import Callable
 from pathlib import Path
@@ -33,6 +34,25 @@ POSTGRES_URL = os.environ.get("KITTIWAKE_TEST_POSTGRES",
                               "postgresql://postgres@127.0.0.1:5432/test")
 
 MakeTracker = Callable[..., engine.Tracker]
+
+
+def in_thread(fn: Callable[[], Any], timeout: float = 120.0) -> None:
+    """Run ``fn`` on a plain thread of its own and re-raise whatever it raised (for code that
+    must not run on the test's event loop: another loop, or blocking sync-facade calls)."""
+    errors: list[BaseException] = []
+
+    def target() -> None:
+        try:
+            fn()
+        except BaseException as exc:  # handed to the test thread
+            errors.append(exc)
+
+    thread = threading.Thread(target=target)
+    thread.start()
+    thread.join(timeout=timeout)
+    assert not thread.is_alive(), "the thread did not finish"
+    if errors:
+        raise errors[0]
 
 
 def postgres_reachable() -> bool:

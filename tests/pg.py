@@ -14,13 +14,13 @@ import hashlib
 import itertools
 import os
 import socket
-import threading
 import uuid
-from collections.abc import Callable, Coroutine
 from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import anyio
+
+from tests.conftest import in_thread
 
 __all__ = ["admin", "drop_schemas", "fresh_schema_url", "lock_waiters", "opened", "raw",
            "with_params"]
@@ -46,23 +46,6 @@ def fresh_schema_url(base_url: str) -> str:
     schema = f"{_PREFIX}{os.getpid()}_{next(_counter)}_{uuid.uuid4().hex[:6]}"
     _created.append((base_url, schema))
     return with_params(base_url, search_path=schema)
-
-
-def _in_thread(make: Callable[[], Coroutine[Any, Any, None]]) -> None:
-    """Run a coroutine to the end on a fresh event loop, whatever loop this thread runs."""
-    failure: list[BaseException] = []
-
-    def target() -> None:
-        try:
-            asyncio.run(make())
-        except BaseException as exc:  # reported in the calling thread
-            failure.append(exc)
-
-    thread = threading.Thread(target=target)
-    thread.start()
-    thread.join()
-    if failure:
-        raise failure[0]
 
 
 async def admin(base_url: str) -> Any:
@@ -147,6 +130,6 @@ def drop_schemas(base_url: str, *, leftovers: bool = False) -> None:
             await connection.close()
 
     if mine or leftovers:
-        _in_thread(drop)
+        in_thread(lambda: asyncio.run(drop()))
     if not leftovers:
         _created[:] = [(url, s) for url, s in _created if url != base_url]

@@ -13,9 +13,8 @@ import contextlib
 import dataclasses
 import math
 import random
-import threading
 import time
-from collections.abc import AsyncIterator, Callable, Coroutine, Mapping
+from collections.abc import AsyncIterator, Mapping
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -25,7 +24,7 @@ import pytest
 import engine
 from engine._query import MAX_DEPTH, MAX_TERMS, parse_where
 from engine.errors import ClosedError, QuerySyntaxError, ValidationError
-from tests.conftest import BACKENDS, MakeTracker, backend_url
+from tests.conftest import BACKENDS, MakeTracker, backend_url, in_thread
 
 NAN = math.nan
 T0 = 1_700_000_000.0
@@ -78,24 +77,6 @@ async def ids(tracker: engine.Tracker, where: str | None = None, **options: Any)
     return [r.run_id for r in await tracker.list_runs(where, **options)]
 
 
-def in_thread(make: Callable[[], Coroutine[Any, Any, None]]) -> None:
-    """Run a coroutine to its end on an event loop of its own (a module-scoped fixture runs
-    outside the tests' loops)."""
-    failure: list[BaseException] = []
-
-    def target() -> None:
-        try:
-            asyncio.run(make())
-        except BaseException as exc:  # reported in the calling thread
-            failure.append(exc)
-
-    thread = threading.Thread(target=target)
-    thread.start()
-    thread.join()
-    if failure:
-        raise failure[0]
-
-
 # The backends whose databases outlive a connection: one is filled and read by many tests.
 LASTING = [b for b in BACKENDS if b != "sqlite-memory"]
 
@@ -109,7 +90,7 @@ def shared(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFact
         async with tracker_with_runs(url):
             pass
 
-    in_thread(fill)
+    in_thread(lambda: asyncio.run(fill()))
     return url
 
 

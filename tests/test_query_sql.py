@@ -4,6 +4,7 @@ tables."""
 
 from __future__ import annotations
 
+import asyncio
 import random
 import re
 import sqlite3
@@ -32,8 +33,8 @@ from engine._query_sql import (
     compile_select,
 )
 from engine.errors import EngineError
-from tests.conftest import backend_url
-from tests.test_query_runs import LASTING, in_thread
+from tests.conftest import backend_url, in_thread
+from tests.test_query_runs import LASTING
 
 NASTY = ["'; DROP TABLE runs; --", "x' OR '1'='1", 'a"b', "a`b", "$1", "?", "%_", "\\", "é"]
 QUERIES = [
@@ -266,7 +267,7 @@ def _on(url: str, dialect: Dialect, work: Work) -> Any:
         finally:
             await connection.close()
 
-    in_thread(run)
+    in_thread(lambda: asyncio.run(run()))
     return found[0]
 
 

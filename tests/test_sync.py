@@ -3,9 +3,7 @@ with real backpressure and aborts that reach the training thread."""
 
 from __future__ import annotations
 
-import threading
 import time
-from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -13,29 +11,12 @@ import pytest
 import engine
 from engine import Status
 from engine.errors import ClosedError, RunAbortedError, RunNotFoundError, ValidationError
+from tests.conftest import in_thread
 
 
 def connect(db_url: str, **settings: Any) -> engine.sync.SyncTracker:
     settings.setdefault("durability", "normal")
     return engine.sync.connect(db_url, **settings)
-
-
-def in_thread(fn: Callable[[], Any]) -> None:
-    """Run ``fn`` on a plain thread and re-raise whatever it raised."""
-    errors: list[BaseException] = []
-
-    def target() -> None:
-        try:
-            fn()
-        except BaseException as exc:  # handed to the test thread
-            errors.append(exc)
-
-    thread = threading.Thread(target=target)
-    thread.start()
-    thread.join(timeout=60)
-    assert not thread.is_alive(), "the thread did not finish"
-    if errors:
-        raise errors[0]
 
 
 def test_the_blocking_api_end_to_end(db_url: str) -> None:
