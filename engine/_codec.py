@@ -74,12 +74,22 @@ def decode_arrays(data: bytes | memoryview) -> Any:
 def plain(value: Any) -> Any:
     """``value`` with every ``array.array`` held in its dicts turned into a list.
 
-    Payloads keep arrays only as dict values, so lists are not searched.
+    Payloads keep arrays only as dict values, so lists are not searched. An array held in
+    several places (the steps and timestamps every metric of a batch shares) becomes one
+    list, held in the same places: converting it once per metric cost two thirds of the
+    conversion of a batch.
     """
+    return _plain(value, {})
+
+
+def _plain(value: Any, lists: dict[int, list[Any]]) -> Any:
     if type(value) is dict:
-        return {k: plain(v) for k, v in value.items()}
+        return {k: _plain(v, lists) for k, v in value.items()}
     if type(value) is array:
-        return value.tolist()
+        made = lists.get(id(value))
+        if made is None:
+            made = lists[id(value)] = value.tolist()
+        return made
     return value
 
 

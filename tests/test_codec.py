@@ -73,3 +73,22 @@ def test_unsupported_values_are_refused() -> None:
 
 def test_plain_turns_arrays_into_lists() -> None:
     assert plain({"a": {"b": array("d", [1.0])}, "c": [1]}) == {"a": {"b": [1.0]}, "c": [1]}
+
+
+def test_plain_turns_shared_arrays_into_lists_once() -> None:
+    """A batch's metrics share their steps and timestamps arrays; each metric still gets
+    the right lists (one list per shared array, converted once)."""
+    from array import array
+
+    from engine._codec import plain
+
+    steps, times = array("q", [1, 2, 3]), array("d", [0.5, 0.25, 0.125])
+    data = {"metrics": {name: {"steps": steps, "values": array("d", [v, v, -v]),
+                               "timestamps": times} for name, v in (("a", 1.0), ("b", 2.0))}}
+    out = plain(data)
+    assert out == {"metrics": {
+        "a": {"steps": [1, 2, 3], "values": [1.0, 1.0, -1.0], "timestamps": [0.5, 0.25, 0.125]},
+        "b": {"steps": [1, 2, 3], "values": [2.0, 2.0, -2.0], "timestamps": [0.5, 0.25, 0.125]},
+    }}
+    assert out["metrics"]["a"]["steps"] is out["metrics"]["b"]["steps"]
+    assert type(out["metrics"]["a"]["values"]) is list
