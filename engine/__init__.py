@@ -3,7 +3,8 @@
 Where things live:
 
 - ``errors`` (public): the exception tree.          ``sync`` (public): the blocking facade.
-- ``_tracker``: ``connect`` and ``Tracker``, the API of SPEC §2.
+- ``_tracker``: ``connect`` and ``Tracker``, the API of SPEC §2 (its reads: ``_tracker_reads``);
+  ``_settings``: the tracker's settings, checked.
 - ``_run``: the run handle and its ``async with`` context; ``_writer``: group commit.
 - ``_model``: values users receive; ``_events``: event types, ``Record``, upcasters.
 - ``_codec``: exact payload encoding; ``_validate``: what logging accepts.

@@ -4,15 +4,16 @@
 in a task group the tracker owns: the writer, heartbeats for live runs, the reaper that marks
 silent runs crashed, and a cheap poll of the log's head that notices other processes' writes
 (abort requests, subscriptions). Leaving the block commits everything buffered, then stops them.
+
+Its settings are checked by ``_settings``; its reads live in ``_tracker_reads``.
 """
 
 from __future__ import annotations
 
 import enum
-import math
 import time
 import warnings
-from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping
 from functools import partial
 from types import TracebackType
 from typing import Any
@@ -22,16 +23,14 @@ from anyio.abc import TaskGroup
 
 from . import _events as ev
 from ._events import NewEvent, Upcasters, default_upcasters
-from ._export import RunsTable, parse_columns
-from ._fold import Fold
 from ._liveness import Liveness
-from ._model import Event, Experiment, Lineage, RunState, Series, Status
-from ._query import parse_aggregates, parse_group_by, selection
-from ._query_ast import RunGroup
+from ._model import Status
 from ._run import Run, RunContext
+from ._settings import check_settings
 from ._starting import Starter
 from ._store import AppendRequest, EventFilter, Progress, Store, open_store
-from ._subscribe import Hub, Pager, Subscription
+from ._subscribe import Hub, Subscription
+from ._tracker_reads import TrackerReads
 from ._validate import (
     check_name,
     check_project,
@@ -42,7 +41,7 @@ from ._validate import (
     normalize_config,
 )
 from ._writer import Writer
-from .errors import ClosedError, RunExistsError, RunNotFoundError, ValidationError
+from .errors import ClosedError, RunExistsError, ValidationError
 
 __all__ = ["Tracker", "connect"]
 
@@ -100,13 +99,7 @@ def _names(values: Iterable[str] | None, what: str) -> frozenset[str] | None:
     return frozenset(listed)
 
 
-def _positive(name: str, value: float) -> float:
-    if not isinstance(value, (int, float)) or not math.isfinite(value) or value <= 0:
-        raise ValidationError(f"{name} must be a positive number, not {value!r}", key=name)
-    return float(value)
-
-
-class Tracker:
+class Tracker(TrackerReads):
     """An open connection to a Kittiwake database: start runs, read them, follow the log.
 
     Make one with :func:`connect`. The constructor takes the same settings, and
@@ -119,27 +112,13 @@ class Tracker:
                  batch_points: int, max_pending_points: int, heartbeat_interval: float,
                  crash_timeout: float, reap_interval: float | None, poll_interval: float,
                  clock: Callable[[], float], upcasters: Upcasters | None = None) -> None:
-        if durability not in ("full", "normal"):
-            raise ValidationError(f"durability must be 'full' or 'normal', not {durability!r}",
-                                  key="durability")
-        for name, count in (("batch_points", batch_points),
-                            ("max_pending_points", max_pending_points)):
-            if type(count) is not int or count < 1:
-                raise ValidationError(f"{name} must be a positive int, not {count!r}", key=name)
+        self._settings = check_settings(
+            project=project, durability=durability, flush_interval=flush_interval,
+            batch_points=batch_points, max_pending_points=max_pending_points,
+            heartbeat_interval=heartbeat_interval, crash_timeout=crash_timeout,
+            reap_interval=reap_interval, poll_interval=poll_interval)
         self.url = url
-        self.project = check_project(project)
-        self._durability = durability
-        self._flush_interval = _positive("flush_interval", flush_interval)
-        self._batch_points = batch_points
-        self._max_pending = max_pending_points
-        self._heartbeat_interval = _positive("heartbeat_interval", heartbeat_interval)
-        self._crash_timeout = _positive("crash_timeout", crash_timeout)
-        self._reap_interval = _positive("reap_interval", reap_interval or crash_timeout / 4)
-        if self._heartbeat_interval >= self._crash_timeout:
-            raise ValidationError(
-                f"heartbeat_interval ({heartbeat_interval}) must be shorter than crash_timeout "
-                f"({crash_timeout}), or live runs would be reaped", key="heartbeat_interval")
-        self._poll_interval = _positive("poll_interval", poll_interval)
+        self.project = self._settings.project
         self._clock = clock
         self._upcasters = default_upcasters() if upcasters is None else upcasters
         self._upcasters.check()  # a release with a gap in its upcasters must not start
@@ -163,15 +142,18 @@ class Tracker:
     async def __aenter__(self) -> Tracker:
         if self._state is not _State.NEW:
             raise ClosedError("a tracker can be opened once; call engine.connect() again")
-        store = open_store(self.url, durability=self._durability, upcasters=self._upcasters)
+        settings = self._settings
+        store = open_store(self.url, durability=settings.durability, upcasters=self._upcasters)
         await store.open()
         self._store = store
-        writer = Writer(store, clock=self._clock, flush_interval=self._flush_interval,
-                        batch_points=self._batch_points, max_pending=self._max_pending)
+        writer = Writer(store, clock=self._clock, flush_interval=settings.flush_interval,
+                        batch_points=settings.batch_points,
+                        max_pending=settings.max_pending_points)
         liveness = Liveness(store, writer, self._hub, clock=self._clock,
-                            heartbeat_interval=self._heartbeat_interval,
-                            crash_timeout=self._crash_timeout,
-                            reap_interval=self._reap_interval, poll_interval=self._poll_interval)
+                            heartbeat_interval=settings.heartbeat_interval,
+                            crash_timeout=settings.crash_timeout,
+                            reap_interval=settings.reap_interval,
+                            poll_interval=settings.poll_interval)
         writer.on_commit.append(liveness.on_commit)
         writer.on_commit.append(self._hub.publish)
         self._writer = writer
@@ -228,6 +210,9 @@ class Tracker:
             raise ClosedError("the tracker is not open: use `async with engine.connect(...)`")
         assert self._store is not None and self._writer is not None
         return self._store, self._writer
+
+    def _reader(self) -> Store:
+        return self._open()[0]
 
     @property
     def closed(self) -> bool:
@@ -324,165 +309,7 @@ class Tracker:
         if not state.deleted:
             await writer.submit(AppendRequest(project, run_id, [NewEvent(ev.RUN_DELETED, {})]))
 
-    # Reads ---------------------------------------------------------------------------------
-
-    def _project(self, project: str | None) -> str:
-        return self.project if project is None else check_project(project)
-
-    async def _state_or_raise(self, project: str, run_id: str) -> RunState:
-        store, _ = self._open()
-        state = await store.get_run(project, run_id)
-        if state is None:
-            raise RunNotFoundError(f"no run {run_id!r} in project {project!r}")
-        return state
-
-    async def get_run(self, run_id: str, *, as_of: int | None = None,
-                      project: str | None = None) -> RunState:
-        """The run's state now, or as it was at log position ``as_of`` (inclusive).
-
-        :raises RunNotFoundError: if there is no such run (or none yet at ``as_of``).
-        """
-        store, _ = self._open()
-        project = self._project(project)
-        if as_of is None:
-            return await self._state_or_raise(project, run_id)
-        if type(as_of) is not int or as_of < 0:
-            raise ValidationError(f"as_of must be a log position (an int >= 0), not {as_of!r}",
-                                  key="as_of")
-        chain = await store.ancestry(project, run_id)
-        if chain is None:
-            raise RunNotFoundError(f"no run {run_id!r} in project {project!r}")
-        fold = Fold().apply_all(await store.stream_records(project, chain, as_of))
-        if not fold.has_run(project, run_id):
-            raise RunNotFoundError(f"run {run_id!r} did not exist yet at position {as_of}")
-        return fold.run_state(project, run_id)
-
-    async def list_runs(self, where: str | None = None, *,
-                        order_by: str | Sequence[str] | None = None, limit: int | None = None,
-                        offset: int = 0, include_deleted: bool = False,
-                        heads_only: bool = False, project: str | None = None) -> list[RunState]:
-        """The project's runs that match ``where``, sorted by ``order_by`` (SPEC §8; the
-        language is described in ``docs/queries.md``).
-
-        ``where`` is a query such as ``"metrics.train/acc > 0.9 or config.optimizer = 'adam'"``;
-        ``order_by`` comma-separated fields, ``-`` for descending, such as
-        ``"-metrics.train/acc.max, created_at"`` — missing values sort last either way, and
-        ties (and no ``order_by``) go oldest first. ``limit`` and ``offset`` page the result.
-        Deleted runs are left out unless ``include_deleted``; ``heads_only`` keeps only the
-        runs that are the head of their experiment.
-
-        :raises QuerySyntaxError: for a ``where`` or ``order_by`` that does not parse, with
-            the position of the problem.
-        :raises ValidationError: for a bad ``limit``, ``offset`` or ``project``.
-        """
-        store, _ = self._open()
-        picked = selection(where, order_by, limit, offset, heads_only)
-        return await store.list_runs(self._project(project), include_deleted=include_deleted,
-                                     selection=picked)
-
-    async def group_runs(self, by: str | Sequence[str], *, where: str | None = None,
-                         aggregates: str | Sequence[str] | None = None,
-                         include_deleted: bool = False, heads_only: bool = False,
-                         project: str | None = None) -> list[RunGroup]:
-        """The runs matching ``where``, grouped by the values of ``by`` (W&B's grouping).
-
-        ``by`` is one field or several — run fields such as ``experiment`` or ``status`` and
-        config paths such as ``config.optimizer``. ``aggregates`` names metric aggregates such
-        as ``"metrics.train/loss.min, metrics.acc"``; each group gets the count, mean, min
-        and max of each over its runs (NaN and missing values passed over). Without
-        ``aggregates``, every metric's ``last``. Groups come in the order of their keys,
-        missing values last.
-
-        :raises QuerySyntaxError: for a ``by``, ``where`` or ``aggregates`` that does not
-            parse.
-        """
-        store, _ = self._open()
-        fields = parse_group_by(by)
-        wanted = parse_aggregates(aggregates)
-        picked = selection(where, None, None, 0, heads_only)
-        return await store.group_runs(self._project(project), include_deleted=include_deleted,
-                                      selection=picked, by=fields, aggregates=wanted)
-
-    async def fetch_runs_table(self, where: str | None = None, *,
-                               order_by: str | Sequence[str] | None = None,
-                               limit: int | None = None, offset: int = 0,
-                               columns: str | Sequence[str] | None = None,
-                               include_deleted: bool = False, heads_only: bool = False,
-                               project: str | None = None) -> RunsTable:
-        """``list_runs`` flattened into a ``RunsTable`` — one column per run field, config
-        path and metric aggregate, or the ``columns`` named — ready for ``to_csv()``,
-        ``to_jsonl()`` or ``to_pandas()``.
-
-        :raises QuerySyntaxError: for a query, ordering or column that does not parse.
-        """
-        if columns is not None:
-            parse_columns(columns)  # refuse a bad column before reading anything
-        runs = await self.list_runs(where, order_by=order_by, limit=limit, offset=offset,
-                                    include_deleted=include_deleted, heads_only=heads_only,
-                                    project=project)
-        return RunsTable.from_runs(runs, columns)
-
-    async def read_series(self, run_id: str, metric: str, *, min_step: int | float | None = None,
-                          max_step: int | float | None = None, max_points: int | None = None,
-                          project: str | None = None) -> Series:
-        """The run's series for ``metric`` — inherited points first for a fork, only points up
-        to the rewind step after a rewind — within ``[min_step, max_step]``.
-
-        With ``max_points`` (at least 4) the series is downsampled for charts: buckets of
-        consecutive points each keep their first, last, min and max point.
-
-        :raises RunNotFoundError: if there is no such run.
-        """
-        store, _ = self._open()
-        project = self._project(project)
-        for name, bound in (("min_step", min_step), ("max_step", max_step)):
-            if bound is not None and (type(bound) not in (int, float) or bound != bound):
-                raise ValidationError(f"{name} must be a number, not {bound!r}", key=name)
-        if max_points is not None and (type(max_points) is not int or max_points < 4):
-            raise ValidationError(f"max_points must be an int >= 4, not {max_points!r}",
-                                  key="max_points")
-        series = await store.read_series(project, run_id, metric, low=min_step, high=max_step,
-                                         max_points=max_points)
-        if series is None:
-            raise RunNotFoundError(f"no run {run_id!r} in project {project!r}")
-        return series
-
-    async def get_experiment(self, name: str, *, project: str | None = None) -> Experiment:
-        """The experiment's head (its newest run not deleted) and history (oldest first)."""
-        store, _ = self._open()
-        return await store.get_experiment(self._project(project), check_name(name, "experiment"))
-
-    async def lineage(self, run_id: str, *, project: str | None = None) -> Lineage:
-        """The run's ancestors (parent first) and descendants.
-
-        :raises RunNotFoundError: if there is no such run.
-        """
-        store, _ = self._open()
-        project = self._project(project)
-        found = await store.lineage(project, run_id)
-        if found is None:
-            raise RunNotFoundError(f"no run {run_id!r} in project {project!r}")
-        return found
-
-    async def events(self, from_position: int = 0, *,
-                     project: str | None = None) -> AsyncIterator[Event]:
-        """The project's events after ``from_position`` (the last position already seen), in
-        log order, up to the end of the log."""
-        store, _ = self._open()
-        if type(from_position) is not int or from_position < 0:
-            raise ValidationError("from_position must be an int >= 0", key="from_position")
-        where = EventFilter(project=self._project(project))
-        after = from_position
-        pager = Pager()
-        while True:
-            limit = pager.limit
-            records, covered = await store.read(after, limit=limit, where=where)
-            pager.adapt(records)
-            for record in records:
-                yield record.to_event()
-            if len(records) < limit:
-                return
-            after = covered
+    # Following the log and rebuilding ------------------------------------------------------
 
     def subscribe(self, runs: Iterable[str] | None = None, types: Iterable[str] | None = None,
                   metrics: Iterable[str] | None = None,
