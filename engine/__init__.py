@@ -11,7 +11,8 @@ Where things live:
 - ``_store``: the storage contract; ``_sqlite*``: the embedded backend.
 - ``_starting``: creating and resuming runs; ``_liveness``: heartbeats, reaper, aborts, head.
 - ``_subscribe``: live subscriptions (history, then live, exactly once).
-- ``_projector``: projections applied inline; ``_fold``: the same as a pure fold (the oracle).
+- ``_projector``: projections applied inline, on the rows and backend contract of
+  ``_projection_io``; ``_fold``: the same as a pure fold (the oracle).
 - ``_series``: chunked series layout and downsampling; ``_rows``: row conversions.
 - ``_query*``: the runs-table query language (parser, tree, SQL); ``_export``: flat tables.
 - ``_cli``: the ``kittiwake`` command; ``_demo``: the simulated experiment.

@@ -23,7 +23,8 @@ import anyio
 
 from ._codec import encode
 from ._events import NewEvent, Record, Upcasters
-from ._projector import ProjectionIO, Projector
+from ._projection_io import ProjectionIO
+from ._projector import Projector
 from ._rows import record_of
 from ._store import AppendRequest
 from .errors import ConcurrencyError, EngineError

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncpg
 
-from ._projector import (
+from ._projection_io import (
     PROJECTIONS,
     Changes,
     ChunkHead,

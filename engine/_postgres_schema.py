@@ -19,7 +19,7 @@ from collections.abc import Sequence
 import asyncpg
 
 from ._postgres_conn import quote_ident
-from ._projector import PROJECTIONS
+from ._projection_io import PROJECTIONS
 from ._rows import PROJECTION_TABLES
 from .errors import EngineError
 

@@ -16,7 +16,7 @@ from ._codec import decode, decode_arrays, encode
 from ._events import Record, Upcasters
 from ._fold import as_step
 from ._model import ForkPoint, Lineage, MetricSummary, RunState, Status
-from ._projector import Changes, MetricRow, RunRow, Segment
+from ._projection_io import Changes, MetricRow, RunRow, Segment
 from ._series import Chunk, Summary, null_nan
 
 __all__ = [

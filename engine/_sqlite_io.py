@@ -8,7 +8,7 @@ from typing import Any
 import aiosqlite
 import anyio
 
-from ._projector import (
+from ._projection_io import (
     PROJECTIONS,
     Changes,
     ChunkHead,

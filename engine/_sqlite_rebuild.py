@@ -14,7 +14,8 @@ from typing import TYPE_CHECKING
 import aiosqlite
 import anyio
 
-from ._projector import Changes, Projector
+from ._projection_io import Changes
+from ._projector import Projector
 from ._sqlite_io import Prefetch, SqliteIO, advance, fetch, in_transaction
 from ._sqlite_schema import PROJECTION_TABLES, projection_ddl
 from ._store import Progress

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from ._projector import PROJECTIONS
+from ._projection_io import PROJECTIONS
 from ._rows import PROJECTION_TABLES
 
 __all__ = ["MIGRATIONS", "PROJECTION_TABLES", "projection_ddl"]
