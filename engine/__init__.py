@@ -5,7 +5,8 @@ Where things live:
 - ``errors`` (public): the exception tree.          ``sync`` (public): the blocking facade.
 - ``_tracker``: ``connect`` and ``Tracker``, the API of SPEC §2 (its reads: ``_tracker_reads``);
   ``_settings``: the tracker's settings, checked.
-- ``_run``: the run handle and its ``async with`` context; ``_writer``: group commit.
+- ``_run``: the run handle and its ``async with`` context; ``_writer``: group commit;
+  ``_buffer``: what a run buffers for the writer, and the metric events it becomes.
 - ``_model``: values users receive; ``_events``: event types, ``Record``, upcasters.
 - ``_codec``: exact payload encoding; ``_validate``: what logging accepts.
 - ``_store``: the storage contract; ``_sqlite*``: the embedded backend.

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 import anyio
 
 from . import _events as ev
+from ._buffer import Rows, RunBuffer, event_points
 from ._events import NewEvent
 from ._validate import (
     MAX_STEP,
@@ -29,7 +30,7 @@ from ._validate import (
     flatten,
     normalize_config,
 )
-from ._writer import Rows, RunBuffer, Writer, event_points
+from ._writer import Writer
 from .errors import BackpressureError, ClosedError, RunAbortedError, ValidationError
 
 if TYPE_CHECKING:

@@ -1,10 +1,10 @@
 """The writer task: every append of a tracker goes through it, in group commits.
 
-Run handles buffer what they log in a :class:`RunBuffer`; the writer wakes when something is
-buffered, waits up to ``flush_interval`` for more (or not at all when a flush is asked for or
-the buffers pass ``batch_points``), takes every buffer at once and commits the lot in one
-transaction. A buffer is only ever touched under the tracker-wide ``threading.Lock``, because
-the sync facade logs from the training thread while the writer runs on the event loop.
+Run handles buffer what they log in a ``RunBuffer`` (``_buffer``); the writer wakes when
+something is buffered, waits up to ``flush_interval`` for more (or not at all when a flush is
+asked for or the buffers pass ``batch_points``), takes every buffer at once and commits the lot
+in one transaction. A buffer is only ever touched under the tracker-wide ``threading.Lock``,
+because the sync facade logs from the training thread while the writer runs on the event loop.
 
 A batch whose commit failed keeps its events (and their ids) and is sent again with the next
 cycle, ahead of anything the run logged since, so a commit whose outcome was unknown is never
@@ -15,135 +15,16 @@ from __future__ import annotations
 
 import asyncio
 import threading
-from array import array
 from collections.abc import Callable
-from typing import Any
 
 import anyio
 
-from . import _events as ev
+from ._buffer import Rows, RunBuffer, event_points, metrics_events
 from ._events import NewEvent, Record
 from ._store import AppendRequest, Store
 from .errors import ClosedError, EngineError, ValidationError
 
-__all__ = ["EVENT_POINTS", "RunBuffer", "Rows", "Writer", "event_points", "metrics_event",
-           "metrics_events"]
-
-class Rows:
-    """Consecutive calls that logged the same keys in the same order: their values row after
-    row in one flat array (``keys`` order), with a step and a timestamp per row. A flat array
-    allocates no object per call, and a metric's column is a strided slice of it."""
-
-    __slots__ = ("keys", "steps", "times", "values")
-
-    def __init__(self, keys: tuple[str, ...]) -> None:
-        self.keys = keys
-        self.steps: list[Any] = []
-        self.times: list[float] = []
-        self.values = array("d")
-
-
-def _column(steps: list[Any]) -> array[Any]:
-    try:
-        return array("q", steps)
-    except TypeError:  # a float step somewhere
-        return array("d", steps)
-
-
-EVENT_POINTS = 50_000  # the most points one MetricsLogged event holds
-
-
-def event_points(event: NewEvent) -> int:
-    """What a buffered control event counts against the pending bound: one point per config
-    key or tag it carries, at least one — so no kind of call grows the buffer unbounded."""
-    data = event.data
-    if event.type == ev.CONFIGS_LOGGED:
-        return max(1, len(data["config"]))
-    if event.type in (ev.TAGS_ADDED, ev.TAGS_REMOVED):
-        return max(1, len(data["tags"]))
-    return 1
-
-
-def metrics_events(groups: list[Rows]) -> list[NewEvent]:
-    """MetricsLogged events for consecutive groups of rows, none above ``EVENT_POINTS``
-    points: the store commits a large flush as a pipeline of such pieces."""
-    events: list[NewEvent] = []
-    pending: list[Rows] = []
-    points = 0
-    for group in groups:
-        width = len(group.keys)
-        rows = len(group.steps)
-        if width * rows > EVENT_POINTS:
-            if pending:
-                events.append(metrics_event(pending))
-                pending, points = [], 0
-            step = max(1, EVENT_POINTS // width)
-            for start in range(0, rows, step):
-                piece = Rows(group.keys)
-                piece.steps = group.steps[start : start + step]
-                piece.times = group.times[start : start + step]
-                piece.values = group.values[start * width : (start + step) * width]
-                events.append(metrics_event([piece]))
-            continue
-        pending.append(group)
-        points += width * rows
-        if points >= EVENT_POINTS:
-            events.append(metrics_event(pending))
-            pending, points = [], 0
-    if pending:
-        events.append(metrics_event(pending))
-    return events
-
-
-def metrics_event(groups: list[Rows]) -> NewEvent:
-    """One MetricsLogged event for consecutive groups of rows, its columns as arrays.
-
-    A metric's column is a strided slice of its group's flat values. When one group holds
-    every point, all metrics share one steps array and one timestamps array, which the codec
-    stores once.
-    """
-    if len(groups) == 1:
-        group = groups[0]
-        steps = _column(group.steps)
-        times = array("d", group.times)
-        width = len(group.keys)
-        return NewEvent(ev.METRICS_LOGGED, {"metrics": {
-            key: {"steps": steps, "values": group.values[i::width], "timestamps": times}
-            for i, key in enumerate(group.keys)}})
-    columns: dict[str, tuple[list[Any], array[float], list[float]]] = {}
-    for group in groups:
-        width = len(group.keys)
-        for i, key in enumerate(group.keys):
-            column = columns.get(key)
-            if column is None:
-                column = columns[key] = ([], array("d"), [])
-            column[0].extend(group.steps)
-            column[1].extend(group.values[i::width])
-            column[2].extend(group.times)
-    return NewEvent(ev.METRICS_LOGGED, {"metrics": {
-        key: {"steps": _column(s), "values": v, "timestamps": array("d", t)}
-        for key, (s, v, t) in columns.items()}})
-
-
-class RunBuffer:
-    """What one run handle has logged and the writer has not yet committed."""
-
-    __slots__ = ("committed", "group", "inflight", "inflight_logged", "inflight_points",
-                 "items", "logged", "marked", "project", "refusal", "run_id", "waiters")
-
-    def __init__(self, project: str, run_id: str) -> None:
-        self.project = project
-        self.run_id = run_id
-        self.items: list[Rows | NewEvent] = []
-        self.group: Rows | None = None  # the open group the hot path appends rows to
-        self.marked = False  # the writer knows this buffer has something since it last took it
-        self.logged = 0  # accepted calls so far
-        self.committed = 0  # accepted calls whose fate is settled (committed or refused)
-        self.inflight: list[AppendRequest] = []  # sent, not yet known committed
-        self.refusal: EngineError | None = None  # refused while nobody was waiting
-        self.inflight_logged = 0
-        self.inflight_points = 0
-        self.waiters: list[_Waiter] = []
+__all__ = ["Waiter", "Writer"]
 
 
 class Writer:
@@ -161,7 +42,7 @@ class Writer:
         self.space = threading.Condition(self.lock)  # sync loggers wait here when full
         self.on_commit: list[Callable[[list[Record]], None]] = []
         self._dirty: dict[RunBuffer, None] = {}
-        self._control: list[tuple[AppendRequest, _Waiter]] = []
+        self._control: list[tuple[AppendRequest, Waiter]] = []
         self._signaled = False
         self.urgent_signaled = False
         self._wake = anyio.Event()
@@ -209,7 +90,7 @@ class Writer:
         """
         if self._closing:
             raise ClosedError("the tracker is closed")
-        waiter = _Waiter(0)
+        waiter = Waiter(0)
         self._control.append((request, waiter))
         self._set_urgent()
         return await waiter.wait()
@@ -230,7 +111,7 @@ class Writer:
                 return
             if self._closed:
                 raise ClosedError("the tracker closed before this was written")
-            waiter = _Waiter(buf.logged)
+            waiter = Waiter(buf.logged)
             buf.waiters.append(waiter)
             self._waiting[buf] = None
             self._dirty[buf] = None
@@ -416,7 +297,7 @@ def _classify(error: Exception) -> BaseException:
     return error
 
 
-class _Waiter:
+class Waiter:
     """One flush or control request waiting for the commit that settles it."""
 
     __slots__ = ("done", "result", "target")

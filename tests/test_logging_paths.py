@@ -12,7 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import engine
-from engine._writer import EVENT_POINTS
+from engine._buffer import EVENT_POINTS
 from tests.conftest import MakeTracker
 
 

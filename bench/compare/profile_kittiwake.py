@@ -131,10 +131,10 @@ _STEPS: tuple[tuple[str, str], ...] = (
 def timings(times: int) -> dict[str, Any]:
     """Run W1 ``times`` times with the engine's steps timed; returns (and prints) the average
     milliseconds per run of each step."""
-    from engine import _commit, _projector, _sqlite_commit, _writer
+    from engine import _buffer, _commit, _projector, _sqlite_commit, _writer
 
     _wrap_async(_writer.Writer, "cycle", "cycle")
-    _wrap_sync(_writer, "metrics_event", "arrays")
+    _wrap_sync(_buffer, "metrics_event", "arrays")
     _wrap_async(_sqlite_commit.Committer, "transaction", "transaction")
     _wrap_async(_projector.Projector, "apply", "apply")
     _wrap_async(_projector.Projector, "save", "save")
