@@ -2,7 +2,6 @@
 
     .venv/bin/python -m bench.engine            # every benchmark, on SQLite
     .venv/bin/python -m bench.engine ingest     # one of: ingest, read, rebuild, memory
-    .venv/bin/python -m bench.engine --no-numpy # as if NumPy were not installed
 
 Prints one JSON object per benchmark. Each benchmark takes ``url(name)``, which gives a
 fresh database for a name, so another backend's bench module can run the same code.
@@ -173,14 +172,10 @@ def main(argv: list[str]) -> None:
     if argv[:1] == ["--child"]:
         _child(argv[1])
         return
-    flags = [a for a in argv if a == "--no-numpy"]
-    names = [a for a in argv if a != "--no-numpy"] or list(BENCHMARKS)
-    print(f"# {machine()}" + (" (NumPy hidden)" if flags else ""))
-    # Hiding NumPy has to come before the engine is imported, so the child starts that way.
-    hide = "import sys; sys.modules['numpy'] = None; " if flags else ""
-    start = f"{hide}import runpy; runpy.run_module('bench.engine', run_name='__main__')"
+    names = argv or list(BENCHMARKS)
+    print(f"# {machine()}")
     for name in names:
-        out = subprocess.run([sys.executable, "-c", start, "--child", name],
+        out = subprocess.run([sys.executable, "-m", "bench.engine", "--child", name],
                              capture_output=True, text=True, check=True)
         sys.stdout.write(out.stdout)
         sys.stdout.flush()
