@@ -23,10 +23,12 @@ if TYPE_CHECKING:
 __all__ = ["EVENT_POINTS", "RunBuffer", "Rows", "event_points", "metrics_event",
            "metrics_events"]
 
+
 class Rows:
     """Consecutive calls that logged the same keys in the same order: their values row after
-    row in one flat array (``keys`` order), with a step and a timestamp per row. A flat array
-    allocates no object per call, and a metric's column is a strided slice of it."""
+    row as native doubles in one flat bytearray (``keys`` order), with a step and a timestamp
+    per row. A flat buffer allocates no object per call, C can append to it (``_take``), and
+    a metric's column is a strided slice of it."""
 
     __slots__ = ("keys", "steps", "times", "values")
 
@@ -34,7 +36,17 @@ class Rows:
         self.keys = keys
         self.steps: list[Any] = []
         self.times: list[float] = []
-        self.values = array("d")
+        self.values = bytearray()
+
+    def points(self) -> int:
+        """How many values the group holds."""
+        return len(self.values) // 8
+
+    def floats(self) -> array[float]:
+        """The values as an ``array('d')`` (one copy)."""
+        flat = array("d")
+        flat.frombytes(self.values)
+        return flat
 
 
 def _column(steps: list[Any]) -> array[Any]:
@@ -76,7 +88,7 @@ def metrics_events(groups: list[Rows]) -> list[NewEvent]:
                 piece = Rows(group.keys)
                 piece.steps = group.steps[start : start + step]
                 piece.times = group.times[start : start + step]
-                piece.values = group.values[start * width : (start + step) * width]
+                piece.values = group.values[start * width * 8 : (start + step) * width * 8]
                 events.append(metrics_event([piece]))
             continue
         pending.append(group)
@@ -101,18 +113,20 @@ def metrics_event(groups: list[Rows]) -> NewEvent:
         steps = _column(group.steps)
         times = array("d", group.times)
         width = len(group.keys)
+        flat = group.floats()
         return NewEvent(ev.METRICS_LOGGED, {"metrics": {
-            key: {"steps": steps, "values": group.values[i::width], "timestamps": times}
+            key: {"steps": steps, "values": flat[i::width], "timestamps": times}
             for i, key in enumerate(group.keys)}})
     columns: dict[str, tuple[list[Any], array[float], list[float]]] = {}
     for group in groups:
         width = len(group.keys)
+        flat = group.floats()
         for i, key in enumerate(group.keys):
             column = columns.get(key)
             if column is None:
                 column = columns[key] = ([], array("d"), [])
             column[0].extend(group.steps)
-            column[1].extend(group.values[i::width])
+            column[1].extend(flat[i::width])
             column[2].extend(group.times)
     return NewEvent(ev.METRICS_LOGGED, {"metrics": {
         key: {"steps": _column(s), "values": v, "timestamps": array("d", t)}

@@ -217,7 +217,7 @@ class Writer:
         buf.marked = False
         # The points the items hold (a control event as ``event_points`` counts it): what
         # leaves ``pending`` when they are committed.
-        points = sum(len(i.values) if isinstance(i, Rows) else event_points(i) for i in items)
+        points = sum(i.points() if isinstance(i, Rows) else event_points(i) for i in items)
         return items, points, buf.logged
 
     @staticmethod

@@ -134,3 +134,18 @@ def make(db_url: str) -> MakeTracker:
 def file_url(tmp_path: Path) -> str:
     """A SQLite file path (for tests about files, processes and the command line)."""
     return str(tmp_path / "kittiwake.db")
+
+
+@pytest.fixture(params=["compiled", "python"])
+def hot_path(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Run a test once with the compiled core of ``log_metrics``' hot path and once with its
+    Python twin (``engine._take``); the compiled run is skipped where it was not built."""
+    from engine import _run, _take
+
+    if request.param == "python":
+        monkeypatch.setattr(_run, "take_floats", _take.take_floats_py)
+    elif not _take.COMPILED:
+        if os.environ.get("CI"):
+            pytest.fail("engine._speedups was not built: the hot path runs in Python")
+        pytest.skip("engine._speedups was not built on this machine")
+    return str(request.param)

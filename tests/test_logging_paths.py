@@ -8,12 +8,15 @@ from collections.abc import Awaitable, Callable
 
 import anyio
 import pytest
-from hypothesis import given, settings
+from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import engine
 from engine._buffer import EVENT_POINTS
 from tests.conftest import MakeTracker
+
+# Every test here runs with the compiled core of the hot path and with its Python twin.
+pytestmark = pytest.mark.usefixtures("hot_path")
 
 
 class Float(float):
@@ -184,7 +187,7 @@ calls = st.lists(st.tuples(
 ), min_size=1, max_size=40)
 
 
-@settings(max_examples=60)
+@settings(max_examples=60, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(shapes=calls)
 def test_any_sequence_of_call_shapes_reads_back_exactly(shapes: list[tuple[list[str], int]]
                                                         ) -> None:

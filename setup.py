@@ -1,0 +1,7 @@
+"""Only the optional C extension lives here; everything else is in pyproject.toml."""
+
+from setuptools import Extension, setup
+
+# optional: a machine without a C compiler still installs Kittiwake, on the Python twin of
+# this code (engine/_take.py).
+setup(ext_modules=[Extension("engine._speedups", ["engine/_speedups.c"], optional=True)])
