@@ -1,4 +1,4 @@
-/* The compiled half of log_metrics' hot path (engine/_rows_take.py is its Python twin and
+/* The compiled half of log_metrics' hot path (engine/_take.py is its Python twin and
  * the reference the tests hold it to).
  *
  * Checking a call with the same keys as the one before it costs, in Python, a tuple of the
