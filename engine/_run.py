@@ -130,8 +130,7 @@ class Run:
                     at = self._clock()
                     took = True
                 else:  # the same check in Python, for ints, timestamps and a group's first row
-                    values = [*metrics.values()]
-                    took = tuple(metrics) == keys and _numbers(values)
+                    took = tuple(metrics) == keys and _numbers(values := [*metrics.values()])
                     if took:
                         if pending > writer.max_pending:
                             raise self._full()

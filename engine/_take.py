@@ -42,4 +42,4 @@ except ImportError:  # built without a C compiler: the same, about 1 µs slower 
     take_floats = take_floats_py
 
 COMPILED = take_floats is not take_floats_py
-"""Whether the hot path runs compiled (the benchmarks report it with their figures)."""
+"""Whether the hot path runs compiled (the test suite requires it under ``CI``)."""
