@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 
 .PHONY: demo test lint bench bench-engine bench-query bench-subscribe bench-postgres bench-compare clean
 
-$(STAMP): pyproject.toml setup.py engine/_speedups.c
+$(STAMP): pyproject.toml setup.py engine/_runtime/_speedups.c
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -e '.[dev,postgres,pandas]'

@@ -3,5 +3,7 @@
 from setuptools import Extension, setup
 
 # optional: a machine without a C compiler still installs Kittiwake, on the Python twin of
-# this code (engine/_take.py).
-setup(ext_modules=[Extension("engine._speedups", ["engine/_speedups.c"], optional=True)])
+# this code (engine/_runtime/hot_path.py).
+setup(ext_modules=[
+    Extension("engine._runtime._speedups", ["engine/_runtime/_speedups.c"], optional=True),
+])

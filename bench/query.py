@@ -33,12 +33,12 @@ from typing import Any
 import anyio
 
 import engine
-from engine import _events as ev
-from engine._events import NewEvent
-from engine._query import selection
-from engine._query_exec import top_keys
-from engine._query_sql import SQLITE, Compiled
-from engine._store import AppendRequest
+from engine._core import events as ev
+from engine._core.events import NewEvent
+from engine._query.execute import top_keys
+from engine._query.parser import selection
+from engine._query.sql import SQLITE, Compiled
+from engine._storage.contract import AppendRequest
 
 BATCH = 1000
 POINTS = 3  # points per metric: last, min and max differ

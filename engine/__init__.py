@@ -19,24 +19,25 @@ Where things live:
 - ``_cli``: the ``kittiwake`` command; ``_demo``: the simulated experiment.
 """
 
+from engine._core.model import Event as Event
+from engine._core.model import Experiment as Experiment
+from engine._core.model import ForkPoint as ForkPoint
+from engine._core.model import Lineage as Lineage
+from engine._core.model import MetricSummary as MetricSummary
+from engine._core.model import RunState as RunState
+from engine._core.model import Series as Series
+from engine._core.model import Status as Status
+from engine._query.export import RunsTable as RunsTable
+from engine._query.tree import MetricStats as MetricStats
+from engine._query.tree import RunGroup as RunGroup
+from engine._runtime.run import Run as Run
+from engine._runtime.run import RunContext as RunContext
+from engine._runtime.subscriptions import Subscription as Subscription
+from engine._runtime.tracker import Tracker as Tracker
+from engine._runtime.tracker import connect as connect
+
 from . import errors as errors
 from . import sync as sync
-from ._export import RunsTable as RunsTable
-from ._model import Event as Event
-from ._model import Experiment as Experiment
-from ._model import ForkPoint as ForkPoint
-from ._model import Lineage as Lineage
-from ._model import MetricSummary as MetricSummary
-from ._model import RunState as RunState
-from ._model import Series as Series
-from ._model import Status as Status
-from ._query_ast import MetricStats as MetricStats
-from ._query_ast import RunGroup as RunGroup
-from ._run import Run as Run
-from ._run import RunContext as RunContext
-from ._subscribe import Subscription as Subscription
-from ._tracker import Tracker as Tracker
-from ._tracker import connect as connect
 
 __version__ = "0.1.0"
 

@@ -22,18 +22,18 @@ from functools import partial
 from types import TracebackType
 from typing import Any
 
-import anyio
 from anyio.from_thread import BlockingPortal, start_blocking_portal
 
-from ._export import RunsTable
-from ._model import Event, Experiment, Lineage, RunState, Series
-from ._query_ast import RunGroup
-from ._run import Run
-from ._store import Progress
-from ._subscribe import Subscription
-from ._tracker import Tracker
-from ._tracker import connect as _connect
-from .errors import BackpressureError, ClosedError, RunAbortedError
+from engine._core.model import Event, Experiment, Lineage, RunState, Series
+from engine._query.export import RunsTable
+from engine._query.tree import RunGroup
+from engine._runtime.run import Run, RunContext, begin_blocking, end_blocking, wait_for_room
+from engine._runtime.subscriptions import Subscription
+from engine._runtime.tracker import Tracker
+from engine._runtime.tracker import connect as _connect
+from engine._storage.contract import Progress
+
+from .errors import BackpressureError, ClosedError
 
 __all__ = ["SyncRun", "SyncRunContext", "SyncSubscription", "SyncTracker", "connect"]
 
@@ -106,7 +106,7 @@ class SyncTracker:
     def start_run(self, run_id: str | None = None, **options: Any) -> SyncRunContext:
         """Start or resume a run; use it as ``with``. Options as ``Tracker.start_run``."""
         context = self._async().start_run(run_id, **options)
-        return SyncRunContext(self, context._start)
+        return SyncRunContext(self, context)
 
     def abort_run(self, run_id: str, reason: str | None = None, *,
                   project: str | None = None) -> None:
@@ -244,44 +244,23 @@ async def _make(url: str, settings: Mapping[str, Any]) -> Tracker:
 class SyncRunContext:
     """``with tracker.start_run(...) as run``: the blocking counterpart of ``RunContext``."""
 
-    def __init__(self, tracker: SyncTracker, start: Callable[[], Any]) -> None:
+    def __init__(self, tracker: SyncTracker, context: RunContext) -> None:
         self._tracker = tracker
-        self._start = start
+        self._context = context
         self._run: SyncRun | None = None
 
     def __enter__(self) -> SyncRun:
         if self._run is not None:
             raise RuntimeError("a run context can be entered once")
         tracker = self._tracker
-        run: Run = tracker._call(self._start)
-        run.raise_on_abort()
-        tracker._call(_watch, tracker._async(), run)
+        run: Run = tracker._call(begin_blocking, self._context)
         self._run = SyncRun(tracker, run)
         return self._run
 
     def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
                  tb: TracebackType | None) -> None:
         assert self._run is not None
-        run = self._run._run
-        tracker = self._tracker
-        tracker._call(_unwatch, tracker._async(), run)
-        if isinstance(exc, RunAbortedError) or (exc is None and run.abort_requested):
-            status, reason = "aborted", run._abort_reason
-        elif exc is None:
-            status, reason = "succeeded", None
-        elif isinstance(exc, Exception):
-            status, reason = "failed", f"{type(exc).__name__}: {exc}"
-        else:  # KeyboardInterrupt, SystemExit
-            status, reason = "aborted", type(exc).__name__
-        tracker._call(run.finish, status, reason)
-
-
-async def _watch(tracker: Tracker, run: Run) -> None:
-    await tracker._watch(run, anyio.CancelScope())  # nothing to cancel: logging raises instead
-
-
-async def _unwatch(tracker: Tracker, run: Run) -> None:
-    tracker._unwatch(run)
+        self._tracker._call(end_blocking, self._context, exc)
 
 
 class SyncRun:
@@ -328,11 +307,8 @@ class SyncRun:
             try:
                 return call()
             except BackpressureError:
-                writer = self._run._writer
-                with writer.space:
-                    if writer.pending == 0:
-                        raise  # the call alone is over the limit: waiting cannot help
-                    writer.space.wait(timeout=0.05)
+                if not wait_for_room(self._run, 0.05):
+                    raise  # the call alone is over the limit: waiting cannot help
 
     def flush(self) -> None:
         """Block until everything logged so far is durable and visible to reads."""

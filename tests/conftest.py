@@ -139,13 +139,15 @@ def file_url(tmp_path: Path) -> str:
 @pytest.fixture(params=["compiled", "python"])
 def hot_path(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
     """Run a test once with the compiled core of ``log_metrics``' hot path and once with its
-    Python twin (``engine._take``); the compiled run is skipped where it was not built."""
-    from engine import _run, _take
+    Python twin (``engine._runtime.hot_path``); the compiled run is skipped where it was not
+    built."""
+    from engine._runtime import hot_path as _take
+    from engine._runtime import run as _run
 
     if request.param == "python":
         monkeypatch.setattr(_run, "take_floats", _take.take_floats_py)
     elif not _take.COMPILED:
         if os.environ.get("CI"):
-            pytest.fail("engine._speedups was not built: the hot path runs in Python")
-        pytest.skip("engine._speedups was not built on this machine")
+            pytest.fail("engine._runtime._speedups was not built: the hot path runs in Python")
+        pytest.skip("engine._runtime._speedups was not built on this machine")
     return str(request.param)

@@ -59,8 +59,8 @@ async def admin(base_url: str) -> Any:
 
 async def opened(url: str, durability: str = "normal") -> Any:
     """An open store on ``url`` (close it)."""
-    from engine._events import default_upcasters
-    from engine._store import open_store
+    from engine._core.events import default_upcasters
+    from engine._storage.registry import open_store
 
     store = open_store(url, durability=durability, upcasters=default_upcasters())
     await store.open()
@@ -69,7 +69,7 @@ async def opened(url: str, durability: str = "normal") -> Any:
 
 async def raw(store: Any, sql: str) -> list[tuple[Any, ...]]:
     """The rows of one SQL statement, run on a PostgreSQL store's own reader connections."""
-    from engine._postgres import PostgresStore
+    from engine._storage.postgres.store import PostgresStore
 
     assert isinstance(store, PostgresStore)
     rows = await store.readers.run(lambda connection: connection.fetch(sql))

@@ -16,11 +16,12 @@ import anyio
 import pytest
 
 import engine
-from engine import _events as ev
-from engine._events import NewEvent, Record, Upcasters, default_upcasters
-from engine._fold import Fold
-from engine._store import AppendRequest, EventFilter, Store, open_store
-from engine._writer import Writer
+from engine._core import events as ev
+from engine._core.events import NewEvent, Record, Upcasters, default_upcasters
+from engine._core.fold import Fold
+from engine._runtime.writer import Writer
+from engine._storage.contract import AppendRequest, EventFilter, Store
+from engine._storage.registry import open_store
 from engine.errors import (
     ConcurrencyError,
     EngineError,
@@ -70,7 +71,7 @@ class _Stores:
 
 
 class StoreContract(_Stores):
-    """The storage contract of ``engine._store.Store``."""
+    """The storage contract of ``engine._storage.contract.Store``."""
 
     persistent = True  # whether a database outlives the store that opened it
 

@@ -10,8 +10,8 @@ import anyio.lowlevel
 import pytest
 
 import engine
-from engine._store import EventFilter, Store
-from engine._subscribe import Pager, Subscription
+from engine._runtime.subscriptions import Pager, Subscription
+from engine._storage.contract import EventFilter, Store
 
 __all__ = ["Drain", "GatedStore", "collect_until", "head_of", "needs_shared_database",
            "positions", "subscription", "write_run"]

@@ -25,7 +25,7 @@ from hypothesis import strategies as st
 from hypothesis.stateful import Bundle, RuleBasedStateMachine, invariant, precondition, rule
 
 from engine import Event, Series
-from engine._fold import Fold
+from engine._core.fold import Fold
 from engine.errors import RunNotFoundError, ValidationError
 from engine.sync import SyncRun, SyncRunContext, SyncTracker
 from tests.conftest import POSTGRES_URL, require_postgres

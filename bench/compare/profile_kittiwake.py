@@ -131,7 +131,11 @@ _STEPS: tuple[tuple[str, str], ...] = (
 def timings(times: int) -> dict[str, Any]:
     """Run W1 ``times`` times with the engine's steps timed; returns (and prints) the average
     milliseconds per run of each step."""
-    from engine import _buffer, _commit, _projector, _sqlite_commit, _writer
+    from engine._projections import projector as _projector
+    from engine._runtime import buffer as _buffer
+    from engine._runtime import writer as _writer
+    from engine._storage import commit as _commit
+    from engine._storage.sqlite import commit as _sqlite_commit
 
     _wrap_async(_writer.Writer, "cycle", "cycle")
     _wrap_sync(_buffer, "metrics_event", "arrays")

@@ -1,0 +1,103 @@
+"""Terminal output for the command line: aligned tables, numbers, progress, JSON lines."""
+
+from __future__ import annotations
+
+import sys
+import time
+from collections.abc import Iterable, Sequence
+from datetime import datetime
+from typing import Any, TextIO
+
+import orjson
+
+from engine._core.codec import jsonable, non_finite_name
+from engine._core.model import Event, RunState
+
+__all__ = ["Progress", "emit", "event_json", "fmt", "run_json", "table"]
+
+
+def fmt(value: Any) -> str:
+    """A cell: floats to 6 significant digits, datetimes to the second, None as ``-``."""
+    if value is None:
+        return "-"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, float):
+        return non_finite_name(value) or f"{value:.6g}"
+    if isinstance(value, datetime):
+        return value.strftime("%Y-%m-%d %H:%M:%S")
+    if isinstance(value, (list, tuple, frozenset, set)):
+        return ",".join(sorted(map(str, value))) if value else "-"
+    return str(value)
+
+
+def table(header: Sequence[str], rows: Iterable[Sequence[Any]], *,
+          numeric: Iterable[int] = ()) -> str:
+    """An aligned text table; columns in ``numeric`` are right-aligned."""
+    cells = [[fmt(v) for v in row] for row in rows]
+    right = set(numeric)
+    widths = [max([len(h)] + [len(r[i]) for r in cells]) for i, h in enumerate(header)]
+
+    def line(values: Sequence[str]) -> str:
+        return "  ".join(v.rjust(w) if i in right else v.ljust(w)
+                         for i, (v, w) in enumerate(zip(values, widths, strict=True))).rstrip()
+
+    rule = "  ".join("-" * w for w in widths)
+    return "\n".join([line(header), rule, *(line(r) for r in cells)])
+
+
+
+def event_json(event: Event) -> bytes:
+    """One event as a JSON line (without the newline)."""
+    return orjson.dumps(jsonable({
+        "position": event.position, "id": event.id, "project": event.project,
+        "run_id": event.run_id, "version": event.version, "type": event.type,
+        "timestamp": event.timestamp, "data": event.data,
+    }))
+
+
+def run_json(state: RunState) -> dict[str, Any]:
+    """A run as JSON-ready values."""
+    return jsonable({
+        "project": state.project, "run_id": state.run_id, "name": state.name,
+        "experiment": state.experiment, "status": str(state.status),
+        "status_reason": state.status_reason, "tags": sorted(state.tags),
+        "config": state.config,
+        "metrics": {m: {"last": s.last, "last_step": s.last_step, "min": s.min, "max": s.max,
+                        "count": s.count} for m, s in state.metrics.items()},
+        "fork": None if state.fork is None else {"run_id": state.fork.run_id,
+                                                 "step": state.fork.step},
+        "created_at": state.created_at.isoformat(), "updated_at": state.updated_at.isoformat(),
+        "ended_at": None if state.ended_at is None else state.ended_at.isoformat(),
+        "deleted": state.deleted, "version": state.version, "position": state.position,
+    })
+
+
+class Progress:
+    """A one-line progress indicator on a terminal; a line now and then elsewhere."""
+
+    def __init__(self, label: str, stream: TextIO = sys.stderr, every: float = 2.0) -> None:
+        self.label = label
+        self.stream = stream
+        self.tty = stream.isatty()
+        self.every = every
+        self._last = 0.0
+
+    def __call__(self, done: int, total: int) -> None:
+        now = time.monotonic()
+        final = done >= total
+        if not final and now - self._last < (0.1 if self.tty else self.every):
+            return
+        self._last = now
+        pct = 100.0 if total <= 0 else min(100.0, 100.0 * done / total)
+        text = f"{self.label}: {done:,}/{total:,} ({pct:.0f}%)"
+        if self.tty:
+            self.stream.write("\r" + text + ("\n" if final else ""))
+        else:
+            self.stream.write(text + "\n")
+        self.stream.flush()
+
+
+def emit(text: str) -> None:
+    """Write a line to stdout."""
+    sys.stdout.write(text + "\n")

@@ -1,0 +1,148 @@
+"""The ``kittiwake`` command.
+
+Every command opens the database named by ``--db`` (or ``$KITTIWAKE_DB``, default
+``kittiwake.db`` in the working directory). Errors are one line on stderr and a non-zero exit,
+never a traceback (set ``KITTIWAKE_DEBUG=1`` to see one).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections.abc import Awaitable, Callable, Sequence
+from typing import NoReturn
+
+import anyio
+
+from engine.errors import EngineError
+
+from . import runs as runs_commands
+from .display import Progress, emit, event_json
+from .errors import CliError, UsageError
+from .tracker import open_tracker
+
+__all__ = ["main"]
+
+Command = Callable[[argparse.Namespace], Awaitable[int]]
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, with usage errors as one line like every other error (argparse prints the
+    usage first); sub-commands' parsers are made of this class too."""
+
+    def error(self, message: str) -> NoReturn:
+        raise UsageError(f"{message} (see `{self.prog} --help`)")
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = _Parser(
+        prog="kittiwake", description="Kittiwake: event-sourced experiment tracking.")
+    parser.add_argument("--db", default=os.environ.get("KITTIWAKE_DB", "kittiwake.db"),
+                        help="database: a file path or postgresql:// URL (default: %(default)s)")
+    parser.add_argument("--project", default=os.environ.get("KITTIWAKE_PROJECT", "default"),
+                        help="project (default: %(default)s)")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    demo = commands.add_parser("demo", help="simulate an experiment on an embedded database")
+    demo.add_argument("--steps", type=int, default=300, help="steps per run")
+    demo.add_argument("--delay", type=float, default=0.004, help="seconds per simulated step")
+    demo.set_defaults(handler=_demo, creates=True)
+
+    runs = commands.add_parser("runs", help="list and show runs").add_subparsers(
+        dest="runs_command", required=True, metavar="RUNS_COMMAND")
+    show = runs.add_parser("show", help="one run: status, config, tags and metric summaries")
+    show.add_argument("run_id")
+    show.add_argument("--format", choices=("table", "json"), default="table")
+    show.set_defaults(handler=runs_commands.show)
+
+    events = commands.add_parser("events", help="the log as JSON lines")
+    events.add_argument("--from", dest="from_position", type=int, default=0,
+                        help="start after this position (default: the beginning)")
+    events.set_defaults(handler=_events)
+
+    rebuild = commands.add_parser("rebuild", help="rebuild every projection from the log")
+    rebuild.set_defaults(handler=_rebuild)
+
+    tail = commands.add_parser("tail", help="a run's metrics, live, until the run ends")
+    tail.add_argument("run_id")
+    tail.set_defaults(handler=_tail)
+
+    runs_commands.add_commands(commands, runs)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line; returns the exit code."""
+    try:
+        args = _parser().parse_args(argv)
+    except UsageError as exc:
+        _fail(str(exc))
+        return 2
+    try:
+        try:
+            return anyio.run(_run, args)
+        except BaseExceptionGroup as group:  # one failure inside a task group: report it
+            if len(group.exceptions) == 1:
+                raise group.exceptions[0] from None
+            raise
+    except KeyboardInterrupt:
+        return 130
+    except BrokenPipeError:  # the reader went away (`kittiwake events | head`): not an error
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
+    except (CliError, EngineError, OSError) as exc:
+        _fail(str(exc) if isinstance(exc, EngineError) else str(exc).splitlines()[0])
+        return 1
+    except Exception as exc:  # the promise is one line, even for a bug
+        if os.environ.get("KITTIWAKE_DEBUG"):
+            raise
+        _fail(f"internal error: {type(exc).__name__}: {exc}")
+        return 70
+
+
+def _fail(message: str) -> None:
+    print(f"kittiwake: error: {message}", file=sys.stderr)
+
+
+async def _run(args: argparse.Namespace) -> int:
+    handler: Command = args.handler
+    return await handler(args)
+
+
+async def _demo(args: argparse.Namespace) -> int:
+    from .demo import run_demo
+
+    if args.steps < 20:
+        raise CliError("--steps must be at least 20")
+    async with open_tracker(args) as tracker:
+        await run_demo(tracker, steps=args.steps, delay=args.delay, out=sys.stdout)
+    return 0
+
+
+async def _events(args: argparse.Namespace) -> int:
+    out = sys.stdout.buffer
+    async with open_tracker(args) as tracker:
+        async for event in tracker.events(args.from_position):
+            out.write(event_json(event) + b"\n")
+    out.flush()
+    return 0
+
+
+async def _rebuild(args: argparse.Namespace) -> int:
+    async with open_tracker(args) as tracker:
+        await tracker.rebuild_projections(Progress("rebuilding"))
+    emit("projections rebuilt")
+    return 0
+
+
+async def _tail(args: argparse.Namespace) -> int:
+    from .tail import tail
+
+    async with open_tracker(args) as tracker:
+        await tail(tracker, args.run_id, sys.stdout)
+    return 0
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

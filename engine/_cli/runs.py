@@ -1,0 +1,282 @@
+"""Runs-table commands: ``runs list``, ``runs group`` and ``diff`` (SPEC §9).
+
+``runs list`` shows the runs a query picks as an aligned table, CSV or JSON lines; ``runs
+group`` groups them with counts and metric stats; ``diff A B`` puts two runs' differences
+side by side. A bad query is reported as one line plus the query with a caret under the
+problem.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import sys
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+import orjson
+
+from engine._core.codec import jsonable
+from engine._core.model import RunState
+from engine._query.export import RunsTable, parse_columns
+from engine._query.parser import parse_aggregates, parse_group_by, parse_order, parse_where
+from engine._query.tree import (
+    AGGREGATES,
+    And,
+    Compare,
+    Contains,
+    Exists,
+    Field,
+    In,
+    Node,
+    Not,
+    Or,
+    RunGroup,
+)
+
+from .display import emit, fmt, run_json, table
+from .tracker import open_tracker
+
+__all__ = ["add_commands"]
+
+_TABLE_COLUMNS = (Field("run", "run_id"), Field("run", "name"), Field("run", "experiment"),
+                  Field("run", "status"), Field("run", "created_at"))
+_MISSING = "(missing)"
+
+
+def add_commands(commands: Any, runs: Any) -> None:
+    """Register ``runs list`` and ``runs group`` on the ``runs`` sub-parsers and ``diff`` on
+    the top-level ones."""
+    listing = runs.add_parser(
+        "list", help="runs matching a query, sorted: a table, CSV or JSON lines",
+        description="List runs. Example: kittiwake runs list --where \"metrics.train/acc > 0.9 "
+                    "or config.optimizer = 'adam'\" --order-by=-metrics.train/acc --limit 10")
+    listing.add_argument("--where", "-w", help="filter, e.g. \"metrics.loss.min < 0.1 and "
+                         "tags contains 'baseline'\" (see docs/queries.md)")
+    listing.add_argument("--order-by", "-o", dest="order_by",
+                         help="comma-separated fields, '-' or a trailing 'desc' for "
+                              "descending, missing values last; write --order-by=-FIELD, as "
+                              "a bare -FIELD reads as an option")
+    listing.add_argument("--limit", "-n", type=int, help="at most this many runs")
+    listing.add_argument("--offset", type=int, default=0, help="skip this many runs first")
+    listing.add_argument("--columns", "-c", help="comma-separated columns, e.g. "
+                         "run_id,config.lr,metrics.loss.min (default: a few for a table, "
+                         "every field for csv and json)")
+    listing.add_argument("--format", choices=("table", "csv", "json"), default="table",
+                         help="json means JSON lines, one flat object per run")
+    listing.add_argument("--include-deleted", action="store_true", help="show deleted runs")
+    listing.add_argument("--heads-only", action="store_true",
+                         help="only the head run of each experiment")
+    listing.set_defaults(handler=_list)
+
+    group = runs.add_parser("group", help="group runs by fields, with counts and metric stats")
+    group.add_argument("by", help="comma-separated fields, e.g. experiment,config.optimizer")
+    group.add_argument("--where", "-w", help="filter the runs first")
+    group.add_argument("--metrics", "-m", dest="aggregates",
+                       help="metric aggregates, e.g. metrics.loss.min,metrics.acc "
+                            "(default: every metric's last value)")
+    group.add_argument("--format", choices=("table", "csv", "json"), default="table")
+    group.add_argument("--include-deleted", action="store_true", help="count deleted runs")
+    group.set_defaults(handler=_group)
+
+    diff = commands.add_parser("diff", help="two runs' config and metric differences, side "
+                               "by side")
+    diff.add_argument("a", metavar="A", help="a run id")
+    diff.add_argument("b", metavar="B", help="another run id")
+    diff.add_argument("--all", action="store_true", help="show equal values too")
+    diff.add_argument("--format", choices=("table", "json"), default="table")
+    diff.set_defaults(handler=_diff)
+
+
+# runs list -------------------------------------------------------------------------------------
+
+def _fields_of(node: Node | None) -> Iterable[Field]:
+    if node is None:
+        return
+    if isinstance(node, (And, Or)):
+        for item in node.items:
+            yield from _fields_of(item)
+    elif isinstance(node, Not):
+        yield from _fields_of(node.item)
+    elif isinstance(node, (Compare, In, Contains, Exists)):
+        yield node.field
+
+
+def _table_fields(where: str | None, order_by: str | None) -> list[Field]:
+    """A few identifying columns, then whatever the ordering and the query look at."""
+    wanted = [*_TABLE_COLUMNS, *(k.field for k in parse_order(order_by)),
+              *_fields_of(parse_where(where) if where else None)]
+    return list(dict.fromkeys(wanted))
+
+
+def _numeric(rows: Sequence[Sequence[Any]], width: int) -> list[int]:
+    """Columns whose values are all numbers (right-aligned in a table)."""
+    return [i for i in range(width)
+            if any(v is not None for v in (r[i] for r in rows))
+            and all(v is None or (isinstance(v, (int, float)) and not isinstance(v, bool))
+                    for v in (r[i] for r in rows))]
+
+
+async def _list(args: argparse.Namespace) -> int:
+    columns = list(parse_columns(args.columns)) if args.columns else None
+    if args.format == "table" and columns is None:
+        columns = _table_fields(args.where, args.order_by)
+    async with open_tracker(args) as tracker:
+        runs = await tracker.list_runs(
+            args.where, order_by=args.order_by, limit=args.limit, offset=args.offset,
+            include_deleted=args.include_deleted, heads_only=args.heads_only)
+    found = RunsTable.from_runs(runs, None if columns is None else [str(c) for c in columns])
+    if args.format == "csv":
+        found.to_csv(sys.stdout)
+    elif args.format == "json":
+        found.to_jsonl(sys.stdout)
+    else:
+        emit(table(found.columns, found.rows, numeric=_numeric(found.rows,
+                                                                len(found.columns))))
+        emit(f"({len(found)} run{'' if len(found) == 1 else 's'})")
+    return 0
+
+
+# runs group ------------------------------------------------------------------------------------
+
+def _group_rows(groups: Sequence[RunGroup]) -> tuple[list[str], list[list[Any]]]:
+    keys = list(groups[0].key) if groups else []
+    stats = list(dict.fromkeys(name for g in groups for name in g.metrics))
+    header = [*keys, "runs"]
+    for name in stats:
+        header += [f"n({name})", f"mean({name})", f"min({name})", f"max({name})"]
+    rows = []
+    for group in groups:
+        row: list[Any] = [*group.key.values(), group.count]
+        for name in stats:
+            s = group.metrics.get(name)
+            row += [None, None, None, None] if s is None else [s.count, s.mean, s.min, s.max]
+        rows.append(row)
+    return header, rows
+
+
+async def _group(args: argparse.Namespace) -> int:
+    by = parse_group_by(args.by)
+    parse_aggregates(args.aggregates)  # a bad name fails before the database is opened
+    async with open_tracker(args) as tracker:
+        groups = await tracker.group_runs([str(f) for f in by], where=args.where,
+                                          aggregates=args.aggregates,
+                                          include_deleted=args.include_deleted)
+    header, rows = _group_rows(groups)
+    if not groups:
+        header = [*(str(f) for f in by), "runs"]
+    found = RunsTable(tuple(header), tuple(tuple(r) for r in rows))
+    if args.format == "csv":
+        found.to_csv(sys.stdout)
+    elif args.format == "json":
+        found.to_jsonl(sys.stdout)
+    else:
+        emit(table(header, rows, numeric=range(len(by), len(header))))
+    return 0
+
+
+# diff ------------------------------------------------------------------------------------------
+
+def _same(x: Any, y: Any) -> bool:
+    if isinstance(x, float) and isinstance(y, float) and math.isnan(x) and math.isnan(y):
+        return True
+    if isinstance(x, bool) or isinstance(y, bool):  # True == 1 in Python, not in a config
+        return type(x) is type(y) and x == y
+    return bool(x == y)
+
+
+def _run_fields(state: RunState) -> dict[str, Any]:
+    fork = None if state.fork is None else f"{state.fork.run_id} @ step {fmt(state.fork.step)}"
+    return {"name": state.name, "experiment": state.experiment, "status": str(state.status),
+            "reason": state.status_reason, "tags": sorted(state.tags), "fork": fork,
+            "created": state.created_at, "ended": state.ended_at}
+
+
+def _delta(x: Any, y: Any) -> Any:
+    numbers = all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in (x, y))
+    return y - x if numbers else None
+
+
+async def _diff(args: argparse.Namespace) -> int:
+    async with open_tracker(args) as tracker:
+        a = await tracker.get_run(args.a)
+        b = await tracker.get_run(args.b)
+    show = args.all
+    fields_a, fields_b = _run_fields(a), _run_fields(b)
+    run_rows = [(k, fields_a[k], fields_b[k]) for k in fields_a
+                if show or not _same(fields_a[k], fields_b[k])]
+    absent = object()
+    config_rows = []
+    for path in sorted(set(a.config) | set(b.config)):
+        x, y = a.config.get(path, absent), b.config.get(path, absent)
+        if show or x is absent or y is absent or not _same(x, y):
+            config_rows.append((path, x, y))
+    metric_rows = []
+    for metric in sorted(set(a.metrics) | set(b.metrics)):
+        sa, sb = a.metrics.get(metric), b.metrics.get(metric)
+        for agg in AGGREGATES:
+            x = absent if sa is None else getattr(sa, agg)
+            y = absent if sb is None else getattr(sb, agg)
+            if show or x is absent or y is absent or not _same(x, y):
+                metric_rows.append((metric, agg, x, y))
+    if args.format == "json":
+        def value(v: Any) -> Any:
+            return None if v is absent else v
+
+        emit(orjson.dumps(jsonable({
+            "a": a.run_id, "b": b.run_id,
+            "run": {k: [value(x), value(y)] for k, x, y in run_rows},
+            "config": {p: [value(x), value(y)] for p, x, y in config_rows},
+            "metrics": [{"metric": m, "aggregate": g, "a": value(x), "b": value(y)}
+                        for m, g, x, y in metric_rows],
+        }), default=str, option=orjson.OPT_INDENT_2).decode())
+        return 0
+
+    def cell(v: Any) -> Any:
+        return _MISSING if v is absent else v
+
+    if not (run_rows or config_rows or metric_rows):
+        emit(f"{a.run_id} and {b.run_id} have the same fields, config and metric summaries")
+        return 0
+    sections = []
+    if run_rows:
+        sections.append(table(("run", a.run_id, b.run_id),
+                              [(k, cell(x), cell(y)) for k, x, y in run_rows]))
+    if config_rows:
+        sections.append(table(("config", a.run_id, b.run_id),
+                              [(p, cell(x), cell(y)) for p, x, y in config_rows]))
+    if metric_rows:
+        rows = [(m, g, cell(x), cell(y),
+                 None if x is absent or y is absent else _delta(x, y))
+                for m, g, x, y in metric_rows]
+        sections.append(table(("metric", "stat", a.run_id, b.run_id, "b - a"), rows,
+                              numeric=(2, 3, 4)))
+    emit("\n\n".join(sections))
+    return 0
+
+
+async def show(args: argparse.Namespace) -> int:
+    async with open_tracker(args) as tracker:
+        state = await tracker.get_run(args.run_id)
+    if args.format == "json":
+        emit(orjson.dumps(run_json(state), option=orjson.OPT_INDENT_2).decode())
+        return 0
+    fork = f"{state.fork.run_id} @ step {fmt(state.fork.step)}" if state.fork else None
+    fields = [
+        ("run", f"{state.project}/{state.run_id}"), ("name", state.name),
+        ("experiment", state.experiment), ("status", state.status),
+        ("reason", state.status_reason), ("fork", fork), ("tags", state.tags),
+        ("created", state.created_at), ("ended", state.ended_at),
+        ("deleted", state.deleted or None), ("version", state.version),
+        ("position", state.position),
+    ]
+    emit("\n".join(f"{k:<11} {fmt(v)}" for k, v in fields))
+    if state.config:
+        emit("\nconfig")
+        emit(table(("path", "value"), sorted(state.config.items())))
+    if state.metrics:
+        emit("\nmetrics")
+        emit(table(("metric", "last", "min", "max", "count", "last step"),
+                   [(m, s.last, s.min, s.max, s.count, s.last_step)
+                    for m, s in state.metrics.items()], numeric=(1, 2, 3, 4, 5)))
+    return 0

@@ -1,0 +1,230 @@
+"""The projections as one pure fold over the log: the reference semantics.
+
+``Fold.apply(event)`` is ``(state, event) -> state`` written as plainly as possible: each run
+keeps its effective series as whole arrays (a fork copies its parent's, cut at the fork step; a
+rewind cuts its own). The database projections are built for speed instead; tests hold them to
+this fold, and ``get_run(as_of=)`` answers from it.
+"""
+
+from __future__ import annotations
+
+import math
+from array import array
+from bisect import bisect_right
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from . import events as ev
+from .events import Record
+from .model import (
+    Event,
+    Experiment,
+    ForkPoint,
+    Lineage,
+    MetricSummary,
+    RunState,
+    Series,
+    Status,
+)
+from .series import as_step, normalize_steps, steps_array
+
+__all__ = ["Fold"]
+
+Columns = tuple["array[Any]", "array[float]", "array[float]"]
+
+
+@dataclass
+class _Run:
+    project: str
+    run_id: str
+    name: str
+    experiment: str | None
+    created_at: float
+    created_position: int
+    fork: ForkPoint | None
+    floor: int | float | None
+    tags: set[str] = field(default_factory=set)
+    config: dict[str, Any] = field(default_factory=dict)
+    series: dict[str, Columns] = field(default_factory=dict)
+    status: Status = Status.RUNNING
+    status_reason: str | None = None
+    ended_at: float | None = None
+    updated_at: float = 0.0
+    deleted: bool = False
+    version: int = 0
+    position: int = 0
+    children: list[str] = field(default_factory=list)
+
+
+def _cut(columns: Columns, step: int | float) -> Columns:
+    steps, values, times = columns
+    keep = bisect_right(steps, step)
+    return steps[:keep], values[:keep], times[:keep]
+
+
+def _time(seconds: float) -> datetime:
+    return datetime.fromtimestamp(seconds, UTC)
+
+
+class Fold:
+    """The whole log folded into memory: runs, series, experiments and lineage."""
+
+    def __init__(self) -> None:
+        self.runs: dict[tuple[str, str], _Run] = {}
+        self.experiments: dict[tuple[str, str], list[str]] = {}
+        self.position = 0
+
+    def apply_all(self, events: Iterable[Event | Record]) -> Fold:
+        """Apply events in log order; returns self."""
+        for event in events:
+            self.apply(event)
+        return self
+
+    def apply(self, event: Event | Record) -> None:
+        """Fold one event (public or internal form) in. Events must come in position order."""
+        self.position = event.position
+        key = (event.project, event.run_id)
+        data = event.data
+        stamp = event.timestamp
+        at = stamp.timestamp() if isinstance(stamp, datetime) else stamp
+        if event.type == ev.RUN_CREATED:
+            self._create(event, data, at)
+        run = self.runs.get(key)
+        if run is None:
+            return
+        run.version = event.version
+        run.position = event.position
+        run.updated_at = at
+        kind = event.type
+        if kind == ev.METRICS_LOGGED:
+            for name, column in data["metrics"].items():
+                self._extend(run, name, column)
+        elif kind == ev.CONFIGS_LOGGED:
+            run.config.update(data["config"])
+        elif kind == ev.TAGS_ADDED:
+            run.tags.update(data["tags"])
+        elif kind == ev.TAGS_REMOVED:
+            run.tags.difference_update(data["tags"])
+        elif kind == ev.STATUS_CHANGED:
+            run.status = Status(data["status"])
+            run.status_reason = data.get("reason")
+            run.ended_at = at if run.status.terminal else None
+        elif kind == ev.RUN_RESUMED:
+            run.status, run.status_reason, run.ended_at = Status.RUNNING, None, None
+            rewind = data.get("rewind_to")
+            if rewind is not None:
+                run.floor = rewind
+                run.series = {m: c for m, c in ((m, _cut(c, rewind)) for m, c in run.series.items())
+                              if c[0]}
+        elif kind == ev.RUN_DELETED:
+            run.deleted = True
+
+    def _create(self, event: Event | Record, data: Mapping[str, Any], at: float) -> None:
+        fork = data.get("fork")
+        run = _Run(
+            project=event.project, run_id=event.run_id, name=data["name"],
+            experiment=data.get("experiment"), created_at=at, created_position=event.position,
+            fork=ForkPoint(fork["run_id"], fork["step"]) if fork else None,
+            floor=fork["step"] if fork else None,
+        )
+        if fork:
+            parent = self.runs[(event.project, fork["run_id"])]
+            parent.children.append(event.run_id)
+            run.tags = set(parent.tags)
+            run.config = dict(parent.config)
+            cut = (_cut(c, fork["step"]) for c in parent.series.values())
+            run.series = {m: c for m, c in zip(parent.series, cut, strict=True) if c[0]}
+        run.tags.update(data.get("tags") or ())
+        run.config.update(data.get("config") or {})
+        self.runs[(event.project, event.run_id)] = run
+        if run.experiment is not None:
+            self.experiments.setdefault((event.project, run.experiment), []).append(event.run_id)
+
+    @staticmethod
+    def _extend(run: _Run, name: str, column: Mapping[str, Any]) -> None:
+        new_steps = steps_array(column["steps"])
+        old = run.series.get(name)
+        if old is None:
+            run.series[name] = (new_steps, array("d", column["values"]),
+                                array("d", column["timestamps"]))
+            return
+        steps, values, times = old
+        if steps.typecode != new_steps.typecode:
+            steps = array("d", steps)
+            new_steps = array("d", new_steps)
+        steps.extend(new_steps)
+        values.extend(array("d", column["values"]))
+        times.extend(array("d", column["timestamps"]))
+        run.series[name] = (steps, values, times)
+
+    # Reads -------------------------------------------------------------------------------
+
+    def has_run(self, project: str, run_id: str) -> bool:
+        """Whether the run exists (deleted or not)."""
+        return (project, run_id) in self.runs
+
+    def run_state(self, project: str, run_id: str) -> RunState:
+        """The run as the fold sees it. :raises KeyError: if there is no such run."""
+        run = self.runs[(project, run_id)]
+        return RunState(
+            project=run.project, run_id=run.run_id, name=run.name, experiment=run.experiment,
+            status=run.status, status_reason=run.status_reason, tags=frozenset(run.tags),
+            config=dict(run.config),
+            metrics={m: _summary(c) for m, c in sorted(run.series.items())},
+            fork=run.fork, created_at=_time(run.created_at), updated_at=_time(run.updated_at),
+            ended_at=None if run.ended_at is None else _time(run.ended_at),
+            deleted=run.deleted, version=run.version, position=run.position,
+        )
+
+    def series(self, project: str, run_id: str, metric: str) -> Series:
+        """The run's effective series for ``metric`` (empty if it has none)."""
+        columns = self.runs[(project, run_id)].series.get(metric)
+        if columns is None:
+            return Series(array("q"), array("d"), array("d"))
+        steps, values, times = columns
+        return Series(normalize_steps(array(steps.typecode, steps)), array("d", values),
+                      array("d", times))
+
+    def experiment(self, project: str, name: str) -> Experiment:
+        """The experiment's head (newest run not deleted) and history (oldest first)."""
+        history = self.experiments.get((project, name), [])
+        alive = [r for r in history if not self.runs[(project, r)].deleted]
+        return Experiment(name, alive[-1] if alive else None, tuple(history))
+
+    def lineage(self, project: str, run_id: str) -> Lineage:
+        """Ancestors (parent first); descendants and children by depth, then creation."""
+        run = self.runs[(project, run_id)]
+        chain = []
+        node = run
+        while node.fork is not None:
+            chain.append(ForkPoint(node.fork.run_id, node.fork.step))
+            node = self.runs[(project, node.fork.run_id)]
+        found: list[tuple[int, int, ForkPoint]] = []
+        level, depth = [run], 0
+        while level:
+            depth += 1
+            nxt = []
+            for parent in level:
+                for child_id in parent.children:
+                    child = self.runs[(project, child_id)]
+                    assert child.fork is not None
+                    point = ForkPoint(child_id, child.fork.step)
+                    found.append((depth, child.created_position, point))
+                    nxt.append(child)
+            level = nxt
+        found.sort(key=lambda f: (f[0], f[1]))
+        descendants = [f[2] for f in found]
+        children = tuple(f[2] for f in found if f[0] == 1)
+        return Lineage(run_id, tuple(chain), tuple(descendants), children)
+
+
+def _summary(columns: Columns) -> MetricSummary:
+    steps, values, _ = columns
+    finite = [v for v in values if v == v]
+    return MetricSummary(
+        last=values[-1], last_step=as_step(steps[-1]),
+        min=min(finite) if finite else math.nan, max=max(finite) if finite else math.nan,
+        count=len(values),
+    )

@@ -1,0 +1,245 @@
+"""What logging accepts (SPEC §3), and the errors that name what it refused.
+
+Every check here runs before anything is buffered, so a rejected call changes nothing.
+
+No text that goes into the log may hold NUL (``"\\x00"``): PostgreSQL's ``text`` cannot store
+it, and a log must read the same on every backend (and move between them). Keys, names and
+ids refuse every control character; tags, config strings and abort reasons refuse NUL; a
+failure reason made from an exception's message, which nobody chose, has each NUL written
+as the two characters ``\\0`` instead (:func:`escape_nul`). See docs/decisions.md.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Iterable, Mapping
+from datetime import datetime
+from typing import Any
+
+from engine.errors import ValidationError
+
+__all__ = [
+    "MAX_KEY",
+    "MAX_STEP",
+    "MAX_TAG",
+    "check_key",
+    "check_metric_value",
+    "check_name",
+    "check_project",
+    "check_run_id",
+    "check_step",
+    "check_reason",
+    "check_tags",
+    "escape_nul",
+    "flatten",
+    "normalize_config",
+]
+
+MAX_KEY = 1024
+MAX_TAG = 256
+MAX_STEP = 2**53  # every int step up to here is exact as a double, as block summaries hold it
+_INT64 = 2**63
+_RUN_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+
+
+def check_key(key: object, what: str = "key") -> str:
+    """Return ``key`` if it is a valid metric name or config path, else raise."""
+    if type(key) is not str:
+        raise ValidationError(f"{what} {key!r} is not a string", key=repr(key))
+    if not key:
+        raise ValidationError(f"{what} is empty", key=key)
+    if len(key) > MAX_KEY:
+        raise ValidationError(
+            f"{what} {key[:40]!r}... has {len(key)} characters; at most {MAX_KEY} are allowed",
+            key=key,
+        )
+    if _CONTROL.search(key):
+        raise ValidationError(f"{what} {key!r} contains a control character", key=key)
+    _check_utf8(key, what)
+    if "" in key.split("/"):
+        raise ValidationError(
+            f"{what} {key!r} has an empty segment; '/' separates non-empty names", key=key
+        )
+    return key
+
+
+def flatten(mapping: Mapping[str, Any], what: str = "key") -> dict[str, Any]:
+    """Flatten nested dicts with ``/``: ``{"a": {"b": 1}}`` becomes ``{"a/b": 1}``."""
+    if not isinstance(mapping, Mapping):
+        raise ValidationError(f"expected a dict of {what}s, got {type(mapping).__name__}")
+    out: dict[str, Any] = {}
+    _flatten_into(out, "", mapping, what)
+    return out
+
+
+def _flatten_into(out: dict[str, Any], prefix: str, mapping: Mapping[Any, Any], what: str) -> None:
+    for raw, value in mapping.items():
+        if type(raw) is not str:
+            raise ValidationError(f"{what} {raw!r} is not a string", key=repr(raw))
+        check_key(raw, what)  # a nested part is itself a key: no empty segment inside it
+        key = prefix + raw
+        if isinstance(value, Mapping):
+            _flatten_into(out, key + "/", value, what)
+            continue
+        if key in out:
+            raise ValidationError(f"{what} {key!r} is given twice after flattening", key=key)
+        out[check_key(key, what)] = value
+
+
+def check_metric_value(key: str, value: object) -> float:
+    """A metric value as a float: ints and floats (NaN and ±inf too), never bool."""
+    kind = type(value)
+    if kind is float:
+        return value  # type: ignore[return-value]
+    if kind is int:
+        try:
+            return float(value)  # type: ignore[arg-type]
+        except OverflowError:
+            raise ValidationError(
+                f"metric {key!r}: {value} is too large for a 64-bit float", key=key
+            ) from None
+    if isinstance(value, float):  # float subclasses, e.g. numpy.float64
+        return float(value)
+    raise ValidationError(
+        f"metric {key!r}: value {value!r} of type {kind.__name__} is not an int or float",
+        key=key,
+    )
+
+
+def check_step(step: object, key: str | None = None) -> int | float:
+    """A step: an int in [0, 2**53] or a finite float >= 0 (never bool)."""
+    kind = type(step)
+    where = f"metric {key!r}: " if key else ""
+    if kind is int:
+        if 0 <= step <= MAX_STEP:  # type: ignore[operator]
+            return step  # type: ignore[return-value]
+    elif kind is float:
+        if step >= 0 and math.isfinite(step):  # type: ignore[operator,arg-type]
+            return step  # type: ignore[return-value]
+    else:
+        raise ValidationError(
+            f"{where}step {step!r} of type {kind.__name__} is not an int or float",
+            key=key or "step",
+        )
+    raise ValidationError(
+        f"{where}step {step!r} is not allowed; steps are finite numbers >= 0 (ints up to 2**53)",
+        key=key or "step",
+    )
+
+
+def normalize_config(config: Mapping[str, Any]) -> dict[str, Any]:
+    """Flatten a config dict and check every value.
+
+    Subclasses (``numpy.float64``, ``pandas.Timestamp``, ``str`` enums) become the plain type
+    they extend, and lists of str become lists, so what is stored reads back as plain values.
+    """
+    flat = flatten(config, "config key")
+    for key, value in flat.items():
+        flat[key] = _config_value(key, value)
+    return flat
+
+
+def _config_value(key: str, value: object) -> Any:
+    if value is None or isinstance(value, bool):
+        return None if value is None else bool(value)
+    if isinstance(value, int):
+        if not -_INT64 <= value < _INT64:
+            raise ValidationError(
+                f"config {key!r}: {value} does not fit in 64 bits", key=key)
+        return int(value)
+    if isinstance(value, float):
+        return float(value)
+    if isinstance(value, str):
+        return _check_text(str(value), f"config {key!r} value", key)
+    if isinstance(value, datetime):
+        return datetime(value.year, value.month, value.day, value.hour, value.minute,
+                        value.second, value.microsecond, value.tzinfo, fold=value.fold)
+    if isinstance(value, (list, tuple)) and all(isinstance(v, str) for v in value):
+        return [_check_text(str(v), f"config {key!r} value", key) for v in value]
+    raise ValidationError(
+        f"config {key!r}: value {value!r} of type {type(value).__name__} is not allowed; "
+        "use str, int, float, bool, datetime, None or a list of str",
+        key=key,
+    )
+
+
+def _check_utf8(text: str, what: str) -> str:
+    """Refuse strings that cannot be stored (lone surrogates, say, from a file name)."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise ValidationError(f"{what} {text!r} is not valid Unicode text ({exc.reason})",
+                              key=text) from None
+    return text
+
+
+def _check_text(text: str, what: str, key: str) -> str:
+    """Free text that goes into the log: valid Unicode, without NUL (``key`` is named)."""
+    if "\x00" in text:
+        raise ValidationError(f"{what} {text!r} contains NUL ('\\x00'), which the log "
+                              "refuses (PostgreSQL's text cannot hold it)", key=key)
+    return _check_utf8(text, what)
+
+
+def escape_nul(text: str) -> str:
+    """``text`` with each NUL written as the two characters ``\\0`` (for text made from an
+    exception's message, which cannot be refused)."""
+    return text.replace("\x00", "\\0")
+
+
+def check_reason(reason: object) -> str | None:
+    """An abort reason: None or a string without NUL."""
+    if reason is None:
+        return None
+    if type(reason) is not str:
+        raise ValidationError(f"reason {reason!r} is not a string", key="reason")
+    return _check_text(reason, "reason", "reason")
+
+
+def check_tags(tags: Iterable[str] | str) -> list[str]:
+    """Tags as a de-duplicated list in first-seen order: non-empty strings of <= 256
+    characters, without NUL."""
+    if isinstance(tags, str):
+        tags = (tags,)
+    out: dict[str, None] = {}
+    for tag in tags:
+        if type(tag) is not str:
+            raise ValidationError(f"tag {tag!r} is not a string", key=repr(tag))
+        if not tag:
+            raise ValidationError("tag is empty", key=tag)
+        if len(tag) > MAX_TAG:
+            raise ValidationError(
+                f"tag {tag[:40]!r}... has {len(tag)} characters; at most {MAX_TAG} are allowed",
+                key=tag,
+            )
+        out[_check_text(tag, "tag", tag)] = None
+    return list(out)
+
+
+def check_run_id(run_id: object) -> str:
+    """A run id: ``[A-Za-z0-9][A-Za-z0-9._-]{0,127}``."""
+    if type(run_id) is not str or not _RUN_ID.fullmatch(run_id):
+        raise ValidationError(
+            f"run_id {run_id!r} is not allowed; use 1-128 characters from A-Z a-z 0-9 . _ -, "
+            "starting with a letter or digit",
+            key="run_id",
+        )
+    return run_id
+
+
+def check_name(value: object, what: str) -> str:
+    """A free-text label (run name, experiment): non-empty, <= 1024 chars, no control chars."""
+    if type(value) is not str or not value or len(value) > MAX_KEY or _CONTROL.search(value):
+        raise ValidationError(
+            f"{what} {value!r} is not allowed; use a non-empty string of at most {MAX_KEY} "
+            "characters without control characters",
+            key=what,
+        )
+    return _check_utf8(value, what)
+
+
+def check_project(value: object) -> str:
+    """A project name such as ``team-alpha/project-x``."""
+    return check_name(value, "project")

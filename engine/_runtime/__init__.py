@@ -1,0 +1,12 @@
+"""The runtime: an open tracker, its run handles, and the background work that serves them.
+
+Holds the tracker and its settings (``tracker``, ``settings``, ``reads``), opening and
+resuming runs (``opening``), the run handle and its context (``run``), what runs buffer
+(``buffer``) and the writer task that commits it (``writer``), the compiled logging hot
+path and its Python twin (``hot_path``, ``_speedups.c``), heartbeats, the reaper and abort
+delivery (``liveness``), and live subscriptions (``subscriptions``).
+
+May import every layer below it: ``engine._core``, ``engine._projections``,
+``engine._query``, ``engine._storage`` (the contract and the registry, never a backend
+directly) and ``engine.errors``.
+"""

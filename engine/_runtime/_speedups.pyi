@@ -1,0 +1,3 @@
+from typing import Any
+
+def take_floats(metrics: dict[str, Any], keys: tuple[str, ...], out: bytearray, /) -> bool: ...

@@ -1,0 +1,226 @@
+"""Keeping live runs alive and informed, and the tracker's background loops running.
+
+A tracker's live runs beat every ``heartbeat_interval``; its reaper marks running runs that
+went silent for ``crash_timeout`` as crashed (with ``expected_version``, so two reapers, or a
+run that just moved on, never both write). And it follows the log's head as other processes
+move it — ``Store.wait_for_head`` is a cheap poll on SQLite and a LISTEN doorbell on
+PostgreSQL — to ring subscribers and deliver abort requests made elsewhere. It follows the
+head only while someone cares (a subscriber, or a live run that may be aborted): an idle
+tracker makes no query at all.
+
+The loops outlive the database's hiccups: a step that fails is tried again after a pause that
+grows (``RETRY_DELAYS``). When it still fails after the last pause — or the writer itself
+fails — the tracker cannot go on, and it says so instead of leaving anyone waiting: its runs'
+logging calls, pending flushes and subscriptions raise ``ClosedError`` (chained to the cause),
+and so does leaving the tracker's block.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Awaitable, Callable
+from typing import TypeVar
+
+import anyio
+from anyio.abc import TaskGroup
+
+from engine._core import events as ev
+from engine._core.events import NewEvent, Record
+from engine._core.model import Status
+from engine._storage.contract import AppendRequest, Store
+from engine.errors import ClosedError, ConcurrencyError, RunNotFoundError
+
+from .run import Run
+from .subscriptions import Hub, Pager
+from .writer import Writer
+
+__all__ = ["RETRY_DELAYS", "Liveness"]
+
+Key = tuple[str, str]
+T = TypeVar("T")
+
+RETRY_DELAYS: tuple[float, ...] = (0.1, 0.2, 0.5, 1.0, 2.0, 5.0, 10.0, 10.0, 10.0, 10.0, 10.0)
+"""Pauses before each new attempt of a failing background step (about a minute in all, on
+top of the store's own retries); after the last one the tracker stops."""
+
+
+class Liveness:
+    """Heartbeats, the reaper, abort delivery and the head of the log, for one tracker; and
+    the supervisor of its background loops (the writer's included)."""
+
+    def __init__(self, store: Store, writer: Writer, hub: Hub, *, clock: Callable[[], float],
+                 heartbeat_interval: float, crash_timeout: float, reap_interval: float,
+                 poll_interval: float, retry_delays: tuple[float, ...] = RETRY_DELAYS) -> None:
+        self.store = store
+        self.writer = writer
+        self.hub = hub
+        self.clock = clock
+        self.heartbeat_interval = heartbeat_interval
+        self.crash_timeout = crash_timeout
+        self.reap_interval = reap_interval
+        self.poll_interval = poll_interval
+        self.retry_delays = retry_delays
+        self.live: dict[Key, tuple[Run, anyio.CancelScope]] = {}
+        self.seen = 0  # the highest position this tracker knows it has looked at
+        self.failure: ClosedError | None = None  # set when the tracker cannot go on
+        self._interest: anyio.Event | None = None  # set when the head is worth following
+        hub.on_add = self._interested
+
+    def start(self, tasks: TaskGroup) -> None:
+        """Run the writer and the background loops in the tracker's task group."""
+        for loop in (self.writer.run, self._heartbeats, self._reaper, self._follow):
+            tasks.start_soon(self._supervise, loop)
+
+    async def watch(self, run: Run, scope: anyio.CancelScope) -> None:
+        """Keep ``run`` alive, and cancel ``scope`` if it is aborted — including by a request
+        that landed before this call, which no commit hook will deliver again."""
+        key = (run.project, run.run_id)
+        self.live[key] = (run, scope)
+        if self.failure is not None:
+            run.halt(self.failure)
+        self._interested()
+        control = (await self.store.controls([key])).get(key)
+        if (control is not None and control.abort_position is not None
+                and control.abort_position > run.started_position):
+            _abort(self.live[key], control.abort_reason)
+
+    def unwatch(self, run: Run) -> None:
+        """Stop watching ``run`` (its block ended)."""
+        self.live.pop((run.project, run.run_id), None)
+
+    def on_commit(self, records: list[Record]) -> None:
+        """This tracker's own commits: note the head, deliver abort requests at once."""
+        if records[0].position == self.seen + 1:
+            # Only when nothing from elsewhere came in between: ``_follow`` must still look
+            # at what did (an abort request from another process, say).
+            self.seen = records[-1].position
+        for record in records:
+            if record.type == ev.ABORT_REQUESTED:
+                live = self.live.get((record.project, record.run_id))
+                if live is not None and record.position > live[0].started_position:
+                    _abort(live, record.data.get("reason"))
+
+    def fail(self, error: BaseException) -> None:
+        """The tracker cannot go on: make everyone who waits on it raise, chained to
+        ``error``, rather than wait forever."""
+        if self.failure is not None:
+            return
+        stopped = ClosedError(f"the tracker stopped: {type(error).__name__}: {error}")
+        stopped.__cause__ = error
+        self.failure = stopped
+        for run, _ in list(self.live.values()):
+            run.halt(stopped)
+        self.writer.close(stopped)
+        self.hub.fail(stopped)
+
+    # The loops -----------------------------------------------------------------------------
+
+    async def _supervise(self, loop: Callable[[], Awaitable[None]]) -> None:
+        """Run one background loop. An error that escapes it stops the tracker (``fail``)
+        instead of cancelling the task group — the writer among it — under everyone's feet."""
+        try:
+            await loop()
+        except Exception as exc:
+            self.fail(exc)
+
+    async def _retrying(self, step: Callable[[], Awaitable[T]]) -> T:
+        """``step()``, tried again after each pause of ``retry_delays`` while it fails; the
+        last failure (or a ``ClosedError`` of the store: it will not come back) is raised."""
+        for delay in self.retry_delays:
+            try:
+                return await step()
+            except ClosedError:
+                raise
+            except Exception:
+                await anyio.sleep(delay)
+        return await step()
+
+    async def _heartbeats(self) -> None:
+        while self.failure is None:
+            await anyio.sleep(self.heartbeat_interval)
+            if self.live:
+                await self._retrying(self._beat)
+
+    async def _beat(self) -> None:
+        await self.store.beat(list(self.live), self.clock())
+
+    async def _reaper(self) -> None:
+        while self.failure is None:
+            await self._retrying(self._reap)
+            await anyio.sleep(self.reap_interval)
+
+    async def _reap(self) -> None:
+        silent_since = self.clock() - self.crash_timeout
+        for stale in await self.store.stale_runs(silent_since):
+            if (stale.project, stale.run_id) in self.live:
+                continue
+            event = NewEvent(ev.STATUS_CHANGED, {
+                "status": Status.CRASHED.value,
+                "reason": f"no heartbeat for {self.crash_timeout:g} s"})
+            # It may have moved on, or another reaper got there first: both are fine.
+            with contextlib.suppress(ConcurrencyError, RunNotFoundError, ClosedError):
+                await self.writer.submit(AppendRequest(
+                    stale.project, stale.run_id, [event], expected_version=stale.version))
+
+    def _interested(self) -> None:
+        if self._interest is not None:
+            self._interest.set()
+
+    async def _follow(self) -> None:
+        """Notice other processes' appends, only while someone (a subscriber, or a live run
+        that may be aborted) cares; otherwise wait, without a query, until someone does."""
+        while self.failure is None:
+            if not self.live and not len(self.hub):
+                self._interest = anyio.Event()
+                if not self.live and not len(self.hub):
+                    await self._interest.wait()
+                # Idle, we looked at nothing: what others appended meanwhile is history for
+                # whoever arrived now (they read it themselves), not something to hand out.
+                await self._retrying(self._catch_up)
+                continue
+            await self._retrying(self._look)
+
+    async def _catch_up(self) -> None:
+        await self._noticed(await self.store.head(), publish=False)
+
+    async def _look(self) -> None:
+        await self._noticed(await self.store.wait_for_head(self.seen, self.poll_interval),
+                            publish=True)
+
+    async def _noticed(self, head: int, *, publish: bool) -> None:
+        """Deal with the log up to ``head``. ``seen`` moves last, so that a step that fails
+        half-way is done again in full (each part of it is harmless to repeat)."""
+        if head <= self.seen:
+            return
+        if publish and len(self.hub):
+            await self._publish(head)
+        self.hub.ring(head)
+        controls = await self.store.controls(list(self.live))
+        for key, control in controls.items():
+            live = self.live.get(key)
+            if (live is not None and control.abort_position is not None
+                    and control.abort_position > live[0].started_position
+                    and not live[0].abort_requested):
+                _abort(live, control.abort_reason)
+        self.seen = max(self.seen, head)
+
+    async def _publish(self, head: int) -> None:
+        """Read what other processes appended once, and offer it to every subscriber as if
+        this tracker had committed it: a hundred subscribers then cost one read, not a
+        hundred. (A subscriber that gets a batch out of order reads the log itself.)"""
+        after = self.seen
+        pager = Pager()
+        while after < head:
+            records, covered = await self.store.read(after, limit=pager.limit, arrays=True)
+            pager.adapt(records)
+            if records:
+                self.hub.publish(records, own=False)
+            if covered <= after:
+                return
+            after = covered
+
+
+def _abort(live: tuple[Run, anyio.CancelScope], reason: str | None) -> None:
+    run, scope = live
+    run.request_abort(reason)
+    scope.cancel()

@@ -1,0 +1,195 @@
+"""The tracker's reads: runs, series, experiments, lineage and the log, as frozen values.
+
+They need only the store's reader side, so they live apart from the tracker's lifecycle,
+writes and subscriptions; :class:`~engine._tracker.Tracker` inherits them and supplies the
+open store.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import AsyncIterator, Sequence
+
+from engine._core.fold import Fold
+from engine._core.model import Event, Experiment, Lineage, RunState, Series
+from engine._core.validate import check_name, check_project
+from engine._query.export import RunsTable, parse_columns
+from engine._query.parser import parse_aggregates, parse_group_by, selection
+from engine._query.tree import RunGroup
+from engine._storage.contract import EventFilter, Store
+from engine.errors import RunNotFoundError, ValidationError
+
+from .subscriptions import Pager
+
+__all__ = ["TrackerReads"]
+
+
+class TrackerReads(ABC):
+    """The read half of the tracker's API (SPEC §2), over the store the tracker opened."""
+
+    project: str
+
+    @abstractmethod
+    def _reader(self) -> Store:
+        """The open store.
+
+        :raises ClosedError: when the tracker is not open.
+        """
+
+    def _project(self, project: str | None) -> str:
+        return self.project if project is None else check_project(project)
+
+    async def _state_or_raise(self, project: str, run_id: str) -> RunState:
+        store = self._reader()
+        state = await store.get_run(project, run_id)
+        if state is None:
+            raise RunNotFoundError(f"no run {run_id!r} in project {project!r}")
+        return state
+
+    async def get_run(self, run_id: str, *, as_of: int | None = None,
+                      project: str | None = None) -> RunState:
+        """The run's state now, or as it was at log position ``as_of`` (inclusive).
+
+        :raises RunNotFoundError: if there is no such run (or none yet at ``as_of``).
+        """
+        store = self._reader()
+        project = self._project(project)
+        if as_of is None:
+            return await self._state_or_raise(project, run_id)
+        if type(as_of) is not int or as_of < 0:
+            raise ValidationError(f"as_of must be a log position (an int >= 0), not {as_of!r}",
+                                  key="as_of")
+        chain = await store.ancestry(project, run_id)
+        if chain is None:
+            raise RunNotFoundError(f"no run {run_id!r} in project {project!r}")
+        fold = Fold().apply_all(await store.stream_records(project, chain, as_of))
+        if not fold.has_run(project, run_id):
+            raise RunNotFoundError(f"run {run_id!r} did not exist yet at position {as_of}")
+        return fold.run_state(project, run_id)
+
+    async def list_runs(self, where: str | None = None, *,
+                        order_by: str | Sequence[str] | None = None, limit: int | None = None,
+                        offset: int = 0, include_deleted: bool = False,
+                        heads_only: bool = False, project: str | None = None) -> list[RunState]:
+        """The project's runs that match ``where``, sorted by ``order_by`` (SPEC §8; the
+        language is described in ``docs/queries.md``).
+
+        ``where`` is a query such as ``"metrics.train/acc > 0.9 or config.optimizer = 'adam'"``;
+        ``order_by`` comma-separated fields, ``-`` for descending, such as
+        ``"-metrics.train/acc.max, created_at"`` — missing values sort last either way, and
+        ties (and no ``order_by``) go oldest first. ``limit`` and ``offset`` page the result.
+        Deleted runs are left out unless ``include_deleted``; ``heads_only`` keeps only the
+        runs that are the head of their experiment.
+
+        :raises QuerySyntaxError: for a ``where`` or ``order_by`` that does not parse, with
+            the position of the problem.
+        :raises ValidationError: for a bad ``limit``, ``offset`` or ``project``.
+        """
+        store = self._reader()
+        picked = selection(where, order_by, limit, offset, heads_only)
+        return await store.list_runs(self._project(project), include_deleted=include_deleted,
+                                     selection=picked)
+
+    async def group_runs(self, by: str | Sequence[str], *, where: str | None = None,
+                         aggregates: str | Sequence[str] | None = None,
+                         include_deleted: bool = False, heads_only: bool = False,
+                         project: str | None = None) -> list[RunGroup]:
+        """The runs matching ``where``, grouped by the values of ``by`` (W&B's grouping).
+
+        ``by`` is one field or several — run fields such as ``experiment`` or ``status`` and
+        config paths such as ``config.optimizer``. ``aggregates`` names metric aggregates such
+        as ``"metrics.train/loss.min, metrics.acc"``; each group gets the count, mean, min
+        and max of each over its runs (NaN and missing values passed over). Without
+        ``aggregates``, every metric's ``last``. Groups come in the order of their keys,
+        missing values last.
+
+        :raises QuerySyntaxError: for a ``by``, ``where`` or ``aggregates`` that does not
+            parse.
+        """
+        store = self._reader()
+        fields = parse_group_by(by)
+        wanted = parse_aggregates(aggregates)
+        picked = selection(where, None, None, 0, heads_only)
+        return await store.group_runs(self._project(project), include_deleted=include_deleted,
+                                      selection=picked, by=fields, aggregates=wanted)
+
+    async def fetch_runs_table(self, where: str | None = None, *,
+                               order_by: str | Sequence[str] | None = None,
+                               limit: int | None = None, offset: int = 0,
+                               columns: str | Sequence[str] | None = None,
+                               include_deleted: bool = False, heads_only: bool = False,
+                               project: str | None = None) -> RunsTable:
+        """``list_runs`` flattened into a ``RunsTable`` — one column per run field, config
+        path and metric aggregate, or the ``columns`` named — ready for ``to_csv()``,
+        ``to_jsonl()`` or ``to_pandas()``.
+
+        :raises QuerySyntaxError: for a query, ordering or column that does not parse.
+        """
+        if columns is not None:
+            parse_columns(columns)  # refuse a bad column before reading anything
+        runs = await self.list_runs(where, order_by=order_by, limit=limit, offset=offset,
+                                    include_deleted=include_deleted, heads_only=heads_only,
+                                    project=project)
+        return RunsTable.from_runs(runs, columns)
+
+    async def read_series(self, run_id: str, metric: str, *, min_step: int | float | None = None,
+                          max_step: int | float | None = None, max_points: int | None = None,
+                          project: str | None = None) -> Series:
+        """The run's series for ``metric`` — inherited points first for a fork, only points up
+        to the rewind step after a rewind — within ``[min_step, max_step]``.
+
+        With ``max_points`` (at least 4) the series is downsampled for charts: buckets of
+        consecutive points each keep their first, last, min and max point.
+
+        :raises RunNotFoundError: if there is no such run.
+        """
+        store = self._reader()
+        project = self._project(project)
+        for name, bound in (("min_step", min_step), ("max_step", max_step)):
+            if bound is not None and (type(bound) not in (int, float) or bound != bound):
+                raise ValidationError(f"{name} must be a number, not {bound!r}", key=name)
+        if max_points is not None and (type(max_points) is not int or max_points < 4):
+            raise ValidationError(f"max_points must be an int >= 4, not {max_points!r}",
+                                  key="max_points")
+        series = await store.read_series(project, run_id, metric, low=min_step, high=max_step,
+                                         max_points=max_points)
+        if series is None:
+            raise RunNotFoundError(f"no run {run_id!r} in project {project!r}")
+        return series
+
+    async def get_experiment(self, name: str, *, project: str | None = None) -> Experiment:
+        """The experiment's head (its newest run not deleted) and history (oldest first)."""
+        store = self._reader()
+        return await store.get_experiment(self._project(project), check_name(name, "experiment"))
+
+    async def lineage(self, run_id: str, *, project: str | None = None) -> Lineage:
+        """The run's ancestors (parent first) and descendants.
+
+        :raises RunNotFoundError: if there is no such run.
+        """
+        store = self._reader()
+        project = self._project(project)
+        found = await store.lineage(project, run_id)
+        if found is None:
+            raise RunNotFoundError(f"no run {run_id!r} in project {project!r}")
+        return found
+
+    async def events(self, from_position: int = 0, *,
+                     project: str | None = None) -> AsyncIterator[Event]:
+        """The project's events after ``from_position`` (the last position already seen), in
+        log order, up to the end of the log."""
+        store = self._reader()
+        if type(from_position) is not int or from_position < 0:
+            raise ValidationError("from_position must be an int >= 0", key="from_position")
+        where = EventFilter(project=self._project(project))
+        after = from_position
+        pager = Pager()
+        while True:
+            limit = pager.limit
+            records, covered = await store.read(after, limit=limit, where=where)
+            pager.adapt(records)
+            for record in records:
+                yield record.to_event()
+            if len(records) < limit:
+                return
+            after = covered

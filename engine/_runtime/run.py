@@ -1,0 +1,440 @@
+"""The run handle: what training code logs into, and the context that ends the run.
+
+``log_metrics`` is the hottest path of the product, called millions of times. A call with
+the same keys, in the same order, as the one before it, all of them floats, is checked and
+its values appended to one flat buffer of doubles by one C call (``_take``; a Python twin
+where the extension was not built) and one step comparison, with its step and time; the
+writer cuts per-metric columns out of it in C. Other calls check every key. No I/O, no
+awaiting, and nothing allocated per call that outlives it (the buffer is a flat bytearray
+and lists of steps and times).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Awaitable, Callable, Iterable, Mapping
+from types import TracebackType
+from typing import Any, Protocol
+
+import anyio
+
+from engine._core import events as ev
+from engine._core.events import NewEvent
+from engine._core.validate import (
+    MAX_STEP,
+    check_key,
+    check_metric_value,
+    check_step,
+    check_tags,
+    escape_nul,
+    flatten,
+    normalize_config,
+)
+from engine.errors import BackpressureError, ClosedError, RunAbortedError, ValidationError
+
+from .buffer import Rows, RunBuffer, event_points
+from .hot_path import pack_floats, take_floats
+from .writer import Writer
+
+__all__ = ["Run", "RunContext", "Watcher", "begin_blocking", "end_blocking",
+           "wait_for_room"]
+
+_BIG = 2.0**1023  # an int beyond this (in size) may not fit a float: check it slowly
+_REASON_LIMIT = 4096
+
+
+class Run:
+    """A live run. Logging methods are plain (not ``async``): they check their input at once,
+    raise at once, and buffer; ``await run.flush()`` waits until it is durable."""
+
+    __slots__ = ("_abort_reason", "_buf", "_clock", "_closed", "_floor", "_halt", "_keys",
+                 "_keys_step", "_known", "_last", "_lock", "_raise_on_abort", "_top",
+                 "_writer", "name", "project", "run_id", "started_position")
+
+    def __init__(self, writer: Writer, project: str, run_id: str, name: str, *,
+                 last_steps: Mapping[str, int | float], floor: int | float | None,
+                 started_position: int, clock: Callable[[], float]) -> None:
+        self.project = project
+        self.run_id = run_id
+        self.name = name
+        self.started_position = started_position
+        self._writer = writer
+        self._lock = writer.lock
+        self._clock = clock
+        self._buf = RunBuffer(project, run_id)
+        self._last: dict[str, int | float] = dict(last_steps)
+        self._known: set[str] = set(last_steps)
+        self._floor: int | float = -1 if floor is None else floor
+        self._top: int | float = max((self._floor, *self._last.values()))
+        self._keys: tuple[str, ...] = ()  # the key set of the latest call...
+        self._keys_step: int | float = -1  # ...and the step it was logged at
+        self._closed = False
+        self._abort_reason: str | None = None
+        self._raise_on_abort = False
+        # Set when logging must stop (the run ended, or it was aborted in sync code): the
+        # hot path tests this one attribute instead of each reason.
+        self._halt: BaseException | None = None
+
+    def __repr__(self) -> str:
+        return f"<Run {self.project}/{self.run_id} name={self.name!r}>"
+
+    @property
+    def abort_requested(self) -> bool:
+        """True once ``abort_run`` was called for this run (here or in another process)."""
+        return self._abort_reason is not None
+
+    # Logging -------------------------------------------------------------------------------
+
+    def log_metrics(self, metrics: Mapping[str, Any], step: int | float | None = None, *,
+                    timestamp: float | None = None) -> None:
+        """Log metric values at ``step``; nested dicts are flattened with ``/``.
+
+        Without ``step``, the step is one more than the highest this run has logged (0 first).
+        Values are ints or floats, NaN and ±inf included; each metric's steps must increase.
+
+        :raises ValidationError: naming the bad key, value or step; nothing is logged.
+        :raises BackpressureError: when more points wait than the tracker allows.
+        :raises ClosedError: after the run ended.
+        """
+        if type(metrics) is not dict:
+            if not isinstance(metrics, Mapping):
+                raise ValidationError(
+                    f"log_metrics expects a dict of metric values, got {type(metrics).__name__}")
+            metrics = dict(metrics)
+        if not metrics:
+            return
+        lock = self._lock
+        lock.acquire()  # not ``with``: this is measurably cheaper on a path this hot
+        try:
+            if self._halt is not None:
+                raise self._halt
+            if step is None:
+                step = self._top + 1
+                if step > MAX_STEP:
+                    step = check_step(step)  # raises: the implicit step ran out of range
+            elif type(step) is not int or not 0 <= step <= MAX_STEP:
+                step = check_step(step)
+            # The usual loop logs the same keys, in the same order, at each step: comparing
+            # the keys stands in for checking each one, one step comparison for each key's
+            # last step (all of them were last logged at _keys_step).
+            if step > self._keys_step:
+                keys = self._keys
+                buf = self._buf
+                group = buf.group
+                writer = self._writer
+                pending = writer.pending + len(keys)
+                if (timestamp is None and group is not None and group.keys is keys
+                        and pending <= writer.max_pending
+                        and take_floats(metrics, keys, group.values)):
+                    at = self._clock()
+                    took = True
+                else:  # the same check in Python, for ints, timestamps and a group's first row
+                    took = tuple(metrics) == keys and _numbers(values := [*metrics.values()])
+                    if took:
+                        if pending > writer.max_pending:
+                            raise self._full()
+                        # Everything that can refuse the call comes before the first append.
+                        at = self._clock() if timestamp is None else _timestamp(timestamp)
+                        if group is None or group.keys is not keys:
+                            group = buf.group = Rows(keys)
+                            buf.items.append(group)
+                        group.values += pack_floats(values)
+                if took:
+                    assert group is not None
+                    group.steps.append(step)
+                    group.times.append(at)
+                    self._keys_step = step
+                    if step > self._top:
+                        self._top = step
+                    buf.logged += 1
+                    writer.pending = pending
+                    if not buf.marked or (pending >= writer.batch_points
+                                          and not writer.urgent_signaled):
+                        writer.mark(buf)
+                    return
+            flat = self._log_slowly(metrics, step, timestamp)
+        finally:
+            lock.release()
+        if not flat:  # a nested dict was found before anything was buffered
+            self.log_metrics(flatten(metrics, "metric name"), step, timestamp=timestamp)
+
+    def _log_slowly(self, metrics: dict[str, Any], step: int | float,
+                    timestamp: float | None) -> bool:
+        """Check every key, value and step of a call (lock held) and buffer it as the first
+        row of a new group; False when ``metrics`` is nested."""
+        last = self._last
+        for key in self._keys:  # the fast path's keys were all last logged at _keys_step
+            last[key] = self._keys_step
+        floor = self._floor
+        known = self._known
+        values = []
+        for key, value in metrics.items():
+            if type(value) is not float:
+                if isinstance(value, Mapping):
+                    return False
+                value = check_metric_value(key, value)
+            if key not in known:
+                check_key(key, "metric name")
+            if step <= last.get(key, floor):
+                raise self._step_error(key, step)
+            values.append(value)
+        if not values:
+            return True
+        writer = self._writer
+        if writer.pending + len(values) > writer.max_pending:
+            raise self._full()
+        at = self._clock() if timestamp is None else _timestamp(timestamp)
+        self._keys = tuple(metrics)
+        known.update(self._keys)
+        buf = self._buf
+        group = buf.group = Rows(self._keys)
+        buf.items.append(group)
+        group.steps.append(step)
+        group.times.append(at)
+        group.values += pack_floats(values)
+        self._keys_step = step
+        if step > self._top:
+            self._top = step
+        buf.logged += 1
+        writer.pending += len(values)
+        writer.mark(buf)
+        return True
+
+    def _full(self) -> BackpressureError:
+        writer = self._writer
+        return BackpressureError(
+            f"{writer.pending} points are waiting to be written (the limit is "
+            f"{writer.max_pending}); await run.flush() or give the event loop time")
+
+    def _step_error(self, key: str, step: int | float) -> ValidationError:
+        last = self._last.get(key)
+        if last is None or last < self._floor:
+            why = f"the run's steps must be greater than {self._floor} (its fork or rewind step)"
+        else:
+            why = f"the last step of {key!r} is {last}; steps must increase"
+        return ValidationError(f"metric {key!r}: step {step} is not allowed: {why}", key=key)
+
+    def log_configs(self, config: Mapping[str, Any]) -> None:
+        """Set config values; nested dicts become ``a/b`` paths.
+
+        Each key counts as a point against the pending bound.
+
+        :raises ValidationError: naming the bad key or value; nothing is logged.
+        :raises BackpressureError: when more points wait than the tracker allows.
+        :raises ClosedError: after the run ended.
+        """
+        flat = normalize_config(config)
+        if flat:
+            self._control(NewEvent(ev.CONFIGS_LOGGED, {"config": flat}))
+
+    def add_tags(self, *tags: str | Iterable[str]) -> None:
+        """Add tags (strings, or iterables of strings); each counts as a point against the
+        pending bound.
+
+        :raises ValidationError: naming the bad tag; nothing is logged.
+        :raises BackpressureError: when more points wait than the tracker allows.
+        """
+        names = check_tags(_spread(tags))
+        if names:
+            self._control(NewEvent(ev.TAGS_ADDED, {"tags": names}))
+
+    def remove_tags(self, *tags: str | Iterable[str]) -> None:
+        """Remove tags; removing a tag the run does not have is not an error. Each counts as
+        a point against the pending bound.
+
+        :raises ValidationError: naming the bad tag; nothing is logged.
+        :raises BackpressureError: when more points wait than the tracker allows.
+        """
+        names = check_tags(_spread(tags))
+        if names:
+            self._control(NewEvent(ev.TAGS_REMOVED, {"tags": names}))
+
+    def _control(self, event: NewEvent, *, final: bool = False) -> None:
+        writer = self._writer
+        points = event_points(event)
+        with writer.lock:
+            if self._closed:
+                raise ClosedError(f"run {self.run_id!r} has ended")
+            if self._halt is not None and not final:
+                raise self._halt
+            # The final status is never refused: a full buffer must not keep a run open.
+            if not final and writer.pending + points > writer.max_pending:
+                raise self._full()
+            buf = self._buf
+            buf.items.append(event)
+            buf.group = None  # later points go after this event, in a group of their own
+            buf.logged += 1
+            writer.pending += points
+            writer.mark(buf)
+            if final:
+                self._closed = True
+                self._halt = ClosedError(f"run {self.run_id!r} has ended")
+
+    async def flush(self) -> None:
+        """Return once everything logged before the call is durable and visible to reads.
+
+        :raises EngineError: when the store refused or failed to write it.
+        """
+        await self._writer.flush(self._buf)
+
+    async def finish(self, status: str, reason: str | None) -> None:
+        """Record the terminal status after everything logged, and close the handle.
+
+        :raises ClosedError: if the tracker closed first (the run stays ``running`` until a
+            reaper marks it crashed).
+        :raises EngineError: if the store refused some of what this run logged.
+        """
+        if self._closed:
+            return
+        if isinstance(self._halt, ClosedError):
+            raise self._halt
+        if reason is not None:
+            reason = escape_nul(reason)  # it may be an exception's message: not refusable
+            if len(reason) > _REASON_LIMIT:
+                reason = reason[: _REASON_LIMIT - 1] + "…"
+        self._control(NewEvent(ev.STATUS_CHANGED, {"status": status, "reason": reason}),
+                      final=True)
+        with anyio.CancelScope(shield=True):
+            await self._writer.flush(self._buf)
+
+    def halt(self, error: BaseException) -> None:
+        """Stop accepting anything: every later logging call raises ``error``."""
+        with self._lock:
+            self._halt = error
+
+    def request_abort(self, reason: str | None) -> None:
+        """Mark the run aborted (called by the tracker when it sees an abort request)."""
+        with self._lock:
+            self._abort_reason = reason if reason is not None else "abort requested"
+            if self._raise_on_abort and self._halt is None:
+                self._halt = RunAbortedError(self.run_id, self._abort_reason)
+
+    def raise_on_abort(self) -> None:
+        """Make an abort raise ``RunAbortedError`` at the next logging call (sync code)."""
+        with self._lock:
+            self._raise_on_abort = True
+            if self._abort_reason is not None and self._halt is None:
+                self._halt = RunAbortedError(self.run_id, self._abort_reason)
+
+
+class Watcher(Protocol):
+    """Who keeps a live run alive and delivers its abort requests (the tracker's liveness)."""
+
+    async def watch(self, run: Run, scope: anyio.CancelScope) -> None:
+        """Keep ``run`` alive; cancel ``scope`` when it is aborted."""
+
+    def unwatch(self, run: Run) -> None:
+        """Stop watching ``run``."""
+
+
+Start = Callable[[], Awaitable[tuple["Run", Watcher]]]
+
+
+class RunContext:
+    """``async with tracker.start_run(...) as run``: starts the run on entry; on exit records
+    succeeded, failed (exception type and message) or aborted, after flushing."""
+
+    def __init__(self, start: Start) -> None:
+        self._start = start
+        self._run: Run | None = None
+        self._watcher: Watcher | None = None
+        self._scope: anyio.CancelScope | None = None
+
+    async def __aenter__(self) -> Run:
+        run, watcher = await self._open()
+        self._scope = anyio.CancelScope()
+        self._scope.__enter__()
+        await watcher.watch(run, self._scope)
+        return run
+
+    async def __aexit__(self, exc_type: type[BaseException] | None,
+                        exc: BaseException | None, tb: TracebackType | None) -> bool:
+        run, watcher, scope = self._run, self._watcher, self._scope
+        assert run is not None and watcher is not None and scope is not None
+        watcher.unwatch(run)
+        swallowed = bool(scope.__exit__(exc_type, exc, tb))
+        if scope.cancel_called:  # an abort was requested, whether or not the body saw it
+            status, reason = "aborted", run._abort_reason or "cancelled"
+        elif isinstance(exc, anyio.get_cancelled_exc_class()):
+            status, reason = "aborted", "cancelled"
+        else:
+            status, reason = _ending(exc)
+        await run.finish(status, reason)
+        return swallowed
+
+    async def _open(self) -> tuple[Run, Watcher]:
+        if self._run is not None:
+            raise RuntimeError("a run context can be entered once")
+        self._run, self._watcher = await self._start()
+        return self._run, self._watcher
+
+
+def _ending(exc: BaseException | None) -> tuple[str, str | None]:
+    """The status and reason a run's block ends with, for the exception that ended it."""
+    if exc is None:
+        return "succeeded", None
+    if isinstance(exc, RunAbortedError):
+        return "aborted", exc.reason
+    if isinstance(exc, Exception):
+        return "failed", f"{type(exc).__name__}: {exc}"
+    return "aborted", type(exc).__name__  # KeyboardInterrupt, SystemExit
+
+
+async def begin_blocking(context: RunContext) -> Run:
+    """Start the run of ``context`` for blocking code (``engine.sync``): no cancel scope —
+    the body runs on another thread — so an abort makes its next logging call raise
+    ``RunAbortedError`` instead."""
+    run, watcher = await context._open()
+    run.raise_on_abort()
+    await watcher.watch(run, anyio.CancelScope())
+    return run
+
+
+async def end_blocking(context: RunContext, exc: BaseException | None) -> None:
+    """End the run of a blocking ``context`` as its block ended: with ``exc``, or none."""
+    run, watcher = context._run, context._watcher
+    assert run is not None and watcher is not None
+    watcher.unwatch(run)
+    if exc is None and run.abort_requested:
+        status, reason = "aborted", run._abort_reason
+    else:
+        status, reason = _ending(exc)
+    await run.finish(status, reason)
+
+
+def wait_for_room(run: Run, timeout: float) -> bool:
+    """Block until the writer has taken some pending points, or ``timeout`` seconds; False
+    when nothing is pending, so that waiting cannot make room (the call alone is too big)."""
+    writer = run._writer
+    with writer.space:
+        if writer.pending == 0:
+            return False
+        writer.space.wait(timeout=timeout)
+    return True
+
+
+def _numbers(values: list[Any]) -> bool:
+    """Whether every value is a float or an int a float can hold (never a bool)."""
+    for value in values:
+        kind = type(value)
+        if kind is not float and (kind is not int or not -_BIG < value < _BIG):
+            return False
+    return True
+
+
+def _spread(tags: Iterable[str | Iterable[str]]) -> list[Any]:
+    """Tags given one by one or in collections; anything else is kept for the check to name."""
+    out: list[Any] = []
+    for tag in tags:
+        if isinstance(tag, (list, tuple, set, frozenset)):
+            out.extend(tag)
+        else:
+            out.append(tag)
+    return out
+
+
+def _timestamp(value: object) -> float:
+    if type(value) in (int, float) and math.isfinite(value):  # type: ignore[arg-type]
+        return float(value)  # type: ignore[arg-type]
+    raise ValidationError(f"timestamp {value!r} is not a number of seconds since the epoch",
+                          key="timestamp")

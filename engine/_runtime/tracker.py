@@ -1,0 +1,355 @@
+"""The tracker: one open database, its writer, and the API of SPEC §2.
+
+``async with engine.connect(...) as tracker`` opens the store and starts the background tasks
+in a task group the tracker owns: the writer, heartbeats for live runs, the reaper that marks
+silent runs crashed, and a cheap poll of the log's head that notices other processes' writes
+(abort requests, subscriptions). Leaving the block commits everything buffered, then stops them.
+
+Its settings are checked by ``_settings``; its reads live in ``_tracker_reads``.
+"""
+
+from __future__ import annotations
+
+import enum
+import time
+import warnings
+from collections.abc import Callable, Iterable, Mapping
+from functools import partial
+from types import TracebackType
+from typing import Any
+
+import anyio
+from anyio.abc import TaskGroup
+
+from engine._core import events as ev
+from engine._core.events import NewEvent, Upcasters, default_upcasters
+from engine._core.model import Status
+from engine._core.validate import (
+    check_name,
+    check_project,
+    check_reason,
+    check_run_id,
+    check_step,
+    check_tags,
+    normalize_config,
+)
+from engine._storage.contract import AppendRequest, EventFilter, Progress, Store
+from engine._storage.registry import open_store
+from engine.errors import ClosedError, RunExistsError, ValidationError
+
+from .liveness import Liveness
+from .opening import RunOpener
+from .reads import TrackerReads
+from .run import Run, RunContext, Watcher
+from .settings import check_settings
+from .subscriptions import Hub, Subscription
+from .writer import Writer
+
+__all__ = ["Tracker", "connect"]
+
+class _State(enum.Enum):
+    NEW = "new"
+    OPEN = "open"
+    CLOSED = "closed"
+
+
+def connect(
+    url: str,
+    *,
+    project: str = "default",
+    durability: str = "full",
+    flush_interval: float = 0.02,
+    batch_points: int = 50_000,
+    max_pending_points: int = 1_000_000,
+    heartbeat_interval: float = 10.0,
+    crash_timeout: float = 120.0,
+    reap_interval: float | None = None,
+    poll_interval: float = 0.025,
+    clock: Callable[[], float] = time.time,
+) -> Tracker:
+    """Open a tracker on ``url`` (use it as ``async with``).
+
+    :param url: a file path, ``":memory:"``, ``"sqlite:///path"`` or ``"postgresql://…"``.
+    :param project: the project every call uses unless it passes ``project=``.
+    :param durability: ``"full"`` — a flushed point survives power loss; ``"normal"`` — it
+        survives a crash of the process, and is faster (see ``docs/durability.md``).
+    :param flush_interval: seconds the writer waits to gather a batch (batching by time).
+    :param batch_points: buffered points that make the writer commit at once (by size).
+    :param max_pending_points: the most points that may wait to be written; past it,
+        ``log_metrics`` raises ``BackpressureError`` (the sync facade waits instead).
+    :param heartbeat_interval: seconds between heartbeats of live runs.
+    :param crash_timeout: seconds without a heartbeat after which a running run is crashed.
+    :param reap_interval: seconds between reaper passes (default: a quarter of the timeout).
+    :param poll_interval: seconds between checks for other processes' writes.
+    :param clock: the time source, in seconds since the epoch (inject a fake in tests).
+    :raises ValidationError: for a setting out of range.
+    """
+    return Tracker(
+        url, project=project, durability=durability, flush_interval=flush_interval,
+        batch_points=batch_points, max_pending_points=max_pending_points,
+        heartbeat_interval=heartbeat_interval, crash_timeout=crash_timeout,
+        reap_interval=reap_interval, poll_interval=poll_interval, clock=clock,
+    )
+
+
+def _names(values: Iterable[str] | None, what: str) -> frozenset[str] | None:
+    if values is None:
+        return None
+    listed = [values] if isinstance(values, str) else list(values)
+    if not all(type(v) is str for v in listed):
+        raise ValidationError(f"{what} must be strings", key=what)
+    return frozenset(listed)
+
+
+class Tracker(TrackerReads):
+    """An open connection to a Kittiwake database: start runs, read them, follow the log.
+
+    Make one with :func:`connect`. The constructor takes the same settings, and
+    ``upcasters``: the schema registry the log is read with. Event types and their versions
+    belong to the engine (SPEC §6), so that is always this release's own registry
+    (``_events.default_upcasters()``) — tests pass another to play an older or newer release.
+    """
+
+    def __init__(self, url: str, *, project: str, durability: str, flush_interval: float,
+                 batch_points: int, max_pending_points: int, heartbeat_interval: float,
+                 crash_timeout: float, reap_interval: float | None, poll_interval: float,
+                 clock: Callable[[], float], upcasters: Upcasters | None = None) -> None:
+        self._settings = check_settings(
+            project=project, durability=durability, flush_interval=flush_interval,
+            batch_points=batch_points, max_pending_points=max_pending_points,
+            heartbeat_interval=heartbeat_interval, crash_timeout=crash_timeout,
+            reap_interval=reap_interval, poll_interval=poll_interval)
+        self.url = url
+        self.project = self._settings.project
+        self._clock = clock
+        self._upcasters = default_upcasters() if upcasters is None else upcasters
+        self._upcasters.check()  # a release with a gap in its upcasters must not start
+        self._state = _State.NEW
+        self._store: Store | None = None
+        self._writer: Writer | None = None
+        self._tasks: TaskGroup | None = None
+        self._hub = Hub()
+        self._liveness: Liveness | None = None
+        self._opener: RunOpener | None = None
+
+    def __repr__(self) -> str:
+        return f"<Tracker {self.url!r} project={self.project!r} {self._state.value}>"
+
+    def __del__(self) -> None:
+        if getattr(self, "_state", None) is _State.OPEN:
+            warnings.warn(f"{self!r} was never closed", ResourceWarning, stacklevel=1)
+
+    # Lifecycle -----------------------------------------------------------------------------
+
+    async def __aenter__(self) -> Tracker:
+        if self._state is not _State.NEW:
+            raise ClosedError("a tracker can be opened once; call engine.connect() again")
+        settings = self._settings
+        store = open_store(self.url, durability=settings.durability, upcasters=self._upcasters)
+        await store.open()
+        self._store = store
+        writer = Writer(store, clock=self._clock, flush_interval=settings.flush_interval,
+                        batch_points=settings.batch_points,
+                        max_pending=settings.max_pending_points)
+        liveness = Liveness(store, writer, self._hub, clock=self._clock,
+                            heartbeat_interval=settings.heartbeat_interval,
+                            crash_timeout=settings.crash_timeout,
+                            reap_interval=settings.reap_interval,
+                            poll_interval=settings.poll_interval)
+        writer.on_commit.append(liveness.on_commit)
+        writer.on_commit.append(self._hub.publish)
+        self._writer = writer
+        self._liveness = liveness
+        self._opener = RunOpener(store, writer, self._clock)
+        liveness.seen = self._hub.head = await store.head()
+        tasks = anyio.create_task_group()
+        await tasks.__aenter__()
+        self._tasks = tasks
+        liveness.start(tasks)  # the writer too: a loop that fails stops the tracker cleanly
+        self._state = _State.OPEN
+        return self
+
+    async def __aexit__(self, exc_type: type[BaseException] | None,
+                        exc: BaseException | None, tb: TracebackType | None) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        """Close: live runs stop accepting data, everything they buffered is committed, then
+        the background tasks stop and the database closes. Their blocks' ends then raise
+        ``ClosedError`` (the runs stay ``running`` until a reaper marks them crashed).
+
+        :raises ClosedError: (at the end) when the tracker had stopped on a failure of its
+            background work — the database out of reach for longer than it retries — chained
+            to that failure.
+        """
+        if self._state is not _State.OPEN:
+            self._state = _State.CLOSED
+            return
+        self._state = _State.CLOSED
+        assert self._writer is not None and self._tasks is not None and self._store is not None
+        assert self._liveness is not None
+        closed = ClosedError("the tracker was closed")
+        for run, _ in list(self._liveness.live.values()):
+            run.halt(closed)  # what they buffered is committed below; nothing more is taken
+        try:
+            with anyio.CancelScope(shield=True):
+                await self._writer.drain()
+                self._writer.close(closed)
+        finally:
+            # The task group must be exited at the level it was entered: no scope around it.
+            self._tasks.cancel_scope.cancel()
+            try:
+                await self._tasks.__aexit__(None, None, None)
+            finally:
+                self._hub.close()
+                with anyio.CancelScope(shield=True):
+                    await self._store.close()
+        if self._liveness.failure is not None:
+            raise self._liveness.failure
+
+    def _open(self) -> tuple[Store, Writer]:
+        if self._state is not _State.OPEN:
+            raise ClosedError("the tracker is not open: use `async with engine.connect(...)`")
+        assert self._store is not None and self._writer is not None
+        return self._store, self._writer
+
+    def _reader(self) -> Store:
+        return self._open()[0]
+
+    @property
+    def closed(self) -> bool:
+        """True once the tracker has been closed."""
+        return self._state is _State.CLOSED
+
+    # Runs ----------------------------------------------------------------------------------
+
+    def start_run(
+        self,
+        run_id: str | None = None,
+        *,
+        name: str | None = None,
+        experiment: str | None = None,
+        fork: tuple[str, int | float] | None = None,
+        tags: Iterable[str] | str = (),
+        config: Mapping[str, Any] | None = None,
+        resume: bool = False,
+        rewind_to: int | float | None = None,
+        project: str | None = None,
+    ) -> RunContext:
+        """Start (or, with ``resume=True``, re-open) a run; use it as ``async with``.
+
+        ``fork=(parent_run_id, step)`` inherits the parent's series up to ``step`` and its
+        configs and tags. ``resume=True`` re-opens an existing run (creating it if missing);
+        with ``rewind_to=step`` reads show only points up to ``step`` and logging continues
+        after it.
+
+        :raises ValidationError: for a bad argument (raised here, before anything is written).
+        :raises RunExistsError: on entry, when ``run_id`` exists and ``resume`` is False.
+        :raises RunNotFoundError: on entry, when the fork parent does not exist.
+        """
+        project = self.project if project is None else check_project(project)
+        if run_id is not None:
+            check_run_id(run_id)
+        if name is not None:
+            check_name(name, "name")
+        if experiment is not None:
+            check_name(experiment, "experiment")
+        if fork is not None:
+            if not isinstance(fork, tuple) or len(fork) != 2:
+                raise ValidationError("fork must be a tuple (parent_run_id, step)", key="fork")
+            fork = (check_run_id(fork[0]), check_step(fork[1]))
+        tag_list = check_tags(tags)
+        flat_config = normalize_config(config or {})
+        if rewind_to is not None:
+            if not resume:
+                raise ValidationError("rewind_to needs resume=True", key="rewind_to")
+            rewind_to = check_step(rewind_to)
+        start = partial(self._start, project, run_id, name, experiment, fork, tag_list,
+                        flat_config, resume, rewind_to)
+        return RunContext(start)
+
+    async def _start(self, project: str, run_id: str | None, *args: Any) -> tuple[Run, Watcher]:
+        self._open()
+        assert self._opener is not None and self._liveness is not None
+        if run_id is not None and (project, run_id) in self._liveness.live:
+            raise RunExistsError(f"run {run_id!r} is already open in this tracker; end its "
+                                 "block before resuming it")
+        return await self._opener.open(project, run_id, *args), self._liveness
+
+    async def abort_run(self, run_id: str, reason: str | None = None, *,
+                        project: str | None = None) -> None:
+        """Ask a running run to stop: its live handle, in any process, cancels its body and
+        ends it ``aborted``. Does nothing for a run that already ended.
+
+        :raises RunNotFoundError: if there is no such run.
+        """
+        _, writer = self._open()
+        project = self._project(project)
+        reason = check_reason(reason)
+        state = await self._state_or_raise(project, run_id)
+        if state.status is not Status.RUNNING:
+            return
+        await writer.submit(AppendRequest(project, run_id,
+                                          [NewEvent(ev.ABORT_REQUESTED, {"reason": reason})]))
+
+    async def delete_run(self, run_id: str, *, project: str | None = None) -> None:
+        """Mark the run deleted (its events stay in the log). Deleting twice is harmless.
+
+        :raises RunNotFoundError: if there is no such run.
+        """
+        _, writer = self._open()
+        project = self._project(project)
+        state = await self._state_or_raise(project, run_id)
+        if not state.deleted:
+            await writer.submit(AppendRequest(project, run_id, [NewEvent(ev.RUN_DELETED, {})]))
+
+    # Following the log and rebuilding ------------------------------------------------------
+
+    def subscribe(self, runs: Iterable[str] | None = None, types: Iterable[str] | None = None,
+                  metrics: Iterable[str] | None = None,
+                  from_position: int | str = "start", *, project: str | None = None,
+                  buffer_points: int = 1_000_000) -> Subscription:
+        """Follow the project's events: history from ``from_position``, then live.
+
+        ``from_position`` is ``"start"`` (the whole log), ``"live"`` (what commits after this
+        call — the log's head is read at once, in the background, and whatever this tracker
+        commits after the call is delivered even if that read comes later), or the last
+        position already seen. The *history* is the log up to its head when the subscription
+        starts, and ``sub.caught_up`` turns true once the consumer has received all of it
+        that matches (``Subscription.caught_up``). ``runs`` and ``types`` filter; with
+        ``metrics``, only metric events that carry those metrics come, trimmed to them.
+        History turns into live without a gap or a duplicate, even while writers append, in
+        this process or another; a subscriber too slow for its buffer (``buffer_points``)
+        reads from the log instead of holding more. Use it with ``async for``; it ends when
+        the tracker closes (and raises ``ClosedError`` if the tracker stopped on a failure).
+
+        :raises ValidationError: for a bad argument.
+        :raises ClosedError: when the tracker is closed.
+        """
+        store, writer = self._open()
+        if not (from_position in ("start", "live") or
+                (type(from_position) is int and from_position >= 0)):
+            raise ValidationError(
+                f"from_position must be 'start', 'live' or a position >= 0, not "
+                f"{from_position!r}", key="from_position")
+        if type(buffer_points) is not int or buffer_points < 1:
+            raise ValidationError("buffer_points must be a positive int", key="buffer_points")
+        run_ids = _names(runs, "runs")
+        type_names = _names(types, "types")
+        metric_names = _names(metrics, "metrics")
+        if metric_names is not None:
+            type_names = frozenset({ev.METRICS_LOGGED}) & (type_names or {ev.METRICS_LOGGED})
+        where = EventFilter(project=self._project(project), run_ids=run_ids, types=type_names)
+        subscription = Subscription(store, self._hub, where, metric_names, from_position,
+                                    buffer_points, committing=writer.committing)
+        assert self._tasks is not None
+        self._tasks.start_soon(subscription._start_soon)  # fix its history now, not at first use
+        return subscription
+
+    async def rebuild_projections(self, progress: Progress | None = None) -> None:
+        """Rebuild every projection from the log into fresh tables and swap them in; reads
+        see the old tables until the swap."""
+        store, _ = self._open()
+        await store.rebuild(progress)
+        assert self._tasks is not None
+        self._tasks.start_soon(store.drop_retired)

@@ -1,0 +1,208 @@
+"""The storage contract: one abstract interface, one implementation per backend.
+
+A store owns the log and its projections on one database. Appends run one transaction per
+group of requests: events are inserted, every projection is updated through the shared
+``Projector``, checkpoints advance, and all of it commits together — so no read, in this process
+or another, is ever behind the log, and a crash never splits the log from its projections.
+Nothing above this module knows which backend it talks to.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import anyio
+
+from engine._core.events import NewEvent, Record, Upcasters
+from engine._core.model import Experiment, Lineage, RunState, Series
+from engine._query.tree import Field, RunGroup, Selection
+
+__all__ = ["AppendRequest", "EventFilter", "Progress", "RunControl", "StaleRun", "Store"]
+
+Progress = Callable[[int, int], None]
+"""Called with (events done, events in all) while a rebuild runs."""
+
+
+@dataclass(slots=True)
+class AppendRequest:
+    """Events for one stream, appended together or not at all.
+
+    Events whose ids are already in the log are skipped (a retry after an unknown outcome is
+    safe); ``expected_version``, when given, must equal the stream's version beforehand.
+    """
+
+    project: str
+    run_id: str
+    events: list[NewEvent]
+    expected_version: int | None = None
+
+
+@dataclass(slots=True, frozen=True)
+class EventFilter:
+    """Which events a read returns; None means any."""
+
+    project: str | None = None
+    run_ids: frozenset[str] | None = None
+    types: frozenset[str] | None = None
+
+
+ANY = EventFilter()
+
+
+@dataclass(slots=True)
+class StaleRun:
+    """A running run whose last sign of life is older than the reaper allows."""
+
+    project: str
+    run_id: str
+    version: int
+    last_seen: float
+
+
+@dataclass(slots=True)
+class RunControl:
+    """What a live handle needs of a run: when it was last (re)started, its latest abort
+    request, its status, and the step every new point must pass."""
+
+    started_position: int
+    abort_position: int | None
+    abort_reason: str | None
+    status: str
+    floor: int | float | None
+
+
+class Store(ABC):
+    """The log and its projections on one database.
+
+    Every method may raise ``ClosedError`` when called before ``open`` or after ``close``.
+    """
+
+    upcasters: Upcasters
+
+    @abstractmethod
+    async def open(self) -> None:
+        """Connect, create or migrate the schema, and check the projections' checkpoints."""
+
+    @abstractmethod
+    async def close(self) -> None:
+        """Close every connection. Idempotent."""
+
+    # The log -------------------------------------------------------------------------------
+
+    @abstractmethod
+    async def append(self, requests: Sequence[AppendRequest], *,
+                     now: float) -> list[list[Record] | BaseException]:
+        """Append each request in one shared transaction (group commit).
+
+        Returns, per request, the records of its events — one per distinct event id, those it
+        added and, for events already in the log (a retry after a lost reply), the records
+        stored for them — or the error that refused it: ``ConcurrencyError`` for a version
+        mismatch, ``RunExistsError``, ``RunNotFoundError`` or ``ValidationError`` from the
+        projections. A refused request changes nothing; the others commit. Errors of the
+        database itself are raised, and then nothing commits.
+        """
+
+    @abstractmethod
+    async def head(self) -> int:
+        """The highest position in the log (0 when empty)."""
+
+    async def wait_for_head(self, beyond: int, within: float) -> int:
+        """The head, once it passes ``beyond`` or ``within`` seconds have gone by.
+
+        This default polls once per ``within``; a backend that can be told about commits
+        (PostgreSQL's LISTEN) answers as soon as one happens, and may wait longer than
+        ``within`` when nothing does.
+        """
+        del beyond
+        await anyio.sleep(within)
+        return await self.head()
+
+    @abstractmethod
+    async def read(self, after: int, *, limit: int, where: EventFilter = ANY,
+                   arrays: bool = False) -> tuple[list[Record], int]:
+        """Up to ``limit`` matching records after position ``after``, in order, and the
+        position the read has covered (the last one returned, or the head when fewer than
+        ``limit`` matched)."""
+
+    @abstractmethod
+    async def stream_records(self, project: str, run_ids: Sequence[str],
+                             upto: int) -> list[Record]:
+        """Every record of the given runs' streams at or below ``upto``, in log order."""
+
+    # Projections ---------------------------------------------------------------------------
+
+    @abstractmethod
+    async def get_run(self, project: str, run_id: str) -> RunState | None:
+        """The run's state, or None."""
+
+    @abstractmethod
+    async def list_runs(self, project: str, *, include_deleted: bool,
+                        selection: Selection | None = None) -> list[RunState]:
+        """The runs of the project that ``selection`` picks, in its order (without one:
+        every run, oldest first). Deleted runs only with ``include_deleted``.
+
+        Compile the selection with ``_query_sql`` for the backend's dialect: every value is
+        a bound parameter.
+        """
+
+    @abstractmethod
+    async def group_runs(self, project: str, *, include_deleted: bool, selection: Selection,
+                         by: Sequence[Field],
+                         aggregates: Sequence[Field] | None) -> list[RunGroup]:
+        """The selected runs grouped by the values of ``by``, with run counts and the count,
+        mean, min and max of each metric aggregate (``None``: every metric's ``last``), in
+        the order of the group keys."""
+
+    @abstractmethod
+    async def read_series(self, project: str, run_id: str, metric: str, *,
+                          low: int | float | None, high: int | float | None,
+                          max_points: int | None) -> Series | None:
+        """The run's effective series (None when the run does not exist)."""
+
+    @abstractmethod
+    async def get_experiment(self, project: str, name: str) -> Experiment:
+        """The experiment's head and history (empty when it has no runs)."""
+
+    @abstractmethod
+    async def lineage(self, project: str, run_id: str) -> Lineage | None:
+        """Ancestors and descendants of the run (None when it does not exist)."""
+
+    @abstractmethod
+    async def run_count(self, project: str) -> int:
+        """How many runs were ever created in the project (deleted ones included)."""
+
+    @abstractmethod
+    async def ancestry(self, project: str, run_id: str) -> list[str] | None:
+        """The run id and its ancestors' ids, the run first (None when it does not exist)."""
+
+    @abstractmethod
+    async def rebuild(self, progress: Progress | None = None) -> None:
+        """Rebuild every projection from the log into fresh tables and swap them in."""
+
+    @abstractmethod
+    async def drop_retired(self) -> None:
+        """Drop the tables a rebuild swapped out (reclaiming their space takes a while, so it
+        is not part of the swap)."""
+
+    @abstractmethod
+    async def verify_rebuild(self) -> list[str]:
+        """Rebuild every projection into scratch tables and compare them with the live ones,
+        row for row; returns the names of the tables that differ (empty: they are equal)."""
+
+    # Liveness ------------------------------------------------------------------------------
+
+    @abstractmethod
+    async def beat(self, runs: Sequence[tuple[str, str]], at: float) -> None:
+        """Record that these runs are alive at ``at``."""
+
+    @abstractmethod
+    async def stale_runs(self, before: float) -> list[StaleRun]:
+        """Running runs with no heartbeat (or event) since ``before``."""
+
+    @abstractmethod
+    async def controls(self, runs: Sequence[tuple[str, str]]) -> dict[tuple[str, str],
+                                                                     RunControl]:
+        """The control state of each of the given runs that exists."""
+

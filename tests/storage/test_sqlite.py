@@ -1,0 +1,162 @@
+"""The store contract on SQLite (file and in-memory), and what only SQLite can show."""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+from typing import Any
+
+import anyio
+import pytest
+
+from engine._core.events import default_upcasters
+from engine._storage.contract import AppendRequest, Store
+from engine._storage.registry import open_store
+from engine._storage.sqlite.store import SqliteStore, sqlite_path
+from engine.errors import EngineError, ValidationError
+from tests.store_contract import NOW, StoreContract, WriterContract, created, metrics
+
+
+async def _raw(store: Store, sql: str) -> list[tuple[Any, ...]]:
+    assert isinstance(store, SqliteStore)
+    db = store._writer()
+    async with store._wlock:
+        return list(await db.execute_fetchall(sql))
+
+
+class TestSqliteFile(StoreContract):
+    @pytest.fixture
+    def url(self, tmp_path: Path) -> str:
+        return str(tmp_path / "store.db")
+
+    async def raw(self, store: Store, sql: str) -> list[tuple[Any, ...]]:
+        return await _raw(store, sql)
+
+
+class TestSqliteMemory(StoreContract):
+    persistent = False
+
+    @pytest.fixture
+    def url(self) -> str:
+        return ":memory:"
+
+    async def raw(self, store: Store, sql: str) -> list[tuple[Any, ...]]:
+        return await _raw(store, sql)
+
+
+class TestSqliteWriter(WriterContract):
+    @pytest.fixture
+    def url(self, tmp_path: Path) -> str:
+        return str(tmp_path / "writer.db")
+
+
+@pytest.mark.parametrize(("url", "path"), [
+    ("runs.db", "runs.db"), ("/abs/runs.db", "/abs/runs.db"), (":memory:", ":memory:"),
+    ("sqlite:///rel/runs.db", "rel/runs.db"), ("sqlite:////abs/runs.db", "/abs/runs.db"),
+    ("sqlite:///:memory:", ":memory:"), ("mysql://x", None), ("", None),
+])
+def test_sqlite_urls(url: str, path: str | None) -> None:
+    assert sqlite_path(url) == path
+
+
+def test_an_unknown_url_is_a_validation_error() -> None:
+    with pytest.raises(ValidationError, match="mysql"):
+        open_store("mysql://host/db", durability="full", upcasters=default_upcasters())
+
+
+@pytest.mark.parametrize(("durability", "level"), [("full", 2), ("normal", 1)])
+async def test_durability_is_sqlite_synchronous(tmp_path: Path, durability: str,
+                                                level: int) -> None:
+    store = open_store(str(tmp_path / "d.db"), durability=durability,
+                       upcasters=default_upcasters())
+    await store.open()
+    try:
+        assert await _raw(store, "PRAGMA synchronous") == [(level,)]
+        assert await _raw(store, "PRAGMA journal_mode") == [("wal",)]
+    finally:
+        await store.close()
+
+
+async def test_a_newer_schema_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "future.db"
+    with sqlite3.connect(path) as conn:
+        conn.execute("PRAGMA user_version = 99")
+    store = open_store(str(path), durability="full", upcasters=default_upcasters())
+    with pytest.raises(EngineError, match="newer than this release"):
+        await store.open()
+
+
+async def test_projections_behind_the_log_are_rebuilt_on_open(tmp_path: Path) -> None:
+    path = str(tmp_path / "behind.db")
+    store = open_store(path, durability="normal", upcasters=default_upcasters())
+    await store.open()
+    await store.append([AppendRequest("p", "a", [created(), metrics("m", [0, 1], [1.0, 2.0])])],
+                       now=NOW)
+    await store.close()
+    with sqlite3.connect(path) as conn:  # as if a release had added a projection
+        conn.execute("DELETE FROM metrics")
+        conn.execute("UPDATE checkpoints SET position = 0 WHERE name = 'metrics'")
+    store = open_store(path, durability="normal", upcasters=default_upcasters())
+    await store.open()
+    try:
+        state = await store.get_run("p", "a")
+        assert state is not None
+        assert state.metrics["m"].count == 2
+        assert await store.verify_rebuild() == []
+    finally:
+        await store.close()
+
+
+async def test_checkpoints_never_go_back(tmp_path: Path) -> None:
+    from engine._storage.sqlite.io import advance
+
+    store = open_store(str(tmp_path / "c.db"), durability="normal", upcasters=default_upcasters())
+    await store.open()
+    try:
+        await store.append([AppendRequest("p", "a", [created(), metrics("m", [0], [1.0])])],
+                           now=NOW)
+        assert isinstance(store, SqliteStore)
+        with pytest.raises(EngineError, match="cannot go back from position 2 to 1"):
+            async with store._wlock:
+                await advance(store._writer(), "", 2, 1)
+        assert {r for _, r in await _raw(store, "SELECT name, position FROM checkpoints")} == {2}
+    finally:
+        await store.close()
+
+
+async def test_a_new_database_has_large_pages(tmp_path: Path) -> None:
+    """Chunk columns are tens of kilobytes: 16 KiB pages hold them in a quarter of the
+    overflow pages, and large commits write a quarter of the WAL frames."""
+    path = tmp_path / "pages.db"
+    store = open_store(str(path), durability="normal", upcasters=default_upcasters())
+    await store.open()
+    await store.close()
+    with sqlite3.connect(path) as conn:
+        assert conn.execute("PRAGMA page_size").fetchone() == (16384,)
+
+
+async def test_the_wal_is_checkpointed_beside_the_commits(tmp_path: Path) -> None:
+    """No commit pays for copying the WAL into the database (SQLite's automatic checkpoint
+    is off on every connection of the store), and yet the copy happens while the store is
+    open: the checkpoint thread does it soon after commits."""
+    path = tmp_path / "wal.db"
+    store = open_store(str(path), durability="normal", upcasters=default_upcasters())
+    await store.open()
+    try:
+        assert await _raw(store, "PRAGMA wal_autocheckpoint") == [(0,)]
+        assert isinstance(store, SqliteStore)
+        checkpointer = store._checkpointer
+        assert checkpointer is not None
+        empty = path.stat().st_size
+        steps = list(range(20_000))
+        await store.append([AppendRequest("p", "a", [
+            created(), metrics("m", steps, [float(s) for s in steps])])], now=NOW)
+        # The database file grows only when a checkpoint copies the pages out of the WAL;
+        # nothing signals that but the file itself, so watch it.
+        with anyio.fail_after(30):
+            while path.stat().st_size <= empty + 100_000:  # noqa: ASYNC110
+                await anyio.sleep(0.01)
+        assert checkpointer.checkpoints >= 1
+    finally:
+        await store.close()
+    assert not checkpointer._thread.is_alive()
