@@ -19,8 +19,12 @@ test: $(STAMP)
 	$(BIN)/ruff check engine tests bench
 	$(BIN)/python -m pytest
 
+# ruff, the type checker (strict on engine/), the import layers, and the docs build.
 lint: $(STAMP)
 	$(BIN)/ruff check engine tests bench
+	$(BIN)/mypy
+	$(BIN)/lint-imports --no-cache
+	$(BIN)/mkdocs build --strict --quiet --site-dir build/site
 
 # Kittiwake's own benchmarks (issue targets); figures go into docs/performance.md.
 bench-engine: $(STAMP)
