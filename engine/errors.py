@@ -10,10 +10,20 @@ The tree::
     ├── ConcurrencyError            expected_version did not match the stream's version
     ├── BackpressureError           more pending points than the tracker allows
     ├── ClosedError                 the tracker or run was used after it closed
-    └── RunAbortedError             the run was aborted; raised in sync training code
+    ├── RunAbortedError             the run was aborted; raised in sync training code
+    ├── StorageError                the store failed (disk full, database unreachable, read-only
+    │                               file): what was being written is kept and retried
+    ├── IntegrityError              stored bytes no longer match their digest or checksum
+    └── AuthError                   a remote call without a valid token, or outside its project
+                                    or role
+    ValidationError
+    └── FileSourceError             a file to log cannot be read (missing, a directory, no access)
 
 Errors from the database drivers are translated at the store boundary and chained
 (``raise ... from exc``), so callers never need to catch ``sqlite3`` or ``asyncpg`` types.
+The type says what happened to the data: a ``ValidationError`` (or another refusal) means
+nothing of the call was written; a ``StorageError`` means the store failed and what was
+accepted is kept, to be written once the store is back.
 """
 
 from __future__ import annotations
@@ -21,14 +31,18 @@ from __future__ import annotations
 import unicodedata
 
 __all__ = [
+    "AuthError",
     "BackpressureError",
     "ClosedError",
     "ConcurrencyError",
     "EngineError",
+    "FileSourceError",
+    "IntegrityError",
     "QuerySyntaxError",
     "RunAbortedError",
     "RunExistsError",
     "RunNotFoundError",
+    "StorageError",
     "ValidationError",
 ]
 
@@ -126,3 +140,29 @@ class RunAbortedError(EngineError):
         super().__init__(f"run {run_id!r} was aborted" + (f": {reason}" if reason else ""))
         self.run_id = run_id
         self.reason = reason
+
+
+class StorageError(EngineError):
+    """The store failed: a full disk, a read-only file, a database that is unreachable or
+    restarting. Nothing accepted is dropped: a batch that could not be written stays
+    buffered and is sent again, and ``flush()`` raises this until it is written."""
+
+
+class IntegrityError(EngineError):
+    """Stored data is damaged: bytes whose digest or checksum no longer matches.
+
+    :ivar where: what is damaged (a digest, an event position, a file name), if known.
+    """
+
+    def __init__(self, message: str, *, where: str | None = None) -> None:
+        super().__init__(message)
+        self.where = where
+
+
+class AuthError(EngineError):
+    """A remote call without a valid token, or outside the token's project or role."""
+
+
+class FileSourceError(ValidationError):
+    """A file to log cannot be read: it is missing, a directory, or not readable. Nothing of
+    the call was written."""

@@ -18,8 +18,9 @@ PUBLIC = [
     "Tracker", "connect", "errors", "sync",
 ]
 ERRORS = [
-    "BackpressureError", "ClosedError", "ConcurrencyError", "EngineError", "QuerySyntaxError",
-    "RunAbortedError", "RunExistsError", "RunNotFoundError", "ValidationError",
+    "AuthError", "BackpressureError", "ClosedError", "ConcurrencyError", "EngineError",
+    "FileSourceError", "IntegrityError", "QuerySyntaxError", "RunAbortedError", "RunExistsError",
+    "RunNotFoundError", "StorageError", "ValidationError",
 ]
 
 
@@ -52,8 +53,10 @@ def test_every_public_name_has_a_docstring(module: ModuleType) -> None:
 def test_the_error_tree_is_the_one_spec_names() -> None:
     errors = engine.errors
     for name in ("ValidationError", "RunNotFoundError", "RunExistsError", "ConcurrencyError",
-                 "QuerySyntaxError", "BackpressureError", "ClosedError", "RunAbortedError"):
+                 "QuerySyntaxError", "BackpressureError", "ClosedError", "RunAbortedError",
+                 "StorageError", "IntegrityError", "AuthError", "FileSourceError"):
         assert issubclass(getattr(errors, name), errors.EngineError)
+    assert issubclass(errors.FileSourceError, errors.ValidationError)
     assert issubclass(errors.ValidationError, ValueError)
     assert issubclass(errors.QuerySyntaxError, ValueError)
     assert issubclass(errors.RunNotFoundError, LookupError)
