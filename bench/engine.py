@@ -1,7 +1,7 @@
 """Kittiwake's own benchmarks (issue targets), each in a fresh process.
 
     .venv/bin/python -m bench.engine            # every benchmark, on SQLite
-    .venv/bin/python -m bench.engine ingest     # one of: ingest, read, rebuild, memory
+    .venv/bin/python -m bench.engine ingest     # one of: ingest, read, rebuild, memory, create
 
 Prints one JSON object per benchmark. Each benchmark takes ``url(name)``, which gives a
 fresh database for a name, so another backend's bench module can run the same code.
@@ -136,8 +136,41 @@ async def memory(url: Url) -> dict[str, Any]:
             "growth_mb_after_first_1M": round(samples[-1] - samples[0], 1)}
 
 
+async def create(url: Url, durability: str = "full", given_ids: bool = False,
+                 runs: int = 1_000) -> dict[str, Any]:
+    """1,000 runs created one after another, each with a config and one metric, each ended
+    (its block left, so its end is flushed at the tracker's durability)."""
+    async with engine.connect(url(f"create-{durability}-{given_ids}"),
+                              durability=durability) as tracker:
+        start = time.perf_counter()
+        for k in range(runs):
+            async with tracker.start_run(f"run-{k}" if given_ids else None,
+                                         config={"lr": 0.1, "seed": k}) as run:
+                run.log_metrics({"loss": 1.0 / (k + 1)}, step=0)
+        elapsed = time.perf_counter() - start
+        assert len(await tracker.list_runs(limit=runs + 1)) == runs
+    return {"benchmark": f"create {runs} runs ({durability}, "
+                         f"{'given' if given_ids else 'generated'} ids)",
+            "runs": runs, "seconds": elapsed, "ms_per_run": elapsed / runs * 1e3,
+            "fsync_ms": _fsync_ms(url("fsync-probe"))}
+
+
+def _fsync_ms(path: str, times: int = 200) -> float:
+    """What one fsync costs on the benchmark's file system right now: the floor of a
+    durable commit (durability="full")."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT)
+    try:
+        start = time.perf_counter()
+        for _ in range(times):
+            os.write(fd, b"x" * 4096)
+            os.fsync(fd)
+        return (time.perf_counter() - start) / times * 1e3
+    finally:
+        os.close(fd)
+
+
 BENCHMARKS: dict[str, Callable[..., Coroutine[Any, Any, dict[str, Any]]]] = {
-    "ingest": ingest, "read": read, "rebuild": rebuild, "memory": memory,
+    "ingest": ingest, "read": read, "rebuild": rebuild, "memory": memory, "create": create,
 }
 
 
@@ -148,6 +181,9 @@ def _child(name: str) -> None:
 
         if name == "ingest":
             results = [asyncio.run(ingest(url, "full")), asyncio.run(ingest(url, "normal"))]
+        elif name == "create":
+            results = [asyncio.run(create(url, durability, given))
+                       for durability in ("full", "normal") for given in (False, True)]
         else:
             results = [asyncio.run(BENCHMARKS[name](url))]
     for result in results:

@@ -10,6 +10,7 @@ counts against the pending bound.
 from __future__ import annotations
 
 from array import array
+from collections.abc import Callable
 from typing import Any
 
 import anyio
@@ -135,8 +136,9 @@ def metrics_event(groups: list[Rows]) -> NewEvent:
 class RunBuffer:
     """What one run handle has logged and the writer has not yet committed."""
 
-    __slots__ = ("committed", "group", "inflight", "inflight_logged", "inflight_points",
-                 "items", "logged", "marked", "project", "refusal", "run_id", "waiters")
+    __slots__ = ("committed", "creating", "dead", "group", "halt", "inflight", "inflight_logged",
+                 "inflight_points", "items", "logged", "marked", "project", "refusal", "run_id",
+                 "waiters")
 
     def __init__(self, project: str, run_id: str) -> None:
         self.project = project
@@ -151,6 +153,12 @@ class RunBuffer:
         self.inflight_logged = 0
         self.inflight_points = 0
         self.waiters: list[Waiter] = []
+        # The run's RunCreated is buffered here and not yet committed: until it is, everything
+        # the run logs goes with it in one request, so that if the creation is refused (the id
+        # turned out to be taken) nothing of this run lands in another run's stream.
+        self.creating = False
+        self.dead: EngineError | None = None  # the creation was refused: nothing more is sent
+        self.halt: Callable[[BaseException], None] | None = None  # stops the run's logging
 
 
 class Waiter:

@@ -79,6 +79,8 @@ class Liveness:
         if self.failure is not None:
             run.halt(self.failure)
         self._interested()
+        if not run.started_position:
+            return  # created by this handle, not yet in the log: no request can predate it
         control = (await self.store.controls([key])).get(key)
         if (control is not None and control.abort_position is not None
                 and control.abort_position > run.started_position):

@@ -29,41 +29,77 @@ class RunOpener:
         self._numbers: dict[str, int] = {}  # last run ordinal handed out per project
 
     async def open(self, project: str, run_id: str | None, name: str | None,
-                    experiment: str | None, fork: tuple[str, int | float] | None,
-                    tags: list[str], config: dict[str, Any], resume: bool,
-                    rewind_to: int | float | None) -> Run:
-        """Create the run, or re-open it when ``resume`` and it exists (arguments checked)."""
+                   experiment: str | None, fork: tuple[str, int | float] | None,
+                   tags: list[str], config: dict[str, Any], resume: bool,
+                   rewind_to: int | float | None) -> Run:
+        """Create the run, or re-open it when ``resume`` and it exists (arguments checked).
+
+        A new run with a generated id that is not a fork costs no commit before logging
+        starts: nobody else can name it yet, so its RunCreated is buffered with whatever the
+        run logs and committed with it (this tracker's reads wait for it; other processes
+        see the run from that commit on, within ``flush_interval``). A run whose id was
+        given, or a fork, is created at once, so that a taken id or a missing parent is
+        refused here and every process can address the run as soon as its block is entered.
+        """
         if run_id is not None and resume:
+            return await self._resume_or_create(project, run_id, name, experiment, fork, tags,
+                                                config, rewind_to)
+        if run_id is not None or fork is not None:
+            return await self._create_now(project, run_id, name, experiment, fork, tags,
+                                          config)
+        label = name or run_name(await self._number(project))
+        creation = NewEvent(ev.RUN_CREATED, _created(label, experiment, tags, config, None))
+        return Run(self.writer, project, new_run_id(), label, last_steps={}, floor=None,
+                   started_position=0, clock=self.clock, creation=creation)
+
+    async def _resume_or_create(self, project: str, run_id: str, name: str | None,
+                                experiment: str | None, fork: tuple[str, int | float] | None,
+                                tags: list[str], config: dict[str, Any],
+                                rewind_to: int | float | None) -> Run:
+        """Resume the run, or create it when it does not exist — atomically as far as the
+        caller can tell: a process that loses the race to create it resumes it instead."""
+        for _ in range(3):
             state = await self.store.get_run(project, run_id)
             if state is not None:
                 return await self._resume(state, experiment, fork, tags, config, rewind_to)
             if rewind_to is not None:
                 raise RunNotFoundError(f"cannot rewind run {run_id!r}: it does not exist in "
                                        f"project {project!r}")
+            try:
+                return await self._create_now(project, run_id, name, experiment, fork, tags,
+                                              config)
+            except RunExistsError:
+                continue  # created by another process meanwhile: resume it
+        raise RunExistsError(f"run {run_id!r} in project {project!r} was created and "
+                             "deleted or changed concurrently; try again")
+
+    async def _create_now(self, project: str, run_id: str | None, name: str | None,
+                          experiment: str | None, fork: tuple[str, int | float] | None,
+                          tags: list[str], config: dict[str, Any]) -> Run:
+        """Create the run with a commit of its own, then hand back its handle."""
         for _ in range(8):
             rid = run_id or new_run_id()
             label = name or run_name(await self._number(project))
-            data = {"name": label, "experiment": experiment, "tags": tags, "config": config,
-                    "fork": None if fork is None else {"run_id": fork[0], "step": fork[1]}}
+            data = _created(label, experiment, tags, config, fork)
             try:
                 records = await self.writer.submit(
                     AppendRequest(project, rid, [NewEvent(ev.RUN_CREATED, data)]))
             except RunExistsError:
                 if run_id is not None:
-                    raise RunExistsError(
-                        f"run {run_id!r} already exists in project {project!r}; pass "
-                        "resume=True to re-open it") from None
+                    raise _taken(project, run_id) from None
                 continue  # a generated id collided: draw another
             return await self._handle(project, rid, label, records[0].position)
         raise RunExistsError("could not find a free run id")  # pragma: no cover
 
     async def _number(self, project: str) -> int:
-        """The next run's ordinal in the project, never repeated by this tracker even when
-        runs start concurrently (other processes may still pick the same number)."""
-        number = max(await self.store.run_count(project) + 1,
-                     self._numbers.get(project, 0) + 1)
-        self._numbers[project] = number
-        return number
+        """The next run's ordinal in the project: the project's run count, read once per
+        tracker, then counted here (other processes may pick the same number: names are
+        labels, not keys)."""
+        last = self._numbers.get(project)
+        if last is None:
+            last = await self.store.run_count(project)
+        self._numbers[project] = last + 1
+        return last + 1
 
     async def _resume(self, state: RunState, experiment: str | None,
                       fork: tuple[str, int | float] | None, tags: list[str],
@@ -93,3 +129,15 @@ class RunOpener:
         return Run(self.writer, project, run_id, name,
                    last_steps={m: s.last_step for m, s in state.metrics.items()},
                    floor=control.floor, started_position=started, clock=self.clock)
+
+
+def _created(name: str, experiment: str | None, tags: list[str], config: dict[str, Any],
+             fork: tuple[str, int | float] | None) -> dict[str, Any]:
+    """The payload of a RunCreated event."""
+    return {"name": name, "experiment": experiment, "tags": tags, "config": config,
+            "fork": None if fork is None else {"run_id": fork[0], "step": fork[1]}}
+
+
+def _taken(project: str, run_id: str) -> RunExistsError:
+    return RunExistsError(f"run {run_id!r} already exists in project {project!r}; pass "
+                          "resume=True to re-open it")

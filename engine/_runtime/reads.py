@@ -30,8 +30,9 @@ class TrackerReads(ABC):
     project: str
 
     @abstractmethod
-    def _reader(self) -> Store:
-        """The open store.
+    async def _reader(self) -> Store:
+        """The open store, once the runs this tracker created and has not yet committed are
+        (a read must find the run its own ``start_run`` just created).
 
         :raises ClosedError: when the tracker is not open.
         """
@@ -40,7 +41,7 @@ class TrackerReads(ABC):
         return self.project if project is None else check_project(project)
 
     async def _state_or_raise(self, project: str, run_id: str) -> RunState:
-        store = self._reader()
+        store = await self._reader()
         state = await store.get_run(project, run_id)
         if state is None:
             raise RunNotFoundError(f"no run {run_id!r} in project {project!r}")
@@ -52,7 +53,7 @@ class TrackerReads(ABC):
 
         :raises RunNotFoundError: if there is no such run (or none yet at ``as_of``).
         """
-        store = self._reader()
+        store = await self._reader()
         project = self._project(project)
         if as_of is None:
             return await self._state_or_raise(project, run_id)
@@ -85,7 +86,7 @@ class TrackerReads(ABC):
             the position of the problem.
         :raises ValidationError: for a bad ``limit``, ``offset`` or ``project``.
         """
-        store = self._reader()
+        store = await self._reader()
         picked = selection(where, order_by, limit, offset, heads_only)
         return await store.list_runs(self._project(project), include_deleted=include_deleted,
                                      selection=picked)
@@ -106,7 +107,7 @@ class TrackerReads(ABC):
         :raises QuerySyntaxError: for a ``by``, ``where`` or ``aggregates`` that does not
             parse.
         """
-        store = self._reader()
+        store = await self._reader()
         fields = parse_group_by(by)
         wanted = parse_aggregates(aggregates)
         picked = selection(where, None, None, 0, heads_only)
@@ -143,7 +144,7 @@ class TrackerReads(ABC):
 
         :raises RunNotFoundError: if there is no such run.
         """
-        store = self._reader()
+        store = await self._reader()
         project = self._project(project)
         for name, bound in (("min_step", min_step), ("max_step", max_step)):
             if bound is not None and (type(bound) not in (int, float) or bound != bound):
@@ -159,7 +160,7 @@ class TrackerReads(ABC):
 
     async def get_experiment(self, name: str, *, project: str | None = None) -> Experiment:
         """The experiment's head (its newest run not deleted) and history (oldest first)."""
-        store = self._reader()
+        store = await self._reader()
         return await store.get_experiment(self._project(project), check_name(name, "experiment"))
 
     async def lineage(self, run_id: str, *, project: str | None = None) -> Lineage:
@@ -167,7 +168,7 @@ class TrackerReads(ABC):
 
         :raises RunNotFoundError: if there is no such run.
         """
-        store = self._reader()
+        store = await self._reader()
         project = self._project(project)
         found = await store.lineage(project, run_id)
         if found is None:
@@ -178,7 +179,7 @@ class TrackerReads(ABC):
                      project: str | None = None) -> AsyncIterator[Event]:
         """The project's events after ``from_position`` (the last position already seen), in
         log order, up to the end of the log."""
-        store = self._reader()
+        store = await self._reader()
         if type(from_position) is not int or from_position < 0:
             raise ValidationError("from_position must be an int >= 0", key="from_position")
         where = EventFilter(project=self._project(project))

@@ -45,7 +45,12 @@ _REASON_LIMIT = 4096
 
 class Run:
     """A live run. Logging methods are plain (not ``async``): they check their input at once,
-    raise at once, and buffer; ``await run.flush()`` waits until it is durable."""
+    raise at once, and buffer; ``await run.flush()`` waits until it is durable.
+
+    ``started_position`` is the position of the event that (re)opened the run — abort
+    requests at or before it do not apply — or 0 for a run this handle created, whose
+    RunCreated waits in the buffer with the rest.
+    """
 
     __slots__ = ("_abort_reason", "_buf", "_clock", "_closed", "_floor", "_halt", "_keys",
                  "_keys_step", "_known", "_last", "_lock", "_raise_on_abort", "_top",
@@ -53,7 +58,8 @@ class Run:
 
     def __init__(self, writer: Writer, project: str, run_id: str, name: str, *,
                  last_steps: Mapping[str, int | float], floor: int | float | None,
-                 started_position: int, clock: Callable[[], float]) -> None:
+                 started_position: int, clock: Callable[[], float],
+                 creation: NewEvent | None = None) -> None:
         self.project = project
         self.run_id = run_id
         self.name = name
@@ -74,6 +80,17 @@ class Run:
         # Set when logging must stop (the run ended, or it was aborted in sync code): the
         # hot path tests this one attribute instead of each reason.
         self._halt: BaseException | None = None
+        self._buf.halt = self.halt
+        if creation is not None:
+            # A run created by this handle: its RunCreated waits in the buffer like anything
+            # else it logs, so starting it costs no round trip to the database.
+            with self._lock:
+                self._buf.creating = True
+                writer.creating[self._buf] = None
+                self._buf.items.append(creation)
+                self._buf.logged += 1
+                writer.pending += 1
+                writer.mark(self._buf)
 
     def __repr__(self) -> str:
         return f"<Run {self.project}/{self.run_id} name={self.name!r}>"

@@ -213,8 +213,10 @@ class Tracker(TrackerReads):
         assert self._store is not None and self._writer is not None
         return self._store, self._writer
 
-    def _reader(self) -> Store:
-        return self._open()[0]
+    async def _reader(self) -> Store:
+        store, writer = self._open()
+        await writer.settle_creations()
+        return store
 
     @property
     def closed(self) -> bool:

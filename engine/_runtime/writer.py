@@ -52,6 +52,7 @@ class Writer:
         self._closed = False
         self._cycling = anyio.Lock()
         self._waiting: dict[RunBuffer, None] = {}  # buffers with flushes waiting on them
+        self.creating: dict[RunBuffer, None] = {}  # buffers whose RunCreated is not settled
         # Made inside the event loop, so loggers on other threads know where to wake it.
         self._loop = asyncio.get_running_loop()
         self._loop_thread = threading.get_ident()
@@ -108,6 +109,8 @@ class Writer:
             refusal, buf.refusal = buf.refusal, None
             if refusal is not None:
                 raise refusal
+            if buf.dead is not None:
+                raise buf.dead
             if buf.committed >= buf.logged and not buf.inflight:
                 return
             if self._closed:
@@ -118,6 +121,16 @@ class Writer:
             self._dirty[buf] = None
         self._set_urgent()
         await waiter.wait()
+
+    async def settle_creations(self) -> None:
+        """Wait until the creation of every run whose RunCreated is still buffered is
+        settled (committed or refused; a refusal is for the run's own flush to report)."""
+        while self.creating:
+            buf = next(iter(self.creating))
+            try:
+                await self.flush(buf)
+            except EngineError:
+                self.creating.pop(buf, None)  # its flush reports it; do not spin on it
 
     @property
     def committing(self) -> bool:
@@ -176,6 +189,9 @@ class Writer:
         control, self._control = self._control, []
         sending = [(buf, request) for buf, items, points, logged in taken
                    for request in self._requests(buf, items, points, logged)]
+        for buf, *_ in taken:
+            if buf.dead is not None:
+                self._settle(buf, [])  # what it logged since is dropped, not left pending
         requests = [r for _, r in sending] + [r for r, _ in control]
         if not requests:
             return
@@ -239,9 +255,19 @@ class Writer:
             events.append(item)
         if groups:
             events.extend(metrics_events(groups))
-        buf.inflight.extend(AppendRequest(buf.project, buf.run_id, [e]) for e in events)
         buf.inflight_logged = logged
         buf.inflight_points += points
+        if buf.dead is not None:
+            return []  # its id may be another run's: nothing more of it reaches the log
+        if buf.creating:
+            # The creation and all that follows it until it commits: one request, all or
+            # nothing (a retry skips whatever an earlier attempt committed).
+            if buf.inflight:
+                buf.inflight[0].events.extend(events)
+            else:
+                buf.inflight.append(AppendRequest(buf.project, buf.run_id, events))
+        else:
+            buf.inflight.extend(AppendRequest(buf.project, buf.run_id, [e]) for e in events)
         return list(buf.inflight)
 
     def _settle(self, buf: RunBuffer,
@@ -250,6 +276,13 @@ class Writer:
                   and not isinstance(o, EngineError)]
         errors = [o for _, o in results if isinstance(o, BaseException)]
         refusals = [o for o in errors if isinstance(o, EngineError)]
+        if buf.creating and results and not failed:
+            buf.creating = False
+            self.creating.pop(buf, None)
+            if refusals:
+                buf.dead = refusals[0]
+                if buf.halt is not None:
+                    buf.halt(refusals[0])
         with self.lock:
             if failed:
                 # Committed and refused requests are done with; the rest keeps its event ids
@@ -263,7 +296,7 @@ class Writer:
                 self.pending -= buf.inflight_points
                 buf.inflight_points = 0
                 self.space.notify_all()
-                error = refusals[0] if refusals else None
+                error = refusals[0] if refusals else buf.dead
             settled = [w for w in buf.waiters if failed or w.target <= buf.committed]
             buf.waiters = [w for w in buf.waiters if w not in settled]
             if not buf.waiters:

@@ -1,0 +1,74 @@
+"""Starting a run: a generated id costs no commit before logging starts, the tracker's own
+reads still find the run at once, and a generated id that turns out to be taken never lets
+the new run's data into the run that holds it."""
+
+from __future__ import annotations
+
+import pytest
+
+from engine import Status
+from engine._runtime import opening
+from engine.errors import ClosedError, RunExistsError
+from tests.conftest import MakeTracker
+from tests.runtime.test_lifecycle import needs_shared_database
+
+
+async def test_a_generated_run_is_committed_with_what_it_logged(make: MakeTracker,
+                                                                 backend: str) -> None:
+    needs_shared_database(backend)
+    async with make(flush_interval=5.0) as tracker, make() as elsewhere:
+        before = [e async for e in elsewhere.events()]
+        async with tracker.start_run(config={"lr": 0.1}) as run:
+            run.log_metrics({"loss": 0.5}, step=0)
+            # Nothing was committed to start it: another process does not see it yet...
+            assert [e async for e in elsewhere.events()] == before
+            # ...while this tracker's own reads do (they wait for its creation).
+            state = await tracker.get_run(run.run_id)
+            assert state.status is Status.RUNNING
+            assert state.config == {"lr": 0.1}
+        events = [e async for e in elsewhere.events()][len(before):]
+        assert [e.type for e in events] == ["RunCreated", "MetricsLogged", "StatusChanged"]
+        assert [e.position for e in events] == list(range(events[0].position,
+                                                          events[0].position + 3))
+        assert (await elsewhere.get_run(run.run_id)).status is Status.SUCCEEDED
+
+
+async def test_a_run_with_a_given_id_exists_for_everyone_on_entry(make: MakeTracker,
+                                                                  backend: str) -> None:
+    needs_shared_database(backend)
+    async with make(flush_interval=5.0) as tracker, make() as elsewhere, \
+            tracker.start_run("named"):
+        assert (await elsewhere.get_run("named")).status is Status.RUNNING
+
+
+async def test_a_taken_generated_id_writes_nothing_into_the_run_that_holds_it(
+        make: MakeTracker, monkeypatch: pytest.MonkeyPatch) -> None:
+    async with make() as tracker:
+        async with tracker.start_run("taken", config={"owner": "first"}) as first:
+            first.log_metrics({"loss": 1.0}, step=0)
+        before = await tracker.get_run("taken")
+        monkeypatch.setattr(opening, "new_run_id", lambda: "taken")
+        second = None
+        with pytest.raises(RunExistsError, match="taken"):  # noqa: PT012 (the block is the act)
+            async with tracker.start_run(config={"owner": "second"}) as second:
+                second.log_metrics({"loss": 2.0}, step=5)
+                second.add_tags("second")
+                await second.flush()
+        assert second is not None
+        with pytest.raises((RunExistsError, ClosedError)):
+            second.log_metrics({"loss": 3.0}, step=6)
+        after = await tracker.get_run("taken")
+        assert after == before  # the same version, config, tags, metrics and status
+        assert (await tracker.read_series("taken", "loss")).steps.tolist() == [0]
+
+
+async def test_many_generated_runs_one_after_another_all_land(make: MakeTracker) -> None:
+    async with make() as tracker:
+        ids = []
+        for k in range(30):
+            async with tracker.start_run(config={"k": k}) as run:
+                run.log_metrics({"loss": float(k)}, step=0)
+            ids.append(run.run_id)
+        runs = await tracker.list_runs(order_by="config.k")
+        assert [r.run_id for r in runs] == ids
+        assert all(r.status is Status.SUCCEEDED and r.metrics["loss"].count == 1 for r in runs)
