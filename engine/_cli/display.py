@@ -26,8 +26,10 @@ def fmt(value: Any) -> str:
         return non_finite_name(value) or f"{value:.6g}"
     if isinstance(value, datetime):
         return value.strftime("%Y-%m-%d %H:%M:%S")
-    if isinstance(value, (list, tuple, frozenset, set)):
+    if isinstance(value, (frozenset, set)):  # tags: no order of their own
         return ",".join(sorted(map(str, value))) if value else "-"
+    if isinstance(value, (list, tuple)):  # a config list: its order is its meaning
+        return ",".join(fmt(v) for v in value) if value else "-"
     return str(value)
 
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from datetime import datetime
 from typing import Any
 
@@ -26,6 +26,7 @@ __all__ = [
     "check_key",
     "check_metric_value",
     "check_name",
+    "check_position",
     "check_project",
     "check_run_id",
     "check_step",
@@ -34,6 +35,7 @@ __all__ = [
     "escape_nul",
     "flatten",
     "normalize_config",
+    "scalar",
 ]
 
 MAX_KEY = 1024
@@ -66,51 +68,101 @@ def check_key(key: object, what: str = "key") -> str:
 
 
 def flatten(mapping: Mapping[str, Any], what: str = "key") -> dict[str, Any]:
-    """Flatten nested dicts with ``/``: ``{"a": {"b": 1}}`` becomes ``{"a/b": 1}``."""
+    """Flatten nested dicts with ``/``: ``{"a": {"b": 1}}`` becomes ``{"a/b": 1}``.
+
+    A dict that contains itself (at any depth) is refused, naming the key where it does;
+    depth is otherwise bounded by the key length (a flattened key has at most ``MAX_KEY``
+    characters), so no input reaches Python's recursion limit.
+    """
     if not isinstance(mapping, Mapping):
         raise ValidationError(f"expected a dict of {what}s, got {type(mapping).__name__}")
     out: dict[str, Any] = {}
-    _flatten_into(out, "", mapping, what)
-    return out
-
-
-def _flatten_into(out: dict[str, Any], prefix: str, mapping: Mapping[Any, Any], what: str) -> None:
-    for raw, value in mapping.items():
+    # Depth first and in the order keys were written, without recursion: a stack of
+    # (prefix, the items still to visit, the ids of the dicts on the path).
+    stack: list[tuple[str, Iterator[tuple[Any, Any]], frozenset[int]]] = [
+        ("", iter(mapping.items()), frozenset({id(mapping)}))]
+    while stack:
+        prefix, items, path = stack[-1]
+        entry = next(items, None)
+        if entry is None:
+            stack.pop()
+            continue
+        raw, value = entry
         if type(raw) is not str:
             raise ValidationError(f"{what} {raw!r} is not a string", key=repr(raw))
         check_key(raw, what)  # a nested part is itself a key: no empty segment inside it
         key = prefix + raw
         if isinstance(value, Mapping):
-            _flatten_into(out, key + "/", value, what)
+            if id(value) in path:
+                raise ValidationError(f"{what} {key!r} holds a dict that contains itself",
+                                      key=key)
+            check_key(key, what)  # too long a path ends the descent here
+            stack.append((key + "/", iter(value.items()), path | {id(value)}))
             continue
         if key in out:
             raise ValidationError(f"{what} {key!r} is given twice after flattening", key=key)
         out[check_key(key, what)] = value
+    return out
+
+
+def scalar(value: object) -> object:
+    """The plain Python value an array library's scalar stands for, or ``value`` itself.
+
+    NumPy scalars of every width (``np.float32``, ``np.int64``, ``np.bool_``), 0-d arrays
+    and one-element tensors all have ``item()``, which gives the plain ``int``, ``float`` or
+    ``bool``; a ``float`` or ``int`` subclass (``np.float64``) becomes the plain type. Anything
+    else — including an array of several elements, whose ``item()`` refuses — is returned
+    as it is, for the caller's check to name.
+    """
+    kind = type(value)
+    if kind is float or kind is int or kind is bool or kind is str:
+        return value
+    if isinstance(value, bool):
+        return bool(value)
+    if isinstance(value, int):
+        return int(value)
+    if isinstance(value, float):
+        return float(value)
+    item = getattr(kind, "item", None)
+    if item is None or isinstance(value, (str, bytes)):
+        return value
+    try:
+        plain = item(value)
+    except (TypeError, ValueError):  # several elements, or not a numeric scalar
+        return value
+    return plain if type(plain) in (int, float, bool) else value
 
 
 def check_metric_value(key: str, value: object) -> float:
-    """A metric value as a float: ints and floats (NaN and ±inf too), never bool."""
+    """A metric value as a float: ints and floats (NaN and ±inf too), NumPy scalars and
+    one-element arrays or tensors of them; never a bool (``np.bool_`` included)."""
     kind = type(value)
     if kind is float:
         return value  # type: ignore[return-value]
-    if kind is int:
-        try:
-            return float(value)  # type: ignore[arg-type]
-        except OverflowError:
+    if kind is not int:
+        plain = scalar(value)
+        if type(plain) is float:
+            return plain  # type: ignore[return-value]
+        if type(plain) is not int:
             raise ValidationError(
-                f"metric {key!r}: {value} is too large for a 64-bit float", key=key
-            ) from None
-    if isinstance(value, float):  # float subclasses, e.g. numpy.float64
-        return float(value)
-    raise ValidationError(
-        f"metric {key!r}: value {value!r} of type {kind.__name__} is not an int or float",
-        key=key,
-    )
+                f"metric {key!r}: value {value!r} of type {kind.__name__} is not an int or "
+                "float", key=key)
+        value = plain
+    try:
+        return float(value)  # type: ignore[arg-type]
+    except OverflowError:
+        raise ValidationError(
+            f"metric {key!r}: {value} is too large for a 64-bit float", key=key
+        ) from None
 
 
 def check_step(step: object, key: str | None = None) -> int | float:
-    """A step: an int in [0, 2**53] or a finite float >= 0 (never bool)."""
+    """A step: an int in [0, 2**53] or a finite float >= 0 (never bool); NumPy scalars and
+    one-element arrays or tensors count as the int or float they hold."""
     kind = type(step)
+    if kind is not int and kind is not float and not isinstance(step, bool):
+        step = scalar(step)
+        kind = type(step) if type(step) in (int, float) else kind
     where = f"metric {key!r}: " if key else ""
     if kind is int:
         if 0 <= step <= MAX_STEP:  # type: ignore[operator]
@@ -132,8 +184,10 @@ def check_step(step: object, key: str | None = None) -> int | float:
 def normalize_config(config: Mapping[str, Any]) -> dict[str, Any]:
     """Flatten a config dict and check every value.
 
-    Subclasses (``numpy.float64``, ``pandas.Timestamp``, ``str`` enums) become the plain type
-    they extend, and lists of str become lists, so what is stored reads back as plain values.
+    Values become the plain types they stand for, so what is stored reads back as plain
+    values: subclasses (``numpy.float64``, ``pandas.Timestamp``, ``str`` enums) the type
+    they extend, NumPy scalars (and one-element arrays) their ``int``, ``float`` or ``bool``,
+    and tuples lists.
     """
     flat = flatten(config, "config key")
     for key, value in flat.items():
@@ -142,27 +196,47 @@ def normalize_config(config: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def _config_value(key: str, value: object) -> Any:
-    if value is None or isinstance(value, bool):
-        return None if value is None else bool(value)
-    if isinstance(value, int):
-        if not -_INT64 <= value < _INT64:
-            raise ValidationError(
-                f"config {key!r}: {value} does not fit in 64 bits", key=key)
-        return int(value)
-    if isinstance(value, float):
-        return float(value)
-    if isinstance(value, str):
-        return _check_text(str(value), f"config {key!r} value", key)
+    if value is None:
+        return None
+    if isinstance(value, (list, tuple)):
+        return [_config_item(key, v) for v in value]
     if isinstance(value, datetime):
         return datetime(value.year, value.month, value.day, value.hour, value.minute,
                         value.second, value.microsecond, value.tzinfo, fold=value.fold)
-    if isinstance(value, (list, tuple)) and all(isinstance(v, str) for v in value):
-        return [_check_text(str(v), f"config {key!r} value", key) for v in value]
+    plain = scalar(value)
+    if type(plain) in (bool, float):
+        return plain
+    if type(plain) is int:
+        return _int64(key, plain)  # type: ignore[arg-type]
+    if isinstance(plain, str):
+        return _check_text(str(plain), f"config {key!r} value", key)
     raise ValidationError(
         f"config {key!r}: value {value!r} of type {type(value).__name__} is not allowed; "
-        "use str, int, float, bool, datetime, None or a list of str",
+        "use str, int, float, bool, datetime, None, or a list of str, numbers and bools",
         key=key,
     )
+
+
+def _config_item(key: str, value: object) -> str | int | float | bool:
+    """One element of a config list: a str, a finite number or a bool."""
+    plain = scalar(value)
+    if isinstance(plain, str):
+        return _check_text(str(plain), f"config {key!r} value", key)
+    if type(plain) is bool:
+        return plain  # type: ignore[return-value]
+    if type(plain) is int:
+        return _int64(key, plain)  # type: ignore[arg-type]
+    if type(plain) is float and math.isfinite(plain):  # type: ignore[arg-type]
+        return plain  # type: ignore[return-value]
+    raise ValidationError(
+        f"config {key!r}: list element {value!r} is not allowed; a config list holds "
+        "strings, finite numbers and bools", key=key)
+
+
+def _int64(key: str, value: int) -> int:
+    if not -_INT64 <= value < _INT64:
+        raise ValidationError(f"config {key!r}: {value} does not fit in 64 bits", key=key)
+    return value
 
 
 def _check_utf8(text: str, what: str) -> str:
@@ -203,6 +277,9 @@ def check_tags(tags: Iterable[str] | str) -> list[str]:
     characters, without NUL."""
     if isinstance(tags, str):
         tags = (tags,)
+    elif not isinstance(tags, Iterable) or isinstance(tags, Mapping):
+        raise ValidationError(f"tags must be a string or a collection of strings, not "
+                              f"{tags!r}", key="tags")
     out: dict[str, None] = {}
     for tag in tags:
         if type(tag) is not str:
@@ -216,6 +293,15 @@ def check_tags(tags: Iterable[str] | str) -> list[str]:
             )
         out[_check_text(tag, "tag", tag)] = None
     return list(out)
+
+
+def check_position(value: object, what: str) -> int:
+    """A log position passed in (``from_position``, ``as_of``, ``offset``): an int in
+    [0, 2**63) — positions are 64-bit integers in every store."""
+    if type(value) is not int or not 0 <= value < _INT64:
+        raise ValidationError(f"{what} must be a log position (an int from 0 to 2**63-1), "
+                              f"not {value!r}", key=what)
+    return value
 
 
 def check_run_id(run_id: object) -> str:

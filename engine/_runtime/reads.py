@@ -12,7 +12,7 @@ from collections.abc import AsyncIterator, Sequence
 
 from engine._core.fold import Fold
 from engine._core.model import Event, Experiment, Lineage, RunState, Series
-from engine._core.validate import check_name, check_project
+from engine._core.validate import check_name, check_position, check_project
 from engine._query.export import RunsTable, parse_columns
 from engine._query.parser import parse_aggregates, parse_group_by, selection
 from engine._query.tree import RunGroup
@@ -57,9 +57,7 @@ class TrackerReads(ABC):
         project = self._project(project)
         if as_of is None:
             return await self._state_or_raise(project, run_id)
-        if type(as_of) is not int or as_of < 0:
-            raise ValidationError(f"as_of must be a log position (an int >= 0), not {as_of!r}",
-                                  key="as_of")
+        check_position(as_of, "as_of")
         chain = await store.ancestry(project, run_id)
         if chain is None:
             raise RunNotFoundError(f"no run {run_id!r} in project {project!r}")
@@ -149,6 +147,12 @@ class TrackerReads(ABC):
         for name, bound in (("min_step", min_step), ("max_step", max_step)):
             if bound is not None and (type(bound) not in (int, float) or bound != bound):
                 raise ValidationError(f"{name} must be a number, not {bound!r}", key=name)
+        # Past 64 bits an int bound means the same as the float nearest it (no step is
+        # that large), and a store can bind a float.
+        if type(min_step) is int and abs(min_step) >= 2**63:
+            min_step = float(min_step)
+        if type(max_step) is int and abs(max_step) >= 2**63:
+            max_step = float(max_step)
         if max_points is not None and (type(max_points) is not int or max_points < 4):
             raise ValidationError(f"max_points must be an int >= 4, not {max_points!r}",
                                   key="max_points")
@@ -180,8 +184,7 @@ class TrackerReads(ABC):
         """The project's events after ``from_position`` (the last position already seen), in
         log order, up to the end of the log."""
         store = await self._reader()
-        if type(from_position) is not int or from_position < 0:
-            raise ValidationError("from_position must be an int >= 0", key="from_position")
+        check_position(from_position, "from_position")
         where = EventFilter(project=self._project(project))
         after = from_position
         pager = Pager()

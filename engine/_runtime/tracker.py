@@ -95,9 +95,15 @@ def connect(
 def _names(values: Iterable[str] | None, what: str) -> frozenset[str] | None:
     if values is None:
         return None
-    listed = [values] if isinstance(values, str) else list(values)
+    if isinstance(values, str):
+        listed = [values]
+    elif isinstance(values, Iterable) and not isinstance(values, Mapping):
+        listed = list(values)
+    else:
+        listed = [values]
     if not all(type(v) is str for v in listed):
-        raise ValidationError(f"{what} must be strings", key=what)
+        raise ValidationError(f"{what} must be a string or a collection of strings, not "
+                              f"{values!r}", key=what)
     return frozenset(listed)
 
 
@@ -330,7 +336,7 @@ class Tracker(TrackerReads):
         """
         store, writer = self._open()
         if not (from_position in ("start", "live") or
-                (type(from_position) is int and from_position >= 0)):
+                (type(from_position) is int and 0 <= from_position < 2**63)):
             raise ValidationError(
                 f"from_position must be 'start', 'live' or a position >= 0, not "
                 f"{from_position!r}", key="from_position")
