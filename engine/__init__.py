@@ -30,6 +30,7 @@ from engine._core.model import Status as Status
 from engine._query.export import RunsTable as RunsTable
 from engine._query.tree import MetricStats as MetricStats
 from engine._query.tree import RunGroup as RunGroup
+from engine._runtime.run import EditContext as EditContext
 from engine._runtime.run import Run as Run
 from engine._runtime.run import RunContext as RunContext
 from engine._runtime.subscriptions import Subscription as Subscription
@@ -42,6 +43,7 @@ from . import sync as sync
 __version__ = "0.1.0"
 
 __all__ = [
+    "EditContext",
     "Event",
     "Experiment",
     "ForkPoint",

@@ -258,9 +258,12 @@ class SyncRunContext:
         return self._run
 
     def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                 tb: TracebackType | None) -> None:
+                 tb: TracebackType | None) -> bool:
+        """End the run; an abort of this run ends the block quietly (the run ends
+        ``aborted`` and the code after the block runs), as the async block's cancel scope
+        does."""
         assert self._run is not None
-        self._tracker._call(end_blocking, self._context, exc)
+        return bool(self._tracker._call(end_blocking, self._context, exc))
 
 
 class SyncRun:

@@ -13,8 +13,8 @@ import engine.sync
 
 # The public surface, spelled out: adding or dropping a name must be a deliberate change here.
 PUBLIC = [
-    "Event", "Experiment", "ForkPoint", "Lineage", "MetricStats", "MetricSummary", "Run",
-    "RunContext", "RunGroup", "RunState", "RunsTable", "Series", "Status", "Subscription",
+    "EditContext", "Event", "Experiment", "ForkPoint", "Lineage", "MetricStats", "MetricSummary",
+    "Run", "RunContext", "RunGroup", "RunState", "RunsTable", "Series", "Status", "Subscription",
     "Tracker", "connect", "errors", "sync",
 ]
 ERRORS = [

@@ -155,8 +155,13 @@ async def _redraw(board: _Board, done: anyio.Event) -> None:
             await done.wait()
 
 
-async def run_demo(tracker: Tracker, *, steps: int, delay: float, out: TextIO) -> list[RunState]:
-    """Simulate the experiment and print the summary table; returns the runs' final states."""
+async def run_demo(tracker: Tracker, *, steps: int, delay: float, out: TextIO,
+                   command: str = "kittiwake") -> list[RunState]:
+    """Simulate the experiment and print the summary table; returns the runs' final states.
+
+    ``command`` is how the closing hints spell the ``kittiwake`` command (as it was invoked,
+    with ``--db`` when the database is not the default), so they work as printed.
+    """
     board = _Board(out, out.isatty())
     suffix = random.Random().randrange(16**6)
     ids = {k: f"{k}-{suffix:06x}" for k in ("baseline", "high-lr", "decay", "preempt")}
@@ -196,8 +201,22 @@ async def run_demo(tracker: Tracker, *, steps: int, delay: float, out: TextIO) -
     head = await tracker.get_experiment(EXPERIMENT)
     out.write(f"\nexperiment {EXPERIMENT!r}: head {head.head}, {len(head.history)} runs in its "
               "history\n")
-    out.write(f"try: kittiwake runs show {ids['decay']}   |   kittiwake events | tail -3\n")
+    best = _best(states)
+    if best is not None:
+        out.write(f"best run: {best.run_id} ({best.name}), lowest loss "
+                  f"{fmt(best.metrics['train/loss'].min)} among the runs that succeeded\n")
+    out.write(f"look around: {command} runs show {ids['decay']}\n"
+              f"             {command} runs list --order-by metrics.train/loss.min\n"
+              f"             {command} events | tail -3\n")
     return states
+
+
+def _best(states: list[RunState]) -> RunState | None:
+    """The succeeded run with the lowest loss: a run that diverged or failed is never it,
+    however low its loss went before."""
+    finished = [s for s in states if s.status == "succeeded" and "train/loss" in s.metrics
+                and not math.isnan(s.metrics["train/loss"].min)]
+    return min(finished, key=lambda s: s.metrics["train/loss"].min, default=None)
 
 
 async def _guard(training: Awaitable[None]) -> None:
@@ -231,5 +250,5 @@ def _summary(states: list[RunState]) -> str:
         rows.append((s.run_id, s.name, s.status, fork, loss.count if loss else 0,
                      loss.last if loss else None, loss.min if loss else None,
                      val.last if val else None, s.status_reason))
-    return table(("run", "name", "status", "fork", "points", "loss", "best loss", "val loss",
-                  "reason"), rows, numeric=(4, 5, 6, 7))
+    return table(("run", "name", "status", "fork", "points", "last loss", "min loss",
+                  "val loss", "reason"), rows, numeric=(4, 5, 6, 7))

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import shutil
 import sys
 import time
 from collections.abc import Iterable, Sequence
@@ -13,7 +15,7 @@ import orjson
 from engine._core.codec import jsonable, non_finite_name
 from engine._core.model import Event, RunState
 
-__all__ = ["Progress", "emit", "event_json", "fmt", "run_json", "table"]
+__all__ = ["Progress", "emit", "event_json", "fmt", "run_json", "table", "terminal_width"]
 
 
 def fmt(value: Any) -> str:
@@ -103,3 +105,14 @@ class Progress:
 def emit(text: str) -> None:
     """Write a line to stdout."""
     sys.stdout.write(text + "\n")
+
+
+def terminal_width() -> int | None:
+    """The width output must fit: ``$COLUMNS`` when set, else the terminal's; None when
+    stdout is not a terminal (a file or a pipe takes lines of any length)."""
+    columns = os.environ.get("COLUMNS", "")
+    if columns.isdigit() and int(columns) > 0:
+        return int(columns)
+    if not sys.stdout.isatty():
+        return None
+    return shutil.get_terminal_size().columns

@@ -20,7 +20,7 @@ from engine.errors import EngineError
 from . import runs as runs_commands
 from .display import Progress, emit, event_json
 from .errors import CliError, UsageError
-from .tracker import open_tracker
+from .tracker import invoked_as, open_tracker
 
 __all__ = ["main"]
 
@@ -64,18 +64,53 @@ def _parser() -> argparse.ArgumentParser:
     rebuild = commands.add_parser("rebuild", help="rebuild every projection from the log")
     rebuild.set_defaults(handler=_rebuild)
 
-    tail = commands.add_parser("tail", help="a run's metrics, live, until the run ends")
+    tail = commands.add_parser("tail", help="a run's metrics, live, until the run ends; a "
+                               "run that has not started yet is waited for")
     tail.add_argument("run_id")
+    tail.add_argument("--timeout", type=float, metavar="SECONDS",
+                      help="give up if the run has not started by then (default: wait)")
     tail.set_defaults(handler=_tail)
 
     runs_commands.add_commands(commands, runs)
     return parser
 
 
+_DASHED_VALUES = frozenset({"--order-by", "-o"})
+"""Options whose value may start with ``-`` (a descending order: ``--order-by -metrics.x``),
+which argparse would otherwise read as an option of its own."""
+
+
+def attach_values(argv: Sequence[str]) -> list[str]:
+    """``argv`` with each value of an option in ``_DASHED_VALUES`` attached to it
+    (``--order-by -x`` becomes ``--order-by=-x``), and ``runs tag ID``'s changes marked as
+    positional (``-baseline`` removes a tag), so that neither is taken for an option."""
+    argv = list(argv)
+    for i in range(1, len(argv) - 1):
+        if argv[i - 1:i + 1] == ["runs", "tag"] and "--" not in argv[i + 2:i + 3]:
+            argv.insert(i + 2, "--")
+            break
+    out: list[str] = []
+    items = iter(argv)
+    for arg in items:
+        if arg in _DASHED_VALUES:
+            value = next(items, None)
+            if value is None:
+                out.append(arg)
+                break
+            out.append(f"--order-by={value}")
+            continue
+        if arg == "--":  # everything after it is positional anyway
+            out.append(arg)
+            out.extend(items)
+            break
+        out.append(arg)
+    return out
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; returns the exit code."""
     try:
-        args = _parser().parse_args(argv)
+        args = _parser().parse_args(attach_values(sys.argv[1:] if argv is None else argv))
     except UsageError as exc:
         _fail(str(exc))
         return 2
@@ -91,6 +126,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except BrokenPipeError:  # the reader went away (`kittiwake events | head`): not an error
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 0
+    except UsageError as exc:  # found by a command itself: still the command line's fault
+        _fail(str(exc))
+        return 2
     except (CliError, EngineError, OSError) as exc:
         _fail(str(exc) if isinstance(exc, EngineError) else str(exc).splitlines()[0])
         return 1
@@ -116,7 +154,8 @@ async def _demo(args: argparse.Namespace) -> int:
     if args.steps < 20:
         raise CliError("--steps must be at least 20")
     async with open_tracker(args) as tracker:
-        await run_demo(tracker, steps=args.steps, delay=args.delay, out=sys.stdout)
+        await run_demo(tracker, steps=args.steps, delay=args.delay, out=sys.stdout,
+                       command=invoked_as(args))
     return 0
 
 
@@ -140,7 +179,7 @@ async def _tail(args: argparse.Namespace) -> int:
     from .tail import tail
 
     async with open_tracker(args) as tracker:
-        await tail(tracker, args.run_id, sys.stdout)
+        await tail(tracker, args.run_id, sys.stdout, start_within=args.timeout)
     return 0
 
 

@@ -34,7 +34,8 @@ from engine._query.tree import (
     RunGroup,
 )
 
-from .display import emit, fmt, run_json, table
+from .display import emit, fmt, run_json, table, terminal_width
+from .errors import UsageError
 from .tracker import open_tracker
 
 __all__ = ["add_commands"]
@@ -55,8 +56,7 @@ def add_commands(commands: Any, runs: Any) -> None:
                          "tags contains 'baseline'\" (see docs/queries.md)")
     listing.add_argument("--order-by", "-o", dest="order_by",
                          help="comma-separated fields, '-' or a trailing 'desc' for "
-                              "descending, missing values last; write --order-by=-FIELD, as "
-                              "a bare -FIELD reads as an option")
+                              "descending (--order-by -metrics.acc), missing values last")
     listing.add_argument("--limit", "-n", type=int, help="at most this many runs")
     listing.add_argument("--offset", type=int, default=0, help="skip this many runs first")
     listing.add_argument("--columns", "-c", help="comma-separated columns, e.g. "
@@ -78,6 +78,23 @@ def add_commands(commands: Any, runs: Any) -> None:
     group.add_argument("--format", choices=("table", "csv", "json"), default="table")
     group.add_argument("--include-deleted", action="store_true", help="count deleted runs")
     group.set_defaults(handler=_group)
+
+    for name, helped in (("abort", "ask a running run to stop (it ends aborted)"),
+                         ("kill", "the same as abort")):
+        abort = runs.add_parser(name, help=helped)
+        abort.add_argument("run_id")
+        abort.add_argument("--reason", help="why (shown with the run's status)")
+        abort.set_defaults(handler=_abort)
+
+    delete = runs.add_parser("delete", help="mark a run deleted (its events stay in the log)")
+    delete.add_argument("run_id")
+    delete.set_defaults(handler=_delete)
+
+    tag = runs.add_parser("tag", help="add (+name) and remove (-name) a run's tags",
+                          description="Example: kittiwake runs tag RUN +best -baseline")
+    tag.add_argument("run_id")
+    tag.add_argument("changes", nargs="+", metavar="+TAG|-TAG")
+    tag.set_defaults(handler=_tag)
 
     diff = commands.add_parser("diff", help="two runs' config and metric differences, side "
                                "by side")
@@ -171,8 +188,24 @@ async def _group(args: argparse.Namespace) -> int:
     elif args.format == "json":
         found.to_jsonl(sys.stdout)
     else:
-        emit(table(header, rows, numeric=range(len(by), len(header))))
+        emit(_fitting_group_table(by, header, rows))
     return 0
+
+
+def _fitting_group_table(by: Sequence[Field], header: Sequence[str],
+                         rows: Sequence[Sequence[Any]]) -> str:
+    """The groups as one wide table when it fits the terminal, else one row per group and
+    metric (which fits whatever the number of metrics)."""
+    wide = table(header, rows, numeric=range(len(by), len(header)))
+    width = terminal_width()
+    if width is None or max(map(len, wide.splitlines()), default=0) <= width:
+        return wide
+    keys = len(by) + 1  # the group's key values and its run count
+    stats = [name[len("n("):-1] for name in header[keys::4]]  # "n(metrics.x)"
+    long_rows = [[*row[:keys], metric, *row[keys + 4 * i : keys + 4 * i + 4]]
+                 for row in rows for i, metric in enumerate(stats)]
+    return table([*header[:keys], "metric", "count", "mean", "min", "max"], long_rows,
+                 numeric=[*range(len(by), keys), *range(keys + 1, keys + 5)])
 
 
 # diff ------------------------------------------------------------------------------------------
@@ -279,4 +312,39 @@ async def show(args: argparse.Namespace) -> int:
         emit(table(("metric", "last", "min", "max", "count", "last step"),
                    [(m, s.last, s.min, s.max, s.count, s.last_step)
                     for m, s in state.metrics.items()], numeric=(1, 2, 3, 4, 5)))
+    return 0
+
+
+# abort, delete, tag ----------------------------------------------------------------------------
+
+async def _abort(args: argparse.Namespace) -> int:
+    async with open_tracker(args) as tracker:
+        state = await tracker.get_run(args.run_id)
+        if state.status.terminal:
+            emit(f"run {args.run_id} already ended: {state.status}")
+            return 0
+        await tracker.abort_run(args.run_id, reason=args.reason)
+    emit(f"abort requested for run {args.run_id}")
+    return 0
+
+
+async def _delete(args: argparse.Namespace) -> int:
+    async with open_tracker(args) as tracker:
+        await tracker.delete_run(args.run_id)
+    emit(f"run {args.run_id} deleted")
+    return 0
+
+
+async def _tag(args: argparse.Namespace) -> int:
+    added = [c[1:] for c in args.changes if c.startswith("+")]
+    removed = [c[1:] for c in args.changes if c.startswith("-")]
+    wrong = [c for c in args.changes if c[:1] not in ("+", "-") or len(c) < 2]
+    if wrong:
+        raise UsageError(f"write each change as +TAG or -TAG, not {wrong[0]!r}")
+    async with open_tracker(args) as tracker:
+        async with tracker.edit_run(args.run_id) as run:
+            run.remove_tags(removed)
+            run.add_tags(added)
+        tags = (await tracker.get_run(args.run_id)).tags
+    emit(f"run {args.run_id} tags: {fmt(tags)}")
     return 0

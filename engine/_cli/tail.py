@@ -20,6 +20,7 @@ import anyio
 from engine._core import events as ev
 from engine._core.model import Event, RunState, Status
 from engine._runtime.tracker import Tracker
+from engine.errors import RunNotFoundError
 
 from .display import table
 
@@ -143,9 +144,9 @@ class Tail:
         Each trend starts as the shape of the run's history so far (downsampled), then
         follows the latest points.
 
-        :raises RunNotFoundError: if there is no such run.
+        A run that does not exist yet is waited for.
         """
-        state = await self.tracker.get_run(self.run_id)
+        state = await self.started()
         view = self.view = _View(self.out, f"{state.project}/{state.run_id} ({state.name})",
                                  self.refresh, self.clock)
         await self._seed(view, state)
@@ -171,6 +172,27 @@ class Tail:
                        + (f" ({reason})" if reason else "") + "\n")
         self.out.flush()
         return view.status
+
+    async def started(self) -> RunState:
+        """The run's state, once it exists: a run that has not started yet is waited for
+        (``tail`` is often started before the job it watches)."""
+        try:
+            return await self.tracker.get_run(self.run_id)
+        except RunNotFoundError:
+            pass
+        self.out.write(f"waiting for run {self.run_id} to start…\n")
+        self.out.flush()
+        # Subscribed before looking again, so a run created in between is not missed.
+        async with self.tracker.subscribe(runs=[self.run_id], from_position="live") as events:
+            while True:
+                try:
+                    return await self.tracker.get_run(self.run_id)
+                except RunNotFoundError:
+                    pass
+                async for _ in events:  # the run's first event: look again
+                    break
+                else:  # the tracker closed while waiting
+                    raise RunNotFoundError(f"run {self.run_id!r} did not start")
 
     async def _seed(self, view: _View, state: RunState) -> None:
         """The summaries as of ``state``, and each trend from the series as it is now (put
@@ -211,7 +233,19 @@ class Tail:
                 view.render(now=True)
 
 
-async def tail(tracker: Tracker, run_id: str, out: TextIO) -> str:
+async def tail(tracker: Tracker, run_id: str, out: TextIO, *,
+               start_within: float | None = None) -> str:
     """Show the run's metrics as points arrive until it ends (see ``Tail``); returns the
-    status it ended with."""
-    return await Tail(tracker, run_id, out).run()
+    status it ended with.
+
+    :raises RunNotFoundError: when the run has not started within ``start_within`` seconds
+        (None: wait as long as it takes).
+    """
+    view = Tail(tracker, run_id, out)
+    if start_within is None:
+        return await view.run()
+    with anyio.move_on_after(start_within) as waited:
+        await view.started()
+    if waited.cancelled_caught:
+        raise RunNotFoundError(f"run {run_id!r} did not start within {start_within:g} s")
+    return await view.run()

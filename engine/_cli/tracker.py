@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import argparse
+import os
+import shlex
+import shutil
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -10,7 +14,7 @@ from engine._runtime.tracker import Tracker, connect
 
 from .errors import CliError
 
-__all__ = ["open_tracker"]
+__all__ = ["invoked_as", "open_tracker"]
 
 
 def open_tracker(args: argparse.Namespace, **settings: Any) -> Tracker:
@@ -21,3 +25,20 @@ def open_tracker(args: argparse.Namespace, **settings: Any) -> Tracker:
             and not Path(url).exists():
         raise CliError(f"no database at {url!r}; run `kittiwake demo` or pass --db")
     return connect(url, project=args.project, **settings)
+
+
+def invoked_as(args: argparse.Namespace) -> str:
+    """The ``kittiwake`` command as the user can type it again: the path it was run by when
+    that is not the one on ``PATH`` (``.venv/bin/kittiwake`` before the venv is activated),
+    and ``--db`` when the database is not the default one."""
+    program = sys.argv[0] if sys.argv and sys.argv[0] else "kittiwake"
+    name = os.path.basename(program)
+    on_path = shutil.which(name)
+    if (os.sep not in program or not name.startswith("kittiwake")
+            or (on_path and os.path.samefile(on_path, program))):
+        command = "kittiwake"  # run by name, or as `python -m …`
+    else:
+        command = os.path.relpath(program) if not program.startswith("..") else program
+    if args.db != os.environ.get("KITTIWAKE_DB", "kittiwake.db"):
+        command += f" --db {shlex.quote(args.db)}"
+    return command

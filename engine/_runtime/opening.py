@@ -91,13 +91,24 @@ class RunOpener:
             return await self._handle(project, rid, label, records[0].position)
         raise RunExistsError("could not find a free run id")  # pragma: no cover
 
+    async def edit(self, project: str, run_id: str) -> Run:
+        """A handle on an existing run that logs without reopening it (no RunResumed).
+
+        :raises RunNotFoundError: if there is no such run, or it was deleted.
+        """
+        state = await self.store.get_run(project, run_id)
+        if state is None or state.deleted:
+            raise RunNotFoundError(f"no run {run_id!r} in project {project!r}")
+        return await self._handle(project, run_id, state.name, state.position)
+
     async def _number(self, project: str) -> int:
         """The next run's ordinal in the project: the project's run count, read once per
         tracker, then counted here (other processes may pick the same number: names are
         labels, not keys)."""
         last = self._numbers.get(project)
         if last is None:
-            last = await self.store.run_count(project)
+            count = await self.store.run_count(project)
+            last = self._numbers.get(project, count)  # a run started while this one read
         self._numbers[project] = last + 1
         return last + 1
 

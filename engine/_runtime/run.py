@@ -36,7 +36,7 @@ from .buffer import Rows, RunBuffer, event_points
 from .hot_path import pack_floats, take_floats
 from .writer import Writer
 
-__all__ = ["Run", "RunContext", "Watcher", "begin_blocking", "end_blocking",
+__all__ = ["EditContext", "Run", "RunContext", "Watcher", "begin_blocking", "end_blocking",
            "wait_for_room"]
 
 _BIG = 2.0**1023  # an int beyond this (in size) may not fit a float: check it slowly
@@ -386,6 +386,30 @@ class RunContext:
         return self._run, self._watcher
 
 
+class EditContext:
+    """``async with tracker.edit_run(run_id) as run``: a handle on an existing run — running
+    or ended — that logs configs, tags and metrics without touching its status, heartbeat or
+    captures. Leaving the block flushes what it logged; the run's status stays as it was."""
+
+    def __init__(self, start: Callable[[], Awaitable[Run]]) -> None:
+        self._start = start
+        self._run: Run | None = None
+
+    async def __aenter__(self) -> Run:
+        if self._run is not None:
+            raise RuntimeError("an edit context can be entered once")
+        self._run = await self._start()
+        return self._run
+
+    async def __aexit__(self, exc_type: type[BaseException] | None,
+                        exc: BaseException | None, tb: TracebackType | None) -> None:
+        run = self._run
+        assert run is not None
+        run.halt(ClosedError(f"the edit of run {run.run_id!r} has ended"))
+        with anyio.CancelScope(shield=True):
+            await run.flush()
+
+
 def _ending(exc: BaseException | None) -> tuple[str, str | None]:
     """The status and reason a run's block ends with, for the exception that ended it."""
     if exc is None:
@@ -407,8 +431,9 @@ async def begin_blocking(context: RunContext) -> Run:
     return run
 
 
-async def end_blocking(context: RunContext, exc: BaseException | None) -> None:
-    """End the run of a blocking ``context`` as its block ended: with ``exc``, or none."""
+async def end_blocking(context: RunContext, exc: BaseException | None) -> bool:
+    """End the run of a blocking ``context`` as its block ended: with ``exc``, or none.
+    True when ``exc`` is this run's own abort, which the block swallows."""
     run, watcher = context._run, context._watcher
     assert run is not None and watcher is not None
     watcher.unwatch(run)
@@ -417,6 +442,7 @@ async def end_blocking(context: RunContext, exc: BaseException | None) -> None:
     else:
         status, reason = _ending(exc)
     await run.finish(status, reason)
+    return isinstance(exc, RunAbortedError) and exc.run_id == run.run_id
 
 
 def wait_for_room(run: Run, timeout: float) -> bool:

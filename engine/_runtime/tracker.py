@@ -40,7 +40,7 @@ from engine.errors import ClosedError, RunExistsError, ValidationError
 from .liveness import Liveness
 from .opening import RunOpener
 from .reads import TrackerReads
-from .run import Run, RunContext, Watcher
+from .run import EditContext, Run, RunContext, Watcher
 from .settings import check_settings
 from .subscriptions import Hub, Subscription
 from .writer import Writer
@@ -283,6 +283,24 @@ class Tracker(TrackerReads):
             raise RunExistsError(f"run {run_id!r} is already open in this tracker; end its "
                                  "block before resuming it")
         return await self._opener.open(project, run_id, *args), self._liveness
+
+    def edit_run(self, run_id: str, *, project: str | None = None) -> EditContext:
+        """A handle on an existing run, running or ended, to add to it later — a leaderboard
+        score, a tag, a config value — without reopening it: use it as ``async with``. Its
+        status, status reason, heartbeat and captures stay as they are; leaving the block
+        flushes what was logged. Metric steps follow the usual rule (greater than the
+        metric's last step).
+
+        :raises RunNotFoundError: on entry, if there is no such run (or it was deleted).
+        """
+        project = self._project(project)
+        check_run_id(run_id)
+        return EditContext(partial(self._edit, project, run_id))
+
+    async def _edit(self, project: str, run_id: str) -> Run:
+        self._open()
+        assert self._opener is not None
+        return await self._opener.edit(project, run_id)
 
     async def abort_run(self, run_id: str, reason: str | None = None, *,
                         project: str | None = None) -> None:

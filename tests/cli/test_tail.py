@@ -229,7 +229,7 @@ def test_sparkline_shows_the_shape() -> None:
 
 # The command -----------------------------------------------------------------------------
 
-def test_the_command_shows_an_ended_run_and_refuses_an_unknown_one(
+def test_the_command_shows_an_ended_run_and_gives_up_on_one_that_never_starts(
         file_url: str, capsys: pytest.CaptureFixture[str]) -> None:
     with engine.sync.connect(file_url, durability="normal") as tracker, \
             tracker.start_run("r") as run:
@@ -239,8 +239,9 @@ def test_the_command_shows_an_ended_run_and_refuses_an_unknown_one(
     assert "default/r" in out
     assert "0.25" in out
     assert out.endswith("run r ended: succeeded\n")
-    assert main(["--db", file_url, "tail", "nope"]) != 0
+    assert main(["--db", file_url, "tail", "nope", "--timeout", "0.3"]) != 0
     out, err = capsys.readouterr()
+    assert "waiting for run nope" in out
     assert "nope" in err
     assert len(err.strip().splitlines()) == 1
 

@@ -1,0 +1,163 @@
+"""The command line as a newcomer meets it: the demo's hints work as printed, runs are
+aborted, deleted and tagged from the shell, a descending order needs no ``=``, wide group
+tables fit the terminal, and ``tail`` waits for a run that has not started."""
+
+from __future__ import annotations
+
+import os
+import re
+import shlex
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+import engine
+from engine import Status
+from engine._cli.main import main
+from tests.conftest import in_thread
+
+KITTIWAKE = Path(sys.executable).with_name("kittiwake")
+
+
+def run_cli(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
+    code = main(list(argv))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+@pytest.fixture
+def trained(file_url: str) -> str:
+    with engine.sync.connect(file_url, durability="normal") as tracker:
+        for k, lr in enumerate((0.1, 0.01, 0.001)):
+            with tracker.start_run(f"r{k}", config={"lr": lr}, tags=("old",)) as run:
+                run.log_metrics({"acc": 0.5 + k / 10, "loss": 1.0 - k / 10}, step=0)
+    return file_url
+
+
+def test_the_demo_hints_run_as_printed_and_name_a_run_that_succeeded(tmp_path: Path) -> None:
+    done = subprocess.run([str(KITTIWAKE), "demo", "--steps", "40", "--delay", "0"],
+                          cwd=tmp_path, capture_output=True, text=True, timeout=120,
+                          check=True)
+    out = done.stdout
+    hints = [line.split(": ", 1)[-1].strip() for line in out.splitlines()
+             if line.startswith(("look around:", "             "))]
+    assert len(hints) == 3
+    for hint in hints:
+        ran = subprocess.run(hint, shell=True, cwd=tmp_path, capture_output=True, text=True,
+                             timeout=60)
+        assert ran.returncode == 0, (hint, ran.stderr)
+        assert ran.stdout
+    best = re.search(r"^best run: (\S+) ", out, re.M)
+    assert best is not None
+    with engine.sync.connect(str(tmp_path / "kittiwake.db")) as tracker:
+        runs = tracker.list_runs()
+        assert tracker.get_run(best.group(1)).status is Status.SUCCEEDED
+    assert len({r.name for r in runs}) == len(runs)  # generated names are not repeated
+
+
+def test_hints_name_the_database_when_it_is_not_the_default(tmp_path: Path) -> None:
+    other = tmp_path / "elsewhere.db"
+    done = subprocess.run([str(KITTIWAKE), "--db", str(other), "demo", "--steps", "20",
+                           "--delay", "0"], cwd=tmp_path, capture_output=True, text=True,
+                          timeout=120, check=True)
+    hint = next(line for line in done.stdout.splitlines() if line.startswith("look around:"))
+    assert f"--db {shlex.quote(str(other))}" in hint
+
+
+@pytest.mark.parametrize("order", [["--order-by", "-metrics.acc"], ["-o", "-metrics.acc"],
+                                   ["--order-by=-metrics.acc"]])
+def test_a_descending_order_needs_no_equals_sign(capsys: pytest.CaptureFixture[str],
+                                                 trained: str, order: list[str]) -> None:
+    code, out, err = run_cli(capsys, "--db", trained, "runs", "list", *order, "--format",
+                             "csv", "--columns", "run_id")
+    assert code == 0, err
+    assert out.split() == ["run_id", "r2", "r1", "r0"]
+
+
+def test_abort_delete_and_tag_from_the_shell(capsys: pytest.CaptureFixture[str],
+                                             file_url: str) -> None:
+    started = threading.Event()
+    stop = threading.Event()
+    ended: list[Status] = []
+
+    def train() -> None:
+        with engine.sync.connect(file_url) as tracker:
+            with tracker.start_run("live") as run:
+                started.set()
+                for step in range(10_000):
+                    run.log_metrics({"loss": 1.0}, step=step)
+                    time.sleep(0.01)
+                    if stop.is_set():
+                        break
+            ended.append(tracker.get_run("live").status)
+
+    worker = threading.Thread(target=train)
+    worker.start()
+    try:
+        assert started.wait(30)
+        code, out, err = run_cli(capsys, "--db", file_url, "runs", "abort", "live",
+                                 "--reason", "from the shell")
+        assert code == 0, err
+        worker.join(30)
+    finally:
+        stop.set()
+        worker.join(30)
+    assert ended == [Status.ABORTED]
+    code, out, _ = run_cli(capsys, "--db", file_url, "runs", "tag", "live", "+kept",
+                           "+best", "-none")
+    assert code == 0
+    code, out, err = run_cli(capsys, "--db", file_url, "runs", "kill", "live")
+    assert code == 0, err
+    assert "already ended" in out
+    with engine.sync.connect(file_url) as tracker:
+        state = tracker.get_run("live")
+        assert state.tags == frozenset({"kept", "best"})
+        assert (state.status, state.status_reason) == (Status.ABORTED, "from the shell")
+    code, out, err = run_cli(capsys, "--db", file_url, "runs", "delete", "live")
+    assert code == 0, err
+    with engine.sync.connect(file_url) as tracker:
+        assert tracker.get_run("live").deleted
+    code, _, err = run_cli(capsys, "--db", file_url, "runs", "tag", "live", "oops")
+    assert code == 2
+    assert "+TAG or -TAG" in err
+
+
+def test_a_wide_group_table_folds_to_fit_the_terminal(capsys: pytest.CaptureFixture[str],
+                                                      trained: str,
+                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("COLUMNS", "300")
+    code, wide, _ = run_cli(capsys, "--db", trained, "runs", "group", "status")
+    assert code == 0
+    assert "mean(metrics.acc.last)" in wide
+    monkeypatch.setenv("COLUMNS", "80")
+    code, narrow, _ = run_cli(capsys, "--db", trained, "runs", "group", "status")
+    assert code == 0
+    assert max(map(len, narrow.splitlines())) <= 80
+    assert re.search(r"^succeeded\s+3\s+metrics\.acc\.last\s+3\s+0\.6\s", narrow, re.M)
+
+
+def test_tail_waits_for_a_run_that_has_not_started(file_url: str) -> None:
+    with engine.sync.connect(file_url):
+        pass  # the database exists; the run does not yet
+    tail = subprocess.Popen([str(KITTIWAKE), "--db", file_url, "tail", "later"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env={**os.environ, "COLUMNS": "120"})
+    try:
+        assert tail.stdout is not None
+        assert "waiting for run later" in tail.stdout.readline()
+
+        def train() -> None:
+            with engine.sync.connect(file_url) as tracker, tracker.start_run("later") as run:
+                for step in range(5):
+                    run.log_metrics({"loss": 1.0 / (step + 1)}, step=step)
+
+        in_thread(train)
+        out, err = tail.communicate(timeout=60)
+    finally:
+        tail.kill()
+    assert tail.returncode == 0, err
+    assert "run later ended: succeeded" in out
