@@ -16,7 +16,7 @@ import warnings
 from collections.abc import Callable, Iterable, Mapping
 from functools import partial
 from types import TracebackType
-from typing import Any
+from typing import Any, NoReturn
 
 import anyio
 from anyio.abc import TaskGroup
@@ -146,6 +146,14 @@ class Tracker(TrackerReads):
             warnings.warn(f"{self!r} was never closed", ResourceWarning, stacklevel=1)
 
     # Lifecycle -----------------------------------------------------------------------------
+
+    def __enter__(self) -> NoReturn:
+        raise TypeError("engine.connect() opens an async tracker: use `async with "
+                        "engine.connect(...)`, or engine.sync.connect(...) in code that is "
+                        "not async")
+
+    def __exit__(self, *exc: object) -> None:  # pragma: no cover - __enter__ always raises
+        return None
 
     async def __aenter__(self) -> Tracker:
         if self._state is not _State.NEW:

@@ -563,3 +563,12 @@ async def test_a_tracker_opened_and_closed_at_once_closes_cleanly(make: MakeTrac
     async with tracker:
         pass
     assert tracker.closed
+
+
+async def test_a_plain_with_on_an_async_tracker_points_at_the_sync_facade(
+        make: MakeTracker) -> None:
+    tracker = make()
+    with pytest.raises(TypeError, match=r"engine\.sync\.connect"), tracker:
+        pytest.fail("a plain with opened the async tracker")
+    async with tracker:  # nothing was opened: the tracker can still be used as intended
+        assert not tracker.closed
