@@ -54,6 +54,7 @@ def _parser() -> argparse.ArgumentParser:
     show = runs.add_parser("show", help="one run: status, config, tags and metric summaries")
     show.add_argument("run_id")
     show.add_argument("--format", choices=("table", "json"), default="table")
+    runs_commands.add_as_of(show)
     show.set_defaults(handler=runs_commands.show)
 
     events = commands.add_parser("events", help="the log as JSON lines")

@@ -12,6 +12,7 @@ import argparse
 import math
 import sys
 from collections.abc import Iterable, Sequence
+from datetime import datetime
 from typing import Any
 
 import orjson
@@ -67,6 +68,7 @@ def add_commands(commands: Any, runs: Any) -> None:
     listing.add_argument("--include-deleted", action="store_true", help="show deleted runs")
     listing.add_argument("--heads-only", action="store_true",
                          help="only the head run of each experiment")
+    add_as_of(listing)
     listing.set_defaults(handler=_list)
 
     group = runs.add_parser("group", help="group runs by fields, with counts and metric stats")
@@ -77,6 +79,7 @@ def add_commands(commands: Any, runs: Any) -> None:
                             "(default: every metric's last value)")
     group.add_argument("--format", choices=("table", "csv", "json"), default="table")
     group.add_argument("--include-deleted", action="store_true", help="count deleted runs")
+    add_as_of(group)
     group.set_defaults(handler=_group)
 
     for name, helped in (("abort", "ask a running run to stop (it ends aborted)"),
@@ -103,6 +106,25 @@ def add_commands(commands: Any, runs: Any) -> None:
     diff.add_argument("--all", action="store_true", help="show equal values too")
     diff.add_argument("--format", choices=("table", "json"), default="table")
     diff.set_defaults(handler=_diff)
+
+
+def as_of_value(text: str) -> int | datetime:
+    """``--as-of``: a log position, or an ISO-8601 date or time (naive means UTC)."""
+    if text.isdigit():
+        return int(text)
+    try:
+        return datetime.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is neither a log position nor an ISO-8601 time such as "
+            "2026-12-01T12:00:00Z") from None
+
+
+def add_as_of(parser: argparse.ArgumentParser) -> None:
+    """Give a read command ``--as-of POSITION|ISO-TIME``."""
+    parser.add_argument("--as-of", dest="as_of", type=as_of_value, metavar="POSITION|TIME",
+                        help="as the log stood then: a position, or an ISO-8601 time "
+                             "(the last event at or before it)")
 
 
 # runs list -------------------------------------------------------------------------------------
@@ -141,7 +163,8 @@ async def _list(args: argparse.Namespace) -> int:
     async with open_tracker(args) as tracker:
         runs = await tracker.list_runs(
             args.where, order_by=args.order_by, limit=args.limit, offset=args.offset,
-            include_deleted=args.include_deleted, heads_only=args.heads_only)
+            include_deleted=args.include_deleted, heads_only=args.heads_only,
+            as_of=args.as_of)
     found = RunsTable.from_runs(runs, None if columns is None else [str(c) for c in columns])
     if args.format == "csv":
         found.to_csv(sys.stdout)
@@ -178,7 +201,8 @@ async def _group(args: argparse.Namespace) -> int:
     async with open_tracker(args) as tracker:
         groups = await tracker.group_runs([str(f) for f in by], where=args.where,
                                           aggregates=args.aggregates,
-                                          include_deleted=args.include_deleted)
+                                          include_deleted=args.include_deleted,
+                                          as_of=args.as_of)
     header, rows = _group_rows(groups)
     if not groups:
         header = [*(str(f) for f in by), "runs"]
@@ -290,7 +314,7 @@ async def _diff(args: argparse.Namespace) -> int:
 
 async def show(args: argparse.Namespace) -> int:
     async with open_tracker(args) as tracker:
-        state = await tracker.get_run(args.run_id)
+        state = await tracker.get_run(args.run_id, as_of=args.as_of)
     if args.format == "json":
         emit(orjson.dumps(run_json(state), option=orjson.OPT_INDENT_2).decode())
         return 0

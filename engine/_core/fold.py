@@ -178,6 +178,15 @@ class Fold:
             deleted=run.deleted, version=run.version, position=run.position,
         )
 
+    def run_states(self, project: str) -> list[RunState]:
+        """Every run of the project, oldest first (deleted ones too)."""
+        return [self.run_state(p, r) for p, r in self.runs if p == project]
+
+    def heads(self, project: str) -> frozenset[str]:
+        """The run ids that head an experiment of the project."""
+        return frozenset(head for (p, name) in self.experiments if p == project
+                         if (head := self.experiment(p, name).head) is not None)
+
     def series(self, project: str, run_id: str, metric: str) -> Series:
         """The run's effective series for ``metric`` (empty if it has none)."""
         columns = self.runs[(project, run_id)].series.get(metric)

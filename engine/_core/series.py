@@ -48,6 +48,7 @@ __all__ = [
     "steps_array",
     "summarize_points",
     "to_le",
+    "within",
 ]
 
 CHUNK = 4096
@@ -342,6 +343,16 @@ def _blocks_of_points(steps: array[Any], values: array[float], times: array[floa
     counts = [min(BLOCK, hi - start) for start in range(lo, hi, BLOCK)]
     summaries, _, _ = summarize(steps, values, times, lo, hi, BLOCK)
     return BlockRun(counts, summaries, steps.typecode == "q")
+
+
+def within(series: Series, low: int | float | None, high: int | float | None) -> Series:
+    """The points of ``series`` with ``low <= step <= high`` (a None bound: no bound)."""
+    steps = series.steps
+    start = 0 if low is None else bisect_left(steps, low)
+    end = len(steps) if high is None else bisect_right(steps, high)
+    if start == 0 and end == len(steps):
+        return series
+    return Series(steps[start:end], series.values[start:end], series.timestamps[start:end])
 
 
 def downsample(series: Series | None, runs: Sequence[BlockRun], total: int,

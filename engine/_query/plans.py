@@ -20,7 +20,7 @@ from .sql import AGG_COLUMN, Builder, Compiled, Dialect
 from .tree import AGGREGATES, TIME_FIELDS, Field, MetricStats, RunGroup, Selection
 
 __all__ = ["TOP_BUDGET", "GroupPlan", "TopPlan", "compile_groups", "compile_top",
-           "decode_groups"]
+           "decode_groups", "group_hashable", "group_sort_key"]
 
 TOP_BUDGET = 2000  # index entries a top-k walk may look at before the full plan takes over
 
@@ -212,7 +212,7 @@ def _key_values(by: Sequence[Field], row: Sequence[Any]) -> tuple[tuple[Any, ...
     return tuple(values), i
 
 
-def _hashable(value: Any) -> tuple[Any, ...]:
+def group_hashable(value: Any) -> tuple[Any, ...]:
     """A dict key that keeps apart what SQL keeps apart (``True`` and ``1``) and gives NaN,
     which never equals itself, one group."""
     if value is None:
@@ -230,7 +230,7 @@ def _hashable(value: Any) -> tuple[Any, ...]:
     return ("s", value)
 
 
-def _sort_key(value: Any) -> tuple[Any, ...]:
+def group_sort_key(value: Any) -> tuple[Any, ...]:
     """Groups sort as ``order_by`` sorts: numbers (a bool as 0 or 1, after the number it
     equals; a datetime as POSIX time) before text and lists, then NaN, then null."""
     if value is None:
@@ -252,7 +252,7 @@ def _float(value: Any) -> float:
     return math.nan if value is None else float(value)
 
 
-def _merged(a: MetricStats | None, b: MetricStats) -> MetricStats:
+def merged_stats(a: MetricStats | None, b: MetricStats) -> MetricStats:
     """The stats of two parts of one group (see ``decode_groups``)."""
     if a is None or not a.count:
         return b
@@ -276,17 +276,17 @@ def decode_groups(plan: GroupPlan, counts: Iterable[Sequence[Any]],
     groups: dict[tuple[Any, ...], tuple[tuple[Any, ...], int]] = {}
     for row in counts:
         key, width = _key_values(plan.by, row)
-        hashed = tuple(_hashable(v) for v in key)
+        hashed = tuple(group_hashable(v) for v in key)
         groups[hashed] = (key, row[width] + groups.get(hashed, (key, 0))[1])
     found: dict[tuple[Any, ...], dict[tuple[str, str], MetricStats]] = {}
     for row in stats:
         key, width = _key_values(plan.by, row)
         metric = row[width]
-        per = found.setdefault(tuple(_hashable(v) for v in key), {})
+        per = found.setdefault(tuple(group_hashable(v) for v in key), {})
         for j, agg in enumerate(plan.columns):
             count, mean, low, high = row[width + 1 + 4 * j: width + 5 + 4 * j]
             part = MetricStats(int(count), _float(mean), _float(low), _float(high))
-            per[(metric, agg)] = _merged(per.get((metric, agg)), part)
+            per[(metric, agg)] = merged_stats(per.get((metric, agg)), part)
     empty = MetricStats(0, math.nan, math.nan, math.nan)
     out = []
     for hashed, (key, count) in groups.items():
@@ -298,5 +298,5 @@ def decode_groups(plan: GroupPlan, counts: Iterable[Sequence[Any]],
             wanted = list(plan.aggregates)
         metrics = {str(f): per.get((f.name, f.aggregate or "last"), empty) for f in wanted}
         out.append(RunGroup(dict(zip(names, key, strict=True)), count, metrics))
-    out.sort(key=lambda g: [_sort_key(v) for v in g.key.values()])
+    out.sort(key=lambda g: [group_sort_key(v) for v in g.key.values()])
     return out

@@ -10,15 +10,17 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import AsyncIterator, Sequence
 
-from engine._core.fold import Fold
 from engine._core.model import Event, Experiment, Lineage, RunState, Series
+from engine._core.series import downsample, within
 from engine._core.validate import check_name, check_position, check_project
+from engine._query.evaluate import group_states, select_states
 from engine._query.export import RunsTable, parse_columns
 from engine._query.parser import parse_aggregates, parse_group_by, selection
 from engine._query.tree import RunGroup
 from engine._storage.contract import EventFilter, Store
 from engine.errors import RunNotFoundError, ValidationError
 
+from .past import AsOf, chain_fold, position_of, project_fold
 from .subscriptions import Pager
 
 __all__ = ["TrackerReads"]
@@ -47,9 +49,10 @@ class TrackerReads(ABC):
             raise RunNotFoundError(f"no run {run_id!r} in project {project!r}")
         return state
 
-    async def get_run(self, run_id: str, *, as_of: int | None = None,
+    async def get_run(self, run_id: str, *, as_of: AsOf | None = None,
                       project: str | None = None) -> RunState:
-        """The run's state now, or as it was at log position ``as_of`` (inclusive).
+        """The run's state now, or as it was at ``as_of``: a log position (inclusive) or a
+        ``datetime`` (the last event recorded at or before it; naive means UTC).
 
         :raises RunNotFoundError: if there is no such run (or none yet at ``as_of``).
         """
@@ -57,19 +60,19 @@ class TrackerReads(ABC):
         project = self._project(project)
         if as_of is None:
             return await self._state_or_raise(project, run_id)
-        check_position(as_of, "as_of")
-        chain = await store.ancestry(project, run_id)
-        if chain is None:
+        upto = await position_of(store, project, as_of)
+        fold = await chain_fold(store, project, run_id, upto)
+        if fold is None:
             raise RunNotFoundError(f"no run {run_id!r} in project {project!r}")
-        fold = Fold().apply_all(await store.stream_records(project, chain, as_of))
         if not fold.has_run(project, run_id):
-            raise RunNotFoundError(f"run {run_id!r} did not exist yet at position {as_of}")
+            raise RunNotFoundError(f"run {run_id!r} did not exist yet at position {upto}")
         return fold.run_state(project, run_id)
 
     async def list_runs(self, where: str | None = None, *,
                         order_by: str | Sequence[str] | None = None, limit: int | None = None,
                         offset: int = 0, include_deleted: bool = False,
-                        heads_only: bool = False, project: str | None = None) -> list[RunState]:
+                        heads_only: bool = False, as_of: AsOf | None = None,
+                        project: str | None = None) -> list[RunState]:
         """The project's runs that match ``where``, sorted by ``order_by`` (SPEC §8; the
         language is described in ``docs/queries.md``).
 
@@ -78,20 +81,28 @@ class TrackerReads(ABC):
         ``"-metrics.train/acc.max, created_at"`` — missing values sort last either way, and
         ties (and no ``order_by``) go oldest first. ``limit`` and ``offset`` page the result.
         Deleted runs are left out unless ``include_deleted``; ``heads_only`` keeps only the
-        runs that are the head of their experiment.
+        runs that are the head of their experiment. With ``as_of`` (a position or a
+        ``datetime``), the runs as they were then: the project's log up to it is folded and
+        the query evaluated over it, with the same semantics.
 
         :raises QuerySyntaxError: for a ``where`` or ``order_by`` that does not parse, with
             the position of the problem.
-        :raises ValidationError: for a bad ``limit``, ``offset`` or ``project``.
+        :raises ValidationError: for a bad ``limit``, ``offset``, ``as_of`` or ``project``.
         """
         store = await self._reader()
         picked = selection(where, order_by, limit, offset, heads_only)
-        return await store.list_runs(self._project(project), include_deleted=include_deleted,
-                                     selection=picked)
+        project = self._project(project)
+        if as_of is None:
+            return await store.list_runs(project, include_deleted=include_deleted,
+                                         selection=picked)
+        fold = await project_fold(store, project, await position_of(store, project, as_of))
+        states = [s for s in fold.run_states(project) if include_deleted or not s.deleted]
+        return select_states(states, picked, heads=fold.heads(project))
 
     async def group_runs(self, by: str | Sequence[str], *, where: str | None = None,
                          aggregates: str | Sequence[str] | None = None,
                          include_deleted: bool = False, heads_only: bool = False,
+                         as_of: AsOf | None = None,
                          project: str | None = None) -> list[RunGroup]:
         """The runs matching ``where``, grouped by the values of ``by`` (W&B's grouping).
 
@@ -100,7 +111,8 @@ class TrackerReads(ABC):
         as ``"metrics.train/loss.min, metrics.acc"``; each group gets the count, mean, min
         and max of each over its runs (NaN and missing values passed over). Without
         ``aggregates``, every metric's ``last``. Groups come in the order of their keys,
-        missing values last.
+        missing values last. ``as_of`` groups the runs as they were then (see
+        ``list_runs``).
 
         :raises QuerySyntaxError: for a ``by``, ``where`` or ``aggregates`` that does not
             parse.
@@ -109,14 +121,20 @@ class TrackerReads(ABC):
         fields = parse_group_by(by)
         wanted = parse_aggregates(aggregates)
         picked = selection(where, None, None, 0, heads_only)
-        return await store.group_runs(self._project(project), include_deleted=include_deleted,
-                                      selection=picked, by=fields, aggregates=wanted)
+        project = self._project(project)
+        if as_of is None:
+            return await store.group_runs(project, include_deleted=include_deleted,
+                                          selection=picked, by=fields, aggregates=wanted)
+        runs = await self.list_runs(where, include_deleted=include_deleted,
+                                    heads_only=heads_only, as_of=as_of, project=project)
+        return group_states(runs, fields, wanted)
 
     async def fetch_runs_table(self, where: str | None = None, *,
                                order_by: str | Sequence[str] | None = None,
                                limit: int | None = None, offset: int = 0,
                                columns: str | Sequence[str] | None = None,
                                include_deleted: bool = False, heads_only: bool = False,
+                               as_of: AsOf | None = None,
                                project: str | None = None) -> RunsTable:
         """``list_runs`` flattened into a ``RunsTable`` — one column per run field, config
         path and metric aggregate, or the ``columns`` named — ready for ``to_csv()``,
@@ -128,19 +146,20 @@ class TrackerReads(ABC):
             parse_columns(columns)  # refuse a bad column before reading anything
         runs = await self.list_runs(where, order_by=order_by, limit=limit, offset=offset,
                                     include_deleted=include_deleted, heads_only=heads_only,
-                                    project=project)
+                                    as_of=as_of, project=project)
         return RunsTable.from_runs(runs, columns)
 
     async def read_series(self, run_id: str, metric: str, *, min_step: int | float | None = None,
                           max_step: int | float | None = None, max_points: int | None = None,
-                          project: str | None = None) -> Series:
+                          as_of: AsOf | None = None, project: str | None = None) -> Series:
         """The run's series for ``metric`` — inherited points first for a fork, only points up
         to the rewind step after a rewind — within ``[min_step, max_step]``.
 
         With ``max_points`` (at least 4) the series is downsampled for charts: buckets of
-        consecutive points each keep their first, last, min and max point.
+        consecutive points each keep their first, last, min and max point. ``as_of`` (a
+        position or a ``datetime``) gives the series as it was then.
 
-        :raises RunNotFoundError: if there is no such run.
+        :raises RunNotFoundError: if there is no such run (or none yet at ``as_of``).
         """
         store = await self._reader()
         project = self._project(project)
@@ -156,24 +175,56 @@ class TrackerReads(ABC):
         if max_points is not None and (type(max_points) is not int or max_points < 4):
             raise ValidationError(f"max_points must be an int >= 4, not {max_points!r}",
                                   key="max_points")
+        if as_of is not None:
+            return await self._past_series(store, project, run_id, metric, as_of, min_step,
+                                           max_step, max_points)
         series = await store.read_series(project, run_id, metric, low=min_step, high=max_step,
                                          max_points=max_points)
         if series is None:
             raise RunNotFoundError(f"no run {run_id!r} in project {project!r}")
         return series
 
-    async def get_experiment(self, name: str, *, project: str | None = None) -> Experiment:
-        """The experiment's head (its newest run not deleted) and history (oldest first)."""
+    async def _past_series(self, store: Store, project: str, run_id: str, metric: str,
+                           as_of: AsOf, low: int | float | None, high: int | float | None,
+                           max_points: int | None) -> Series:
+        upto = await position_of(store, project, as_of)
+        fold = await chain_fold(store, project, run_id, upto)
+        if fold is None or not fold.has_run(project, run_id):
+            raise RunNotFoundError(f"no run {run_id!r} in project {project!r} at position "
+                                   f"{upto}")
+        series = within(fold.series(project, run_id, metric), low, high)
+        if max_points is not None and len(series) > max_points:
+            return downsample(series, (), len(series), max_points)
+        return series
+
+    async def get_experiment(self, name: str, *, as_of: AsOf | None = None,
+                             project: str | None = None) -> Experiment:
+        """The experiment's head (its newest run not deleted) and history (oldest first),
+        now or as they were at ``as_of`` (a position or a ``datetime``)."""
         store = await self._reader()
-        return await store.get_experiment(self._project(project), check_name(name, "experiment"))
+        project = self._project(project)
+        name = check_name(name, "experiment")
+        if as_of is None:
+            return await store.get_experiment(project, name)
+        fold = await project_fold(store, project, await position_of(store, project, as_of))
+        return fold.experiment(project, name)
 
-    async def lineage(self, run_id: str, *, project: str | None = None) -> Lineage:
-        """The run's ancestors (parent first) and descendants.
+    async def lineage(self, run_id: str, *, as_of: AsOf | None = None,
+                      project: str | None = None) -> Lineage:
+        """The run's ancestors (parent first) and descendants, now or as they were at
+        ``as_of`` (a position or a ``datetime``).
 
-        :raises RunNotFoundError: if there is no such run.
+        :raises RunNotFoundError: if there is no such run (or none yet at ``as_of``).
         """
         store = await self._reader()
         project = self._project(project)
+        if as_of is not None:
+            fold = await project_fold(store, project,
+                                      await position_of(store, project, as_of))
+            if not fold.has_run(project, run_id):
+                raise RunNotFoundError(f"no run {run_id!r} in project {project!r} at "
+                                       f"{as_of!r}")
+            return fold.lineage(project, run_id)
         found = await store.lineage(project, run_id)
         if found is None:
             raise RunNotFoundError(f"no run {run_id!r} in project {project!r}")

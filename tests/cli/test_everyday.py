@@ -161,3 +161,28 @@ def test_tail_waits_for_a_run_that_has_not_started(file_url: str) -> None:
         tail.kill()
     assert tail.returncode == 0, err
     assert "run later ended: succeeded" in out
+
+
+def test_runs_list_and_show_as_of_a_position_or_a_time(capsys: pytest.CaptureFixture[str],
+                                                        trained: str) -> None:
+    with engine.sync.connect(trained) as tracker:
+        first = tracker.get_run("r0").position
+        tracker.delete_run("r0")
+    code, out, err = run_cli(capsys, "--db", trained, "runs", "list", "--format", "csv",
+                             "--columns", "run_id", "--as-of", str(first))
+    assert code == 0, err
+    assert out.split() == ["run_id", "r0"]
+    code, out, _ = run_cli(capsys, "--db", trained, "runs", "list", "--format", "csv",
+                           "--columns", "run_id")
+    assert out.split() == ["run_id", "r1", "r2"]
+    code, out, err = run_cli(capsys, "--db", trained, "runs", "show", "r0", "--as-of",
+                             "2999-01-01T00:00:00Z", "--format", "json")
+    assert code == 0, err
+    assert '"deleted": true' in out
+    code, out, err = run_cli(capsys, "--db", trained, "runs", "show", "r0", "--as-of",
+                             "2000-01-01")
+    assert code == 1
+    assert "did not exist yet" in err
+    code, _, err = run_cli(capsys, "--db", trained, "runs", "list", "--as-of", "soon")
+    assert code == 2
+    assert "--as-of" in err
