@@ -1,11 +1,12 @@
-"""The tracker: one open database, its writer, and the API of SPEC §2.
+"""The tracker: one open database, its writer, and the API users call (``engine.connect``).
 
 ``async with engine.connect(...) as tracker`` opens the store and starts the background tasks
-in a task group the tracker owns: the writer, heartbeats for live runs, the reaper that marks
-silent runs crashed, and a cheap poll of the log's head that notices other processes' writes
-(abort requests, subscriptions). Leaving the block commits everything buffered, then stops them.
+in a task group the tracker owns, each run by its ``Supervisor``: the writer, and the loops
+of ``Liveness`` — heartbeats for live runs, the reaper that marks silent runs crashed, and a
+cheap poll of the log's head that notices other processes' writes (abort requests,
+subscriptions). Leaving the block commits everything buffered, then stops them.
 
-Its settings are checked by ``_settings``; its reads live in ``_tracker_reads``.
+Its settings are checked by ``settings``; its reads live in ``reads``.
 """
 
 from __future__ import annotations
@@ -43,6 +44,7 @@ from .reads import TrackerReads
 from .run import Run, RunContext, Watcher
 from .settings import check_settings
 from .subscriptions import Hub, Subscription
+from .supervisor import Supervisor
 from .writer import Writer
 
 __all__ = ["Tracker", "connect"]
@@ -129,6 +131,7 @@ class Tracker(TrackerReads):
         self._writer: Writer | None = None
         self._tasks: TaskGroup | None = None
         self._hub = Hub()
+        self._supervisor = Supervisor()
         self._liveness: Liveness | None = None
         self._opener: RunOpener | None = None
 
@@ -151,13 +154,15 @@ class Tracker(TrackerReads):
         writer = Writer(store, clock=self._clock, flush_interval=settings.flush_interval,
                         batch_points=settings.batch_points,
                         max_pending=settings.max_pending_points)
-        liveness = Liveness(store, writer, self._hub, clock=self._clock,
+        supervisor = self._supervisor
+        liveness = Liveness(store, writer, self._hub, supervisor, clock=self._clock,
                             heartbeat_interval=settings.heartbeat_interval,
                             crash_timeout=settings.crash_timeout,
                             reap_interval=settings.reap_interval,
                             poll_interval=settings.poll_interval)
         writer.on_commit.append(liveness.on_commit)
         writer.on_commit.append(self._hub.publish)
+        supervisor.on_failure += [liveness.halt, writer.close, self._hub.fail]
         self._writer = writer
         self._liveness = liveness
         self._opener = RunOpener(store, writer, self._clock)
@@ -165,7 +170,7 @@ class Tracker(TrackerReads):
         tasks = anyio.create_task_group()
         await tasks.__aenter__()
         self._tasks = tasks
-        liveness.start(tasks)  # the writer too: a loop that fails stops the tracker cleanly
+        supervisor.start(tasks, writer.run, *liveness.loops)
         self._state = _State.OPEN
         return self
 
@@ -204,8 +209,8 @@ class Tracker(TrackerReads):
                 self._hub.close()
                 with anyio.CancelScope(shield=True):
                     await self._store.close()
-        if self._liveness.failure is not None:
-            raise self._liveness.failure
+        if self._supervisor.failure is not None:
+            raise self._supervisor.failure
 
     def _open(self) -> tuple[Store, Writer]:
         if self._state is not _State.OPEN:
