@@ -2,9 +2,9 @@
 
 ``log_metrics`` is the hottest path of the product, called millions of times. A call with
 the same keys, in the same order, as the one before it, all of them floats, is checked and
-its values appended to one flat buffer of doubles by one C call (``_take``; a Python twin
-where the extension was not built) and one step comparison, with its step and time; the
-writer cuts per-metric columns out of it in C. Other calls check every key. No I/O, no
+its values appended to one flat buffer of doubles by one C call (``hot_path.take_floats``;
+a Python twin where the extension was not built) and one step comparison, with its step and
+time; the writer cuts per-metric columns out of it in C. Other calls check every key. No I/O, no
 awaiting, and nothing allocated per call that outlives it (the buffer is a flat bytearray
 and lists of steps and times).
 """

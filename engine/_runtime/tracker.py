@@ -106,10 +106,11 @@ def _names(values: Iterable[str] | None, what: str) -> frozenset[str] | None:
 class Tracker(TrackerReads):
     """An open connection to a Kittiwake database: start runs, read them, follow the log.
 
-    Make one with :func:`connect`. The constructor takes the same settings, and
+    Make one with [connect][engine.connect]. The constructor takes the same settings, and
     ``upcasters``: the schema registry the log is read with. Event types and their versions
-    belong to the engine (SPEC §6), so that is always this release's own registry
-    (``_events.default_upcasters()``) — tests pass another to play an older or newer release.
+    belong to the engine, not to users, so that is always this release's own registry
+    (``engine._core.events.default_upcasters()``) — tests pass another to play an older or
+    newer release.
     """
 
     def __init__(self, url: str, *, project: str, durability: str, flush_interval: float,
