@@ -44,8 +44,16 @@ _REASON_LIMIT = 4096
 
 
 class Run:
-    """A live run. Logging methods are plain (not ``async``): they check their input at once,
-    raise at once, and buffer; ``await run.flush()`` waits until it is durable."""
+    """A live run, as ``async with tracker.start_run(...) as run`` gives it.
+
+    Logging methods are plain (not ``async``): they check their input at once, raise at once,
+    and buffer (see [what logging accepts][what-logging-accepts]); ``await run.flush()``
+    waits until it is durable.
+
+    :ivar project: the run's project.
+    :ivar run_id: the run's id (generated when ``start_run`` was given none).
+    :ivar name: the run's name (generated when none was given).
+    """
 
     __slots__ = ("_abort_reason", "_buf", "_clock", "_closed", "_floor", "_halt", "_keys",
                  "_keys_step", "_known", "_last", "_lock", "_raise_on_abort", "_top",

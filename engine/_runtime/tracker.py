@@ -111,6 +111,9 @@ class Tracker(TrackerReads):
     belong to the engine, not to users, so that is always this release's own registry
     (``engine._core.events.default_upcasters()``) — tests pass another to play an older or
     newer release.
+
+    :ivar url: the database it was opened on.
+    :ivar project: the project every call uses unless it passes ``project=``.
     """
 
     def __init__(self, url: str, *, project: str, durability: str, flush_interval: float,
