@@ -1,4 +1,5 @@
-"""Kittiwake's own benchmarks (issue targets), each in a fresh process.
+"""Kittiwake's own benchmarks against its targets (docs/performance.md), each in a fresh
+process.
 
     .venv/bin/python -m bench.engine            # every benchmark, on SQLite
     .venv/bin/python -m bench.engine ingest     # one of: ingest, read, rebuild, memory, create

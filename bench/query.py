@@ -1,4 +1,4 @@
-"""Runs-table query benchmark (issue 4): 100,000 runs with 10 configs and 10 metrics each.
+"""Runs-table query benchmark: 100,000 runs with 10 configs and 10 metrics each.
 
     .venv/bin/python -m bench.query [--runs 100000] [--db PATH] [--repeat 30]
 

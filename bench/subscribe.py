@@ -9,7 +9,7 @@ writer in another process. The writer's cost is its ingest rate (10 metrics x 20
 awaiting every 100 steps as an async training loop does) with 0 and with 100 subscribers; the
 time runs until every subscriber has received the last point, so the subscribers' draining is
 charged to it (with none, until the flush returns). Prints one JSON object per measurement,
-each with the issue-3 target it answers to and whether it is met: p99 <= 50 ms in one
+each with the target it answers to and whether it is met: p99 <= 50 ms in one
 process, <= 100 ms across processes, and 100 subscribers costing the writer < 20% of its rate.
 """
 

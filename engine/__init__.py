@@ -1,22 +1,25 @@
 """Kittiwake: an async, event-sourced experiment-tracking engine.
 
-Where things live:
+The public surface is this module (``connect``, ``Tracker``, ``Run`` and the values users
+receive), ``engine.sync`` (the same API, blocking) and ``engine.errors`` (the exception tree).
+Everything else is private, one subpackage per layer, each importing only the layers below it
+(import-linter holds that in ``make lint``); docs/architecture.md draws the whole:
 
-- ``errors`` (public): the exception tree.          ``sync`` (public): the blocking facade.
-- ``_tracker``: ``connect`` and ``Tracker``, the API of SPEC §2 (its reads: ``_tracker_reads``);
-  ``_settings``: the tracker's settings, checked.
-- ``_run``: the run handle and its ``async with`` context; ``_writer``: group commit;
-  ``_buffer``: what a run buffers for the writer, and the metric events it becomes.
-- ``_model``: values users receive; ``_events``: event types, ``Record``, upcasters.
-- ``_codec``: exact payload encoding; ``_validate``: what logging accepts.
-- ``_store``: the storage contract; ``_sqlite*``: the embedded backend.
-- ``_starting``: creating and resuming runs; ``_liveness``: heartbeats, reaper, aborts, head.
-- ``_subscribe``: live subscriptions (history, then live, exactly once).
-- ``_projector``: projections applied inline, on the rows and backend contract of
-  ``_projection_io``; ``_fold``: the same as a pure fold (the oracle).
-- ``_series``: chunked series layout and downsampling; ``_rows``: row conversions.
-- ``_query*``: the runs-table query language (parser, tree, SQL); ``_export``: flat tables.
-- ``_cli``: the ``kittiwake`` command; ``_demo``: the simulated experiment.
+- ``_core``: the pure core, no I/O — values, events and their upcasters, the payload codec,
+  ids, what logging accepts, the series layout and block summaries, the pure fold (the oracle).
+- ``_projections``: the projector that folds each append into the tables reads use, inside
+  the append's transaction; the rows it works on and their stored form.
+- ``_query``: the runs-table query language — lexer, parser, tree, checks, SQL for each
+  dialect, plans, running them through a backend's fetch, flat exports.
+- ``_storage``: the storage contract, the registry that loads a backend by URL, group commit,
+  and one subpackage per backend (``sqlite``, ``postgres``).
+- ``_runtime``: the tracker and its reads, opening runs, the run handle, its buffer and the
+  writer, the supervisor of the background loops, liveness, subscriptions, the C hot path.
+- ``sync``: the blocking facade over ``_runtime``.
+- ``_cli``: the ``kittiwake`` command.
+
+The server, the remote client, the dashboard, the job queue and system metrics come later,
+above ``_runtime``.
 """
 
 from engine._core.model import Event as Event

@@ -1,6 +1,6 @@
 """Every error Kittiwake raises on purpose.
 
-The tree::
+The tree:
 
     EngineError                     base of everything below
     ├── ValidationError             bad input: a key, value, step, tag or argument (a ValueError)

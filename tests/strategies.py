@@ -32,7 +32,7 @@ payloads = st.recursive(
     max_leaves=40,
 )
 
-# Keys SPEC §3 accepts: '/'-separated, non-empty segments, no control characters.
+# Keys logging accepts (docs/logging.md): '/'-separated, non-empty segments, no control characters.
 _segment = st.text(
     alphabet=st.characters(blacklist_categories=("Cc", "Cs"), blacklist_characters="/"),
     min_size=1, max_size=12,

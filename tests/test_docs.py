@@ -1,14 +1,19 @@
-"""Every ``python`` code block in the README and in docs/ runs, so documentation cannot rot."""
+"""The documentation cannot rot: every ``python`` code block in the README and in docs/ runs,
+the README's links lead somewhere, and the site (with its API reference generated from the
+docstrings) builds with mkdocs in strict mode."""
 
 from __future__ import annotations
 
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 FENCE = re.compile(r"^```python\n(.*?)^```", re.DOTALL | re.MULTILINE)
+LINK = re.compile(r"\]\(([^)#\s]+)(?:#[^)]*)?\)")
 
 
 def _blocks() -> list[tuple[str, str]]:
@@ -31,3 +36,21 @@ def test_code_block_runs(where: str, code: str, tmp_path: Path,
 def test_the_docs_have_code_to_run() -> None:
     pages = {where.split(":")[0] for where, _ in _blocks()}
     assert {"README.md", "docs/getting-started.md"} <= pages
+
+
+def test_the_readme_links_to_files_that_exist() -> None:
+    # The site checks the links of docs/; the README is read on its own, from the repository.
+    targets = [t for t in LINK.findall((ROOT / "README.md").read_text()) if "://" not in t]
+    assert targets
+    assert [t for t in targets if not (ROOT / t).exists()] == []
+
+
+def test_the_site_builds_in_strict_mode(tmp_path: Path) -> None:
+    """Any warning fails the build: a broken link, anchor or cross-reference, a docstring
+    field that names no parameter, a page left out of the navigation."""
+    pytest.importorskip("mkdocstrings_handlers.python")
+    built = subprocess.run(
+        [sys.executable, "-m", "mkdocs", "build", "--strict", "--site-dir", str(tmp_path)],
+        cwd=ROOT, capture_output=True, text=True, timeout=240, check=False)
+    assert built.returncode == 0, built.stderr
+    assert "WARNING" not in built.stderr, built.stderr

@@ -1,4 +1,4 @@
-"""Turns the comparison's results into the targets of issue 5 and ``docs/comparison.md``."""
+"""Turns the comparison's results into its targets and ``docs/comparison.md``."""
 
 from __future__ import annotations
 
@@ -56,7 +56,7 @@ def _target(name: str, need: str, got: str, met: bool | None) -> dict[str, Any]:
 
 
 def targets(cells: list[Cell]) -> list[dict[str, Any]]:
-    """The targets of issue 5, each with what was measured and whether it is met."""
+    """The comparison's targets, each with what was measured and whether it is met."""
     out: list[dict[str, Any]] = []
     kw1 = _find(cells, "w1", "kittiwake", "w1")
     peer = _fastest(_kind(cells, "w1", "peer"))
@@ -508,7 +508,7 @@ def markdown(info: dict[str, Any], plot: str) -> str:
         "machine described below. Rerun it to get your own; the raw results are in "
         "`bench/compare/results.json`.",
         "",
-        "## Targets (issue 5)",
+        "## Targets",
         "",
         *_table(["Target", "Needed", "Measured", ""], target_rows),
         "",

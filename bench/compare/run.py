@@ -1,4 +1,4 @@
-"""Kittiwake side by side with the trackers people use today, in one run (issue 5).
+"""Kittiwake side by side with the trackers people use today, in one run.
 
 ``make bench-compare`` runs this file with the project's interpreter. It
 

@@ -1,4 +1,4 @@
-"""Runs-table commands: ``runs list``, ``runs group`` and ``diff`` (SPEC §9).
+"""Runs-table commands: ``runs list``, ``runs group`` and ``diff`` (docs/cli.md).
 
 ``runs list`` shows the runs a query picks as an aligned table, CSV or JSON lines; ``runs
 group`` groups them with counts and metric stats; ``diff A B`` puts two runs' differences

@@ -5,7 +5,7 @@ summarizes buckets the same way, so this is the series store's inner loop: at in
 rebuild every point passes through it. Runs of at least ``_NUMPY_FROM`` NaN-free points are
 summarized with NumPy's ``argmin``/``argmax`` over a reshaped view, ten to thirty times faster
 than the four pure-Python passes (``min``, ``max`` and two ``index``) that short runs and runs
-holding a NaN take. Both paths give the same summaries, bit for bit (``tests/test_blocks.py``):
+holding a NaN take. Both paths give the same summaries, bit for bit (``tests/core/test_blocks.py``):
 on NaN-free points the first-occurrence ``argmin``/``argmax`` pick exactly the points
 ``min``/``max`` would.
 

@@ -11,7 +11,11 @@ from typing import Any
 
 
 class Status(StrEnum):
-    """A run's lifecycle state. ``running`` until exactly one terminal state is recorded."""
+    """A run's lifecycle state: ``running`` until exactly one terminal state — ``succeeded``,
+    ``failed``, ``aborted`` or ``crashed`` — is recorded (see [States][states]).
+
+    A ``str`` enum, so ``state.status == "succeeded"`` holds.
+    """
 
     RUNNING = "running"
     SUCCEEDED = "succeeded"
@@ -27,10 +31,14 @@ class Status(StrEnum):
 
 @dataclass(frozen=True, slots=True)
 class MetricSummary:
-    """What a run's effective series for one metric adds up to.
+    """What a run's effective series for one metric adds up to (a fork's inherited points
+    included, a rewind's cut ones not).
 
-    ``min`` and ``max`` pass over NaN (they are NaN only when every value is); ``last`` is the
-    value at the highest step, whatever it is.
+    :ivar last: the value at the highest step, whatever it is (NaN included).
+    :ivar last_step: the highest step.
+    :ivar min: the smallest value, passing over NaN (NaN only when every value is).
+    :ivar max: the largest value, passing over NaN (NaN only when every value is).
+    :ivar count: how many points the series has.
     """
 
     last: float
@@ -42,7 +50,11 @@ class MetricSummary:
 
 @dataclass(frozen=True, slots=True)
 class ForkPoint:
-    """A run and a step: where a fork left its parent, or where a child left a run."""
+    """A run and a step: where a fork left its parent, or where a child left a run.
+
+    :ivar run_id: the parent (or the child, in ``Lineage.descendants``).
+    :ivar step: the fork step: the last step the child inherits.
+    """
 
     run_id: str
     step: int | float
@@ -50,7 +62,27 @@ class ForkPoint:
 
 @dataclass(frozen=True, slots=True)
 class RunState:
-    """One run as the log says it is (at the latest position, or at ``as_of``)."""
+    """One run as the log says it is (at the latest position, or at ``as_of``).
+
+    :ivar project: the project the run belongs to.
+    :ivar run_id: the run's id, unique within its project.
+    :ivar name: a human-readable label, not unique.
+    :ivar experiment: the experiment the run was created in, or None.
+    :ivar status: where the run is in its life.
+    :ivar status_reason: why it ended so: ``"<ExceptionType>: <message>"`` for ``failed``, the
+        abort's reason for ``aborted``, the silence for ``crashed``; None otherwise.
+    :ivar tags: the run's tags.
+    :ivar config: config values by flat ``a/b`` path.
+    :ivar metrics: each metric's summary, by metric name.
+    :ivar fork: the parent run and the step the run was forked at, or None.
+    :ivar created_at: when the run was created (UTC).
+    :ivar updated_at: when its last event was committed (UTC).
+    :ivar ended_at: when it reached its terminal state (UTC), or None while it runs.
+    :ivar deleted: True once the run was deleted.
+    :ivar version: the run's stream version: how many events it has.
+    :ivar position: the log position of the run's last event; as ``as_of``, it shows the run
+        as it is now.
+    """
 
     project: str
     run_id: str
@@ -72,7 +104,12 @@ class RunState:
 
 @dataclass(frozen=True, slots=True)
 class Experiment:
-    """An experiment: its head (newest run not deleted) and every run ever created in it."""
+    """An experiment: its head and every run ever created in it.
+
+    :ivar name: the experiment's name.
+    :ivar head: the newest run of the experiment that is not deleted, or None.
+    :ivar history: the run ids of every run ever created in it, oldest first.
+    """
 
     name: str
     head: str | None
@@ -83,9 +120,12 @@ class Experiment:
 class Lineage:
     """Where a run sits in its fork tree.
 
-    ``ancestors`` runs from the parent to the root; each ``ForkPoint`` carries the step at which
-    the line below it forked off. ``descendants`` lists every run forked from this one, directly
-    or not, with its own fork step (parents before their children); ``children`` the direct ones.
+    :ivar run_id: the run asked about.
+    :ivar ancestors: from the parent to the root; each ``ForkPoint`` carries the step at which
+        the line below it forked off.
+    :ivar descendants: every run forked from this one, directly or not, with its own fork
+        step (parents before their children).
+    :ivar children: the runs forked from this one directly.
     """
 
     run_id: str
@@ -96,12 +136,15 @@ class Lineage:
 
 @dataclass(frozen=True, slots=True)
 class Series:
-    """A metric's points in step order.
+    """A metric's points in step order; iterating gives ``(step, value, timestamp)``.
 
-    The three columns are ``array.array`` objects of equal length: ``steps`` (``'q'`` when every
-    step is an int, else ``'d'``), ``values`` and ``timestamps`` (``'d'``, seconds since the
-    epoch). They support the buffer protocol, so ``numpy.asarray(series.values)`` copies nothing.
-    NaN and ±inf come back exactly as logged.
+    The three columns are ``array.array`` objects of equal length. They support the buffer
+    protocol, so ``numpy.asarray(series.values)`` copies nothing. NaN and ±inf come back
+    exactly as logged.
+
+    :ivar steps: typecode ``'q'`` when every step is an int, else ``'d'``.
+    :ivar values: typecode ``'d'``.
+    :ivar timestamps: typecode ``'d'``, seconds since the epoch.
     """
 
     steps: array[Any]
@@ -129,11 +172,17 @@ def _column_bits(steps: array[Any]) -> bytes:
 
 @dataclass(frozen=True, slots=True)
 class Event:
-    """One immutable record of the log.
+    """One immutable record of the log (see [the log][the-log-and-subscriptions]).
 
-    ``position`` is global and strictly increasing from 1; ``version`` counts the events of the
-    run's stream from 1. ``data`` is the payload as plain values (treat it as read-only: the
-    same object may be handed to several subscribers).
+    :ivar position: global, strictly increasing from 1.
+    :ivar id: the event's unique id (a UUIDv7).
+    :ivar project: the project of the run.
+    :ivar run_id: the run the event belongs to.
+    :ivar version: the event's place in the run's stream, from 1.
+    :ivar type: the event's name: ``RunCreated``, ``MetricsLogged``, ``StatusChanged``, …
+    :ivar timestamp: when the event was committed (UTC).
+    :ivar data: the payload as plain values; treat it as read-only: the same object may be
+        handed to several subscribers.
     """
 
     position: int

@@ -1,4 +1,4 @@
-"""What logging accepts (SPEC §3), and the errors that name what it refused.
+"""What logging accepts (docs/logging.md), and the errors that name what it refused.
 
 Every check here runs before anything is buffered, so a rejected call changes nothing.
 

@@ -1,8 +1,8 @@
 """What differs between the SQL of SQLite and of PostgreSQL, for the query compiler.
 
-Each difference is one method of ``Dialect``, so ``_query_sql`` and ``_query_plans`` write
-their statements once; ``tests/test_query_sql.py`` checks that the two dialects differ where
-the databases do.
+Each difference is one method of ``Dialect``, so ``sql`` and ``plans`` write their
+statements once; ``tests/query/test_sql.py`` checks that the two dialects differ where the
+databases do.
 """
 
 from __future__ import annotations

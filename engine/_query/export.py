@@ -79,11 +79,17 @@ def _text(value: Any) -> str:
 
 @dataclass(frozen=True, slots=True)
 class RunsTable:
-    """Runs flattened into named columns (see the module docstring).
+    """Runs flattened into named columns: one row per run, and one column per run field,
+    config path and metric aggregate, named as the query language names them
+    (``config.optimizer/lr``, ``metrics.train/loss.min``), so any column can be pasted into
+    ``where``, ``order_by`` or ``columns`` as it is.
 
     Cells hold plain values: str, int, float (NaN for a metric whose aggregate is NaN), bool,
     ``datetime`` (UTC), a sorted list for ``tags`` and list configs, and None where a run has
     no value.
+
+    :ivar columns: the column names, in order.
+    :ivar rows: one tuple of cells per run, in ``columns`` order.
     """
 
     columns: tuple[str, ...]

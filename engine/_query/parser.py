@@ -1,11 +1,12 @@
-"""The runs-table query language (SPEC §8): a recursive-descent parser over ``_query_lex``.
+"""The runs-table query language (docs/queries.md): a recursive-descent parser over the
+tokens of ``lexer``.
 
 ``parse_where`` turns text such as ``metrics.train/acc > 0.9 and config.`opt/name` = 'adam'``
-into a tree of ``_query_ast`` nodes; ``parse_order`` and ``parse_fields`` read orderings and
+into a tree of ``tree`` nodes; ``parse_order`` and ``parse_fields`` read orderings and
 field lists. Every mistake raises ``QuerySyntaxError`` with the 0-based position of the problem,
-and every literal is checked against its field as it is read (``_query_check``), so a tree
+and every literal is checked against its field as it is read (``checks``), so a tree
 that parsed always compiles. Nothing is evaluated: the tree is compiled to SQL with bound
-values by ``_query_sql``.
+values by ``sql``.
 """
 
 from __future__ import annotations

@@ -3,7 +3,7 @@
 ``compile_top`` turns "the best ten runs by a metric" into a walk down that metric's index
 that stops after ten matching runs; ``compile_groups`` and ``decode_groups`` turn grouping
 into two statements and their rows into ``RunGroup`` values. Both build their SQL with
-``_query_sql.Builder``, so every value is a bound parameter in either dialect.
+``sql.Builder``, so every value is a bound parameter in either dialect.
 """
 
 from __future__ import annotations

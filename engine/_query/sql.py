@@ -18,7 +18,7 @@ An ``and``/``or`` chain is written flat, in groups of at most ``CHUNK`` (a 1,000
 nests two levels), and a subtree that would start deeper than ``HOIST_DEPTH`` levels is
 compiled on its own, at depth 0, into a common table expression ``qN(rk)`` that the outer
 condition reads as ``r.rk IN (SELECT rk FROM qN)``. Multi-statement plans (top-k, grouping)
-live in ``_query_plans``; the dialects' differences in ``_query_dialect``.
+live in ``plans``; the dialects' differences in ``dialect``.
 """
 
 from __future__ import annotations

@@ -218,8 +218,11 @@ class Selection:
 class MetricStats:
     """One metric aggregate over the runs of a group.
 
-    ``count`` is how many runs have a value (NaN and missing ones are passed over);
-    ``mean``, ``min`` and ``max`` are NaN when ``count`` is 0.
+    :ivar count: how many runs of the group have a value (NaN and missing ones are passed
+        over).
+    :ivar mean: the mean of those values; NaN when ``count`` is 0.
+    :ivar min: the smallest of them; NaN when ``count`` is 0.
+    :ivar max: the largest of them; NaN when ``count`` is 0.
     """
 
     count: int
@@ -232,9 +235,11 @@ class MetricStats:
 class RunGroup:
     """The runs that share the values of the grouping fields.
 
-    ``key`` maps each grouping field (as canonical text, e.g. ``"config.optimizer"``) to the
-    group's value (None for runs that lack it); ``count`` is the number of runs; ``metrics``
-    maps each aggregate (as canonical text, e.g. ``"metrics.train/loss.min"``) to its stats.
+    :ivar key: each grouping field, as canonical text (``"config.optimizer"``), to the
+        group's value (None for runs that lack it).
+    :ivar count: the number of runs in the group.
+    :ivar metrics: each aggregate, as canonical text (``"metrics.train/loss.min"``), to its
+        stats over the group's runs.
     """
 
     key: dict[str, Any]

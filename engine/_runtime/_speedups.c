@@ -1,5 +1,5 @@
-/* The compiled half of log_metrics' hot path (engine/_take.py is its Python twin and
- * the reference the tests hold it to).
+/* The compiled half of log_metrics' hot path (engine/_runtime/hot_path.py holds its Python
+ * twin, the reference the tests hold it to).
  *
  * Checking a call with the same keys as the one before it costs, in Python, a tuple of the
  * keys, a list of the values, a type check of each value and an append to an array: about

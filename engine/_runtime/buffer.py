@@ -2,7 +2,7 @@
 
 A run handle appends each call's values to the open :class:`Rows` group of its
 :class:`RunBuffer` (or a control event, such as tags or a status, after it); the writer
-(``_writer``) takes the buffer's items and turns consecutive groups into ``MetricsLogged``
+(``writer``) takes the buffer's items and turns consecutive groups into ``MetricsLogged``
 events of at most ``EVENT_POINTS`` points each. ``event_points`` is what a control event
 counts against the pending bound.
 """
@@ -27,7 +27,7 @@ __all__ = ["EVENT_POINTS", "RunBuffer", "Rows", "Waiter", "event_points", "metri
 class Rows:
     """Consecutive calls that logged the same keys in the same order: their values row after
     row as native doubles in one flat bytearray (``keys`` order), with a step and a timestamp
-    per row. A flat buffer allocates no object per call, C can append to it (``_take``), and
+    per row. A flat buffer allocates no object per call, C can append to it (``hot_path``), and
     a metric's column is a strided slice of it."""
 
     __slots__ = ("keys", "steps", "times", "values")

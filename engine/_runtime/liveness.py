@@ -1,4 +1,4 @@
-"""Keeping live runs alive and informed, and the tracker's background loops running.
+"""Keeping live runs alive and informed.
 
 A tracker's live runs beat every ``heartbeat_interval``; its reaper marks running runs that
 went silent for ``crash_timeout`` as crashed (with ``expected_version``, so two reapers, or a
@@ -8,21 +8,16 @@ PostgreSQL — to ring subscribers and deliver abort requests made elsewhere. It
 head only while someone cares (a subscriber, or a live run that may be aborted): an idle
 tracker makes no query at all.
 
-The loops outlive the database's hiccups: a step that fails is tried again after a pause that
-grows (``RETRY_DELAYS``). When it still fails after the last pause — or the writer itself
-fails — the tracker cannot go on, and it says so instead of leaving anyone waiting: its runs'
-logging calls, pending flushes and subscriptions raise ``ClosedError`` (chained to the cause),
-and so does leaving the tracker's block.
+These loops run under the tracker's ``Supervisor``, which retries a failing step and stops
+the tracker when one cannot go on; every step here is therefore safe to repeat.
 """
 
 from __future__ import annotations
 
 import contextlib
 from collections.abc import Awaitable, Callable
-from typing import TypeVar
 
 import anyio
-from anyio.abc import TaskGroup
 
 from engine._core import events as ev
 from engine._core.events import NewEvent, Record
@@ -32,52 +27,46 @@ from engine.errors import ClosedError, ConcurrencyError, RunNotFoundError
 
 from .run import Run
 from .subscriptions import Hub, Pager
+from .supervisor import Supervisor
 from .writer import Writer
 
-__all__ = ["RETRY_DELAYS", "Liveness"]
+__all__ = ["Liveness"]
 
 Key = tuple[str, str]
-T = TypeVar("T")
-
-RETRY_DELAYS: tuple[float, ...] = (0.1, 0.2, 0.5, 1.0, 2.0, 5.0, 10.0, 10.0, 10.0, 10.0, 10.0)
-"""Pauses before each new attempt of a failing background step (about a minute in all, on
-top of the store's own retries); after the last one the tracker stops."""
 
 
 class Liveness:
-    """Heartbeats, the reaper, abort delivery and the head of the log, for one tracker; and
-    the supervisor of its background loops (the writer's included)."""
+    """Heartbeats, the reaper, abort delivery and the head of the log, for one tracker."""
 
-    def __init__(self, store: Store, writer: Writer, hub: Hub, *, clock: Callable[[], float],
-                 heartbeat_interval: float, crash_timeout: float, reap_interval: float,
-                 poll_interval: float, retry_delays: tuple[float, ...] = RETRY_DELAYS) -> None:
+    def __init__(self, store: Store, writer: Writer, hub: Hub, supervisor: Supervisor, *,
+                 clock: Callable[[], float], heartbeat_interval: float, crash_timeout: float,
+                 reap_interval: float, poll_interval: float) -> None:
         self.store = store
         self.writer = writer
         self.hub = hub
+        self.supervisor = supervisor
         self.clock = clock
         self.heartbeat_interval = heartbeat_interval
         self.crash_timeout = crash_timeout
         self.reap_interval = reap_interval
         self.poll_interval = poll_interval
-        self.retry_delays = retry_delays
         self.live: dict[Key, tuple[Run, anyio.CancelScope]] = {}
         self.seen = 0  # the highest position this tracker knows it has looked at
-        self.failure: ClosedError | None = None  # set when the tracker cannot go on
         self._interest: anyio.Event | None = None  # set when the head is worth following
         hub.on_add = self._interested
 
-    def start(self, tasks: TaskGroup) -> None:
-        """Run the writer and the background loops in the tracker's task group."""
-        for loop in (self.writer.run, self._heartbeats, self._reaper, self._follow):
-            tasks.start_soon(self._supervise, loop)
+    @property
+    def loops(self) -> tuple[Callable[[], Awaitable[None]], ...]:
+        """The background loops, for the supervisor to run."""
+        return (self._heartbeats, self._reaper, self._follow)
 
     async def watch(self, run: Run, scope: anyio.CancelScope) -> None:
         """Keep ``run`` alive, and cancel ``scope`` if it is aborted — including by a request
         that landed before this call, which no commit hook will deliver again."""
         key = (run.project, run.run_id)
         self.live[key] = (run, scope)
-        if self.failure is not None:
-            run.halt(self.failure)
+        if self.supervisor.failure is not None:
+            run.halt(self.supervisor.failure)
         self._interested()
         if not run.started_position:
             return  # created by this handle, not yet in the log: no request can predate it
@@ -102,53 +91,25 @@ class Liveness:
                 if live is not None and record.position > live[0].started_position:
                     _abort(live, record.data.get("reason"))
 
-    def fail(self, error: BaseException) -> None:
-        """The tracker cannot go on: make everyone who waits on it raise, chained to
-        ``error``, rather than wait forever."""
-        if self.failure is not None:
-            return
-        stopped = ClosedError(f"the tracker stopped: {type(error).__name__}: {error}")
-        stopped.__cause__ = error
-        self.failure = stopped
+    def halt(self, error: ClosedError) -> None:
+        """The tracker stopped: every live run's logging calls raise ``error`` from now on."""
         for run, _ in list(self.live.values()):
-            run.halt(stopped)
-        self.writer.close(stopped)
-        self.hub.fail(stopped)
+            run.halt(error)
 
     # The loops -----------------------------------------------------------------------------
 
-    async def _supervise(self, loop: Callable[[], Awaitable[None]]) -> None:
-        """Run one background loop. An error that escapes it stops the tracker (``fail``)
-        instead of cancelling the task group — the writer among it — under everyone's feet."""
-        try:
-            await loop()
-        except Exception as exc:
-            self.fail(exc)
-
-    async def _retrying(self, step: Callable[[], Awaitable[T]]) -> T:
-        """``step()``, tried again after each pause of ``retry_delays`` while it fails; the
-        last failure (or a ``ClosedError`` of the store: it will not come back) is raised."""
-        for delay in self.retry_delays:
-            try:
-                return await step()
-            except ClosedError:
-                raise
-            except Exception:
-                await anyio.sleep(delay)
-        return await step()
-
     async def _heartbeats(self) -> None:
-        while self.failure is None:
+        while self.supervisor.failure is None:
             await anyio.sleep(self.heartbeat_interval)
             if self.live:
-                await self._retrying(self._beat)
+                await self.supervisor.retrying(self._beat)
 
     async def _beat(self) -> None:
         await self.store.beat(list(self.live), self.clock())
 
     async def _reaper(self) -> None:
-        while self.failure is None:
-            await self._retrying(self._reap)
+        while self.supervisor.failure is None:
+            await self.supervisor.retrying(self._reap)
             await anyio.sleep(self.reap_interval)
 
     async def _reap(self) -> None:
@@ -171,16 +132,16 @@ class Liveness:
     async def _follow(self) -> None:
         """Notice other processes' appends, only while someone (a subscriber, or a live run
         that may be aborted) cares; otherwise wait, without a query, until someone does."""
-        while self.failure is None:
+        while self.supervisor.failure is None:
             if not self.live and not len(self.hub):
                 self._interest = anyio.Event()
                 if not self.live and not len(self.hub):
                     await self._interest.wait()
                 # Idle, we looked at nothing: what others appended meanwhile is history for
                 # whoever arrived now (they read it themselves), not something to hand out.
-                await self._retrying(self._catch_up)
+                await self.supervisor.retrying(self._catch_up)
                 continue
-            await self._retrying(self._look)
+            await self.supervisor.retrying(self._look)
 
     async def _catch_up(self) -> None:
         await self._noticed(await self.store.head(), publish=False)

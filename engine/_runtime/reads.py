@@ -1,8 +1,8 @@
 """The tracker's reads: runs, series, experiments, lineage and the log, as frozen values.
 
 They need only the store's reader side, so they live apart from the tracker's lifecycle,
-writes and subscriptions; :class:`~engine._tracker.Tracker` inherits them and supplies the
-open store.
+writes and subscriptions; ``Tracker`` (``tracker``) inherits them and supplies the open
+store.
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ __all__ = ["TrackerReads"]
 
 
 class TrackerReads(ABC):
-    """The read half of the tracker's API (SPEC §2), over the store the tracker opened."""
+    """The read half of the tracker's API, over the store the tracker opened."""
 
     project: str
 
@@ -73,8 +73,8 @@ class TrackerReads(ABC):
                         offset: int = 0, include_deleted: bool = False,
                         heads_only: bool = False, as_of: AsOf | None = None,
                         project: str | None = None) -> list[RunState]:
-        """The project's runs that match ``where``, sorted by ``order_by`` (SPEC §8; the
-        language is described in ``docs/queries.md``).
+        """The project's runs that match ``where``, sorted by ``order_by`` (see
+        [the query language][the-where-language]).
 
         ``where`` is a query such as ``"metrics.train/acc > 0.9 or config.optimizer = 'adam'"``;
         ``order_by`` comma-separated fields, ``-`` for descending, such as

@@ -2,9 +2,9 @@
 
 ``log_metrics`` is the hottest path of the product, called millions of times. A call with
 the same keys, in the same order, as the one before it, all of them floats, is checked and
-its values appended to one flat buffer of doubles by one C call (``_take``; a Python twin
-where the extension was not built) and one step comparison, with its step and time; the
-writer cuts per-metric columns out of it in C. Other calls check every key. No I/O, no
+its values appended to one flat buffer of doubles by one C call (``hot_path.take_floats``;
+a Python twin where the extension was not built) and one step comparison, with its step and
+time; the writer cuts per-metric columns out of it in C. Other calls check every key. No I/O, no
 awaiting, and nothing allocated per call that outlives it (the buffer is a flat bytearray
 and lists of steps and times).
 """
@@ -44,12 +44,18 @@ _REASON_LIMIT = 4096
 
 
 class Run:
-    """A live run. Logging methods are plain (not ``async``): they check their input at once,
-    raise at once, and buffer; ``await run.flush()`` waits until it is durable.
+    """A live run, as ``async with tracker.start_run(...) as run`` gives it.
 
-    ``started_position`` is the position of the event that (re)opened the run — abort
-    requests at or before it do not apply — or 0 for a run this handle created, whose
-    RunCreated waits in the buffer with the rest.
+    Logging methods are plain (not ``async``): they check their input at once, raise at once,
+    and buffer (see [what logging accepts][what-logging-accepts]); ``await run.flush()``
+    waits until it is durable.
+
+    :ivar project: the run's project.
+    :ivar run_id: the run's id (generated when ``start_run`` was given none).
+    :ivar name: the run's name (generated when none was given).
+    :ivar started_position: the position of the event that (re)opened the run — abort
+        requests at or before it do not apply — or 0 for a run this handle created, whose
+        RunCreated waits in the buffer with the rest.
     """
 
     __slots__ = ("_abort_reason", "_buf", "_clock", "_closed", "_floor", "_halt", "_keys",

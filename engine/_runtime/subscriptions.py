@@ -138,16 +138,18 @@ class Hub:
 
 
 class Subscription:
-    """An async iterator of ``Event``s: history from a position, then live.
-
-    ``position`` is the last position the subscription has covered (delivered, buffered for
-    the consumer, or skipped as not matching).
+    """An async iterator of ``Event``s: history from a position, then live (see
+    [the log and subscriptions][the-log-and-subscriptions]). Use it with ``async for``, and
+    end it with ``aclose()`` or an ``async with`` block.
 
     ``caught_up`` is about the consumer, not the reads: it turns true once ``__anext__`` has
     returned every event that matches the subscription at a position at or below H, the log's
     head when the subscription started (for ``"live"``, at once: it has no history). It flips
     as the last such event is handed over, so a consumer that checks ``caught_up`` after each
     event knows whether that one was the last of the history.
+
+    :ivar position: the last position the subscription has covered (delivered, buffered for
+        the consumer, or skipped as not matching).
     """
 
     def __init__(self, store: Store, hub: Hub, where: EventFilter,

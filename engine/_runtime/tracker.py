@@ -1,11 +1,12 @@
-"""The tracker: one open database, its writer, and the API of SPEC §2.
+"""The tracker: one open database, its writer, and the API users call (``engine.connect``).
 
 ``async with engine.connect(...) as tracker`` opens the store and starts the background tasks
-in a task group the tracker owns: the writer, heartbeats for live runs, the reaper that marks
-silent runs crashed, and a cheap poll of the log's head that notices other processes' writes
-(abort requests, subscriptions). Leaving the block commits everything buffered, then stops them.
+in a task group the tracker owns, each run by its ``Supervisor``: the writer, and the loops
+of ``Liveness`` — heartbeats for live runs, the reaper that marks silent runs crashed, and a
+cheap poll of the log's head that notices other processes' writes (abort requests,
+subscriptions). Leaving the block commits everything buffered, then stops them.
 
-Its settings are checked by ``_settings``; its reads live in ``_tracker_reads``.
+Its settings are checked by ``settings``; its reads live in ``reads``.
 """
 
 from __future__ import annotations
@@ -43,6 +44,7 @@ from .reads import TrackerReads
 from .run import EditContext, Run, RunContext, Watcher
 from .settings import check_settings
 from .subscriptions import Hub, Subscription
+from .supervisor import Supervisor
 from .writer import Writer
 
 __all__ = ["Tracker", "connect"]
@@ -110,10 +112,14 @@ def _names(values: Iterable[str] | None, what: str) -> frozenset[str] | None:
 class Tracker(TrackerReads):
     """An open connection to a Kittiwake database: start runs, read them, follow the log.
 
-    Make one with :func:`connect`. The constructor takes the same settings, and
+    Make one with [connect][engine.connect]. The constructor takes the same settings, and
     ``upcasters``: the schema registry the log is read with. Event types and their versions
-    belong to the engine (SPEC §6), so that is always this release's own registry
-    (``_events.default_upcasters()``) — tests pass another to play an older or newer release.
+    belong to the engine, not to users, so that is always this release's own registry
+    (``engine._core.events.default_upcasters()``) — tests pass another to play an older or
+    newer release.
+
+    :ivar url: the database it was opened on.
+    :ivar project: the project every call uses unless it passes ``project=``.
     """
 
     def __init__(self, url: str, *, project: str, durability: str, flush_interval: float,
@@ -135,6 +141,7 @@ class Tracker(TrackerReads):
         self._writer: Writer | None = None
         self._tasks: TaskGroup | None = None
         self._hub = Hub()
+        self._supervisor = Supervisor()
         self._liveness: Liveness | None = None
         self._opener: RunOpener | None = None
 
@@ -165,13 +172,15 @@ class Tracker(TrackerReads):
         writer = Writer(store, clock=self._clock, flush_interval=settings.flush_interval,
                         batch_points=settings.batch_points,
                         max_pending=settings.max_pending_points)
-        liveness = Liveness(store, writer, self._hub, clock=self._clock,
+        supervisor = self._supervisor
+        liveness = Liveness(store, writer, self._hub, supervisor, clock=self._clock,
                             heartbeat_interval=settings.heartbeat_interval,
                             crash_timeout=settings.crash_timeout,
                             reap_interval=settings.reap_interval,
                             poll_interval=settings.poll_interval)
         writer.on_commit.append(liveness.on_commit)
         writer.on_commit.append(self._hub.publish)
+        supervisor.on_failure += [liveness.halt, writer.close, self._hub.fail]
         self._writer = writer
         self._liveness = liveness
         self._opener = RunOpener(store, writer, self._clock)
@@ -179,7 +188,7 @@ class Tracker(TrackerReads):
         tasks = anyio.create_task_group()
         await tasks.__aenter__()
         self._tasks = tasks
-        liveness.start(tasks)  # the writer too: a loop that fails stops the tracker cleanly
+        supervisor.start(tasks, writer.run, *liveness.loops)
         self._state = _State.OPEN
         return self
 
@@ -218,8 +227,8 @@ class Tracker(TrackerReads):
                 self._hub.close()
                 with anyio.CancelScope(shield=True):
                     await self._store.close()
-        if self._liveness.failure is not None:
-            raise self._liveness.failure
+        if self._supervisor.failure is not None:
+            raise self._supervisor.failure
 
     def _open(self) -> tuple[Store, Writer]:
         if self._state is not _State.OPEN:

@@ -1,6 +1,6 @@
 """The writer task: every append of a tracker goes through it, in group commits.
 
-Run handles buffer what they log in a ``RunBuffer`` (``_buffer``); the writer wakes when
+Run handles buffer what they log in a ``RunBuffer`` (``buffer``); the writer wakes when
 something is buffered, waits up to ``flush_interval`` for more (or not at all when a flush is
 asked for or the buffers pass ``batch_points``), takes every buffer at once and commits the lot
 in one transaction. A buffer is only ever touched under the tracker-wide ``threading.Lock``,

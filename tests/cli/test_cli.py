@@ -1,4 +1,4 @@
-"""The ``kittiwake`` command (SPEC §9), run in-process through ``engine._cli.main``."""
+"""The ``kittiwake`` command (docs/cli.md), run in-process through ``engine._cli.main``."""
 
 from __future__ import annotations
 

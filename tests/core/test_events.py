@@ -1,4 +1,4 @@
-"""Schema versions of the log (SPEC §6): the engine's upcaster registry, old payloads lifted on
+"""Schema versions of the log (docs/log.md): the engine's upcaster registry, old payloads lifted on
 every read and never rewritten, and logs from a newer release refused rather than misread."""
 
 from __future__ import annotations

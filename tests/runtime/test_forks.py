@@ -1,4 +1,4 @@
-"""Forks (SPEC §5): what a child inherits from its parent, as it was when the fork was made,
+"""Forks (docs/runs.md): what a child inherits from its parent, as it was when the fork was made,
 and the child's past read back with ``get_run(as_of=)``."""
 
 from __future__ import annotations

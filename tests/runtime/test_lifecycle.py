@@ -1,4 +1,4 @@
-"""A run's life (SPEC §4): terminal states, resume and rewind, aborts, deletion, experiments,
+"""A run's life (docs/runs.md): terminal states, resume and rewind, aborts, deletion, experiments,
 the reaper, backpressure, and what happens to handles and trackers once they are closed."""
 
 from __future__ import annotations

@@ -74,7 +74,7 @@ async def test_a_loop_outlives_store_errors(make: MakeTracker, method: str) -> N
         assert tracker._liveness is not None
         store = Failing(tracker._liveness.store, method, times=3)
         tracker._liveness.store = store  # type: ignore[assignment]
-        tracker._liveness.retry_delays = (0.0,) * 5
+        tracker._supervisor.retry_pauses = (0.0,) * 5
         async with tracker.start_run("r") as run:  # someone to beat for, and to follow for
             with anyio.fail_after(30):
                 await store.recovered.wait()
@@ -82,7 +82,7 @@ async def test_a_loop_outlives_store_errors(make: MakeTracker, method: str) -> N
             await run.flush()  # the writer is alive too
         assert store.failures == 3
         assert (await tracker.get_run("r")).status == "succeeded"
-    assert tracker._liveness.failure is None
+    assert tracker._supervisor.failure is None
 
 
 async def raised(action: Callable[[], Awaitable[object]]) -> BaseException:
@@ -105,7 +105,7 @@ async def test_a_store_that_stays_down_stops_the_tracker_and_nobody_hangs(
             assert writer is not None
             failing = Failing(liveness.store, "wait_for_head", times=None, on=False)
             liveness.store = failing  # type: ignore[assignment]
-            liveness.retry_delays = (0.0, 0.0)
+            tracker._supervisor.retry_pauses = (0.0, 0.0)
             held = HeldAppend(writer.store)
             writer.store = held  # type: ignore[assignment]
             sub = tracker.subscribe(from_position="live")

@@ -1,4 +1,4 @@
-"""What logging accepts and refuses (SPEC §3), on every backend.
+"""What logging accepts and refuses (docs/logging.md), on every backend.
 
 Each rule is checked at the API a training script calls (``log_metrics``, ``log_configs``,
 ``add_tags``, ``start_run``) and, where it matters, read back through ``get_run`` and
@@ -21,7 +21,7 @@ import engine
 from engine.errors import ValidationError
 from tests.conftest import MakeTracker
 
-# Keys SPEC §3 refuses, with why.
+# Keys logging refuses, with why.
 BAD_KEYS = [
     pytest.param("", id="empty"),
     pytest.param("k" * 1025, id="too-long"),
