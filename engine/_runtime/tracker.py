@@ -94,19 +94,21 @@ def connect(
     )
 
 
-def _names(values: Iterable[str] | None, what: str) -> frozenset[str] | None:
+def _names(values: object, what: str) -> frozenset[str] | None:
     if values is None:
         return None
+    listed: list[object]
     if isinstance(values, str):
         listed = [values]
     elif isinstance(values, Iterable) and not isinstance(values, Mapping):
         listed = list(values)
     else:
         listed = [values]
-    if not all(type(v) is str for v in listed):
+    names = [v for v in listed if type(v) is str]
+    if len(names) != len(listed):
         raise ValidationError(f"{what} must be a string or a collection of strings, not "
                               f"{values!r}", key=what)
-    return frozenset(listed)
+    return frozenset(names)
 
 
 class Tracker(TrackerReads):
@@ -293,13 +295,18 @@ class Tracker(TrackerReads):
                         flat_config, resume, rewind_to)
         return RunContext(start)
 
-    async def _start(self, project: str, run_id: str | None, *args: Any) -> tuple[Run, Watcher]:
+    async def _start(self, project: str, run_id: str | None, name: str | None,
+                     experiment: str | None, fork: tuple[str, int | float] | None,
+                     tags: list[str], config: dict[str, Any], resume: bool,
+                     rewind_to: int | float | None) -> tuple[Run, Watcher]:
         self._open()
         assert self._opener is not None and self._liveness is not None
         if run_id is not None and (project, run_id) in self._liveness.live:
             raise RunExistsError(f"run {run_id!r} is already open in this tracker; end its "
                                  "block before resuming it")
-        return await self._opener.open(project, run_id, *args), self._liveness
+        run = await self._opener.open(project, run_id, name, experiment, fork, tags, config,
+                                      resume, rewind_to)
+        return run, self._liveness
 
     def edit_run(self, run_id: str, *, project: str | None = None) -> EditContext:
         """A handle on an existing run, running or ended, to add to it later — a leaderboard
