@@ -17,7 +17,7 @@ import warnings
 from collections.abc import Callable, Iterable, Mapping
 from functools import partial
 from types import TracebackType
-from typing import Any, NoReturn
+from typing import Any, Literal, NoReturn
 
 import anyio
 from anyio.abc import TaskGroup
@@ -42,8 +42,8 @@ from .liveness import Liveness
 from .opening import RunOpener
 from .reads import TrackerReads
 from .run import EditContext, Run, RunContext, Watcher
-from .settings import check_settings
-from .subscriptions import Hub, Subscription
+from .settings import Durability, check_settings
+from .subscriptions import Hub, Subscription, start_in_background
 from .supervisor import Supervisor
 from .writer import Writer
 
@@ -59,7 +59,7 @@ def connect(
     url: str,
     *,
     project: str = "default",
-    durability: str = "full",
+    durability: Durability = "full",
     flush_interval: float = 0.02,
     batch_points: int = 50_000,
     max_pending_points: int = 1_000_000,
@@ -124,7 +124,7 @@ class Tracker(TrackerReads):
     :ivar project: the project every call uses unless it passes ``project=``.
     """
 
-    def __init__(self, url: str, *, project: str, durability: str, flush_interval: float,
+    def __init__(self, url: str, *, project: str, durability: Durability, flush_interval: float,
                  batch_points: int, max_pending_points: int, heartbeat_interval: float,
                  crash_timeout: float, reap_interval: float | None, poll_interval: float,
                  clock: Callable[[], float], upcasters: Upcasters | None = None) -> None:
@@ -357,7 +357,8 @@ class Tracker(TrackerReads):
 
     def subscribe(self, runs: Iterable[str] | None = None, types: Iterable[str] | None = None,
                   metrics: Iterable[str] | None = None,
-                  from_position: int | str = "start", *, project: str | None = None,
+                  from_position: int | Literal["start", "live"] = "start", *,
+                  project: str | None = None,
                   buffer_points: int = 1_000_000) -> Subscription:
         """Follow the project's events: history from ``from_position``, then live.
 
@@ -393,7 +394,7 @@ class Tracker(TrackerReads):
         subscription = Subscription(store, self._hub, where, metric_names, from_position,
                                     buffer_points, committing=writer.committing)
         assert self._tasks is not None
-        self._tasks.start_soon(subscription._start_soon)  # fix its history now, not at first use
+        self._tasks.start_soon(start_in_background, subscription)  # fix its history now
         return subscription
 
     async def rebuild_projections(self, progress: Progress | None = None) -> None:
