@@ -3,6 +3,7 @@ with real backpressure and aborts that reach the training thread."""
 
 from __future__ import annotations
 
+import threading
 import time
 from typing import Any
 
@@ -195,3 +196,27 @@ def test_a_closed_sync_tracker_refuses_calls(db_url: str) -> None:
         tracker.get_run("r")
     with pytest.raises(ClosedError), tracker:
         pass
+
+
+def test_a_bad_setting_is_refused_at_the_call() -> None:
+    threads = threading.active_count()
+    with pytest.raises(ValidationError) as caught:
+        engine.sync.connect(":memory:", flush_interval=0)
+    assert caught.value.key == "flush_interval"
+    assert threading.active_count() == threads  # no event loop was started for it
+
+
+def test_every_call_after_close_raises_closed_error(db_url: str) -> None:
+    tracker = connect(db_url)
+    assert not tracker.closed
+    with tracker, tracker.start_run("r") as run:
+        subscription = tracker.subscribe()
+    assert tracker.closed
+    with pytest.raises(ClosedError):
+        run.flush()
+    with pytest.raises(ClosedError):
+        tracker.events()
+    with pytest.raises(ClosedError):
+        tracker.subscribe()
+    assert list(subscription) == []  # it ended with the tracker
+    subscription.close()  # and closing it again is harmless
