@@ -1,4 +1,4 @@
-"""The blocking facade (SPEC §2, "Sync facade"): the same API for synchronous training code,
+"""The blocking facade (`engine.sync`): the same API for synchronous training code,
 with real backpressure and aborts that reach the training thread."""
 
 from __future__ import annotations
