@@ -14,10 +14,18 @@ cancel scope does.
                 run.log_metrics({"loss": 1 / (step + 1)}, step=step)
 """
 
+from engine._sync.run import SyncEditContext as SyncEditContext
 from engine._sync.run import SyncRun as SyncRun
 from engine._sync.run import SyncRunContext as SyncRunContext
 from engine._sync.subscription import SyncSubscription as SyncSubscription
 from engine._sync.tracker import SyncTracker as SyncTracker
 from engine._sync.tracker import connect as connect
 
-__all__ = ["SyncRun", "SyncRunContext", "SyncSubscription", "SyncTracker", "connect"]
+__all__ = [
+    "SyncEditContext",
+    "SyncRun",
+    "SyncRunContext",
+    "SyncSubscription",
+    "SyncTracker",
+    "connect",
+]

@@ -17,7 +17,8 @@ PUBLIC = [
     "Run", "RunContext", "RunGroup", "RunState", "RunsTable", "Series", "Status", "Subscription",
     "Tracker", "connect", "errors", "sync",
 ]
-SYNC = ["SyncRun", "SyncRunContext", "SyncSubscription", "SyncTracker", "connect"]
+SYNC = ["SyncEditContext", "SyncRun", "SyncRunContext", "SyncSubscription", "SyncTracker",
+        "connect"]
 ERRORS = [
     "AuthError", "BackpressureError", "ClosedError", "ConcurrencyError", "EngineError",
     "FileSourceError", "IntegrityError", "QuerySyntaxError", "RunAbortedError", "RunExistsError",

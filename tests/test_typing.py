@@ -81,6 +81,10 @@ SNIPPETS = {
                 for live in subscription:
                     kind: str = live.type
                     break
+            last_week: engine.RunState = tracker.get_run("r1", as_of=datetime(2025, 1, 1))
+            then: list[engine.RunState] = tracker.list_runs(as_of=state.position)
+            with tracker.edit_run("r1") as edit:
+                edit.log_metrics({"leaderboard/score": 0.91}, step=0)
             tracker.abort_run("r1", reason="diverged")
             tracker.delete_run("r2")
             tracker.rebuild_projections(lambda done, total: None)
@@ -135,6 +139,8 @@ SNIPPETS = {
             tracker.get_run("r1", 10)  # E: call-arg
             tracker.read_series("r1")  # E: call-arg
             tracker.subscribe(from_position="begin")  # E: arg-type
+            tracker.read_series("r1", "loss", as_of="yesterday")  # E: arg-type
+            tracker.edit_run("r1").log_metrics({"score": 1.0})  # E: attr-defined
             name: int = tracker.get_run("r1").name  # E: assignment
     """,
     "async_mistakes": """

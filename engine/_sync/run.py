@@ -1,4 +1,4 @@
-"""The blocking run handle and its ``with`` context.
+"""The blocking run handle and its ``with`` contexts: a run's own, and an edit's.
 
 Logging does not cross threads: the training thread checks and buffers its points itself,
 with the async handle's own methods, and wakes the writer only when a batch starts or fills.
@@ -15,12 +15,19 @@ from functools import partial
 from types import TracebackType
 from typing import Any
 
-from engine._runtime.run import Run, RunContext, begin_blocking, end_blocking, wait_for_room
+from engine._runtime.run import (
+    EditContext,
+    Run,
+    RunContext,
+    begin_blocking,
+    end_blocking,
+    wait_for_room,
+)
 from engine.errors import BackpressureError
 
 from .portal import Portal
 
-__all__ = ["SyncRun", "SyncRunContext"]
+__all__ = ["SyncEditContext", "SyncRun", "SyncRunContext"]
 
 _ROOM_WAIT = 0.05  # seconds between retries of a call the buffer had no room for
 
@@ -59,6 +66,33 @@ class SyncRunContext:
         """
         assert self._run is not None
         return self._portal.call(partial(end_blocking, self._context, exc))
+
+
+class SyncEditContext:
+    """``with tracker.edit_run(run_id) as run``: the blocking twin of ``EditContext``, a
+    handle on an existing run that logs without touching its status. Leaving the block
+    flushes what it logged."""
+
+    def __init__(self, portal: Portal, context: EditContext) -> None:
+        self._portal = portal
+        self._context = context
+
+    def __enter__(self) -> SyncRun:
+        """Open the handle on the run.
+
+        :raises RunNotFoundError: if there is no such run (or it was deleted).
+        :raises RuntimeError: when this context was entered before.
+        """
+        return SyncRun(self._portal, self._portal.call(self._context.__aenter__))
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        """Flush what the block logged; later logging calls raise ``ClosedError``. The
+        block's exception, if any, goes on.
+
+        :raises EngineError: when the store refused or failed to write it.
+        """
+        self._portal.call(partial(self._context.__aexit__, exc_type, exc, tb))
 
 
 class SyncRun:

@@ -17,13 +17,14 @@ from typing import Any, Literal
 from engine._core.model import Event, Experiment, Lineage, RunState, Series
 from engine._query.export import RunsTable
 from engine._query.tree import RunGroup
+from engine._runtime.past import AsOf
 from engine._runtime.settings import Durability
 from engine._runtime.tracker import Tracker
 from engine._storage.contract import Progress
 from engine.errors import ClosedError
 
 from .portal import Portal
-from .run import SyncRunContext
+from .run import SyncEditContext, SyncRunContext
 from .subscription import SyncSubscription
 
 __all__ = ["SyncTracker", "connect"]
@@ -184,6 +185,16 @@ class SyncTracker:
             resume=resume, rewind_to=rewind_to, project=project)
         return SyncRunContext(self._portal, context)
 
+    def edit_run(self, run_id: str, *, project: str | None = None) -> SyncEditContext:
+        """A handle on an existing run, running or ended, to add configs, tags or metrics to
+        it later without reopening it; use it as ``with`` (see ``Tracker.edit_run``).
+
+        :raises ValidationError: for a bad ``run_id`` or ``project``.
+        :raises RunNotFoundError: on entry, if there is no such run (or it was deleted).
+        """
+        context = self._open().edit_run(run_id, project=project)
+        return SyncEditContext(self._portal, context)
+
     def abort_run(self, run_id: str, reason: str | None = None, *,
                   project: str | None = None) -> None:
         """Ask a running run to stop, in any process (see ``Tracker.abort_run``).
@@ -203,10 +214,10 @@ class SyncTracker:
 
     # Reads ---------------------------------------------------------------------------------
 
-    def get_run(self, run_id: str, *, as_of: int | None = None,
+    def get_run(self, run_id: str, *, as_of: AsOf | None = None,
                 project: str | None = None) -> RunState:
-        """The run's state now, or as it was at log position ``as_of`` (see
-        ``Tracker.get_run``).
+        """The run's state now, or as it was at ``as_of``, a log position or a ``datetime``
+        (see ``Tracker.get_run``).
 
         :raises RunNotFoundError: if there is no such run (or none yet at ``as_of``).
         """
@@ -216,24 +227,25 @@ class SyncTracker:
     def list_runs(self, where: str | None = None, *,
                   order_by: str | Sequence[str] | None = None, limit: int | None = None,
                   offset: int = 0, include_deleted: bool = False, heads_only: bool = False,
-                  project: str | None = None) -> list[RunState]:
-        """The runs matching ``where``, sorted by ``order_by`` and paged (see
-        ``Tracker.list_runs``).
+                  as_of: AsOf | None = None, project: str | None = None) -> list[RunState]:
+        """The runs matching ``where``, sorted by ``order_by`` and paged, now or as they were
+        at ``as_of`` (see ``Tracker.list_runs``).
 
         :raises QuerySyntaxError: for a ``where`` or ``order_by`` that does not parse.
-        :raises ValidationError: for a bad ``limit``, ``offset`` or ``project``.
+        :raises ValidationError: for a bad ``limit``, ``offset``, ``as_of`` or ``project``.
         """
         tracker = self._open()
         return self._portal.call(partial(
             tracker.list_runs, where, order_by=order_by, limit=limit, offset=offset,
-            include_deleted=include_deleted, heads_only=heads_only, project=project))
+            include_deleted=include_deleted, heads_only=heads_only, as_of=as_of,
+            project=project))
 
     def group_runs(self, by: str | Sequence[str], *, where: str | None = None,
                    aggregates: str | Sequence[str] | None = None,
                    include_deleted: bool = False, heads_only: bool = False,
-                   project: str | None = None) -> list[RunGroup]:
-        """The runs matching ``where`` grouped by ``by``, with counts and metric statistics
-        (see ``Tracker.group_runs``).
+                   as_of: AsOf | None = None, project: str | None = None) -> list[RunGroup]:
+        """The runs matching ``where`` grouped by ``by``, with counts and metric statistics,
+        now or as they were at ``as_of`` (see ``Tracker.group_runs``).
 
         :raises QuerySyntaxError: for a ``by``, ``where`` or ``aggregates`` that does not
             parse.
@@ -241,14 +253,15 @@ class SyncTracker:
         tracker = self._open()
         return self._portal.call(partial(
             tracker.group_runs, by, where=where, aggregates=aggregates,
-            include_deleted=include_deleted, heads_only=heads_only, project=project))
+            include_deleted=include_deleted, heads_only=heads_only, as_of=as_of,
+            project=project))
 
     def fetch_runs_table(self, where: str | None = None, *,
                          order_by: str | Sequence[str] | None = None,
                          limit: int | None = None, offset: int = 0,
                          columns: str | Sequence[str] | None = None,
                          include_deleted: bool = False, heads_only: bool = False,
-                         project: str | None = None) -> RunsTable:
+                         as_of: AsOf | None = None, project: str | None = None) -> RunsTable:
         """``list_runs`` flattened into a ``RunsTable``, one column per field, config path and
         metric aggregate (see ``Tracker.fetch_runs_table``).
 
@@ -258,37 +271,43 @@ class SyncTracker:
         return self._portal.call(partial(
             tracker.fetch_runs_table, where, order_by=order_by, limit=limit, offset=offset,
             columns=columns, include_deleted=include_deleted, heads_only=heads_only,
-            project=project))
+            as_of=as_of, project=project))
 
     def read_series(self, run_id: str, metric: str, *, min_step: int | float | None = None,
                     max_step: int | float | None = None, max_points: int | None = None,
-                    project: str | None = None) -> Series:
+                    as_of: AsOf | None = None, project: str | None = None) -> Series:
         """The run's series for ``metric`` within ``[min_step, max_step]``, downsampled to
-        about ``max_points`` (see ``Tracker.read_series``).
+        about ``max_points``, now or as it was at ``as_of`` (see ``Tracker.read_series``).
 
-        :raises RunNotFoundError: if there is no such run.
+        :raises RunNotFoundError: if there is no such run (or none yet at ``as_of``).
         :raises ValidationError: for a bad bound or ``max_points``.
         """
         tracker = self._open()
         return self._portal.call(partial(
             tracker.read_series, run_id, metric, min_step=min_step, max_step=max_step,
-            max_points=max_points, project=project))
+            max_points=max_points, as_of=as_of, project=project))
 
-    def get_experiment(self, name: str, *, project: str | None = None) -> Experiment:
-        """The experiment's head and history (see ``Tracker.get_experiment``).
+    def get_experiment(self, name: str, *, as_of: AsOf | None = None,
+                       project: str | None = None) -> Experiment:
+        """The experiment's head and history, now or as they were at ``as_of`` (see
+        ``Tracker.get_experiment``).
 
         :raises ValidationError: for a bad experiment name.
         """
         tracker = self._open()
-        return self._portal.call(partial(tracker.get_experiment, name, project=project))
+        return self._portal.call(partial(tracker.get_experiment, name, as_of=as_of,
+                                         project=project))
 
-    def lineage(self, run_id: str, *, project: str | None = None) -> Lineage:
-        """The run's ancestors (parent first) and descendants (see ``Tracker.lineage``).
+    def lineage(self, run_id: str, *, as_of: AsOf | None = None,
+                project: str | None = None) -> Lineage:
+        """The run's ancestors (parent first) and descendants, now or as they were at
+        ``as_of`` (see ``Tracker.lineage``).
 
-        :raises RunNotFoundError: if there is no such run.
+        :raises RunNotFoundError: if there is no such run (or none yet at ``as_of``).
         """
         tracker = self._open()
-        return self._portal.call(partial(tracker.lineage, run_id, project=project))
+        return self._portal.call(partial(tracker.lineage, run_id, as_of=as_of,
+                                         project=project))
 
     def events(self, from_position: int = 0, *, project: str | None = None) -> Iterator[Event]:
         """The project's events after ``from_position``, in log order, to the end of the log
