@@ -15,7 +15,9 @@ Everything else is private, one subpackage per layer, each importing only the la
   and one subpackage per backend (``sqlite``, ``postgres``).
 - ``_runtime``: the tracker and its reads, opening runs, the run handle, its buffer and the
   writer, the supervisor of the background loops, liveness, subscriptions, the C hot path.
-- ``sync``: the blocking facade over ``_runtime``.
+- ``sync``: the blocking facade over ``_runtime``; ``_sync`` implements it — the event loop
+  in a thread of its own, and the blocking twins of the tracker, run handles and
+  subscriptions.
 - ``_cli``: the ``kittiwake`` command.
 
 The server, the remote client, the dashboard, the job queue and system metrics come later,

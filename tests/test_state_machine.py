@@ -270,9 +270,9 @@ class TrackerMachine(RuleBasedStateMachine):
                 assert same_state(got, want), state_diff(got, want)
         for name in EXPERIMENTS[1:]:
             assert self.tracker.get_experiment(name) == self.fold.experiment(project, name)
-        store = self.tracker._async()._store
+        store = self.tracker._tracker._store
         assert store is not None
-        assert self.tracker._call(store.verify_rebuild) == []
+        assert self.tracker._portal.call(store.verify_rebuild) == []
 
 
 def machine_test(make_url: Callable[[], str], examples: int) -> type:

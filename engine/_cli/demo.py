@@ -13,7 +13,7 @@ import math
 import random
 from collections.abc import Awaitable
 from dataclasses import dataclass, field
-from typing import TextIO
+from typing import TextIO, TypedDict, Unpack
 
 import anyio
 
@@ -26,6 +26,15 @@ from .display import fmt, table
 __all__ = ["run_demo"]
 
 EXPERIMENT = "gull-flying"
+
+
+class _Start(TypedDict, total=False):
+    """How a simulated run starts, besides its id and experiment."""
+
+    fork: tuple[str, int]
+    tags: tuple[str, ...]
+    resume: bool
+    rewind_to: int
 
 
 class Diverged(FloatingPointError):
@@ -87,7 +96,7 @@ def _loss(step: int, lr: float, seed: int, start: float = 2.5, origin: int = 0) 
 async def _train(tracker: Tracker, board: _Board, run_id: str, label: str, *, lr: float,
                  steps: range, delay: float, seed: int, checkpoints: list[int] | None = None,
                  diverge_at: int | None = None, preempt_at: int | None = None,
-                 start_loss: float = 2.5, origin: int = 0, **start: object) -> None:
+                 start_loss: float = 2.5, origin: int = 0, **start: Unpack[_Start]) -> None:
     try:
         await _steps(tracker, board, run_id, label, lr=lr, steps=steps, delay=delay, seed=seed,
                      checkpoints=checkpoints, diverge_at=diverge_at, preempt_at=preempt_at,
@@ -99,8 +108,8 @@ async def _train(tracker: Tracker, board: _Board, run_id: str, label: str, *, lr
 async def _steps(tracker: Tracker, board: _Board, run_id: str, label: str, *, lr: float,
                  steps: range, delay: float, seed: int, checkpoints: list[int] | None,
                  diverge_at: int | None, preempt_at: int | None, start_loss: float,
-                 origin: int, **start: object) -> None:
-    async with tracker.start_run(run_id, experiment=EXPERIMENT, **start) as run:  # type: ignore[arg-type]
+                 origin: int, **start: Unpack[_Start]) -> None:
+    async with tracker.start_run(run_id, experiment=EXPERIMENT, **start) as run:
         run.log_configs({"optimizer": {"name": "sgd", "lr": lr}, "seed": seed})
         for step in steps:
             loss = _loss(step, lr, seed, start_loss, origin)

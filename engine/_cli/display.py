@@ -62,7 +62,7 @@ def event_json(event: Event) -> bytes:
 
 def run_json(state: RunState) -> dict[str, Any]:
     """A run as JSON-ready values."""
-    return jsonable({
+    values: dict[str, Any] = jsonable({
         "project": state.project, "run_id": state.run_id, "name": state.name,
         "experiment": state.experiment, "status": str(state.status),
         "status_reason": state.status_reason, "tags": sorted(state.tags),
@@ -75,6 +75,7 @@ def run_json(state: RunState) -> dict[str, Any]:
         "ended_at": None if state.ended_at is None else state.ended_at.isoformat(),
         "deleted": state.deleted, "version": state.version, "position": state.position,
     })
+    return values
 
 
 class Progress:

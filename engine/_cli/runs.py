@@ -13,7 +13,7 @@ import math
 import sys
 from collections.abc import Iterable, Sequence
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeVar
 
 import orjson
 
@@ -45,8 +45,11 @@ _TABLE_COLUMNS = (Field("run", "run_id"), Field("run", "name"), Field("run", "ex
                   Field("run", "status"), Field("run", "created_at"))
 _MISSING = "(missing)"
 
+Parser = TypeVar("Parser", bound=argparse.ArgumentParser)
 
-def add_commands(commands: Any, runs: Any) -> None:
+
+def add_commands(commands: argparse._SubParsersAction[Parser],
+                 runs: argparse._SubParsersAction[Parser]) -> None:
     """Register ``runs list`` and ``runs group`` on the ``runs`` sub-parsers and ``diff`` on
     the top-level ones."""
     listing = runs.add_parser(

@@ -8,7 +8,6 @@ import shlex
 import shutil
 import sys
 from pathlib import Path
-from typing import Any
 
 from engine._runtime.tracker import Tracker, connect
 
@@ -17,14 +16,14 @@ from .errors import CliError
 __all__ = ["invoked_as", "open_tracker"]
 
 
-def open_tracker(args: argparse.Namespace, **settings: Any) -> Tracker:
+def open_tracker(args: argparse.Namespace) -> Tracker:
     """The tracker for ``--db``; refuses to create a missing database unless the command
     creates one (a typo in ``--db`` should not leave an empty file behind)."""
     url: str = args.db
     if "://" not in url and url != ":memory:" and not getattr(args, "creates", False) \
             and not Path(url).exists():
         raise CliError(f"no database at {url!r}; run `kittiwake demo` or pass --db")
-    return connect(url, project=args.project, **settings)
+    return connect(url, project=args.project)
 
 
 def invoked_as(args: argparse.Namespace) -> str:

@@ -21,7 +21,7 @@ import sys
 from array import array
 from collections.abc import Mapping
 from datetime import datetime
-from typing import Any
+from typing import Any, NoReturn
 
 import orjson
 
@@ -36,7 +36,7 @@ _FLOAT_TAGS = {"nan": math.nan, "inf": math.inf, "-inf": -math.inf}
 _BIG_ENDIAN = sys.byteorder == "big"
 
 
-def _refuse(value: Any) -> Any:
+def _refuse(value: object) -> NoReturn:
     raise TypeError(type(value).__name__)
 
 
@@ -107,7 +107,8 @@ def _decode(data: bytes | memoryview, *, keep_arrays: bool) -> Any:
 def _needs_tags(value: Any) -> bool:
     kind = type(value)
     if kind is float:
-        return value - value != 0.0  # true for NaN and ±inf only
+        number: float = value
+        return number - number != 0.0  # true for NaN and ±inf only
     if kind is dict:
         return any(_needs_tags(v) for v in value.values())
     if kind is list or kind is tuple:
@@ -162,7 +163,7 @@ def _tag(value: Any, parts: list[bytes], *, fast: bool, seen: dict[int, Any]) ->
     return _refuse(value)
 
 
-def _escape(key: Any) -> str:
+def _escape(key: object) -> str:
     if type(key) is not str:
         _refuse(key)
     return "$" + key if key[:1] == "$" else key

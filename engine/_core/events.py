@@ -155,13 +155,13 @@ class Upcasters:
                         f"no upcaster for {event_type} from version {version} to {version + 1}"
                     )
         for event_type, version in self._steps:
-            current = self._versions.get(event_type)
-            if current is None:
+            newest = self._versions.get(event_type)
+            if newest is None:
                 raise EngineError(f"upcaster for {event_type}, a type with no current version")
-            if version >= current:
+            if version >= newest:
                 raise EngineError(
                     f"upcaster for {event_type} from version {version} is past the current "
-                    f"version {current}"
+                    f"version {newest}"
                 )
 
     def current(self, event_type: str) -> int | None:

@@ -292,14 +292,14 @@ def assemble(parts: Iterable[Bounded]) -> Series:
 
 def _join_steps(parts: list[array[Any]]) -> array[Any]:
     if all(p.typecode == "q" for p in parts):
-        out = array("q")
+        ints = array("q")
         for p in parts:
-            out.extend(p)
-        return out
-    out = array("d")
+            ints.extend(p)
+        return ints
+    floats = array("d")
     for p in parts:
-        out.extend(p if p.typecode == "d" else array("d", p))
-    return normalize_steps(out)
+        floats.extend(p if p.typecode == "d" else array("d", p))
+    return normalize_steps(floats)
 
 
 @dataclass(slots=True)

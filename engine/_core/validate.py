@@ -136,49 +136,45 @@ def scalar(value: object) -> object:
 def check_metric_value(key: str, value: object) -> float:
     """A metric value as a float: ints and floats (NaN and ±inf too), NumPy scalars and
     one-element arrays or tensors of them; never a bool (``np.bool_`` included)."""
-    kind = type(value)
-    if kind is float:
-        return value  # type: ignore[return-value]
-    if kind is not int:
-        plain = scalar(value)
-        if type(plain) is float:
-            return plain  # type: ignore[return-value]
-        if type(plain) is not int:
-            raise ValidationError(
-                f"metric {key!r}: value {value!r} of type {kind.__name__} is not an int or "
-                "float", key=key)
-        value = plain
+    if type(value) is float:
+        return value
+    plain = value if type(value) is int else scalar(value)
+    if type(plain) is float:
+        return plain
+    if type(plain) is not int:
+        raise ValidationError(
+            f"metric {key!r}: value {value!r} of type {type(value).__name__} is not an int or "
+            "float", key=key)
     try:
-        return float(value)  # type: ignore[arg-type]
+        return float(plain)
     except OverflowError:
         raise ValidationError(
-            f"metric {key!r}: {value} is too large for a 64-bit float", key=key
+            f"metric {key!r}: {plain} is too large for a 64-bit float", key=key
         ) from None
 
 
 def check_step(step: object, key: str | None = None) -> int | float:
     """A step: an int in [0, 2**53] or a finite float >= 0 (never bool); NumPy scalars and
     one-element arrays or tensors count as the int or float they hold."""
-    kind = type(step)
-    if kind is not int and kind is not float and not isinstance(step, bool):
-        step = scalar(step)
-        kind = type(step) if type(step) in (int, float) else kind
+    plain = step
+    if type(step) is float:
+        if step >= 0 and math.isfinite(step):
+            return step
+    elif type(step) is int:
+        if 0 <= step <= MAX_STEP:
+            return step
+    elif not isinstance(step, bool):
+        plain = scalar(step)
+        if type(plain) is int or type(plain) is float:
+            return check_step(plain, key)
     where = f"metric {key!r}: " if key else ""
-    if kind is int:
-        if 0 <= step <= MAX_STEP:  # type: ignore[operator]
-            return step  # type: ignore[return-value]
-    elif kind is float:
-        if step >= 0 and math.isfinite(step):  # type: ignore[operator,arg-type]
-            return step  # type: ignore[return-value]
-    else:
+    if type(plain) is int or type(plain) is float:
         raise ValidationError(
-            f"{where}step {step!r} of type {kind.__name__} is not an int or float",
-            key=key or "step",
-        )
+            f"{where}step {plain!r} is not allowed; steps are finite numbers >= 0 (ints up "
+            "to 2**53)", key=key or "step")
     raise ValidationError(
-        f"{where}step {step!r} is not allowed; steps are finite numbers >= 0 (ints up to 2**53)",
-        key=key or "step",
-    )
+        f"{where}step {plain!r} of type {type(step).__name__} is not an int or float",
+        key=key or "step")
 
 
 def normalize_config(config: Mapping[str, Any]) -> dict[str, Any]:
@@ -207,7 +203,7 @@ def _config_value(key: str, value: object) -> Any:
     if type(plain) in (bool, float):
         return plain
     if type(plain) is int:
-        return _int64(key, plain)  # type: ignore[arg-type]
+        return _int64(key, plain)
     if isinstance(plain, str):
         return _check_text(str(plain), f"config {key!r} value", key)
     raise ValidationError(
@@ -223,11 +219,11 @@ def _config_item(key: str, value: object) -> str | int | float | bool:
     if isinstance(plain, str):
         return _check_text(str(plain), f"config {key!r} value", key)
     if type(plain) is bool:
-        return plain  # type: ignore[return-value]
+        return plain
     if type(plain) is int:
-        return _int64(key, plain)  # type: ignore[arg-type]
-    if type(plain) is float and math.isfinite(plain):  # type: ignore[arg-type]
-        return plain  # type: ignore[return-value]
+        return _int64(key, plain)
+    if type(plain) is float and math.isfinite(plain):
+        return plain
     raise ValidationError(
         f"config {key!r}: list element {value!r} is not allowed; a config list holds "
         "strings, finite numbers and bools", key=key)

@@ -13,12 +13,16 @@ from engine.errors import QuerySyntaxError
 
 from .tree import bare_char
 
-__all__ = ["KEYWORDS", "OPERATORS", "Lexer", "Token"]
+__all__ = ["KEYWORDS", "OPERATORS", "FieldParts", "Lexer", "Token"]
 
 KEYWORDS = frozenset({"and", "or", "not", "in", "contains", "exists", "true", "false", "null",
                       "nan", "inf"})
 OPERATORS = {"=": "=", "==": "=", "!=": "!=", "<>": "!=", "<": "<", "<=": "<=", ">": ">",
              ">=": ">="}
+
+
+FieldParts = tuple[str, list[tuple[str, int]]]
+"""What a field token holds: its head (``metrics``) and its parts, each with its position."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -28,7 +32,7 @@ class Token:
     kind: str  # field, word, string, number, op, (, ), ",", -, end
     text: str  # the source text (a keyword lower-cased)
     pos: int
-    value: object = None  # a string's or number's value; a field's (head, [(name, pos)…])
+    value: str | int | float | FieldParts | None = None  # a string's, number's or field's
 
 
 class Lexer:

@@ -106,7 +106,8 @@ class _Parser:
             raise self.fail(f"expected a field such as name, config.<path> or "
                             f"metrics.<name>, found {self._found()}")
         token = self.take()
-        head, segments = token.value  # type: ignore[misc]
+        assert isinstance(token.value, tuple)  # the lexer gives every field its parts
+        head, segments = token.value
         pos = token.pos
         known = (*_HEADS, *COLUMN_FIELDS) if columns else _HEADS
         if head not in known:
@@ -240,13 +241,15 @@ class _Parser:
         token = self.tok
         if token.kind in ("string", "number"):
             self.take()
-            return token.value, token.pos  # type: ignore[return-value]
+            assert not isinstance(token.value, tuple)  # only a field's value is a tuple
+            return token.value, token.pos
         if token.kind == "-":
             self.take()
             nxt = self.tok
             if nxt.kind == "number":
                 self.take()
-                return -nxt.value, token.pos  # type: ignore[operator]
+                assert isinstance(nxt.value, (int, float))
+                return -nxt.value, token.pos
             if nxt.kind == "word" and nxt.text == "inf":
                 self.take()
                 return -math.inf, token.pos

@@ -1,5 +1,5 @@
-/* The compiled half of log_metrics' hot path (engine/_runtime/hot_path.py holds its Python
- * twin, the reference the tests hold it to).
+/* The compiled half of log_metrics' hot path (take_floats_py in hot_path.py is its Python
+ * twin and the reference the tests hold it to; _speedups.pyi is its type stub).
  *
  * Checking a call with the same keys as the one before it costs, in Python, a tuple of the
  * keys, a list of the values, a type check of each value and an append to an array: about
@@ -62,9 +62,11 @@ take_floats(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
 }
 
 static PyMethodDef methods[] = {
+    /* The first lines are the signature that inspect.signature (and mypy's stubtest) read. */
     {"take_floats", (PyCFunction)(void (*)(void))take_floats, METH_FASTCALL,
-     "take_floats(metrics, keys, out) -> bool: append a row of exact floats with the expected"
-     " keys to a bytearray of doubles."},
+     "take_floats($module, metrics, keys, out, /)\n--\n\n"
+     "Append a row of exact floats with the expected keys to a bytearray of doubles; "
+     "False, and nothing appended, otherwise."},
     {NULL, NULL, 0, NULL},
 };
 

@@ -8,7 +8,7 @@ store.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncGenerator, Sequence
 
 from engine._core.model import Event, Experiment, Lineage, RunState, Series
 from engine._core.series import downsample, within
@@ -231,7 +231,7 @@ class TrackerReads(ABC):
         return found
 
     async def events(self, from_position: int = 0, *,
-                     project: str | None = None) -> AsyncIterator[Event]:
+                     project: str | None = None) -> AsyncGenerator[Event, None]:
         """The project's events after ``from_position`` (the last position already seen), in
         log order, up to the end of the log."""
         store = await self._reader()

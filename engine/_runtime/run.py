@@ -376,6 +376,7 @@ class RunContext:
         assert run is not None and watcher is not None and scope is not None
         watcher.unwatch(run)
         swallowed = bool(scope.__exit__(exc_type, exc, tb))
+        reason: str | None
         if scope.cancel_called:  # an abort was requested, whether or not the body saw it
             status, reason = "aborted", run._abort_reason or "cancelled"
         elif isinstance(exc, anyio.get_cancelled_exc_class()):
@@ -483,7 +484,7 @@ def _spread(tags: Iterable[str | Iterable[str]]) -> list[Any]:
 
 
 def _timestamp(value: object) -> float:
-    if type(value) in (int, float) and math.isfinite(value):  # type: ignore[arg-type]
-        return float(value)  # type: ignore[arg-type]
+    if (type(value) is float or type(value) is int) and math.isfinite(value):
+        return float(value)
     raise ValidationError(f"timestamp {value!r} is not a number of seconds since the epoch",
                           key="timestamp")

@@ -9,11 +9,15 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Literal
 
 from engine._core.validate import check_project
 from engine.errors import ValidationError
 
-__all__ = ["Settings", "check_settings"]
+__all__ = ["Durability", "Settings", "check_settings"]
+
+Durability = Literal["full", "normal"]
+"""What a flushed point survives: power loss (``full``) or a crash of the process."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -35,7 +35,8 @@ from engine._core.model import Event
 from engine._storage.contract import EventFilter, Store
 from engine.errors import ClosedError
 
-__all__ = ["Hub", "Pager", "Subscription", "weight"]
+__all__ = ["Hub", "Pager", "Subscription", "next_for", "start_in_background",
+           "wait_caught_up_for", "weight"]
 
 _TARGET_POINTS = 50_000  # points per page read from the log
 _MAX_PAGE = 4096
@@ -321,11 +322,6 @@ class Subscription:
                 self._target = head
             self._check_caught_up()
 
-    async def _start_soon(self) -> None:
-        """Start in the background; a failure is left for the consumer's own start to see."""
-        with contextlib.suppress(Exception):
-            await self._start()
-
     async def _step(self) -> bool:
         """Move on by what is at hand: queued batches that continue the subscription, else a
         page of the log. False when there is nothing to do until something happens."""
@@ -405,3 +401,23 @@ class Subscription:
                 event = Event(event.position, event.id, event.project, event.run_id,
                               event.version, event.type, event.timestamp, {"metrics": kept})
             self._ready.append(event)
+
+
+# Friends of Subscription: the tracker, and the blocking facade whose consumer is a thread.
+
+async def start_in_background(subscription: Subscription) -> None:
+    """Fix ``subscription``'s history before its first use (in the tracker's task group); a
+    failure is left for the consumer's own start to see."""
+    with contextlib.suppress(Exception):
+        await subscription._start()
+
+
+async def next_for(subscription: Subscription, consumer: object) -> Event:
+    """``__anext__`` for a consumer that is not a task (a thread: each of its calls runs in
+    a new task). Raises as ``__anext__`` does."""
+    return await subscription._next(consumer)
+
+
+async def wait_caught_up_for(subscription: Subscription, consumer: object) -> int:
+    """``wait_caught_up`` for a consumer that is not a task (see :func:`next_for`)."""
+    return await subscription._wait_caught_up(consumer)

@@ -17,7 +17,7 @@ import warnings
 from collections.abc import Callable, Iterable, Mapping
 from functools import partial
 from types import TracebackType
-from typing import Any, NoReturn
+from typing import Any, Literal, NoReturn
 
 import anyio
 from anyio.abc import TaskGroup
@@ -42,8 +42,8 @@ from .liveness import Liveness
 from .opening import RunOpener
 from .reads import TrackerReads
 from .run import EditContext, Run, RunContext, Watcher
-from .settings import check_settings
-from .subscriptions import Hub, Subscription
+from .settings import Durability, check_settings
+from .subscriptions import Hub, Subscription, start_in_background
 from .supervisor import Supervisor
 from .writer import Writer
 
@@ -59,7 +59,7 @@ def connect(
     url: str,
     *,
     project: str = "default",
-    durability: str = "full",
+    durability: Durability = "full",
     flush_interval: float = 0.02,
     batch_points: int = 50_000,
     max_pending_points: int = 1_000_000,
@@ -94,19 +94,21 @@ def connect(
     )
 
 
-def _names(values: Iterable[str] | None, what: str) -> frozenset[str] | None:
+def _names(values: object, what: str) -> frozenset[str] | None:
     if values is None:
         return None
+    listed: list[object]
     if isinstance(values, str):
         listed = [values]
     elif isinstance(values, Iterable) and not isinstance(values, Mapping):
         listed = list(values)
     else:
         listed = [values]
-    if not all(type(v) is str for v in listed):
+    names = [v for v in listed if type(v) is str]
+    if len(names) != len(listed):
         raise ValidationError(f"{what} must be a string or a collection of strings, not "
                               f"{values!r}", key=what)
-    return frozenset(listed)
+    return frozenset(names)
 
 
 class Tracker(TrackerReads):
@@ -122,7 +124,7 @@ class Tracker(TrackerReads):
     :ivar project: the project every call uses unless it passes ``project=``.
     """
 
-    def __init__(self, url: str, *, project: str, durability: str, flush_interval: float,
+    def __init__(self, url: str, *, project: str, durability: Durability, flush_interval: float,
                  batch_points: int, max_pending_points: int, heartbeat_interval: float,
                  crash_timeout: float, reap_interval: float | None, poll_interval: float,
                  clock: Callable[[], float], upcasters: Upcasters | None = None) -> None:
@@ -293,13 +295,18 @@ class Tracker(TrackerReads):
                         flat_config, resume, rewind_to)
         return RunContext(start)
 
-    async def _start(self, project: str, run_id: str | None, *args: Any) -> tuple[Run, Watcher]:
+    async def _start(self, project: str, run_id: str | None, name: str | None,
+                     experiment: str | None, fork: tuple[str, int | float] | None,
+                     tags: list[str], config: dict[str, Any], resume: bool,
+                     rewind_to: int | float | None) -> tuple[Run, Watcher]:
         self._open()
         assert self._opener is not None and self._liveness is not None
         if run_id is not None and (project, run_id) in self._liveness.live:
             raise RunExistsError(f"run {run_id!r} is already open in this tracker; end its "
                                  "block before resuming it")
-        return await self._opener.open(project, run_id, *args), self._liveness
+        run = await self._opener.open(project, run_id, name, experiment, fork, tags, config,
+                                      resume, rewind_to)
+        return run, self._liveness
 
     def edit_run(self, run_id: str, *, project: str | None = None) -> EditContext:
         """A handle on an existing run, running or ended, to add to it later — a leaderboard
@@ -350,7 +357,8 @@ class Tracker(TrackerReads):
 
     def subscribe(self, runs: Iterable[str] | None = None, types: Iterable[str] | None = None,
                   metrics: Iterable[str] | None = None,
-                  from_position: int | str = "start", *, project: str | None = None,
+                  from_position: int | Literal["start", "live"] = "start", *,
+                  project: str | None = None,
                   buffer_points: int = 1_000_000) -> Subscription:
         """Follow the project's events: history from ``from_position``, then live.
 
@@ -386,7 +394,7 @@ class Tracker(TrackerReads):
         subscription = Subscription(store, self._hub, where, metric_names, from_position,
                                     buffer_points, committing=writer.committing)
         assert self._tasks is not None
-        self._tasks.start_soon(subscription._start_soon)  # fix its history now, not at first use
+        self._tasks.start_soon(start_in_background, subscription)  # fix its history now
         return subscription
 
     async def rebuild_projections(self, progress: Progress | None = None) -> None:

@@ -1,8 +1,9 @@
-"""The blocking facade (SPEC §2, "Sync facade"): the same API for synchronous training code,
+"""The blocking facade (`engine.sync`): the same API for synchronous training code,
 with real backpressure and aborts that reach the training thread."""
 
 from __future__ import annotations
 
+import threading
 import time
 from typing import Any
 
@@ -195,3 +196,63 @@ def test_a_closed_sync_tracker_refuses_calls(db_url: str) -> None:
         tracker.get_run("r")
     with pytest.raises(ClosedError), tracker:
         pass
+
+
+def test_a_bad_setting_is_refused_at_the_call() -> None:
+    threads = threading.active_count()
+    with pytest.raises(ValidationError) as caught:
+        engine.sync.connect(":memory:", flush_interval=0)
+    assert caught.value.key == "flush_interval"
+    assert threading.active_count() == threads  # no event loop was started for it
+
+
+def test_every_call_after_close_raises_closed_error(db_url: str) -> None:
+    tracker = connect(db_url)
+    assert not tracker.closed
+    with tracker, tracker.start_run("r") as run:
+        subscription = tracker.subscribe()
+    assert tracker.closed
+    with pytest.raises(ClosedError):
+        run.flush()
+    with pytest.raises(ClosedError):
+        tracker.events()
+    with pytest.raises(ClosedError):
+        tracker.subscribe()
+    assert list(subscription) == []  # it ended with the tracker
+    subscription.close()  # and closing it again is harmless
+
+
+def test_edit_run_adds_a_score_and_leaves_the_status(db_url: str) -> None:
+    with connect(db_url) as tracker:
+        with pytest.raises(KeyError), tracker.start_run("r") as run:  # noqa: PT012 (training)
+            run.log_metrics({"loss": 0.5}, step=0)
+            raise KeyError("batch")
+        before = tracker.get_run("r")
+        with tracker.edit_run("r") as edit:
+            edit.log_metrics({"leaderboard/score": 0.91}, step=0)
+            edit.add_tags("scored")
+        with pytest.raises(ClosedError):
+            edit.log_metrics({"leaderboard/score": 0.92}, step=1)
+        after = tracker.get_run("r")
+        assert (after.status, after.status_reason, after.ended_at) == \
+            (before.status, before.status_reason, before.ended_at)
+        assert after.metrics["leaderboard/score"].last == 0.91
+        assert after.tags == frozenset({"scored"})
+        with pytest.raises(RunNotFoundError), tracker.edit_run("nope"):
+            pass
+
+
+def test_every_read_takes_as_of(db_url: str) -> None:
+    with connect(db_url) as tracker:
+        with tracker.start_run("r", experiment="e") as run:
+            run.log_metrics({"loss": 1.0}, step=0)
+            run.flush()
+            then = tracker.get_run("r").position
+            run.log_metrics({"loss": 0.5}, step=1)
+        assert tracker.get_run("r", as_of=then).status is Status.RUNNING
+        assert tracker.read_series("r", "loss", as_of=then).steps.tolist() == [0]
+        assert [s.status for s in tracker.list_runs(as_of=then)] == [Status.RUNNING]
+        assert [g.count for g in tracker.group_runs("status", as_of=then)] == [1]
+        assert tracker.fetch_runs_table(columns="status", as_of=then).rows == (("running",),)
+        assert tracker.get_experiment("e", as_of=then).head == "r"
+        assert tracker.lineage("r", as_of=then).ancestors == ()

@@ -1,0 +1,186 @@
+"""The blocking run handle and its ``with`` contexts: a run's own, and an edit's.
+
+Logging does not cross threads: the training thread checks and buffers its points itself,
+with the async handle's own methods, and wakes the writer only when a batch starts or fills.
+When the buffer is full, a logging call waits for the writer to take some points and tries
+again (real backpressure) instead of raising; when the run was aborted, it raises
+``RunAbortedError``, which the run's ``with`` block swallows. Only starting, flushing and
+ending the run are calls into the loop.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Mapping
+from functools import partial
+from types import TracebackType
+from typing import Any
+
+from engine._runtime.run import (
+    EditContext,
+    Run,
+    RunContext,
+    begin_blocking,
+    end_blocking,
+    wait_for_room,
+)
+from engine.errors import BackpressureError
+
+from .portal import Portal
+
+__all__ = ["SyncEditContext", "SyncRun", "SyncRunContext"]
+
+_ROOM_WAIT = 0.05  # seconds between retries of a call the buffer had no room for
+
+
+class SyncRunContext:
+    """``with tracker.start_run(...) as run``: the blocking twin of ``RunContext``. Entering
+    starts the run; leaving flushes it and records ``succeeded``, ``failed`` (the exception's
+    type and message) or ``aborted``."""
+
+    def __init__(self, portal: Portal, context: RunContext) -> None:
+        self._portal = portal
+        self._context = context
+        self._run: SyncRun | None = None
+
+    def __enter__(self) -> SyncRun:
+        """Start the run.
+
+        :raises RunExistsError: when the run exists and ``resume`` was not asked.
+        :raises RunNotFoundError: when the fork parent does not exist.
+        :raises RuntimeError: when this context was entered before.
+        """
+        if self._run is not None:
+            raise RuntimeError("a run context can be entered once")
+        run = self._portal.call(partial(begin_blocking, self._context))
+        self._run = SyncRun(self._portal, run)
+        return self._run
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> bool:
+        """Flush the run and record how its block ended. An abort of this run ends the block
+        quietly (the run ends ``aborted`` and the code after the block runs), as the async
+        block's cancel scope does; any other exception goes on.
+
+        :raises ClosedError: when the tracker closed first (the run stays ``running`` until a
+            reaper marks it crashed).
+        """
+        assert self._run is not None
+        return self._portal.call(partial(end_blocking, self._context, exc))
+
+
+class SyncEditContext:
+    """``with tracker.edit_run(run_id) as run``: the blocking twin of ``EditContext``, a
+    handle on an existing run that logs without touching its status. Leaving the block
+    flushes what it logged."""
+
+    def __init__(self, portal: Portal, context: EditContext) -> None:
+        self._portal = portal
+        self._context = context
+
+    def __enter__(self) -> SyncRun:
+        """Open the handle on the run.
+
+        :raises RunNotFoundError: if there is no such run (or it was deleted).
+        :raises RuntimeError: when this context was entered before.
+        """
+        return SyncRun(self._portal, self._portal.call(self._context.__aenter__))
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        """Flush what the block logged; later logging calls raise ``ClosedError``. The
+        block's exception, if any, goes on.
+
+        :raises EngineError: when the store refused or failed to write it.
+        """
+        self._portal.call(partial(self._context.__aexit__, exc_type, exc, tb))
+
+
+class SyncRun:
+    """A live run for blocking code: the async ``Run``'s logging methods, which wait while
+    the buffer is full instead of raising ``BackpressureError``."""
+
+    def __init__(self, portal: Portal, run: Run) -> None:
+        self._portal = portal
+        self._run = run
+        self.project = run.project
+        self.run_id = run.run_id
+        self.name = run.name
+
+    def __repr__(self) -> str:
+        return f"<SyncRun {self.project}/{self.run_id} name={self.name!r}>"
+
+    @property
+    def abort_requested(self) -> bool:
+        """True once ``abort_run`` was called for this run (here or in another process)."""
+        return self._run.abort_requested
+
+    def log_metrics(self, metrics: Mapping[str, Any], step: int | float | None = None, *,
+                    timestamp: float | None = None) -> None:
+        """Log metric values at ``step`` (see ``Run.log_metrics``); waits while the buffer is
+        full.
+
+        :raises ValidationError: naming the bad key, value or step; nothing is logged.
+        :raises RunAbortedError: once the run was aborted.
+        :raises BackpressureError: when this call alone holds more points than the tracker
+            lets wait.
+        :raises ClosedError: after the run ended.
+        """
+        try:
+            self._run.log_metrics(metrics, step, timestamp=timestamp)
+        except BackpressureError as full:
+            self._when_room(partial(self._run.log_metrics, metrics, step, timestamp=timestamp),
+                            full)
+
+    def log_configs(self, config: Mapping[str, Any]) -> None:
+        """Set config values (see ``Run.log_configs``); waits while the buffer is full.
+
+        :raises ValidationError: naming the bad key or value; nothing is logged.
+        :raises RunAbortedError: once the run was aborted.
+        :raises ClosedError: after the run ended.
+        """
+        try:
+            self._run.log_configs(config)
+        except BackpressureError as full:
+            self._when_room(partial(self._run.log_configs, config), full)
+
+    def add_tags(self, *tags: str | Iterable[str]) -> None:
+        """Add tags (see ``Run.add_tags``); waits while the buffer is full.
+
+        :raises ValidationError: naming the bad tag; nothing is logged.
+        :raises RunAbortedError: once the run was aborted.
+        """
+        try:
+            self._run.add_tags(*tags)
+        except BackpressureError as full:
+            self._when_room(partial(self._run.add_tags, *tags), full)
+
+    def remove_tags(self, *tags: str | Iterable[str]) -> None:
+        """Remove tags (see ``Run.remove_tags``); waits while the buffer is full.
+
+        :raises ValidationError: naming the bad tag; nothing is logged.
+        :raises RunAbortedError: once the run was aborted.
+        """
+        try:
+            self._run.remove_tags(*tags)
+        except BackpressureError as full:
+            self._when_room(partial(self._run.remove_tags, *tags), full)
+
+    def _when_room(self, call: Callable[[], None], full: BackpressureError) -> None:
+        """Make ``call`` again each time the writer has taken some pending points, until it
+        fits; when nothing is pending, waiting cannot help (the call alone is too big) and
+        ``full``, what it raised last, is raised."""
+        while wait_for_room(self._run, _ROOM_WAIT):
+            try:
+                return call()
+            except BackpressureError as again:
+                full = again
+        raise full
+
+    def flush(self) -> None:
+        """Block until everything logged so far is durable and visible to every read (see
+        ``Run.flush``).
+
+        :raises EngineError: when the store refused or failed to write it.
+        :raises ClosedError: when the tracker is closed.
+        """
+        self._portal.call(self._run.flush)
