@@ -20,9 +20,11 @@ a list of globs); the answers are kept, under a lock, for every later run of the
 ``git/dirty`` tells how the tree was when the process first asked. Git is given
 ``GIT_OPTIONAL_LOCKS=0``, so it never takes the index lock from under the user's own git
 commands, and 10 seconds before it counts as absent. ``environment_async`` runs the first
-call on a worker thread, so the event loop never waits for git; measured on a 2-core
-machine: about 10 ms for the first call in a work tree (3 git processes) and 30 µs once
-known.
+call on a worker thread, so the event loop never waits for git; call it early (when the
+tracker opens) and a run's start finds it known. Measured (``bench/system.py``, a loaded
+2-core machine, in this repository's work tree): the first call takes about 20 ms (three git
+processes) on its thread, during which the event loop is held about 2.5 ms in all (GIL
+hand-offs); once known, a call takes 0.06 ms.
 
 ``source_files(capture)`` lists what to upload as the run's source: the script that started
 the process (``sys.argv[0]`` when it is a file) as ``source/<file name>``, ``git diff HEAD``
@@ -139,7 +141,7 @@ def _static_facts() -> dict[str, Any]:
     global _static
     if _static is None:
         facts: dict[str, Any] = {"host/name": _text(socket.gethostname()),
-                                 "os/platform": platform.platform(),
+                                 "os/platform": _os_platform(),
                                  "python/version": platform.python_version()}
         if sys.executable:
             facts["python/executable"] = _text(sys.executable)
@@ -147,6 +149,20 @@ def _static_facts() -> dict[str, Any]:
             facts["user"] = _text(getpass.getuser())
         _static = facts
     return _static
+
+
+def _os_platform() -> str:
+    """``platform.platform()``'s answer; on Linux made without it, as it reads the whole
+    Python executable to find the C library's version (30 ms of held GIL)."""
+    if sys.platform.startswith("linux"):
+        name = os.uname()
+        platform_ = f"{name.sysname}-{name.release}-{name.machine}"
+        with contextlib.suppress(ValueError, OSError):
+            libc = os.confstr("CS_GNU_LIBC_VERSION")
+            if libc:
+                platform_ += "-with-" + libc.replace(" ", "")
+        return platform_
+    return platform.platform()
 
 
 def _tree(git: str, cwd: str) -> tuple[str, dict[str, Any]] | None:
