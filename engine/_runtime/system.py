@@ -35,6 +35,7 @@ core at the default 10 s, 0.2% at 1 s.
 
 from __future__ import annotations
 
+import functools
 import importlib
 import inspect
 import math
@@ -121,6 +122,9 @@ class SystemSampler:
         Default: now.
     :param clock: the wall clock, ``time.time`` unless a test fakes it.
     :param gpus: the GPUs to read; ``"auto"`` finds them through pynvml, None reads none.
+
+    Making one takes the first readings (and, with ``"auto"``, starts NVML): on an event
+    loop, use ``await SystemSampler.create(...)``.
     """
 
     def __init__(self, started_at: float | None = None, *,
@@ -134,6 +138,15 @@ class SystemSampler:
         self._cpu = _cpu_times()
         self._disk = _counters(psutil.disk_io_counters, "read_bytes", "write_bytes")
         self._network = _counters(psutil.net_io_counters, "bytes_sent", "bytes_recv")
+
+    @classmethod
+    async def create(cls, started_at: float | None = None, *,
+                     clock: Callable[[], float] = time.time,
+                     gpus: NvmlGpus | Literal["auto"] | None = "auto") -> SystemSampler:
+        """A sampler made on a worker thread, for code on an event loop: starting NVML and
+        taking the first readings can take a while (NVML: up to seconds on some machines)."""
+        make = functools.partial(cls, started_at, clock=clock, gpus=gpus)
+        return await anyio.to_thread.run_sync(make)
 
     def sample(self) -> Sample:
         """Read every metric now. Blocking for up to a few milliseconds (``/proc``, NVML):

@@ -62,6 +62,7 @@ def texts(lines: list[list[Any]], stream: str = "stdout") -> list[str]:
 
 def test_print_is_recorded_per_stream_and_still_shown(tmp_path: Path) -> None:
     lines, out, err = run_script(tmp_path, """
+        print("before")  # still in sys.stdout's buffer: a pipe is block-buffered
         with capture:
             print("epoch 1")
             print("warning: slow", file=sys.stderr)
@@ -70,7 +71,7 @@ def test_print_is_recorded_per_stream_and_still_shown(tmp_path: Path) -> None:
     """)
     assert texts(lines) == ["epoch 1", "epoch 2"]
     assert texts(lines, "stderr") == ["warning: slow"]
-    assert out == "epoch 1\nepoch 2\nnot captured\n"
+    assert out == "before\nepoch 1\nepoch 2\nnot captured\n"
     assert err == "warning: slow\n"
 
 

@@ -192,3 +192,13 @@ async def test_sampling_runs_off_the_event_loop() -> None:
 async def test_an_interval_under_a_second_is_refused(interval: Any) -> None:
     with pytest.raises(ValidationError, match="system_metrics_interval"):
         await SystemSampler(gpus=None).run(lambda sample: None, interval)
+
+
+async def test_a_sampler_can_be_made_off_the_event_loop() -> None:
+    nvml = FakeNvml(count=1)
+    sampler = await SystemSampler.create(started_at=time.time() - 5,
+                                         gpus=NvmlGpus.open(nvml))
+    with sampler:
+        sample = sampler.sample()
+    assert sample.step >= 5
+    assert "system/gpu/0/utilization" in sample.values
