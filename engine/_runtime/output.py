@@ -153,6 +153,10 @@ class OutputCapture:
                  first_lines: Mapping[Stream, int] | None = None) -> None:
         self._on_line = on_line
         first = dict(first_lines or {})
+        for name, number in first.items():
+            if name not in _DESCRIPTORS or type(number) is not int or number < 0:
+                raise ValueError(f"first_lines maps 'stdout' and 'stderr' to line numbers "
+                                 f">= 0, not {name!r}: {number!r}")
         self._numbers: dict[Stream, int] = {name: first.get(name, 0) for name in _DESCRIPTORS}
         self._channels: list[_Channel] = []
         self._thread: threading.Thread | None = None

@@ -187,6 +187,12 @@ def test_numbering_can_go_on_from_earlier_lines(tmp_path: Path) -> None:
     assert lines == [["stdout", 40, "resumed"], ["stderr", 0, "oops"]]
 
 
+@pytest.mark.parametrize("first_lines", [{"stdout": -1}, {"stdin": 3}, {"stderr": 1.5}])
+def test_first_lines_must_be_line_numbers(first_lines: dict[Any, Any]) -> None:
+    with pytest.raises(ValueError, match="first_lines"):
+        OutputCapture(lambda *_: None, first_lines=first_lines)
+
+
 def test_the_callback_runs_on_another_thread_and_stop_waits_for_it(tmp_path: Path) -> None:
     lines, _, _ = run_script(tmp_path, """
         threads = set()
