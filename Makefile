@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint bench bench-engine bench-query bench-subscribe bench-postgres bench-compare clean
+.PHONY: demo test lint bench bench-engine bench-query bench-subscribe bench-system bench-postgres bench-compare clean
 
 $(STAMP): pyproject.toml setup.py engine/_runtime/_speedups.c
 	$(PYTHON) -m venv $(VENV)
@@ -40,6 +40,11 @@ bench-query: $(STAMP)
 bench-subscribe: $(STAMP)
 	$(BIN)/python -m bench.subscribe
 
+# What recording the machine costs a run: the system sampler's share of a core, and
+# environment capture's cost to the event loop.
+bench-system: $(STAMP)
+	$(BIN)/python -m bench.system
+
 # The same benchmarks on PostgreSQL (the server in KITTIWAKE_TEST_POSTGRES, by default
 # postgresql://postgres@127.0.0.1:5432/test; each benchmark in schemas of its own).
 bench-postgres: $(STAMP)
@@ -50,7 +55,7 @@ bench-postgres: $(STAMP)
 bench-compare: $(STAMP)
 	$(BIN)/python bench/compare/run.py
 
-bench: bench-engine bench-query bench-subscribe bench-postgres bench-compare
+bench: bench-engine bench-query bench-subscribe bench-system bench-postgres bench-compare
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache .hypothesis
