@@ -35,6 +35,7 @@ from engine._core.model import Status as Status
 from engine._query.export import RunsTable as RunsTable
 from engine._query.tree import MetricStats as MetricStats
 from engine._query.tree import RunGroup as RunGroup
+from engine._runtime.init import init as init
 from engine._runtime.run import EditContext as EditContext
 from engine._runtime.run import Run as Run
 from engine._runtime.run import RunContext as RunContext
@@ -66,5 +67,6 @@ __all__ = [
     "Tracker",
     "connect",
     "errors",
+    "init",
     "sync",
 ]

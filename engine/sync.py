@@ -8,12 +8,16 @@ the writer to catch up (real backpressure) instead of raising; when the run is a
 raises ``RunAbortedError``, and the run's ``with`` block ends quietly, as the async block's
 cancel scope does.
 
+``engine.sync.init(...)`` starts a run without a ``with`` block, for notebooks: log to it,
+then ``run.finish()``; a run never finished is ended when the interpreter exits.
+
     with engine.sync.connect("runs.db") as tracker:
         with tracker.start_run(experiment="baseline") as run:
             for step in range(1000):
                 run.log_metrics({"loss": 1 / (step + 1)}, step=step)
 """
 
+from engine._sync.init import init as init
 from engine._sync.run import SyncEditContext as SyncEditContext
 from engine._sync.run import SyncRun as SyncRun
 from engine._sync.run import SyncRunContext as SyncRunContext
@@ -28,4 +32,5 @@ __all__ = [
     "SyncSubscription",
     "SyncTracker",
     "connect",
+    "init",
 ]

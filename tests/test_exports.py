@@ -15,10 +15,10 @@ import engine.sync
 PUBLIC = [
     "EditContext", "Event", "Experiment", "ForkPoint", "Lineage", "MetricStats", "MetricSummary",
     "Run", "RunContext", "RunGroup", "RunState", "RunsTable", "Series", "Status", "Subscription",
-    "Tracker", "connect", "errors", "sync",
+    "Tracker", "connect", "errors", "init", "sync",
 ]
 SYNC = ["SyncEditContext", "SyncRun", "SyncRunContext", "SyncSubscription", "SyncTracker",
-        "connect"]
+        "connect", "init"]
 ERRORS = [
     "AuthError", "BackpressureError", "ClosedError", "ConcurrencyError", "EngineError",
     "FileSourceError", "IntegrityError", "QuerySyntaxError", "RunAbortedError", "RunExistsError",

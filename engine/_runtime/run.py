@@ -37,10 +37,11 @@ from .hot_path import pack_floats, take_floats
 from .writer import Writer
 
 __all__ = ["EditContext", "Run", "RunContext", "Watcher", "begin_blocking", "end_blocking",
-           "wait_for_room"]
+           "end_blocking_later", "end_buffered", "on_finish", "wait_for_room"]
 
 _BIG = 2.0**1023  # an int beyond this (in size) may not fit a float: check it slowly
 _REASON_LIMIT = 4096
+_ENDINGS = ("succeeded", "failed", "aborted")
 
 
 class Run:
@@ -58,7 +59,8 @@ class Run:
         RunCreated waits in the buffer with the rest.
     """
 
-    __slots__ = ("_abort_reason", "_buf", "_clock", "_closed", "_floor", "_halt", "_keys",
+    __slots__ = ("_abort_reason", "_after_finish", "_buf", "_clock", "_closed", "_floor",
+                 "_halt", "_keys",
                  "_keys_step", "_known", "_last", "_lock", "_raise_on_abort", "_top",
                  "_writer", "name", "project", "run_id", "started_position")
 
@@ -87,6 +89,8 @@ class Run:
         # hot path tests this one attribute instead of each reason.
         self._halt: BaseException | None = None
         self._buf.halt = self.halt
+        # What finishing also does for a run that owns its tracker (``engine.init``).
+        self._after_finish: Callable[[], Awaitable[None]] | None = None
         if creation is not None:
             # A run created by this handle: its RunCreated waits in the buffer like anything
             # else it logs, so starting it costs no round trip to the database.
@@ -300,25 +304,42 @@ class Run:
         """
         await self._writer.flush(self._buf)
 
-    async def finish(self, status: str, reason: str | None) -> None:
-        """Record the terminal status after everything logged, and close the handle.
+    async def finish(self, status: str = "succeeded", reason: str | None = None) -> None:
+        """End the run: record its terminal status after everything logged, wait until all
+        of it is durable, and close the handle. A run's block does this when it ends; call
+        it for a run from ``engine.init``. Finishing twice does nothing.
 
+        :param status: ``"succeeded"``, ``"failed"`` or ``"aborted"``.
+        :param reason: why, shown with the status (``status_reason``).
+        :raises ValidationError: for another status.
         :raises ClosedError: if the tracker closed first (the run stays ``running`` until a
             reaper marks it crashed).
         :raises EngineError: if the store refused some of what this run logged.
         """
+        if status not in _ENDINGS:
+            raise ValidationError(f"status must be one of {', '.join(_ENDINGS)}, not "
+                                  f"{status!r}", key="status")
         if self._closed:
             return
         if isinstance(self._halt, ClosedError):
             raise self._halt
+        if status == "succeeded" and self._abort_reason is not None:
+            status, reason = "aborted", self._abort_reason  # the request is honoured
+        self._end(status, reason)
+        with anyio.CancelScope(shield=True):
+            await self._writer.flush(self._buf)
+        if self._after_finish is not None:
+            after, self._after_finish = self._after_finish, None
+            await after()
+
+    def _end(self, status: str, reason: str | None) -> None:
+        """Buffer the terminal status (the writer commits it after everything logged)."""
         if reason is not None:
             reason = escape_nul(reason)  # it may be an exception's message: not refusable
             if len(reason) > _REASON_LIMIT:
                 reason = reason[: _REASON_LIMIT - 1] + "…"
         self._control(NewEvent(ev.STATUS_CHANGED, {"status": status, "reason": reason}),
                       final=True)
-        with anyio.CancelScope(shield=True):
-            await self._writer.flush(self._buf)
 
     def halt(self, error: BaseException) -> None:
         """Stop accepting anything: every later logging call raises ``error``."""
@@ -441,15 +462,38 @@ async def begin_blocking(context: RunContext) -> Run:
 async def end_blocking(context: RunContext, exc: BaseException | None) -> bool:
     """End the run of a blocking ``context`` as its block ended: with ``exc``, or none.
     True when ``exc`` is this run's own abort, which the block swallows."""
+    run, status, reason = _unwatched(context, exc)
+    await run.finish(status, reason)
+    return isinstance(exc, RunAbortedError) and exc.run_id == run.run_id
+
+
+def end_blocking_later(context: RunContext, exc: BaseException | None) -> None:
+    """End the run of a blocking ``context`` as ``end_blocking`` would, without waiting: the
+    tracker, closing next, commits the status with the rest (its writer may be stopping)."""
+    run, status, reason = _unwatched(context, exc)
+    end_buffered(run, status, reason)
+
+
+def _unwatched(context: RunContext, exc: BaseException | None) -> tuple[Run, str, str | None]:
     run, watcher = context._run, context._watcher
     assert run is not None and watcher is not None
     watcher.unwatch(run)
     if exc is None and run.abort_requested:
-        status, reason = "aborted", run._abort_reason
-    else:
-        status, reason = _ending(exc)
-    await run.finish(status, reason)
-    return isinstance(exc, RunAbortedError) and exc.run_id == run.run_id
+        return run, "aborted", run._abort_reason
+    return run, *_ending(exc)
+
+
+def end_buffered(run: Run, status: str, reason: str | None) -> None:
+    """Record ``run``'s terminal status without waiting for it (a closing tracker commits
+    it with the rest); nothing if the run has ended already."""
+    if not run._closed:
+        run._end(status, reason)
+
+
+def on_finish(run: Run, hook: Callable[[], Awaitable[None]]) -> None:
+    """Have ``run.finish()`` await ``hook`` once the run has ended (``engine.init`` closes
+    the tracker it opened for the run)."""
+    run._after_finish = hook
 
 
 def wait_for_room(run: Run, timeout: float) -> bool:

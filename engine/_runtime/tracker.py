@@ -11,6 +11,7 @@ Its settings are checked by ``settings``; its reads live in ``reads``.
 
 from __future__ import annotations
 
+import asyncio
 import enum
 import time
 import warnings
@@ -41,7 +42,7 @@ from engine.errors import ClosedError, RunExistsError, ValidationError
 from .liveness import Liveness
 from .opening import RunOpener
 from .reads import TrackerReads
-from .run import EditContext, Run, RunContext, Watcher
+from .run import EditContext, Run, RunContext, Watcher, end_buffered
 from .settings import Durability, check_settings
 from .subscriptions import Hub, Subscription, start_in_background
 from .supervisor import Supervisor
@@ -146,6 +147,7 @@ class Tracker(TrackerReads):
         self._supervisor = Supervisor()
         self._liveness: Liveness | None = None
         self._opener: RunOpener | None = None
+        self._host: asyncio.Task[Any] | None = None  # the task that opened the tracker
 
     def __repr__(self) -> str:
         return f"<Tracker {self.url!r} project={self.project!r} {self._state.value}>"
@@ -190,9 +192,43 @@ class Tracker(TrackerReads):
         tasks = anyio.create_task_group()
         await tasks.__aenter__()
         self._tasks = tasks
+        self._host = asyncio.current_task()
         supervisor.start(tasks, writer.run, *liveness.loops)
+        tasks.start_soon(self._keep)
         self._state = _State.OPEN
         return self
+
+    async def _keep(self) -> None:
+        """Wait until the tracker's tasks are cancelled. Cancelled without the tracker being
+        closed — an event loop shutting down under a tracker nobody closed — it commits what
+        the runs buffered, ends the runs still open ``crashed`` (their process is going
+        away), and closes the store, so nothing accepted is lost and no database thread
+        keeps the process from exiting."""
+        try:
+            await anyio.sleep_forever()
+        finally:
+            host = self._host
+            # A host task still running will leave the tracker's block itself (an
+            # ``engine.init`` run's task ends its run first): only an abandoned tracker is
+            # closed here.
+            if self._state is _State.OPEN and (host is None or host.done()):
+                with anyio.CancelScope(shield=True):
+                    await self._abandon()
+
+    async def _abandon(self) -> None:
+        self._state = _State.CLOSED
+        assert self._writer is not None and self._store is not None
+        assert self._liveness is not None
+        for run, _ in list(self._liveness.live.values()):
+            end_buffered(run, "crashed", "the process exited with the run open")
+        closed = ClosedError("the tracker's event loop shut down")
+        self._liveness.halt(closed)
+        try:
+            await self._writer.drain()
+            self._writer.close(closed)
+        finally:
+            self._hub.close()
+            await self._store.close()
 
     async def __aexit__(self, exc_type: type[BaseException] | None,
                         exc: BaseException | None, tb: TracebackType | None) -> None:

@@ -25,6 +25,7 @@ from engine._runtime.run import (
 )
 from engine.errors import BackpressureError
 
+from .exit import Closable, forget_run, keep_run
 from .portal import Portal
 
 __all__ = ["SyncEditContext", "SyncRun", "SyncRunContext"]
@@ -41,6 +42,12 @@ class SyncRunContext:
         self._portal = portal
         self._context = context
         self._run: SyncRun | None = None
+        self._owner: Closable | None = None
+
+    def owned_by(self, tracker: Closable) -> SyncRunContext:
+        """The same context, whose run closes ``tracker`` when it finishes (``init``)."""
+        self._owner = tracker
+        return self
 
     def __enter__(self) -> SyncRun:
         """Start the run.
@@ -52,7 +59,8 @@ class SyncRunContext:
         if self._run is not None:
             raise RuntimeError("a run context can be entered once")
         run = self._portal.call(partial(begin_blocking, self._context))
-        self._run = SyncRun(self._portal, run)
+        self._run = SyncRun(self._portal, run, ending=self, owner=self._owner)
+        keep_run(self)
         return self._run
 
     def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
@@ -65,6 +73,7 @@ class SyncRunContext:
             reaper marks it crashed).
         """
         assert self._run is not None
+        forget_run(self)
         return self._portal.call(partial(end_blocking, self._context, exc))
 
 
@@ -99,9 +108,12 @@ class SyncRun:
     """A live run for blocking code: the async ``Run``'s logging methods, which wait while
     the buffer is full instead of raising ``BackpressureError``."""
 
-    def __init__(self, portal: Portal, run: Run) -> None:
+    def __init__(self, portal: Portal, run: Run, *, ending: SyncRunContext | None = None,
+                 owner: Closable | None = None) -> None:
         self._portal = portal
         self._run = run
+        self._ending = ending  # the block that ends it, if any
+        self._owner = owner  # the tracker ``init`` opened for it, closed when it finishes
         self.project = run.project
         self.run_id = run.run_id
         self.name = run.name
@@ -184,3 +196,24 @@ class SyncRun:
         :raises ClosedError: when the tracker is closed.
         """
         self._portal.call(self._run.flush)
+
+    def finish(self, status: str = "succeeded", reason: str | None = None) -> None:
+        """End the run: record its status after everything logged and wait until all of it
+        is durable (see ``Run.finish``); a run from ``engine.sync.init`` also closes the
+        tracker it opened. A run's ``with`` block does this when it ends; finishing twice
+        does nothing.
+
+        :param status: ``"succeeded"``, ``"failed"`` or ``"aborted"``.
+        :param reason: why, shown with the status.
+        :raises ValidationError: for another status.
+        :raises EngineError: when the store refused or failed to write what it logged.
+        """
+        if self._ending is not None:
+            forget_run(self._ending)
+        try:
+            if self._portal.running:
+                self._portal.call(partial(self._run.finish, status, reason))
+        finally:
+            owner, self._owner = self._owner, None
+            if owner is not None:
+                owner.close()

@@ -23,6 +23,7 @@ from engine._runtime.tracker import Tracker
 from engine._storage.contract import Progress
 from engine.errors import ClosedError
 
+from .exit import forget_tracker, keep_tracker
 from .portal import Portal
 from .run import SyncEditContext, SyncRunContext
 from .subscription import SyncSubscription
@@ -132,6 +133,7 @@ class SyncTracker:
             raise
         self._entered = entered
         self._state = _State.OPEN
+        keep_tracker(self)
         return self
 
     def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
@@ -146,6 +148,7 @@ class SyncTracker:
         """
         entered, self._entered = self._entered, None
         self._state = _State.CLOSED
+        forget_tracker(self)
         if entered is not None:
             try:
                 entered.__exit__(None, None, None)

@@ -13,7 +13,7 @@ import pytest
 import engine
 
 # Methods of the async handles that the engine calls, not users: no blocking twin.
-RUN_INTERNALS = {"finish", "halt", "raise_on_abort", "request_abort"}
+RUN_INTERNALS = {"halt", "raise_on_abort", "request_abort"}
 SUBSCRIPTION_INTERNALS = {"end", "offer", "wake"}
 RENAMED = {"aclose": "close"}
 
@@ -26,6 +26,10 @@ def parameters(fn: Callable[..., Any]) -> list[tuple[str, Any, Any, Any]]:
 def methods(cls: type) -> set[str]:
     return {name for name in dir(cls)
             if not name.startswith("_") and inspect.isfunction(getattr(cls, name))}
+
+
+def test_init_takes_the_async_arguments() -> None:
+    assert parameters(engine.sync.init) == parameters(engine.init)
 
 
 def test_connect_takes_the_async_settings() -> None:

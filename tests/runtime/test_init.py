@@ -1,0 +1,103 @@
+"""``engine.init`` in async code: a run without a block, finished from any task or notebook
+cell, and what an event loop shutting down does to runs and trackers left open."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import anyio
+
+import engine
+from engine import Status
+from tests.conftest import MakeTracker
+
+PROMPTLY = 60
+
+
+def script(code: str, *, cwd: Path, expect: int = 0) -> subprocess.CompletedProcess[str]:
+    done = subprocess.run([sys.executable, "-c", textwrap.dedent(code)], cwd=cwd,
+                          capture_output=True, text=True, timeout=PROMPTLY, env=os.environ)
+    assert done.returncode == expect, done.stderr
+    return done
+
+
+async def state(db: Path, run_id: str) -> engine.RunState:
+    async with engine.connect(str(db)) as tracker:
+        return await tracker.get_run(run_id)
+
+
+async def test_init_then_finish_from_another_task(file_url: str) -> None:
+    run = await engine.init(file_url, run_id="cell", config={"lr": 0.1})
+    run.log_metrics({"loss": 0.5}, step=0)
+
+    async def later_cell() -> None:  # a notebook runs each cell in a task of its own
+        run.log_metrics({"loss": 0.25}, step=1)
+        await run.finish()
+
+    async with anyio.create_task_group() as tasks:
+        tasks.start_soon(later_cell)
+    async with engine.connect(file_url) as tracker:
+        done = await tracker.get_run("cell")
+    assert done.status is Status.SUCCEEDED
+    assert done.metrics["loss"].count == 2
+
+
+async def test_an_aborted_init_run_finishes_aborted(file_url: str, make: MakeTracker) -> None:
+    run = await engine.init(file_url, run_id="a")
+    async with engine.connect(file_url) as elsewhere:
+        await elsewhere.abort_run("a", reason="stop")
+    with anyio.fail_after(20):
+        while not run.abort_requested:
+            run.log_metrics({"m": 1.0})
+            await anyio.sleep(0.01)
+    await run.finish()
+    async with engine.connect(file_url) as tracker:
+        assert (await tracker.get_run("a")).status is Status.ABORTED
+
+
+def test_a_run_never_finished_ends_with_the_loop(tmp_path: Path) -> None:
+    script("""
+        import asyncio, engine
+        async def main():
+            run = await engine.init("runs.db", run_id="left")
+            for step in range(500):
+                run.log_metrics({"loss": float(step)}, step=step)
+        asyncio.run(main())
+    """, cwd=tmp_path)
+    left = anyio.run(state, tmp_path / "runs.db", "left")
+    assert left.status is Status.SUCCEEDED
+    assert left.metrics["loss"].count == 500
+
+
+def test_a_loop_ending_on_an_exception_fails_the_run(tmp_path: Path) -> None:
+    script("""
+        import asyncio, engine
+        async def main():
+            run = await engine.init("runs.db", run_id="boom")
+            run.log_metrics({"loss": 0.5}, step=0)
+            raise RuntimeError("out of memory")
+        asyncio.run(main())
+    """, cwd=tmp_path, expect=1)
+    failed = anyio.run(state, tmp_path / "runs.db", "boom")
+    assert (failed.status, failed.status_reason) == (Status.FAILED,
+                                                     "RuntimeError: out of memory")
+
+
+def test_an_abandoned_tracker_keeps_its_points_and_does_not_hang(tmp_path: Path) -> None:
+    script("""
+        import asyncio, engine
+        async def main():
+            tracker = await engine.connect("h.db").__aenter__()
+            run = await tracker.start_run("x").__aenter__()
+            for step in range(100):
+                run.log_metrics({"m": float(step)}, step=step)
+        asyncio.run(main())
+    """, cwd=tmp_path)
+    x = anyio.run(state, tmp_path / "h.db", "x")
+    assert x.metrics["m"].count == 100
+    assert (x.status, x.status_reason) == (Status.CRASHED,
+                                           "the process exited with the run open")

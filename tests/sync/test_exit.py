@@ -1,0 +1,134 @@
+"""What notebook and script users meet first: ``engine.sync.init`` without a ``with`` block,
+and a process that exits with trackers and runs still open — promptly, with everything it
+accepted written, and its runs ended as the interpreter's exit says."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+import engine
+from engine import Status
+from engine.errors import RunAbortedError
+from tests.conftest import in_thread
+
+PROMPTLY = 60  # seconds: a hang shows as a timeout, not a slow pass
+
+
+def script(code: str, *, cwd: Path, env: dict[str, str] | None = None,
+           expect: int = 0) -> subprocess.CompletedProcess[str]:
+    done = subprocess.run([sys.executable, "-c", textwrap.dedent(code)], cwd=cwd,
+                          capture_output=True, text=True, timeout=PROMPTLY,
+                          env={**os.environ, **(env or {})})
+    assert done.returncode == expect, done.stderr
+    return done
+
+
+def state(db: Path, run_id: str) -> engine.RunState:
+    with engine.sync.connect(str(db)) as tracker:
+        return tracker.get_run(run_id)
+
+
+def test_init_log_finish(tmp_path: Path) -> None:
+    script("""
+        import engine
+        run = engine.sync.init("runs.db", run_id="nb", config={"lr": 0.1}, tags=("first",))
+        for step in range(50):
+            run.log_metrics({"loss": 1 / (step + 1)}, step=step)
+        run.finish()
+        run.finish()  # a second finish does nothing
+    """, cwd=tmp_path)
+    done = state(tmp_path / "runs.db", "nb")
+    assert done.status is Status.SUCCEEDED
+    assert done.config == {"lr": 0.1}
+    assert done.metrics["loss"].count == 50
+
+
+def test_a_run_never_finished_ends_succeeded_at_exit_with_every_point(tmp_path: Path) -> None:
+    script("""
+        import engine
+        run = engine.sync.init("runs.db", run_id="left")
+        for step in range(1000):
+            run.log_metrics({"loss": float(step)}, step=step)
+    """, cwd=tmp_path)
+    left = state(tmp_path / "runs.db", "left")
+    assert left.status is Status.SUCCEEDED
+    assert left.metrics["loss"].count == 1000
+
+
+def test_an_uncaught_exception_ends_the_run_failed_with_it(tmp_path: Path) -> None:
+    done = script("""
+        import engine
+        run = engine.sync.init("runs.db", run_id="boom")
+        run.log_metrics({"loss": 0.5}, step=0)
+        raise ValueError("diverged at step 1")
+    """, cwd=tmp_path, expect=1)
+    assert "ValueError: diverged at step 1" in done.stderr  # the traceback still shows
+    failed = state(tmp_path / "runs.db", "boom")
+    assert (failed.status, failed.status_reason) == (Status.FAILED,
+                                                     "ValueError: diverged at step 1")
+    assert failed.metrics["loss"].count == 1
+
+
+def test_a_keyboard_interrupt_ends_the_run_aborted(tmp_path: Path) -> None:
+    script("""
+        import engine
+        run = engine.sync.init("runs.db", run_id="stopped")
+        raise KeyboardInterrupt
+    """, cwd=tmp_path, expect=-2)  # Python exits as killed by SIGINT
+    assert state(tmp_path / "runs.db", "stopped").status is Status.ABORTED
+
+
+def test_a_tracker_never_closed_does_not_hang_exit_and_keeps_its_points(tmp_path: Path) -> None:
+    script("""
+        import engine
+        tracker = engine.sync.connect("h.db").__enter__()
+        run = tracker.start_run("x").__enter__()
+        for step in range(100):
+            run.log_metrics({"m": float(step)}, step=step)
+        engine.sync.connect("other.db").__enter__()  # dropped at once, never closed
+    """, cwd=tmp_path)
+    x = state(tmp_path / "h.db", "x")
+    assert x.metrics["m"].count == 100
+    assert x.status is Status.SUCCEEDED
+
+
+def test_the_environment_names_the_database_project_and_run(tmp_path: Path) -> None:
+    db = tmp_path / "job.db"
+    with engine.sync.connect(str(db), project="team") as tracker, tracker.start_run("job-7"):
+        pass
+    script("""
+        import engine
+        run = engine.sync.init()
+        run.log_metrics({"score": 0.9}, step=0)
+        run.finish()
+    """, cwd=tmp_path, env={"KITTIWAKE_DB": str(db), "KITTIWAKE_PROJECT": "team",
+                            "KITTIWAKE_RUN_ID": "job-7"})
+    with engine.sync.connect(str(db), project="team") as tracker:
+        assert tracker.get_run("job-7").metrics["score"].last == 0.9
+
+
+def test_finish_honours_an_abort_and_takes_a_status(file_url: str) -> None:
+    def work() -> None:
+        run = engine.sync.init(file_url, run_id="a")
+        with engine.sync.connect(file_url) as elsewhere:
+            elsewhere.abort_run("a", reason="preempted")
+        with pytest.raises(RunAbortedError):
+            for step in range(100_000):
+                run.log_metrics({"m": 1.0}, step=step)
+                run.flush()
+        run.finish()
+        failed = engine.sync.init(file_url, run_id="b")
+        failed.finish("failed", "bad data")
+
+    in_thread(work)
+    with engine.sync.connect(file_url) as tracker:
+        assert (tracker.get_run("a").status, tracker.get_run("a").status_reason) == \
+            (Status.ABORTED, "preempted")
+        assert tracker.get_run("b").status_reason == "bad data"
+        assert tracker.get_run("b").status is Status.FAILED
