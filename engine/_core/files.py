@@ -21,13 +21,13 @@ import re
 import stat
 from dataclasses import dataclass
 from datetime import datetime
-from typing import BinaryIO
+from typing import BinaryIO, Protocol
 
 from engine.errors import FileSourceError, ValidationError
 
 from .mediatypes import HEAD_SIZE, check_media_type, guess
 
-__all__ = ["MAX_NAME", "File", "FileRef", "FileSource", "check_file", "check_file_name",
+__all__ = ["MAX_NAME", "File", "FileRef", "FileSource", "Readable", "check_file", "check_file_name",
            "file_name", "open_source", "source_error", "stream_error"]
 
 MAX_NAME = 1024
@@ -36,7 +36,17 @@ _BYTES_LIKE = (bytes, bytearray, memoryview)
 _OPEN_FLAGS = (os.O_RDONLY | getattr(os, "O_BINARY", 0) | getattr(os, "O_CLOEXEC", 0)
                | getattr(os, "O_NONBLOCK", 0))  # a FIFO must fail the regular-file test, not hang
 
-FileSource = str | os.PathLike[str] | bytes | bytearray | memoryview | BinaryIO
+
+
+class Readable(Protocol):
+    """A binary file object, as far as logging needs one: ``read(size)`` gives bytes."""
+
+    def read(self, size: int = ..., /) -> bytes | None:
+        """Up to ``size`` bytes; empty at the end."""
+        ...
+
+
+FileSource = str | os.PathLike[str] | bytes | bytearray | memoryview | Readable
 """What a file can be logged from: a path, bytes-like content, or a binary file object."""
 
 
@@ -59,7 +69,7 @@ class File:
     :raises ValidationError: for any other source, a bad name or a bad media type.
     """
 
-    source: str | bytes | BinaryIO
+    source: str | bytes | Readable
     """The absolute path, the bytes, or the file object."""
     name: str | None
     """The file's name as the run shows it (not necessarily unique), or None."""
@@ -175,7 +185,7 @@ def stream_error(stream: object, exc: Exception, key: str | None) -> FileSourceE
 
 
 def _resolve(source: object, name: object, media_type: object,
-             key: str | None) -> tuple[str | bytes | BinaryIO, str | None, str]:
+             key: str | None) -> tuple[str | bytes | Readable, str | None, str]:
     """(source, name, media type) for a ``File``, checked and defaulted."""
     head = b""
     if isinstance(source, str | os.PathLike):
@@ -189,7 +199,7 @@ def _resolve(source: object, name: object, media_type: object,
                 head = stream.read(HEAD_SIZE) if media_type is None else b""
             except OSError as exc:
                 raise source_error(absolute, exc, key) from exc
-        kept: str | bytes | BinaryIO = absolute
+        kept: str | bytes | Readable = absolute
         default_name: str | None = file_name(absolute)
     elif isinstance(source, _BYTES_LIKE):
         kept = bytes(source)
@@ -209,13 +219,13 @@ def _resolve(source: object, name: object, media_type: object,
     return kept, name, kind
 
 
-def _fill(file: File, source: str | bytes | BinaryIO, name: str | None, kind: str) -> None:
+def _fill(file: File, source: str | bytes | Readable, name: str | None, kind: str) -> None:
     object.__setattr__(file, "source", source)
     object.__setattr__(file, "name", name)
     object.__setattr__(file, "media_type", kind)
 
 
-def _check_stream(source: object, key: str | None) -> BinaryIO:
+def _check_stream(source: object, key: str | None) -> Readable:
     """A binary file object that is open, or a refusal."""
     if isinstance(source, io.TextIOBase):
         raise ValidationError(
@@ -227,15 +237,16 @@ def _check_stream(source: object, key: str | None) -> BinaryIO:
     return source  # type: ignore[return-value]
 
 
-def _peek(stream: BinaryIO, key: str | None) -> bytes:
+def _peek(stream: Readable, key: str | None) -> bytes:
     """The first bytes from the stream's position, leaving the position where it was; empty
     for a stream that cannot seek (its media type then comes from its name alone)."""
+    seekable, tell, seek = (getattr(stream, name, None) for name in ("seekable", "tell", "seek"))
     try:
-        if not stream.seekable():
+        if seekable is None or tell is None or seek is None or not seekable():
             return b""
-        where = stream.tell()
+        where = tell()
         head = stream.read(HEAD_SIZE)
-        stream.seek(where)
+        seek(where)
     except (OSError, ValueError) as exc:
         raise stream_error(stream, exc, key) from exc
     if not isinstance(head, bytes):

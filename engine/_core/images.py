@@ -12,7 +12,7 @@ from __future__ import annotations
 import io
 import os
 from dataclasses import dataclass
-from typing import Any, BinaryIO
+from typing import Any, BinaryIO, Protocol
 
 import numpy as np
 from numpy.typing import NDArray
@@ -21,7 +21,7 @@ from engine.errors import ValidationError
 
 from .files import File, file_name, open_source, source_error
 
-__all__ = ["MAX_CAPTION", "Image", "ImageSource", "check_caption"]
+__all__ = ["MAX_CAPTION", "ArrayConvertible", "Image", "ImageSource", "check_caption"]
 
 MAX_CAPTION = 1024
 _PNG = b"\x89PNG\r\n\x1a\n"
@@ -33,7 +33,18 @@ _BARE_MARKERS = frozenset({0x01, 0xD8, 0xD9, *range(0xD0, 0xD8)})
 _FRAME_MARKERS = frozenset(range(0xC0, 0xD0)) - {0xC4, 0xC8, 0xCC}
 _MAX_SEGMENTS = 1024  # a JPEG whose size is not in its first segments is refused, not searched
 
-ImageSource = str | os.PathLike[str] | bytes | bytearray | memoryview | NDArray[Any]
+
+
+class ArrayConvertible(Protocol):
+    """What ``numpy.asarray`` takes without copying element by element (a tensor, say)."""
+
+    def __array__(self) -> NDArray[Any]:
+        """The values as a NumPy array."""
+        ...
+
+
+ImageSource = (str | os.PathLike[str] | bytes | bytearray | memoryview | NDArray[Any]
+               | ArrayConvertible)
 """What an image can be made from: a PNG or JPEG path or content, or an array."""
 
 

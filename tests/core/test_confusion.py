@@ -39,7 +39,7 @@ def test_rows_are_true_labels_and_numpy_ints_are_taken() -> None:
     assert type(matrix.labels[0]) is str
     assert matrix.matrix == ((50, 2), (5, 43))
     assert type(matrix.matrix[0][0]) is int
-    assert matrix == ConfusionMatrix(["cat", "dog"], [[np.int64(50), 2], [5, 43]])
+    assert matrix == ConfusionMatrix(["cat", "dog"], [[np.int64(50), 2], [5, 43]])  # type: ignore[arg-type]
     assert list(matrix.to_plain()["matrix"]) == [50, 2, 5, 43]
 
 
