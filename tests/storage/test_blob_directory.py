@@ -111,3 +111,11 @@ async def test_a_blob_with_a_changed_size_is_damaged(tmp_path: Path) -> None:
         with pytest.raises(Exception, match="damaged: its 4 stored bytes"):
             await store.read(info.digest)
         assert digest_of(b"abc") == info.digest
+
+
+async def test_a_put_replaces_a_blob_a_crash_cut_short(tmp_path: Path) -> None:
+    async with DirectoryBlobStore(tmp_path, durability="normal") as store:
+        info = await store.put_bytes(b"checkpoint bytes")
+        blob_path(store, info.digest).write_bytes(b"")  # what a power cut can leave
+        assert await store.put_bytes(b"checkpoint bytes") == info
+        assert await store.read(info.digest) == b"checkpoint bytes"

@@ -115,7 +115,7 @@ class DirectoryBlobStore(BlobStore):
         stored already, refresh its age and drop the file."""
         final = self._path(digest)
         now = self._clock()
-        if _touch(final, now):
+        if _refresh(final, upload.size, now):
             upload.discard()
             return
         file, temp = upload.file, upload.temp
@@ -321,8 +321,13 @@ class _Upload:
         _unlink(self.temp)
 
 
-def _touch(path: str, now: float) -> bool:
+def _refresh(path: str, size: int, now: float) -> bool:
+    """Make the stored blob young again; False when it is gone, or cut short (a file of
+    another size, as a crash of the machine can leave under ``normal`` durability), so
+    the caller's bytes replace it."""
     try:
+        if os.stat(path).st_size != size:
+            return False
         os.utime(path, (now, now))
     except FileNotFoundError:
         return False
