@@ -12,7 +12,7 @@ import pytest
 from engine._storage.blobs.contract import CHUNK_SIZE, BlobStore, digest_of
 from engine._storage.blobs.directory import DirectoryBlobStore
 from engine.errors import StorageError, ValidationError
-from tests.storage.blob_contract import BlobStoreContract, Clock
+from tests.storage.blob_contract import BlobStoreContract, Clock, chunked
 
 
 def blob_path(store: BlobStore, digest: str) -> Path:
@@ -99,8 +99,10 @@ async def test_a_file_system_that_fails_is_a_storage_error(tmp_path: Path) -> No
     async with DirectoryBlobStore(tmp_path / "blobs") as store:
         info = await store.put_bytes(b"kept")
         os.rmdir(tmp_path / "blobs" / "tmp")
-        with pytest.raises(StorageError, match="temporary file"):
+        with pytest.raises(StorageError, match="could not store the blob"):
             await store.put_bytes(b"lost")
+        with pytest.raises(StorageError, match="could not create a temporary file"):
+            await store.put(chunked(b"lost"))
         assert await store.read(info.digest) == b"kept"
 
 

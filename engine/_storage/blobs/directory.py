@@ -106,6 +106,25 @@ class DirectoryBlobStore(BlobStore):
             raise
         return BlobInfo(digest, upload.size)
 
+    async def put_bytes(self, data: Buffer) -> BlobInfo:
+        """``put`` for bytes in memory: up to ``chunk_size`` in one hand-off to a worker
+        thread (a small image costs one, not three), larger ones streamed."""
+        if memoryview(data).nbytes > self.chunk_size:
+            return await super().put_bytes(data)
+        self._live()
+        return await self._io("store the blob", self._put_whole, data)
+
+    def _put_whole(self, data: Buffer) -> BlobInfo:
+        upload = self._begin()
+        try:
+            upload.write(data)
+            digest = "sha256:" + upload.hasher.hexdigest()
+            self._finish(upload, digest)
+        except BaseException:
+            upload.discard()
+            raise
+        return BlobInfo(digest, upload.size)
+
     def _begin(self) -> _Upload:
         temp = os.path.join(self._tmp, f"{uuid.uuid4().hex}.part")
         return _Upload(open(temp, "xb"), temp, self._clock)

@@ -55,6 +55,8 @@ async def store_file(store: BlobStore, file: File, *, key: str | None = None) ->
     :raises FileSourceError: when the source cannot be read; nothing is stored.
     :raises StorageError: when the store fails.
     """
+    if isinstance(file.source, bytes):
+        return await store.put_bytes(file.source)
     async with aclosing(read_source(file, chunk_size=store.chunk_size, key=key)) as chunks:
         return await store.put(chunks)
 
