@@ -27,8 +27,8 @@ from engine.errors import FileSourceError, ValidationError
 
 from .mediatypes import HEAD_SIZE, check_media_type, guess
 
-__all__ = ["MAX_NAME", "File", "FileRef", "FileSource", "Readable", "check_file", "check_file_name",
-           "file_name", "open_source", "source_error", "stream_error"]
+__all__ = ["MAX_NAME", "File", "FileRef", "FileSource", "Readable", "check_file", "file_name",
+           "open_source", "source_error", "stream_error"]
 
 MAX_NAME = 1024
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
@@ -126,7 +126,7 @@ def check_file(key: str, value: object) -> File:
     return file
 
 
-def check_file_name(value: object, key: str | None) -> str:
+def _check_name(value: object, key: str | None) -> str:
     """A file's name: a non-empty string of at most 1024 characters without control
     characters (``/`` is allowed: a name may say where a file came from)."""
     if (type(value) is not str or not value or len(value) > MAX_NAME
@@ -214,7 +214,7 @@ def _resolve(source: object, name: object, media_type: object,
         raise ValidationError(
             f"{_where(key)}{type(source).__name__} is not a file source; give a path, bytes, "
             "a binary file object, engine.File or engine.Image", key=key or "source")
-    name = default_name if name is None else check_file_name(name, key)
+    name = default_name if name is None else _check_name(name, key)
     kind = guess(name, head) if media_type is None else check_media_type(media_type, key)
     return kept, name, kind
 

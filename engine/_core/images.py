@@ -21,7 +21,7 @@ from engine.errors import ValidationError
 
 from .files import File, file_name, open_source, source_error
 
-__all__ = ["MAX_CAPTION", "ArrayConvertible", "Image", "ImageSource", "check_caption"]
+__all__ = ["MAX_CAPTION", "ArrayConvertible", "Image", "ImageSource"]
 
 MAX_CAPTION = 1024
 _PNG = b"\x89PNG\r\n\x1a\n"
@@ -74,7 +74,7 @@ class Image(File):
 
     def __init__(self, source: ImageSource, caption: str | None = None) -> None:
         if caption is not None:
-            caption = check_caption(caption, None)
+            caption = _check_caption(caption)
         name: str | None = None
         if isinstance(source, str | os.PathLike):
             path = os.fspath(source)
@@ -110,23 +110,21 @@ class Image(File):
                 f"{self.width}x{self.height})")
 
 
-def check_caption(value: object, key: str | None) -> str:
+def _check_caption(value: object) -> str:
     """An image caption: a string of at most 1024 characters, without NUL."""
-    where = f"image {key!r}: " if key else ""
     if type(value) is not str:
-        raise ValidationError(f"{where}caption {value!r} is not a string", key=key or "caption")
+        raise ValidationError(f"image caption {value!r} is not a string", key="caption")
     if len(value) > MAX_CAPTION:
-        raise ValidationError(
-            f"{where}caption {value[:40]!r}... has {len(value)} characters; at most "
-            f"{MAX_CAPTION} are allowed", key=key or "caption")
+        raise ValidationError(f"image caption {value[:40]!r}... has {len(value)} characters; "
+                              f"at most {MAX_CAPTION} are allowed", key="caption")
     if "\x00" in value:
-        raise ValidationError(f"{where}caption {value!r} contains NUL ('\\x00'), which the "
-                              "log refuses", key=key or "caption")
+        raise ValidationError(f"image caption {value!r} contains NUL ('\\x00'), which the "
+                              "log refuses", key="caption")
     try:
         value.encode("utf-8")
     except UnicodeEncodeError:
-        raise ValidationError(f"{where}caption {value!r} is not valid Unicode text",
-                              key=key or "caption") from None
+        raise ValidationError(f"image caption {value!r} is not valid Unicode text",
+                              key="caption") from None
     return value
 
 
