@@ -35,10 +35,10 @@ from engine._core.model import Status as Status
 from engine._query.export import RunsTable as RunsTable
 from engine._query.tree import MetricStats as MetricStats
 from engine._query.tree import RunGroup as RunGroup
+from engine._runtime.context import EditContext as EditContext
+from engine._runtime.context import RunContext as RunContext
 from engine._runtime.init import init as init
-from engine._runtime.run import EditContext as EditContext
 from engine._runtime.run import Run as Run
-from engine._runtime.run import RunContext as RunContext
 from engine._runtime.subscriptions import Subscription as Subscription
 from engine._runtime.tracker import Tracker as Tracker
 from engine._runtime.tracker import connect as connect

@@ -18,7 +18,8 @@ import os
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from .run import Run, begin_blocking, end_blocking, end_blocking_later, on_finish
+from .context import begin_blocking, end_blocking, end_blocking_later
+from .run import Run, on_finish
 from .settings import Durability
 from .tracker import connect
 

@@ -39,10 +39,11 @@ from engine._storage.contract import AppendRequest, EventFilter, Progress, Store
 from engine._storage.registry import open_store
 from engine.errors import ClosedError, RunExistsError, ValidationError
 
+from .context import EditContext, RunContext, Watcher
 from .liveness import Liveness
 from .opening import RunOpener
 from .reads import TrackerReads
-from .run import EditContext, Run, RunContext, Watcher, end_buffered
+from .run import Run, end_buffered
 from .settings import Durability, check_settings
 from .subscriptions import Hub, Subscription, start_in_background
 from .supervisor import Supervisor

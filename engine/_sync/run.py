@@ -15,14 +15,8 @@ from functools import partial
 from types import TracebackType
 from typing import Any
 
-from engine._runtime.run import (
-    EditContext,
-    Run,
-    RunContext,
-    begin_blocking,
-    end_blocking,
-    wait_for_room,
-)
+from engine._runtime.context import EditContext, RunContext, begin_blocking, end_blocking
+from engine._runtime.run import Run, wait_for_room
 from engine.errors import BackpressureError
 
 from .exit import Closable, forget_run, keep_run
@@ -120,6 +114,11 @@ class SyncRun:
 
     def __repr__(self) -> str:
         return f"<SyncRun {self.project}/{self.run_id} name={self.name!r}>"
+
+    @property
+    def abort_reason(self) -> str | None:
+        """The reason of the abort request this run saw (None: none was)."""
+        return self._run.abort_reason
 
     @property
     def abort_requested(self) -> bool:
