@@ -1,6 +1,7 @@
 """Projection rows to and from database tuples, and rows to the values users receive.
 
-Both backends store the same columns in the same order, so the conversions live here once.
+Both backends store the same columns in the same order (``tables``), so the conversions live
+here once.
 """
 
 from __future__ import annotations
@@ -18,12 +19,12 @@ from engine._core.model import ForkPoint, Lineage, MetricSummary, RunState, Stat
 from engine._core.series import Chunk, Summary, as_step, null_nan
 
 from .rows import Changes, MetricRow, RunRow, Segment
+from .tables import table_of
 
 __all__ = [
     "CHUNK_COLUMNS",
     "EVENT_COLUMNS",
     "METRIC_COLUMNS",
-    "PROJECTION_TABLES",
     "RUN_COLUMNS",
     "WRITES",
     "Write",
@@ -42,21 +43,9 @@ __all__ = [
 
 EVENT_COLUMNS = "position, event_id, project, run_id, version, type, schema_version, " \
                 "recorded_at, data"
-PROJECTION_TABLES = (
-    "runs", "metrics", "run_configs", "run_tags", "series_chunks", "series_segments", "lineage",
-    "experiments", "projects", "checkpoints",
-)
-
-RUN_COLUMNS = (
-    "rk", "project", "run_id", "name", "experiment", "status", "status_reason", "tags", "config",
-    "fork_rk", "fork_run_id", "fork_step", "created_at", "updated_at", "ended_at", "deleted",
-    "version", "position", "epoch", "floor", "started_position", "abort_position",
-    "abort_reason",
-)
-METRIC_COLUMNS = ("rk", "metric", "count", "last", "last_step", "min", "max", "tail_epoch",
-                  "tail_seq")
-CHUNK_COLUMNS = ("rk", "metric", "epoch", "seq", "n", "first_step", "last_step", "last_value",
-                 "vmin", "vmax", "blocks", "steps", "vals", "times")
+RUN_COLUMNS = table_of("runs").column_names
+METRIC_COLUMNS = table_of("metrics").column_names
+CHUNK_COLUMNS = table_of("series_chunks").column_names
 
 
 @dataclass(frozen=True, slots=True)

@@ -34,7 +34,7 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 import anyio
 import asyncpg
 
-from engine._projections.stored import PROJECTION_TABLES
+from engine._projections.tables import PROJECTION_TABLES
 from engine.errors import EngineError
 
 __all__ = ["RETRY_DELAYS", "Readers", "Target", "broken", "driver_error", "failure", "gone",
