@@ -9,10 +9,13 @@ head only while someone cares (a subscriber, or a live run that may be aborted):
 tracker makes no query at all.
 
 The loops outlive the database's hiccups: a step that fails is tried again after a pause that
-grows (``RETRY_DELAYS``). When it still fails after the last pause — or the writer itself
-fails — the tracker cannot go on, and it says so instead of leaving anyone waiting: its runs'
-logging calls, pending flushes and subscriptions raise ``ClosedError`` (chained to the cause),
-and so does leaving the tracker's block.
+grows (``RETRY_DELAYS``). A store that failed (``StorageError``: a full disk, a database that
+is down) is waited out for as long as it lasts, after the last pause each time: what runs
+logged meanwhile is kept by the writer, and flushes say the store failed until it is back.
+When a step fails otherwise after the last pause — or the writer itself fails — the tracker
+cannot go on, and it says so instead of leaving anyone waiting: its runs' logging calls,
+pending flushes and subscriptions raise ``ClosedError`` (chained to the cause), and so does
+leaving the tracker's block.
 """
 
 from __future__ import annotations
@@ -28,7 +31,7 @@ from engine._core import events as ev
 from engine._core.events import NewEvent, Record
 from engine._core.model import Status
 from engine._storage.contract import AppendRequest, Store
-from engine.errors import ClosedError, ConcurrencyError, RunNotFoundError
+from engine.errors import ClosedError, ConcurrencyError, RunNotFoundError, StorageError
 
 from .run import Run
 from .subscriptions import Hub, Pager
@@ -41,7 +44,8 @@ T = TypeVar("T")
 
 RETRY_DELAYS: tuple[float, ...] = (0.1, 0.2, 0.5, 1.0, 2.0, 5.0, 10.0, 10.0, 10.0, 10.0, 10.0)
 """Pauses before each new attempt of a failing background step (about a minute in all, on
-top of the store's own retries); after the last one the tracker stops."""
+top of the store's own retries); after the last one the tracker stops, unless the store
+failed (then the last pause repeats until it is back)."""
 
 
 class Liveness:
@@ -124,8 +128,10 @@ class Liveness:
             self.fail(exc)
 
     async def _retrying(self, step: Callable[[], Awaitable[T]]) -> T:
-        """``step()``, tried again after each pause of ``retry_delays`` while it fails; the
-        last failure (or a ``ClosedError`` of the store: it will not come back) is raised."""
+        """``step()``, tried again after each pause of ``retry_delays`` while it fails, and
+        after the last pause again and again while the store fails (``StorageError``); the
+        last failure of another kind (or a ``ClosedError`` of the store: it will not come
+        back) is raised."""
         for delay in self.retry_delays:
             try:
                 return await step()
@@ -133,7 +139,11 @@ class Liveness:
                 raise
             except Exception:
                 await anyio.sleep(delay)
-        return await step()
+        while True:
+            try:
+                return await step()
+            except StorageError:
+                await anyio.sleep(self.retry_delays[-1] if self.retry_delays else 0)
 
     async def _heartbeats(self) -> None:
         while self.failure is None:
