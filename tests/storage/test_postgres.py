@@ -4,15 +4,18 @@ from __future__ import annotations
 
 import math
 from array import array
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import anyio
+import asyncpg
 import pytest
 
 from engine._core import events as ev
 from engine._core.events import NewEvent, default_upcasters
 from engine._storage.contract import AppendRequest, Store
 from engine._storage.registry import open_store
+from engine._storage.session import Session
 from engine.errors import EngineError
 from tests.conftest import POSTGRES_URL, require_postgres
 from tests.pg import admin, fresh_schema_url, opened, raw, with_params
@@ -27,7 +30,20 @@ def pg_url() -> str:
     return fresh_schema_url(POSTGRES_URL)
 
 
-class TestPostgres(StoreContract):
+class _PostgresFaults:
+    driver_errors = (asyncpg.PostgresError,)
+
+    async def fault(self, store: Store, on: bool) -> None:
+        """The writer's transactions read only: the server refuses the writes."""
+        from engine._storage.postgres.store import PostgresStore
+
+        assert isinstance(store, PostgresStore)
+        async with store.committer.lock:
+            await store.committer.connection.execute(
+                f"SET default_transaction_read_only = {'on' if on else 'off'}")
+
+
+class TestPostgres(_PostgresFaults, StoreContract):
     @pytest.fixture
     def url(self, pg_url: str) -> str:
         return pg_url
@@ -35,8 +51,15 @@ class TestPostgres(StoreContract):
     async def raw(self, store: Store, sql: str) -> list[tuple[Any, ...]]:
         return await raw(store, sql)
 
+    async def on_writer(self, store: Store, work: Callable[[Session], Awaitable[Any]]) -> Any:
+        from engine._storage.postgres.session import PostgresSession
+        from engine._storage.postgres.store import PostgresStore
 
-class TestPostgresWriter(WriterContract):
+        assert isinstance(store, PostgresStore)
+        return await store.readers.run(lambda connection: work(PostgresSession(connection)))
+
+
+class TestPostgresWriter(_PostgresFaults, WriterContract):
     @pytest.fixture
     def url(self, pg_url: str) -> str:
         return pg_url
@@ -249,22 +272,6 @@ async def test_a_lost_reply_to_commit_still_starts_the_run(
         assert state.version == 3  # created once, one point, the final status
         types = [e.type async for e in tracker.events()]
         assert types == [ev.RUN_CREATED, ev.METRICS_LOGGED, ev.STATUS_CHANGED]
-
-
-async def test_checkpoints_never_go_back(pg_url: str) -> None:
-    from engine._storage.postgres.io import advance
-    from engine._storage.postgres.store import PostgresStore
-
-    store = await opened(pg_url)
-    assert isinstance(store, PostgresStore)
-    try:
-        await store.append([AppendRequest("p", "a", [created(), metrics("m", [0], [1.0])])],
-                           now=NOW)
-        with pytest.raises(EngineError, match="cannot go back from position 2 to 1"):
-            await store.readers.run(lambda connection: advance(connection, "", 2, 1))
-        assert {r for _, r in await raw(store, "SELECT name, position FROM checkpoints")} == {2}
-    finally:
-        await store.close()
 
 
 async def _append_into(store: Store, request: AppendRequest, outcome: list[Any]) -> None:
