@@ -240,6 +240,21 @@ class StoreContract(_Stores):
             assert await store.get_run("p", "b") is None
             assert await store.verify_rebuild() == []
 
+    async def test_a_value_the_database_cannot_take_is_refused_and_reads_go_on(
+            self, url: str) -> None:
+        async with self.opened(url) as store:
+            await self.one(store, AppendRequest("p", "a", [created(), metrics("m", [0], [1.0])]))
+            for attempt in range(2):  # on a connection the refusal may have left behind
+                with pytest.raises(ValidationError):
+                    await store.read(2**64, limit=10)
+                with pytest.raises(ValidationError):
+                    await store.lineage("p", "a\udc80")
+                series = await store.read_series("p", "a", "m", low=None, high=None,
+                                                 max_points=None)
+                assert series is not None
+                assert list(series.steps) == [0], attempt
+                assert (await store.lineage("p", "a")) is not None
+
     # The log is append-only, in the database itself ----------------------------------------
 
     async def test_update_and_delete_of_events_are_refused_by_the_database(self, url: str) -> None:

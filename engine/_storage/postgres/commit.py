@@ -38,6 +38,7 @@ from engine._storage.io import TableIO, advance
 from .connection import (
     RECONNECT_DELAYS,
     Target,
+    bad_value,
     broken,
     driver_error,
     failure,
@@ -92,10 +93,12 @@ class Committer(GroupCommit):
                 if not driver_error(exc):
                     raise
                 lost = transient(exc, self.connection)
+                if broken(exc) or bad_value(exc):
+                    # Whatever is left of it (an argument the driver could not encode leaves
+                    # its statement half sent): start afresh.
+                    self.connection.terminate()
                 if attempt == last or not lost:
                     raise failure(exc, "appending to the log", lost=lost) from exc
-                if broken(exc):
-                    self.connection.terminate()  # whatever is left of it: start afresh
         raise AssertionError("unreachable")  # pragma: no cover
 
     async def _attempt(self, connection: asyncpg.Connection[asyncpg.Record],

@@ -41,8 +41,8 @@ from asyncpg.pool import PoolConnectionProxy
 from engine._projections.tables import PROJECTION_TABLES
 from engine.errors import EngineError, StorageError, ValidationError
 
-__all__ = ["RECONNECT_DELAYS", "Link", "Readers", "Target", "broken", "driver_error", "failure",
-           "gone", "open_connection", "quote_ident", "setup", "transient"]
+__all__ = ["RECONNECT_DELAYS", "Link", "Readers", "Target", "bad_value", "broken", "driver_error",
+           "failure", "gone", "open_connection", "quote_ident", "setup", "transient"]
 
 T = TypeVar("T")
 
@@ -160,19 +160,23 @@ def broken(exc: BaseException) -> bool:
     return transient(exc) and not isinstance(exc, asyncpg.exceptions.TransactionRollbackError)
 
 
-_BAD_VALUES = (asyncpg.exceptions.DataError,  # a data exception of the server (class 22)
-               asyncpg.exceptions._base.DataError)  # an argument the driver cannot encode
-
 def failure(exc: BaseException, what: str, *, lost: bool = False) -> EngineError:
     """The error to raise, chained to ``exc``, for a driver error met while doing ``what``:
     ``ValidationError`` for a value the server cannot take (an invalid argument, a data
     exception), ``StorageError`` for a lost link (``lost``, or an error that says so) and
     for anything else the server or the driver reported."""
-    if isinstance(exc, _BAD_VALUES) and not lost:
+    if bad_value(exc) and not lost:
         return ValidationError(f"PostgreSQL cannot store this value while {what}: {exc}")
     if lost or transient(exc):
         return StorageError(f"lost the connection to PostgreSQL while {what}: {exc}")
     return StorageError(f"PostgreSQL failed while {what}: {exc}")
+
+
+def bad_value(exc: BaseException) -> bool:
+    """A data exception of the server (SQLSTATE class 22), or an argument the driver cannot
+    encode (its own ``DataError``: an ``InterfaceError`` that is a ``ValueError``)."""
+    return isinstance(exc, asyncpg.exceptions.DataError) or (
+        isinstance(exc, asyncpg.InterfaceError) and isinstance(exc, ValueError))
 
 
 def driver_error(exc: BaseException) -> bool:
@@ -231,8 +235,11 @@ class Readers:
                     except Exception as exc:
                         # Judged here, while the pool still lends the connection.
                         retry = driver_error(exc) and transient(exc, connection)
-                        if retry and broken(exc) and not gone(connection):
-                            connection.terminate()  # the pool opens a new one in its place
+                        if ((retry and broken(exc)) or bad_value(exc)) and not gone(connection):
+                            # The pool opens a new one in its place. (An argument the driver
+                            # could not encode leaves the statement's protocol half sent: the
+                            # server would hold the next statement inside it.)
+                            connection.terminate()
                         raise
             except Exception as exc:
                 if not driver_error(exc):
