@@ -19,12 +19,12 @@ from collections.abc import Sequence
 
 import asyncpg
 
-from engine._projections.tables import PROJECTION_TABLES, TABLES, Kind, Table, seeds
+from engine._projections.tables import TABLES, Kind, Table, seeds
 from engine.errors import EngineError
 
 from .connection import quote_ident
 
-__all__ = ["MIGRATIONS", "PROJECTION_TABLES", "migrate", "projection_ddl"]
+__all__ = ["MIGRATIONS", "migrate", "projection_ddl"]
 
 _TEXT = 'text COLLATE "C"'
 _TYPES = {Kind.KEY: "bigint", Kind.FLAG: "integer", Kind.NAME: _TEXT, Kind.TEXT: "text",

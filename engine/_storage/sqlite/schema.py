@@ -11,17 +11,9 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from engine._projections.tables import (
-    PROJECTION_TABLES,
-    TABLES,
-    Column,
-    Index,
-    Kind,
-    Table,
-    seeds,
-)
+from engine._projections.tables import TABLES, Column, Index, Kind, Table, seeds
 
-__all__ = ["MIGRATIONS", "PROJECTION_TABLES", "projection_ddl"]
+__all__ = ["MIGRATIONS", "projection_ddl"]
 
 # Steps and measured values have no declared type: a REAL column would turn -0.0 into 0.0
 # (NaN is stored as NULL in value columns, which are otherwise never NULL).
