@@ -30,6 +30,7 @@ from engine._projections.stored import (
     change_rows,
     metric_row,
     run_row,
+    unreadable,
 )
 from engine.errors import EngineError
 
@@ -104,11 +105,13 @@ class TableIO(ProjectionIO):
 
     async def load_run(self, project: str, run_id: str) -> RunRow | None:
         rows = await self.session.fetch(self._run, (project, run_id))
-        return run_row(rows[0]) if rows else None
+        with unreadable(f"run {run_id!r} of project {project!r}"):
+            return run_row(rows[0]) if rows else None
 
     async def load_metrics(self, rk: int) -> dict[str, MetricRow]:
         rows = await self.session.fetch(self._metrics, (rk,))
-        return {r[1]: metric_row(r) for r in rows}
+        with unreadable(f"the metrics of run key {rk}"):
+            return {r[1]: metric_row(r) for r in rows}
 
     async def load_segments(self, rk: int) -> dict[str, list[Segment]]:
         rows = await self.session.fetch(
@@ -123,7 +126,8 @@ class TableIO(ProjectionIO):
         ((blocks, steps, values, times),) = await self.session.fetch(
             f"SELECT blocks, steps, vals, times FROM series_chunks{self.suffix} "
             "WHERE rk = ? AND metric = ? AND epoch = ? AND seq = ?", (rk, metric, epoch, seq))
-        return Chunk.from_columns(epoch, seq, blocks, steps, values, times)
+        with unreadable(f"a chunk of {metric!r} of run key {rk}"):
+            return Chunk.from_columns(epoch, seq, blocks, steps, values, times)
 
     async def load_heads(self, rk: int, metric: str, epoch: int,
                          cap: int | float) -> list[ChunkHead]:
