@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import math
 from array import array
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -21,12 +21,15 @@ from engine._core.events import NewEvent, Record, Upcasters, default_upcasters
 from engine._core.fold import Fold
 from engine._runtime.writer import Writer
 from engine._storage.contract import AppendRequest, EventFilter, Store
+from engine._storage.io import advance
 from engine._storage.registry import open_store
+from engine._storage.session import Session
 from engine.errors import (
     ConcurrencyError,
     EngineError,
     RunExistsError,
     RunNotFoundError,
+    StorageError,
     ValidationError,
 )
 from tests.strategies import same_state, state_diff
@@ -46,8 +49,41 @@ def metrics(name: str, steps: list[int], values: list[float]) -> NewEvent:
         "timestamps": array("d", [NOW] * len(steps))}}})
 
 
+class Faulty:
+    """A real store whose appends fail ``times`` times, then heal: around each failing call
+    the test turns a fault on in the database itself (``fault(store, on)``), so the error is
+    the database's own, through the backend's translation of it."""
+
+    def __init__(self, store: Store, fault: Callable[[Store, bool], Awaitable[None]],
+                 times: int) -> None:
+        self._store = store
+        self._fault = fault
+        self.times = times
+        self.failures = 0
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._store, name)
+
+    async def append(self, requests: Any, *, now: float) -> Any:
+        if self.failures >= self.times:
+            return await self._store.append(requests, now=now)
+        await self._fault(self._store, True)
+        try:
+            return await self._store.append(requests, now=now)
+        finally:
+            self.failures += 1
+            await self._fault(self._store, False)
+
+
 class _Stores:
     """Opening stores on the test's database, and appending one request."""
+
+    driver_errors: tuple[type[BaseException], ...] = ()  # what the backend's driver raises
+
+    async def fault(self, store: Store, on: bool) -> None:
+        """Make every write of ``store`` fail with its database's own error (``on``), or
+        heal it."""
+        raise NotImplementedError
 
     @pytest.fixture
     def url(self) -> str:
@@ -76,6 +112,10 @@ class StoreContract(_Stores):
     persistent = True  # whether a database outlives the store that opened it
 
     async def raw(self, store: Store, sql: str) -> list[tuple[Any, ...]]:
+        raise NotImplementedError
+
+    async def on_writer(self, store: Store, work: Callable[[Session], Awaitable[Any]]) -> Any:
+        """``work(session)`` on a connection of the store that may write."""
         raise NotImplementedError
 
     # Positions and versions ----------------------------------------------------------------
@@ -182,6 +222,39 @@ class StoreContract(_Stores):
             assert state is not None
             assert state.metrics["m"].count == 1
 
+    async def test_a_failing_database_is_a_storage_error_and_writes_nothing(self,
+                                                                              url: str) -> None:
+        async with self.opened(url) as store:
+            await self.one(store, AppendRequest("p", "a", [created()]))
+            await self.fault(store, True)
+            try:
+                with pytest.raises(StorageError) as caught:
+                    await store.append([AppendRequest("p", "a", [metrics("m", [0], [1.0])]),
+                                        AppendRequest("p", "b", [created("b")])], now=NOW)
+                assert isinstance(caught.value.__cause__, self.driver_errors)
+                assert await store.head() == 1
+            finally:
+                await self.fault(store, False)
+            done = await self.one(store, AppendRequest("p", "a", [metrics("m", [0], [1.0])]))
+            assert [r.position for r in done] == [2]
+            assert await store.get_run("p", "b") is None
+            assert await store.verify_rebuild() == []
+
+    async def test_a_value_the_database_cannot_take_is_refused_and_reads_go_on(
+            self, url: str) -> None:
+        async with self.opened(url) as store:
+            await self.one(store, AppendRequest("p", "a", [created(), metrics("m", [0], [1.0])]))
+            for attempt in range(2):  # on a connection the refusal may have left behind
+                with pytest.raises(ValidationError):
+                    await store.read(2**64, limit=10)
+                with pytest.raises(ValidationError):
+                    await store.lineage("p", "a\udc80")
+                series = await store.read_series("p", "a", "m", low=None, high=None,
+                                                 max_points=None)
+                assert series is not None
+                assert list(series.steps) == [0], attempt
+                assert (await store.lineage("p", "a")) is not None
+
     # The log is append-only, in the database itself ----------------------------------------
 
     async def test_update_and_delete_of_events_are_refused_by_the_database(self, url: str) -> None:
@@ -227,6 +300,14 @@ class StoreContract(_Stores):
             done = await self.one(store, AppendRequest("p", "b", [created("b")]))
             assert [r.position for r in done] == [3]
             assert await store.verify_rebuild() == []
+
+    async def test_checkpoints_never_go_back(self, url: str) -> None:
+        async with self.opened(url) as store:
+            await self.one(store, AppendRequest("p", "a", [created(), metrics("m", [0], [1.0])]))
+            with pytest.raises(EngineError, match="cannot go back from position 2 to 1"):
+                await self.on_writer(store, lambda session: advance(session, "", 2, 1))
+            rows = await self.raw(store, "SELECT name, position FROM checkpoints")
+            assert {r for _, r in rows} == {2}
 
     # Reading the log -----------------------------------------------------------------------
 
@@ -344,6 +425,48 @@ class WriterContract(_Stores):
             await store.close()
 
 
+    async def test_a_failing_store_drops_nothing_and_flush_says_so_until_it_heals(
+            self, url: str) -> None:
+        """The store fails three appends with its database's own error: each flush meanwhile
+        raises ``StorageError``, everything logged stays buffered (points, tags, the final
+        status), and once the store heals it is all written — once."""
+        async with engine.connect(url, durability="normal", heartbeat_interval=60,
+                                  crash_timeout=600) as tracker:
+            writer = tracker._writer
+            assert writer is not None
+            async with tracker.start_run("r") as run:
+                run.log_metrics({"m": 0.0}, step=0)
+                await run.flush()
+                faulty = Faulty(writer.store, self.fault, times=3)
+                writer.store = faulty  # type: ignore[assignment]
+                failures: list[StorageError] = []
+                step = 1
+                for attempt in range(10):
+                    for _ in range(50):
+                        run.log_metrics({"m": float(step)}, step=step)
+                        step += 1
+                    run.add_tags(f"t{attempt}")
+                    try:
+                        await run.flush()
+                    except StorageError as exc:
+                        failures.append(exc)
+                        continue
+                    break
+                assert len(failures) == faulty.failures == 3
+                assert all(isinstance(e.__cause__, self.driver_errors) for e in failures)
+            state = await tracker.get_run("r")
+            assert state.status == "succeeded"
+            assert state.tags == {"t0", "t1", "t2", "t3"}
+            assert state.metrics["m"].count == step
+            series = await tracker.read_series("r", "m")
+            assert list(series.steps) == list(range(step))
+            events = [e async for e in tracker.events()]
+            assert len({e.id for e in events}) == len(events)
+            assert [e.position for e in events] == list(range(1, len(events) + 1))
+            store = tracker._store
+            assert store is not None
+            assert await store.verify_rebuild() == []
+
     async def test_a_retry_after_a_lost_reply_leaves_subscribers_no_gap(self, url: str) -> None:
         """A commit whose reply is lost is sent again with the next cycle and answered with
         the records it stored, beside new ones, while another process appended in between:
@@ -358,7 +481,7 @@ class WriterContract(_Stores):
                 outcomes = await real(requests, now=now)
                 if lose[0]:
                     lose[0] = False
-                    raise ConnectionError("the reply to COMMIT was lost")
+                    raise StorageError("the reply to COMMIT was lost")
                 return outcomes
 
             store.append = losing  # type: ignore[method-assign]
@@ -366,7 +489,7 @@ class WriterContract(_Stores):
             async with tracker.start_run("a") as run, self.opened(url) as other:
                 lose[0] = True
                 run.log_metrics({"m": 1.0}, step=0)
-                with pytest.raises(ConnectionError):
+                with pytest.raises(StorageError):
                     await run.flush()
                 await self.one(other, AppendRequest("default", "b", [created("b")]))
                 run.log_metrics({"m": 2.0}, step=1)

@@ -3,7 +3,7 @@
 One ``Projector`` per writer keeps the rows it touches in memory (run rows, metric summaries,
 tail chunks, fork segments) and collects what changed; the backend loads rows by key through
 ``ProjectionIO`` and writes the changes with a few bulk statements at commit (the rows and
-that contract live in ``_projection_io``). The cache stays valid across transactions for as
+that contract live in ``rows``). The cache stays valid across transactions for as
 long as nobody else appends (the store checks the log's head before trusting it), so steady
 logging costs no reads at all.
 
@@ -162,6 +162,7 @@ class Projector:
         self._metrics[rk] = {}
         self._segments[rk] = {}
         if parent is not None:
+            assert fork is not None
             step = fork["step"]
             row.fork_rk, row.fork_run_id = parent.rk, parent.run_id
             row.fork_step = row.floor = step

@@ -1,9 +1,9 @@
 """The projections' rows, and the contract a backend fulfils to load and save them.
 
-The projector (``_projector``) works on these rows only: ``RunRow``, ``MetricRow``,
+The projector (``projector``) works on these rows only: ``RunRow``, ``MetricRow``,
 ``Segment`` and ``ChunkHead`` are what it loads through :class:`ProjectionIO`, and
 :class:`Changes` is what it hands back to be written at commit. Each backend implements
-``ProjectionIO`` inside its write transaction (``_sqlite_io``, ``_postgres_io``).
+``ProjectionIO`` inside its write transactions; both do it with ``engine._storage.io``.
 """
 
 from __future__ import annotations

@@ -1,11 +1,13 @@
 """Projection rows to and from database tuples, and rows to the values users receive.
 
-Both backends store the same columns in the same order, so the conversions live here once.
+Both backends store the same columns in the same order (``tables``), so the conversions live
+here once.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -16,14 +18,15 @@ from engine._core.codec import decode, decode_arrays, encode
 from engine._core.events import Record, Upcasters
 from engine._core.model import ForkPoint, Lineage, MetricSummary, RunState, Status
 from engine._core.series import Chunk, Summary, as_step, null_nan
+from engine.errors import EngineError, StorageError
 
 from .rows import Changes, MetricRow, RunRow, Segment
+from .tables import table_of
 
 __all__ = [
     "CHUNK_COLUMNS",
     "EVENT_COLUMNS",
     "METRIC_COLUMNS",
-    "PROJECTION_TABLES",
     "RUN_COLUMNS",
     "WRITES",
     "Write",
@@ -38,25 +41,14 @@ __all__ = [
     "run_values",
     "state_of",
     "summary_of",
+    "unreadable",
 ]
 
 EVENT_COLUMNS = "position, event_id, project, run_id, version, type, schema_version, " \
                 "recorded_at, data"
-PROJECTION_TABLES = (
-    "runs", "metrics", "run_configs", "run_tags", "series_chunks", "series_segments", "lineage",
-    "experiments", "projects", "checkpoints",
-)
-
-RUN_COLUMNS = (
-    "rk", "project", "run_id", "name", "experiment", "status", "status_reason", "tags", "config",
-    "fork_rk", "fork_run_id", "fork_step", "created_at", "updated_at", "ended_at", "deleted",
-    "version", "position", "epoch", "floor", "started_position", "abort_position",
-    "abort_reason",
-)
-METRIC_COLUMNS = ("rk", "metric", "count", "last", "last_step", "min", "max", "tail_epoch",
-                  "tail_seq")
-CHUNK_COLUMNS = ("rk", "metric", "epoch", "seq", "n", "first_step", "last_step", "last_value",
-                 "vmin", "vmax", "blocks", "steps", "vals", "times")
+RUN_COLUMNS = table_of("runs").column_names
+METRIC_COLUMNS = table_of("metrics").column_names
+CHUNK_COLUMNS = table_of("series_chunks").column_names
 
 
 @dataclass(frozen=True, slots=True)
@@ -133,12 +125,27 @@ def record_of(row: Sequence[Any], arrays: bool, upcasters: Upcasters) -> Record:
 
     :raises EngineError: for an event whose type or schema version is newer than this
         release reads.
+    :raises StorageError: for a payload that does not decode.
     """
     position, raw_id, project, run_id, version, kind, schema, at, data = row
-    payload = decode_arrays(data) if arrays else decode(data)
+    with unreadable(f"the event at position {position}"):
+        payload = decode_arrays(data) if arrays else decode(data)
     if schema != upcasters.current(kind):  # older (lift it), or newer or unknown (refused)
         payload = upcasters.upcast(kind, schema, payload, position=position)
     return Record(position, raw_id, project, run_id, version, kind, at, payload)
+
+
+@contextmanager
+def unreadable(what: str) -> Iterator[None]:
+    """Stored bytes that do not decode are damage, not a mistake of the caller's: raise a
+    ``StorageError`` naming what held them, chained to the decoding error."""
+    try:
+        yield
+    except EngineError:
+        raise
+    except (ValueError, TypeError, LookupError, OverflowError) as exc:
+        raise StorageError(f"{what} cannot be decoded: the database may be damaged "
+                           f"({type(exc).__name__}: {exc})") from exc
 
 
 def run_values(row: RunRow) -> tuple[Any, ...]:
@@ -193,7 +200,7 @@ def config_values(row: RunRow) -> list[tuple[Any, ...]]:
     ``num`` its POSIX time, a naive one taken as UTC), ``l`` (list of str: ``txt`` as a JSON
     array) or ``z`` (None).
     """
-    out = []
+    out: list[tuple[Any, ...]] = []
     for path, value in row.config.items():
         if value is None:
             out.append((row.rk, path, "z", None, None))
@@ -245,7 +252,8 @@ def state_of(row: RunRow, metrics: dict[str, MetricSummary]) -> RunState:
         project=row.project, run_id=row.run_id, name=row.name, experiment=row.experiment,
         status=Status(row.status), status_reason=row.status_reason, tags=frozenset(row.tags),
         config=row.config, metrics=dict(sorted(metrics.items())),
-        fork=None if row.fork_run_id is None else ForkPoint(row.fork_run_id, row.fork_step),
+        fork=None if row.fork_run_id is None or row.fork_step is None
+        else ForkPoint(row.fork_run_id, row.fork_step),
         created_at=created, updated_at=updated, ended_at=_time(row.ended_at),
         deleted=row.deleted, version=row.version, position=row.position,
     )

@@ -11,21 +11,17 @@ would have to be sorted by a second ordering field — the statement that filter
 every run answers instead.
 
 Each backend passes a ``fetch`` that runs one compiled statement on its snapshot and returns
-the rows as sequences, and the ``Dialect`` it speaks. A statement SQLite refuses or fails is
-an ``EngineError`` here (chained to the ``sqlite3`` error); PostgreSQL's reader pool
-translates its driver's errors itself, after deciding whether to retry on another connection,
-so they pass through untouched.
+the rows as sequences, and the ``Dialect`` it speaks. The backend translates its driver's
+errors itself (a failing database is a ``StorageError``), so they pass through untouched.
 """
 
 from __future__ import annotations
 
-import sqlite3
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 from engine._core.model import MetricSummary, RunState
 from engine._projections.stored import run_row, state_of, summary_of
-from engine.errors import EngineError
 
 from .plans import TOP_BUDGET, TopPlan, compile_groups, compile_top, decode_groups
 from .sql import Compiled, Dialect, compile_load, compile_select
@@ -37,23 +33,12 @@ Fetch = Callable[[Compiled], Awaitable[Sequence[Sequence[Any]]]]
 """Runs one statement inside the caller's read snapshot; returns its rows."""
 
 
-def _guarded(fetch: Fetch) -> Fetch:
-    async def guarded(statement: Compiled) -> Sequence[Sequence[Any]]:
-        try:
-            return await fetch(statement)
-        except sqlite3.Error as exc:
-            raise EngineError(f"SQLite failed while running a query: {exc}") from exc
-
-    return guarded
-
-
 async def select_runs(fetch: Fetch, dialect: Dialect, project: str, selection: Selection, *,
                       include_deleted: bool) -> list[RunState]:
     """The selected runs, in order. Call inside a read snapshot.
 
-    :raises EngineError: the database failed to run a statement.
+    :raises StorageError: the database failed to run a statement.
     """
-    fetch = _guarded(fetch)
     rks = await top_keys(fetch, dialect, project, selection, include_deleted)
     if rks is None:
         pick = compile_select(project, selection, include_deleted=include_deleted,
@@ -106,9 +91,8 @@ async def group_runs(fetch: Fetch, dialect: Dialect, project: str, selection: Se
                      include_deleted: bool) -> list[RunGroup]:
     """The selected runs' groups. Call inside a read snapshot.
 
-    :raises EngineError: the database failed to run a statement.
+    :raises StorageError: the database failed to run a statement.
     """
-    fetch = _guarded(fetch)
     plan = compile_groups(project, selection, by, aggregates, include_deleted=include_deleted,
                           dialect=dialect)
     counts = await fetch(plan.counts)

@@ -2,8 +2,9 @@
 
 The writer, the heartbeats, the reaper and the watch of the log's head are loops in the
 tracker's task group. They outlive the database's hiccups: a step that fails is tried again
-after pauses that grow (``STEP_RETRY_PAUSES``). When it still fails after the last pause — or
-a loop itself fails — the tracker cannot go on, and it says so instead of leaving anyone
+after pauses that grow (``STEP_RETRY_PAUSES``), and a store that failed (``StorageError``) is
+waited out for as long as it lasts. When a step still fails otherwise after the last pause —
+or a loop itself fails — the tracker cannot go on, and it says so instead of leaving anyone
 waiting: one ``ClosedError``, chained to the cause, goes to everyone registered in
 ``on_failure`` (the live runs, the writer's flushes, the subscriptions), and leaving the
 tracker's block raises it too.
@@ -20,7 +21,7 @@ from typing import TypeVar
 import anyio
 from anyio.abc import TaskGroup
 
-from engine.errors import ClosedError
+from engine.errors import ClosedError, StorageError
 
 __all__ = ["STEP_RETRY_PAUSES", "Supervisor"]
 
@@ -46,10 +47,12 @@ class Supervisor:
             tasks.start_soon(self._supervise, loop)
 
     async def retrying(self, step: Callable[[], Awaitable[T]]) -> T:
-        """``step()``, tried again after each pause of ``retry_pauses`` while it fails.
+        """``step()``, tried again after each pause of ``retry_pauses`` while it fails, and
+        after the last pause again and again while the store fails (``StorageError``: a
+        full disk, a database that is down — the writer keeps what runs log meanwhile).
 
-        :raises Exception: the last failure, or at once a ``ClosedError`` of the store (a
-            closed store does not come back).
+        :raises Exception: the last failure of another kind, or at once a ``ClosedError`` of
+            the store (a closed store does not come back).
         """
         for pause in self.retry_pauses:
             try:
@@ -58,7 +61,11 @@ class Supervisor:
                 raise
             except Exception:
                 await anyio.sleep(pause)
-        return await step()
+        while True:
+            try:
+                return await step()
+            except StorageError:
+                await anyio.sleep(self.retry_pauses[-1] if self.retry_pauses else 0)
 
     def fail(self, error: BaseException) -> None:
         """The tracker cannot go on: make everyone who waits on it raise, chained to

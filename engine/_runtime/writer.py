@@ -6,9 +6,14 @@ asked for or the buffers pass ``batch_points``), takes every buffer at once and 
 in one transaction. A buffer is only ever touched under the tracker-wide ``threading.Lock``,
 because the sync facade logs from the training thread while the writer runs on the event loop.
 
-A batch whose commit failed keeps its events (and their ids) and is sent again with the next
-cycle, ahead of anything the run logged since, so a commit whose outcome was unknown is never
-written twice and nothing accepted is lost.
+What happens to a batch the store did not write is decided by the error's type alone. A
+refusal (``ValidationError``, ``RunExistsError``, ``RunNotFoundError``, ``ConcurrencyError``:
+nothing of it was written, and no retry would change that) is dropped and reported by the
+run's next flush. Anything else — ``StorageError`` above all: a full disk, a database that is
+down — keeps the batch's events (and their ids), and they are sent again with the next cycle,
+ahead of anything the run logged since: a commit whose outcome was unknown is never written
+twice, and nothing accepted is lost. Meanwhile ``flush()`` raises the error; once the store
+is back, it succeeds.
 """
 
 from __future__ import annotations
@@ -21,11 +26,23 @@ import anyio
 
 from engine._core.events import NewEvent, Record
 from engine._storage.contract import AppendRequest, Store
-from engine.errors import ClosedError, EngineError, ValidationError
+from engine.errors import (
+    ClosedError,
+    ConcurrencyError,
+    EngineError,
+    RunExistsError,
+    RunNotFoundError,
+    StorageError,
+    ValidationError,
+)
 
 from .buffer import Rows, RunBuffer, Waiter, event_points, metrics_events
 
-__all__ = ["Writer"]
+__all__ = ["REFUSALS", "Writer"]
+
+REFUSALS = (ValidationError, RunExistsError, RunNotFoundError, ConcurrencyError)
+"""The errors by which the store refuses a request: nothing of it was written, and sending it
+again cannot change that."""
 
 
 class Writer:
@@ -88,7 +105,8 @@ class Writer:
     async def submit(self, request: AppendRequest) -> list[Record]:
         """Append one request as soon as possible; returns its records.
 
-        :raises EngineError: the store's refusal of the request, or its failure.
+        :raises ValidationError: (or another of ``REFUSALS``) the store refused the request.
+        :raises StorageError: the store failed.
         """
         if self._closing:
             raise ClosedError("the tracker is closed")
@@ -100,10 +118,12 @@ class Writer:
     async def flush(self, buf: RunBuffer) -> None:
         """Wait until everything ``buf`` accepted so far is committed.
 
-        :raises EngineError: the store refused some of what the run logged (now or in an
-            earlier batch nobody was waiting for): it will never be written.
+        :raises ValidationError: (or another of ``REFUSALS``) the store refused some of what
+            the run logged (now or in an earlier batch nobody was waiting for): it will never
+            be written.
         :raises ClosedError: the tracker closed before it was written.
-        :raises Exception: the database failed; the data stays buffered and is sent again.
+        :raises StorageError: the store failed; the data stays buffered and is sent again,
+            and a later flush succeeds once it is written.
         """
         with self.lock:
             refusal, buf.refusal = buf.refusal, None
@@ -215,17 +235,26 @@ class Writer:
     async def _append(self, requests: list[AppendRequest]) -> list[list[Record] | BaseException]:
         try:
             return await self.store.append(requests, now=self.clock())
+        except StorageError as exc:
+            return [exc] * len(requests)  # the store failed, not a request: keep them all
         except Exception as exc:
             if len(requests) == 1:
-                return [_classify(exc)]
+                return [exc]
         # The group failed as a whole. Try each request alone: a request the store cannot
         # write must not hold back every other run's data, cycle after cycle.
         outcomes: list[list[Record] | BaseException] = []
+        down: StorageError | None = None
         for request in requests:
+            if down is not None:
+                outcomes.append(down)  # no need to ask again: keep the rest for next time
+                continue
             try:
                 outcomes.extend(await self.store.append([request], now=self.clock()))
+            except StorageError as exc:
+                down = exc
+                outcomes.append(exc)
             except Exception as exc:
-                outcomes.append(_classify(exc))
+                outcomes.append(exc)
         return outcomes
 
     @staticmethod
@@ -273,9 +302,9 @@ class Writer:
     def _settle(self, buf: RunBuffer,
                 results: list[tuple[AppendRequest, list[Record] | BaseException]]) -> None:
         failed = [r for r, o in results if isinstance(o, BaseException)
-                  and not isinstance(o, EngineError)]
+                  and not isinstance(o, REFUSALS)]
         errors = [o for _, o in results if isinstance(o, BaseException)]
-        refusals = [o for o in errors if isinstance(o, EngineError)]
+        refusals = [o for o in errors if isinstance(o, REFUSALS)]
         if buf.creating and results and not failed:
             buf.creating = False
             self.creating.pop(buf, None)
@@ -318,14 +347,3 @@ def _contiguous(records: list[Record]) -> list[list[Record]]:
         else:
             batches.append([record])
     return batches
-
-
-def _classify(error: Exception) -> BaseException:
-    """Errors no retry can cure (a value the store cannot encode or bind) become refusals;
-    anything else is the database failing, and the data is sent again later."""
-    if isinstance(error, (TypeError, ValueError, OverflowError)) and not isinstance(
-            error, EngineError):
-        refusal = ValidationError(f"the store cannot write this: {type(error).__name__}: {error}")
-        refusal.__cause__ = error
-        return refusal
-    return error

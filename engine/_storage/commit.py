@@ -26,7 +26,7 @@ from engine._core.events import NewEvent, Record, Upcasters
 from engine._projections.projector import Projector
 from engine._projections.rows import ProjectionIO
 from engine._projections.stored import record_of
-from engine.errors import ConcurrencyError, EngineError
+from engine.errors import ConcurrencyError, EngineError, ValidationError
 
 from .contract import AppendRequest
 
@@ -91,7 +91,8 @@ class GroupCommit(ABC):
                         continue
                     for index, records in added.items():
                         outcomes[index] = records
-                    return outcomes
+                    break
+        return outcomes
 
     @abstractmethod
     async def transaction(self, requests: Sequence[AppendRequest], pending: list[int],
@@ -147,11 +148,23 @@ class GroupCommit(ABC):
         for event in events:
             position += 1
             version += 1
+            data = _encoded(event, request.run_id)
             record = Record(position, event.id, request.project, request.run_id, version,
                             event.type, now, event.data)
             await self.projector.apply(record)
             records.append(record)
             rows.append((position, event.id, request.project, request.run_id, version,
-                         event.type, self.upcasters.version(event.type), now,
-                         encode(event.data)))
+                         event.type, self.upcasters.version(event.type), now, data))
         return records, position
+
+
+def _encoded(event: NewEvent, run_id: str) -> bytes:
+    """The event's payload as stored.
+
+    :raises ValidationError: a value the codec cannot store (the request is refused).
+    """
+    try:
+        return encode(event.data)
+    except (TypeError, ValueError, OverflowError) as exc:
+        raise ValidationError(f"the store cannot write this {event.type} event of run "
+                              f"{run_id!r}: {type(exc).__name__}: {exc}") from exc

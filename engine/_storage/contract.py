@@ -143,7 +143,7 @@ class Store(ABC):
         """The runs of the project that ``selection`` picks, in its order (without one:
         every run, oldest first). Deleted runs only with ``include_deleted``.
 
-        Compile the selection with ``_query_sql`` for the backend's dialect: every value is
+        Compile the selection with ``engine._query.sql`` for the backend's dialect: every value is
         a bound parameter.
         """
 

@@ -1,74 +1,95 @@
-"""A store in two halves: the backend's writer, and a read half every read goes to.
+"""A store in two halves: a committer every append goes to, and a read half for every read.
 
-Both backends read through an object of their own (``SqliteReads`` on the reader
-connection, ``PostgresReads`` on the reader pool) and write through a committer. This base
-class answers every read of the :class:`~engine._store.Store` contract from ``reads``, so a
-backend writes only what differs: opening, appending, heartbeats and rebuilds.
+Both backends read through the shared :class:`~engine._storage.reads.Reads`, on a reader of
+their own (SQLite's reader connection, PostgreSQL's reader pool), append through their
+committer (a :class:`~engine._storage.commit.GroupCommit`) and rebuild through the shared
+driver (``rebuild``) on a site of their own. This base class answers the rest of the
+:class:`~engine._storage.contract.Store` contract from those, so a backend writes only what
+differs: connecting and closing, its committer and rebuild site, dropping retired tables and
+heartbeats.
 """
 
 from __future__ import annotations
 
 from abc import abstractmethod
 from collections.abc import Sequence
-from typing import Protocol
+from typing import Generic, TypeVar
 
 from engine._core.events import Record
 from engine._core.model import Experiment, Lineage, RunState, Series
 from engine._query.tree import Field, RunGroup, Selection
+from engine.errors import ClosedError
 
-from .contract import ANY, EventFilter, RunControl, StaleRun, Store
+from .commit import GroupCommit
+from .contract import ANY, AppendRequest, EventFilter, Progress, RunControl, StaleRun, Store
+from .reads import Reads
+from .rebuild import CHECK, NEW, RebuildSite, build
 
-__all__ = ["SplitStore", "StoreReads"]
+__all__ = ["SplitStore", "opened"]
 
-
-class StoreReads(Protocol):
-    """What a backend's read half answers (the read methods of ``Store``)."""
-
-    async def head(self) -> int: ...
-
-    async def read(self, after: int, *, limit: int, where: EventFilter,
-                   arrays: bool) -> tuple[list[Record], int]: ...
-
-    async def stream_records(self, project: str, run_ids: Sequence[str],
-                             upto: int) -> list[Record]: ...
-
-    async def get_run(self, project: str, run_id: str) -> RunState | None: ...
-
-    async def list_runs(self, project: str, *, include_deleted: bool,
-                        selection: Selection | None = None) -> list[RunState]: ...
-
-    async def group_runs(self, project: str, *, include_deleted: bool, selection: Selection,
-                         by: Sequence[Field],
-                         aggregates: Sequence[Field] | None) -> list[RunGroup]: ...
-
-    async def read_series(self, project: str, run_id: str, metric: str, *,
-                          low: int | float | None, high: int | float | None,
-                          max_points: int | None) -> Series | None: ...
-
-    async def get_experiment(self, project: str, name: str) -> Experiment: ...
-
-    async def lineage(self, project: str, run_id: str) -> Lineage | None: ...
-
-    async def ancestry(self, project: str, run_id: str) -> list[str] | None: ...
-
-    async def run_count(self, project: str) -> int: ...
-
-    async def stale_runs(self, before: float) -> list[StaleRun]: ...
-
-    async def controls(self, runs: Sequence[tuple[str, str]]) -> dict[tuple[str, str],
-                                                                     RunControl]: ...
+C = TypeVar("C", bound=GroupCommit)
+T = TypeVar("T")
 
 
-class SplitStore(Store):
-    """A ``Store`` whose reads are all answered by :attr:`reads`."""
+def opened(part: T | None) -> T:
+    """``part`` of a store, which is None once the store is closed (or before it opens).
+
+    :raises ClosedError: if it is None.
+    """
+    if part is None:
+        raise ClosedError("the store is closed")
+    return part
+
+
+class SplitStore(Store, Generic[C]):
+    """A ``Store`` whose appends go to :attr:`committer` and whose reads go to :attr:`reads`
+    (both set by ``open``, and cleared by ``close``)."""
+
+    _committer: C | None = None
+    _reads: Reads | None = None
 
     @property
-    @abstractmethod
-    def reads(self) -> StoreReads:
+    def committer(self) -> C:
+        """The write half.
+
+        :raises ClosedError: if the store is closed.
+        """
+        return opened(self._committer)
+
+    @property
+    def reads(self) -> Reads:
         """The read half.
 
         :raises ClosedError: if the store is closed.
         """
+        return opened(self._reads)
+
+    @abstractmethod
+    def rebuild_site(self) -> RebuildSite:
+        """What a rebuild of this store runs on."""
+
+    @abstractmethod
+    async def retired_tables(self) -> list[str]:
+        """Projection tables a rebuild swapped out and nobody dropped yet."""
+
+    async def catch_up(self) -> None:
+        """Right after opening: drop what an earlier rebuild left, and build the projections
+        again from the log when one is behind it (a projection added by a newer release, or
+        a database written without them) — unless another process opening at the same time
+        has done so by the time this one's turn comes."""
+        await self.drop_retired()
+        if await self.reads.behind():
+            await build(self.rebuild_site(), NEW, None, if_behind=True)
+
+    async def append(self, requests: Sequence[AppendRequest], *,
+                     now: float) -> list[list[Record] | BaseException]:
+        return await self.committer.append(requests, now=now)
+
+    async def rebuild(self, progress: Progress | None = None) -> None:
+        await build(self.rebuild_site(), NEW, progress)
+
+    async def verify_rebuild(self) -> list[str]:
+        return await build(self.rebuild_site(), CHECK, None)
 
     async def head(self) -> int:
         return await self.reads.head()

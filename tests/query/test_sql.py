@@ -17,7 +17,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import engine
-from engine._query.execute import Fetch, select_runs, top_keys
+from engine._query.execute import Fetch, top_keys
 from engine._query.parser import MAX_DEPTH, parse_aggregates, parse_group_by, selection
 from engine._query.plans import compile_groups, compile_top
 from engine._query.sql import (
@@ -32,7 +32,6 @@ from engine._query.sql import (
     compile_select,
 )
 from engine._query.tree import Selection
-from engine.errors import EngineError
 from tests.conftest import backend_url, in_thread
 from tests.query.test_runs import LASTING
 
@@ -173,15 +172,6 @@ def test_only_the_first_subqueries_may_become_joins() -> None:
                              include_deleted=False, dialect=dialect).sql
         fenced = sql.count(") IS TRUE")
         assert fenced == (10 - PULL_UP if dialect is POSTGRES else 0)
-
-
-async def test_database_errors_while_querying_are_engine_errors() -> None:
-    async def failing(statement: Compiled) -> Sequence[Sequence[Any]]:
-        raise sqlite3.OperationalError("parser stack overflow")
-
-    with pytest.raises(EngineError, match="parser stack overflow") as caught:
-        await select_runs(failing, SQLITE, "p", Selection(), include_deleted=False)
-    assert isinstance(caught.value.__cause__, sqlite3.OperationalError)
 
 
 def test_no_top_k_plan_where_no_index_orders() -> None:

@@ -11,7 +11,7 @@ import anyio
 import pytest
 
 from engine._storage.contract import Store
-from engine.errors import ClosedError
+from engine.errors import ClosedError, StorageError
 from tests.conftest import MakeTracker
 
 FAST = {"heartbeat_interval": 0.005, "crash_timeout": 60.0, "reap_interval": 0.005,
@@ -19,11 +19,12 @@ FAST = {"heartbeat_interval": 0.005, "crash_timeout": 60.0, "reap_interval": 0.0
 
 
 class Failing:
-    """Delegates to a real store, but ``method`` raises ``ConnectionError`` — ``times``
-    times (``None``: always) once ``on``. ``recovered`` is set by its first success after
-    failing."""
+    """Delegates to a real store, but ``method`` raises ``error`` (a ``ConnectionError``
+    unless told) — ``times`` times (``None``: always) once ``on``. ``recovered`` is set by
+    its first success after failing."""
 
-    def __init__(self, store: Store, method: str, times: int | None, *, on: bool = True) -> None:
+    def __init__(self, store: Store, method: str, times: int | None, *, on: bool = True,
+                 error: type[Exception] = ConnectionError) -> None:
         self._store = store
         self.method = method
         self.times = times
@@ -35,7 +36,7 @@ class Failing:
         async def call(*args: Any, **kwargs: Any) -> Any:
             if self.on and (self.times is None or self.failures < self.times):
                 self.failures += 1
-                raise ConnectionError(f"{method}: the database went away")
+                raise error(f"{method}: the database went away")
             result = await real(*args, **kwargs)
             if self.failures:
                 self.recovered.set()
@@ -83,6 +84,26 @@ async def test_a_loop_outlives_store_errors(make: MakeTracker, method: str) -> N
         assert store.failures == 3
         assert (await tracker.get_run("r")).status == "succeeded"
     assert tracker._supervisor.failure is None
+
+
+@pytest.mark.parametrize("method", ["wait_for_head", "beat", "stale_runs"])
+async def test_a_store_that_fails_past_every_pause_is_waited_out(make: MakeTracker,
+                                                                 method: str) -> None:
+    """The store fails (``StorageError``) for longer than every pause of the retries: the
+    tracker does not stop, and goes on once the store is back."""
+    async with make(**FAST) as tracker:
+        assert tracker._liveness is not None
+        store = Failing(tracker._liveness.store, method, times=12, error=StorageError)
+        tracker._liveness.store = store  # type: ignore[assignment]
+        tracker._liveness.retry_delays = (0.0, 0.001)
+        async with tracker.start_run("r") as run:
+            with anyio.fail_after(30):
+                await store.recovered.wait()
+            run.log_metrics({"m": 1.0}, step=0)
+            await run.flush()
+        assert store.failures == 12
+        assert (await tracker.get_run("r")).status == "succeeded"
+    assert tracker._liveness.failure is None
 
 
 async def raised(action: Callable[[], Awaitable[object]]) -> BaseException:

@@ -4,16 +4,19 @@ from __future__ import annotations
 
 import math
 from array import array
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import anyio
+import asyncpg
 import pytest
 
 from engine._core import events as ev
 from engine._core.events import NewEvent, default_upcasters
 from engine._storage.contract import AppendRequest, Store
 from engine._storage.registry import open_store
-from engine.errors import EngineError
+from engine._storage.session import Session
+from engine.errors import EngineError, StorageError
 from tests.conftest import POSTGRES_URL, require_postgres
 from tests.pg import admin, fresh_schema_url, opened, raw, with_params
 from tests.store_contract import NOW, StoreContract, WriterContract, created, metrics
@@ -27,7 +30,20 @@ def pg_url() -> str:
     return fresh_schema_url(POSTGRES_URL)
 
 
-class TestPostgres(StoreContract):
+class _PostgresFaults:
+    driver_errors = (asyncpg.PostgresError,)
+
+    async def fault(self, store: Store, on: bool) -> None:
+        """The writer's transactions read only: the server refuses the writes."""
+        from engine._storage.postgres.store import PostgresStore
+
+        assert isinstance(store, PostgresStore)
+        async with store.committer.lock:
+            await store.committer.connection.execute(
+                f"SET default_transaction_read_only = {'on' if on else 'off'}")
+
+
+class TestPostgres(_PostgresFaults, StoreContract):
     @pytest.fixture
     def url(self, pg_url: str) -> str:
         return pg_url
@@ -35,8 +51,15 @@ class TestPostgres(StoreContract):
     async def raw(self, store: Store, sql: str) -> list[tuple[Any, ...]]:
         return await raw(store, sql)
 
+    async def on_writer(self, store: Store, work: Callable[[Session], Awaitable[Any]]) -> Any:
+        from engine._storage.postgres.session import PostgresSession
+        from engine._storage.postgres.store import PostgresStore
 
-class TestPostgresWriter(WriterContract):
+        assert isinstance(store, PostgresStore)
+        return await store.readers.run(lambda connection: work(PostgresSession(connection)))
+
+
+class TestPostgresWriter(_PostgresFaults, WriterContract):
     @pytest.fixture
     def url(self, pg_url: str) -> str:
         return pg_url
@@ -149,6 +172,7 @@ async def test_an_unreachable_server_is_one_clear_error() -> None:
     with pytest.raises(EngineError, match=r"cannot open the PostgreSQL database") as caught:
         await store.open()
     assert "pw" not in str(caught.value)
+    assert isinstance(caught.value, StorageError)
 
 
 async def test_two_stores_in_one_schema_share_the_log(pg_url: str) -> None:
@@ -251,20 +275,42 @@ async def test_a_lost_reply_to_commit_still_starts_the_run(
         assert types == [ev.RUN_CREATED, ev.METRICS_LOGGED, ev.STATUS_CHANGED]
 
 
-async def test_checkpoints_never_go_back(pg_url: str) -> None:
-    from engine._storage.postgres.io import advance
+async def test_a_server_out_of_reach_keeps_the_batch_until_it_is_back(pg_url: str) -> None:
+    """The writer's connection is terminated, and the server stays out of reach for longer
+    than the store's own retries: flush raises ``StorageError`` (chained to the driver's
+    error), the batch stays buffered, and once the server is back it is written once."""
+    import engine
+    from engine._storage.postgres.connection import Target
     from engine._storage.postgres.store import PostgresStore
 
-    store = await opened(pg_url)
-    assert isinstance(store, PostgresStore)
-    try:
-        await store.append([AppendRequest("p", "a", [created(), metrics("m", [0], [1.0])])],
-                           now=NOW)
-        with pytest.raises(EngineError, match="cannot go back from position 2 to 1"):
-            await store.readers.run(lambda connection: advance(connection, "", 2, 1))
-        assert {r for _, r in await raw(store, "SELECT name, position FROM checkpoints")} == {2}
-    finally:
-        await store.close()
+    async with engine.connect(pg_url, durability="normal", heartbeat_interval=60,
+                              crash_timeout=600) as tracker:
+        store = tracker._store
+        assert isinstance(store, PostgresStore)
+        async with tracker.start_run("r") as run:
+            run.log_metrics({"m": 0.0}, step=0)
+            await run.flush()
+            committer = store.committer
+            reachable = committer.target
+            committer.target = Target("postgresql://nobody@127.0.0.1:1/none",
+                                      durability="normal")
+            connection = await admin(POSTGRES_URL)
+            try:
+                await connection.fetchval("SELECT pg_terminate_backend($1)",
+                                          committer.connection.get_server_pid())
+            finally:
+                await connection.close()
+            run.log_metrics({"m": 1.0}, step=1)
+            with pytest.raises(StorageError, match="lost the connection") as caught:
+                await run.flush()
+            assert isinstance(caught.value.__cause__, (OSError, asyncpg.PostgresError,
+                                                       asyncpg.InterfaceError))
+            committer.target = reachable
+            run.log_metrics({"m": 2.0}, step=2)
+            await run.flush()
+        series = await tracker.read_series("r", "m")
+        assert list(series.steps) == [0, 1, 2]
+        assert (await tracker.get_run("r")).version == 5  # created, three batches, status
 
 
 async def _append_into(store: Store, request: AppendRequest, outcome: list[Any]) -> None:

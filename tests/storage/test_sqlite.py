@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sqlite3
+from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -10,41 +11,62 @@ import anyio
 import pytest
 
 from engine._core.events import default_upcasters
+from engine._query.execute import select_runs
+from engine._query.sql import SQLITE, Compiled
+from engine._query.tree import Selection
 from engine._storage.contract import AppendRequest, Store
 from engine._storage.registry import open_store
+from engine._storage.session import Session
+from engine._storage.sqlite.session import connect
 from engine._storage.sqlite.store import SqliteStore, sqlite_path
-from engine.errors import EngineError, ValidationError
+from engine.errors import EngineError, StorageError, ValidationError
 from tests.store_contract import NOW, StoreContract, WriterContract, created, metrics
 
 
 async def _raw(store: Store, sql: str) -> list[tuple[Any, ...]]:
+    return await _on_writer(store, lambda session: session.fetch(sql))
+
+
+async def _on_writer(store: Store, work: Callable[[Session], Awaitable[Any]]) -> Any:
     assert isinstance(store, SqliteStore)
-    db = store._writer()
-    async with store._wlock:
-        return list(await db.execute_fetchall(sql))
+    async with store.lock:
+        found = await work(store.writer)
+    return [tuple(row) for row in found] if isinstance(found, list) else found
 
 
-class TestSqliteFile(StoreContract):
+class _SqliteFaults:
+    driver_errors = (sqlite3.Error,)
+
+    async def fault(self, store: Store, on: bool) -> None:
+        """A connection that may only read: SQLite refuses the writes (SQLITE_READONLY)."""
+        assert isinstance(store, SqliteStore)
+        async with store.lock:
+            await store.writer.execute(f"PRAGMA query_only = {int(on)}")
+
+
+class _OnSqlite(_SqliteFaults, StoreContract):
+    async def raw(self, store: Store, sql: str) -> list[tuple[Any, ...]]:
+        return await _raw(store, sql)
+
+    async def on_writer(self, store: Store, work: Callable[[Session], Awaitable[Any]]) -> Any:
+        return await _on_writer(store, work)
+
+
+class TestSqliteFile(_OnSqlite):
     @pytest.fixture
     def url(self, tmp_path: Path) -> str:
         return str(tmp_path / "store.db")
 
-    async def raw(self, store: Store, sql: str) -> list[tuple[Any, ...]]:
-        return await _raw(store, sql)
 
-
-class TestSqliteMemory(StoreContract):
+class TestSqliteMemory(_OnSqlite):
     persistent = False
 
     @pytest.fixture
     def url(self) -> str:
         return ":memory:"
 
-    async def raw(self, store: Store, sql: str) -> list[tuple[Any, ...]]:
-        return await _raw(store, sql)
 
-
-class TestSqliteWriter(WriterContract):
+class TestSqliteWriter(_SqliteFaults, WriterContract):
     @pytest.fixture
     def url(self, tmp_path: Path) -> str:
         return str(tmp_path / "writer.db")
@@ -107,23 +129,6 @@ async def test_projections_behind_the_log_are_rebuilt_on_open(tmp_path: Path) ->
         await store.close()
 
 
-async def test_checkpoints_never_go_back(tmp_path: Path) -> None:
-    from engine._storage.sqlite.io import advance
-
-    store = open_store(str(tmp_path / "c.db"), durability="normal", upcasters=default_upcasters())
-    await store.open()
-    try:
-        await store.append([AppendRequest("p", "a", [created(), metrics("m", [0], [1.0])])],
-                           now=NOW)
-        assert isinstance(store, SqliteStore)
-        with pytest.raises(EngineError, match="cannot go back from position 2 to 1"):
-            async with store._wlock:
-                await advance(store._writer(), "", 2, 1)
-        assert {r for _, r in await _raw(store, "SELECT name, position FROM checkpoints")} == {2}
-    finally:
-        await store.close()
-
-
 async def test_a_new_database_has_large_pages(tmp_path: Path) -> None:
     """Chunk columns are tens of kilobytes: 16 KiB pages hold them in a quarter of the
     overflow pages, and large commits write a quarter of the WAL frames."""
@@ -145,7 +150,7 @@ async def test_the_wal_is_checkpointed_beside_the_commits(tmp_path: Path) -> Non
     try:
         assert await _raw(store, "PRAGMA wal_autocheckpoint") == [(0,)]
         assert isinstance(store, SqliteStore)
-        checkpointer = store._checkpointer
+        checkpointer = store.checkpointer
         assert checkpointer is not None
         empty = path.stat().st_size
         steps = list(range(20_000))
@@ -161,3 +166,21 @@ async def test_the_wal_is_checkpointed_beside_the_commits(tmp_path: Path) -> Non
     finally:
         await store.close()
     assert not checkpointer._thread.is_alive()
+
+
+async def test_database_errors_while_querying_are_storage_errors(tmp_path: Path) -> None:
+    """What SQLite refuses or fails while a query runs (here its parser's stack overflows)
+    is translated by the store's session, whoever runs the statement."""
+    session = await connect(str(tmp_path / "q.db"), synchronous="NORMAL", doing="reading")
+    deep = Compiled("SELECT " + "(" * 5_000 + "1" + ")" * 5_000, ())
+
+    async def failing(statement: Compiled) -> Sequence[Sequence[Any]]:
+        return await session.query(deep)
+
+    try:
+        with pytest.raises(EngineError, match="parser stack overflow") as caught:
+            await select_runs(failing, SQLITE, "p", Selection(), include_deleted=False)
+        assert isinstance(caught.value, StorageError)
+        assert isinstance(caught.value.__cause__, sqlite3.OperationalError)
+    finally:
+        await session.close()

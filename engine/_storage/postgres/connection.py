@@ -14,13 +14,16 @@ double pair would make every comparison two). asyncpg writes ints and floats int
 
 PostgreSQL's ``text`` cannot hold NUL, and no text Kittiwake writes does: the logging API
 refuses it (and writes it as ``\\0`` in a failure reason made from an exception), on every
-backend, so a log reads the same on both (``_validate``; docs/decisions.md).
+backend, so a log reads the same on both (``engine._core.validate``; docs/decisions.md).
 
 Connections can drop (a server restart, ``pg_terminate_backend``, a network blip). Work that
 is safe to repeat — every read, and an append whose event ids make a retry idempotent — runs
-again on a fresh connection after such a *transient* error; when the link stays down, a
-``ConnectionError`` is raised (a writer then keeps its batch and sends it again). Other
-errors of the server become ``EngineError``; both are chained to the asyncpg error.
+again on a fresh connection after such a *transient* error, after each pause of
+``RECONNECT_DELAYS``. What the driver raises is translated here, in :func:`failure`, and
+chained to it: a value the server cannot take is a ``ValidationError`` (a refusal: nothing of
+it is written); anything else — the link stays down, the server is restarting, its disk is
+full, the database is read-only — is a ``StorageError``, and a writer keeps its batch and
+sends it again.
 """
 
 from __future__ import annotations
@@ -28,22 +31,27 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Awaitable, Callable
 from decimal import Decimal
-from typing import Any, TypeVar
+from typing import Any, TypeAlias, TypeVar
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import anyio
 import asyncpg
+from asyncpg.pool import PoolConnectionProxy
 
-from engine._projections.stored import PROJECTION_TABLES
-from engine.errors import EngineError
+from engine._projections.tables import PROJECTION_TABLES
+from engine.errors import EngineError, StorageError, ValidationError
 
-__all__ = ["RETRY_DELAYS", "Readers", "Target", "broken", "driver_error", "failure", "gone",
-           "open_connection", "quote_ident", "setup", "transient"]
+__all__ = ["RECONNECT_DELAYS", "Link", "Readers", "Target", "bad_value", "broken", "driver_error",
+           "failure", "gone", "open_connection", "quote_ident", "setup", "transient"]
 
 T = TypeVar("T")
 
-RETRY_DELAYS = (0.0, 0.05, 0.1, 0.25, 0.5, 1.0, 2.0)
-"""Pauses before each new attempt after a transient error (about 4 s in all)."""
+Link: TypeAlias = "asyncpg.Connection[asyncpg.Record] | PoolConnectionProxy[asyncpg.Record]"
+"""A connection: one of a store's own, or one the reader pool lends."""
+
+RECONNECT_DELAYS = (0.0, 0.05, 0.1, 0.25, 0.5, 1.0, 2.0)
+"""Pauses before each new attempt, on a new connection, after a transient error (about 4 s in
+all)."""
 _CLOSE_WITHIN = 5.0  # seconds a pool waits for reads to hand back their connections
 # A snapshot read locks the projection tables before its first query, which is when a
 # REPEATABLE READ transaction takes its snapshot. Otherwise a read that waits for a rebuild's
@@ -64,7 +72,8 @@ class Target:
         rest = [(key, value) for key, value in query if key != "search_path"]
         self.schema: str | None = schemas[-1] if schemas else None
         if self.schema is not None and not self.schema:
-            raise EngineError("search_path in a PostgreSQL URL must name a schema")
+            raise ValidationError("search_path in a PostgreSQL URL must name a schema",
+                                  key="url")
         self.dsn = urlunsplit(parts._replace(query=urlencode(rest)))
         userinfo, at, host = parts.netloc.rpartition("@")
         user = userinfo.partition(":")[0]  # never show a password
@@ -104,13 +113,14 @@ def _numeric_in(text: str) -> int | float:
         return float(text)  # correctly rounded: the float the exact decimal came from
 
 
-async def setup(connection: asyncpg.Connection) -> None:
+async def setup(connection: Link) -> None:
     """Make a new connection read and write steps in ``numeric`` exactly."""
     await connection.set_type_codec("numeric", schema="pg_catalog", encoder=_numeric_out,
                                     decoder=_numeric_in, format="text")
 
 
-async def open_connection(target: Target, *, within: float = 60) -> asyncpg.Connection:
+async def open_connection(target: Target, *,
+                          within: float = 60) -> asyncpg.Connection[asyncpg.Record]:
     """A new connection with the session settings and codecs."""
     connection = await asyncpg.connect(target.dsn, server_settings=target.settings,
                                        timeout=within)
@@ -122,7 +132,7 @@ async def open_connection(target: Target, *, within: float = 60) -> asyncpg.Conn
     return connection
 
 
-def transient(exc: BaseException, connection: asyncpg.Connection | None = None) -> bool:
+def transient(exc: BaseException, connection: Link | None = None) -> bool:
     """Whether ``exc`` says the work may succeed if tried again: the connection is gone (or
     its protocol was left mid-message by the server going away), the server is restarting,
     or the transaction lost a deadlock or a serialization race."""
@@ -136,7 +146,7 @@ def transient(exc: BaseException, connection: asyncpg.Connection | None = None) 
     return connection is not None and gone(connection)
 
 
-def gone(connection: asyncpg.Connection) -> bool:
+def gone(connection: Link) -> bool:
     """Whether the connection is closed (a pooled one the pool took back, when the server
     closed it, counts as closed)."""
     try:
@@ -150,13 +160,23 @@ def broken(exc: BaseException) -> bool:
     return transient(exc) and not isinstance(exc, asyncpg.exceptions.TransactionRollbackError)
 
 
-def failure(exc: BaseException, what: str, *, lost: bool = False) -> Exception:
-    """The error to raise for a driver error ``exc`` (chain it): ``ConnectionError`` for a
-    lost link (``lost``, or an error that says so), ``EngineError`` for anything else the
-    server or driver reported."""
+def failure(exc: BaseException, what: str, *, lost: bool = False) -> EngineError:
+    """The error to raise, chained to ``exc``, for a driver error met while doing ``what``:
+    ``ValidationError`` for a value the server cannot take (an invalid argument, a data
+    exception), ``StorageError`` for a lost link (``lost``, or an error that says so) and
+    for anything else the server or the driver reported."""
+    if bad_value(exc) and not lost:
+        return ValidationError(f"PostgreSQL cannot store this value while {what}: {exc}")
     if lost or transient(exc):
-        return ConnectionError(f"lost the connection to PostgreSQL while {what}: {exc}")
-    return EngineError(f"PostgreSQL failed while {what}: {exc}")
+        return StorageError(f"lost the connection to PostgreSQL while {what}: {exc}")
+    return StorageError(f"PostgreSQL failed while {what}: {exc}")
+
+
+def bad_value(exc: BaseException) -> bool:
+    """A data exception of the server (SQLSTATE class 22), or an argument the driver cannot
+    encode (its own ``DataError``: an ``InterfaceError`` that is a ``ValueError``)."""
+    return isinstance(exc, asyncpg.exceptions.DataError) or (
+        isinstance(exc, asyncpg.InterfaceError) and isinstance(exc, ValueError))
 
 
 def driver_error(exc: BaseException) -> bool:
@@ -166,10 +186,10 @@ def driver_error(exc: BaseException) -> bool:
                             asyncpg.InternalClientError, OSError))
 
 
-Work = Callable[[asyncpg.Connection], Awaitable[T]]
+Work = Callable[[Link], Awaitable[T]]
 
 
-async def _reset(connection: asyncpg.Connection) -> None:
+async def _reset(connection: Link) -> None:
     # Kittiwake leaves no session state behind; only an interrupted read may have left its
     # snapshot open. (asyncpg's default reset costs a round trip per read.)
     if connection.is_in_transaction():
@@ -180,7 +200,7 @@ class Readers:
     """A small pool of connections for reads; a read that meets a transient error runs
     again on another connection (the pool replaces closed ones)."""
 
-    def __init__(self, pool: asyncpg.Pool) -> None:
+    def __init__(self, pool: asyncpg.Pool[asyncpg.Record]) -> None:
         self.pool = pool
 
     @classmethod
@@ -194,11 +214,11 @@ class Readers:
         """``work(connection)``; inside one read-only snapshot when ``snapshot`` (several
         statements that must agree).
 
-        :raises ConnectionError: the server stayed unreachable through every retry.
-        :raises EngineError: the server refused the work.
+        :raises StorageError: the server stayed unreachable through every retry, or failed.
+        :raises ValidationError: a parameter the server cannot take.
         """
-        last = len(RETRY_DELAYS) - 1
-        for attempt, delay in enumerate(RETRY_DELAYS):
+        last = len(RECONNECT_DELAYS) - 1
+        for attempt, delay in enumerate(RECONNECT_DELAYS):
             if delay:
                 await anyio.sleep(delay)
             retry = False
@@ -215,8 +235,11 @@ class Readers:
                     except Exception as exc:
                         # Judged here, while the pool still lends the connection.
                         retry = driver_error(exc) and transient(exc, connection)
-                        if retry and broken(exc) and not gone(connection):
-                            connection.terminate()  # the pool opens a new one in its place
+                        if ((retry and broken(exc)) or bad_value(exc)) and not gone(connection):
+                            # The pool opens a new one in its place. (An argument the driver
+                            # could not encode leaves the statement's protocol half sent: the
+                            # server would hold the next statement inside it.)
+                            connection.terminate()
                         raise
             except Exception as exc:
                 if not driver_error(exc):
@@ -227,7 +250,7 @@ class Readers:
 
     async def execute_many(self, sql: str, rows: list[tuple[Any, ...]], what: str) -> None:
         """``executemany`` on a pooled connection (retried, so only for idempotent writes)."""
-        async def work(connection: asyncpg.Connection) -> None:
+        async def work(connection: Link) -> None:
             await connection.executemany(sql, rows)
 
         await self.run(work, what=what)

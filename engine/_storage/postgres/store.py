@@ -3,17 +3,17 @@
 Connections, per store:
 
 - one **writer** connection: every append of this process, in group commits that take turns
-  with other processes' appends (``_postgres_commit`` explains how that keeps positions
+  with other processes' appends (``commit`` explains how that keeps positions
   gap-free as readers see them);
-- a small **pool of readers** (``_postgres_conn.Readers``), so reads run beside a commit and
+- a small **pool of readers** (``connection.Readers``), so reads run beside a commit and
   beside each other;
 - one **listener** connection, opened when someone first waits for the head, that LISTENs for
-  the NOTIFY every append sends (``_postgres_listen``);
+  the NOTIFY every append sends (``listen``);
 - during a rebuild, one more connection for the rebuild itself.
 
 The URL is ``postgresql://user@host:port/database``, optionally with ``?search_path=schema``
 to keep Kittiwake's tables in a schema of their own (created on connect). The schema is
-created or migrated on connect. A lost connection is opened again; see ``_postgres_conn``.
+created or migrated on connect. A lost connection is opened again; see ``connection``.
 """
 
 from __future__ import annotations
@@ -23,17 +23,19 @@ from collections.abc import Awaitable, Sequence
 import anyio
 import asyncpg
 
-from engine._core.events import Record, Upcasters
-from engine._storage.contract import AppendRequest, Progress
-from engine._storage.split import SplitStore
-from engine.errors import ClosedError, EngineError
+from engine._core.events import Upcasters
+from engine._storage.io import HEARTBEAT
+from engine._storage.reads import Reads
+from engine._storage.session import numbered
+from engine._storage.split import SplitStore, opened
+from engine.errors import ClosedError, StorageError
 
 from .commit import Committer
-from .connection import Readers, Target, driver_error, open_connection
+from .connection import Link, Readers, Target, driver_error, open_connection, quote_ident
 from .listen import Doorbell
-from .reads import PostgresReads
-from .rebuild import BEHIND, build, drop_retired
+from .rebuild import PostgresRebuild
 from .schema import migrate
+from .session import PostgresReader
 
 __all__ = ["PostgresStore", "open_url"]
 
@@ -41,8 +43,6 @@ _READERS = 4  # pooled reader connections per store
 # While LISTEN is on, a waiter for the head relies on the doorbell and looks at the head
 # itself only this often (or as often as it asked, if less often): a safety net, not a poll.
 _FALLBACK_POLL = 2.0
-_BEAT = ("INSERT INTO heartbeats VALUES ($1, $2, $3) "
-         "ON CONFLICT (project, run_id) DO UPDATE SET beat_at = EXCLUDED.beat_at")
 
 
 def open_url(url: str, *, durability: str, upcasters: Upcasters) -> PostgresStore:
@@ -50,16 +50,14 @@ def open_url(url: str, *, durability: str, upcasters: Upcasters) -> PostgresStor
     return PostgresStore(url, durability=durability, upcasters=upcasters)
 
 
-class PostgresStore(SplitStore):
+class PostgresStore(SplitStore[Committer]):
     """The log and its projections in one PostgreSQL schema."""
 
     def __init__(self, url: str, *, durability: str, upcasters: Upcasters) -> None:
         self.target = Target(url, durability=durability)
         self.durability = durability
         self.upcasters = upcasters
-        self._committer: Committer | None = None
         self._readers: Readers | None = None
-        self._reads: PostgresReads | None = None
         self._doorbell: Doorbell | None = None
 
     def __repr__(self) -> str:
@@ -68,7 +66,7 @@ class PostgresStore(SplitStore):
     # Lifecycle -----------------------------------------------------------------------------
 
     async def open(self) -> None:
-        writer: asyncpg.Connection | None = None
+        writer: asyncpg.Connection[asyncpg.Record] | None = None
         try:
             writer = await open_connection(self.target)
             await migrate(writer, self.target.schema)
@@ -79,20 +77,15 @@ class PostgresStore(SplitStore):
                 writer.terminate()
             await self.close()
             if isinstance(exc, Exception) and driver_error(exc):
-                raise EngineError(f"cannot open the PostgreSQL database "
-                                  f"{self.target.shown!r}: {exc}") from exc
+                raise StorageError(f"cannot open the PostgreSQL database "
+                                   f"{self.target.shown!r}: {exc}") from exc
             raise
         channel = self.target.channel(schema)
         self._committer = Committer(self.target, writer, channel, self.upcasters)
-        self._reads = PostgresReads(self._readers, self.upcasters)
+        self._reads = Reads(PostgresReader(self._readers), self.upcasters)
         self._doorbell = Doorbell(self.target, channel)
         try:
-            await self.drop_retired()  # left by a rebuild whose process ended before dropping
-            if await self._readers.run(lambda c: c.fetchval(BEHIND)):
-                # The log is ahead of a projection (a projection added by a newer release):
-                # build everything again from the log — unless another process opening at
-                # the same time has done so by the time this one's turn comes.
-                await build(self, "__new", None, if_behind=True)
+            await self.catch_up()
         except BaseException:
             await self.close()
             raise
@@ -109,28 +102,14 @@ class PostgresStore(SplitStore):
                 await _quietly(readers.close())
 
     @property
-    def committer(self) -> Committer:
-        if self._committer is None:
-            raise ClosedError("the store is closed")
-        return self._committer
-
-    @property
     def readers(self) -> Readers:
-        if self._readers is None:
-            raise ClosedError("the store is closed")
-        return self._readers
+        """The pool of reader connections.
 
-    @property
-    def reads(self) -> PostgresReads:
-        if self._reads is None:
-            raise ClosedError("the store is closed")
-        return self._reads
+        :raises ClosedError: if the store is closed.
+        """
+        return opened(self._readers)
 
     # The log -------------------------------------------------------------------------------
-
-    async def append(self, requests: Sequence[AppendRequest], *,
-                     now: float) -> list[list[Record] | BaseException]:
-        return await self.committer.append(requests, now=now)
 
     async def wait_for_head(self, beyond: int, within: float) -> int:
         doorbell = self._doorbell
@@ -148,21 +127,32 @@ class PostgresStore(SplitStore):
 
     # Projections ---------------------------------------------------------------------------
 
-    async def rebuild(self, progress: Progress | None = None) -> None:
-        await build(self, "__new", progress)
-
-    async def verify_rebuild(self) -> list[str]:
-        return await build(self, "__check", None)
+    def rebuild_site(self) -> PostgresRebuild:
+        return PostgresRebuild(self.target, self.readers, self.committer.lock,
+                               upcasters=self.upcasters, forget=self.committer.forget,
+                               head=self.head)
 
     async def drop_retired(self) -> None:
-        await drop_retired(self)
+        """Drop the tables a rebuild swapped out."""
+        for table in await self.retired_tables():
+            async def drop(connection: Link, table: str = table) -> None:
+                await connection.execute(f"DROP TABLE IF EXISTS {quote_ident(table)}")
+
+            with anyio.CancelScope(shield=True):
+                await self.readers.run(drop, what="dropping retired tables")
+
+    async def retired_tables(self) -> list[str]:
+        rows = await self.reads.reader.read(lambda session: session.fetch(
+            "SELECT tablename FROM pg_tables WHERE schemaname = current_schema() "
+            "AND tablename LIKE '%\\_\\_old'"))
+        return [r[0] for r in rows]
 
     # Liveness ------------------------------------------------------------------------------
 
     async def beat(self, runs: Sequence[tuple[str, str]], at: float) -> None:
         if runs:
             with anyio.CancelScope(shield=True):
-                await self.readers.execute_many(_BEAT, [(p, r, at) for p, r in runs],
+                await self.readers.execute_many(numbered(HEARTBEAT), [(p, r, at) for p, r in runs],
                                                 "recording heartbeats")
 
 

@@ -49,7 +49,10 @@ class Checkpointer:
             self._thread.join()
 
     def _run(self) -> None:
-        db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+        try:
+            db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+        except sqlite3.Error:
+            return  # the store's own connections report what is wrong with the file
         try:
             db.execute("PRAGMA busy_timeout = 1000")
             db.execute(f"PRAGMA synchronous = {self.synchronous}")
@@ -62,13 +65,16 @@ class Checkpointer:
                 try:
                     db.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
                     self.checkpoints += 1
-                except sqlite3.OperationalError:
-                    # Locked (a rebuild's swap, another process's checkpoint): the WAL stays
-                    # as it is and the next commit tries again. A checkpoint only copies
-                    # committed pages, so nothing can be lost by skipping one.
+                except sqlite3.Error:
+                    # Locked (a rebuild's swap, another process's checkpoint), or the disk
+                    # is full: the WAL stays as it is and the next commit tries again. A
+                    # checkpoint only copies committed pages, so nothing can be lost by
+                    # skipping one.
                     self.busy += 1
                 # Commits during the pause share the next checkpoint.
                 if self._stopping.wait(self.interval):
                     return
+        except sqlite3.Error:
+            return  # as above: the store's connections say what is wrong
         finally:
             db.close()

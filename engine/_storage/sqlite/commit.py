@@ -1,7 +1,7 @@
 """Group commits on SQLite: the one place where events enter the log.
 
 A group of requests is one ``BEGIN IMMEDIATE`` transaction (SQLite's one writer: the rowid is
-the position, and commit order is position order). ``_commit.GroupCommit`` assigns positions
+the position, and commit order is position order). ``engine._storage.commit`` assigns positions
 and versions and folds each event through the projector; here events and projection rows are
 written, checkpoints advance, and it all commits together. A request the projections refuse
 rolls the transaction back and the group is replayed without it.
@@ -16,15 +16,15 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Any
 
-import aiosqlite
 import anyio
 
 from engine._core.events import Record, Upcasters
 from engine._projections.stored import EVENT_COLUMNS
 from engine._storage.commit import GroupCommit
 from engine._storage.contract import AppendRequest
+from engine._storage.io import TableIO, advance
 
-from .io import SqliteIO, advance
+from .session import SqliteSession
 
 __all__ = ["Committer"]
 
@@ -35,32 +35,29 @@ _INSERT = f"INSERT INTO events ({EVENT_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?)"
 class Committer(GroupCommit):
     """Appends requests on the writer connection; owns the live projector and its cache."""
 
-    def __init__(self, db: aiosqlite.Connection, lock: anyio.Lock, upcasters: Upcasters, *,
+    def __init__(self, session: SqliteSession, lock: anyio.Lock, upcasters: Upcasters, *,
                  committed: Callable[[], None] | None = None) -> None:
-        self.db = db
-        self.io = SqliteIO(db)
+        self.session = session
         self._after_commit = committed
-        super().__init__(self.io, upcasters, lock)
+        super().__init__(TableIO(session), upcasters, lock)
 
     async def transaction(self, requests: Sequence[AppendRequest], pending: list[int],
                           now: float) -> dict[int, list[Record]]:
-        db = self.db
-        await db.execute("BEGIN IMMEDIATE")
+        session = self.session
         try:
-            (head,), = await db.execute_fetchall(
-                "SELECT coalesce(max(position), 0) FROM events")
-            self.trust(head)
-            known = await self._stored_events(
-                [e.id for i in pending for e in requests[i].events])
-            added, rows, position = await self.fold_group(requests, pending, known, head, now)
-            if rows:
-                await db.executemany(_INSERT, rows)
-                await self.projector.save()
-                await advance(db, "", head, position)
-            await db.execute("COMMIT")
+            async with session.transaction():
+                ((head,),) = await session.fetch("SELECT coalesce(max(position), 0) FROM events")
+                self.trust(head)
+                known = await self._stored_events(
+                    [e.id for i in pending for e in requests[i].events])
+                added, rows, position = await self.fold_group(requests, pending, known, head,
+                                                              now)
+                if rows:
+                    await session.execute_many(_INSERT, rows)
+                    await self.projector.save()
+                    await advance(session, "", head, position)
         except BaseException:
             self.forget()
-            await db.execute("ROLLBACK")
             raise
         self.committed(position)
         if self._after_commit is not None:
@@ -73,7 +70,7 @@ class Committer(GroupCommit):
         unique = list(dict.fromkeys(ids))
         for start in range(0, len(unique), _ID_BATCH):
             batch = unique[start : start + _ID_BATCH]
-            found.extend(await self.db.execute_fetchall(
+            found.extend(await self.session.fetch(
                 f"SELECT {EVENT_COLUMNS} FROM events "
                 f"WHERE event_id IN ({','.join('?' * len(batch))})", batch))
         return self.stored(found)

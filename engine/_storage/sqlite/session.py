@@ -1,0 +1,172 @@
+"""Connections to a SQLite file as sessions of the shared SQL, and the reader beside the writer.
+
+Every statement of the SQLite store runs through a :class:`SqliteSession`, which is where the
+driver's errors are translated (``errors``). Its :meth:`~SqliteSession.transaction` is the one
+way the store writes: ``BEGIN IMMEDIATE`` (SQLite's one writer) … ``COMMIT``, and on any error
+a rollback — only while a transaction is still open, since SQLite rolls back by itself after
+a full disk or an I/O error, and a rollback's own error never hides the one that led to it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from contextlib import asynccontextmanager, suppress
+from pathlib import Path
+from typing import Any, TypeVar, cast
+
+import aiosqlite
+import anyio
+
+from engine._query.dialect import SQLITE, Dialect
+from engine._query.sql import Compiled
+from engine._storage.session import Row, Session
+from engine.errors import StorageError
+
+from .errors import DRIVER_ERRORS, failure
+
+__all__ = ["SqliteReader", "SqliteSession", "connect"]
+
+T = TypeVar("T")
+
+_PRAGMAS = (
+    "PRAGMA busy_timeout = 60000",
+    # Larger pages keep chunk columns in fewer overflow pages and make large commits
+    # cheaper. Only a new, empty file takes it, and only before WAL mode writes the header.
+    "PRAGMA page_size = 16384",
+    "PRAGMA journal_mode = WAL",
+    "PRAGMA synchronous = {synchronous}",
+    "PRAGMA cache_size = -65536",
+    "PRAGMA temp_store = MEMORY",
+    # Checkpoints run on the store's checkpoint thread, not inside a commit.
+    "PRAGMA wal_autocheckpoint = 0",
+)
+
+
+async def connect(path: str, *, synchronous: str, doing: str) -> SqliteSession:
+    """A new connection to the database at ``path``, with the store's settings.
+
+    :raises StorageError: the file cannot be opened as a SQLite database (a directory, a
+        missing directory, no permission, not a database, damaged).
+    """
+    _check_path(path)
+    pending = aiosqlite.connect(path, isolation_level=None)
+    try:
+        db = await pending
+    except BaseException as exc:
+        # aiosqlite stops its worker thread without waiting; the thread then answers an
+        # event loop that may be gone. Wait for it while this loop still runs.
+        thread = getattr(pending, "_thread", None)
+        if thread is not None:
+            await anyio.to_thread.run_sync(thread.join, 5.0)
+        if isinstance(exc, DRIVER_ERRORS):
+            raise _unopenable(path, exc) from exc
+        raise
+    try:
+        for pragma in _PRAGMAS:
+            # Run to the end: some return a row.
+            await db.execute_fetchall(pragma.format(synchronous=synchronous))
+    except BaseException as exc:
+        with anyio.CancelScope(shield=True):
+            await db.close()
+        if isinstance(exc, DRIVER_ERRORS):
+            raise _unopenable(path, exc) from exc
+        raise
+    return SqliteSession(db, path, doing)
+
+
+def _unopenable(path: str, exc: BaseException) -> StorageError:
+    return StorageError(f"cannot open the SQLite database {path!r}: {exc}")
+
+
+def _check_path(path: str) -> None:
+    """Refuse paths SQLite cannot open, before aiosqlite starts a thread for them."""
+    if path == ":memory:":
+        return
+    where = Path(path)
+    if where.is_dir():
+        raise StorageError(f"cannot open the SQLite database {path!r}: it is a directory")
+    if not where.parent.is_dir():
+        raise StorageError(f"cannot open the SQLite database {path!r}: the directory "
+                           f"{str(where.parent)!r} does not exist")
+
+
+class SqliteSession:
+    """Statements on one aiosqlite connection; its errors translated."""
+
+    dialect: Dialect = SQLITE
+
+    def __init__(self, db: aiosqlite.Connection, path: str, doing: str) -> None:
+        self.db = db
+        self.path = path
+        self.doing = doing  # what this connection is for, as its errors say
+
+    async def fetch(self, sql: str, params: Sequence[Any] = ()) -> Sequence[Row]:
+        try:
+            return cast(Sequence[Row], await self.db.execute_fetchall(sql, params))
+        except DRIVER_ERRORS as exc:
+            raise failure(exc, self.doing, self.path) from exc
+
+    async def execute(self, sql: str, params: Sequence[Any] = ()) -> int:
+        try:
+            cursor = await self.db.execute(sql, params)
+        except DRIVER_ERRORS as exc:
+            raise failure(exc, self.doing, self.path) from exc
+        return cursor.rowcount
+
+    async def execute_many(self, sql: str, rows: Sequence[Sequence[Any]]) -> None:
+        try:
+            await self.db.executemany(sql, rows)
+        except DRIVER_ERRORS as exc:
+            raise failure(exc, self.doing, self.path) from exc
+
+    async def query(self, statement: Compiled) -> Sequence[Row]:
+        return await self.fetch(statement.sql, statement.params)
+
+    @asynccontextmanager
+    async def transaction(self) -> AsyncIterator[SqliteSession]:
+        """A write transaction: committed at the end, rolled back on any error."""
+        await self.execute("BEGIN IMMEDIATE")
+        try:
+            yield self
+            await self.execute("COMMIT")
+        except BaseException:
+            await self.rollback()
+            raise
+
+    async def rollback(self) -> None:
+        """Roll back the open transaction, if any; quietly, for the error being handled
+        says what happened."""
+        if not self.db.in_transaction:
+            return  # SQLite rolled it back itself (a full disk, an I/O error)
+        with anyio.CancelScope(shield=True):
+            with suppress(*DRIVER_ERRORS):
+                await self.db.execute("ROLLBACK")
+
+    async def close(self) -> None:
+        with anyio.CancelScope(shield=True):
+            await self.db.close()
+
+
+class SqliteReader:
+    """Reads on one connection, one at a time under ``lock``: statements run inside a read
+    transaction only when a read needs several of them to agree, and a lone statement must
+    not land inside another task's snapshot (it would see the past)."""
+
+    def __init__(self, session: SqliteSession, lock: anyio.Lock) -> None:
+        self.session = session
+        self.lock = lock
+
+    async def read(self, work: Callable[[Session], Awaitable[T]], *,
+                   snapshot: bool = False) -> T:
+        async with self.lock:
+            if not snapshot:
+                return await work(self.session)
+            await self.session.execute("BEGIN")
+            try:
+                result = await work(self.session)
+            except BaseException:
+                await self.session.rollback()
+                raise
+            with anyio.CancelScope(shield=True):
+                await self.session.execute("COMMIT")
+            return result
