@@ -95,7 +95,7 @@ async def test_a_store_that_fails_past_every_pause_is_waited_out(make: MakeTrack
         assert tracker._liveness is not None
         store = Failing(tracker._liveness.store, method, times=12, error=StorageError)
         tracker._liveness.store = store  # type: ignore[assignment]
-        tracker._liveness.retry_delays = (0.0, 0.001)
+        tracker._supervisor.retry_pauses = (0.0, 0.001)
         async with tracker.start_run("r") as run:
             with anyio.fail_after(30):
                 await store.recovered.wait()
@@ -103,7 +103,7 @@ async def test_a_store_that_fails_past_every_pause_is_waited_out(make: MakeTrack
             await run.flush()
         assert store.failures == 12
         assert (await tracker.get_run("r")).status == "succeeded"
-    assert tracker._liveness.failure is None
+    assert tracker._supervisor.failure is None
 
 
 async def raised(action: Callable[[], Awaitable[object]]) -> BaseException:
