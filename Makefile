@@ -15,8 +15,7 @@ $(STAMP): pyproject.toml setup.py engine/_runtime/_speedups.c
 demo: $(STAMP)
 	$(BIN)/kittiwake demo
 
-test: $(STAMP)
-	$(BIN)/ruff check engine tests bench
+test: lint
 	$(BIN)/python -m pytest
 
 # ruff, the type checker (strict on engine/), the import layers, and the docs build. The docs
