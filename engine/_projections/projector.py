@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from array import array
 from bisect import bisect_right
+from collections.abc import Iterable
 from dataclasses import replace
 from typing import Any
 
@@ -59,8 +60,22 @@ class Projector:
     async def save(self) -> None:
         """Write pending changes; the cache keeps the rows."""
         if self.changes:
-            changes, self.changes = self.changes, Changes()
-            await self.io.save(changes)
+            await self.io.save(self.take_changes())
+
+    def take_changes(self) -> Changes:
+        """The pending changes, for the caller to write (the cache keeps the rows)."""
+        changes, self.changes = self.changes, Changes()
+        return changes
+
+    def uncached(self, keys: Iterable[tuple[str, str]]) -> list[tuple[str, str]]:
+        """Those of the runs ``(project, run_id)`` whose rows the cache does not hold."""
+        return [key for key in dict.fromkeys(keys) if key not in self._runs]
+
+    def prime(self, rows: dict[tuple[str, str], RunRow | None]) -> None:
+        """Take run rows read inside the current transaction (None: no such run), so that
+        applying the group's events needs no load of its own; rows already cached win."""
+        for key, row in rows.items():
+            self._runs.setdefault(key, row)
 
     async def run(self, project: str, run_id: str) -> RunRow | None:
         """The run's row as of the records applied so far."""

@@ -134,9 +134,15 @@ class Liveness:
         that may be aborted) cares; otherwise wait, without a query, until someone does."""
         while self.supervisor.failure is None:
             if not self.live and not len(self.hub):
-                self._interest = anyio.Event()
+                interest = self._interest = anyio.Event()
+                # A script that runs one run after another leaves a gap between them: within
+                # a poll interval, a run that comes back finds the head still followed.
+                with anyio.move_on_after(self.poll_interval):
+                    await interest.wait()
+                if interest.is_set() and not len(self.hub):
+                    continue
                 if not self.live and not len(self.hub):
-                    await self._interest.wait()
+                    await interest.wait()
                 # Idle, we looked at nothing: what others appended meanwhile is history for
                 # whoever arrived now (they read it themselves), not something to hand out.
                 await self.supervisor.retrying(self._catch_up)

@@ -184,3 +184,71 @@ async def test_database_errors_while_querying_are_storage_errors(tmp_path: Path)
         assert isinstance(caught.value.__cause__, sqlite3.OperationalError)
     finally:
         await session.close()
+
+
+# Group commit in one hand-off ---------------------------------------------------------------
+
+
+class _HandOffs:
+    """Counts the hand-offs of work to a store's connection threads."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        from engine._storage.sqlite import session as module
+
+        self.count = 0
+        original = module.SqliteSession._in_thread
+
+        async def counted(session: Any, work: Any) -> Any:
+            self.count += 1
+            return await original(session, work)
+
+        monkeypatch.setattr(module.SqliteSession, "_in_thread", counted)
+
+
+def test_aiosqlite_runs_a_commit_in_one_hand_off() -> None:
+    """The fast path needs aiosqlite's queue of calls; a release without it would silently
+    fall back to one hand-off per statement, so say so here."""
+    from engine._storage.sqlite.session import HAND_OFF
+
+    assert HAND_OFF
+
+
+async def test_the_usual_commit_takes_one_hand_off_and_a_foreign_append_is_seen(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    path = str(tmp_path / "one.db")
+    store = open_store(path, durability="normal", upcasters=default_upcasters())
+    other = open_store(path, durability="normal", upcasters=default_upcasters())
+    await store.open()
+    await other.open()
+    try:
+        await store.append([AppendRequest("p", "a", [created("a")])], now=NOW)
+        hand_offs = _HandOffs(monkeypatch)
+        # This writer appended last and the run is cached: fold, check and commit at once.
+        await store.append([AppendRequest("p", "a", [metrics("m", [0], [1.0])])], now=NOW)
+        await store.append([AppendRequest("p", "b", [created("b"), metrics("m", [0], [2.0])])],
+                           now=NOW)
+        assert hand_offs.count == 2
+        # Another process appends to the same run: the next commit's check sees the head
+        # moved, rolls back, and commits through the checked path from fresh rows.
+        await other.append([AppendRequest("p", "a", [metrics("m", [1], [3.0])])], now=NOW)
+        (stale,) = await store.append([AppendRequest("p", "a", [metrics("m", [1], [4.0])])],
+                                      now=NOW)
+        assert isinstance(stale, ValidationError)
+        assert "step 1" in str(stale)
+        (records,) = await store.append([AppendRequest("p", "a", [metrics("m", [2], [5.0])])],
+                                        now=NOW)
+        assert isinstance(records, list)
+        series = await store.read_series("p", "a", "m", low=None, high=None, max_points=None)
+        assert series is not None
+        assert series.values.tolist() == [1.0, 3.0, 5.0]
+        # A run that another process created under the id this writer now creates: the
+        # check sees it, and the checked path refuses the creation.
+        await other.append([AppendRequest("p", "c", [created("c")])], now=NOW)
+        (refused,) = await store.append([AppendRequest("p", "c", [created("c")])], now=NOW)
+        assert isinstance(refused, EngineError)
+        positions = [r[0] for r in await _raw(store, "SELECT position FROM events")]
+        assert positions == list(range(1, len(positions) + 1))
+        assert await store.verify_rebuild() == []
+    finally:
+        await store.close()
+        await other.close()
