@@ -88,6 +88,9 @@ class RunOpener:
                 if run_id is not None:
                     raise _taken(project, run_id) from None
                 continue  # a generated id collided: draw another
+            if fork is None:  # a new run has no points yet and no floor: nothing to read
+                return Run(self.writer, project, rid, label, last_steps={}, floor=None,
+                           started_position=records[0].position, clock=self.clock)
             return await self._handle(project, rid, label, records[0].position)
         raise RunExistsError("could not find a free run id")  # pragma: no cover
 
