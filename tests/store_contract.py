@@ -328,6 +328,59 @@ class StoreContract(_Stores):
                                        where=EventFilter(types=frozenset({ev.RUN_DELETED})))
             assert page == []
 
+    async def test_a_read_covers_no_position_it_did_not_return(self, url: str) -> None:
+        """While another connection appends as fast as it can, every page a reader gets says
+        it covered exactly the positions it returned (with no filter): a head read apart
+        from the page would report positions committed after the page was taken, and a
+        subscriber would skip them for good."""
+        if not self.persistent:
+            pytest.skip("needs a second connection to the same database")
+        async with self.opened(url) as writer, self.opened(url) as reader:
+            await self.one(writer, AppendRequest("p", "w", [created("w")]))
+            stop = anyio.Event()
+            steps = iter(range(1_000_000))
+
+            async def append() -> None:
+                while not stop.is_set():
+                    await self.one(writer, AppendRequest("p", "w", [
+                        metrics("m", [next(steps)], [1.0])]))
+
+            after, pages = 0, 0
+            async with anyio.create_task_group() as tasks:
+                tasks.start_soon(append)
+                try:
+                    with anyio.move_on_after(2.0):
+                        while True:
+                            records, covered = await reader.read(after, limit=1_000)
+                            assert [r.position for r in records] == \
+                                list(range(after + 1, after + 1 + len(records)))
+                            # Unfiltered, every position up to what a page covers is in it.
+                            assert covered == (records[-1].position if records else after)
+                            after = max(after, covered)
+                            pages += 1
+                finally:
+                    stop.set()
+            assert pages > 10
+            final, covered = await reader.read(0, limit=1_000_000)
+            assert [r.position for r in final] == list(range(1, covered + 1))
+
+    @pytest.mark.parametrize(("damage", "table"), [
+        ("UPDATE runs SET name = 'forged'", "runs"),
+        ("UPDATE metrics SET max = 99", "metrics"),
+        ("DELETE FROM run_tags", "run_tags"),
+        ("UPDATE series_chunks SET n = n + 1", "series_chunks"),
+    ])
+    async def test_verify_rebuild_names_each_table_that_differs(self, url: str, damage: str,
+                                                               table: str) -> None:
+        async with self.opened(url) as store:
+            await self.one(store, AppendRequest("p", "a", [
+                created("a", tags=["t"]), metrics("m", [0, 1], [1.0, 2.0])]))
+            assert await store.verify_rebuild() == []
+            await self.on_writer(store, lambda session: session.execute(damage))
+            assert await store.verify_rebuild() == [table]
+            await store.rebuild()  # the log is the truth: a rebuild mends the projection
+            assert await store.verify_rebuild() == []
+
     async def test_events_are_upcast_on_read_never_rewritten(self, url: str) -> None:
         if not self.persistent:
             pytest.skip("needs a database that outlives its store")

@@ -94,6 +94,31 @@ def test_values_and_names_are_parameters_never_text(dialect: Dialect, nasty: str
     assert params.count(nasty) >= 4
 
 
+@pytest.mark.parametrize("dialect", [SQLITE, POSTGRES], ids=lambda d: d.name)
+@settings(max_examples=200, deadline=None)
+@given(text=st.text().filter(lambda s: "\x00" not in s)
+       .map(lambda s: f"\u27e6{s}\u27e7"),  # marked: no statement of ours holds these
+       op=st.sampled_from(["=", "!=", "<", "<=", ">", ">=", "contains"]),
+       field=st.sampled_from(["config.opt", "name", "experiment", "tags", "status"]))
+def test_every_text_literal_is_bound_for_every_field_and_operator(
+        dialect: Dialect, text: str, op: str, field: str) -> None:
+    """Whatever the text and the comparison — config values included, where a literal might
+    be compared as a JSON array or a date — the text reaches the database as a parameter,
+    never spliced into the statement, escaped or not."""
+    if field == "status" and op in ("=", "!="):
+        return  # a status compares only with the names of statuses (refused at the parse)
+    if field == "tags" and op not in ("=", "!=", "contains"):
+        return  # tags are a set: no order
+    quoted = text.replace("'", "''")
+    where = f"{field} {op} '{quoted}'"
+    for compiled in all_statements(where, None, dialect):
+        assert "\u27e6" not in compiled.sql  # neither the text nor its escaped form
+        check_marks(compiled, dialect)
+    params = compile_select("proj", selection(where, None, None, 0, False),
+                            include_deleted=False, dialect=dialect).params
+    assert text in params
+
+
 def test_dialects_differ_where_the_databases_do() -> None:
     where = selection("name < 'b' and config.l contains 'x'", "name", None, 3, False)
     lite = compile_select("p", where, include_deleted=False, dialect=SQLITE).sql
