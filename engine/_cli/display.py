@@ -15,6 +15,8 @@ import orjson
 from engine._core.codec import jsonable, non_finite_name
 from engine._core.model import Event, RunState
 
+from .escape import safe, safe_lines
+
 __all__ = ["Progress", "emit", "event_json", "fmt", "run_json", "table", "terminal_width"]
 
 
@@ -29,15 +31,16 @@ def fmt(value: Any) -> str:
     if isinstance(value, datetime):
         return value.strftime("%Y-%m-%d %H:%M:%S")
     if isinstance(value, (frozenset, set)):  # tags: no order of their own
-        return ",".join(sorted(map(str, value))) if value else "-"
+        return ",".join(sorted(safe(str(v)) for v in value)) if value else "-"
     if isinstance(value, (list, tuple)):  # a config list: its order is its meaning
         return ",".join(fmt(v) for v in value) if value else "-"
-    return str(value)
+    return safe(str(value))
 
 
 def table(header: Sequence[str], rows: Iterable[Sequence[Any]], *,
           numeric: Iterable[int] = ()) -> str:
     """An aligned text table; columns in ``numeric`` are right-aligned."""
+    header = [safe(h) for h in header]
     cells = [[fmt(v) for v in row] for row in rows]
     right = set(numeric)
     widths = [max([len(h)] + [len(r[i]) for r in cells]) for i, h in enumerate(header)]
@@ -52,12 +55,13 @@ def table(header: Sequence[str], rows: Iterable[Sequence[Any]], *,
 
 
 def event_json(event: Event) -> bytes:
-    """One event as a JSON line (without the newline)."""
-    return orjson.dumps(jsonable({
+    """One event as a JSON line (without the newline), safe for a terminal (see
+    ``escape``: orjson escapes controls, not the invisible format characters)."""
+    return safe_lines(orjson.dumps(jsonable({
         "position": event.position, "id": event.id, "project": event.project,
         "run_id": event.run_id, "version": event.version, "type": event.type,
         "timestamp": event.timestamp, "data": event.data,
-    }))
+    })).decode()).encode()
 
 
 def run_json(state: RunState) -> dict[str, Any]:

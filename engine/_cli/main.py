@@ -20,6 +20,7 @@ from engine.errors import EngineError
 from . import runs as runs_commands
 from .display import Progress, emit, event_json
 from .errors import CliError, UsageError
+from .escape import safe_lines
 from .tracker import invoked_as, open_tracker
 
 __all__ = ["main"]
@@ -141,7 +142,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _fail(message: str) -> None:
-    print(f"kittiwake: error: {message}", file=sys.stderr)
+    print(f"kittiwake: error: {safe_lines(message)}", file=sys.stderr)
 
 
 async def _run(args: argparse.Namespace) -> int:

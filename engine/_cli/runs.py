@@ -37,6 +37,7 @@ from engine._query.tree import (
 
 from .display import emit, fmt, run_json, table, terminal_width
 from .errors import UsageError
+from .escape import safe_lines
 from .tracker import open_tracker
 
 __all__ = ["add_commands"]
@@ -170,9 +171,9 @@ async def _list(args: argparse.Namespace) -> int:
             as_of=args.as_of)
     found = RunsTable.from_runs(runs, None if columns is None else [str(c) for c in columns])
     if args.format == "csv":
-        found.to_csv(sys.stdout)
+        sys.stdout.write(safe_lines(found.to_csv()))
     elif args.format == "json":
-        found.to_jsonl(sys.stdout)
+        sys.stdout.write(safe_lines(found.to_jsonl()))
     else:
         emit(table(found.columns, found.rows, numeric=_numeric(found.rows,
                                                                 len(found.columns))))
@@ -211,9 +212,9 @@ async def _group(args: argparse.Namespace) -> int:
         header = [*(str(f) for f in by), "runs"]
     found = RunsTable(tuple(header), tuple(tuple(r) for r in rows))
     if args.format == "csv":
-        found.to_csv(sys.stdout)
+        sys.stdout.write(safe_lines(found.to_csv()))
     elif args.format == "json":
-        found.to_jsonl(sys.stdout)
+        sys.stdout.write(safe_lines(found.to_jsonl()))
     else:
         emit(_fitting_group_table(by, header, rows))
     return 0
@@ -283,13 +284,13 @@ async def _diff(args: argparse.Namespace) -> int:
         def value(v: Any) -> Any:
             return None if v is absent else v
 
-        emit(orjson.dumps(jsonable({
+        emit(safe_lines(orjson.dumps(jsonable({
             "a": a.run_id, "b": b.run_id,
             "run": {k: [value(x), value(y)] for k, x, y in run_rows},
             "config": {p: [value(x), value(y)] for p, x, y in config_rows},
             "metrics": [{"metric": m, "aggregate": g, "a": value(x), "b": value(y)}
                         for m, g, x, y in metric_rows],
-        }), default=str, option=orjson.OPT_INDENT_2).decode())
+        }), default=str, option=orjson.OPT_INDENT_2).decode()))
         return 0
 
     def cell(v: Any) -> Any:
@@ -319,7 +320,7 @@ async def show(args: argparse.Namespace) -> int:
     async with open_tracker(args) as tracker:
         state = await tracker.get_run(args.run_id, as_of=args.as_of)
     if args.format == "json":
-        emit(orjson.dumps(run_json(state), option=orjson.OPT_INDENT_2).decode())
+        emit(safe_lines(orjson.dumps(run_json(state), option=orjson.OPT_INDENT_2).decode()))
         return 0
     fork = f"{state.fork.run_id} @ step {fmt(state.fork.step)}" if state.fork else None
     fields = [
