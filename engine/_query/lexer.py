@@ -47,7 +47,14 @@ class Lexer:
         return QuerySyntaxError(message, self.q, pos)
 
     def tokens(self) -> list[Token]:
-        """Every token of the query, ending with an ``end`` token."""
+        """Every token of the query, ending with an ``end`` token.
+
+        :raises QuerySyntaxError: for a NUL anywhere in the query — no name or value in the
+            log can hold one (PostgreSQL's text cannot), so both backends refuse it here alike.
+        """
+        nul = self.q.find("\x00")
+        if nul >= 0:
+            raise self.fail("a query cannot hold NUL ('\\x00')", nul)
         out = []
         while True:
             token = self._next()

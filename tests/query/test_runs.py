@@ -537,3 +537,13 @@ async def test_naive_datetime_configs_are_compared_as_utc(make: MakeTracker,
     finally:
         monkeypatch.undo()
         time.tzset()
+
+
+@pytest.mark.parametrize(("where", "order_by", "at"), [
+    ("name = 'a\x00b'", None, 9), ("config.`x\x00y` = 1", None, 9), (None, "name, \x00", 6)])
+async def test_a_nul_in_a_query_is_a_syntax_error_on_every_backend(
+        make: MakeTracker, where: str | None, order_by: str | None, at: int) -> None:
+    async with make() as tracker:
+        with pytest.raises(QuerySyntaxError) as caught:
+            await tracker.list_runs(where, order_by=order_by)
+        assert caught.value.position == at

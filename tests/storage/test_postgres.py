@@ -315,3 +315,32 @@ async def test_a_server_out_of_reach_keeps_the_batch_until_it_is_back(pg_url: st
 
 async def _append_into(store: Store, request: AppendRequest, outcome: list[Any]) -> None:
     outcome.extend(await store.append([request], now=NOW))
+
+
+async def test_an_unfinished_rebuilds_tables_go_at_the_next_open_unless_one_runs(
+        pg_url: str) -> None:
+    """A rebuild that died left ``__new`` tables: the next open drops them — but not while a
+    process holds the rebuild's advisory lock (its tables are in use)."""
+    store = await opened(pg_url)
+    await store.close()
+    connection = await admin(pg_url)
+    try:
+        await connection.execute("CREATE TABLE runs__new (x int)")
+        await connection.execute("SELECT pg_advisory_lock(hashtext('kittiwake rebuild ' || "
+                                 "current_schema()))")
+        store = await opened(pg_url)
+        try:
+            assert await raw(store, "SELECT tablename FROM pg_tables WHERE schemaname = "
+                                    "current_schema() AND tablename LIKE '%\\_\\_new'") == \
+                [("runs__new",)]
+        finally:
+            await store.close()
+        await connection.execute("SELECT pg_advisory_unlock_all()")
+        store = await opened(pg_url)
+        try:
+            assert await raw(store, "SELECT tablename FROM pg_tables WHERE schemaname = "
+                                    "current_schema() AND tablename LIKE '%\\_\\_new'") == []
+        finally:
+            await store.close()
+    finally:
+        await connection.close()

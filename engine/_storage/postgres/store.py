@@ -50,6 +50,12 @@ def open_url(url: str, *, durability: str, upcasters: Upcasters) -> PostgresStor
     return PostgresStore(url, durability=durability, upcasters=upcasters)
 
 
+_TRY_TURN = "SELECT pg_try_advisory_lock(hashtext('kittiwake rebuild ' || current_schema()))"
+_END_TURN = "SELECT pg_advisory_unlock(hashtext('kittiwake rebuild ' || current_schema()))"
+_UNFINISHED = ("SELECT tablename FROM pg_tables WHERE schemaname = current_schema() "
+               "AND (tablename LIKE '%\\_\\_new' OR tablename LIKE '%\\_\\_check')")
+
+
 class PostgresStore(SplitStore[Committer]):
     """The log and its projections in one PostgreSQL schema."""
 
@@ -133,13 +139,26 @@ class PostgresStore(SplitStore[Committer]):
                                head=self.head)
 
     async def drop_retired(self) -> None:
-        """Drop the tables a rebuild swapped out."""
+        """Drop the tables a rebuild swapped out, and those of a rebuild that did not finish
+        (only while no process rebuilds: the rebuild's advisory lock says so)."""
         for table in await self.retired_tables():
             async def drop(connection: Link, table: str = table) -> None:
                 await connection.execute(f"DROP TABLE IF EXISTS {quote_ident(table)}")
 
             with anyio.CancelScope(shield=True):
                 await self.readers.run(drop, what="dropping retired tables")
+
+        async def abandoned(connection: Link) -> None:
+            if not await connection.fetchval(_TRY_TURN):
+                return  # a rebuild is running somewhere: its tables are in use
+            try:
+                for (table,) in await connection.fetch(_UNFINISHED):
+                    await connection.execute(f"DROP TABLE IF EXISTS {quote_ident(table)}")
+            finally:
+                await connection.execute(_END_TURN)
+
+        with anyio.CancelScope(shield=True):
+            await self.readers.run(abandoned, what="dropping an unfinished rebuild's tables")
 
     async def retired_tables(self) -> list[str]:
         rows = await self.reads.reader.read(lambda session: session.fetch(

@@ -9,6 +9,7 @@ at a time across every process.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Awaitable, Callable, Sequence
 from types import TracebackType
 from typing import TypeVar
@@ -53,6 +54,10 @@ class SqliteRebuild(RebuildSite):
         path = self.writer.path
         self._pages = self.writer if path == ":memory:" else await connect(
             path, synchronous=self.synchronous, doing="reading the log of")
+        # Who is rebuilding: a process that opens the file meanwhile leaves this rebuild's
+        # tables alone while that process lives (``SqliteStore.drop_retired``).
+        await self.write(lambda session: session.execute(
+            "INSERT OR REPLACE INTO meta VALUES ('rebuilding', ?)", (os.getpid(),)))
         return self
 
     async def __aexit__(self, kind: type[BaseException] | None, exc: BaseException | None,
@@ -60,6 +65,9 @@ class SqliteRebuild(RebuildSite):
         pages, self._pages = self._pages, None
         if pages is not None and pages is not self.writer:
             await pages.close()
+        with anyio.CancelScope(shield=True):
+            await self.write(lambda session: session.execute(
+                "DELETE FROM meta WHERE key = 'rebuilding' AND value = ?", (os.getpid(),)))
 
     async def write(self, work: Callable[[Session], Awaitable[T]]) -> T:
         async with self.lock:

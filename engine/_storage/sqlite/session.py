@@ -64,6 +64,15 @@ async def connect(path: str, *, synchronous: str, doing: str) -> SqliteSession:
             raise _unopenable(path, exc) from exc
         raise
     try:
+        # Before any setting is written to the file (WAL mode would be): a database of
+        # another application is left exactly as it was.
+        (((version,),), ((objects,),)) = (
+            await db.execute_fetchall("PRAGMA user_version"),
+            await db.execute_fetchall("SELECT count(*) FROM sqlite_schema"))
+        if version == 0 and objects:
+            raise StorageError(
+                f"{path!r} is a SQLite database of another application (it holds tables but "
+                "none of Kittiwake's): refusing to add ours to it; open a new file instead")
         for pragma in _PRAGMAS:
             # Run to the end: some return a row.
             await db.execute_fetchall(pragma.format(synchronous=synchronous))
@@ -90,6 +99,11 @@ def _check_path(path: str) -> None:
     if not where.parent.is_dir():
         raise StorageError(f"cannot open the SQLite database {path!r}: the directory "
                            f"{str(where.parent)!r} does not exist")
+    if where.is_file() and where.stat().st_size == 0:
+        # Not what a crash leaves (SQLite writes its header before the first table is made):
+        # a file someone emptied or made, which must not silently become a database.
+        raise StorageError(f"{path!r} is an empty file, not a Kittiwake database; remove it "
+                           "to start a new database there")
 
 
 class SqliteSession:

@@ -10,6 +10,7 @@ polling ``position > last`` can never skip an event.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
 
 import anyio
@@ -142,9 +143,22 @@ class SqliteStore(SplitStore[Committer]):
             "ESCAPE '\\'"))
         return [r[0] for r in rows]
 
+    async def abandoned_tables(self) -> list[str]:
+        """Tables a rebuild was filling when its process died (none while the process that
+        rebuilds lives)."""
+        async with self.lock:
+            rows = await self.writer.fetch("SELECT value FROM meta WHERE key = 'rebuilding'")
+            if rows and _alive(int(rows[0][0])):
+                return []
+            names = await self.writer.fetch(
+                "SELECT name FROM sqlite_schema WHERE type = 'table' AND (name LIKE "
+                "'%\\_\\_new' ESCAPE '\\' OR name LIKE '%\\_\\_check' ESCAPE '\\')")
+        return [r[0] for r in names]
+
     async def drop_retired(self) -> None:
-        """Drop the retired tables, one per transaction, then checkpoint the WAL."""
-        retired = await self.retired_tables()
+        """Drop the retired tables — and those of a rebuild whose process died — one per
+        transaction, then checkpoint the WAL."""
+        retired = [*await self.retired_tables(), *await self.abandoned_tables()]
         for table in retired:
             with anyio.CancelScope(shield=True):
                 async with self.lock:
@@ -162,3 +176,14 @@ class SqliteStore(SplitStore[Committer]):
         with anyio.CancelScope(shield=True):
             async with self.lock, self.writer.transaction() as session:
                 await session.execute_many(HEARTBEAT, [(p, r, at) for p, r in runs])
+
+
+def _alive(pid: int) -> bool:
+    """Whether a process ``pid`` runs on this machine (this one included)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # alive, someone else's
+        return True
+    return True
