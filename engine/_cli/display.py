@@ -17,7 +17,8 @@ from engine._core.model import Event, RunState
 
 from .escape import safe, safe_lines
 
-__all__ = ["Progress", "emit", "event_json", "fmt", "run_json", "table", "terminal_width"]
+__all__ = ["Counter", "Progress", "emit", "event_json", "fmt", "run_json", "table",
+           "terminal_width"]
 
 
 def fmt(value: Any) -> str:
@@ -105,6 +106,33 @@ class Progress:
         else:
             self.stream.write(text + "\n")
         self.stream.flush()
+
+
+class Counter:
+    """How far a task has got when its end is not known: ``label N`` on one line of a
+    terminal, redrawn; a line now and then elsewhere."""
+
+    def __init__(self, label: str, stream: TextIO = sys.stderr, every: float = 2.0) -> None:
+        self.label = label
+        self.stream = stream
+        self.tty = stream.isatty()
+        self.every = every
+        self._last = 0.0
+
+    def __call__(self, done: int) -> None:
+        now = time.monotonic()
+        if now - self._last < (0.1 if self.tty else self.every):
+            return
+        self._last = now
+        self.stream.write(("\r" if self.tty else "") + f"{self.label} {done:,}"
+                          + ("" if self.tty else "\n"))
+        self.stream.flush()
+
+    def clear(self) -> None:
+        """Wipe the counter's line from a terminal (the task is done)."""
+        if self.tty and self._last:
+            self.stream.write("\r\x1b[K")
+            self.stream.flush()
 
 
 def emit(text: str) -> None:

@@ -18,7 +18,7 @@ import anyio
 from engine.errors import EngineError
 
 from . import runs as runs_commands
-from .display import Progress, emit, event_json
+from .display import Counter, Progress, emit, event_json
 from .errors import CliError, UsageError
 from .escape import safe_lines
 from .tracker import invoked_as, open_tracker
@@ -65,6 +65,11 @@ def _parser() -> argparse.ArgumentParser:
 
     rebuild = commands.add_parser("rebuild", help="rebuild every projection from the log")
     rebuild.set_defaults(handler=_rebuild)
+
+    check = commands.add_parser(
+        "check", help="verify the database: the log, then every projection against a "
+                      "rebuild; exit status 1 when anything is damaged")
+    check.set_defaults(handler=_check)
 
     tail = commands.add_parser("tail", help="a run's metrics, live, until the run ends; a "
                                "run that has not started yet is waited for")
@@ -175,6 +180,21 @@ async def _rebuild(args: argparse.Namespace) -> int:
         await tracker.rebuild_projections(Progress("rebuilding"))
     emit("projections rebuilt")
     return 0
+
+
+async def _check(args: argparse.Namespace) -> int:
+    counter = Counter("checking the log: position")
+    async with open_tracker(args) as tracker:
+        findings = await tracker.check(counter)
+    counter.clear()
+    if not findings:
+        emit("the database is healthy: the log is whole and every projection equals a "
+             "rebuild")
+        return 0
+    for finding in findings:
+        emit(safe_lines(finding))
+    emit(f"{len(findings)} finding{'' if len(findings) == 1 else 's'}")
+    return 1
 
 
 async def _tail(args: argparse.Namespace) -> int:

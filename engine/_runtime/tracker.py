@@ -434,6 +434,18 @@ class Tracker(TrackerReads):
         self._tasks.start_soon(start_in_background, subscription)  # fix its history now
         return subscription
 
+    async def check(self, progress: Callable[[int], None] | None = None) -> list[str]:
+        """Verify the database: the log (positions without a gap, each run's versions in
+        order, every payload readable), then every projection against a rebuild of it into
+        scratch tables. One line per finding, each naming where the damage is; an empty
+        list means the database is healthy. ``progress`` is called with the position the
+        check has read up to. Reads the whole log: a maintenance task, not a health probe.
+
+        :raises StorageError: when the database cannot be read at all.
+        """
+        store, _ = self._open()
+        return await store.check(progress)
+
     async def rebuild_projections(self, progress: Progress | None = None) -> None:
         """Rebuild every projection from the log into fresh tables and swap them in; reads
         see the old tables until the swap."""

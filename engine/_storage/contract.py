@@ -182,6 +182,12 @@ class Store(ABC):
         """Rebuild every projection from the log into fresh tables and swap them in."""
 
     @abstractmethod
+    async def check(self, progress: Callable[[int], None] | None = None) -> list[str]:
+        """Verify the database: the log (positions, versions, payloads), then every
+        projection against a rebuild; one line per finding, naming where (empty: healthy).
+        ``progress`` is called with the position the check has read up to."""
+
+    @abstractmethod
     async def drop_retired(self) -> None:
         """Drop the tables a rebuild swapped out (reclaiming their space takes a while, so it
         is not part of the swap)."""

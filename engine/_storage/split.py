@@ -12,7 +12,7 @@ heartbeats.
 from __future__ import annotations
 
 from abc import abstractmethod
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Generic, TypeVar
 
 from engine._core.events import Record
@@ -20,6 +20,7 @@ from engine._core.model import Experiment, Lineage, RunState, Series
 from engine._query.tree import Field, RunGroup, Selection
 from engine.errors import ClosedError
 
+from .check import check_store
 from .commit import GroupCommit
 from .contract import ANY, AppendRequest, EventFilter, Progress, RunControl, StaleRun, Store
 from .reads import Reads
@@ -84,6 +85,9 @@ class SplitStore(Store, Generic[C]):
     async def append(self, requests: Sequence[AppendRequest], *,
                      now: float) -> list[list[Record] | BaseException]:
         return await self.committer.append(requests, now=now)
+
+    async def check(self, progress: Callable[[int], None] | None = None) -> list[str]:
+        return [str(f) for f in await check_store(self, self.reads.reader, progress)]
 
     async def rebuild(self, progress: Progress | None = None) -> None:
         await build(self.rebuild_site(), NEW, progress)

@@ -341,6 +341,15 @@ class SyncTracker:
             buffer_points=buffer_points))
         return SyncSubscription(self._portal, subscription)
 
+    def check(self, progress: Callable[[int], None] | None = None) -> list[str]:
+        """Verify the database; one line per finding, empty when healthy (see
+        ``Tracker.check``); ``progress`` is called on the loop's thread.
+
+        :raises StorageError: when the database cannot be read at all.
+        """
+        tracker = self._open()
+        return self._portal.call(partial(tracker.check, progress))
+
     def rebuild_projections(self, progress: Progress | None = None) -> None:
         """Rebuild every projection from the log into fresh tables and swap them in (see
         ``Tracker.rebuild_projections``); ``progress`` is called on the loop's thread."""
