@@ -19,7 +19,7 @@ from collections.abc import Sequence
 
 import asyncpg
 
-from engine._projections.tables import TABLES, Kind, Table, seeds
+from engine._projections.tables import TABLES, TXT_PREFIX, Kind, Table, seeds
 from engine.errors import EngineError
 
 from .connection import quote_ident
@@ -41,7 +41,8 @@ def projection_ddl(suffix: str, generation: int | str) -> list[str]:
         statements.append(_create(table, suffix, generation))
         statements.extend(f"ALTER TABLE {table.name}{suffix} ALTER COLUMN {column} "
                           "SET STORAGE EXTERNAL" for column in table.external)
-        statements.extend(index.ddl(table.name, suffix, generation) for index in table.indexes)
+        statements.extend(index.ddl(table.name, suffix, generation, postgres=True)
+                          for index in table.indexes)
     return [*statements, *seeds(suffix)]
 
 
@@ -81,9 +82,21 @@ _LOG = [
     "INSERT INTO meta VALUES ('generation', 0)",
 ]
 
+# 2: config texts over 2,704 bytes: index a prefix of ``txt`` (the live tables' generation is
+# in ``meta``; a rebuild makes the new form from the declarations).
+_TXT_PREFIX_INDEX = f"""DO $$
+    DECLARE g bigint;
+    BEGIN
+        SELECT value INTO g FROM meta WHERE key = 'generation';
+        EXECUTE format('DROP INDEX IF EXISTS run_configs_txt_g%s', g);
+        EXECUTE format('CREATE INDEX run_configs_txt_g%s ON run_configs '
+                       '(path, left(txt, {TXT_PREFIX}))', g);
+    END $$"""
+
 MIGRATIONS: Sequence[Sequence[str]] = (
     # 1: the log, liveness, and the first generation of projection tables.
     (*_LOG, *projection_ddl("", 0)),
+    (_TXT_PREFIX_INDEX,),
 )
 
 
