@@ -138,6 +138,9 @@ class SplitStore(Store, Generic[C]):
     async def run_count(self, project: str) -> int:
         return await self.reads.run_count(project)
 
+    async def projects(self) -> dict[str, int]:
+        return await self.reads.projects()
+
     async def stale_runs(self, before: float) -> list[StaleRun]:
         return await self.reads.stale_runs(before)
 

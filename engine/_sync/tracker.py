@@ -290,6 +290,11 @@ class SyncTracker:
             tracker.read_series, run_id, metric, min_step=min_step, max_step=max_step,
             max_points=max_points, as_of=as_of, project=project))
 
+    def list_projects(self) -> dict[str, int]:
+        """Every project with runs and how many runs each created (see
+        ``Tracker.list_projects``)."""
+        return self._portal.call(self._open().list_projects)
+
     def get_experiment(self, name: str, *, as_of: AsOf | None = None,
                        project: str | None = None) -> Experiment:
         """The experiment's head and history, now or as they were at ``as_of`` (see
