@@ -97,6 +97,8 @@ MIGRATIONS: Sequence[Sequence[str]] = (
     # 1: the log, liveness, and the first generation of projection tables.
     (*_LOG, *projection_ddl("", 0)),
     (_TXT_PREFIX_INDEX,),
+    # 3: each event's checksum (``engine._core.checksum``); older events carry none.
+    ("ALTER TABLE events ADD COLUMN checksum bigint",),
 )
 
 
