@@ -3,8 +3,9 @@
 Payloads (schema version 1)::
 
     RunCreated      {"name", "experiment", "tags": [..], "config": {path: value},
-                     "fork": {"run_id", "step"} | None}
-    RunResumed      {"rewind_to": step | None}
+                     "fork": {"run_id", "step"} | None,
+                     "heartbeat_interval"?, "crash_timeout"?}
+    RunResumed      {"rewind_to": step | None, "heartbeat_interval"?, "crash_timeout"?}
     ConfigsLogged   {"config": {path: value}}
     MetricsLogged   {"metrics": {name: {"steps": [..], "values": [..], "timestamps": [..]}}}
     TagsAdded       {"tags": [..]}
@@ -12,6 +13,11 @@ Payloads (schema version 1)::
     StatusChanged   {"status": "succeeded" | "failed" | "aborted" | "crashed", "reason"}
     AbortRequested  {"reason"}
     RunDeleted      {}
+
+Keys marked ``?`` may be absent: a release that knew nothing of them wrote none, and a read
+gives an absent key its old meaning (``heartbeat_interval`` and ``crash_timeout`` are the
+run's heartbeat promise, ``engine._core.heartbeat``; without them a run stays ``running``
+until a reaper records its crash). Adding such a key needs no new schema version.
 
 Events are never rewritten. Every row keeps the schema version its payload was written at, and
 reads lift old payloads through a chain of upcasters before anything else sees them.

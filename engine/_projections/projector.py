@@ -172,6 +172,8 @@ class Projector:
             updated_at=rec.timestamp, ended_at=None, deleted=False, version=rec.version,
             position=rec.position, epoch=0, floor=None, started_position=rec.position,
             abort_position=None, abort_reason=None,
+            heartbeat_interval=data.get("heartbeat_interval"),
+            crash_timeout=data.get("crash_timeout"),
         )
         self._runs[(rec.project, rec.run_id)] = row
         self._metrics[rk] = {}
@@ -225,6 +227,8 @@ class Projector:
     async def _resumed(self, row: RunRow, rec: Record, rewind: int | float | None) -> None:
         row.status, row.status_reason, row.ended_at = "running", None, None
         row.started_position = rec.position
+        row.heartbeat_interval = rec.data.get("heartbeat_interval")
+        row.crash_timeout = rec.data.get("crash_timeout")
         if rewind is None:
             return
         metrics = await self.metrics(row.rk)

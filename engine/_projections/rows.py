@@ -55,6 +55,8 @@ class RunRow:
     started_position: int  # the RunCreated or latest RunResumed: older aborts do not apply
     abort_position: int | None
     abort_reason: str | None
+    heartbeat_interval: float | None = None  # the promise of its latest (re)start, if any
+    crash_timeout: float | None = None
 
 
 @dataclass(slots=True)

@@ -1,12 +1,13 @@
 """Keeping live runs alive and informed.
 
-A tracker's live runs beat every ``heartbeat_interval``; its reaper marks running runs that
-went silent for ``crash_timeout`` as crashed (with ``expected_version``, so two reapers, or a
-run that just moved on, never both write). And it follows the log's head as other processes
-move it — ``Store.wait_for_head`` is a cheap poll on SQLite and a LISTEN doorbell on
-PostgreSQL — to ring subscribers and deliver abort requests made elsewhere. It follows the
-head only while someone cares (a subscriber, or a live run that may be aborted): an idle
-tracker makes no query at all.
+A tracker's live runs beat every ``heartbeat_interval``; its reaper records as crashed the
+running runs silent for longer than their crash timeout (the one their (re)start promised,
+else this tracker's ``crash_timeout``), which every read has shown since the promise broke
+(with ``expected_version``, so two reapers, or a run that just moved on, never both write).
+And it follows the log's head as other processes move it — ``Store.wait_for_head`` is a
+cheap poll on SQLite and a LISTEN doorbell on PostgreSQL — to ring subscribers and deliver
+abort requests made elsewhere. It follows the head only while someone cares (a subscriber,
+or a live run that may be aborted): an idle tracker makes no query at all.
 
 These loops run under the tracker's ``Supervisor``, which retries a failing step and stops
 the tracker when one cannot go on; every step here is therefore safe to repeat.
@@ -21,6 +22,7 @@ import anyio
 
 from engine._core import events as ev
 from engine._core.events import NewEvent, Record
+from engine._core.heartbeat import silence
 from engine._core.model import Status
 from engine._storage.contract import AppendRequest, Store
 from engine.errors import ClosedError, ConcurrencyError, RunNotFoundError
@@ -113,13 +115,11 @@ class Liveness:
             await anyio.sleep(self.reap_interval)
 
     async def _reap(self) -> None:
-        silent_since = self.clock() - self.crash_timeout
-        for stale in await self.store.stale_runs(silent_since):
+        for stale in await self.store.stale_runs(self.clock(), self.crash_timeout):
             if (stale.project, stale.run_id) in self.live:
                 continue
             event = NewEvent(ev.STATUS_CHANGED, {
-                "status": Status.CRASHED.value,
-                "reason": f"no heartbeat for {self.crash_timeout:g} s"})
+                "status": Status.CRASHED.value, "reason": silence(stale.crash_timeout)})
             # It may have moved on, or another reaper got there first: both are fine.
             with contextlib.suppress(ConcurrencyError, RunNotFoundError, ClosedError):
                 await self.writer.submit(AppendRequest(

@@ -22,10 +22,12 @@ __all__ = ["RunOpener"]
 class RunOpener:
     """Appends a run's first events and hands back a live handle for it."""
 
-    def __init__(self, store: Store, writer: Writer, clock: Callable[[], float]) -> None:
+    def __init__(self, store: Store, writer: Writer, clock: Callable[[], float],
+                 promise: dict[str, Any]) -> None:
         self.store = store
         self.writer = writer
         self.clock = clock
+        self.promise = promise  # the heartbeat promise every (re)start records
         self._numbers: dict[str, int] = {}  # last run ordinal handed out per project
 
     async def open(self, project: str, run_id: str | None, name: str | None,
@@ -48,7 +50,8 @@ class RunOpener:
             return await self._create_now(project, run_id, name, experiment, fork, tags,
                                           config)
         label = name or run_name(await self._number(project))
-        creation = NewEvent(ev.RUN_CREATED, _created(label, experiment, tags, config, None))
+        creation = NewEvent(ev.RUN_CREATED, _created(label, experiment, tags, config, None)
+                             | self.promise)
         return Run(self.writer, project, new_run_id(), label, last_steps={}, floor=None,
                    started_position=0, clock=self.clock, creation=creation)
 
@@ -80,7 +83,7 @@ class RunOpener:
         for _ in range(8):
             rid = run_id or new_run_id()
             label = name or run_name(await self._number(project))
-            data = _created(label, experiment, tags, config, fork)
+            data = _created(label, experiment, tags, config, fork) | self.promise
             try:
                 records = await self.writer.submit(
                     AppendRequest(project, rid, [NewEvent(ev.RUN_CREATED, data)]))
@@ -127,7 +130,7 @@ class RunOpener:
         if fork is not None and (state.fork is None or fork != (state.fork.run_id,
                                                                  state.fork.step)):
             raise ValidationError(f"run {state.run_id!r} was not forked from {fork}", key="fork")
-        events = [NewEvent(ev.RUN_RESUMED, {"rewind_to": rewind_to})]
+        events = [NewEvent(ev.RUN_RESUMED, {"rewind_to": rewind_to} | self.promise)]
         if config:
             events.append(NewEvent(ev.CONFIGS_LOGGED, {"config": config}))
         if tags:

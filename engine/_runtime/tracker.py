@@ -25,6 +25,7 @@ from anyio.abc import TaskGroup
 
 from engine._core import events as ev
 from engine._core.events import NewEvent, Upcasters, default_upcasters
+from engine._core.heartbeat import promise
 from engine._core.model import Status
 from engine._core.validate import (
     check_name,
@@ -188,7 +189,8 @@ class Tracker(TrackerReads):
         supervisor.on_failure += [liveness.halt, writer.close, self._hub.fail]
         self._writer = writer
         self._liveness = liveness
-        self._opener = RunOpener(store, writer, self._clock)
+        self._opener = RunOpener(store, writer, self._clock,
+                                 promise(settings.heartbeat_interval, settings.crash_timeout))
         liveness.seen = self._hub.head = await store.head()
         tasks = anyio.create_task_group()
         await tasks.__aenter__()

@@ -59,6 +59,7 @@ class StaleRun:
     run_id: str
     version: int
     last_seen: float
+    crash_timeout: float  # the run's own promise, else the reaper's
 
 
 @dataclass(slots=True)
@@ -134,8 +135,10 @@ class Store(ABC):
     # Projections ---------------------------------------------------------------------------
 
     @abstractmethod
-    async def get_run(self, project: str, run_id: str) -> RunState | None:
-        """The run's state, or None."""
+    async def get_run(self, project: str, run_id: str, *,
+                      now: float | None = None) -> RunState | None:
+        """The run's state, or None; with ``now``, its status judged at that instant
+        (``engine._core.heartbeat``), else as recorded."""
 
     @abstractmethod
     async def list_runs(self, project: str, *, include_deleted: bool,
@@ -204,8 +207,9 @@ class Store(ABC):
         """Record that these runs are alive at ``at``."""
 
     @abstractmethod
-    async def stale_runs(self, before: float) -> list[StaleRun]:
-        """Running runs with no heartbeat (or event) since ``before``."""
+    async def stale_runs(self, now: float, crash_timeout: float) -> list[StaleRun]:
+        """Running runs silent (no heartbeat, no event) for longer than their crash timeout
+        at ``now``; ``crash_timeout`` for runs that promised none."""
 
     @abstractmethod
     async def controls(self, runs: Sequence[tuple[str, str]]) -> dict[tuple[str, str],

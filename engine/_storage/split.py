@@ -106,8 +106,9 @@ class SplitStore(Store, Generic[C]):
                              upto: int) -> list[Record]:
         return await self.reads.stream_records(project, run_ids, upto)
 
-    async def get_run(self, project: str, run_id: str) -> RunState | None:
-        return await self.reads.get_run(project, run_id)
+    async def get_run(self, project: str, run_id: str, *,
+                      now: float | None = None) -> RunState | None:
+        return await self.reads.get_run(project, run_id, now=now)
 
     async def list_runs(self, project: str, *, include_deleted: bool,
                         selection: Selection | None = None) -> list[RunState]:
@@ -138,8 +139,8 @@ class SplitStore(Store, Generic[C]):
     async def run_count(self, project: str) -> int:
         return await self.reads.run_count(project)
 
-    async def stale_runs(self, before: float) -> list[StaleRun]:
-        return await self.reads.stale_runs(before)
+    async def stale_runs(self, now: float, crash_timeout: float) -> list[StaleRun]:
+        return await self.reads.stale_runs(now, crash_timeout)
 
     async def controls(self, runs: Sequence[tuple[str, str]]) -> dict[tuple[str, str],
                                                                      RunControl]:
