@@ -13,6 +13,14 @@ Payloads (schema version 1)::
     StatusChanged   {"status": "succeeded" | "failed" | "aborted" | "crashed", "reason"}
     AbortRequested  {"reason"}
     RunDeleted      {}
+    JobClaimed      {"worker", "host", "pid", "attempt", "heartbeat_interval",
+                     "crash_timeout"}
+    JobRequeued     {"reason", "attempt"}
+
+A RunCreated with a ``"job"`` key ({"command": [..], "queue", "env": {..}, "cwd",
+"max_attempts"}) creates a run ``queued`` rather than ``running``: a job waiting for a
+worker. ``JobClaimed`` (appended with ``expected_version``, so one worker wins) starts it,
+``JobRequeued`` hands a job whose worker went away back to its queue.
 
 Keys marked ``?`` may be absent: a release that knew nothing of them wrote none, and a read
 gives an absent key its old meaning (``heartbeat_interval`` and ``crash_timeout`` are the
@@ -53,6 +61,8 @@ __all__ = [
     "TAGS_ADDED",
     "TAGS_REMOVED",
     "UPCASTS",
+    "JOB_CLAIMED",
+    "JOB_REQUEUED",
     "NewEvent",
     "Record",
     "Upcasters",
@@ -68,6 +78,8 @@ TAGS_REMOVED = "TagsRemoved"
 STATUS_CHANGED = "StatusChanged"
 ABORT_REQUESTED = "AbortRequested"
 RUN_DELETED = "RunDeleted"
+JOB_CLAIMED = "JobClaimed"
+JOB_REQUEUED = "JobRequeued"
 
 CURRENT_VERSIONS: Mapping[str, int] = {
     RUN_CREATED: 1,
@@ -79,6 +91,8 @@ CURRENT_VERSIONS: Mapping[str, int] = {
     STATUS_CHANGED: 1,
     ABORT_REQUESTED: 1,
     RUN_DELETED: 1,
+    JOB_CLAIMED: 1,
+    JOB_REQUEUED: 1,
 }
 
 Upcaster = Callable[[dict[str, Any]], dict[str, Any]]

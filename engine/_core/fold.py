@@ -125,6 +125,12 @@ class Fold:
                               if c[0]}
         elif kind == ev.RUN_DELETED:
             run.deleted = True
+        elif kind == ev.JOB_CLAIMED:
+            run.status, run.status_reason, run.ended_at = Status.RUNNING, None, None
+            run.heartbeat_interval = data.get("heartbeat_interval")
+            run.crash_timeout = data.get("crash_timeout")
+        elif kind == ev.JOB_REQUEUED:
+            run.status, run.status_reason, run.ended_at = Status.QUEUED, data.get("reason"), None
 
     def _create(self, event: Event | Record, data: Mapping[str, Any], at: float) -> None:
         fork = data.get("fork")
@@ -145,6 +151,8 @@ class Fold:
             run.series = {m: c for m, c in zip(parent.series, cut, strict=True) if c[0]}
         run.tags.update(data.get("tags") or ())
         run.config.update(data.get("config") or {})
+        if data.get("job"):
+            run.status = Status.QUEUED
         self.runs[(event.project, event.run_id)] = run
         if run.experiment is not None:
             self.experiments.setdefault((event.project, run.experiment), []).append(event.run_id)

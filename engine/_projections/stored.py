@@ -157,6 +157,8 @@ def run_values(row: RunRow) -> tuple[Any, ...]:
         row.fork_step, row.created_at, row.updated_at, row.ended_at, int(row.deleted),
         row.version, row.position, row.epoch, row.floor, row.started_position,
         row.abort_position, row.abort_reason, row.heartbeat_interval, row.crash_timeout,
+        row.queue, None if row.job is None else encode(row.job), row.attempt, row.max_attempts,
+        row.worker,
     )
 
 
@@ -166,6 +168,8 @@ def run_row(values: Sequence[Any]) -> RunRow:
     v[7] = decode(v[7])
     v[8] = decode(v[8])
     v[15] = bool(v[15])
+    if len(v) > 26 and v[26] is not None:
+        v[26] = decode(v[26])
     return RunRow(*v)
 
 

@@ -123,6 +123,10 @@ RUNS = Table("runs", (
     *_cols("abort_reason", T, nullable=True),
     # The run's heartbeat promise (None: written by a release that made none).
     *_cols("heartbeat_interval crash_timeout", Kind.TIME, nullable=True, since=2),
+    # A job's queue, its spec (command, env, cwd, max_attempts), attempts so far and worker.
+    *_cols("queue", N, nullable=True, since=3), *_cols("job", B, nullable=True, since=3),
+    *_cols("attempt max_attempts", K, nullable=True, since=3),
+    *_cols("worker", T, nullable=True, since=3),
 ), key=("rk",), rowid=True, indexes=(
     Index("runs_key", ("project", "run_id"), unique=True),
     Index("runs_experiment", ("project", "experiment", "rk")),

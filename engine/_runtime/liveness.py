@@ -21,12 +21,13 @@ from collections.abc import Awaitable, Callable
 import anyio
 
 from engine._core import events as ev
-from engine._core.events import NewEvent, Record
+from engine._core.events import Record
 from engine._core.heartbeat import silence
 from engine._core.model import Status
 from engine._storage.contract import AppendRequest, Store
 from engine.errors import ClosedError, ConcurrencyError, RunNotFoundError
 
+from .requeue import requeue_or_end
 from .run import Run
 from .subscriptions import Hub, Pager
 from .supervisor import Supervisor
@@ -53,6 +54,7 @@ class Liveness:
         self.reap_interval = reap_interval
         self.poll_interval = poll_interval
         self.live: dict[Key, tuple[Run, anyio.CancelScope]] = {}
+        self.jobs: set[Key] = set()  # jobs this tracker's worker claimed: beaten, not reaped
         self.seen = 0  # the highest position this tracker knows it has looked at
         self._interest: anyio.Event | None = None  # set when the head is worth following
         hub.on_add = self._interested
@@ -103,11 +105,12 @@ class Liveness:
     async def _heartbeats(self) -> None:
         while self.supervisor.failure is None:
             await anyio.sleep(self.heartbeat_interval)
-            if self.live:
+            if self.live or self.jobs:
                 await self.supervisor.retrying(self._beat)
 
     async def _beat(self) -> None:
-        await self.store.beat(list(self.live), self.clock())
+        await self.store.beat([*self.live, *(k for k in self.jobs if k not in self.live)],
+                              self.clock())
 
     async def _reaper(self) -> None:
         while self.supervisor.failure is None:
@@ -116,10 +119,12 @@ class Liveness:
 
     async def _reap(self) -> None:
         for stale in await self.store.stale_runs(self.clock(), self.crash_timeout):
-            if (stale.project, stale.run_id) in self.live:
+            if (stale.project, stale.run_id) in self.live or \
+                    (stale.project, stale.run_id) in self.jobs:
                 continue
-            event = NewEvent(ev.STATUS_CHANGED, {
-                "status": Status.CRASHED.value, "reason": silence(stale.crash_timeout)})
+            # A job whose worker went silent goes back to its queue while attempts remain.
+            event = requeue_or_end(stale.attempt, stale.max_attempts, Status.QUEUED.value,
+                                   silence(stale.crash_timeout))
             # It may have moved on, or another reaper got there first: both are fine.
             with contextlib.suppress(ConcurrencyError, RunNotFoundError, ClosedError):
                 await self.writer.submit(AppendRequest(

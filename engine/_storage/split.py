@@ -22,7 +22,16 @@ from engine.errors import ClosedError
 
 from .check import check_store
 from .commit import GroupCommit
-from .contract import ANY, AppendRequest, EventFilter, Progress, RunControl, StaleRun, Store
+from .contract import (
+    ANY,
+    AppendRequest,
+    EventFilter,
+    JobRow,
+    Progress,
+    RunControl,
+    StaleRun,
+    Store,
+)
 from .reads import Reads
 from .rebuild import CHECK, NEW, RebuildSite, build
 
@@ -141,6 +150,12 @@ class SplitStore(Store, Generic[C]):
 
     async def stale_runs(self, now: float, crash_timeout: float) -> list[StaleRun]:
         return await self.reads.stale_runs(now, crash_timeout)
+
+    async def jobs(self, project: str, *, queues: Sequence[str] | None,
+                   statuses: Sequence[str] | None, run_ids: Sequence[str] | None = None,
+                   limit: int | None = None) -> list[JobRow]:
+        return await self.reads.jobs(project, queues=queues, statuses=statuses,
+                                     run_ids=run_ids, limit=limit)
 
     async def controls(self, runs: Sequence[tuple[str, str]]) -> dict[tuple[str, str],
                                                                      RunControl]:

@@ -89,4 +89,6 @@ MIGRATIONS: Sequence[Sequence[str]] = (
     (*_LOG, *projection_ddl("", 0, version=1)),
     # 2: each run's heartbeat promise.
     _added(2),
+    # 3: jobs: their queue, spec, attempts and worker.
+    _added(3),
 )
