@@ -34,6 +34,11 @@ def add_commands(commands: Any) -> None:
     worker.add_argument("--stop-timeout", type=float, default=30.0, metavar="SECONDS",
                         help="when the worker is told to stop, seconds its running jobs may "
                              "still take (default: 30)")
+    worker.add_argument("--heartbeat-interval", type=float, default=10.0, metavar="SECONDS",
+                        help="seconds between the heartbeats of its jobs (default: 10)")
+    worker.add_argument("--crash-timeout", type=float, default=120.0, metavar="SECONDS",
+                        help="silence after which its jobs count as lost, and go back to "
+                             "their queue or end crashed (default: 120)")
     worker.add_argument("--no-requeue", dest="requeue", action="store_false",
                         help="on stop, end unfinished jobs aborted instead of handing them "
                              "back to their queue")
@@ -76,7 +81,8 @@ async def _worker(args: argparse.Namespace) -> int:
     if args.slots < 1:
         raise UsageError("--slots must be at least 1")
     queues = args.queues or ["default"]
-    async with open_tracker(args) as tracker:
+    async with open_tracker(args, heartbeat_interval=args.heartbeat_interval,
+                            crash_timeout=args.crash_timeout) as tracker:
         worker = Worker(tracker, _database(args.db), queues=queues, slots=args.slots,
                         name=args.name, grace=args.grace, stop_timeout=args.stop_timeout,
                         requeue=args.requeue, say=lambda line: emit(safe_lines(line)))

@@ -15,7 +15,7 @@ Payloads (schema version 1)::
     RunDeleted      {}
     JobClaimed      {"worker", "host", "pid", "attempt", "heartbeat_interval",
                      "crash_timeout"}
-    JobRequeued     {"reason", "attempt"}
+    JobRequeued     {"reason", "attempt": the claims that count against max_attempts}
 
 A RunCreated with a ``"job"`` key ({"command": [..], "queue", "env": {..}, "cwd",
 "max_attempts"}) creates a run ``queued`` rather than ``running``: a job waiting for a

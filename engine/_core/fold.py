@@ -18,7 +18,7 @@ from typing import Any
 
 from . import events as ev
 from .events import Record
-from .heartbeat import CRASHED, judge, silence
+from .heartbeat import judge, silence
 from .model import (
     Event,
     Experiment,
@@ -59,6 +59,8 @@ class _Run:
     children: list[str] = field(default_factory=list)
     heartbeat_interval: float | None = None  # the promise of the latest (re)start
     crash_timeout: float | None = None
+    attempt: int | None = None  # a job's claims that count, and how many it may have
+    max_attempts: int | None = None
 
 
 def _cut(columns: Columns, step: int | float) -> Columns:
@@ -129,8 +131,10 @@ class Fold:
             run.status, run.status_reason, run.ended_at = Status.RUNNING, None, None
             run.heartbeat_interval = data.get("heartbeat_interval")
             run.crash_timeout = data.get("crash_timeout")
+            run.attempt = data["attempt"]
         elif kind == ev.JOB_REQUEUED:
             run.status, run.status_reason, run.ended_at = Status.QUEUED, data.get("reason"), None
+            run.attempt = data["attempt"]
 
     def _create(self, event: Event | Record, data: Mapping[str, Any], at: float) -> None:
         fork = data.get("fork")
@@ -153,6 +157,7 @@ class Fold:
         run.config.update(data.get("config") or {})
         if data.get("job"):
             run.status = Status.QUEUED
+            run.attempt, run.max_attempts = 0, data["job"]["max_attempts"]
         self.runs[(event.project, event.run_id)] = run
         if run.experiment is not None:
             self.experiments.setdefault((event.project, run.experiment), []).append(event.run_id)
@@ -189,9 +194,10 @@ class Fold:
         """
         run = self.runs[(project, run_id)]
         status, reason = run.status, run.status_reason
-        if at is not None and judge(status, run.crash_timeout, run.updated_at, None,
-                                    at) == CRASHED and run.crash_timeout is not None:
-            status, reason = Status.CRASHED, silence(run.crash_timeout)
+        judged = status if at is None else judge(status, run.crash_timeout, run.updated_at,
+                                                 None, at, run.attempt, run.max_attempts)
+        if judged != status and run.crash_timeout is not None:
+            status, reason = Status(judged), silence(run.crash_timeout)
         return RunState(
             project=run.project, run_id=run.run_id, name=run.name, experiment=run.experiment,
             status=status, status_reason=reason, tags=frozenset(run.tags),

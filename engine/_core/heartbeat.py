@@ -16,10 +16,11 @@ from __future__ import annotations
 
 from typing import Any
 
-__all__ = ["CRASHED", "RUNNING", "judge", "promise", "silence"]
+__all__ = ["CRASHED", "QUEUED", "RUNNING", "judge", "promise", "silence"]
 
 RUNNING = "running"
 CRASHED = "crashed"
+QUEUED = "queued"
 
 
 def promise(heartbeat_interval: float, crash_timeout: float) -> dict[str, Any]:
@@ -28,16 +29,21 @@ def promise(heartbeat_interval: float, crash_timeout: float) -> dict[str, Any]:
 
 
 def judge(status: str, crash_timeout: float | None, updated_at: float,
-          beat_at: float | None, now: float) -> str:
+          beat_at: float | None, now: float, attempt: int | None = None,
+          max_attempts: int | None = None) -> str:
     """The status a read shows at ``now`` for a run recorded as ``status``: ``crashed`` for
     a running run that promised a ``crash_timeout`` and has been silent for longer, since
-    both its last event (``updated_at``) and its last heartbeat (``beat_at``, None: never)."""
+    both its last event (``updated_at``) and its last heartbeat (``beat_at``, None: never) —
+    or ``queued`` for a job whose claims so far (``attempt``) leave it another attempt, as
+    the reaper will hand it back to its queue."""
     if status != RUNNING or crash_timeout is None:
         return status
     if updated_at + crash_timeout >= now:
         return status
     if beat_at is not None and beat_at + crash_timeout >= now:
         return status
+    if attempt is not None and max_attempts is not None and attempt < max_attempts:
+        return QUEUED
     return CRASHED
 
 

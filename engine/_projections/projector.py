@@ -154,6 +154,7 @@ class Projector:
             row.attempt, row.worker = data["attempt"], data["worker"]
         elif kind == ev.JOB_REQUEUED:
             row.status, row.status_reason, row.ended_at = "queued", data.get("reason"), None
+            row.attempt = data["attempt"]
         row.version = rec.version
         row.position = rec.position
         row.updated_at = rec.timestamp

@@ -16,7 +16,7 @@ import orjson
 
 from engine._core.codec import decode, decode_arrays, encode
 from engine._core.events import Record, Upcasters
-from engine._core.heartbeat import CRASHED, silence
+from engine._core.heartbeat import CRASHED, QUEUED, silence
 from engine._core.model import ForkPoint, Lineage, MetricSummary, RunState, Status
 from engine._core.series import Chunk, Summary, as_step, null_nan
 from engine.errors import EngineError, StorageError
@@ -256,7 +256,7 @@ def state_of(row: RunRow, metrics: dict[str, MetricSummary]) -> RunState:
     updated = _time(row.updated_at)
     assert created is not None and updated is not None
     reason = row.status_reason
-    if row.status == CRASHED and reason is None and row.crash_timeout is not None:
+    if row.status in (CRASHED, QUEUED) and reason is None and row.crash_timeout is not None:
         reason = silence(row.crash_timeout)  # judged crashed by a read, not yet recorded
     return RunState(
         project=row.project, run_id=row.run_id, name=row.name, experiment=row.experiment,

@@ -69,12 +69,14 @@ HOIST_DEPTH = 6  # nesting (of and/or chains and nots) at which a subtree moves 
 def judged_status(now: str) -> str:
     """The status of run ``r`` judged at the instant ``now`` (a numeric placeholder, used
     twice): ``engine._core.heartbeat.judge`` in SQL. The heartbeat is looked up only for a
-    running run silent in the log for longer than its crash timeout."""
+    running run silent in the log for longer than its crash timeout (a NULL attempt count
+    compares false: not a job, so ``crashed``)."""
     beat = "(SELECT h.beat_at FROM heartbeats h WHERE h.project = r.project AND " \
            "h.run_id = r.run_id)"
     return (f"(CASE WHEN r.status <> 'running' OR r.crash_timeout IS NULL THEN r.status "
             f"WHEN r.updated_at + r.crash_timeout >= {now} THEN r.status "
-            f"WHEN {beat} + r.crash_timeout >= {now} THEN r.status ELSE 'crashed' END)")
+            f"WHEN {beat} + r.crash_timeout >= {now} THEN r.status "
+            "WHEN r.attempt < r.max_attempts THEN 'queued' ELSE 'crashed' END)")
 
 
 @dataclass(frozen=True, slots=True)

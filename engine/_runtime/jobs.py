@@ -155,8 +155,8 @@ class TrackerJobs(ABC):
         itself, or it was aborted); stop beating for it. Returns whether this call ended it.
 
         ``status`` is ``succeeded``, ``failed``, ``aborted`` or ``crashed``, or ``queued``
-        to hand the job back to its queue (then ``crashed`` instead when it used its
-        attempts).
+        to hand the job back to its queue — a worker asked to stop does that; the claim then
+        does not count against ``max_attempts``.
         """
         store, writer = self._open()
         project = self._project(project)
@@ -168,7 +168,11 @@ class TrackerJobs(ABC):
                 if not rows or rows[0].status != Status.RUNNING.value:
                     return False
                 row = rows[0]
-                event = requeue_or_end(row.attempt, row.max_attempts, status, reason)
+                if status == Status.QUEUED.value:
+                    event = NewEvent(ev.JOB_REQUEUED, {"reason": reason,
+                                                       "attempt": row.attempt - 1})
+                else:
+                    event = requeue_or_end(row.attempt, row.max_attempts, status, reason)
                 try:
                     await writer.submit(AppendRequest(project, run_id, [event],
                                                       expected_version=row.version))

@@ -17,7 +17,7 @@ __all__ = ["requeue_or_end"]
 def requeue_or_end(attempt: int | None, max_attempts: int | None, status: str,
                    reason: str | None) -> NewEvent:
     """The event that ends a claimed job with ``status``, or, for ``queued``, hands it back
-    while attempts remain (else ends it ``crashed``)."""
+    while attempts remain (else ends it ``crashed``): the claim counts as an attempt."""
     if status == Status.QUEUED.value:
         if attempt is not None and max_attempts is not None and attempt < max_attempts:
             return NewEvent(ev.JOB_REQUEUED, {"reason": reason, "attempt": attempt})

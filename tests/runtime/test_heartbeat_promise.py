@@ -219,8 +219,11 @@ _status = st.sampled_from(["running", "succeeded", "failed", "crashed", "aborted
 _time = st.floats(min_value=0, max_value=2e9, allow_nan=False)
 
 
+Case = tuple[str, float | None, float, float | None, float, int | None, int | None]
+
+
 @st.composite
-def _case(draw: st.DrawFn) -> tuple[str, float | None, float, float | None, float]:
+def _case(draw: st.DrawFn) -> Case:
     """A run's recorded status, promise and signs of life, and an instant to judge at —
     often exactly where the promise breaks, or the float next to it."""
     status = draw(st.just("running") | _status)
@@ -231,33 +234,34 @@ def _case(draw: st.DrawFn) -> tuple[str, float | None, float, float | None, floa
     edge = draw(st.sampled_from(edges))
     now = draw(st.sampled_from([edge, math.nextafter(edge, math.inf),
                                 math.nextafter(edge, -math.inf)]) | _time)
-    return status, timeout, updated, beat, now
+    maximum = draw(st.none() | st.integers(1, 3))
+    attempt = None if maximum is None else draw(st.integers(0, maximum))
+    return status, timeout, updated, beat, now, attempt, maximum
 
 
 @settings(max_examples=500)
 @given(case=_case())
-def test_the_sql_judgement_is_the_python_one(
-        case: tuple[str, float | None, float, float | None, float]) -> None:
-    status, timeout, updated, beat, now = case
+def test_the_sql_judgement_is_the_python_one(case: Case) -> None:
+    status, timeout, updated, beat, now, attempt, maximum = case
     import sqlite3
 
     db = sqlite3.connect(":memory:")
     db.execute("CREATE TABLE runs (project, run_id, status, crash_timeout REAL, "
-               "updated_at REAL)")
+               "updated_at REAL, attempt INTEGER, max_attempts INTEGER)")
     db.execute("CREATE TABLE heartbeats (project, run_id, beat_at REAL)")
-    db.execute("INSERT INTO runs VALUES ('p', 'r', ?, ?, ?)", (status, timeout, updated))
+    db.execute("INSERT INTO runs VALUES ('p', 'r', ?, ?, ?, ?, ?)",
+               (status, timeout, updated, attempt, maximum))
     if beat is not None:
         db.execute("INSERT INTO heartbeats VALUES ('p', 'r', ?)", (beat,))
     (found,) = db.execute(f"SELECT {judged_status(SQLITE.mark(1))} FROM runs r",
                           (now,)).fetchone()
-    assert found == judge(status, timeout, updated, beat, now)
+    assert found == judge(status, timeout, updated, beat, now, attempt, maximum)
 
 
 @pytest.mark.postgres
 @settings(max_examples=25)
 @given(cases=st.lists(_case(), min_size=1, max_size=20))
-def test_the_postgres_judgement_is_the_python_one(
-        cases: list[tuple[str, float | None, float, float | None, float]]) -> None:
+def test_the_postgres_judgement_is_the_python_one(cases: list[Case]) -> None:
     require_postgres()
 
     async def judged() -> list[str]:
@@ -265,13 +269,15 @@ def test_the_postgres_judgement_is_the_python_one(
         try:
             await connection.execute(
                 "CREATE TEMP TABLE runs (i int, project text, run_id text, status text, "
-                "crash_timeout double precision, updated_at double precision)")
+                "crash_timeout double precision, updated_at double precision, "
+                "attempt bigint, max_attempts bigint)")
             await connection.execute("CREATE TEMP TABLE heartbeats (project text, "
                                      "run_id text, beat_at double precision)")
             found = []
-            for i, (status, timeout, updated, beat, now) in enumerate(cases):
-                await connection.execute("INSERT INTO runs VALUES ($1, 'p', $2, $3, $4, $5)",
-                                         i, str(i), status, timeout, updated)
+            for i, (status, timeout, updated, beat, now, attempt, maximum) in enumerate(cases):
+                await connection.execute(
+                    "INSERT INTO runs VALUES ($1, 'p', $2, $3, $4, $5, $6, $7)",
+                    i, str(i), status, timeout, updated, attempt, maximum)
                 if beat is not None:
                     await connection.execute("INSERT INTO heartbeats VALUES ('p', $1, $2)",
                                              str(i), beat)
