@@ -53,7 +53,6 @@ def connect(
 
     :raises ValidationError: for a setting out of range (raised here, before anything opens).
     """
-    url, project = environment_target(url, project)
     return SyncTracker(
         url, project=project, durability=durability, flush_interval=flush_interval,
         batch_points=batch_points, max_pending_points=max_pending_points,
@@ -74,9 +73,9 @@ class SyncTracker(SyncJobs):
 
     def __init__(
         self,
-        url: str,
+        url: str | None = None,
         *,
-        project: str = "default",
+        project: str | None = None,
         durability: Durability = "full",
         flush_interval: float = 0.02,
         batch_points: int = 50_000,
@@ -88,6 +87,7 @@ class SyncTracker(SyncJobs):
         clock: Callable[[], float] = time.time,
     ) -> None:
         # Made here, so that a bad setting raises at the call; it starts on the loop.
+        url, project = environment_target(url, project)
         self._tracker = Tracker(
             url, project=project, durability=durability, flush_interval=flush_interval,
             batch_points=batch_points, max_pending_points=max_pending_points,

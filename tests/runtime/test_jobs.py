@@ -241,3 +241,34 @@ def test_racing_workers_claim_each_job_exactly_once_on_postgres(
 
     require_postgres()
     in_thread(lambda: _race(fresh_schema_url(POSTGRES_URL), 3, *plan))
+
+
+def test_inside_a_job_connect_and_start_run_need_no_arguments(
+        tmp_path: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    path = str(tmp_path / "jobs.db")
+    with engine.sync.connect(path, project="team") as tracker:
+        rid = tracker.enqueue(["train"], config={"lr": 0.1})
+        assert tracker.claim_job(worker="w") is not None
+    monkeypatch.setenv("KITTIWAKE_DB", path)
+    monkeypatch.setenv("KITTIWAKE_PROJECT", "team")
+    monkeypatch.setenv("KITTIWAKE_RUN_ID", rid)
+
+    def script() -> None:
+        with engine.sync.connect() as tracker:
+            assert (tracker.url, tracker.project) == (path, "team")
+            with tracker.start_run() as run:
+                assert run.run_id == rid
+                run.log_metrics({"loss": 0.5}, step=0)
+            with tracker.start_run("elsewhere") as other:  # a named run is not the job's
+                assert other.run_id == "elsewhere"
+            state = tracker.get_run(rid)
+            assert (state.status, state.config) == (Status.SUCCEEDED, {"lr": 0.1})
+            assert state.metrics["loss"].last == 0.5
+
+    in_thread(script)
+
+    async def from_async() -> None:
+        async with engine.connect() as tracker:
+            assert (tracker.url, tracker.project) == (path, "team")
+
+    in_thread(lambda: anyio.run(from_async))
