@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint torture bench bench-engine bench-query bench-subscribe bench-system bench-postgres bench-compare clean
+.PHONY: demo test lint torture bench bench-engine bench-query bench-subscribe bench-system bench-postgres bench-compare bench-jobs clean
 
 $(STAMP): pyproject.toml setup.py engine/_runtime/_speedups.c
 	$(PYTHON) -m venv $(VENV)
@@ -44,6 +44,10 @@ bench-subscribe: $(STAMP)
 bench-system: $(STAMP)
 	$(BIN)/python -m bench.system
 
+# The job queue: enqueue to the job's process started, with an idle worker (both backends).
+bench-jobs: $(STAMP)
+	$(BIN)/python -m bench.jobs
+
 # The same benchmarks on PostgreSQL (the server in KITTIWAKE_TEST_POSTGRES, by default
 # postgresql://postgres@127.0.0.1:5432/test; each benchmark in schemas of its own).
 bench-postgres: $(STAMP)
@@ -59,7 +63,7 @@ bench-compare: $(STAMP)
 torture: $(STAMP)
 	$(BIN)/python -m bench.torture
 
-bench: bench-engine bench-query bench-subscribe bench-system bench-postgres bench-compare
+bench: bench-engine bench-query bench-subscribe bench-system bench-postgres bench-jobs bench-compare
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache .hypothesis

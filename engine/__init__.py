@@ -27,6 +27,7 @@ above ``_runtime``.
 from engine._core.model import Event as Event
 from engine._core.model import Experiment as Experiment
 from engine._core.model import ForkPoint as ForkPoint
+from engine._core.model import Job as Job
 from engine._core.model import Lineage as Lineage
 from engine._core.model import MetricSummary as MetricSummary
 from engine._core.model import RunState as RunState
@@ -53,6 +54,7 @@ __all__ = [
     "Event",
     "Experiment",
     "ForkPoint",
+    "Job",
     "Lineage",
     "MetricStats",
     "MetricSummary",

@@ -13,9 +13,9 @@ import engine.sync
 
 # The public surface, spelled out: adding or dropping a name must be a deliberate change here.
 PUBLIC = [
-    "EditContext", "Event", "Experiment", "ForkPoint", "Lineage", "MetricStats", "MetricSummary",
-    "Run", "RunContext", "RunGroup", "RunState", "RunsTable", "Series", "Status", "Subscription",
-    "Tracker", "connect", "errors", "init", "sync",
+    "EditContext", "Event", "Experiment", "ForkPoint", "Job", "Lineage", "MetricStats",
+    "MetricSummary", "Run", "RunContext", "RunGroup", "RunState", "RunsTable", "Series", "Status",
+    "Subscription", "Tracker", "connect", "errors", "init", "sync",
 ]
 SYNC = ["SyncEditContext", "SyncRun", "SyncRunContext", "SyncSubscription", "SyncTracker",
         "connect", "init"]

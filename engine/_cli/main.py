@@ -17,6 +17,7 @@ import anyio
 
 from engine.errors import EngineError
 
+from . import jobs as jobs_commands
 from . import runs as runs_commands
 from .display import Counter, Progress, emit, event_json
 from .errors import CliError, UsageError
@@ -79,6 +80,7 @@ def _parser() -> argparse.ArgumentParser:
     tail.set_defaults(handler=_tail)
 
     runs_commands.add_commands(commands, runs)
+    jobs_commands.add_commands(commands)
     return parser
 
 

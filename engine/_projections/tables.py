@@ -15,6 +15,10 @@ kind       SQLite           PostgreSQL            holds
 ``VALUE``  (no type)        ``double precision``  measured values (NaN stored as NULL)
 =========  ===============  ====================  ============================================
 
+A column added after the first schema version says so (``since``): the first migration
+creates the tables as they were, and each later one adds that version's columns in place,
+so a migrated database and a rebuilt one end with the same tables.
+
 A table's ``key`` is its primary key, except where SQLite keeps the rows in a rowid table
 (``rowid``): a one-column key is then the rowid itself, and a longer one a unique index.
 PostgreSQL names the key's constraint ``<key_name>_pk_g<generation>``, SQLite a key index
@@ -31,8 +35,8 @@ from enum import Enum
 
 from .rows import PROJECTIONS
 
-__all__ = ["PROJECTION_TABLES", "TABLES", "TXT_PREFIX", "Column", "Index", "Kind", "Table", "seeds",
-           "table_of"]
+__all__ = ["PROJECTION_TABLES", "TABLES", "TXT_PREFIX", "Column", "Index", "Kind", "Table",
+           "added_in", "seeds", "table_of"]
 
 
 class Kind(Enum):
@@ -55,6 +59,7 @@ class Column:
     name: str
     kind: Kind
     nullable: bool = False
+    since: int = 1  # the schema version that added it; later ones come last, and nullable
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,13 +99,18 @@ class Table:
     def column_names(self) -> tuple[str, ...]:
         return tuple(c.name for c in self.columns)
 
+    def columns_at(self, version: int | None) -> tuple[Column, ...]:
+        """The columns the table had at schema ``version`` (None: now)."""
+        return tuple(c for c in self.columns if version is None or c.since <= version)
+
     @property
     def key_stem(self) -> str:
         return self.key_name or self.name
 
 
-def _cols(spec: str, kind: Kind, *, nullable: bool = False) -> tuple[Column, ...]:
-    return tuple(Column(name, kind, nullable) for name in spec.split())
+def _cols(spec: str, kind: Kind, *, nullable: bool = False,
+          since: int = 1) -> tuple[Column, ...]:
+    return tuple(Column(name, kind, nullable, since) for name in spec.split())
 
 
 K, F, N, T, B, S, V = Kind.KEY, Kind.FLAG, Kind.NAME, Kind.TEXT, Kind.BLOB, Kind.STEP, Kind.VALUE
@@ -114,6 +124,12 @@ RUNS = Table("runs", (
     *_cols("version position epoch", K), *_cols("floor", S, nullable=True),
     *_cols("started_position", K), *_cols("abort_position", K, nullable=True),
     *_cols("abort_reason", T, nullable=True),
+    # The run's heartbeat promise (None: written by a release that made none).
+    *_cols("heartbeat_interval crash_timeout", Kind.TIME, nullable=True, since=4),
+    # A job's queue, its spec (command, env, cwd, max_attempts), attempts so far and worker.
+    *_cols("queue", N, nullable=True, since=5), *_cols("job", B, nullable=True, since=5),
+    *_cols("attempt max_attempts", K, nullable=True, since=5),
+    *_cols("worker", T, nullable=True, since=5),
 ), key=("rk",), rowid=True, indexes=(
     Index("runs_key", ("project", "run_id"), unique=True),
     Index("runs_experiment", ("project", "experiment", "rk")),
@@ -189,3 +205,10 @@ def table_of(name: str) -> Table:
 def seeds(suffix: str) -> list[str]:
     """The statements that start every projection's checkpoint at position 0."""
     return [f"INSERT INTO checkpoints{suffix} VALUES ('{name}', 0)" for name in PROJECTIONS]
+
+
+def added_in(version: int) -> list[tuple[Table, Column]]:
+    """The columns schema ``version`` added to existing tables, each with its table: a
+    migration adds them in place (at the end, nullable), where a rebuild creates them."""
+    return [(table, column) for table in TABLES for column in table.columns
+            if column.since == version]

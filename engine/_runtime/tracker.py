@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import enum
+import os
 import time
 import warnings
 from collections.abc import Callable, Iterable, Mapping
@@ -25,6 +26,7 @@ from anyio.abc import TaskGroup
 
 from engine._core import events as ev
 from engine._core.events import NewEvent, Upcasters, default_upcasters
+from engine._core.heartbeat import promise
 from engine._core.model import Status
 from engine._core.validate import (
     check_name,
@@ -40,11 +42,12 @@ from engine._storage.registry import open_store
 from engine.errors import ClosedError, RunExistsError, ValidationError
 
 from .context import EditContext, RunContext, Watcher
+from .jobs import TrackerJobs
 from .liveness import Liveness
 from .opening import RunOpener
 from .reads import TrackerReads
 from .run import Run, end_buffered
-from .settings import Durability, check_settings
+from .settings import Durability, check_settings, environment_target
 from .subscriptions import Hub, Subscription, start_in_background
 from .supervisor import Supervisor
 from .writer import Writer
@@ -58,9 +61,9 @@ class _State(enum.Enum):
 
 
 def connect(
-    url: str,
+    url: str | None = None,
     *,
-    project: str = "default",
+    project: str | None = None,
     durability: Durability = "full",
     flush_interval: float = 0.02,
     batch_points: int = 50_000,
@@ -73,8 +76,10 @@ def connect(
 ) -> Tracker:
     """Open a tracker on ``url`` (use it as ``async with``).
 
-    :param url: a file path, ``":memory:"``, ``"sqlite:///path"`` or ``"postgresql://…"``.
-    :param project: the project every call uses unless it passes ``project=``.
+    :param url: a file path, ``":memory:"``, ``"sqlite:///path"`` or ``"postgresql://…"``;
+        default ``$KITTIWAKE_DB`` (a job's worker sets it), else ``kittiwake.db``.
+    :param project: the project every call uses unless it passes ``project=``; default
+        ``$KITTIWAKE_PROJECT``, else ``"default"``.
     :param durability: ``"full"`` — a flushed point survives power loss; ``"normal"`` — it
         survives a crash of the process, and is faster (see ``docs/durability.md``).
     :param flush_interval: seconds the writer waits to gather a batch (batching by time).
@@ -88,6 +93,7 @@ def connect(
     :param clock: the time source, in seconds since the epoch (inject a fake in tests).
     :raises ValidationError: for a setting out of range.
     """
+    url, project = environment_target(url, project)
     return Tracker(
         url, project=project, durability=durability, flush_interval=flush_interval,
         batch_points=batch_points, max_pending_points=max_pending_points,
@@ -113,7 +119,7 @@ def _names(values: object, what: str) -> frozenset[str] | None:
     return frozenset(names)
 
 
-class Tracker(TrackerReads):
+class Tracker(TrackerReads, TrackerJobs):
     """An open connection to a Kittiwake database: start runs, read them, follow the log.
 
     Make one with [connect][engine.connect]. The constructor takes the same settings, and
@@ -188,7 +194,8 @@ class Tracker(TrackerReads):
         supervisor.on_failure += [liveness.halt, writer.close, self._hub.fail]
         self._writer = writer
         self._liveness = liveness
-        self._opener = RunOpener(store, writer, self._clock)
+        self._opener = RunOpener(store, writer, self._clock,
+                                 promise(settings.heartbeat_interval, settings.crash_timeout))
         liveness.seen = self._hub.head = await store.head()
         tasks = anyio.create_task_group()
         await tasks.__aenter__()
@@ -269,6 +276,11 @@ class Tracker(TrackerReads):
         if self._supervisor.failure is not None:
             raise self._supervisor.failure
 
+    def _job_parts(self) -> tuple[RunOpener, Liveness, dict[str, Any]]:
+        self._open()
+        assert self._opener is not None and self._liveness is not None
+        return self._opener, self._liveness, self._opener.promise
+
     def _open(self) -> tuple[Store, Writer]:
         if self._state is not _State.OPEN:
             raise ClosedError("the tracker is not open: use `async with engine.connect(...)`")
@@ -305,13 +317,17 @@ class Tracker(TrackerReads):
         ``fork=(parent_run_id, step)`` inherits the parent's series up to ``step`` and its
         configs and tags. ``resume=True`` re-opens an existing run (creating it if missing);
         with ``rewind_to=step`` reads show only points up to ``step`` and logging continues
-        after it.
+        after it. Without ``run_id`` (and ``fork``) inside a job a worker started
+        (``$KITTIWAKE_RUN_ID`` set), it attaches to the job's run.
 
         :raises ValidationError: for a bad argument (raised here, before anything is written).
         :raises RunExistsError: on entry, when ``run_id`` exists and ``resume`` is False.
         :raises RunNotFoundError: on entry, when the fork parent does not exist.
         """
         project = self.project if project is None else check_project(project)
+        attach = os.environ.get("KITTIWAKE_RUN_ID")
+        if run_id is None and fork is None and attach:
+            run_id, resume = attach, True  # inside a job: its run
         if run_id is not None:
             check_run_id(run_id)
         if name is not None:
@@ -366,7 +382,8 @@ class Tracker(TrackerReads):
     async def abort_run(self, run_id: str, reason: str | None = None, *,
                         project: str | None = None) -> None:
         """Ask a running run to stop: its live handle, in any process, cancels its body and
-        ends it ``aborted``. Does nothing for a run that already ended.
+        ends it ``aborted`` (a job's worker stops its process). A job still queued ends
+        ``aborted`` at once and never runs. Does nothing for a run that already ended.
 
         :raises RunNotFoundError: if there is no such run.
         """
@@ -374,7 +391,10 @@ class Tracker(TrackerReads):
         project = self._project(project)
         reason = check_reason(reason)
         state = await self._state_or_raise(project, run_id)
-        if state.status is not Status.RUNNING:
+        if state.status is Status.QUEUED and await self._cancel_queued(project, run_id,
+                                                                        reason):
+            return  # never started, now never will
+        if state.status.terminal:
             return
         await writer.submit(AppendRequest(project, run_id,
                                           [NewEvent(ev.ABORT_REQUESTED, {"reason": reason})]))

@@ -12,6 +12,7 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import anyio
 
@@ -19,7 +20,8 @@ from engine._core.events import NewEvent, Record, Upcasters
 from engine._core.model import Experiment, Lineage, RunState, Series
 from engine._query.tree import Field, RunGroup, Selection
 
-__all__ = ["AppendRequest", "EventFilter", "Progress", "RunControl", "StaleRun", "Store"]
+__all__ = ["AppendRequest", "EventFilter", "JobRow", "Progress", "RunControl", "StaleRun",
+           "Store"]
 
 Progress = Callable[[int, int], None]
 """Called with (events done, events in all) while a rebuild runs."""
@@ -59,6 +61,25 @@ class StaleRun:
     run_id: str
     version: int
     last_seen: float
+    crash_timeout: float  # the run's own promise, else the reaper's
+    attempt: int | None = None  # a job's claims so far (None: not a job)
+    max_attempts: int | None = None
+
+
+@dataclass(slots=True)
+class JobRow:
+    """A job as the runs projection holds it (its status as recorded)."""
+
+    run_id: str
+    version: int
+    status: str
+    queue: str
+    spec: dict[str, Any]  # command, env, cwd, max_attempts
+    attempt: int
+    max_attempts: int
+    worker: str | None
+    started_position: int
+    created_at: float
 
 
 @dataclass(slots=True)
@@ -134,8 +155,10 @@ class Store(ABC):
     # Projections ---------------------------------------------------------------------------
 
     @abstractmethod
-    async def get_run(self, project: str, run_id: str) -> RunState | None:
-        """The run's state, or None."""
+    async def get_run(self, project: str, run_id: str, *,
+                      now: float | None = None) -> RunState | None:
+        """The run's state, or None; with ``now``, its status judged at that instant
+        (``engine._core.heartbeat``), else as recorded."""
 
     @abstractmethod
     async def list_runs(self, project: str, *, include_deleted: bool,
@@ -209,8 +232,15 @@ class Store(ABC):
         """Record that these runs are alive at ``at``."""
 
     @abstractmethod
-    async def stale_runs(self, before: float) -> list[StaleRun]:
-        """Running runs with no heartbeat (or event) since ``before``."""
+    async def stale_runs(self, now: float, crash_timeout: float) -> list[StaleRun]:
+        """Running runs silent (no heartbeat, no event) for longer than their crash timeout
+        at ``now``; ``crash_timeout`` for runs that promised none."""
+
+    @abstractmethod
+    async def jobs(self, project: str, *, queues: Sequence[str] | None,
+                   statuses: Sequence[str] | None, run_ids: Sequence[str] | None = None,
+                   limit: int | None = None) -> list[JobRow]:
+        """The project's jobs in these queues and statuses (None: any), oldest first."""
 
     @abstractmethod
     async def controls(self, runs: Sequence[tuple[str, str]]) -> dict[tuple[str, str],

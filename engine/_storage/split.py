@@ -22,7 +22,16 @@ from engine.errors import ClosedError
 
 from .check import check_store
 from .commit import GroupCommit
-from .contract import ANY, AppendRequest, EventFilter, Progress, RunControl, StaleRun, Store
+from .contract import (
+    ANY,
+    AppendRequest,
+    EventFilter,
+    JobRow,
+    Progress,
+    RunControl,
+    StaleRun,
+    Store,
+)
 from .reads import Reads
 from .rebuild import CHECK, NEW, RebuildSite, build
 
@@ -112,8 +121,9 @@ class SplitStore(Store, Generic[C]):
                              upto: int) -> list[Record]:
         return await self.reads.stream_records(project, run_ids, upto)
 
-    async def get_run(self, project: str, run_id: str) -> RunState | None:
-        return await self.reads.get_run(project, run_id)
+    async def get_run(self, project: str, run_id: str, *,
+                      now: float | None = None) -> RunState | None:
+        return await self.reads.get_run(project, run_id, now=now)
 
     async def list_runs(self, project: str, *, include_deleted: bool,
                         selection: Selection | None = None) -> list[RunState]:
@@ -147,8 +157,14 @@ class SplitStore(Store, Generic[C]):
     async def projects(self) -> dict[str, int]:
         return await self.reads.projects()
 
-    async def stale_runs(self, before: float) -> list[StaleRun]:
-        return await self.reads.stale_runs(before)
+    async def stale_runs(self, now: float, crash_timeout: float) -> list[StaleRun]:
+        return await self.reads.stale_runs(now, crash_timeout)
+
+    async def jobs(self, project: str, *, queues: Sequence[str] | None,
+                   statuses: Sequence[str] | None, run_ids: Sequence[str] | None = None,
+                   limit: int | None = None) -> list[JobRow]:
+        return await self.reads.jobs(project, queues=queues, statuses=statuses,
+                                     run_ids=run_ids, limit=limit)
 
     async def controls(self, runs: Sequence[tuple[str, str]]) -> dict[tuple[str, str],
                                                                      RunControl]:

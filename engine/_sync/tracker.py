@@ -18,12 +18,13 @@ from engine._core.model import Event, Experiment, Lineage, RunState, Series
 from engine._query.export import RunsTable
 from engine._query.tree import RunGroup
 from engine._runtime.past import AsOf
-from engine._runtime.settings import Durability
+from engine._runtime.settings import Durability, environment_target
 from engine._runtime.tracker import Tracker
 from engine._storage.contract import Progress
 from engine.errors import ClosedError
 
 from .exit import forget_tracker, keep_tracker
+from .jobs import SyncJobs
 from .portal import Portal
 from .run import SyncEditContext, SyncRunContext
 from .subscription import SyncSubscription
@@ -32,9 +33,9 @@ __all__ = ["SyncTracker", "connect"]
 
 
 def connect(
-    url: str,
+    url: str | None = None,
     *,
-    project: str = "default",
+    project: str | None = None,
     durability: Durability = "full",
     flush_interval: float = 0.02,
     batch_points: int = 50_000,
@@ -46,7 +47,8 @@ def connect(
     clock: Callable[[], float] = time.time,
 ) -> SyncTracker:
     """Open a blocking tracker on ``url`` (use it as ``with``). The settings are
-    ``engine.connect``'s, with the same meaning, except that past ``max_pending_points``
+    ``engine.connect``'s, with the same meaning (``url`` and ``project`` default to
+    ``$KITTIWAKE_DB`` and ``$KITTIWAKE_PROJECT``), except that past ``max_pending_points``
     logging waits for the writer instead of raising ``BackpressureError``.
 
     :raises ValidationError: for a setting out of range (raised here, before anything opens).
@@ -65,15 +67,15 @@ class _State(enum.Enum):
     CLOSED = "closed"
 
 
-class SyncTracker:
+class SyncTracker(SyncJobs):
     """A tracker whose methods block, while the engine runs on an event loop in a background
     thread. Make one with :func:`connect`; the constructor takes the same settings."""
 
     def __init__(
         self,
-        url: str,
+        url: str | None = None,
         *,
-        project: str = "default",
+        project: str | None = None,
         durability: Durability = "full",
         flush_interval: float = 0.02,
         batch_points: int = 50_000,
@@ -85,6 +87,7 @@ class SyncTracker:
         clock: Callable[[], float] = time.time,
     ) -> None:
         # Made here, so that a bad setting raises at the call; it starts on the loop.
+        url, project = environment_target(url, project)
         self._tracker = Tracker(
             url, project=project, durability=durability, flush_interval=flush_interval,
             batch_points=batch_points, max_pending_points=max_pending_points,

@@ -19,7 +19,7 @@ from collections.abc import Sequence
 
 import asyncpg
 
-from engine._projections.tables import TABLES, TXT_PREFIX, Kind, Table, seeds
+from engine._projections.tables import TABLES, TXT_PREFIX, Column, Kind, Table, added_in, seeds
 from engine.errors import EngineError
 
 from .connection import quote_ident
@@ -32,13 +32,15 @@ _TYPES = {Kind.KEY: "bigint", Kind.FLAG: "integer", Kind.NAME: _TEXT, Kind.TEXT:
           Kind.VALUE: "double precision"}
 
 
-def projection_ddl(suffix: str, generation: int | str) -> list[str]:
+def projection_ddl(suffix: str, generation: int | str, *,
+                   version: int | None = None) -> list[str]:
     """Statements creating the projection tables named ``<table><suffix>``, with
     ``generation`` in their constraint and index names (unique per schema: a swapped-in table
-    keeps the names it was built with)."""
+    keeps the names it was built with); as they were at schema ``version`` (None: as they
+    are now)."""
     statements = []
     for table in TABLES:
-        statements.append(_create(table, suffix, generation))
+        statements.append(_create(table, suffix, generation, version))
         statements.extend(f"ALTER TABLE {table.name}{suffix} ALTER COLUMN {column} "
                           "SET STORAGE EXTERNAL" for column in table.external)
         statements.extend(index.ddl(table.name, suffix, generation, postgres=True)
@@ -46,9 +48,12 @@ def projection_ddl(suffix: str, generation: int | str) -> list[str]:
     return [*statements, *seeds(suffix)]
 
 
-def _create(table: Table, suffix: str, generation: int | str) -> str:
-    columns = [f"{c.name} {_TYPES[c.kind]}{'' if c.nullable else ' NOT NULL'}"
-               for c in table.columns]
+def _column(column: Column) -> str:
+    return f"{column.name} {_TYPES[column.kind]}{'' if column.nullable else ' NOT NULL'}"
+
+
+def _create(table: Table, suffix: str, generation: int | str, version: int | None) -> str:
+    columns = [_column(c) for c in table.columns_at(version)]
     columns.append(f"CONSTRAINT {table.key_stem}_pk_g{generation} "
                    f"PRIMARY KEY ({', '.join(table.key)})")
     return f"CREATE TABLE {table.name}{suffix} ({', '.join(columns)})"
@@ -82,6 +87,13 @@ _LOG = [
     "INSERT INTO meta VALUES ('generation', 0)",
 ]
 
+
+def _added(version: int) -> tuple[str, ...]:
+    """The statements adding schema ``version``'s columns to the live tables."""
+    return tuple(f"ALTER TABLE {table.name} ADD COLUMN {_column(column)}"
+                 for table, column in added_in(version))
+
+
 # 2: config texts over 2,704 bytes: index a prefix of ``txt`` (the live tables' generation is
 # in ``meta``; a rebuild makes the new form from the declarations).
 _TXT_PREFIX_INDEX = f"""DO $$
@@ -95,10 +107,14 @@ _TXT_PREFIX_INDEX = f"""DO $$
 
 MIGRATIONS: Sequence[Sequence[str]] = (
     # 1: the log, liveness, and the first generation of projection tables.
-    (*_LOG, *projection_ddl("", 0)),
+    (*_LOG, *projection_ddl("", 0, version=1)),
     (_TXT_PREFIX_INDEX,),
     # 3: each event's checksum (``engine._core.checksum``); older events carry none.
     ("ALTER TABLE events ADD COLUMN checksum bigint",),
+    # 4: each run's heartbeat promise.
+    _added(4),
+    # 5: jobs: their queue, spec, attempts and worker.
+    _added(5),
 )
 
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from engine._projections.tables import TABLES, Column, Index, Kind, Table, seeds
+from engine._projections.tables import TABLES, Column, Index, Kind, Table, added_in, seeds
 
 __all__ = ["MIGRATIONS", "projection_ddl"]
 
@@ -21,13 +21,15 @@ _TYPES = {Kind.KEY: "INTEGER", Kind.FLAG: "INTEGER", Kind.NAME: "TEXT", Kind.TEX
           Kind.BLOB: "BLOB", Kind.TIME: "REAL", Kind.STEP: "", Kind.VALUE: ""}
 
 
-def projection_ddl(suffix: str, generation: int | str) -> list[str]:
+def projection_ddl(suffix: str, generation: int | str, *,
+                   version: int | None = None) -> list[str]:
     """Statements creating the projection tables named ``<table><suffix>``, with
     ``generation`` in their index names (SQLite cannot rename an index, and a swapped-in table
-    keeps the names its indexes were built with)."""
+    keeps the names its indexes were built with); as they were at schema ``version`` (None:
+    as they are now)."""
     statements = []
     for table in TABLES:
-        statements.append(_create(table, suffix))
+        statements.append(_create(table, suffix, version))
         if table.rowid and len(table.key) > 1:
             statements.append(Index(f"{table.key_stem}_key", table.key, unique=True)
                               .ddl(table.name, suffix, generation))
@@ -35,9 +37,10 @@ def projection_ddl(suffix: str, generation: int | str) -> list[str]:
     return [*statements, *seeds(suffix)]
 
 
-def _create(table: Table, suffix: str) -> str:
+def _create(table: Table, suffix: str, version: int | None) -> str:
     inline = table.key[0] if len(table.key) == 1 else None
-    columns = [_column(column, key=column.name == inline) for column in table.columns]
+    columns = [_column(column, key=column.name == inline)
+               for column in table.columns_at(version)]
     if inline is None and not table.rowid:
         columns.append(f"PRIMARY KEY ({', '.join(table.key)})")
     layout = "" if table.rowid else " WITHOUT ROWID"
@@ -75,9 +78,21 @@ _LOG = [
     "INSERT INTO meta VALUES ('generation', 0)",
 ]
 
+def _added(version: int) -> tuple[str, ...]:
+    """The statements adding schema ``version``'s columns to the live tables."""
+    return tuple(f"ALTER TABLE {table.name} ADD COLUMN {_column(column, key=False)}"
+                 for table, column in added_in(version))
+
+
 MIGRATIONS: Sequence[Sequence[str]] = (
     # 1: the log, liveness, and the first generation of projection tables.
-    (*_LOG, *projection_ddl("", 0)),
-    # 2: each event's checksum (``engine._core.checksum``); older events carry none.
+    (*_LOG, *projection_ddl("", 0, version=1)),
+    # 2: (PostgreSQL's index of config texts by their prefix; SQLite indexes whole texts.)
+    (),
+    # 3: each event's checksum (``engine._core.checksum``); older events carry none.
     ("ALTER TABLE events ADD COLUMN checksum INTEGER",),
+    # 4: each run's heartbeat promise.
+    _added(4),
+    # 5: jobs: their queue, spec, attempts and worker.
+    _added(5),
 )
