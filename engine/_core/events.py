@@ -12,6 +12,14 @@ Payloads (schema version 1)::
     StatusChanged   {"status": "succeeded" | "failed" | "aborted" | "crashed", "reason"}
     AbortRequested  {"reason"}
     RunDeleted      {}
+    NotesSet        {"notes": str}
+    TextLogged      {"text": {key: {"steps": [..], "values": [str], "timestamps": [..]}}}
+    FilesLogged     {"files": {key: [{"step", "timestamp", "name", "digest", "size",
+                                      "media_type", "caption"?, "width"?, "height"?}]}}
+    FilesUploaded   {"files": {key: {"timestamp", "name", "digest", ...}}}
+    HistogramsLogged {"histograms": {key: [{"step", "timestamp", "edges", "counts"}]}}
+    ConfusionMatricesLogged {"matrices": {key: [{"step", "timestamp", "labels", "matrix"}]}}
+    EnvCaptured     {"env": {path: value}}
 
 Events are never rewritten. Every row keeps the schema version its payload was written at, and
 reads lift old payloads through a chain of upcasters before anything else sees them.
@@ -47,6 +55,14 @@ __all__ = [
     "TAGS_ADDED",
     "TAGS_REMOVED",
     "UPCASTS",
+    "CONTENT_TYPES",
+    "CONFUSION_MATRICES_LOGGED",
+    "ENV_CAPTURED",
+    "FILES_LOGGED",
+    "FILES_UPLOADED",
+    "HISTOGRAMS_LOGGED",
+    "NOTES_SET",
+    "TEXT_LOGGED",
     "NewEvent",
     "Record",
     "Upcasters",
@@ -62,6 +78,16 @@ TAGS_REMOVED = "TagsRemoved"
 STATUS_CHANGED = "StatusChanged"
 ABORT_REQUESTED = "AbortRequested"
 RUN_DELETED = "RunDeleted"
+# What a run records besides metrics and configs (see ``content``).
+NOTES_SET = "NotesSet"
+TEXT_LOGGED = "TextLogged"
+FILES_LOGGED = "FilesLogged"
+FILES_UPLOADED = "FilesUploaded"
+HISTOGRAMS_LOGGED = "HistogramsLogged"
+CONFUSION_MATRICES_LOGGED = "ConfusionMatricesLogged"
+ENV_CAPTURED = "EnvCaptured"
+CONTENT_TYPES = frozenset({NOTES_SET, TEXT_LOGGED, FILES_LOGGED, FILES_UPLOADED,
+                           HISTOGRAMS_LOGGED, CONFUSION_MATRICES_LOGGED, ENV_CAPTURED})
 
 CURRENT_VERSIONS: Mapping[str, int] = {
     RUN_CREATED: 1,
@@ -73,6 +99,13 @@ CURRENT_VERSIONS: Mapping[str, int] = {
     STATUS_CHANGED: 1,
     ABORT_REQUESTED: 1,
     RUN_DELETED: 1,
+    NOTES_SET: 1,
+    TEXT_LOGGED: 1,
+    FILES_LOGGED: 1,
+    FILES_UPLOADED: 1,
+    HISTOGRAMS_LOGGED: 1,
+    CONFUSION_MATRICES_LOGGED: 1,
+    ENV_CAPTURED: 1,
 }
 
 Upcaster = Callable[[dict[str, Any]], dict[str, Any]]

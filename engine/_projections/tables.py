@@ -55,6 +55,7 @@ class Column:
     name: str
     kind: Kind
     nullable: bool = False
+    since: int = 1  # the schema version that added it (later ones are added by migrations)
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,6 +87,18 @@ class Table:
     indexes: tuple[Index, ...] = ()
     rowid: bool = False  # SQLite keeps the rows in a rowid table (else WITHOUT ROWID)
     external: tuple[str, ...] = ()  # PostgreSQL stores these out of line, uncompressed
+    since: int = 1  # the schema version that added the table
+
+    def at(self, version: int | None) -> Table | None:
+        """The table as schema ``version`` created it (None: not yet there); every column
+        for ``None``."""
+        if version is None:
+            return self
+        if self.since > version:
+            return None
+        return Table(self.name, tuple(c for c in self.columns if c.since <= version),
+                     self.key, self.key_name, self.indexes, self.rowid, self.external,
+                     self.since)
 
     @property
     def column_names(self) -> tuple[str, ...]:
@@ -96,8 +109,9 @@ class Table:
         return self.key_name or self.name
 
 
-def _cols(spec: str, kind: Kind, *, nullable: bool = False) -> tuple[Column, ...]:
-    return tuple(Column(name, kind, nullable) for name in spec.split())
+def _cols(spec: str, kind: Kind, *, nullable: bool = False,
+          since: int = 1) -> tuple[Column, ...]:
+    return tuple(Column(name, kind, nullable, since) for name in spec.split())
 
 
 K, F, N, T, B, S, V = Kind.KEY, Kind.FLAG, Kind.NAME, Kind.TEXT, Kind.BLOB, Kind.STEP, Kind.VALUE
@@ -111,6 +125,11 @@ RUNS = Table("runs", (
     *_cols("version position epoch", K), *_cols("floor", S, nullable=True),
     *_cols("started_position", K), *_cols("abort_position", K, nullable=True),
     *_cols("abort_reason", T, nullable=True),
+    # What a run records besides metrics (schema version 2): its notes; env, file
+    # attributes and the kind and last step of each non-metric key, encoded; and the
+    # pieces of other runs' (or its own earlier epochs') entries it sees: forks and rewinds.
+    *_cols("notes", T, since=2),
+    *_cols("env files kinds entry_segments", B, nullable=True, since=2),
 ), key=("rk",), rowid=True, indexes=(
     Index("runs_key", ("project", "run_id"), unique=True),
     Index("runs_experiment", ("project", "experiment", "rk")),
@@ -166,10 +185,18 @@ EXPERIMENTS = Table("experiments", (*_cols("project name", N), *_cols("head", K,
 
 PROJECTS = Table("projects", (*_cols("project", N), *_cols("runs", K)), key=("project",))
 
+# Entries of the stepped kinds (text, file, histogram and confusion-matrix series), one row
+# per key and step, in the epoch of the run that logged it; ``value`` is the encoded plain
+# value. A run's effective entries are its own epoch's plus its ``entry_segments``.
+ENTRIES = Table("entries", (
+    *_cols("rk", K), *_cols("path", N), *_cols("epoch", K), *_cols("step", S),
+    *_cols("position", K), *_cols("kind", N), *_cols("at", Kind.TIME), *_cols("value", B),
+), key=("rk", "path", "epoch", "step"), rowid=True, since=2)
+
 CHECKPOINTS = Table("checkpoints", (*_cols("name", N), *_cols("position", K)), key=("name",))
 
 TABLES = (RUNS, METRICS, RUN_CONFIGS, RUN_TAGS, SERIES_CHUNKS, SERIES_SEGMENTS, LINEAGE,
-          EXPERIMENTS, PROJECTS, CHECKPOINTS)
+          EXPERIMENTS, PROJECTS, CHECKPOINTS, ENTRIES)
 """Every projection table, in the order they are created, swapped and compared."""
 
 PROJECTION_TABLES = tuple(table.name for table in TABLES)

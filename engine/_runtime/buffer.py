@@ -67,6 +67,11 @@ def event_points(event: NewEvent) -> int:
         return max(1, len(data["config"]))
     if event.type in (ev.TAGS_ADDED, ev.TAGS_REMOVED):
         return max(1, len(data["tags"]))
+    if event.type == ev.TEXT_LOGGED:  # a point per value, and one per KiB of text
+        return sum(len(c["values"]) + sum(len(v) for v in c["values"]) // 1024
+                   for c in data["text"].values())
+    if event.type == ev.NOTES_SET:
+        return 1 + len(data["notes"]) // 1024
     return 1
 
 

@@ -17,8 +17,10 @@ from typing import Any
 
 import anyio
 
+from engine._core import content as ct
 from engine._core import events as ev
 from engine._core.events import NewEvent
+from engine._core.text import check_text
 from engine._core.validate import (
     MAX_STEP,
     check_key,
@@ -33,6 +35,7 @@ from engine.errors import BackpressureError, ClosedError, RunAbortedError, Valid
 
 from .buffer import Rows, RunBuffer, event_points
 from .hot_path import pack_floats, take_floats
+from .recording import KINDS, Keys, flat_values, kind_of, text_payload, valued_payload
 from .writer import Writer
 
 __all__ = ["Run", "end_buffered", "on_finish", "wait_for_room"]
@@ -57,15 +60,16 @@ class Run:
         RunCreated waits in the buffer with the rest.
     """
 
-    __slots__ = ("_abort_reason", "_after_finish", "_buf", "_clock", "_closed", "_floor",
-                 "_halt", "_keys",
+    __slots__ = ("_abort_reason", "_after_finish", "_buf", "_clock", "_closed", "_content",
+                 "_floor", "_halt", "_keys",
                  "_keys_step", "_known", "_last", "_lock", "_raise_on_abort", "_top",
                  "_writer", "name", "project", "run_id", "started_position")
 
     def __init__(self, writer: Writer, project: str, run_id: str, name: str, *,
                  last_steps: Mapping[str, int | float], floor: int | float | None,
                  started_position: int, clock: Callable[[], float],
-                 creation: NewEvent | None = None) -> None:
+                 creation: NewEvent | None = None,
+                 kinds: Mapping[str, list[Any]] | None = None) -> None:
         self.project = project
         self.run_id = run_id
         self.name = name
@@ -78,6 +82,7 @@ class Run:
         self._known: set[str] = set(last_steps)
         self._floor: int | float = -1 if floor is None else floor
         self._top: int | float = max((self._floor, *self._last.values()))
+        self._content = Keys({k: list(v) for k, v in (kinds or {}).items()}, self._floor)
         self._keys: tuple[str, ...] = ()  # the key set of the latest call...
         self._keys_step: int | float = -1  # ...and the step it was logged at
         self._closed = False
@@ -205,6 +210,7 @@ class Run:
                 value = check_metric_value(key, value)
             if key not in known:
                 check_key(key, "metric name")
+                self._content.check(key, ct.METRIC, known)
             if step <= last.get(key, floor):
                 raise self._step_error(key, step)
             values.append(value)
@@ -280,25 +286,151 @@ class Run:
             self._control(NewEvent(ev.TAGS_REMOVED, {"tags": names}))
 
     def _control(self, event: NewEvent, *, final: bool = False) -> None:
+        with self._writer.lock:
+            self._room(event_points(event), final=final)
+            self._push(event, event_points(event), final=final)
+
+    def _room(self, points: int, *, final: bool = False) -> None:
+        """Refuse a call (lock held) when the run ended or the buffer has no room."""
         writer = self._writer
-        points = event_points(event)
-        with writer.lock:
-            if self._closed:
-                raise ClosedError(f"run {self.run_id!r} has ended")
-            if self._halt is not None and not final:
+        if self._closed:
+            raise ClosedError(f"run {self.run_id!r} has ended")
+        if self._halt is not None and not final:
+            raise self._halt
+        # The final status is never refused: a full buffer must not keep a run open.
+        if not final and writer.pending + points > writer.max_pending:
+            raise self._full()
+
+    def _push(self, event: NewEvent, points: int, *, final: bool = False) -> None:
+        """Buffer ``event`` (lock held, room checked)."""
+        writer = self._writer
+        buf = self._buf
+        buf.items.append(event)
+        buf.group = None  # later points go after this event, in a group of their own
+        buf.logged += 1
+        writer.pending += points
+        writer.mark(buf)
+        if final:
+            self._closed = True
+            self._halt = ClosedError(f"run {self.run_id!r} has ended")
+
+    # What a run records besides metrics ----------------------------------------------------
+
+    def set_notes(self, notes: str) -> None:
+        """Set the run's notes (its description), replacing them whole.
+
+        :raises ValidationError: for notes that are not a str, or longer than 1 MiB.
+        :raises ClosedError: after the run ended.
+        """
+        self._control(NewEvent(ev.NOTES_SET, {"notes": check_text("notes", notes)}))
+
+    def log_text(self, texts: Mapping[str, Any], step: int | float | None = None, *,
+                 timestamp: float | None = None) -> None:
+        """Log text values (str of at most 1 MiB of UTF-8) at ``step``: one text series per
+        key, read back with ``tracker.read_text``. Without ``step``, each key's next step
+        (0 first). Nested dicts are flattened with ``/``.
+
+        :raises ValidationError: naming the bad key, value or step, or a key that holds
+            another kind in this run; nothing is logged.
+        :raises BackpressureError: when more points wait than the tracker allows.
+        :raises ClosedError: after the run ended.
+        """
+        self._log_kinds({ct.TEXT: flat_values(texts, "text key")}, step, timestamp)
+
+    def log_histograms(self, histograms: Mapping[str, Any], step: int | float | None = None,
+                       *, timestamp: float | None = None) -> None:
+        """Log ``engine.Histogram`` values at ``step`` (read back with
+        ``tracker.read_histograms``); steps as in ``log_text``.
+
+        :raises ValidationError: naming the bad key, histogram or step; nothing is logged.
+        """
+        self._log_kinds({ct.HISTOGRAM: _plain_items(histograms, "histogram key")}, step,
+                        timestamp)
+
+    def log_confusion_matrices(self, matrices: Mapping[str, Any],
+                               step: int | float | None = None, *,
+                               timestamp: float | None = None) -> None:
+        """Log ``engine.ConfusionMatrix`` values at ``step`` (read back with
+        ``tracker.read_confusion_matrices``); steps as in ``log_text``.
+
+        :raises ValidationError: naming the bad key, matrix or step; nothing is logged.
+        """
+        self._log_kinds({ct.CONFUSION_MATRIX: _plain_items(matrices, "confusion matrix key")},
+                        step, timestamp)
+
+    def log(self, values: Mapping[str, Any], step: int | float | None = None, *,
+            timestamp: float | None = None) -> None:
+        """Log a mix of values at ``step``, each routed by its type: int or float → metric,
+        str → text, ``engine.File``/``engine.Image`` → file, ``engine.Histogram``,
+        ``engine.ConfusionMatrix``. Without ``step``, the run's next step (as in
+        ``log_metrics``). A key keeps one kind for the life of the run and its forks.
+
+        :raises ValidationError: naming the bad key, value or step; nothing is logged.
+        """
+        flat = flat_values(values, "key")
+        groups: dict[str, dict[str, Any]] = {}
+        for key, value in flat.items():
+            groups.setdefault(kind_of(key, value), {})[key] = value
+        metrics = groups.pop(ct.METRIC, {})
+        if step is None:
+            with self._lock:
+                step = self._top + 1
+        if ct.FILE in groups:
+            self._log_files_now(groups.pop(ct.FILE), step, timestamp, metrics, groups)
+            return
+        self._log_kinds(groups, step, timestamp, metrics=metrics)
+
+    def _log_files_now(self, files: dict[str, Any], step: int | float,
+                       timestamp: float | None, metrics: dict[str, Any],
+                       groups: dict[str, dict[str, Any]]) -> None:
+        raise ValidationError("this run cannot log files: the tracker has no blob store",
+                              key=next(iter(files)))
+
+    def _log_kinds(self, groups: Mapping[str, Mapping[str, Any]], step: int | float | None,
+                   timestamp: float | None, *, metrics: Mapping[str, Any] | None = None,
+                   extra: list[tuple[str, str, int | float, dict[str, Any]]] | None = None,
+                   ) -> None:
+        """Check every value of every kind, then buffer one event per kind (and the metrics
+        with them); a refusal leaves nothing buffered."""
+        checked = {kind: {key: KINDS[kind][2](key, value) for key, value in values.items()}
+                   for kind, values in groups.items()}
+        at = self._clock() if timestamp is None else _timestamp(timestamp)
+        with self._lock:
+            if self._halt is not None:
                 raise self._halt
-            # The final status is never refused: a full buffer must not keep a run open.
-            if not final and writer.pending + points > writer.max_pending:
-                raise self._full()
-            buf = self._buf
-            buf.items.append(event)
-            buf.group = None  # later points go after this event, in a group of their own
-            buf.logged += 1
-            writer.pending += points
-            writer.mark(buf)
-            if final:
-                self._closed = True
-                self._halt = ClosedError(f"run {self.run_id!r} has ended")
+            keys = self._content
+            for key in metrics or ():
+                keys.check(key, ct.METRIC, self._known)
+            items: dict[str, list[tuple[str, int | float, Any]]] = {}
+            for kind, values in checked.items():
+                for key, value in values.items():
+                    keys.check(key, kind, self._known)
+                    items.setdefault(kind, []).append((key, keys.step(key, kind, step), value))
+            for kind, key, at_step, _ in extra or ():
+                keys.check(key, kind, self._known)
+                items.setdefault(kind, []).append((key, keys.step(key, kind, at_step), None))
+        if metrics:
+            self.log_metrics(dict(metrics), step, timestamp=timestamp)
+        events = []
+        for kind, rows in items.items():
+            if kind == ct.TEXT:
+                events.append(NewEvent(ev.TEXT_LOGGED, text_payload(rows, at)))
+            elif kind == ct.FILE:
+                assert extra is not None
+                plains = {key: plain for _, key, _, plain in extra}
+                events.append(NewEvent(ev.FILES_LOGGED, valued_payload(
+                    "files", [(key, s, plains[key]) for key, s, _ in rows], at)))
+            else:
+                event_type, field_name, _ = KINDS[kind]
+                events.append(NewEvent(event_type, valued_payload(
+                    field_name, [(key, s, value.to_plain()) for key, s, value in rows], at)))
+        with self._lock:
+            self._room(sum(event_points(e) for e in events))
+            for event in events:
+                self._push(event, event_points(event))
+            for kind, rows in items.items():
+                for key, at_step, _ in rows:
+                    self._content.taken(key, kind, at_step)
 
     async def flush(self) -> None:
         """Return once everything logged before the call is durable and visible to reads.
@@ -395,6 +527,14 @@ def _numbers(values: list[Any]) -> bool:
         if kind is not float and (kind is not int or not -_BIG < value < _BIG):
             return False
     return True
+
+
+def _plain_items(values: Mapping[str, Any], what: str) -> dict[str, Any]:
+    """Values by key, without flattening (a histogram's plain form is itself a dict)."""
+    if not isinstance(values, Mapping):
+        raise ValidationError(f"expected a dict of {what.removesuffix(' key')}s, got "
+                              f"{type(values).__name__}")
+    return {check_key(key, what): value for key, value in values.items()}
 
 
 def _spread(tags: Iterable[str | Iterable[str]]) -> list[Any]:

@@ -11,10 +11,12 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any
 
 import anyio
 
+from engine._core.content import EntryRow
 from engine._core.events import NewEvent, Record, Upcasters
 from engine._core.model import Experiment, Lineage, RunState, Series
 from engine._query.tree import Field, RunGroup, Selection
@@ -71,6 +73,8 @@ class RunControl:
     abort_reason: str | None
     status: str
     floor: int | float | None
+    kinds: dict[str, list[Any]] = field(default_factory=dict)
+    """Each non-metric key's kind and last step (``[kind, step]``)."""
 
 
 class Store(ABC):
@@ -160,6 +164,15 @@ class Store(ABC):
                           low: int | float | None, high: int | float | None,
                           max_points: int | None) -> Series | None:
         """The run's effective series (None when the run does not exist)."""
+
+    @abstractmethod
+    async def read_entries(self, project: str, run_id: str, key: str, *,
+                           tail: int | None) -> tuple[str | None, list[EntryRow]] | None:
+        """The run's effective entries under ``key`` (text, file, histogram or
+        confusion-matrix series; a fork's inherited ones included, a rewind's cut ones not)
+        as ``(step, timestamp, plain value)`` in step order, the last ``tail`` of them when
+        given; with the kind the key holds (None: no non-metric kind). None when the run
+        does not exist."""
 
     @abstractmethod
     async def get_experiment(self, project: str, name: str) -> Experiment:

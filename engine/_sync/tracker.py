@@ -14,7 +14,11 @@ from functools import partial
 from types import TracebackType
 from typing import Any, Literal
 
+from engine._core.confusion import ConfusionMatrix
+from engine._core.entries import Entry
+from engine._core.histograms import Histogram
 from engine._core.model import Event, Experiment, Lineage, RunState, Series
+from engine._core.text import TextSeries
 from engine._query.export import RunsTable
 from engine._query.tree import RunGroup
 from engine._runtime.past import AsOf
@@ -289,6 +293,39 @@ class SyncTracker:
         return self._portal.call(partial(
             tracker.read_series, run_id, metric, min_step=min_step, max_step=max_step,
             max_points=max_points, as_of=as_of, project=project))
+
+    def read_text(self, run_id: str, key: str, *, tail: int | None = None,
+                  as_of: AsOf | None = None, project: str | None = None) -> TextSeries:
+        """The run's text series ``key`` (see ``Tracker.read_text``).
+
+        :raises RunNotFoundError: if there is no such run.
+        """
+        tracker = self._open()
+        return self._portal.call(partial(tracker.read_text, run_id, key, tail=tail,
+                                         as_of=as_of, project=project))
+
+    def read_histograms(self, run_id: str, key: str, *, tail: int | None = None,
+                        as_of: AsOf | None = None,
+                        project: str | None = None) -> list[Entry[Histogram]]:
+        """The run's histograms under ``key`` (see ``Tracker.read_histograms``).
+
+        :raises RunNotFoundError: if there is no such run.
+        """
+        tracker = self._open()
+        return self._portal.call(partial(tracker.read_histograms, run_id, key, tail=tail,
+                                         as_of=as_of, project=project))
+
+    def read_confusion_matrices(self, run_id: str, key: str, *, tail: int | None = None,
+                                as_of: AsOf | None = None, project: str | None = None,
+                                ) -> list[Entry[ConfusionMatrix]]:
+        """The run's confusion matrices under ``key`` (see
+        ``Tracker.read_confusion_matrices``).
+
+        :raises RunNotFoundError: if there is no such run.
+        """
+        tracker = self._open()
+        return self._portal.call(partial(tracker.read_confusion_matrices, run_id, key,
+                                         tail=tail, as_of=as_of, project=project))
 
     def get_experiment(self, name: str, *, as_of: AsOf | None = None,
                        project: str | None = None) -> Experiment:

@@ -19,12 +19,26 @@ from tests.pg import admin, fresh_schema_url
 from tests.storage import legacy_schema
 
 GENERATIONS = [("", 0), ("__new", 7), ("__check", "check")]
+VERSION_1 = PROJECTION_TABLES[:10]  # what schema version 1 made by hand
+
+
+def test_migrating_a_version_1_database_gives_the_tables_a_rebuild_makes() -> None:
+    """Schema version 2 adds columns and tables to a database of version 1: the result has
+    the columns, in the same order, that the tables a rebuild creates have."""
+    from engine._storage.sqlite.schema import MIGRATIONS
+
+    migrated = _sqlite_catalog([*MIGRATIONS[0], *MIGRATIONS[1]])
+    fresh = _sqlite_catalog(sqlite_ddl("", 0))
+    for name in PROJECTION_TABLES:
+        assert [c[1:3] for c in migrated[name]["columns"]] == \
+            [c[1:3] for c in fresh[name]["columns"]], name
+        assert migrated[name]["indexes"] == fresh[name]["indexes"], name
 
 
 def test_the_declarations_name_every_stored_column_once() -> None:
     assert PROJECTION_TABLES == ("runs", "metrics", "run_configs", "run_tags", "series_chunks",
                                  "series_segments", "lineage", "experiments", "projects",
-                                 "checkpoints")
+                                 "checkpoints", "entries")
     assert RUN_COLUMNS[:3] == ("rk", "project", "run_id")
     assert METRIC_COLUMNS[-2:] == ("tail_epoch", "tail_seq")
     assert CHUNK_COLUMNS[-4:] == ("blocks", "steps", "vals", "times")
@@ -66,9 +80,9 @@ def _sqlite_catalog(statements: list[str]) -> dict[str, Any]:
 
 @pytest.mark.parametrize(("suffix", "generation"), GENERATIONS)
 def test_sqlite_tables_are_the_ones_written_by_hand(suffix: str, generation: int | str) -> None:
-    rendered = _sqlite_catalog(sqlite_ddl(suffix, generation))
+    rendered = _sqlite_catalog(sqlite_ddl(suffix, generation, 1))
     legacy = _sqlite_catalog(legacy_schema.sqlite_ddl(suffix, generation))
-    assert sorted(rendered) == sorted(f"{t}{suffix}" for t in PROJECTION_TABLES)
+    assert sorted(rendered) == sorted(f"{t}{suffix}" for t in VERSION_1)
     for name, expected in legacy.items():
         assert rendered[name] == expected, name
 
@@ -113,8 +127,8 @@ async def _postgres_catalog(statements: list[str]) -> dict[str, Any]:
 async def test_postgres_tables_are_the_ones_written_by_hand(suffix: str,
                                                            generation: int | str) -> None:
     require_postgres()
-    rendered = await _postgres_catalog(postgres_ddl(suffix, generation))
+    rendered = await _postgres_catalog(postgres_ddl(suffix, generation, 1))
     legacy = await _postgres_catalog(legacy_schema.postgres_ddl(suffix, generation))
-    assert {row[0] for row in rendered["columns"]} == {f"{t}{suffix}" for t in PROJECTION_TABLES}
+    assert {row[0] for row in rendered["columns"]} == {f"{t}{suffix}" for t in VERSION_1}
     for part in ("columns", "indexes", "constraints", "rows"):
         assert rendered[part] == legacy[part], part

@@ -32,17 +32,41 @@ _TYPES = {Kind.KEY: "bigint", Kind.FLAG: "integer", Kind.NAME: _TEXT, Kind.TEXT:
           Kind.VALUE: "double precision"}
 
 
-def projection_ddl(suffix: str, generation: int | str) -> list[str]:
+def projection_ddl(suffix: str, generation: int | str, version: int | None = None) -> list[str]:
     """Statements creating the projection tables named ``<table><suffix>``, with
     ``generation`` in their constraint and index names (unique per schema: a swapped-in table
-    keeps the names it was built with)."""
+    keeps the names it was built with); ``version``: as that schema version had them (every
+    table and column for None)."""
     statements = []
-    for table in TABLES:
-        statements.append(_create(table, suffix, generation))
-        statements.extend(f"ALTER TABLE {table.name}{suffix} ALTER COLUMN {column} "
-                          "SET STORAGE EXTERNAL" for column in table.external)
-        statements.extend(index.ddl(table.name, suffix, generation) for index in table.indexes)
+    for declared in TABLES:
+        table = declared.at(version)
+        if table is not None:
+            statements.extend(_table(table, suffix, generation))
     return [*statements, *seeds(suffix)]
+
+
+def _table(table: Table, suffix: str, generation: int | str) -> list[str]:
+    return [_create(table, suffix, generation),
+            *(f"ALTER TABLE {table.name}{suffix} ALTER COLUMN {column} SET STORAGE EXTERNAL"
+              for column in table.external),
+            *(index.ddl(table.name, suffix, generation) for index in table.indexes)]
+
+
+def _added(version: int) -> list[str]:
+    """What schema ``version`` adds to the projection tables of the one before: new columns
+    (with a default for the rows already there) and new tables."""
+    statements = []
+    for declared in TABLES:
+        if declared.since == version:
+            table = declared.at(version)
+            assert table is not None
+            statements.extend(_table(table, "", 0))
+            continue
+        statements.extend(
+            f"ALTER TABLE {declared.name} ADD COLUMN {c.name} {_TYPES[c.kind]}"
+            + ("" if c.nullable else " NOT NULL DEFAULT ''")
+            for c in declared.columns if c.since == version)
+    return statements
 
 
 def _create(table: Table, suffix: str, generation: int | str) -> str:
@@ -83,7 +107,9 @@ _LOG = [
 
 MIGRATIONS: Sequence[Sequence[str]] = (
     # 1: the log, liveness, and the first generation of projection tables.
-    (*_LOG, *projection_ddl("", 0)),
+    (*_LOG, *projection_ddl("", 0, 1)),
+    # 2: what a run records besides metrics: notes, env, files, entries.
+    tuple(_added(2)),
 )
 
 

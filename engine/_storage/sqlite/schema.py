@@ -21,18 +21,44 @@ _TYPES = {Kind.KEY: "INTEGER", Kind.FLAG: "INTEGER", Kind.NAME: "TEXT", Kind.TEX
           Kind.BLOB: "BLOB", Kind.TIME: "REAL", Kind.STEP: "", Kind.VALUE: ""}
 
 
-def projection_ddl(suffix: str, generation: int | str) -> list[str]:
+def projection_ddl(suffix: str, generation: int | str, version: int | None = None) -> list[str]:
     """Statements creating the projection tables named ``<table><suffix>``, with
     ``generation`` in their index names (SQLite cannot rename an index, and a swapped-in table
-    keeps the names its indexes were built with)."""
+    keeps the names its indexes were built with); ``version``: as that schema version had
+    them (every table and column for None)."""
     statements = []
-    for table in TABLES:
+    for declared in TABLES:
+        table = declared.at(version)
+        if table is None:
+            continue
         statements.append(_create(table, suffix))
         if table.rowid and len(table.key) > 1:
             statements.append(Index(f"{table.key_stem}_key", table.key, unique=True)
                               .ddl(table.name, suffix, generation))
         statements.extend(index.ddl(table.name, suffix, generation) for index in table.indexes)
     return [*statements, *seeds(suffix)]
+
+
+def _added(version: int) -> list[str]:
+    """What schema ``version`` adds to the projection tables of the one before: new columns
+    (with a default for the rows already there) and new tables."""
+    statements = []
+    for declared in TABLES:
+        if declared.since == version:
+            table = declared.at(version)
+            assert table is not None
+            statements.append(_create(table, ""))
+            if table.rowid and len(table.key) > 1:
+                statements.append(Index(f"{table.key_stem}_key", table.key, unique=True)
+                                  .ddl(table.name, "", 0))
+            statements.extend(index.ddl(table.name, "", 0) for index in table.indexes)
+            continue
+        for column in declared.columns:
+            if column.since == version:
+                default = "" if column.nullable else " DEFAULT ''"
+                statements.append(f"ALTER TABLE {declared.name} ADD COLUMN "
+                                  f"{_column(column, key=False)}{default}")
+    return statements
 
 
 def _create(table: Table, suffix: str) -> str:
@@ -77,5 +103,7 @@ _LOG = [
 
 MIGRATIONS: Sequence[Sequence[str]] = (
     # 1: the log, liveness, and the first generation of projection tables.
-    (*_LOG, *projection_ddl("", 0)),
+    (*_LOG, *projection_ddl("", 0, 1)),
+    # 2: what a run records besides metrics: notes, env, files, entries.
+    tuple(_added(2)),
 )
