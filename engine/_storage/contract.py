@@ -10,9 +10,9 @@ Nothing above this module knows which backend it talks to.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 import anyio
 
@@ -20,6 +20,10 @@ from engine._core.content import EntryRow
 from engine._core.events import NewEvent, Record, Upcasters
 from engine._core.model import Experiment, Lineage, RunState, Series
 from engine._query.tree import Field, RunGroup, Selection
+
+from .session import Reader, Session
+
+T = TypeVar("T")
 
 __all__ = ["AppendRequest", "EventFilter", "Progress", "RunControl", "StaleRun", "Store"]
 
@@ -209,6 +213,22 @@ class Store(ABC):
     async def verify_rebuild(self) -> list[str]:
         """Rebuild every projection into scratch tables and compare them with the live ones,
         row for row; returns the names of the tables that differ (empty: they are equal)."""
+
+    # File bytes ----------------------------------------------------------------------------
+
+    @abstractmethod
+    async def blob_transaction(self, work: Callable[[Session], Awaitable[T]]) -> T:
+        """``work(session)`` inside one short write transaction on the tables ``blobs`` and
+        ``blob_chunks`` (the blob store in the run database, ``blobdb``). ``work`` may run
+        again after a transient error, so it must be idempotent.
+
+        :raises StorageError: the database failed.
+        """
+
+    @property
+    @abstractmethod
+    def blob_reader(self) -> Reader:
+        """Where reads of the blob tables run."""
 
     # Liveness ------------------------------------------------------------------------------
 

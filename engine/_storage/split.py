@@ -26,6 +26,7 @@ from .commit import GroupCommit
 from .contract import ANY, AppendRequest, EventFilter, Progress, RunControl, StaleRun, Store
 from .reads import Reads
 from .rebuild import CHECK, NEW, RebuildSite, build
+from .session import Reader
 
 __all__ = ["SplitStore", "opened"]
 
@@ -126,6 +127,10 @@ class SplitStore(Store, Generic[C]):
                           max_points: int | None) -> Series | None:
         return await self.reads.read_series(project, run_id, metric, low=low, high=high,
                                             max_points=max_points)
+
+    @property
+    def blob_reader(self) -> Reader:
+        return self.reads.reader
 
     async def read_entries(self, project: str, run_id: str, key: str, *,
                            tail: int | None) -> tuple[str | None, list[EntryRow]] | None:

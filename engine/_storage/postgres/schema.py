@@ -108,8 +108,15 @@ _LOG = [
 MIGRATIONS: Sequence[Sequence[str]] = (
     # 1: the log, liveness, and the first generation of projection tables.
     (*_LOG, *projection_ddl("", 0, 1)),
-    # 2: what a run records besides metrics: notes, env, files, entries.
-    tuple(_added(2)),
+    # 2: what a run records besides metrics: notes, env, files, entries; and the blob store
+    # in the database (``engine._storage.blobdb``), its chunks stored uncompressed (they
+    # rarely compress, and trying costs time).
+    (*_added(2),
+     f"""CREATE TABLE blobs (digest {_TEXT} PRIMARY KEY, size bigint NOT NULL,
+        upload {_TEXT} NOT NULL, touched_at double precision NOT NULL)""",
+     f"""CREATE TABLE blob_chunks (upload {_TEXT} NOT NULL, seq bigint NOT NULL,
+        at double precision NOT NULL, data bytea NOT NULL, PRIMARY KEY (upload, seq))""",
+     "ALTER TABLE blob_chunks ALTER COLUMN data SET STORAGE EXTERNAL"),
 )
 
 

@@ -104,6 +104,11 @@ _LOG = [
 MIGRATIONS: Sequence[Sequence[str]] = (
     # 1: the log, liveness, and the first generation of projection tables.
     (*_LOG, *projection_ddl("", 0, 1)),
-    # 2: what a run records besides metrics: notes, env, files, entries.
-    tuple(_added(2)),
+    # 2: what a run records besides metrics: notes, env, files, entries; and the blob store
+    # in the database (``engine._storage.blobdb``).
+    (*_added(2),
+     """CREATE TABLE blobs (digest TEXT PRIMARY KEY, size INTEGER NOT NULL,
+        upload TEXT NOT NULL, touched_at REAL NOT NULL) WITHOUT ROWID""",
+     """CREATE TABLE blob_chunks (upload TEXT NOT NULL, seq INTEGER NOT NULL, at REAL NOT NULL,
+        data BLOB NOT NULL, PRIMARY KEY (upload, seq))"""),
 )
