@@ -19,7 +19,9 @@ import anyio
 
 from engine._core import content as ct
 from engine._core import events as ev
+from engine._core.content import ref_of
 from engine._core.events import NewEvent
+from engine._core.files import FileRef, check_file
 from engine._core.text import check_text
 from engine._core.validate import (
     MAX_STEP,
@@ -34,6 +36,7 @@ from engine._core.validate import (
 from engine.errors import BackpressureError, ClosedError, RunAbortedError, ValidationError
 
 from .buffer import Rows, RunBuffer, event_points
+from .files import FileEvent, file_plain_of, store_files
 from .hot_path import pack_floats, take_floats
 from .recording import KINDS, Keys, flat_values, kind_of, text_payload, valued_payload
 from .writer import Writer
@@ -383,12 +386,65 @@ class Run:
     def _log_files_now(self, files: dict[str, Any], step: int | float,
                        timestamp: float | None, metrics: dict[str, Any],
                        groups: dict[str, dict[str, Any]]) -> None:
-        raise ValidationError("this run cannot log files: the tracker has no blob store",
-                              key=next(iter(files)))
+        checked = {key: check_file(key, value) for key, value in files.items()}
+        self._log_kinds(groups, step, timestamp, metrics=metrics,
+                        extra=[(ct.FILE, key, step, file) for key, file in checked.items()])
+
+    def log_files(self, files: Mapping[str, Any], step: int | float | None = None, *,
+                  timestamp: float | None = None) -> None:
+        """Log files at ``step``: a file series per key (read back with
+        ``tracker.read_files``). A file is a path, bytes, a binary file object,
+        ``engine.File`` or ``engine.Image``; its bytes are stored (once per distinct content)
+        before the event that names them, by the tracker's writer, and ``flush()`` waits
+        for them. Steps as in ``log_text``.
+
+        :raises FileSourceError: for a source that cannot be read (missing, a directory,
+            unreadable), naming the key; nothing is logged.
+        :raises ValidationError: naming the bad key, value or step; nothing is logged.
+        """
+        checked = {key: check_file(key, value)
+                   for key, value in _plain_items(files, "file key").items()}
+        self._log_kinds({}, step, timestamp,
+                        extra=[(ct.FILE, key, step, file) for key, file in checked.items()])
+
+    async def upload(self, files: Mapping[str, Any]) -> dict[str, FileRef]:
+        """Store files as the run's file attributes — one current file per key, such as
+        ``model/weights``; a new upload under a key replaces it (the old one stays in the
+        log) — and return once the bytes and the event are durable, with their
+        ``FileRef``s (also in ``RunState.files``).
+
+        :raises FileSourceError: for a source that cannot be read, naming the key; nothing
+            is stored under the run.
+        :raises ValidationError: naming the bad key, or a key that holds another kind.
+        """
+        checked = {key: check_file(key, value)
+                   for key, value in _plain_items(files, "file key").items()}
+        with self._lock:
+            if self._halt is not None:
+                raise self._halt
+            for key in checked:
+                self._content.check(key, ct.UPLOAD, self._known)
+        blobs = self._writer.blobs
+        if blobs is None:
+            raise ClosedError("the tracker is closed")
+        at = self._clock()
+        infos = await store_files(blobs, list(checked.items()))
+        refs = {key: {**file_plain_of(file), "digest": info.digest, "size": info.size,
+                      "timestamp": at}
+                for (key, file), info in zip(checked.items(), infos, strict=True)}
+        with self._lock:
+            for key in checked:
+                self._content.check(key, ct.UPLOAD, self._known)
+            self._room(len(refs))
+            self._push(NewEvent(ev.FILES_UPLOADED, {"files": refs}), len(refs))
+            for key in checked:
+                self._content.taken(key, ct.UPLOAD, None)
+        await self.flush()
+        return {key: ref_of(key, None, at, plain) for key, plain in refs.items()}
 
     def _log_kinds(self, groups: Mapping[str, Mapping[str, Any]], step: int | float | None,
                    timestamp: float | None, *, metrics: Mapping[str, Any] | None = None,
-                   extra: list[tuple[str, str, int | float, dict[str, Any]]] | None = None,
+                   extra: list[tuple[str, str, int | float | None, Any]] | None = None,
                    ) -> None:
         """Check every value of every kind, then buffer one event per kind (and the metrics
         with them); a refusal leaves nothing buffered."""
@@ -417,9 +473,10 @@ class Run:
                 events.append(NewEvent(ev.TEXT_LOGGED, text_payload(rows, at)))
             elif kind == ct.FILE:
                 assert extra is not None
-                plains = {key: plain for _, key, _, plain in extra}
-                events.append(NewEvent(ev.FILES_LOGGED, valued_payload(
-                    "files", [(key, s, plains[key]) for key, s, _ in rows], at)))
+                chosen = {key: file for _, key, _, file in extra}
+                payload = valued_payload("files", [(key, s, file_plain_of(chosen[key]))
+                                                   for key, s, _ in rows], at)
+                events.append(FileEvent(payload, [(key, 0, chosen[key]) for key, _, _ in rows]))
             else:
                 event_type, field_name, _ = KINDS[kind]
                 events.append(NewEvent(event_type, valued_payload(

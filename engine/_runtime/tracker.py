@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import enum
+import os
 import time
 import warnings
 from collections.abc import Callable, Iterable, Mapping
@@ -35,6 +36,9 @@ from engine._core.validate import (
     check_tags,
     normalize_config,
 )
+from engine._storage.blobdb import DatabaseBlobStore
+from engine._storage.blobs.contract import BlobStore
+from engine._storage.blobs.directory import DirectoryBlobStore
 from engine._storage.contract import AppendRequest, EventFilter, Progress, Store
 from engine._storage.registry import open_store
 from engine.errors import ClosedError, RunExistsError, ValidationError
@@ -69,6 +73,7 @@ def connect(
     crash_timeout: float = 120.0,
     reap_interval: float | None = None,
     poll_interval: float = 0.025,
+    blobs: str | os.PathLike[str] | None = None,
     clock: Callable[[], float] = time.time,
 ) -> Tracker:
     """Open a tracker on ``url`` (use it as ``async with``).
@@ -85,6 +90,8 @@ def connect(
     :param crash_timeout: seconds without a heartbeat after which a running run is crashed.
     :param reap_interval: seconds between reaper passes (default: a quarter of the timeout).
     :param poll_interval: seconds between checks for other processes' writes.
+    :param blobs: where logged files' bytes go: None — into the run database itself (one
+        backup holds everything); a directory path — one file per blob there.
     :param clock: the time source, in seconds since the epoch (inject a fake in tests).
     :raises ValidationError: for a setting out of range.
     """
@@ -92,7 +99,7 @@ def connect(
         url, project=project, durability=durability, flush_interval=flush_interval,
         batch_points=batch_points, max_pending_points=max_pending_points,
         heartbeat_interval=heartbeat_interval, crash_timeout=crash_timeout,
-        reap_interval=reap_interval, poll_interval=poll_interval, clock=clock,
+        reap_interval=reap_interval, poll_interval=poll_interval, blobs=blobs, clock=clock,
     )
 
 
@@ -129,7 +136,8 @@ class Tracker(TrackerReads):
     def __init__(self, url: str, *, project: str, durability: Durability, flush_interval: float,
                  batch_points: int, max_pending_points: int, heartbeat_interval: float,
                  crash_timeout: float, reap_interval: float | None, poll_interval: float,
-                 clock: Callable[[], float], upcasters: Upcasters | None = None) -> None:
+                 clock: Callable[[], float], blobs: str | os.PathLike[str] | None = None,
+                 upcasters: Upcasters | None = None) -> None:
         self._settings = check_settings(
             project=project, durability=durability, flush_interval=flush_interval,
             batch_points=batch_points, max_pending_points=max_pending_points,
@@ -137,6 +145,12 @@ class Tracker(TrackerReads):
             reap_interval=reap_interval, poll_interval=poll_interval)
         self.url = url
         self.project = self._settings.project
+        if blobs is not None and (not isinstance(blobs, str | os.PathLike)
+                                  or not os.fspath(blobs)):
+            raise ValidationError(f"blobs must be a directory path or None, not {blobs!r}",
+                                  key="blobs")
+        self._blobs_dir = None if blobs is None else os.fspath(blobs)
+        self._blobs: BlobStore | None = None
         self._clock = clock
         self._upcasters = default_upcasters() if upcasters is None else upcasters
         self._upcasters.check()  # a release with a gap in its upcasters must not start
@@ -174,9 +188,20 @@ class Tracker(TrackerReads):
         store = open_store(self.url, durability=settings.durability, upcasters=self._upcasters)
         await store.open()
         self._store = store
+        blobs: BlobStore = (DatabaseBlobStore(store) if self._blobs_dir is None
+                            else DirectoryBlobStore(
+                                self._blobs_dir,
+                                durability="full" if settings.durability == "full" else "normal"))
+        try:
+            await blobs.start()
+        except BaseException:
+            await store.close()
+            raise
+        self._blobs = blobs
         writer = Writer(store, clock=self._clock, flush_interval=settings.flush_interval,
                         batch_points=settings.batch_points,
                         max_pending=settings.max_pending_points)
+        writer.blobs = blobs
         supervisor = self._supervisor
         liveness = Liveness(store, writer, self._hub, supervisor, clock=self._clock,
                             heartbeat_interval=settings.heartbeat_interval,
@@ -229,6 +254,8 @@ class Tracker(TrackerReads):
             self._writer.close(closed)
         finally:
             self._hub.close()
+            if self._blobs is not None:
+                await self._blobs.aclose()
             await self._store.close()
 
     async def __aexit__(self, exc_type: type[BaseException] | None,
@@ -265,9 +292,16 @@ class Tracker(TrackerReads):
             finally:
                 self._hub.close()
                 with anyio.CancelScope(shield=True):
+                    if self._blobs is not None:
+                        await self._blobs.aclose()
                     await self._store.close()
         if self._supervisor.failure is not None:
             raise self._supervisor.failure
+
+    def _blob_store(self) -> BlobStore:
+        if self._blobs is None or self._state is not _State.OPEN:
+            raise ClosedError("the tracker is not open: use `async with engine.connect(...)`")
+        return self._blobs
 
     def _open(self) -> tuple[Store, Writer]:
         if self._state is not _State.OPEN:

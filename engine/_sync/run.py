@@ -15,6 +15,7 @@ from functools import partial
 from types import TracebackType
 from typing import Any
 
+from engine._core.files import FileRef
 from engine._runtime.context import EditContext, RunContext, begin_blocking, end_blocking
 from engine._runtime.run import Run, wait_for_room
 from engine.errors import BackpressureError
@@ -217,6 +218,23 @@ class SyncRun:
         :raises ValidationError: naming the bad key, value or step; nothing is logged.
         """
         self._blocking(partial(self._run.log, values, step, timestamp=timestamp))
+
+    def log_files(self, files: Mapping[str, Any], step: int | float | None = None, *,
+                  timestamp: float | None = None) -> None:
+        """Log files at ``step`` (see ``Run.log_files``); waits while the buffer is full.
+
+        :raises FileSourceError: for a source that cannot be read; nothing is logged.
+        :raises ValidationError: naming the bad key, value or step; nothing is logged.
+        """
+        self._blocking(partial(self._run.log_files, files, step, timestamp=timestamp))
+
+    def upload(self, files: Mapping[str, Any]) -> dict[str, FileRef]:
+        """Store files as the run's file attributes; returns once they are durable (see
+        ``Run.upload``).
+
+        :raises FileSourceError: for a source that cannot be read; nothing is stored.
+        """
+        return self._portal.call(partial(self._run.upload, files))
 
     def _blocking(self, call: Callable[[], None]) -> None:
         try:

@@ -7,6 +7,7 @@ checkers help blocking code as much as async code; the tests hold the two signat
 from __future__ import annotations
 
 import enum
+import os
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager
@@ -16,14 +17,17 @@ from typing import Any, Literal
 
 from engine._core.confusion import ConfusionMatrix
 from engine._core.entries import Entry
+from engine._core.files import FileRef
 from engine._core.histograms import Histogram
 from engine._core.model import Event, Experiment, Lineage, RunState, Series
 from engine._core.text import TextSeries
 from engine._query.export import RunsTable
 from engine._query.tree import RunGroup
+from engine._runtime.files import GC_GRACE
 from engine._runtime.past import AsOf
 from engine._runtime.settings import Durability
 from engine._runtime.tracker import Tracker
+from engine._storage.blobs.contract import Collected
 from engine._storage.contract import Progress
 from engine.errors import ClosedError
 
@@ -47,6 +51,7 @@ def connect(
     crash_timeout: float = 120.0,
     reap_interval: float | None = None,
     poll_interval: float = 0.025,
+    blobs: str | os.PathLike[str] | None = None,
     clock: Callable[[], float] = time.time,
 ) -> SyncTracker:
     """Open a blocking tracker on ``url`` (use it as ``with``). The settings are
@@ -59,7 +64,7 @@ def connect(
         url, project=project, durability=durability, flush_interval=flush_interval,
         batch_points=batch_points, max_pending_points=max_pending_points,
         heartbeat_interval=heartbeat_interval, crash_timeout=crash_timeout,
-        reap_interval=reap_interval, poll_interval=poll_interval, clock=clock,
+        reap_interval=reap_interval, poll_interval=poll_interval, blobs=blobs, clock=clock,
     )
 
 
@@ -86,6 +91,7 @@ class SyncTracker:
         crash_timeout: float = 120.0,
         reap_interval: float | None = None,
         poll_interval: float = 0.025,
+        blobs: str | os.PathLike[str] | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
         # Made here, so that a bad setting raises at the call; it starts on the loop.
@@ -93,7 +99,8 @@ class SyncTracker:
             url, project=project, durability=durability, flush_interval=flush_interval,
             batch_points=batch_points, max_pending_points=max_pending_points,
             heartbeat_interval=heartbeat_interval, crash_timeout=crash_timeout,
-            reap_interval=reap_interval, poll_interval=poll_interval, clock=clock,
+            reap_interval=reap_interval, poll_interval=poll_interval, blobs=blobs,
+            clock=clock,
         )
         self._portal = Portal()
         self._state = _State.NEW
@@ -326,6 +333,49 @@ class SyncTracker:
         tracker = self._open()
         return self._portal.call(partial(tracker.read_confusion_matrices, run_id, key,
                                          tail=tail, as_of=as_of, project=project))
+
+    def read_files(self, run_id: str, key: str, *, tail: int | None = None,
+                   as_of: AsOf | None = None, project: str | None = None) -> list[FileRef]:
+        """The run's file series ``key`` (see ``Tracker.read_files``).
+
+        :raises RunNotFoundError: if there is no such run.
+        """
+        tracker = self._open()
+        return self._portal.call(partial(tracker.read_files, run_id, key, tail=tail,
+                                         as_of=as_of, project=project))
+
+    def read_file(self, ref: FileRef) -> bytes:
+        """A logged file's bytes, checked (see ``Tracker.read_file``).
+
+        :raises IntegrityError: when the stored bytes do not match the digest, or are gone.
+        """
+        tracker = self._open()
+        return self._portal.call(partial(tracker.read_file, ref))
+
+    def open_file(self, ref: FileRef) -> Iterator[bytes]:
+        """A logged file's bytes in chunks, checked as they pass (see
+        ``Tracker.open_file``); each chunk is one call into the loop.
+
+        :raises IntegrityError: when the stored bytes do not match the digest, or are gone.
+        """
+        tracker = self._open()
+        return self._portal.iterate(tracker.open_file(ref))
+
+    def download(self, ref: FileRef, path: str | os.PathLike[str]) -> str:
+        """Write a logged file's bytes to ``path``, checked (see ``Tracker.download``).
+
+        :raises IntegrityError: when the stored bytes do not match the digest, or are gone.
+        """
+        tracker = self._open()
+        return self._portal.call(partial(tracker.download, ref, path))
+
+    def gc(self, *, grace: float = GC_GRACE, dry_run: bool = False) -> Collected:
+        """Remove stored file bytes no event names (see ``Tracker.gc``).
+
+        :raises ValidationError: for a negative ``grace``.
+        """
+        tracker = self._open()
+        return self._portal.call(partial(tracker.gc, grace=grace, dry_run=dry_run))
 
     def get_experiment(self, name: str, *, as_of: AsOf | None = None,
                        project: str | None = None) -> Experiment:
