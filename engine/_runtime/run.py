@@ -11,6 +11,7 @@ and lists of steps and times).
 
 from __future__ import annotations
 
+import contextlib
 import math
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from typing import Any
@@ -35,13 +36,14 @@ from engine._core.validate import (
 )
 from engine.errors import BackpressureError, ClosedError, RunAbortedError, ValidationError
 
-from .buffer import Rows, RunBuffer, event_points
+from .buffer import LinesEvent, Rows, RunBuffer, event_points
 from .files import FileEvent, file_plain_of, store_files
 from .hot_path import pack_floats, take_floats
 from .recording import KINDS, Keys, flat_values, kind_of, text_payload, valued_payload
 from .writer import Writer
 
-__all__ = ["Run", "end_buffered", "on_finish", "wait_for_room"]
+__all__ = ["Run", "attach_captures", "end_buffered", "on_finish", "run_kinds", "system_start",
+           "wait_for_room"]
 
 _BIG = 2.0**1023  # an int beyond this (in size) may not fit a float: check it slowly
 _REASON_LIMIT = 4096
@@ -63,8 +65,8 @@ class Run:
         RunCreated waits in the buffer with the rest.
     """
 
-    __slots__ = ("_abort_reason", "_after_finish", "_buf", "_clock", "_closed", "_content",
-                 "_floor", "_halt", "_keys",
+    __slots__ = ("_abort_reason", "_after_finish", "_buf", "_captures", "_clock", "_closed",
+                 "_content", "_env_recorded", "_floor", "_halt", "_keys",
                  "_keys_step", "_known", "_last", "_lock", "_raise_on_abort", "_top",
                  "_writer", "name", "project", "run_id", "started_position")
 
@@ -86,6 +88,8 @@ class Run:
         self._floor: int | float = -1 if floor is None else floor
         self._top: int | float = max((self._floor, *self._last.values()))
         self._content = Keys({k: list(v) for k, v in (kinds or {}).items()}, self._floor)
+        self._captures: Any = None  # the run's captures (``captures.Captures``), if any
+        self._env_recorded = False
         self._keys: tuple[str, ...] = ()  # the key set of the latest call...
         self._keys_step: int | float = -1  # ...and the step it was logged at
         self._closed = False
@@ -319,6 +323,51 @@ class Run:
 
     # What a run records besides metrics ----------------------------------------------------
 
+    def record_env(self, env: Mapping[str, Any]) -> None:
+        """Record the process's environment as the run's ``env`` (captures call this)."""
+        if self._env_recorded:
+            return
+        self._env_recorded = True
+        with contextlib.suppress(ClosedError, RunAbortedError):  # ended meanwhile
+            self._control(NewEvent(ev.ENV_CAPTURED, {"env": normalize_config(env)}))
+
+    def record_line(self, key: str, number: int, text: str) -> None:
+        """Add a captured output line to the text series ``key`` at step ``number`` (called
+        on the capture's thread; never refused for room, never blocks)."""
+        text = escape_nul(text)
+        at = self._clock()
+        writer = self._writer
+        with self._lock:
+            if self._closed:
+                return
+            buf = self._buf
+            lines = buf.lines
+            if lines is None:
+                lines = buf.lines = LinesEvent()
+                buf.items.append(lines)
+                buf.group = None
+                buf.logged += 1
+            lines.add(key, number, text, at)
+            self._content.taken(key, ct.TEXT, number)
+            writer.pending += 1
+            writer.mark(buf)
+
+    def record_system(self, values: Mapping[str, float], step: int) -> None:
+        """Log system metrics at ``step`` (seconds since the run started) without moving
+        the step that ``log_metrics`` without a step uses."""
+        if not values:
+            return
+        with self._lock:
+            if self._halt is not None:
+                return
+            top = self._top
+            try:
+                self._log_slowly(dict(values), step, None)
+            except (ValidationError, BackpressureError):
+                pass  # a sample that cannot go in (no room, a rewound step) is left out
+            finally:
+                self._top = top
+
     def set_notes(self, notes: str) -> None:
         """Set the run's notes (its description), replacing them whole.
 
@@ -515,6 +564,10 @@ class Run:
             return
         if isinstance(self._halt, ClosedError):
             raise self._halt
+        captures, self._captures = self._captures, None
+        if captures is not None:  # output first: the last lines before a crash are kept
+            with anyio.CancelScope(shield=True):
+                await captures.close()
         if status == "succeeded" and self._abort_reason is not None:
             status, reason = "aborted", self._abort_reason  # the request is honoured
         self._end(status, reason)
@@ -556,8 +609,28 @@ class Run:
 def end_buffered(run: Run, status: str, reason: str | None) -> None:
     """Record ``run``'s terminal status without waiting for it (a closing tracker commits
     it with the rest); nothing if the run has ended already."""
+    captures, run._captures = run._captures, None
+    if captures is not None:
+        captures.stop_now()
     if not run._closed:
         run._end(status, reason)
+
+
+def run_kinds(run: Run) -> dict[str, list[Any]]:
+    """The non-metric keys the run handle knows, with their kinds and last steps."""
+    return run._content.kinds
+
+
+def system_start(run: Run, now: float) -> float:
+    """When system metrics of ``run`` count their steps from: so that the first sample's
+    step passes every system metric the run logged before, and its fork or rewind step."""
+    base = max([run._floor, *(s for k, s in run._last.items() if k.startswith("system/"))])
+    return now - (math.floor(base) + 1) if base >= 0 else now
+
+
+def attach_captures(run: Run, captures: Any) -> None:
+    """Have ``run`` stop ``captures`` when it ends (before its final status)."""
+    run._captures = captures
 
 
 def on_finish(run: Run, hook: Callable[[], Awaitable[None]]) -> None:

@@ -16,7 +16,7 @@ import enum
 import os
 import time
 import warnings
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from functools import partial
 from types import TracebackType
 from typing import Any, Literal, NoReturn
@@ -27,6 +27,7 @@ from anyio.abc import TaskGroup
 from engine._core import events as ev
 from engine._core.events import NewEvent, Upcasters, default_upcasters
 from engine._core.model import Status
+from engine._core.text import check_text
 from engine._core.validate import (
     check_name,
     check_project,
@@ -43,17 +44,26 @@ from engine._storage.contract import AppendRequest, EventFilter, Progress, Store
 from engine._storage.registry import open_store
 from engine.errors import ClosedError, RunExistsError, ValidationError
 
+from .captures import (
+    DEFAULT_INTERVAL,
+    CaptureOptions,
+    Captures,
+    captures_default,
+    check_capture_options,
+    lines_from,
+    prefetch_environment,
+)
 from .context import EditContext, RunContext, Watcher
 from .liveness import Liveness
 from .opening import RunOpener
 from .reads import TrackerReads
-from .run import Run, end_buffered
+from .run import Run, attach_captures, end_buffered, run_kinds, system_start
 from .settings import Durability, check_settings
 from .subscriptions import Hub, Subscription, start_in_background
 from .supervisor import Supervisor
 from .writer import Writer
 
-__all__ = ["Tracker", "connect"]
+__all__ = ["Tracker", "connect", "use_blocking_defaults"]
 
 class _State(enum.Enum):
     NEW = "new"
@@ -101,6 +111,12 @@ def connect(
         heartbeat_interval=heartbeat_interval, crash_timeout=crash_timeout,
         reap_interval=reap_interval, poll_interval=poll_interval, blobs=blobs, clock=clock,
     )
+
+
+def use_blocking_defaults(tracker: Tracker) -> None:
+    """Have ``tracker`` default its runs' captures as blocking code's (``engine.sync``):
+    output and system metrics on."""
+    tracker._blocking = True
 
 
 def _names(values: object, what: str) -> frozenset[str] | None:
@@ -163,6 +179,7 @@ class Tracker(TrackerReads):
         self._liveness: Liveness | None = None
         self._opener: RunOpener | None = None
         self._host: asyncio.Task[Any] | None = None  # the task that opened the tracker
+        self._blocking = False  # engine.sync's tracker: captures default as in blocking code
 
     def __repr__(self) -> str:
         return f"<Tracker {self.url!r} project={self.project!r} {self._state.value}>"
@@ -221,6 +238,8 @@ class Tracker(TrackerReads):
         self._host = asyncio.current_task()
         supervisor.start(tasks, writer.run, *liveness.loops)
         tasks.start_soon(self._keep)
+        if captures_default():
+            tasks.start_soon(prefetch_environment)
         self._state = _State.OPEN
         return self
 
@@ -333,6 +352,12 @@ class Tracker(TrackerReads):
         resume: bool = False,
         rewind_to: int | float | None = None,
         project: str | None = None,
+        notes: str | None = None,
+        capture_output: bool | None = None,
+        capture_env: bool | None = None,
+        capture_source: bool | Sequence[str] | None = None,
+        system_metrics: bool | None = None,
+        system_metrics_interval: float = DEFAULT_INTERVAL,
     ) -> RunContext:
         """Start (or, with ``resume=True``, re-open) a run; use it as ``async with``.
 
@@ -340,6 +365,15 @@ class Tracker(TrackerReads):
         configs and tags. ``resume=True`` re-opens an existing run (creating it if missing);
         with ``rewind_to=step`` reads show only points up to ``step`` and logging continues
         after it.
+
+        ``notes`` sets the run's notes. While the block runs, the run records: its
+        environment (``capture_env``, default on) and source (``capture_source``, default
+        on: the script and ``git diff HEAD``, or a list of globs of more files) at its
+        start; its stdout and stderr as the text series ``logs/stdout`` and ``logs/stderr``
+        (``capture_output``, default off here, on in ``engine.sync``); and system metrics
+        under ``system/`` every ``system_metrics_interval`` seconds (``system_metrics``,
+        default off here, on in ``engine.sync``). ``KITTIWAKE_CAPTURE=off`` in the
+        environment turns every default off.
 
         :raises ValidationError: for a bad argument (raised here, before anything is written).
         :raises RunExistsError: on entry, when ``run_id`` exists and ``resume`` is False.
@@ -358,18 +392,25 @@ class Tracker(TrackerReads):
             fork = (check_run_id(fork[0]), check_step(fork[1]))
         tag_list = check_tags(tags)
         flat_config = normalize_config(config or {})
+        if notes is not None:
+            notes = check_text("notes", notes)
+        options = check_capture_options(
+            capture_output=capture_output, capture_env=capture_env,
+            capture_source=capture_source, system_metrics=system_metrics,
+            system_metrics_interval=system_metrics_interval, blocking=self._blocking)
         if rewind_to is not None:
             if not resume:
                 raise ValidationError("rewind_to needs resume=True", key="rewind_to")
             rewind_to = check_step(rewind_to)
         start = partial(self._start, project, run_id, name, experiment, fork, tag_list,
-                        flat_config, resume, rewind_to)
+                        flat_config, resume, rewind_to, notes, options)
         return RunContext(start)
 
     async def _start(self, project: str, run_id: str | None, name: str | None,
                      experiment: str | None, fork: tuple[str, int | float] | None,
                      tags: list[str], config: dict[str, Any], resume: bool,
-                     rewind_to: int | float | None) -> tuple[Run, Watcher]:
+                     rewind_to: int | float | None, notes: str | None,
+                     options: CaptureOptions) -> tuple[Run, Watcher]:
         self._open()
         assert self._opener is not None and self._liveness is not None
         if run_id is not None and (project, run_id) in self._liveness.live:
@@ -377,6 +418,15 @@ class Tracker(TrackerReads):
                                  "block before resuming it")
         run = await self._opener.open(project, run_id, name, experiment, fork, tags, config,
                                       resume, rewind_to)
+        if notes is not None:
+            run.set_notes(notes)
+        if options.output or options.env or options.source or options.system:
+            assert self._tasks is not None
+            captures = Captures(run, options, self._tasks, clock=self._clock,
+                                first_lines=lines_from(run_kinds(run)),
+                                system_from=system_start(run, self._clock()))
+            attach_captures(run, captures)
+            captures.start()
         return run, self._liveness
 
     def edit_run(self, run_id: str, *, project: str | None = None) -> EditContext:

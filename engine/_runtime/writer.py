@@ -273,7 +273,7 @@ class Writer:
 
     @staticmethod
     def _swap(buf: RunBuffer) -> tuple[list[Rows | NewEvent], int, int]:
-        items, buf.items, buf.group = buf.items, [], None
+        items, buf.items, buf.group, buf.lines = buf.items, [], None, None
         buf.marked = False
         # The points the items hold (a control event as ``event_points`` counts it): what
         # leaves ``pending`` when they are committed.

@@ -23,10 +23,11 @@ from engine._core.model import Event, Experiment, Lineage, RunState, Series
 from engine._core.text import TextSeries
 from engine._query.export import RunsTable
 from engine._query.tree import RunGroup
+from engine._runtime.captures import DEFAULT_INTERVAL
 from engine._runtime.files import GC_GRACE
 from engine._runtime.past import AsOf
 from engine._runtime.settings import Durability
-from engine._runtime.tracker import Tracker
+from engine._runtime.tracker import Tracker, use_blocking_defaults
 from engine._storage.blobs.contract import Collected
 from engine._storage.contract import Progress
 from engine.errors import ClosedError
@@ -102,6 +103,7 @@ class SyncTracker:
             reap_interval=reap_interval, poll_interval=poll_interval, blobs=blobs,
             clock=clock,
         )
+        use_blocking_defaults(self._tracker)  # output and system metrics on by default
         self._portal = Portal()
         self._state = _State.NEW
         self._entered: AbstractContextManager[Tracker] | None = None
@@ -185,10 +187,17 @@ class SyncTracker:
         resume: bool = False,
         rewind_to: int | float | None = None,
         project: str | None = None,
+        notes: str | None = None,
+        capture_output: bool | None = None,
+        capture_env: bool | None = None,
+        capture_source: bool | Sequence[str] | None = None,
+        system_metrics: bool | None = None,
+        system_metrics_interval: float = DEFAULT_INTERVAL,
     ) -> SyncRunContext:
         """Start (or, with ``resume=True``, re-open) a run; use it as ``with`` (see
         ``Tracker.start_run``). An abort makes the block's next logging call raise
-        ``RunAbortedError``, and the run ends ``aborted``.
+        ``RunAbortedError``, and the run ends ``aborted``. Here ``capture_output`` and
+        ``system_metrics`` are on by default.
 
         :raises ValidationError: for a bad argument (raised here, before anything is written).
         :raises RunExistsError: on entry, when ``run_id`` exists and ``resume`` is False.
@@ -196,7 +205,10 @@ class SyncTracker:
         """
         context = self._open().start_run(
             run_id, name=name, experiment=experiment, fork=fork, tags=tags, config=config,
-            resume=resume, rewind_to=rewind_to, project=project)
+            resume=resume, rewind_to=rewind_to, project=project, notes=notes,
+            capture_output=capture_output, capture_env=capture_env,
+            capture_source=capture_source, system_metrics=system_metrics,
+            system_metrics_interval=system_metrics_interval)
         return SyncRunContext(self._portal, context)
 
     def edit_run(self, run_id: str, *, project: str | None = None) -> SyncEditContext:
