@@ -88,26 +88,44 @@ async def store_files(blobs: BlobStore, files: Sequence[tuple[str, File]]) -> li
 async def store_pending(blobs: BlobStore | None,
                         requests: Sequence[AppendRequest]) -> dict[int, BaseException]:
     """Store the bytes of every ``FileEvent`` of ``requests`` not yet stored and complete
-    its payload; the requests that cannot be sent, by index, with why."""
+    its payload; the requests that cannot be sent, by index, with why. The small in-memory
+    files of all of them go in one transaction (a cycle's worth of logged images costs one
+    commit), the rest one by one."""
+    pending = [(index, event) for index, request in enumerate(requests)
+               for event in request.events if isinstance(event, FileEvent) and not event.stored]
+    if not pending:
+        return {}
+    if blobs is None:
+        return {index: ClosedError("the tracker's blob store is closed") for index, _ in pending}
     failed: dict[int, BaseException] = {}
-    for index, request in enumerate(requests):
-        pending = [e for e in request.events if isinstance(e, FileEvent) and not e.stored]
-        for event in pending:
-            if blobs is None:
-                failed[index] = ClosedError("the tracker's blob store is closed")
-                break
-            try:
-                infos = await store_files(blobs, [(key, f) for key, _, f in event.files])
-            except (ValidationError, StorageError) as exc:
-                failed[index] = exc
-                break
-            except OSError as exc:
-                failed[index] = StorageError(f"storing file bytes failed: {exc}")
-                break
-            for (key, at, _), info in zip(event.files, infos, strict=True):
+    small = [(event, key, at, file.source) for _, event in pending
+             for key, at, file in event.files if isinstance(file.source, bytes)
+             and len(file.source) <= _SMALL]
+    done: dict[tuple[int, str, int], BlobInfo] = {}
+    if len(small) > 1 and isinstance(blobs, DatabaseBlobStore):
+        try:
+            infos = await blobs.put_many([source for *_, source in small])
+        except StorageError as exc:
+            return {index: exc for index, _ in pending}
+        done = {(id(event), key, at): info
+                for (event, key, at, _), info in zip(small, infos, strict=True)}
+    for index, event in pending:
+        if index in failed:
+            continue
+        try:
+            for key, at, file in event.files:
+                info = done.get((id(event), key, at))
+                if info is None:
+                    info = await store_file(blobs, file, key=key)
                 entry = event.data["files"][key][at]
                 entry["digest"], entry["size"] = info.digest, info.size
-            event.stored = True
+        except (ValidationError, StorageError) as exc:
+            failed[index] = exc
+            continue
+        except OSError as exc:
+            failed[index] = StorageError(f"storing file bytes failed: {exc}")
+            continue
+        event.stored = True
     return failed
 
 
