@@ -9,6 +9,7 @@ writers elsewhere.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -22,7 +23,8 @@ from engine._core.text import check_text
 from engine._core.validate import check_key, check_step, flatten
 from engine.errors import ValidationError
 
-__all__ = ["KINDS", "Keys", "kind_of", "text_payload", "valued_payload"]
+__all__ = ["KINDS", "Keys", "check_timestamp", "flat_values", "kind_of", "text_payload",
+           "valued_payload"]
 
 KINDS: Mapping[str, tuple[str, str, Callable[[str, Any], Any]]] = {
     ct.TEXT: (ev.TEXT_LOGGED, "text", check_text),
@@ -100,6 +102,14 @@ class Keys:
 def _changed(key: str, kind: str, had: str) -> ValidationError:
     return ValidationError(f"key {key!r} holds a {had} in this run (or the run it was forked "
                            f"from); it cannot take a {kind} too: use another key", key=key)
+
+
+def check_timestamp(value: object) -> float:
+    """A logged point's timestamp: finite seconds since the epoch."""
+    if (type(value) is float or type(value) is int) and math.isfinite(value):
+        return float(value)
+    raise ValidationError(f"timestamp {value!r} is not a number of seconds since the epoch",
+                          key="timestamp")
 
 
 def flat_values(values: Mapping[str, Any], what: str) -> dict[str, Any]:
