@@ -25,6 +25,7 @@ from hypothesis import strategies as st
 from hypothesis.stateful import Bundle, RuleBasedStateMachine, invariant, precondition, rule
 
 from engine import Event, Histogram, Series
+from engine._core import content as ct
 from engine._core.fold import Fold
 from engine.errors import RunNotFoundError, ValidationError
 from engine.sync import SyncRun, SyncRunContext, SyncTracker
@@ -35,7 +36,8 @@ from tests.strategies import floats, same, same_state, state_diff
 METRICS = ["loss", "acc", "val/loss", "odd name"]
 TEXTS = ["eval/sample", "logs/stdout"]
 HISTOGRAM = "grad/l1"
-ENTRY_KEYS = [*TEXTS, HISTOGRAM]
+FILES = "eval/pred"
+ENTRY_KEYS = [*TEXTS, HISTOGRAM, FILES]
 EXPERIMENTS = [None, "e1", "e2"]
 
 @dataclass
@@ -48,6 +50,7 @@ class Logged:
     config: dict[str, Any] = field(default_factory=dict)
     entries: dict[str, list[tuple[int, Any]]] = field(default_factory=dict)
     notes: str = ""
+    uploads: dict[str, bytes] = field(default_factory=dict)
 
     def cut_entries(self, step: int) -> dict[str, list[tuple[int, Any]]]:
         """Each entry key's entries up to ``step``."""
@@ -201,6 +204,23 @@ class TrackerMachine(RuleBasedStateMachine):
         self.last[run_id][HISTOGRAM] = step
         self.logged[run_id].entries.setdefault(HISTOGRAM, []).append((step, histogram))
 
+    @rule(run_id=runs, gap=st.integers(1, 3), data=st.binary(max_size=40))
+    def log_file(self, run_id: str, gap: int, data: bytes) -> None:
+        if run_id not in self.live:
+            return
+        step = self._next_step(run_id, FILES, gap)
+        self.live[run_id][1].log_files({FILES: data}, step=step)
+        self.last[run_id][FILES] = step
+        self.logged[run_id].entries.setdefault(FILES, []).append((step, data))
+
+    @rule(run_id=runs, key=st.sampled_from(["model/weights", "data/split"]),
+          data=st.binary(max_size=40))
+    def upload(self, run_id: str, key: str, data: bytes) -> None:
+        if run_id not in self.live:
+            return
+        self.live[run_id][1].upload({key: data})
+        self.logged[run_id].uploads[key] = data
+
     @rule(run_id=runs, notes=st.text(st.characters(exclude_characters="\x00"), max_size=8))
     def set_notes(self, run_id: str, notes: str) -> None:
         if run_id not in self.live:
@@ -248,7 +268,8 @@ class TrackerMachine(RuleBasedStateMachine):
         self.last[run_id], self.floor[run_id] = {}, step
         source = self.logged[parent]
         self.logged[run_id] = Logged(source.cut(step), set(source.tags), dict(source.config),
-                                     source.cut_entries(step), source.notes)
+                                     source.cut_entries(step), source.notes,
+                                     dict(source.uploads))
         return run_id
 
     @precondition(lambda self: any(r not in self.live for r in self.last))
@@ -332,6 +353,14 @@ class TrackerMachine(RuleBasedStateMachine):
             histograms = self.tracker.read_histograms(run_id, HISTOGRAM)
             assert [(e.step, e.value) for e in histograms] == \
                 logged.entries.get(HISTOGRAM, []), run_id
+            files = self.tracker.read_files(run_id, FILES)
+            assert [(r.step, r.digest) for r in files] == [
+                (s, ct.ref_of(FILES, s, t, v).digest)
+                for s, t, v in self.fold.entries(proj, run_id, FILES)], run_id
+            assert [(r.step, self.tracker.read_file(r)) for r in files] == \
+                logged.entries.get(FILES, []), run_id
+            assert {k: self.tracker.read_file(r) for k, r in actual.files.items()} == \
+                logged.uploads, run_id
         for include_deleted in (False, True):
             listed = self.tracker.list_runs(include_deleted=include_deleted)
             expected_runs = [self.fold.run_state(p, r) for (p, r), run in self.fold.runs.items()
