@@ -14,12 +14,13 @@ from typing import Any
 
 import orjson
 
+from engine._core.checksum import event_checksum
 from engine._core.codec import decode, decode_arrays, encode
 from engine._core.content import ENV_PREFIX, ref_of
 from engine._core.events import Record, Upcasters
 from engine._core.model import ForkPoint, Lineage, MetricSummary, RunState, Status
 from engine._core.series import Chunk, Summary, as_step, null_nan
-from engine.errors import EngineError, StorageError
+from engine.errors import EngineError, IntegrityError, StorageError
 
 from .rows import Changes, MetricRow, RunRow, Segment
 from .tables import table_of
@@ -46,7 +47,7 @@ __all__ = [
 ]
 
 EVENT_COLUMNS = "position, event_id, project, run_id, version, type, schema_version, " \
-                "recorded_at, data"
+                "recorded_at, data, checksum"
 RUN_COLUMNS = table_of("runs").column_names
 METRIC_COLUMNS = table_of("metrics").column_names
 CHUNK_COLUMNS = table_of("series_chunks").column_names
@@ -129,9 +130,16 @@ def record_of(row: Sequence[Any], arrays: bool, upcasters: Upcasters) -> Record:
 
     :raises EngineError: for an event whose type or schema version is newer than this
         release reads.
+    :raises IntegrityError: for a row that does not match its checksum (rows written before
+        events had one carry none).
     :raises StorageError: for a payload that does not decode.
     """
-    position, raw_id, project, run_id, version, kind, schema, at, data = row
+    position, raw_id, project, run_id, version, kind, schema, at, data, checksum = row
+    if checksum is not None and checksum != event_checksum(
+            position, raw_id, project, run_id, version, kind, schema, at, data):
+        raise IntegrityError(f"the event at position {position} does not match its checksum: "
+                             "the database is damaged (`kittiwake check` lists what is)",
+                             where=f"position {position}")
     with unreadable(f"the event at position {position}"):
         payload = decode_arrays(data) if arrays else decode(data)
     if schema != upcasters.current(kind):  # older (lift it), or newer or unknown (refused)

@@ -31,7 +31,7 @@ from enum import Enum
 
 from .rows import PROJECTIONS
 
-__all__ = ["PROJECTION_TABLES", "TABLES", "Column", "Index", "Kind", "Table", "seeds",
+__all__ = ["PROJECTION_TABLES", "TABLES", "TXT_PREFIX", "Column", "Index", "Kind", "Table", "seeds",
            "table_of"]
 
 
@@ -55,25 +55,30 @@ class Column:
     name: str
     kind: Kind
     nullable: bool = False
-    since: int = 1  # the schema version that added it (later ones are added by migrations)
+    # The version of the declarations that added it: 1, the first; 2, what a run records
+    # besides metrics. Each backend's migrations add a later version's columns and tables.
+    since: int = 1
 
 
 @dataclass(frozen=True, slots=True)
 class Index:
-    """A secondary index (``where``: a partial index's condition)."""
+    """A secondary index (``where``: a partial index's condition; ``postgres``: what
+    PostgreSQL indexes instead of ``columns``)."""
 
     name: str
     columns: tuple[str, ...]
     unique: bool = False
     where: str | None = None
+    postgres: tuple[str, ...] | None = None
 
-    def ddl(self, table: str, suffix: str, generation: int | str) -> str:
-        """The statement creating this index on ``<table><suffix>`` (the same on both
-        backends)."""
+    def ddl(self, table: str, suffix: str, generation: int | str, *,
+            postgres: bool = False) -> str:
+        """The statement creating this index on ``<table><suffix>``."""
         unique = "UNIQUE " if self.unique else ""
         where = f" WHERE {self.where}" if self.where else ""
+        columns = self.postgres if postgres and self.postgres else self.columns
         return (f"CREATE {unique}INDEX {self.name}_g{generation} ON {table}{suffix} "
-                f"({', '.join(self.columns)}){where}")
+                f"({', '.join(columns)}){where}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,11 +92,11 @@ class Table:
     indexes: tuple[Index, ...] = ()
     rowid: bool = False  # SQLite keeps the rows in a rowid table (else WITHOUT ROWID)
     external: tuple[str, ...] = ()  # PostgreSQL stores these out of line, uncompressed
-    since: int = 1  # the schema version that added the table
+    since: int = 1  # the version of the declarations that added the table (see Column)
 
     def at(self, version: int | None) -> Table | None:
-        """The table as schema ``version`` created it (None: not yet there); every column
-        for ``None``."""
+        """The table as version ``version`` of the declarations had it (None: not yet
+        there); every column for ``None``."""
         if version is None:
             return self
         if self.since > version:
@@ -148,13 +153,16 @@ METRICS = Table("metrics", (
 ))
 
 # The runs table's query side: one row per config path and per tag (``stored.config_values``
-# says how values map to kind/num/txt).
+# says how values map to kind/num/txt). PostgreSQL's btree refuses an entry over 2,704 bytes
+# and a config text may hold a mebibyte, so it indexes the text's first ``TXT_PREFIX``
+# characters; the query compiler tests that prefix beside the whole text (``_query.sql``).
+TXT_PREFIX = 256
 RUN_CONFIGS = Table("run_configs", (
     *_cols("rk", K), *_cols("path kind", N), *_cols("num", V, nullable=True),
     *_cols("txt", N, nullable=True),
 ), key=("rk", "path"), indexes=(
     Index("run_configs_num", ("path", "num")),
-    Index("run_configs_txt", ("path", "txt")),
+    Index("run_configs_txt", ("path", "txt"), postgres=("path", f"left(txt, {TXT_PREFIX})")),
 ))
 
 RUN_TAGS = Table("run_tags", (*_cols("rk", K), *_cols("tag", N)), key=("rk", "tag"),

@@ -51,6 +51,11 @@ class TrackerReads(EntryReads, FileReads, ABC):
             raise RunNotFoundError(f"no run {run_id!r} in project {project!r}")
         return state
 
+    async def list_projects(self) -> dict[str, int]:
+        """Every project of the database that has runs, by name, with how many runs each
+        ever created (deleted ones included)."""
+        return await (await self._reader()).projects()
+
     async def get_run(self, run_id: str, *, as_of: AsOf | None = None,
                       project: str | None = None) -> RunState:
         """The run's state now, or as it was at ``as_of``: a log position (inclusive) or a

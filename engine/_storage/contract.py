@@ -191,6 +191,11 @@ class Store(ABC):
         """How many runs were ever created in the project (deleted ones included)."""
 
     @abstractmethod
+    async def projects(self) -> dict[str, int]:
+        """Every project with runs, by name, and how many runs each ever created (deleted
+        ones included)."""
+
+    @abstractmethod
     async def ancestry(self, project: str, run_id: str) -> list[str] | None:
         """The run id and its ancestors' ids, the run first (None when it does not exist)."""
 

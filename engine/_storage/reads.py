@@ -279,6 +279,10 @@ class Reads:
         rows = await self._fetch("SELECT runs FROM projects WHERE project = ?", (project,))
         return int(rows[0][0]) if rows else 0
 
+    async def projects(self) -> dict[str, int]:
+        rows = await self._fetch("SELECT project, runs FROM projects ORDER BY project", ())
+        return {project: int(runs) for project, runs in rows}
+
 
 def _segment(seg: PlanStep, metric: str, low: Bound,
              high: Bound) -> tuple[str, list[Any], Bound]:

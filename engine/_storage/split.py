@@ -89,7 +89,13 @@ class SplitStore(Store, Generic[C]):
         return await self.committer.append(requests, now=now)
 
     async def check(self, progress: Callable[[int], None] | None = None) -> list[str]:
-        return [str(f) for f in await check_store(self, self.reads.reader, progress)]
+        return [str(f) for f in await check_store(self, self.reads.reader, progress,
+                                                  self.check_file)]
+
+    async def check_file(self) -> list[str]:
+        """What the database itself finds damaged in its files, one line each (a backend
+        whose database can tell says so here; the log and projections are checked after)."""
+        return []
 
     async def rebuild(self, progress: Progress | None = None) -> None:
         await build(self.rebuild_site(), NEW, progress)
@@ -147,6 +153,9 @@ class SplitStore(Store, Generic[C]):
 
     async def run_count(self, project: str) -> int:
         return await self.reads.run_count(project)
+
+    async def projects(self) -> dict[str, int]:
+        return await self.reads.projects()
 
     async def stale_runs(self, before: float) -> list[StaleRun]:
         return await self.reads.stale_runs(before)

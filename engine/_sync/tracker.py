@@ -389,6 +389,11 @@ class SyncTracker:
         tracker = self._open()
         return self._portal.call(partial(tracker.gc, grace=grace, dry_run=dry_run))
 
+    def list_projects(self) -> dict[str, int]:
+        """Every project with runs and how many runs each created (see
+        ``Tracker.list_projects``)."""
+        return self._portal.call(self._open().list_projects)
+
     def get_experiment(self, name: str, *, as_of: AsOf | None = None,
                        project: str | None = None) -> Experiment:
         """The experiment's head and history, now or as they were at ``as_of`` (see

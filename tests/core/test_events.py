@@ -45,7 +45,9 @@ def append_raw(path: str, position: int, version: int, kind: str, schema: int,
     """Append an event row as another release would have written it; returns its bytes."""
     payload = encode(data)
     with sqlite3.connect(path) as db:
-        db.execute("INSERT INTO events VALUES (?, ?, 'default', 'r', ?, ?, ?, ?, ?)",
+        db.execute("INSERT INTO events (position, event_id, project, run_id, version, type, "
+                   "schema_version, recorded_at, data) "
+                   "VALUES (?, ?, 'default', 'r', ?, ?, ?, ?, ?)",
                    (position, event_id(), version, kind, schema, time.time(), payload))
     return payload
 

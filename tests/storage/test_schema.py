@@ -27,7 +27,7 @@ def test_migrating_a_version_1_database_gives_the_tables_a_rebuild_makes() -> No
     the columns, in the same order, that the tables a rebuild creates have."""
     from engine._storage.sqlite.schema import MIGRATIONS
 
-    migrated = _sqlite_catalog([*MIGRATIONS[0], *MIGRATIONS[1]])
+    migrated = _sqlite_catalog([s for migration in MIGRATIONS for s in migration])
     fresh = _sqlite_catalog(sqlite_ddl("", 0))
     for name in PROJECTION_TABLES:
         assert [c[1:3] for c in migrated[name]["columns"]] == \
@@ -128,7 +128,7 @@ async def test_postgres_tables_are_the_ones_written_by_hand(suffix: str,
                                                            generation: int | str) -> None:
     require_postgres()
     rendered = await _postgres_catalog(postgres_ddl(suffix, generation, 1))
-    legacy = await _postgres_catalog(legacy_schema.postgres_ddl(suffix, generation))
+    legacy = await _postgres_catalog(legacy_schema.postgres_migrated(suffix, generation))
     assert {row[0] for row in rendered["columns"]} == {f"{t}{suffix}" for t in VERSION_1}
     for part in ("columns", "indexes", "constraints", "rows"):
         assert rendered[part] == legacy[part], part

@@ -19,7 +19,7 @@ from collections.abc import Sequence
 
 import asyncpg
 
-from engine._projections.tables import TABLES, Kind, Table, seeds
+from engine._projections.tables import TABLES, TXT_PREFIX, Kind, Table, seeds
 from engine.errors import EngineError
 
 from .connection import quote_ident
@@ -49,7 +49,8 @@ def _table(table: Table, suffix: str, generation: int | str) -> list[str]:
     return [_create(table, suffix, generation),
             *(f"ALTER TABLE {table.name}{suffix} ALTER COLUMN {column} SET STORAGE EXTERNAL"
               for column in table.external),
-            *(index.ddl(table.name, suffix, generation) for index in table.indexes)]
+            *(index.ddl(table.name, suffix, generation, postgres=True)
+              for index in table.indexes)]
 
 
 def _added(version: int) -> list[str]:
@@ -105,12 +106,26 @@ _LOG = [
     "INSERT INTO meta VALUES ('generation', 0)",
 ]
 
+# 2: config texts over 2,704 bytes: index a prefix of ``txt`` (the live tables' generation is
+# in ``meta``; a rebuild makes the new form from the declarations).
+_TXT_PREFIX_INDEX = f"""DO $$
+    DECLARE g bigint;
+    BEGIN
+        SELECT value INTO g FROM meta WHERE key = 'generation';
+        EXECUTE format('DROP INDEX IF EXISTS run_configs_txt_g%s', g);
+        EXECUTE format('CREATE INDEX run_configs_txt_g%s ON run_configs '
+                       '(path, left(txt, {TXT_PREFIX}))', g);
+    END $$"""
+
 MIGRATIONS: Sequence[Sequence[str]] = (
     # 1: the log, liveness, and the first generation of projection tables.
     (*_LOG, *projection_ddl("", 0, 1)),
-    # 2: what a run records besides metrics: notes, env, files, entries; and the blob store
-    # in the database (``engine._storage.blobdb``), its chunks stored uncompressed (they
-    # rarely compress, and trying costs time).
+    (_TXT_PREFIX_INDEX,),
+    # 3: each event's checksum (``engine._core.checksum``); older events carry none.
+    ("ALTER TABLE events ADD COLUMN checksum bigint",),
+    # 4: what a run records besides metrics (declarations of version 2): notes, env, files,
+    # entries; and the blob store in the database (``engine._storage.blobdb``), its chunks
+    # stored uncompressed (they rarely compress, and trying costs time).
     (*_added(2),
      f"""CREATE TABLE blobs (digest {_TEXT} PRIMARY KEY, size bigint NOT NULL,
         upload {_TEXT} NOT NULL, touched_at double precision NOT NULL)""",

@@ -104,8 +104,10 @@ _LOG = [
 MIGRATIONS: Sequence[Sequence[str]] = (
     # 1: the log, liveness, and the first generation of projection tables.
     (*_LOG, *projection_ddl("", 0, 1)),
-    # 2: what a run records besides metrics: notes, env, files, entries; and the blob store
-    # in the database (``engine._storage.blobdb``).
+    # 2: each event's checksum (``engine._core.checksum``); older events carry none.
+    ("ALTER TABLE events ADD COLUMN checksum INTEGER",),
+    # 3: what a run records besides metrics (declarations of version 2): notes, env, files,
+    # entries; and the blob store in the database (``engine._storage.blobdb``).
     (*_added(2),
      """CREATE TABLE blobs (digest TEXT PRIMARY KEY, size INTEGER NOT NULL,
         upload TEXT NOT NULL, touched_at REAL NOT NULL) WITHOUT ROWID""",

@@ -159,6 +159,12 @@ class SqliteStore(SplitStore[Committer]):
                 "'%\\_\\_new' ESCAPE '\\' OR name LIKE '%\\_\\_check' ESCAPE '\\')")
         return [r[0] for r in names]
 
+    async def check_file(self) -> list[str]:
+        rows = await self.reads.reader.read(
+            lambda session: session.fetch("PRAGMA integrity_check"))
+        lines = [str(row[0]) for row in rows]
+        return [] if lines == ["ok"] else [f"{self.path}: {line}" for line in lines]
+
     async def drop_retired(self) -> None:
         """Drop the retired tables — and those of a rebuild whose process died — one per
         transaction, then checkpoint the WAL."""
