@@ -35,6 +35,7 @@ from engine._query.tree import (
     RunGroup,
 )
 
+from .content import show_sections
 from .display import emit, fmt, run_json, table, terminal_width
 from .errors import UsageError
 from .escape import safe_lines
@@ -335,6 +336,7 @@ async def _diff(args: argparse.Namespace) -> int:
 async def show(args: argparse.Namespace) -> int:
     async with open_tracker(args) as tracker:
         state = await tracker.get_run(args.run_id, as_of=args.as_of)
+        sections = [] if args.format == "json" else await show_sections(tracker, state)
     if args.format == "json":
         emit(safe_lines(orjson.dumps(run_json(state), option=orjson.OPT_INDENT_2).decode()))
         return 0
@@ -356,6 +358,8 @@ async def show(args: argparse.Namespace) -> int:
         emit(table(("metric", "last", "min", "max", "count", "last step"),
                    [(m, s.last, s.min, s.max, s.count, s.last_step)
                     for m, s in state.metrics.items()], numeric=(1, 2, 3, 4, 5)))
+    for section in sections:
+        emit(section)
     return 0
 
 

@@ -16,6 +16,7 @@ import orjson
 
 from engine._core.checksum import event_checksum
 from engine._core.codec import decode, decode_arrays, encode
+from engine._core.content import ENV_PREFIX, ref_of
 from engine._core.events import Record, Upcasters
 from engine._core.heartbeat import CRASHED, QUEUED, silence
 from engine._core.model import ForkPoint, Lineage, MetricSummary, RunState, Status
@@ -82,9 +83,10 @@ _DROP_CONFIGS = Write("delete", "run_configs", ("rk",))
 _ADD_CONFIGS = Write("insert", "run_configs", ("rk", "path", "kind", "num", "txt"))
 _DROP_TAGS = Write("delete", "run_tags", ("rk",))
 _ADD_TAGS = Write("insert", "run_tags", ("rk", "tag"))
+_ADD_ENTRIES = Write("insert", "entries", table_of("entries").column_names)
 WRITES = (_PUT_RUN, _DROP_METRICS, _PUT_METRICS, _PUT_CHUNKS, _DROP_SEGMENTS, _ADD_SEGMENTS,
           _ADD_LINEAGE, _PUT_EXPERIMENTS, _PUT_PROJECTS, _DROP_CONFIGS, _ADD_CONFIGS, _DROP_TAGS,
-          _ADD_TAGS)
+          _ADD_TAGS, _ADD_ENTRIES)
 """Every kind of write, for a backend to word each once."""
 
 
@@ -118,6 +120,8 @@ def change_rows(changes: Changes) -> list[tuple[Write, list[tuple[Any, ...]]]]:
     if changes.tags:
         out.append((_DROP_TAGS, [(rk,) for rk in changes.tags]))
         out.append((_ADD_TAGS, [(rk, t) for rk, r in changes.tags.items() for t in r.tags]))
+    if changes.entries:
+        out.append((_ADD_ENTRIES, changes.entries))
     return out
 
 
@@ -166,8 +170,13 @@ def run_values(row: RunRow) -> tuple[Any, ...]:
         row.version, row.position, row.epoch, row.floor, row.started_position,
         row.abort_position, row.abort_reason, row.heartbeat_interval, row.crash_timeout,
         row.queue, None if row.job is None else encode(row.job), row.attempt, row.max_attempts,
-        row.worker,
+        row.worker, row.notes, _packed(row.env), _packed(row.files), _packed(row.kinds),
+        _packed(row.entry_segments),
     )
+
+
+def _packed(value: dict[str, Any] | list[Any]) -> bytes | None:
+    return encode(value) if value else None
 
 
 def run_row(values: Sequence[Any]) -> RunRow:
@@ -176,9 +185,16 @@ def run_row(values: Sequence[Any]) -> RunRow:
     v[7] = decode(v[7])
     v[8] = decode(v[8])
     v[15] = bool(v[15])
-    if len(v) > 26 and v[26] is not None:
+    if v[26] is not None:
         v[26] = decode(v[26])
-    return RunRow(*v)
+    row = RunRow(*v[:30])
+    row.notes = v[30] or ""
+    env, files, kinds, segments = v[31:35]
+    row.env = decode(env) if env is not None else {}
+    row.files = decode(files) if files is not None else {}
+    row.kinds = decode(kinds) if kinds is not None else {}
+    row.entry_segments = decode(segments) if segments is not None else []
+    return row
 
 
 def metric_values(row: MetricRow) -> tuple[Any, ...]:
@@ -214,7 +230,9 @@ def config_values(row: RunRow) -> list[tuple[Any, ...]]:
     array) or ``z`` (None).
     """
     out: list[tuple[Any, ...]] = []
-    for path, value in row.config.items():
+    items = list(row.config.items())
+    items.extend((ENV_PREFIX + path, value) for path, value in row.env.items())
+    for path, value in items:
         if value is None:
             out.append((row.rk, path, "z", None, None))
         elif isinstance(value, bool):
@@ -229,7 +247,7 @@ def config_values(row: RunRow) -> list[tuple[Any, ...]]:
             aware = value.astimezone(UTC) if value.tzinfo is not None else value
             seconds = aware.timestamp() if aware.tzinfo else value.replace(tzinfo=UTC).timestamp()
             out.append((row.rk, path, "t", seconds, aware.isoformat()))
-        else:
+        elif isinstance(value, (list, tuple)):
             out.append((row.rk, path, "l", None, orjson.dumps(list(value)).decode()))
     return out
 
@@ -273,7 +291,9 @@ def state_of(row: RunRow, metrics: dict[str, MetricSummary]) -> RunState:
         fork=None if row.fork_run_id is None or row.fork_step is None
         else ForkPoint(row.fork_run_id, row.fork_step),
         created_at=created, updated_at=updated, ended_at=_time(row.ended_at),
-        deleted=row.deleted, version=row.version, position=row.position,
+        deleted=row.deleted, version=row.version, position=row.position, notes=row.notes,
+        env=dict(row.env), files={key: ref_of(key, None, plain["at"], plain)
+                                  for key, plain in sorted(row.files.items())},
     )
 
 

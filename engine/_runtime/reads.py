@@ -21,13 +21,15 @@ from engine._query.tree import RunGroup
 from engine._storage.contract import EventFilter, Store
 from engine.errors import RunNotFoundError, ValidationError
 
+from .entries import EntryReads
+from .files import FileReads
 from .past import AsOf, chain_fold, moment_of, position_of, project_fold
 from .subscriptions import Pager
 
 __all__ = ["TrackerReads"]
 
 
-class TrackerReads(ABC):
+class TrackerReads(EntryReads, FileReads, ABC):
     """The read half of the tracker's API, over the store the tracker opened."""
 
     project: str

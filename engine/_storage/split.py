@@ -15,6 +15,7 @@ from abc import abstractmethod
 from collections.abc import Callable, Sequence
 from typing import Generic, TypeVar
 
+from engine._core.content import EntryRow
 from engine._core.events import Record
 from engine._core.model import Experiment, Lineage, RunState, Series
 from engine._query.tree import Field, RunGroup, Selection
@@ -34,6 +35,7 @@ from .contract import (
 )
 from .reads import Reads
 from .rebuild import CHECK, NEW, RebuildSite, build
+from .session import Reader
 
 __all__ = ["SplitStore", "opened"]
 
@@ -141,6 +143,14 @@ class SplitStore(Store, Generic[C]):
                           max_points: int | None) -> Series | None:
         return await self.reads.read_series(project, run_id, metric, low=low, high=high,
                                             max_points=max_points)
+
+    @property
+    def blob_reader(self) -> Reader:
+        return self.reads.reader
+
+    async def read_entries(self, project: str, run_id: str, key: str, *,
+                           tail: int | None) -> tuple[str | None, list[EntryRow]] | None:
+        return await self.reads.read_entries(project, run_id, key, tail=tail)
 
     async def get_experiment(self, project: str, name: str) -> Experiment:
         return await self.reads.get_experiment(project, name)

@@ -45,7 +45,7 @@ def test_the_demo_hints_run_as_printed_and_name_a_run_that_succeeded(tmp_path: P
     out = done.stdout
     hints = [line.split(": ", 1)[-1].strip() for line in out.splitlines()
              if line.startswith(("look around:", "             "))]
-    assert len(hints) == 3
+    assert len(hints) == 5
     for hint in hints:
         ran = subprocess.run(hint, shell=True, cwd=tmp_path, capture_output=True, text=True,
                              timeout=60)

@@ -159,9 +159,9 @@ async def test_an_event_type_this_release_does_not_know_is_refused(tmp_path: Pat
     path = str(tmp_path / "unknown.db")
     async with engine.connect(path, durability="normal") as old, old.start_run("r"):
         pass
-    append_raw(path, 3, 3, "FilesLogged", 1, {"files": ["a.png"]})
+    append_raw(path, 3, 3, "ModelRegistered", 1, {"model": "resnet"})
     before = set(threading.enumerate())
-    with pytest.raises(EngineError, match=r"position 3 has type 'FilesLogged' \(schema "
+    with pytest.raises(EngineError, match=r"position 3 has type 'ModelRegistered' \(schema "
                                           r"version 1\), which this release does not know"):
         async with engine.connect(path, durability="normal"):
             pass  # opening rebuilds the lagging projections, and that reads the log
