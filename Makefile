@@ -9,7 +9,7 @@ STAMP := $(VENV)/.installed
 $(STAMP): pyproject.toml setup.py engine/_runtime/_speedups.c
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[dev,postgres,pandas,images]'
+	$(BIN)/python -m pip install --quiet -e '.[dev,postgres,pandas,images,server,client]'
 	touch $(STAMP)
 
 demo: $(STAMP)

@@ -78,6 +78,18 @@ def _parser() -> argparse.ArgumentParser:
                       help="give up if the run has not started by then (default: wait)")
     tail.set_defaults(handler=_tail)
 
+    serve = commands.add_parser(
+        "serve", help="serve the database over HTTP (the remote tracker, live streams)")
+    serve.add_argument("--host", default="127.0.0.1",
+                       help="address to listen on; beyond loopback only with --auth "
+                            "(default: %(default)s)")
+    serve.add_argument("--port", type=int, default=8080, help="port (default: %(default)s)")
+    serve.add_argument("--workers", type=int, default=1,
+                       help="server processes on the one socket (default: %(default)s)")
+    serve.add_argument("--auth", action="store_true",
+                       help="require a bearer token (kittiwake tokens create) on every request")
+    serve.set_defaults(direct=_serve)
+
     runs_commands.add_commands(commands, runs)
     return parser
 
@@ -123,6 +135,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     try:
         try:
+            direct: Callable[[argparse.Namespace], int] | None = getattr(args, "direct", None)
+            if direct is not None:  # runs its own event loops (a server, its workers)
+                return direct(args)
             return anyio.run(_run, args)
         except BaseExceptionGroup as group:  # one failure inside a task group: report it
             if len(group.exceptions) == 1:
@@ -153,6 +168,16 @@ def _fail(message: str) -> None:
 async def _run(args: argparse.Namespace) -> int:
     handler: Command = args.handler
     return await handler(args)
+
+
+def _serve(args: argparse.Namespace) -> int:
+    try:
+        from engine._server.serve import serve
+    except ImportError as exc:
+        raise CliError("kittiwake serve needs the server extra: "
+                       "pip install 'kittiwake[server]'") from exc
+    serve(args.db, host=args.host, port=args.port, auth=args.auth, workers=args.workers)
+    return 0
 
 
 async def _demo(args: argparse.Namespace) -> int:

@@ -49,7 +49,7 @@ from .subscriptions import Hub, Subscription, start_in_background
 from .supervisor import Supervisor
 from .writer import Writer
 
-__all__ = ["Tracker", "connect"]
+__all__ = ["Tracker", "backing_store", "connect"]
 
 class _State(enum.Enum):
     NEW = "new"
@@ -453,3 +453,13 @@ class Tracker(TrackerReads):
         await store.rebuild(progress)
         assert self._tasks is not None
         self._tasks.start_soon(store.drop_retired)
+
+
+def backing_store(tracker: Tracker) -> Store:
+    """The open store under ``tracker``: what ``kittiwake serve`` serves over HTTP, beside
+    that tracker's subscriptions (a friend of ``Tracker``, not a method: users have no use
+    for it).
+
+    :raises ClosedError: when the tracker is not open.
+    """
+    return tracker._open()[0]

@@ -1,0 +1,112 @@
+"""The ASGI app: ``create_app(url)`` serves the engine on ``url`` over HTTP.
+
+Its lifespan opens one tracker on the database — its store answers the routes, its
+subscriptions feed the live streams — and the task that follows the log's head; shutting
+down ends every live stream with a retry hint, then closes the tracker. Errors become JSON
+bodies that name their type and the bad field (``engine._client.protocol``): a refusal is a
+4xx, a database that fails a 503, and nothing a client sends is answered with a 500.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from typing import Any
+
+import anyio
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from engine._client import protocol as p
+from engine._core import wire
+from engine._core.events import default_upcasters
+from engine._runtime.tracker import backing_store, connect
+from engine.errors import EngineError
+
+from .auth import Forbidden
+from .heads import Heads
+from .openapi import schema
+from .routes import ROUTES
+from .stream import events
+
+__all__ = ["create_app"]
+
+
+def create_app(url: str, *, durability: str = "full",
+               keepalive: float = 15.0, stream_buffer: int = 200_000,
+               signals: bool = False) -> Starlette:
+    """The app serving the database at ``url``.
+
+    :param keepalive: seconds between comments on an idle live stream.
+    :param stream_buffer: the points a live stream may hold for a slow client before it
+        falls back to reading the log.
+    :param signals: end live streams as soon as SIGINT or SIGTERM arrives (``serve``).
+    """
+
+    @asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        tracker = connect(url, project="default", durability=durability)  # type: ignore[arg-type]
+        async with tracker:
+            store = backing_store(tracker)
+            state = app.state
+            state.tracker = tracker
+            state.store = store
+            state.upcasters = default_upcasters()
+            state.closing = anyio.Event()
+            state.keepalive = keepalive
+            state.stream_buffer = stream_buffer
+            state.tokens = None
+            heads = state.heads = Heads(store)
+            heads.head = await store.head()
+            if signals:
+                from .signals import closing_on_signals
+
+                loop = asyncio.get_running_loop()
+                closing_on_signals(lambda: _soon(loop, state.closing.set))
+            async with anyio.create_task_group() as tasks:
+                tasks.start_soon(heads.follow)
+                try:
+                    yield
+                finally:
+                    state.closing.set()
+                    tasks.cancel_scope.cancel()
+
+    routes = [Route(path, handler, methods=[method]) for method, path, handler in ROUTES]
+    routes.append(Route("/api/v1/projects/{project:path}/events", events, methods=["GET"]))
+    routes.append(Route("/api/v1/openapi.json", _openapi, methods=["GET"]))
+    return Starlette(routes=routes, lifespan=lifespan, exception_handlers={
+        EngineError: _engine_error, HTTPException: _http_error,
+    })
+
+
+def _soon(loop: asyncio.AbstractEventLoop, fn: Callable[[], object]) -> None:
+    loop.call_soon_threadsafe(fn)
+
+
+async def _openapi(request: Request) -> Response:
+    return Response(wire.dumps(schema()), media_type="application/json")
+
+
+async def _engine_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, EngineError)
+    kind: type[Any] = next(k for k in type(exc).__mro__ if k in p.STATUS_OF or k is EngineError)
+    status = 403 if isinstance(exc, Forbidden) else p.STATUS_OF.get(kind, 500)
+    body = p.error_body(exc)
+    body["error"]["type"] = kind.__name__
+    headers = {"www-authenticate": "Bearer"} if status == 401 else None
+    return Response(wire.dumps(body), status_code=status, media_type="application/json",
+                    headers=headers)
+
+
+async def _http_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, HTTPException)
+    names = {404: "NotFound", 405: "MethodNotAllowed"}
+    body = {"error": {"type": names.get(exc.status_code, "HTTPError"), "message": exc.detail,
+                      "field": None}}
+    return Response(wire.dumps(body), status_code=exc.status_code,
+                    media_type="application/json", headers=exc.headers)
+

@@ -1,0 +1,48 @@
+"""The log's head, followed once per server: what long-polling clients wait on.
+
+A remote tracker notices other processes' appends (abort requests, subscriptions) by asking
+for the head beyond the last it saw. Rather than each such request polling the database, one
+task per server follows the head — through the backend's own notice where it has one
+(PostgreSQL's LISTEN), else a cheap poll — and wakes every waiting request when it moves;
+the server's own appends wake them at once.
+"""
+
+from __future__ import annotations
+
+import anyio
+
+from engine._storage.contract import Store
+from engine.errors import EngineError
+
+__all__ = ["Heads"]
+
+_POLL = 0.02
+
+
+class Heads:
+    def __init__(self, store: Store) -> None:
+        self.store = store
+        self.head = 0
+        self._moved = anyio.Event()
+
+    def committed(self, position: int) -> None:
+        """The server appended up to ``position``."""
+        if position > self.head:
+            self.head = position
+            self._moved.set()
+            self._moved = anyio.Event()
+
+    async def follow(self) -> None:
+        """Follow the head until cancelled (a failing database is retried, not fatal)."""
+        while True:
+            try:
+                self.committed(await self.store.wait_for_head(self.head, _POLL))
+            except EngineError:
+                await anyio.sleep(0.5)
+
+    async def wait(self, beyond: int, within: float) -> int:
+        """The head once it is past ``beyond``, or after ``within`` seconds."""
+        with anyio.move_on_after(within):
+            while self.head <= beyond:
+                await self._moved.wait()
+        return self.head if self.head > beyond else await self.store.head()

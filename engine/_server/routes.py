@@ -1,0 +1,295 @@
+"""The routes over the storage contract: one per contract method, plus the runs table.
+
+Every route reads its arguments through ``params`` (a bad one is a 422 naming it), checks the
+caller's access for the project it touches, calls the store the server's tracker opened, and
+answers in the wire JSON of ``engine._core.wire``.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import Response
+
+from engine._client import protocol as p
+from engine._core import events as ev
+from engine._core import wire
+from engine._core.validate import check_project, check_run_id
+from engine._query.parser import parse_aggregates, parse_group_by, selection
+from engine._query.tree import Selection
+from engine._storage.contract import Store
+from engine.errors import EngineError, StorageError, ValidationError
+
+from .auth import access_of
+from .params import body, project_of, q_bool, q_int, q_number, q_str, run_of, take
+from .payloads import check_request
+
+__all__ = ["ROUTES"]
+
+_MAX_READ = 100_000
+_MAX_WAIT = 10.0  # the longest a head request is held open when nothing happens
+
+
+def answer(value: Any, status: int = 200) -> Response:
+    return Response(wire.dumps(value), status_code=status, media_type="application/json")
+
+
+def _store(request: Request) -> Store:
+    store: Store = request.app.state.store
+    return store
+
+
+# The log ---------------------------------------------------------------------------------
+
+async def append(request: Request) -> Response:
+    access = await access_of(request)
+    data = await body(request)
+    raw = take(data, "requests", list)
+    now = take(data, "now", (float, int))
+    if not math.isfinite(now):
+        raise ValidationError("now must be a finite number of seconds", key="now")
+    requests = []
+    for item in raw:
+        if type(item) is not dict:
+            raise ValidationError("each request is an object", key="requests")
+        try:
+            request_ = p.request_from(item)
+        except (KeyError, TypeError, ValueError) as exc:
+            raise ValidationError(f"a malformed append request: {exc}", key="requests") from None
+        check_project(request_.project)
+        check_run_id(request_.run_id)
+        deleting = any(e.type == ev.RUN_DELETED for e in request_.events)
+        access.allow(request_.project, "admin" if deleting else "write")
+        check_request(request_, request.app.state.upcasters)
+        requests.append(request_)
+    outcomes = await _store(request).append(requests, now=float(now))
+    request.app.state.heads.committed(max(
+        (r.position for o in outcomes if isinstance(o, list) for r in o), default=0))
+    return answer({"outcomes": [
+        {"error": p.error_body(_engine(o))["error"]} if isinstance(o, BaseException)
+        else {"records": [p.record_to(r) for r in o]} for o in outcomes]})
+
+
+def _engine(error: BaseException) -> EngineError:
+    if isinstance(error, EngineError):
+        return error
+    return StorageError(f"the store failed: {type(error).__name__}: {error}")
+
+
+async def head(request: Request) -> Response:
+    await access_of(request)
+    beyond = q_int(request, "beyond", None)
+    wait = q_number(request, "wait") or 0.0
+    if not 0 <= wait <= 3600:
+        raise ValidationError("wait must be between 0 and 3600 seconds", key="wait")
+    store = _store(request)
+    if beyond is None or wait == 0:
+        return answer({"head": await store.head()})
+    return answer({"head": await request.app.state.heads.wait(beyond, min(wait, _MAX_WAIT))})
+
+
+async def read(request: Request) -> Response:
+    access = await access_of(request)
+    data = await body(request)
+    after = take(data, "after", int)
+    limit = take(data, "limit", int)
+    if after < 0 or not 1 <= limit <= _MAX_READ:
+        raise ValidationError(f"after must be >= 0 and limit between 1 and {_MAX_READ}",
+                              key="limit" if after >= 0 else "after")
+    try:
+        where = p.filter_from(take(data, "filter", dict, optional=True) or {})
+    except ValueError as exc:
+        raise ValidationError(str(exc), key="filter") from None
+    scoped = access.scope(where.project)
+    if scoped != where.project:
+        where = type(where)(scoped, where.run_ids, where.types)
+    records, covered = await _store(request).read(after, limit=limit, where=where, arrays=True)
+    return answer({"records": [p.record_to(r) for r in records], "covered": covered})
+
+
+async def streams(request: Request) -> Response:
+    access = await access_of(request)
+    data = await body(request)
+    project = check_project(take(data, "project", str))
+    access.allow(project, "read")
+    run_ids = take(data, "run_ids", list)
+    for run_id in run_ids:
+        check_run_id(run_id)
+    upto = take(data, "upto", int)
+    records = await _store(request).stream_records(project, run_ids, upto)
+    return answer({"records": [p.record_to(r) for r in records]})
+
+
+# Projections -------------------------------------------------------------------------------
+
+async def _project(request: Request) -> str:
+    project = project_of(request)
+    (await access_of(request)).allow(project, "read")
+    return project
+
+
+def _selection(request: Request) -> Selection | None:
+    names = ("where", "order_by", "limit", "offset", "heads_only")
+    if not any(n in request.query_params for n in names):
+        return None
+    return selection(q_str(request, "where"), q_str(request, "order_by"),
+                     q_int(request, "limit", None), q_int(request, "offset", 0) or 0,
+                     q_bool(request, "heads_only"))
+
+
+async def runs(request: Request) -> Response:
+    project = await _project(request)
+    found = await _store(request).list_runs(
+        project, include_deleted=q_bool(request, "include_deleted"),
+        selection=_selection(request))
+    return answer({"runs": [p.state_to(s) for s in found]})
+
+
+async def groups(request: Request) -> Response:
+    project = await _project(request)
+    by = parse_group_by(q_str(request, "by", required=True) or "")
+    aggregates = parse_aggregates(q_str(request, "aggregates"))
+    picked = _selection(request) or Selection()
+    found = await _store(request).group_runs(
+        project, include_deleted=q_bool(request, "include_deleted"), selection=picked, by=by,
+        aggregates=aggregates)
+    return answer({"groups": [p.group_to(g) for g in found]})
+
+
+async def run(request: Request) -> Response:
+    project = await _project(request)
+    state = await _store(request).get_run(project, run_of(request))
+    return answer({"run": None if state is None else p.state_to(state)})
+
+
+async def series(request: Request) -> Response:
+    project = await _project(request)
+    metric = q_str(request, "metric", required=True)
+    assert metric is not None
+    found = await _store(request).read_series(
+        project, run_of(request), metric, low=q_number(request, "low"),
+        high=q_number(request, "high"), max_points=q_int(request, "max_points", None, low=1))
+    return answer({"series": None if found is None else p.series_to(found)})
+
+
+async def experiment(request: Request) -> Response:
+    project = await _project(request)
+    name = q_str(request, "name", required=True)
+    assert name is not None
+    return answer(p.experiment_to(await _store(request).get_experiment(project, name)))
+
+
+async def lineage(request: Request) -> Response:
+    project = await _project(request)
+    found = await _store(request).lineage(project, run_of(request))
+    return answer({"lineage": None if found is None else p.lineage_to(found)})
+
+
+async def ancestry(request: Request) -> Response:
+    project = await _project(request)
+    return answer({"ancestry": await _store(request).ancestry(project, run_of(request))})
+
+
+async def count(request: Request) -> Response:
+    project = await _project(request)
+    return answer({"count": await _store(request).run_count(project)})
+
+
+# Liveness ----------------------------------------------------------------------------------
+
+def _run_keys(data: dict[str, Any]) -> list[tuple[str, str]]:
+    keys = []
+    for item in take(data, "runs", list):
+        if type(item) is not list or len(item) != 2:
+            raise ValidationError("runs holds [project, run_id] pairs", key="runs")
+        keys.append((check_project(item[0]), check_run_id(item[1])))
+    return keys
+
+
+async def beat(request: Request) -> Response:
+    access = await access_of(request)
+    data = await body(request)
+    keys = _run_keys(data)
+    at = take(data, "at", (float, int))
+    if not math.isfinite(at):
+        raise ValidationError("at must be a finite number of seconds", key="at")
+    for project, _ in keys:
+        access.allow(project, "write")
+    await _store(request).beat(keys, float(at))
+    return answer({})
+
+
+async def stale(request: Request) -> Response:
+    access = await access_of(request)
+    before = q_number(request, "before")
+    if before is None or not math.isfinite(before):
+        raise ValidationError("before must be a number of seconds", key="before")
+    found = await _store(request).stale_runs(float(before))
+    scope = access.scope(None)
+    return answer({"runs": [p.stale_to(s) for s in found
+                            if scope is None or s.project == scope]})
+
+
+async def controls(request: Request) -> Response:
+    access = await access_of(request)
+    keys = _run_keys(await body(request))
+    for project, _ in keys:
+        access.allow(project, "read")
+    found = await _store(request).controls(keys)
+    return answer({"controls": [p.control_to(k, c) for k, c in found.items()]})
+
+
+# The database as a whole (admin) -----------------------------------------------------------
+
+async def _admin(request: Request) -> Store:
+    (await access_of(request)).need("admin")
+    return _store(request)
+
+
+async def check(request: Request) -> Response:
+    return answer({"findings": await (await _admin(request)).check()})
+
+
+async def rebuild(request: Request) -> Response:
+    await (await _admin(request)).rebuild()
+    return answer({})
+
+
+async def drop_retired(request: Request) -> Response:
+    await (await _admin(request)).drop_retired()
+    return answer({})
+
+
+async def verify_rebuild(request: Request) -> Response:
+    return answer({"tables": await (await _admin(request)).verify_rebuild()})
+
+
+async def health(request: Request) -> Response:
+    return answer({"status": "ok", "head": await _store(request).head()})
+
+
+P = "/api/v1/projects/{project:path}"
+ROUTES: list[tuple[str, str, Any]] = [
+    ("GET", "/api/v1/health", health),
+    ("POST", "/api/v1/append", append),
+    ("GET", "/api/v1/head", head),
+    ("POST", "/api/v1/read", read),
+    ("POST", "/api/v1/streams", streams),
+    ("POST", "/api/v1/beat", beat),
+    ("GET", "/api/v1/stale", stale),
+    ("POST", "/api/v1/controls", controls),
+    ("POST", "/api/v1/admin/check", check),
+    ("POST", "/api/v1/admin/rebuild", rebuild),
+    ("POST", "/api/v1/admin/drop-retired", drop_retired),
+    ("POST", "/api/v1/admin/verify-rebuild", verify_rebuild),
+    ("GET", P + "/runs", runs),
+    ("GET", P + "/groups", groups),
+    ("GET", P + "/run", run),
+    ("GET", P + "/series", series),
+    ("GET", P + "/experiment", experiment),
+    ("GET", P + "/lineage", lineage),
+    ("GET", P + "/ancestry", ancestry),
+    ("GET", P + "/count", count),
+]
