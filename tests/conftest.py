@@ -15,7 +15,7 @@ import os
 import socket
 import threading
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
@@ -78,6 +78,12 @@ def require_postgres() -> None:
 BACKENDS: list[Any] = ["sqlite-file", "sqlite-memory",
                        pytest.param("postgres", marks=pytest.mark.postgres)]
 
+# The same suite through a Kittiwake server (real HTTP on loopback) on each lasting backend.
+REMOTE_BACKENDS: list[Any] = [
+    pytest.param("remote-sqlite", marks=pytest.mark.remote),
+    pytest.param("remote-postgres", marks=[pytest.mark.remote, pytest.mark.postgres])]
+_SERVERS: list[Any] = []  # servers started for module-scoped databases, stopped at the end
+
 
 def pytest_sessionstart(session: pytest.Session) -> None:
     """Drop test schemas that runs killed before their end left behind."""
@@ -88,15 +94,23 @@ def pytest_sessionstart(session: pytest.Session) -> None:
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
-    """Drop every PostgreSQL schema this run created."""
+    """Stop the servers still running; drop every PostgreSQL schema this run created."""
     from tests.pg import drop_schemas
+
+    while _SERVERS:
+        _SERVERS.pop().stop()
 
     if postgres_reachable():
         drop_schemas(POSTGRES_URL)
 
 
 def backend_url(backend: str, tmp_path: Path) -> str:
-    """A fresh, isolated database URL for ``backend``."""
+    """A fresh, isolated database URL for ``backend`` (a remote one's server runs until the
+    session ends)."""
+    if backend.startswith("remote-"):
+        server = serve(backend, tmp_path)
+        _SERVERS.append(server)
+        return server.url
     if backend == "sqlite-file":
         return str(tmp_path / f"kw-{uuid.uuid4().hex[:8]}.db")
     if backend == "sqlite-memory":
@@ -107,16 +121,31 @@ def backend_url(backend: str, tmp_path: Path) -> str:
     return fresh_schema_url(POSTGRES_URL)
 
 
-@pytest.fixture(params=BACKENDS)
+def serve(backend: str, tmp_path: Path) -> Any:
+    """A started server on a fresh database of the backend a remote one names."""
+    from tests.server.live import LiveServer
+
+    inner = "sqlite-file" if backend == "remote-sqlite" else "postgres"
+    return LiveServer(backend_url(inner, tmp_path), durability="normal").start()
+
+
+@pytest.fixture(params=BACKENDS + REMOTE_BACKENDS)
 def backend(request: pytest.FixtureRequest) -> str:
     """Each backend the shared suite runs on."""
     return str(request.param)
 
 
 @pytest.fixture
-def db_url(backend: str, tmp_path: Path) -> str:
+def db_url(backend: str, tmp_path: Path) -> Iterator[str]:
     """A fresh database on the current backend."""
-    return backend_url(backend, tmp_path)
+    if backend.startswith("remote-"):
+        server = serve(backend, tmp_path)
+        try:
+            yield server.url
+        finally:
+            server.stop()
+        return
+    yield backend_url(backend, tmp_path)
 
 
 @pytest.fixture

@@ -70,10 +70,14 @@ def connect(
     reap_interval: float | None = None,
     poll_interval: float = 0.025,
     clock: Callable[[], float] = time.time,
+    token: str | None = None,
+    spool: str | None = None,
+    offline: bool = False,
 ) -> Tracker:
     """Open a tracker on ``url`` (use it as ``async with``).
 
-    :param url: a file path, ``":memory:"``, ``"sqlite:///path"`` or ``"postgresql://…"``.
+    :param url: a file path, ``":memory:"``, ``"sqlite:///path"``, ``"postgresql://…"``, or a
+        Kittiwake server's ``"http://…"`` / ``"https://…"`` (the same API, remotely).
     :param project: the project every call uses unless it passes ``project=``.
     :param durability: ``"full"`` — a flushed point survives power loss; ``"normal"`` — it
         survives a crash of the process, and is faster (see ``docs/durability.md``).
@@ -86,13 +90,19 @@ def connect(
     :param reap_interval: seconds between reaper passes (default: a quarter of the timeout).
     :param poll_interval: seconds between checks for other processes' writes.
     :param clock: the time source, in seconds since the epoch (inject a fake in tests).
-    :raises ValidationError: for a setting out of range.
+    :param token: for a server with auth: the bearer token (default: ``$KITTIWAKE_TOKEN``).
+    :param spool: for a server: the local file every batch is kept in until the server has
+        committed it (default: one under the user's cache directory).
+    :param offline: for a server: never contact it; ``kittiwake sync`` uploads later.
+    :raises ValidationError: for a setting out of range, or a server's option given for a
+        database that is not a server.
     """
     return Tracker(
         url, project=project, durability=durability, flush_interval=flush_interval,
         batch_points=batch_points, max_pending_points=max_pending_points,
         heartbeat_interval=heartbeat_interval, crash_timeout=crash_timeout,
         reap_interval=reap_interval, poll_interval=poll_interval, clock=clock,
+        remote={"token": token, "spool": spool, "offline": offline},
     )
 
 
@@ -129,13 +139,15 @@ class Tracker(TrackerReads):
     def __init__(self, url: str, *, project: str, durability: Durability, flush_interval: float,
                  batch_points: int, max_pending_points: int, heartbeat_interval: float,
                  crash_timeout: float, reap_interval: float | None, poll_interval: float,
-                 clock: Callable[[], float], upcasters: Upcasters | None = None) -> None:
+                 clock: Callable[[], float], upcasters: Upcasters | None = None,
+                 remote: Mapping[str, Any] | None = None) -> None:
         self._settings = check_settings(
             project=project, durability=durability, flush_interval=flush_interval,
             batch_points=batch_points, max_pending_points=max_pending_points,
             heartbeat_interval=heartbeat_interval, crash_timeout=crash_timeout,
             reap_interval=reap_interval, poll_interval=poll_interval)
         self.url = url
+        self._remote = dict(remote or {})
         self.project = self._settings.project
         self._clock = clock
         self._upcasters = default_upcasters() if upcasters is None else upcasters
@@ -171,7 +183,8 @@ class Tracker(TrackerReads):
         if self._state is not _State.NEW:
             raise ClosedError("a tracker can be opened once; call engine.connect() again")
         settings = self._settings
-        store = open_store(self.url, durability=settings.durability, upcasters=self._upcasters)
+        store = open_store(self.url, durability=settings.durability, upcasters=self._upcasters,
+                           options=self._remote)
         await store.open()
         self._store = store
         writer = Writer(store, clock=self._clock, flush_interval=settings.flush_interval,

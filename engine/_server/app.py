@@ -54,6 +54,7 @@ def create_app(url: str, *, durability: str = "full",
             store = backing_store(tracker)
             state = app.state
             state.tracker = tracker
+            state.loop = asyncio.get_running_loop()
             state.store = store
             state.upcasters = default_upcasters()
             state.closing = anyio.Event()

@@ -99,7 +99,7 @@ def schema() -> dict[str, Any]:
         "/api/v1/read": {"post": _op(
             "records after a position, filtered", _obj(["records", "covered"]),
             body=_obj(["after", "limit"], after=_INT,
-                      limit={"type": "integer", "minimum": 1, "maximum": 100000},
+                      limit={"type": "integer", "minimum": 1},
                       filter=_obj([], project={"type": ["string", "null"]},
                                   runs={"type": ["array", "null"], "items": _STR},
                                   types={"type": ["array", "null"], "items": _STR})))},

@@ -95,9 +95,10 @@ async def read(request: Request) -> Response:
     data = await body(request)
     after = take(data, "after", int)
     limit = take(data, "limit", int)
-    if after < 0 or not 1 <= limit <= _MAX_READ:
-        raise ValidationError(f"after must be >= 0 and limit between 1 and {_MAX_READ}",
-                              key="limit" if after >= 0 else "after")
+    if after < 0:
+        raise ValidationError(f"after must be a position >= 0, not {after}", key="after")
+    if limit < 1:
+        raise ValidationError(f"limit must be at least 1, not {limit}", key="limit")
     try:
         where = p.filter_from(take(data, "filter", dict, optional=True) or {})
     except ValueError as exc:
@@ -105,7 +106,9 @@ async def read(request: Request) -> Response:
     scoped = access.scope(where.project)
     if scoped != where.project:
         where = type(where)(scoped, where.run_ids, where.types)
-    records, covered = await _store(request).read(after, limit=limit, where=where, arrays=True)
+    # A page is capped: it then covers only what it returned, and the client reads on.
+    records, covered = await _store(request).read(after, limit=min(limit, _MAX_READ),
+                                                  where=where, arrays=True)
     return answer({"records": [p.record_to(r) for r in records], "covered": covered})
 
 
@@ -150,7 +153,8 @@ async def runs(request: Request) -> Response:
 async def groups(request: Request) -> Response:
     project = await _project(request)
     by = parse_group_by(q_str(request, "by", required=True) or "")
-    aggregates = parse_aggregates(q_str(request, "aggregates"))
+    raw = q_str(request, "aggregates")
+    aggregates = parse_aggregates([] if raw == "" else raw)  # empty: no aggregates
     picked = _selection(request) or Selection()
     found = await _store(request).group_runs(
         project, include_deleted=q_bool(request, "include_deleted"), selection=picked, by=by,

@@ -44,6 +44,9 @@ def connect(
     reap_interval: float | None = None,
     poll_interval: float = 0.025,
     clock: Callable[[], float] = time.time,
+    token: str | None = None,
+    spool: str | None = None,
+    offline: bool = False,
 ) -> SyncTracker:
     """Open a blocking tracker on ``url`` (use it as ``with``). The settings are
     ``engine.connect``'s, with the same meaning, except that past ``max_pending_points``
@@ -56,6 +59,7 @@ def connect(
         batch_points=batch_points, max_pending_points=max_pending_points,
         heartbeat_interval=heartbeat_interval, crash_timeout=crash_timeout,
         reap_interval=reap_interval, poll_interval=poll_interval, clock=clock,
+        token=token, spool=spool, offline=offline,
     )
 
 
@@ -83,6 +87,9 @@ class SyncTracker:
         reap_interval: float | None = None,
         poll_interval: float = 0.025,
         clock: Callable[[], float] = time.time,
+        token: str | None = None,
+        spool: str | None = None,
+        offline: bool = False,
     ) -> None:
         # Made here, so that a bad setting raises at the call; it starts on the loop.
         self._tracker = Tracker(
@@ -90,6 +97,7 @@ class SyncTracker:
             batch_points=batch_points, max_pending_points=max_pending_points,
             heartbeat_interval=heartbeat_interval, crash_timeout=crash_timeout,
             reap_interval=reap_interval, poll_interval=poll_interval, clock=clock,
+            remote={"token": token, "spool": spool, "offline": offline},
         )
         self._portal = Portal()
         self._state = _State.NEW

@@ -3,13 +3,18 @@
 
 from __future__ import annotations
 
+import asyncio
 import threading
 import time
-from typing import Any
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
 
 import uvicorn
 
 from engine._server.app import create_app
+from engine._storage.contract import Store
+
+T = TypeVar("T")
 
 
 class LiveServer:
@@ -21,13 +26,14 @@ class LiveServer:
         self.settings = settings
         self._server: uvicorn.Server | None = None
         self._thread: threading.Thread | None = None
+        self.app: Any = None
 
     @property
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
     def start(self) -> LiveServer:
-        app = create_app(self.db, **self.settings)
+        app = self.app = create_app(self.db, **self.settings)
         config = uvicorn.Config(app, host="127.0.0.1", port=self.port, log_level="warning",
                                 lifespan="on", timeout_graceful_shutdown=2)
         server = self._server = uvicorn.Server(config)
@@ -40,6 +46,21 @@ class LiveServer:
             time.sleep(0.01)
         self.port = server.servers[0].sockets[0].getsockname()[1]
         return self
+
+    @property
+    def store(self) -> Store:
+        """The store the server serves (use it on the server's loop: ``call``)."""
+        store: Store = self.app.state.store
+        return store
+
+    async def call(self, work: Callable[[], Awaitable[T]]) -> T:
+        """``await work()`` on the server's own event loop, from the test's."""
+        loop: asyncio.AbstractEventLoop = self.app.state.loop
+
+        async def run() -> T:
+            return await work()
+
+        return await asyncio.wrap_future(asyncio.run_coroutine_threadsafe(run(), loop))
 
     def stop(self, *, abrupt: bool = False) -> None:
         """Stop: gracefully, or (``abrupt``) without waiting for requests in flight."""
