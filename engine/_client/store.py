@@ -67,10 +67,10 @@ class RemoteStore(Store):
     """A ``Store`` whose database is behind a Kittiwake server."""
 
     def __init__(self, url: str, *, upcasters: Upcasters, token: str | None,
-                 wait: float = WAIT) -> None:
+                 wait: float | None = None) -> None:
         self.url = url.rstrip("/")
         self.upcasters = upcasters
-        self.wait = wait
+        self.wait = WAIT if wait is None else wait
         self._token = token
         self._client: httpx.AsyncClient | None = None
 

@@ -17,7 +17,7 @@ from typing import Any
 import anyio
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 from starlette.routing import Route
 
@@ -80,7 +80,7 @@ def create_app(url: str, *, durability: str = "full",
     routes.append(Route("/api/v1/projects/{project:path}/events", events, methods=["GET"]))
     routes.append(Route("/api/v1/openapi.json", _openapi, methods=["GET"]))
     return Starlette(routes=routes, lifespan=lifespan, exception_handlers={
-        EngineError: _engine_error, HTTPException: _http_error,
+        EngineError: _engine_error, HTTPException: _http_error, ClientDisconnect: _gone,
     })
 
 
@@ -101,6 +101,12 @@ async def _engine_error(request: Request, exc: Exception) -> Response:
     headers = {"www-authenticate": "Bearer"} if status == 401 else None
     return Response(wire.dumps(body), status_code=status, media_type="application/json",
                     headers=headers)
+
+
+async def _gone(request: Request, exc: Exception) -> Response:
+    """The client left while sending its body (a tracker closing cancels its requests):
+    nobody will read the answer."""
+    return Response(status_code=400)
 
 
 async def _http_error(request: Request, exc: Exception) -> Response:

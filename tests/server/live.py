@@ -67,6 +67,9 @@ class LiveServer:
         server, thread = self._server, self._thread
         if server is None or thread is None:
             return
+        if not abrupt:  # what a SIGTERM does to `kittiwake serve`: live streams end first
+            state = self.app.state
+            state.loop.call_soon_threadsafe(state.closing.set)
         server.should_exit = True
         if abrupt:
             server.force_exit = True
