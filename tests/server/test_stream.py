@@ -26,11 +26,11 @@ def server(tmp_path: Path) -> Iterator[LiveServer]:
 
 async def _log(url: str, run_id: str, steps: range, project: str = "team/a",
                metrics: tuple[str, ...] = ("loss",)) -> None:
-    async with engine.connect(url, project=project, durability="normal") as tracker:
-        async with tracker.start_run(run_id, resume=True) as run:
-            for step in steps:
-                run.log_metrics({m: float(step) for m in metrics}, step=step)
-                await run.flush()
+    tracker = engine.connect(url, project=project, durability="normal")
+    async with tracker, tracker.start_run(run_id, resume=True) as run:
+        for step in steps:
+            run.log_metrics({m: float(step) for m in metrics}, step=step)
+            await run.flush()
 
 
 def _stream(client: httpx.AsyncClient, project: str = "team/a", **params: object) -> object:
