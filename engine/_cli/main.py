@@ -90,6 +90,9 @@ def _parser() -> argparse.ArgumentParser:
                        help="require a bearer token (kittiwake tokens create) on every request")
     serve.set_defaults(direct=_serve)
 
+    from .tokens import add_commands as add_token_commands
+
+    add_token_commands(commands)
     runs_commands.add_commands(commands, runs)
     return parser
 

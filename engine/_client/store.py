@@ -36,6 +36,7 @@ from engine._storage.contract import (
     RunControl,
     StaleRun,
     Store,
+    TokenRow,
 )
 from engine.errors import ClosedError, EngineError, StorageError, ValidationError
 
@@ -87,8 +88,8 @@ class RemoteStore(Store):
             base_url=self.url, headers=headers,
             timeout=httpx.Timeout(120.0, connect=10.0),
             limits=httpx.Limits(max_connections=32, max_keepalive_connections=16))
-        try:
-            await self._call("GET", "/api/v1/health")
+        try:  # an authenticated call: a bad token is refused here, not at first use
+            await self._call("GET", "/api/v1/head")
         except BaseException:
             await self.close()
             raise
@@ -282,6 +283,28 @@ class RemoteStore(Store):
         answer = await self._call("POST", "/api/v1/controls",
                                   body={"runs": [list(r) for r in runs]})
         return dict(p.control_from(c) for c in answer["controls"])
+
+    # Tokens --------------------------------------------------------------------------------
+
+    async def save_token(self, token: TokenRow) -> None:
+        await self._call("POST", "/api/v1/tokens", body={
+            "id": token.id, "project": token.project, "role": token.role,
+            "digest": token.digest, "created_at": token.created_at,
+            "expires_at": token.expires_at})
+
+    async def list_tokens(self, project: str | None) -> list[TokenRow]:
+        params = {} if project is None else {"project": project}
+        answer = await self._call("GET", "/api/v1/tokens", params=params)
+        return [p.token_from(t) for t in answer["tokens"]]
+
+    async def find_token(self, digest: str) -> TokenRow | None:
+        answer = await self._call("POST", "/api/v1/tokens/find", body={"digest": digest})
+        return None if answer["token"] is None else p.token_from(answer["token"])
+
+    async def revoke_token(self, token_id: str, at: float) -> TokenRow | None:
+        answer = await self._call("POST", "/api/v1/tokens/revoke",
+                                  body={"id": token_id, "at": at})
+        return None if answer["token"] is None else p.token_from(answer["token"])
 
 
 def _culprit(params: dict[str, Any] | None, body: Any) -> str | None:
