@@ -90,6 +90,13 @@ def _parser() -> argparse.ArgumentParser:
                        help="require a bearer token (kittiwake tokens create) on every request")
     serve.set_defaults(direct=_serve)
 
+    sync = commands.add_parser(
+        "sync", help="send what a remote tracker's spool holds to the server (--db URL), and "
+                     "upload offline runs")
+    sync.add_argument("--spool", metavar="PATH",
+                      help="the spool file (default: the server's, under the cache directory)")
+    sync.set_defaults(handler=_sync)
+
     from .tokens import add_commands as add_token_commands
 
     add_token_commands(commands)
@@ -181,6 +188,18 @@ def _serve(args: argparse.Namespace) -> int:
                        "pip install 'kittiwake[server]'") from exc
     serve(args.db, host=args.host, port=args.port, auth=args.auth, workers=args.workers)
     return 0
+
+
+async def _sync(args: argparse.Namespace) -> int:
+    if not args.db.startswith(("http://", "https://")):
+        raise CliError("kittiwake sync sends to a server: pass --db http(s)://…")
+    from engine._client.sync import sync
+
+    report = await sync(args.db, spool=args.spool)
+    emit(f"sent {report.sent} spooled requests ({report.refused} refused); uploaded "
+         f"{report.uploaded} offline events ({report.upload_refused} refused); "
+         f"{report.pending} still spooled")
+    return 0 if report.pending == 0 else 1
 
 
 async def _demo(args: argparse.Namespace) -> int:
