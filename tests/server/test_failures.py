@@ -64,6 +64,22 @@ async def _spooled_max(path: str, server: str, run_id: str) -> int:
         await spool.close()
 
 
+def _killed(command: list[str], after: float) -> list[int]:
+    """Run the training script, SIGKILL it ``after`` seconds into its logging; the steps it
+    said were flushed."""
+    child = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+                             text=True)
+    assert child.stdout is not None
+    first = child.stdout.readline()  # it runs: then kill it at a random instant
+    assert first.strip().isdigit()
+    time.sleep(after)
+    child.send_signal(signal.SIGKILL)
+    flushed = [int(line) for line in [first, *child.stdout.read().split()]]
+    child.wait()
+    child.stdout.close()
+    return flushed
+
+
 async def test_a_training_process_killed_at_random_instants_loses_nothing_spooled(
         tmp_path: Path) -> None:
     script = tmp_path / "train.py"
@@ -73,17 +89,9 @@ async def test_a_training_process_killed_at_random_instants_loses_nothing_spoole
     with LiveServer(str(tmp_path / "server.db"), durability="normal") as server:
         for round_ in range(3):
             run_id = f"r{round_}"
-            child = subprocess.Popen([sys.executable, str(script), server.url, spool, run_id],
-                                     stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
-                                     text=True)
-            assert child.stdout is not None
-            first = child.stdout.readline()  # it runs: then kill it at a random instant
-            assert first.strip().isdigit()
-            await anyio.sleep(rng.uniform(0.05, 1.0))
-            child.send_signal(signal.SIGKILL)
-            flushed = [int(line) for line in [first, *child.stdout.read().split()]]
-            child.wait()
-            child.stdout.close()
+            flushed = await anyio.to_thread.run_sync(
+                _killed, [sys.executable, str(script), server.url, spool, run_id],
+                rng.uniform(0.05, 1.0))
             spooled = await _spooled_max(spool, server.url, run_id)
             report = await sync(server.url, spool=spool)
             assert report.pending == 0
