@@ -31,7 +31,6 @@ from .tokens import ROLES
 __all__ = ["ROUTES"]
 
 _MAX_READ = 100_000
-_MAX_WAIT = 10.0  # the longest a head request is held open when nothing happens
 
 
 def answer(value: Any, status: int = 200) -> Response:
@@ -89,7 +88,8 @@ async def head(request: Request) -> Response:
     store = _store(request)
     if beyond is None or wait == 0:
         return answer({"head": await store.head()})
-    return answer({"head": await request.app.state.heads.wait(beyond, min(wait, _MAX_WAIT))})
+    state = request.app.state
+    return answer({"head": await state.heads.wait(beyond, min(wait, state.long_poll))})
 
 
 async def read(request: Request) -> Response:
