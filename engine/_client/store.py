@@ -236,8 +236,10 @@ class RemoteStore(Store):
         answer = await self._call(
             "POST", "/api/v1/append", retry=False,
             body={"requests": [p.request_to(r) for r in requests], "now": now})
+        sent = {e.id: e.data for r in requests for e in r.events}
         return [p.error_from(o, 0) if "error" in o
-                else [p.record_from(r) for r in o["records"]] for o in answer["outcomes"]]
+                else [p.receipt_from(r, sent) for r in o["records"]]
+                for o in answer["outcomes"]]
 
     async def head(self) -> int:
         answer = await self._call("GET", "/api/v1/head")

@@ -70,7 +70,7 @@ async def append(request: Request) -> Response:
         (r.position for o in outcomes if isinstance(o, list) for r in o), default=0))
     return answer({"outcomes": [
         {"error": p.error_body(_engine(o))["error"]} if isinstance(o, BaseException)
-        else {"records": [p.record_to(r) for r in o]} for o in outcomes]})
+        else {"records": [p.receipt_to(r) for r in o]} for o in outcomes]})
 
 
 def _engine(error: BaseException) -> EngineError:
