@@ -20,6 +20,7 @@ from engine._core import wire
 from engine._core.validate import check_project, check_run_id
 from engine._query.parser import parse_aggregates, parse_group_by, selection
 from engine._query.tree import Selection
+from engine._runtime.tracker import publish
 from engine._storage.contract import Store, TokenRow
 from engine.errors import EngineError, StorageError, ValidationError
 
@@ -66,8 +67,9 @@ async def append(request: Request) -> Response:
         check_request(request_, request.app.state.upcasters)
         requests.append(request_)
     outcomes = await _store(request).append(requests, now=float(now))
-    request.app.state.heads.committed(max(
-        (r.position for o in outcomes if isinstance(o, list) for r in o), default=0))
+    committed = [r for o in outcomes if isinstance(o, list) for r in o]
+    publish(request.app.state.tracker, committed)  # live streams get them now
+    request.app.state.heads.committed(max((r.position for r in committed), default=0))
     return answer({"outcomes": [
         {"error": p.error_body(_engine(o))["error"]} if isinstance(o, BaseException)
         else {"records": [p.receipt_to(r) for r in o]} for o in outcomes]})
