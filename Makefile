@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint bench bench-engine bench-query bench-subscribe bench-system bench-postgres bench-compare clean
+.PHONY: demo test lint bench bench-engine bench-query bench-subscribe bench-system bench-postgres bench-remote bench-compare clean
 
 $(STAMP): pyproject.toml setup.py engine/_runtime/_speedups.c
 	$(PYTHON) -m venv $(VENV)
@@ -49,12 +49,17 @@ bench-system: $(STAMP)
 bench-postgres: $(STAMP)
 	$(BIN)/python -m bench.postgres
 
+# The server and the remote tracker beside the embedded engine: remote ingest, live-stream
+# latency with 100 subscribers, and the server's memory under 100 concurrent writers.
+bench-remote: $(STAMP)
+	$(BIN)/python -m bench.remote
+
 # The side-by-side comparison with other trackers. The peers live in their own
 # virtual environment under bench/.peers, never in the project's dependencies.
 bench-compare: $(STAMP)
 	$(BIN)/python bench/compare/run.py
 
-bench: bench-engine bench-query bench-subscribe bench-system bench-postgres bench-compare
+bench: bench-engine bench-query bench-subscribe bench-system bench-postgres bench-remote bench-compare
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache .hypothesis
