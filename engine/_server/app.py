@@ -64,7 +64,7 @@ def create_app(url: str, *, auth: bool = False, durability: str = "full",
             state.stream_buffer = stream_buffer
             state.long_poll = long_poll
             state.tokens = Tokens(store) if auth else None
-            heads = state.heads = Heads(store)
+            heads = state.heads = Heads(store, state.closing)
             heads.head = await store.head()
             if signals:
                 from .signals import closing_on_signals
