@@ -553,16 +553,21 @@ class Tracker(TrackerReads, TrackerJobs):
         return subscription
 
     async def check(self, progress: Callable[[int], None] | None = None) -> list[str]:
-        """Verify the database: the log (positions without a gap, each run's versions in
-        order, every payload readable), then every projection against a rebuild of it into
-        scratch tables. One line per finding, each naming where the damage is; an empty
-        list means the database is healthy. ``progress`` is called with the position the
-        check has read up to. Reads the whole log: a maintenance task, not a health probe.
+        """Verify the database: its own files where it can tell (SQLite's integrity check),
+        the log (positions without a gap, each run's versions in order, every event matching
+        its checksum and readable), every projection against a rebuild of it into scratch
+        tables, and the bytes of every file the log names (there, and matching their
+        digest). One line per finding, each naming where the damage is; an empty list means
+        the database is healthy. ``progress`` is called with the position the check has read
+        up to. Reads the whole log and every file: a maintenance task, not a health probe.
 
         :raises StorageError: when the database cannot be read at all.
         """
         store, _ = self._open()
-        return await store.check(progress)
+        findings = await store.check(progress)
+        if findings:
+            return findings  # file names come from the log: trust it first
+        return await self._check_blobs()
 
     async def rebuild_projections(self, progress: Progress | None = None) -> None:
         """Rebuild every projection from the log into fresh tables and swap them in; reads
