@@ -263,13 +263,23 @@ def _prepare(path: str | os.PathLike[str], ref: FileRef) -> tuple[str, BinaryIO,
     beside it to write first."""
     target = os.path.abspath(os.fspath(path))
     if os.path.isdir(target):
-        target = os.path.join(target, ref.name or ref.digest.removeprefix("sha256:"))
+        target = os.path.join(target, _local_name(ref))
     folder = os.path.dirname(target)
     try:
         fd, temp = tempfile.mkstemp(prefix=".kittiwake-", dir=folder)
     except OSError as exc:
         raise StorageError(f"cannot write into {folder!r}: {exc}") from exc
     return target, os.fdopen(fd, "wb"), temp
+
+
+def _local_name(ref: FileRef) -> str:
+    """The name a downloaded file takes inside a directory: the last part of its logged name
+    (a name may say where the file came from, ``ckpt/model.pt``, and whoever logged it chose
+    it: ``../../.bashrc`` must not leave the directory), or its digest when nothing is left."""
+    name = os.path.basename((ref.name or "").replace("\\", "/"))
+    if name in ("", ".", ".."):
+        return ref.digest.removeprefix("sha256:")
+    return name
 
 
 def _keep(out: BinaryIO, temp: str, target: str) -> None:
