@@ -69,6 +69,7 @@ WAIT = 30.0
 BODY_TARGET = 32 * 2**20
 LONG_POLL = 5.0  # seconds the server may hold a request for the head when nothing happens
 _RETRYABLE = frozenset({502, 503, 504})
+_DROPPED = (httpx.ReadError, httpx.WriteError, httpx.RemoteProtocolError)
 # The server's refusals: nothing of the request was written, and sending it again cannot
 # change that, so the spool lets go of it.
 REFUSALS = (ValidationError, RunExistsError, RunNotFoundError, ConcurrencyError)
@@ -191,10 +192,16 @@ class RemoteStore(Store):
                                   key=_culprit(params, body)) from None
         deadline = time.monotonic() + self.wait
         pause = 0.05
+        resent = False
         while True:
             try:
                 response = await client.send(request)
             except httpx.TransportError as exc:
+                if isinstance(exc, _DROPPED) and not resent:
+                    # A kept-alive connection the server closed as the request went out:
+                    # once more, on a new one (an append is idempotent by its event ids).
+                    resent = True
+                    continue
                 error: EngineError = StorageError(f"the server at {self.url} did not answer: "
                                      f"{type(exc).__name__}: {exc}")
                 error.__cause__ = exc
