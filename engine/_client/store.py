@@ -190,6 +190,10 @@ class RemoteStore(Store):
         except (UnicodeEncodeError, TypeError) as exc:  # orjson's error is a TypeError
             raise ValidationError(f"cannot send this to a server: {exc}",
                                   key=_culprit(params, body)) from None
+        except httpx.InvalidURL as exc:  # a query (``where``) past what a URL may hold
+            raise ValidationError(f"cannot send this to a server: {exc} (a URL holds at most "
+                                  "64 KiB: shorten the query)",
+                                  key=next(iter(params or {}), None)) from None
         deadline = time.monotonic() + self.wait
         pause = 0.05
         resent = False
