@@ -12,7 +12,7 @@ import anyio
 import orjson
 
 from engine._core import events as ev
-from engine._worker.worker import Worker, stop_on_signals
+from engine._jobs.worker import Worker, stop_on_signals
 
 from .display import emit, table
 from .errors import CliError, UsageError

@@ -36,7 +36,7 @@ from enum import Enum
 from .rows import PROJECTIONS
 
 __all__ = ["PROJECTION_TABLES", "TABLES", "Column", "Index", "Kind", "Table", "added_in",
-           "seeds", "table_of"]
+           "indexes_added_in", "seeds", "table_of"]
 
 
 class Kind(Enum):
@@ -70,6 +70,7 @@ class Index:
     columns: tuple[str, ...]
     unique: bool = False
     where: str | None = None
+    since: int = 1  # the schema version that added it
 
     def ddl(self, table: str, suffix: str, generation: int | str) -> str:
         """The statement creating this index on ``<table><suffix>`` (the same on both
@@ -95,6 +96,10 @@ class Table:
     @property
     def column_names(self) -> tuple[str, ...]:
         return tuple(c.name for c in self.columns)
+
+    def indexes_at(self, version: int | None) -> tuple[Index, ...]:
+        """The indexes the table had at schema ``version`` (None: now)."""
+        return tuple(i for i in self.indexes if version is None or i.since <= version)
 
     def columns_at(self, version: int | None) -> tuple[Column, ...]:
         """The columns the table had at schema ``version`` (None: now)."""
@@ -132,6 +137,8 @@ RUNS = Table("runs", (
     Index("runs_experiment", ("project", "experiment", "rk")),
     Index("runs_listing", ("project", "deleted", "rk")),
     Index("runs_running", ("status",), where="status = 'running'"),
+    # A worker's claim: the oldest queued jobs of some queues.
+    Index("runs_queued", ("project", "queue", "rk"), where="status = 'queued'", since=3),
 ))
 
 METRICS = Table("metrics", (
@@ -206,3 +213,9 @@ def added_in(version: int) -> list[tuple[Table, Column]]:
     migration adds them in place (at the end, nullable), where a rebuild creates them."""
     return [(table, column) for table in TABLES for column in table.columns
             if column.since == version]
+
+
+def indexes_added_in(version: int) -> list[tuple[Table, Index]]:
+    """The indexes schema ``version`` added to existing tables, each with its table."""
+    return [(table, index) for table in TABLES for index in table.indexes
+            if index.since == version]

@@ -221,10 +221,14 @@ class Reads:
     async def jobs(self, project: str, *, queues: Sequence[str] | None,
                    statuses: Sequence[str] | None, run_ids: Sequence[str] | None = None,
                    limit: int | None = None) -> list[JobRow]:
+        claims = statuses is not None and list(statuses) == ["queued"]
+
         async def work(session: Session) -> Sequence[Row]:
             sql = ["project = ?", "queue IS NOT NULL", "deleted = 0"]
             params: list[Any] = [project]
-            for column, values in (("queue", queues), ("status", statuses),
+            if claims:
+                sql.append("status = 'queued'")  # as the claims' partial index says it
+            for column, values in (("queue", queues), ("status", None if claims else statuses),
                                    ("run_id", run_ids)):
                 if values is not None:
                     condition, more = one_of(session.dialect, column, list(values) or [""])

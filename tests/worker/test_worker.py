@@ -19,7 +19,7 @@ import pytest
 
 import engine
 from engine import Status
-from engine._worker.worker import Worker
+from engine._jobs.worker import Worker
 from tests.conftest import MakeTracker
 from tests.runtime.test_lifecycle import _wait_until, needs_shared_database
 

@@ -19,7 +19,15 @@ from collections.abc import Sequence
 
 import asyncpg
 
-from engine._projections.tables import TABLES, Column, Kind, Table, added_in, seeds
+from engine._projections.tables import (
+    TABLES,
+    Column,
+    Kind,
+    Table,
+    added_in,
+    indexes_added_in,
+    seeds,
+)
 from engine.errors import EngineError
 
 from .connection import quote_ident
@@ -43,7 +51,8 @@ def projection_ddl(suffix: str, generation: int | str, *,
         statements.append(_create(table, suffix, generation, version))
         statements.extend(f"ALTER TABLE {table.name}{suffix} ALTER COLUMN {column} "
                           "SET STORAGE EXTERNAL" for column in table.external)
-        statements.extend(index.ddl(table.name, suffix, generation) for index in table.indexes)
+        statements.extend(index.ddl(table.name, suffix, generation)
+                          for index in table.indexes_at(version))
     return [*statements, *seeds(suffix)]
 
 
@@ -88,8 +97,11 @@ _LOG = [
 
 def _added(version: int) -> tuple[str, ...]:
     """The statements adding schema ``version``'s columns to the live tables."""
-    return tuple(f"ALTER TABLE {table.name} ADD COLUMN {_column(column)}"
-                 for table, column in added_in(version))
+    columns = [f"ALTER TABLE {table.name} ADD COLUMN {_column(column)}"
+               for table, column in added_in(version)]
+    # Named for generation 0 whatever the live tables' generation: a rebuild names its own.
+    return (*columns, *(index.ddl(table.name, "", 0)
+                        for table, index in indexes_added_in(version)))
 
 
 MIGRATIONS: Sequence[Sequence[str]] = (

@@ -11,7 +11,16 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from engine._projections.tables import TABLES, Column, Index, Kind, Table, added_in, seeds
+from engine._projections.tables import (
+    TABLES,
+    Column,
+    Index,
+    Kind,
+    Table,
+    added_in,
+    indexes_added_in,
+    seeds,
+)
 
 __all__ = ["MIGRATIONS", "projection_ddl"]
 
@@ -33,7 +42,8 @@ def projection_ddl(suffix: str, generation: int | str, *,
         if table.rowid and len(table.key) > 1:
             statements.append(Index(f"{table.key_stem}_key", table.key, unique=True)
                               .ddl(table.name, suffix, generation))
-        statements.extend(index.ddl(table.name, suffix, generation) for index in table.indexes)
+        statements.extend(index.ddl(table.name, suffix, generation)
+                          for index in table.indexes_at(version))
     return [*statements, *seeds(suffix)]
 
 
@@ -80,8 +90,11 @@ _LOG = [
 
 def _added(version: int) -> tuple[str, ...]:
     """The statements adding schema ``version``'s columns to the live tables."""
-    return tuple(f"ALTER TABLE {table.name} ADD COLUMN {_column(column, key=False)}"
-                 for table, column in added_in(version))
+    columns = [f"ALTER TABLE {table.name} ADD COLUMN {_column(column, key=False)}"
+               for table, column in added_in(version)]
+    # Named for generation 0 whatever the live tables' generation: a rebuild names its own.
+    return (*columns, *(index.ddl(table.name, "", 0)
+                        for table, index in indexes_added_in(version)))
 
 
 MIGRATIONS: Sequence[Sequence[str]] = (

@@ -25,6 +25,7 @@ from engine._core.model import Job
 from engine._runtime.jobs import worker_name
 from engine._runtime.run import Run
 from engine._runtime.tracker import Tracker
+from engine.errors import EngineError
 
 from .process import describe_exit, job_environment, pump, start, stop_group
 
@@ -124,14 +125,20 @@ class Worker:
         entry.process = process
         self.started.append((job.run_id, anyio.current_time()))
         self.say(f"{job.run_id}: started {' '.join(job.command)} (pid {process.pid})")
-        async with anyio.create_task_group() as inner, \
-                self.tracker.edit_run(job.run_id) as handle:
-            inner.start_soon(self._watch_abort, entry)
-            write = _output(handle)
-            inner.start_soon(pump, process.stdout, "logs/stdout", write)
-            inner.start_soon(pump, process.stderr, "logs/stderr", write)
-            code = await process.wait()
-            inner.cancel_scope.cancel()
+        try:
+            async with anyio.create_task_group() as inner, \
+                    self.tracker.edit_run(job.run_id) as handle:
+                inner.start_soon(self._watch_abort, entry)
+                write = _output(handle)
+                inner.start_soon(pump, process.stdout, "logs/stdout", write)
+                inner.start_soon(pump, process.stderr, "logs/stderr", write)
+                await process.wait()
+                inner.cancel_scope.cancel()
+        except* EngineError as failed:
+            # The output could not be kept (the store refused a batch of it): the job's
+            # ending must still be recorded.
+            self.say(f"{job.run_id}: output not kept: {failed.exceptions[0]}")
+        code = await process.wait()
         await process.aclose()
         return ("succeeded" if code == 0 else "failed"), (None if code == 0
                                                           else describe_exit(code))
