@@ -163,11 +163,13 @@ async def test_the_jobs_of_a_dead_worker_go_back_to_the_queue_then_crash(
             assert (job.status, job.attempt) == (Status.RUNNING, attempt)
             clock.now = time.time() + 61  # past the dead worker's last beat, however slow
 
-            async def ended(expected: Status = ending) -> bool:
-                found = await reaper.get_job(rid)
-                return found is not None and found.status is expected
+            async def recorded(count: int = 2 * attempt + 1) -> bool:  # requeued, or ended
+                return len([e async for e in reaper.events()]) == count
 
-            await _wait_until(ended, f"the job to be {ending}")
+            await _wait_until(recorded, f"the reaper to record the job {ending}")
+            found = await reaper.get_job(rid)
+            assert found is not None
+            assert found.status is ending
         state = await reaper.get_run(rid)
         assert state.status_reason == "no heartbeat for 60 s"
         types = [e.type async for e in reaper.events()]
@@ -272,3 +274,29 @@ def test_inside_a_job_connect_and_start_run_need_no_arguments(
             assert (tracker.url, tracker.project) == (path, "team")
 
     in_thread(lambda: anyio.run(from_async))
+
+
+async def test_reads_judge_a_lost_job_before_any_reaper_hands_it_back(
+        make: MakeTracker, backend: str, db_url: str) -> None:
+    needs_shared_database(backend)
+    clock = FakeClock()
+    async with make(clock=clock, reap_interval=1e6) as reader:  # reaps once, at its start
+        again = await reader.enqueue(["a"], max_attempts=2, run_id="again")
+        died = await anyio.run_process([sys.executable, "-c", _CLAIM_AND_DIE, db_url],
+                                       check=False, stderr=subprocess.STDOUT)
+        assert died.returncode == 0, died.stdout.decode()
+        done = await reader.enqueue(["b"], run_id="done")
+        died = await anyio.run_process([sys.executable, "-c", _CLAIM_AND_DIE, db_url],
+                                       check=False, stderr=subprocess.STDOUT)
+        assert died.returncode == 0, died.stdout.decode()
+        assert [(j.run_id, j.status) for j in await reader.list_jobs()] == \
+            [(again, Status.RUNNING), (done, Status.RUNNING)]
+        clock.now = time.time() + 61
+        assert [(j.run_id, j.status) for j in await reader.list_jobs()] == \
+            [(again, Status.QUEUED)]
+        lost = await reader.get_job(done)
+        assert lost is not None and lost.status is Status.CRASHED
+        assert [s.run_id for s in await reader.list_runs("status = 'queued'")] == [again]
+        assert (await reader.get_run(again)).status_reason == "no heartbeat for 60 s"
+        types = [e.type async for e in reader.events()]
+        assert "JobRequeued" not in types and "StatusChanged" not in types
