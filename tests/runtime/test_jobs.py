@@ -295,8 +295,10 @@ async def test_reads_judge_a_lost_job_before_any_reaper_hands_it_back(
         assert [(j.run_id, j.status) for j in await reader.list_jobs()] == \
             [(again, Status.QUEUED)]
         lost = await reader.get_job(done)
-        assert lost is not None and lost.status is Status.CRASHED
+        assert lost is not None
+        assert lost.status is Status.CRASHED
         assert [s.run_id for s in await reader.list_runs("status = 'queued'")] == [again]
         assert (await reader.get_run(again)).status_reason == "no heartbeat for 60 s"
         types = [e.type async for e in reader.events()]
-        assert "JobRequeued" not in types and "StatusChanged" not in types
+        assert "JobRequeued" not in types
+        assert "StatusChanged" not in types
