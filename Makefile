@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint bench bench-engine bench-query bench-subscribe bench-system bench-postgres bench-compare bench-jobs clean
+.PHONY: demo test lint torture bench bench-engine bench-query bench-subscribe bench-system bench-postgres bench-compare bench-jobs clean
 
 $(STAMP): pyproject.toml setup.py engine/_runtime/_speedups.c
 	$(PYTHON) -m venv $(VENV)
@@ -57,6 +57,11 @@ bench-postgres: $(STAMP)
 # virtual environment under bench/.peers, never in the project's dependencies.
 bench-compare: $(STAMP)
 	$(BIN)/python bench/compare/run.py
+
+# kill -9 at random instants of writers and rebuilds, 1,000 trials in all (docs/reliability.md);
+# exits 1 on any violation of the durability promise.
+torture: $(STAMP)
+	$(BIN)/python -m bench.torture
 
 bench: bench-engine bench-query bench-subscribe bench-system bench-postgres bench-jobs bench-compare
 

@@ -293,6 +293,7 @@ class StoreContract(_Stores):
             assert state is not None
             assert (state.version, state.metrics["m"].count) == (2, 1)
             assert await store.run_count("p") == 1
+            assert await store.projects() == {"p": 1}  # nothing of the refused batch
             rows = await self.raw(store, "SELECT name, position FROM checkpoints")
             assert {name: position for name, position in rows if name != "lineage"} == {
                 "runs": 2, "metrics": 2, "series": 2, "experiments": 2}

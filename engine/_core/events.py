@@ -13,6 +13,14 @@ Payloads (schema version 1)::
     StatusChanged   {"status": "succeeded" | "failed" | "aborted" | "crashed", "reason"}
     AbortRequested  {"reason"}
     RunDeleted      {}
+    NotesSet        {"notes": str}
+    TextLogged      {"text": {key: {"steps": [..], "values": [str], "timestamps": [..]}}}
+    FilesLogged     {"files": {key: [{"step", "timestamp", "name", "digest", "size",
+                                      "media_type", "caption"?, "width"?, "height"?}]}}
+    FilesUploaded   {"files": {key: {"timestamp", "name", "digest", ...}}}
+    HistogramsLogged {"histograms": {key: [{"step", "timestamp", "edges", "counts"}]}}
+    ConfusionMatricesLogged {"matrices": {key: [{"step", "timestamp", "labels", "matrix"}]}}
+    EnvCaptured     {"env": {path: value}}
     JobClaimed      {"worker", "host", "pid", "attempt", "heartbeat_interval",
                      "crash_timeout"}
     JobRequeued     {"reason", "attempt": the claims that count against max_attempts}
@@ -61,8 +69,16 @@ __all__ = [
     "TAGS_ADDED",
     "TAGS_REMOVED",
     "UPCASTS",
+    "CONFUSION_MATRICES_LOGGED",
+    "CONTENT_TYPES",
+    "ENV_CAPTURED",
+    "FILES_LOGGED",
+    "FILES_UPLOADED",
+    "HISTOGRAMS_LOGGED",
     "JOB_CLAIMED",
     "JOB_REQUEUED",
+    "NOTES_SET",
+    "TEXT_LOGGED",
     "NewEvent",
     "Record",
     "Upcasters",
@@ -80,6 +96,16 @@ ABORT_REQUESTED = "AbortRequested"
 RUN_DELETED = "RunDeleted"
 JOB_CLAIMED = "JobClaimed"
 JOB_REQUEUED = "JobRequeued"
+# What a run records besides metrics and configs (see ``content``).
+NOTES_SET = "NotesSet"
+TEXT_LOGGED = "TextLogged"
+FILES_LOGGED = "FilesLogged"
+FILES_UPLOADED = "FilesUploaded"
+HISTOGRAMS_LOGGED = "HistogramsLogged"
+CONFUSION_MATRICES_LOGGED = "ConfusionMatricesLogged"
+ENV_CAPTURED = "EnvCaptured"
+CONTENT_TYPES = frozenset({NOTES_SET, TEXT_LOGGED, FILES_LOGGED, FILES_UPLOADED,
+                           HISTOGRAMS_LOGGED, CONFUSION_MATRICES_LOGGED, ENV_CAPTURED})
 
 CURRENT_VERSIONS: Mapping[str, int] = {
     RUN_CREATED: 1,
@@ -93,6 +119,13 @@ CURRENT_VERSIONS: Mapping[str, int] = {
     RUN_DELETED: 1,
     JOB_CLAIMED: 1,
     JOB_REQUEUED: 1,
+    NOTES_SET: 1,
+    TEXT_LOGGED: 1,
+    FILES_LOGGED: 1,
+    FILES_UPLOADED: 1,
+    HISTOGRAMS_LOGGED: 1,
+    CONFUSION_MATRICES_LOGGED: 1,
+    ENV_CAPTURED: 1,
 }
 
 Upcaster = Callable[[dict[str, Any]], dict[str, Any]]

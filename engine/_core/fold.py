@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+from . import content as ct
 from . import events as ev
 from .events import Record
 from .heartbeat import judge, silence
@@ -61,6 +62,11 @@ class _Run:
     crash_timeout: float | None = None
     attempt: int | None = None  # a job's claims that count, and how many it may have
     max_attempts: int | None = None
+    notes: str = ""
+    env: dict[str, Any] = field(default_factory=dict)
+    files: dict[str, tuple[float, dict[str, Any]]] = field(default_factory=dict)
+    kinds: dict[str, str] = field(default_factory=dict)
+    entries: dict[str, list[ct.EntryRow]] = field(default_factory=dict)
 
 
 def _cut(columns: Columns, step: int | float) -> Columns:
@@ -125,6 +131,7 @@ class Fold:
                 run.floor = rewind
                 run.series = {m: c for m, c in ((m, _cut(c, rewind)) for m, c in run.series.items())
                               if c[0]}
+                run.entries = _cut_entries(run.entries, rewind)
         elif kind == ev.RUN_DELETED:
             run.deleted = True
         elif kind == ev.JOB_CLAIMED:
@@ -135,6 +142,18 @@ class Fold:
         elif kind == ev.JOB_REQUEUED:
             run.status, run.status_reason, run.ended_at = Status.QUEUED, data.get("reason"), None
             run.attempt = data["attempt"]
+        elif kind == ev.NOTES_SET:
+            run.notes = data["notes"]
+        elif kind == ev.ENV_CAPTURED:
+            run.env.update(data["env"])
+        elif kind == ev.FILES_UPLOADED:
+            for name, ref in data["files"].items():
+                run.files[name] = (ref["timestamp"], ref)
+                run.kinds[name] = ct.UPLOAD
+        elif kind in ct.ENTRY_EVENTS:
+            for name, what, rows in ct.entries_of(kind, data):
+                run.kinds[name] = what
+                run.entries.setdefault(name, []).extend(rows)
 
     def _create(self, event: Event | Record, data: Mapping[str, Any], at: float) -> None:
         fork = data.get("fork")
@@ -153,6 +172,9 @@ class Fold:
             run.config = dict(parent.config)
             cut = (_cut(c, fork["step"]) for c in parent.series.values())
             run.series = {m: c for m, c in zip(parent.series, cut, strict=True) if c[0]}
+            run.notes, run.env = parent.notes, dict(parent.env)
+            run.files, run.kinds = dict(parent.files), dict(parent.kinds)
+            run.entries = _cut_entries(parent.entries, fork["step"])
         run.tags.update(data.get("tags") or ())
         run.config.update(data.get("config") or {})
         if data.get("job"):
@@ -205,7 +227,10 @@ class Fold:
             metrics={m: _summary(c) for m, c in sorted(run.series.items())},
             fork=run.fork, created_at=_time(run.created_at), updated_at=_time(run.updated_at),
             ended_at=None if run.ended_at is None else _time(run.ended_at),
-            deleted=run.deleted, version=run.version, position=run.position,
+            deleted=run.deleted, version=run.version, position=run.position, notes=run.notes,
+            env=dict(run.env),
+            files={name: ct.ref_of(name, None, at, ref)
+                   for name, (at, ref) in sorted(run.files.items())},
         )
 
     def run_states(self, project: str, *, at: float | None = None) -> list[RunState]:
@@ -226,6 +251,15 @@ class Fold:
         steps, values, times = columns
         return Series(normalize_steps(array(steps.typecode, steps)), array("d", values),
                       array("d", times))
+
+    def entries(self, project: str, run_id: str, key: str) -> list[ct.EntryRow]:
+        """The run's effective entries under ``key`` in step order (empty if none)."""
+        return list(self.runs[(project, run_id)].entries.get(key, ()))
+
+    def kind(self, project: str, run_id: str, key: str) -> str | None:
+        """The kind ``key`` holds in the run (``metric``, ``text``, …), or None."""
+        run = self.runs[(project, run_id)]
+        return ct.METRIC if key in run.series else run.kinds.get(key)
 
     def experiment(self, project: str, name: str) -> Experiment:
         """The experiment's head (newest run not deleted) and history (oldest first)."""
@@ -258,6 +292,12 @@ class Fold:
         descendants = [f[2] for f in found]
         children = tuple(f[2] for f in found if f[0] == 1)
         return Lineage(run_id, tuple(chain), tuple(descendants), children)
+
+
+def _cut_entries(entries: dict[str, list[ct.EntryRow]],
+                 step: int | float) -> dict[str, list[ct.EntryRow]]:
+    cut = {key: [row for row in rows if row[0] <= step] for key, rows in entries.items()}
+    return {key: rows for key, rows in cut.items() if rows}
 
 
 def _summary(columns: Columns) -> MetricSummary:

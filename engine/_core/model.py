@@ -7,7 +7,10 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from .files import FileRef
 
 
 class Status(StrEnum):
@@ -84,6 +87,10 @@ class RunState:
     :ivar version: the run's stream version: how many events it has.
     :ivar position: the log position of the run's last event; as ``as_of``, it shows the run
         as it is now.
+    :ivar notes: the run's description (``""`` when never set).
+    :ivar env: where the run ran, by flat path (``host/name``, ``python/version``,
+        ``git/commit``, …), as captured when it started.
+    :ivar files: each file attribute (``run.upload``) by key, its current ``FileRef``.
     """
 
     project: str
@@ -102,6 +109,9 @@ class RunState:
     deleted: bool
     version: int
     position: int
+    notes: str = ""
+    env: dict[str, Any] = field(default_factory=dict)
+    files: dict[str, FileRef] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)

@@ -156,15 +156,10 @@ class Worker:
 
 
 def _output(handle: Run) -> Callable[[str, int, str], None]:
-    """Where output lines go: the run's text series when this release has them, else the
-    worker's own output."""
-    log_text = getattr(handle, "log_text", None)
+    """Where output lines go: the run's text series."""
 
     def write(key: str, number: int, line: str) -> None:
-        if log_text is not None:
-            log_text({key: line}, step=number)
-        else:
-            print(f"[{handle.run_id} {key}] {line}", flush=True)
+        handle.log_text({key: line}, step=number)
 
     return write
 

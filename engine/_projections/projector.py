@@ -24,6 +24,7 @@ from engine._core.events import Record
 from engine._core.series import Chunk, Summary, combine, from_le, steps_array, summarize_points
 from engine.errors import RunExistsError, RunNotFoundError, ValidationError
 
+from .content import apply_content, fork_content, kind_error, rewind_content
 from .rows import Changes, MetricRow, ProjectionIO, RunRow, Segment
 
 __all__ = ["Projector"]
@@ -155,6 +156,8 @@ class Projector:
         elif kind == ev.JOB_REQUEUED:
             row.status, row.status_reason, row.ended_at = "queued", data.get("reason"), None
             row.attempt = data["attempt"]
+        elif kind in ev.CONTENT_TYPES:
+            apply_content(row, rec, await self.metrics(row.rk), self.changes)
         row.version = rec.version
         row.position = rec.position
         row.updated_at = rec.timestamp
@@ -200,6 +203,7 @@ class Projector:
             row.tags = sorted(set(parent.tags).union(row.tags))
             row.config = {**parent.config, **row.config}
             await self._inherit(row, parent, step)
+            fork_content(row, parent, step, rec.position)
             lineage = [(parent.rk, 1, step)] + [
                 (a, depth + 1, s) for a, depth, s in await self.ancestors(parent.rk)]
             self._ancestors[rk] = lineage
@@ -245,6 +249,7 @@ class Projector:
         row.crash_timeout = rec.data.get("crash_timeout")
         if rewind is None:
             return
+        rewind_content(row, rewind)
         metrics = await self.metrics(row.rk)
         segments = await self.segments(row.rk)
         for metric, mrow in list(metrics.items()):
@@ -293,6 +298,8 @@ class Projector:
             if not steps:
                 continue
             mrow = rows.get(metric)
+            if mrow is None and metric in row.kinds:
+                raise kind_error(metric, "metric", row.kinds[metric][0])
             bound = mrow.summary.last_step if mrow is not None else None
             if floor is not None and (bound is None or floor > bound):
                 bound = floor

@@ -15,10 +15,6 @@ kind       SQLite           PostgreSQL            holds
 ``VALUE``  (no type)        ``double precision``  measured values (NaN stored as NULL)
 =========  ===============  ====================  ============================================
 
-A column added after the first schema version says so (``since``): the first migration
-creates the tables as they were, and each later one adds that version's columns in place,
-so a migrated database and a rebuilt one end with the same tables.
-
 A table's ``key`` is its primary key, except where SQLite keeps the rows in a rowid table
 (``rowid``): a one-column key is then the rowid itself, and a longer one a unique index.
 PostgreSQL names the key's constraint ``<key_name>_pk_g<generation>``, SQLite a key index
@@ -35,8 +31,8 @@ from enum import Enum
 
 from .rows import PROJECTIONS
 
-__all__ = ["PROJECTION_TABLES", "TABLES", "Column", "Index", "Kind", "Table", "added_in",
-           "indexes_added_in", "seeds", "table_of"]
+__all__ = ["PROJECTION_TABLES", "TABLES", "TXT_PREFIX", "Column", "Index", "Kind", "Table", "seeds",
+           "table_of"]
 
 
 class Kind(Enum):
@@ -59,26 +55,33 @@ class Column:
     name: str
     kind: Kind
     nullable: bool = False
-    since: int = 1  # the schema version that added it; later ones come last, and nullable
+    # The version of the declarations that added it: 1, the first; 2, each run's heartbeat
+    # promise; 3, jobs; 4, what a run records besides metrics; 5, the index of queued jobs
+    # (Index.since). Each backend's migrations add a later version's columns, indexes and
+    # tables, so later columns come last (and are nullable or have a default).
+    since: int = 1
 
 
 @dataclass(frozen=True, slots=True)
 class Index:
-    """A secondary index (``where``: a partial index's condition)."""
+    """A secondary index (``where``: a partial index's condition; ``postgres``: what
+    PostgreSQL indexes instead of ``columns``)."""
 
     name: str
     columns: tuple[str, ...]
     unique: bool = False
     where: str | None = None
-    since: int = 1  # the schema version that added it
+    postgres: tuple[str, ...] | None = None
+    since: int = 1  # the version of the declarations that added it (see Column)
 
-    def ddl(self, table: str, suffix: str, generation: int | str) -> str:
-        """The statement creating this index on ``<table><suffix>`` (the same on both
-        backends)."""
+    def ddl(self, table: str, suffix: str, generation: int | str, *,
+            postgres: bool = False) -> str:
+        """The statement creating this index on ``<table><suffix>``."""
         unique = "UNIQUE " if self.unique else ""
         where = f" WHERE {self.where}" if self.where else ""
+        columns = self.postgres if postgres and self.postgres else self.columns
         return (f"CREATE {unique}INDEX {self.name}_g{generation} ON {table}{suffix} "
-                f"({', '.join(self.columns)}){where}")
+                f"({', '.join(columns)}){where}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,18 +95,23 @@ class Table:
     indexes: tuple[Index, ...] = ()
     rowid: bool = False  # SQLite keeps the rows in a rowid table (else WITHOUT ROWID)
     external: tuple[str, ...] = ()  # PostgreSQL stores these out of line, uncompressed
+    since: int = 1  # the version of the declarations that added the table (see Column)
+
+    def at(self, version: int | None) -> Table | None:
+        """The table as version ``version`` of the declarations had it (None: not yet
+        there); every column for ``None``."""
+        if version is None:
+            return self
+        if self.since > version:
+            return None
+        return Table(self.name, tuple(c for c in self.columns if c.since <= version),
+                     self.key, self.key_name,
+                     tuple(i for i in self.indexes if i.since <= version), self.rowid,
+                     self.external, self.since)
 
     @property
     def column_names(self) -> tuple[str, ...]:
         return tuple(c.name for c in self.columns)
-
-    def indexes_at(self, version: int | None) -> tuple[Index, ...]:
-        """The indexes the table had at schema ``version`` (None: now)."""
-        return tuple(i for i in self.indexes if version is None or i.since <= version)
-
-    def columns_at(self, version: int | None) -> tuple[Column, ...]:
-        """The columns the table had at schema ``version`` (None: now)."""
-        return tuple(c for c in self.columns if version is None or c.since <= version)
 
     @property
     def key_stem(self) -> str:
@@ -132,13 +140,18 @@ RUNS = Table("runs", (
     *_cols("queue", N, nullable=True, since=3), *_cols("job", B, nullable=True, since=3),
     *_cols("attempt max_attempts", K, nullable=True, since=3),
     *_cols("worker", T, nullable=True, since=3),
+    # What a run records besides metrics (declarations of version 4): its notes; env, file
+    # attributes and the kind and last step of each non-metric key, encoded; and the
+    # pieces of other runs' (or its own earlier epochs') entries it sees: forks and rewinds.
+    *_cols("notes", T, since=4),
+    *_cols("env files kinds entry_segments", B, nullable=True, since=4),
 ), key=("rk",), rowid=True, indexes=(
     Index("runs_key", ("project", "run_id"), unique=True),
     Index("runs_experiment", ("project", "experiment", "rk")),
     Index("runs_listing", ("project", "deleted", "rk")),
     Index("runs_running", ("status",), where="status = 'running'"),
-    # A worker's claim: the oldest queued jobs of some queues.
-    Index("runs_queued", ("project", "queue", "rk"), where="status = 'queued'", since=3),
+    # A worker's claim: the oldest queued jobs of some queues (declarations of version 5).
+    Index("runs_queued", ("project", "queue", "rk"), where="status = 'queued'", since=5),
 ))
 
 METRICS = Table("metrics", (
@@ -152,13 +165,16 @@ METRICS = Table("metrics", (
 ))
 
 # The runs table's query side: one row per config path and per tag (``stored.config_values``
-# says how values map to kind/num/txt).
+# says how values map to kind/num/txt). PostgreSQL's btree refuses an entry over 2,704 bytes
+# and a config text may hold a mebibyte, so it indexes the text's first ``TXT_PREFIX``
+# characters; the query compiler tests that prefix beside the whole text (``_query.sql``).
+TXT_PREFIX = 256
 RUN_CONFIGS = Table("run_configs", (
     *_cols("rk", K), *_cols("path kind", N), *_cols("num", V, nullable=True),
     *_cols("txt", N, nullable=True),
 ), key=("rk", "path"), indexes=(
     Index("run_configs_num", ("path", "num")),
-    Index("run_configs_txt", ("path", "txt")),
+    Index("run_configs_txt", ("path", "txt"), postgres=("path", f"left(txt, {TXT_PREFIX})")),
 ))
 
 RUN_TAGS = Table("run_tags", (*_cols("rk", K), *_cols("tag", N)), key=("rk", "tag"),
@@ -189,10 +205,18 @@ EXPERIMENTS = Table("experiments", (*_cols("project name", N), *_cols("head", K,
 
 PROJECTS = Table("projects", (*_cols("project", N), *_cols("runs", K)), key=("project",))
 
+# Entries of the stepped kinds (text, file, histogram and confusion-matrix series), one row
+# per key and step, in the epoch of the run that logged it; ``value`` is the encoded plain
+# value. A run's effective entries are its own epoch's plus its ``entry_segments``.
+ENTRIES = Table("entries", (
+    *_cols("rk", K), *_cols("path", N), *_cols("epoch", K), *_cols("step", S),
+    *_cols("position", K), *_cols("kind", N), *_cols("at", Kind.TIME), *_cols("value", B),
+), key=("rk", "path", "epoch", "step"), rowid=True, since=4)
+
 CHECKPOINTS = Table("checkpoints", (*_cols("name", N), *_cols("position", K)), key=("name",))
 
 TABLES = (RUNS, METRICS, RUN_CONFIGS, RUN_TAGS, SERIES_CHUNKS, SERIES_SEGMENTS, LINEAGE,
-          EXPERIMENTS, PROJECTS, CHECKPOINTS)
+          EXPERIMENTS, PROJECTS, CHECKPOINTS, ENTRIES)
 """Every projection table, in the order they are created, swapped and compared."""
 
 PROJECTION_TABLES = tuple(table.name for table in TABLES)
@@ -206,16 +230,3 @@ def table_of(name: str) -> Table:
 def seeds(suffix: str) -> list[str]:
     """The statements that start every projection's checkpoint at position 0."""
     return [f"INSERT INTO checkpoints{suffix} VALUES ('{name}', 0)" for name in PROJECTIONS]
-
-
-def added_in(version: int) -> list[tuple[Table, Column]]:
-    """The columns schema ``version`` added to existing tables, each with its table: a
-    migration adds them in place (at the end, nullable), where a rebuild creates them."""
-    return [(table, column) for table in TABLES for column in table.columns
-            if column.since == version]
-
-
-def indexes_added_in(version: int) -> list[tuple[Table, Index]]:
-    """The indexes schema ``version`` added to existing tables, each with its table."""
-    return [(table, index) for table in TABLES for index in table.indexes
-            if index.since == version]

@@ -31,6 +31,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from engine._projections.stored import RUN_COLUMNS
+from engine._projections.tables import TXT_PREFIX
 
 from .dialect import POSTGRES, SQLITE, Dialect
 from .tree import (
@@ -291,16 +292,18 @@ class Builder:
             if self.correlated:
                 test = f"c.kind IN ('n', 't') AND {test}"
             elif any(_OPS[op](b, value) for b in (0, 1)):
-                test += f" AND {self._kind_among(path, 'b', 'num IN (0, 1)')}"
+                test += f" AND {self._kind_among(path, 'b', 'k.num IN (0, 1)')}"
         else:
             assert isinstance(value, str)
             text = self.d.text("c.txt") if op != "=" else "c.txt"
             if op != "=" or self.correlated:
-                test = f"c.kind = 's' AND {text} {op} {self.bind(value)}"
+                test = f"c.kind = 's' AND {self._txt_prefix('c', op, value)}{text} {op} " \
+                       f"{self.bind(value)}"
             else:
-                test = f"c.txt = {self.bind(value)}"
+                test = f"{self._txt_prefix('c', op, value)}c.txt = {self.bind(value)}"
                 if value.startswith("["):  # the text of a list config
-                    test += f" AND {self._kind_among(path, 'l', f'txt = {self.bind(value)}')}"
+                    among = f"{self._txt_prefix('k', op, value)}k.txt = {self.bind(value)}"
+                    test += f" AND {self._kind_among(path, 'l', among)}"
             seconds = iso_seconds(value)
             if seconds is not None:  # a datetime config compares with a date string by time
                 found = self.rows_where("run_configs", "c", head + test)
@@ -311,9 +314,19 @@ class Builder:
 
     def _kind_among(self, path: str, kind: str, where: str) -> str:
         """``c`` is not a config of ``kind`` among the rows of ``path`` meeting ``where``
-        (on columns of the ``(path, num)`` or ``(path, txt)`` index)."""
+        (on ``k``'s columns of the ``(path, num)`` or ``(path, txt)`` index)."""
         return (f"c.rk NOT IN (SELECT k.rk FROM run_configs k WHERE k.path = "
-                f"{self.bind(path)} AND k.{where} AND k.kind = '{kind}')")
+                f"{self.bind(path)} AND {where} AND k.kind = '{kind}')")
+
+    def _txt_prefix(self, alias: str, op: str, value: str) -> str:
+        """On PostgreSQL, the test of ``txt``'s indexed prefix that ``txt {op} value``
+        implies (with ``AND``), so the ``(path, left(txt, n))`` index serves it; nothing on
+        SQLite, which indexes the whole text. Cutting both sides to their first n characters
+        keeps their order by code point, or makes them equal."""
+        if not self.d.numbered:
+            return ""
+        cut = {"<": "<=", ">": ">="}.get(op, op)
+        return f"left({alias}.txt, {TXT_PREFIX}) {cut} {self.bind(value[:TXT_PREFIX])} AND "
 
     def contains(self, field: Field, value: str) -> str:
         if field.kind == "tags":

@@ -165,7 +165,8 @@ class RunOpener:
         assert control is not None
         return Run(self.writer, project, run_id, name,
                    last_steps={m: s.last_step for m, s in state.metrics.items()},
-                   floor=control.floor, started_position=started, clock=self.clock)
+                   floor=control.floor, started_position=started, clock=self.clock,
+                   kinds=control.kinds)
 
 
 def created_payload(name: str, experiment: str | None, tags: list[str],

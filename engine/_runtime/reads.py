@@ -21,13 +21,15 @@ from engine._query.tree import RunGroup
 from engine._storage.contract import EventFilter, Store
 from engine.errors import RunNotFoundError, ValidationError
 
+from .entries import EntryReads
+from .files import FileReads
 from .past import AsOf, chain_fold, moment_of, position_of, project_fold
 from .subscriptions import Pager
 
 __all__ = ["TrackerReads"]
 
 
-class TrackerReads(ABC):
+class TrackerReads(EntryReads, FileReads, ABC):
     """The read half of the tracker's API, over the store the tracker opened."""
 
     project: str
@@ -50,6 +52,11 @@ class TrackerReads(ABC):
         if state is None:
             raise RunNotFoundError(f"no run {run_id!r} in project {project!r}")
         return state
+
+    async def list_projects(self) -> dict[str, int]:
+        """Every project of the database that has runs, by name, with how many runs each
+        ever created (deleted ones included)."""
+        return await (await self._reader()).projects()
 
     async def get_run(self, run_id: str, *, as_of: AsOf | None = None,
                       project: str | None = None) -> RunState:

@@ -16,7 +16,7 @@ import enum
 import os
 import time
 import warnings
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from functools import partial
 from types import TracebackType
 from typing import Any, Literal, NoReturn
@@ -28,6 +28,7 @@ from engine._core import events as ev
 from engine._core.events import NewEvent, Upcasters, default_upcasters
 from engine._core.heartbeat import promise
 from engine._core.model import Status
+from engine._core.text import check_text
 from engine._core.validate import (
     check_name,
     check_project,
@@ -37,22 +38,34 @@ from engine._core.validate import (
     check_tags,
     normalize_config,
 )
+from engine._storage.blobdb import DatabaseBlobStore
+from engine._storage.blobs.contract import BlobStore
+from engine._storage.blobs.directory import DirectoryBlobStore
 from engine._storage.contract import AppendRequest, EventFilter, Progress, Store
 from engine._storage.registry import open_store
 from engine.errors import ClosedError, RunExistsError, ValidationError
 
+from .captures import (
+    DEFAULT_INTERVAL,
+    CaptureOptions,
+    Captures,
+    captures_default,
+    check_capture_options,
+    lines_from,
+    prefetch_environment,
+)
 from .context import EditContext, RunContext, Watcher
 from .jobs import TrackerJobs
 from .liveness import Liveness
 from .opening import RunOpener
 from .reads import TrackerReads
-from .run import Run, end_buffered
+from .run import Run, attach_captures, end_buffered, run_kinds, system_start
 from .settings import Durability, check_settings, environment_target
 from .subscriptions import Hub, Subscription, start_in_background
 from .supervisor import Supervisor
 from .writer import Writer
 
-__all__ = ["Tracker", "connect"]
+__all__ = ["Tracker", "connect", "use_blocking_defaults"]
 
 class _State(enum.Enum):
     NEW = "new"
@@ -72,6 +85,7 @@ def connect(
     crash_timeout: float = 120.0,
     reap_interval: float | None = None,
     poll_interval: float = 0.025,
+    blobs: str | os.PathLike[str] | None = None,
     clock: Callable[[], float] = time.time,
 ) -> Tracker:
     """Open a tracker on ``url`` (use it as ``async with``).
@@ -90,6 +104,8 @@ def connect(
     :param crash_timeout: seconds without a heartbeat after which a running run is crashed.
     :param reap_interval: seconds between reaper passes (default: a quarter of the timeout).
     :param poll_interval: seconds between checks for other processes' writes.
+    :param blobs: where logged files' bytes go: None — into the run database itself (one
+        backup holds everything); a directory path — one file per blob there.
     :param clock: the time source, in seconds since the epoch (inject a fake in tests).
     :raises ValidationError: for a setting out of range.
     """
@@ -98,8 +114,14 @@ def connect(
         url, project=project, durability=durability, flush_interval=flush_interval,
         batch_points=batch_points, max_pending_points=max_pending_points,
         heartbeat_interval=heartbeat_interval, crash_timeout=crash_timeout,
-        reap_interval=reap_interval, poll_interval=poll_interval, clock=clock,
+        reap_interval=reap_interval, poll_interval=poll_interval, blobs=blobs, clock=clock,
     )
+
+
+def use_blocking_defaults(tracker: Tracker) -> None:
+    """Have ``tracker`` default its runs' captures as blocking code's (``engine.sync``):
+    output and system metrics on."""
+    tracker._blocking = True
 
 
 def _names(values: object, what: str) -> frozenset[str] | None:
@@ -135,7 +157,8 @@ class Tracker(TrackerReads, TrackerJobs):
     def __init__(self, url: str, *, project: str, durability: Durability, flush_interval: float,
                  batch_points: int, max_pending_points: int, heartbeat_interval: float,
                  crash_timeout: float, reap_interval: float | None, poll_interval: float,
-                 clock: Callable[[], float], upcasters: Upcasters | None = None) -> None:
+                 clock: Callable[[], float], blobs: str | os.PathLike[str] | None = None,
+                 upcasters: Upcasters | None = None) -> None:
         self._settings = check_settings(
             project=project, durability=durability, flush_interval=flush_interval,
             batch_points=batch_points, max_pending_points=max_pending_points,
@@ -143,6 +166,12 @@ class Tracker(TrackerReads, TrackerJobs):
             reap_interval=reap_interval, poll_interval=poll_interval)
         self.url = url
         self.project = self._settings.project
+        if blobs is not None and (not isinstance(blobs, str | os.PathLike)
+                                  or not os.fspath(blobs)):
+            raise ValidationError(f"blobs must be a directory path or None, not {blobs!r}",
+                                  key="blobs")
+        self._blobs_dir = None if blobs is None else os.fspath(blobs)
+        self._blobs: BlobStore | None = None
         self._clock = clock
         self._upcasters = default_upcasters() if upcasters is None else upcasters
         self._upcasters.check()  # a release with a gap in its upcasters must not start
@@ -155,6 +184,7 @@ class Tracker(TrackerReads, TrackerJobs):
         self._liveness: Liveness | None = None
         self._opener: RunOpener | None = None
         self._host: asyncio.Task[Any] | None = None  # the task that opened the tracker
+        self._blocking = False  # engine.sync's tracker: captures default as in blocking code
 
     def __repr__(self) -> str:
         return f"<Tracker {self.url!r} project={self.project!r} {self._state.value}>"
@@ -180,9 +210,20 @@ class Tracker(TrackerReads, TrackerJobs):
         store = open_store(self.url, durability=settings.durability, upcasters=self._upcasters)
         await store.open()
         self._store = store
+        blobs: BlobStore = (DatabaseBlobStore(store) if self._blobs_dir is None
+                            else DirectoryBlobStore(
+                                self._blobs_dir,
+                                durability="full" if settings.durability == "full" else "normal"))
+        try:
+            await blobs.start()
+        except BaseException:
+            await store.close()
+            raise
+        self._blobs = blobs
         writer = Writer(store, clock=self._clock, flush_interval=settings.flush_interval,
                         batch_points=settings.batch_points,
                         max_pending=settings.max_pending_points)
+        writer.blobs = blobs
         supervisor = self._supervisor
         liveness = Liveness(store, writer, self._hub, supervisor, clock=self._clock,
                             heartbeat_interval=settings.heartbeat_interval,
@@ -203,6 +244,8 @@ class Tracker(TrackerReads, TrackerJobs):
         self._host = asyncio.current_task()
         supervisor.start(tasks, writer.run, *liveness.loops)
         tasks.start_soon(self._keep)
+        if captures_default():
+            tasks.start_soon(prefetch_environment)
         self._state = _State.OPEN
         return self
 
@@ -236,6 +279,8 @@ class Tracker(TrackerReads, TrackerJobs):
             self._writer.close(closed)
         finally:
             self._hub.close()
+            if self._blobs is not None:
+                await self._blobs.aclose()
             await self._store.close()
 
     async def __aexit__(self, exc_type: type[BaseException] | None,
@@ -272,6 +317,8 @@ class Tracker(TrackerReads, TrackerJobs):
             finally:
                 self._hub.close()
                 with anyio.CancelScope(shield=True):
+                    if self._blobs is not None:
+                        await self._blobs.aclose()
                     await self._store.close()
         if self._supervisor.failure is not None:
             raise self._supervisor.failure
@@ -280,6 +327,11 @@ class Tracker(TrackerReads, TrackerJobs):
         self._open()
         assert self._opener is not None and self._liveness is not None
         return self._opener, self._liveness, self._opener.promise
+
+    def _blob_store(self) -> BlobStore:
+        if self._blobs is None or self._state is not _State.OPEN:
+            raise ClosedError("the tracker is not open: use `async with engine.connect(...)`")
+        return self._blobs
 
     def _open(self) -> tuple[Store, Writer]:
         if self._state is not _State.OPEN:
@@ -311,6 +363,12 @@ class Tracker(TrackerReads, TrackerJobs):
         resume: bool = False,
         rewind_to: int | float | None = None,
         project: str | None = None,
+        notes: str | None = None,
+        capture_output: bool | None = None,
+        capture_env: bool | None = None,
+        capture_source: bool | Sequence[str] | None = None,
+        system_metrics: bool | None = None,
+        system_metrics_interval: float = DEFAULT_INTERVAL,
     ) -> RunContext:
         """Start (or, with ``resume=True``, re-open) a run; use it as ``async with``.
 
@@ -318,7 +376,17 @@ class Tracker(TrackerReads, TrackerJobs):
         configs and tags. ``resume=True`` re-opens an existing run (creating it if missing);
         with ``rewind_to=step`` reads show only points up to ``step`` and logging continues
         after it. Without ``run_id`` (and ``fork``) inside a job a worker started
-        (``$KITTIWAKE_RUN_ID`` set), it attaches to the job's run.
+        (``$KITTIWAKE_RUN_ID`` set), it attaches to the job's run; the job's output is then
+        the worker's to keep (``capture_output`` defaults off for that run).
+
+        ``notes`` sets the run's notes. While the block runs, the run records: its
+        environment (``capture_env``, default on) and source (``capture_source``, default
+        on: the script and ``git diff HEAD``, or a list of globs of more files) at its
+        start; its stdout and stderr as the text series ``logs/stdout`` and ``logs/stderr``
+        (``capture_output``, default off here, on in ``engine.sync``); and system metrics
+        under ``system/`` every ``system_metrics_interval`` seconds (``system_metrics``,
+        default off here, on in ``engine.sync``). ``KITTIWAKE_CAPTURE=off`` in the
+        environment turns every default off.
 
         :raises ValidationError: for a bad argument (raised here, before anything is written).
         :raises RunExistsError: on entry, when ``run_id`` exists and ``resume`` is False.
@@ -328,6 +396,8 @@ class Tracker(TrackerReads, TrackerJobs):
         attach = os.environ.get("KITTIWAKE_RUN_ID")
         if run_id is None and fork is None and attach:
             run_id, resume = attach, True  # inside a job: its run
+        if capture_output is None and attach and run_id == attach:
+            capture_output = False  # the job's worker keeps its whole process group's output
         if run_id is not None:
             check_run_id(run_id)
         if name is not None:
@@ -340,18 +410,25 @@ class Tracker(TrackerReads, TrackerJobs):
             fork = (check_run_id(fork[0]), check_step(fork[1]))
         tag_list = check_tags(tags)
         flat_config = normalize_config(config or {})
+        if notes is not None:
+            notes = check_text("notes", notes)
+        options = check_capture_options(
+            capture_output=capture_output, capture_env=capture_env,
+            capture_source=capture_source, system_metrics=system_metrics,
+            system_metrics_interval=system_metrics_interval, blocking=self._blocking)
         if rewind_to is not None:
             if not resume:
                 raise ValidationError("rewind_to needs resume=True", key="rewind_to")
             rewind_to = check_step(rewind_to)
         start = partial(self._start, project, run_id, name, experiment, fork, tag_list,
-                        flat_config, resume, rewind_to)
+                        flat_config, resume, rewind_to, notes, options)
         return RunContext(start)
 
     async def _start(self, project: str, run_id: str | None, name: str | None,
                      experiment: str | None, fork: tuple[str, int | float] | None,
                      tags: list[str], config: dict[str, Any], resume: bool,
-                     rewind_to: int | float | None) -> tuple[Run, Watcher]:
+                     rewind_to: int | float | None, notes: str | None,
+                     options: CaptureOptions) -> tuple[Run, Watcher]:
         self._open()
         assert self._opener is not None and self._liveness is not None
         if run_id is not None and (project, run_id) in self._liveness.live:
@@ -359,6 +436,15 @@ class Tracker(TrackerReads, TrackerJobs):
                                  "block before resuming it")
         run = await self._opener.open(project, run_id, name, experiment, fork, tags, config,
                                       resume, rewind_to)
+        if notes is not None:
+            run.set_notes(notes)
+        if options.output or options.env or options.source or options.system:
+            assert self._tasks is not None
+            captures = Captures(run, options, self._tasks, clock=self._clock,
+                                first_lines=lines_from(run_kinds(run)),
+                                system_from=system_start(run, self._clock()))
+            attach_captures(run, captures)
+            captures.start()
         return run, self._liveness
 
     def edit_run(self, run_id: str, *, project: str | None = None) -> EditContext:

@@ -10,15 +10,20 @@ Nothing above this module knows which backend it talks to.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
-from typing import Any
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
 
 import anyio
 
+from engine._core.content import EntryRow
 from engine._core.events import NewEvent, Record, Upcasters
 from engine._core.model import Experiment, Lineage, RunState, Series
 from engine._query.tree import Field, RunGroup, Selection
+
+from .session import Reader, Session
+
+T = TypeVar("T")
 
 __all__ = ["AppendRequest", "EventFilter", "JobRow", "Progress", "RunControl", "StaleRun",
            "Store"]
@@ -92,6 +97,8 @@ class RunControl:
     abort_reason: str | None
     status: str
     floor: int | float | None
+    kinds: dict[str, list[Any]] = field(default_factory=dict)
+    """Each non-metric key's kind and last step (``[kind, step]``)."""
 
 
 class Store(ABC):
@@ -185,6 +192,15 @@ class Store(ABC):
         """The run's effective series (None when the run does not exist)."""
 
     @abstractmethod
+    async def read_entries(self, project: str, run_id: str, key: str, *,
+                           tail: int | None) -> tuple[str | None, list[EntryRow]] | None:
+        """The run's effective entries under ``key`` (text, file, histogram or
+        confusion-matrix series; a fork's inherited ones included, a rewind's cut ones not)
+        as ``(step, timestamp, plain value)`` in step order, the last ``tail`` of them when
+        given; with the kind the key holds (None: no non-metric kind). None when the run
+        does not exist."""
+
+    @abstractmethod
     async def get_experiment(self, project: str, name: str) -> Experiment:
         """The experiment's head and history (empty when it has no runs)."""
 
@@ -195,6 +211,11 @@ class Store(ABC):
     @abstractmethod
     async def run_count(self, project: str) -> int:
         """How many runs were ever created in the project (deleted ones included)."""
+
+    @abstractmethod
+    async def projects(self) -> dict[str, int]:
+        """Every project with runs, by name, and how many runs each ever created (deleted
+        ones included)."""
 
     @abstractmethod
     async def ancestry(self, project: str, run_id: str) -> list[str] | None:
@@ -219,6 +240,22 @@ class Store(ABC):
     async def verify_rebuild(self) -> list[str]:
         """Rebuild every projection into scratch tables and compare them with the live ones,
         row for row; returns the names of the tables that differ (empty: they are equal)."""
+
+    # File bytes ----------------------------------------------------------------------------
+
+    @abstractmethod
+    async def blob_transaction(self, work: Callable[[Session], Awaitable[T]]) -> T:
+        """``work(session)`` inside one short write transaction on the tables ``blobs`` and
+        ``blob_chunks`` (the blob store in the run database, ``blobdb``). ``work`` may run
+        again after a transient error, so it must be idempotent.
+
+        :raises StorageError: the database failed.
+        """
+
+    @property
+    @abstractmethod
+    def blob_reader(self) -> Reader:
+        """Where reads of the blob tables run."""
 
     # Liveness ------------------------------------------------------------------------------
 

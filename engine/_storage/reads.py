@@ -14,9 +14,18 @@ from collections.abc import Sequence
 from typing import Any
 
 from engine._core.codec import decode
+from engine._core.content import EntryRow
 from engine._core.events import Record, Upcasters
 from engine._core.model import Experiment, Lineage, RunState, Series
-from engine._core.series import BlockRun, Piece, PlanStep, blocks_of_piece, capped, effective_series
+from engine._core.series import (
+    BlockRun,
+    Piece,
+    PlanStep,
+    as_step,
+    blocks_of_piece,
+    capped,
+    effective_series,
+)
 from engine._projections.stored import (
     EVENT_COLUMNS,
     RUN_COLUMNS,
@@ -180,6 +189,46 @@ class Reads:
         with unreadable(f"the series {metric!r} of run {run_id!r}"):
             return await self.reader.read(work, snapshot=True)
 
+    # Entries (text, files, histograms, confusion matrices) --------------------------------
+
+    async def read_entries(self, project: str, run_id: str, key: str, *,
+                           tail: int | None) -> tuple[str | None, list[EntryRow]] | None:
+        async def work(session: Session) -> tuple[str | None, list[EntryRow]] | None:
+            found = await session.fetch(
+                "SELECT rk, epoch, kinds, entry_segments FROM runs WHERE project = ? "
+                "AND run_id = ?", (project, run_id))
+            if not found:
+                return None
+            ((rk, epoch, kinds, segments),) = found
+            known = decode(kinds).get(key) if kinds is not None else None
+            plan: list[list[Any]] = decode(segments) if segments is not None else []
+            plan.append([rk, epoch, None, None])
+            rows: list[EntryRow] = []
+            for src, ep, cap, pos in reversed(plan):
+                sql = ["rk = ? AND path = ? AND epoch = ?"]
+                params: list[Any] = [src, key, ep]
+                if cap is not None:
+                    sql.append("step <= ?")
+                    params.append(cap)
+                if pos is not None:
+                    sql.append("position < ?")
+                    params.append(pos)
+                limit = ""
+                if tail is not None:
+                    limit = " LIMIT ?"
+                    params.append(tail - len(rows))
+                found = await session.fetch(
+                    f"SELECT step, at, value FROM entries WHERE {' AND '.join(sql)} "
+                    f"ORDER BY step DESC{limit}", params)
+                rows.extend((as_step(step), at, decode(value)) for step, at, value in found)
+                if tail is not None and len(rows) >= tail:
+                    break
+            rows.reverse()
+            return (known[0] if known else None), rows
+
+        with unreadable(f"the entries {key!r} of run {run_id!r}"):
+            return await self.reader.read(work, snapshot=True)
+
     # Experiments and lineage ---------------------------------------------------------------
 
     async def get_experiment(self, project: str, name: str) -> Experiment:
@@ -262,9 +311,12 @@ class Reads:
             condition, params = pairs_in(session.dialect, ("project", "run_id"), runs)
             return await session.fetch(
                 "SELECT project, run_id, started_position, abort_position, abort_reason, "
-                f"status, floor FROM runs WHERE {condition}", params)
+                f"status, floor, kinds FROM runs WHERE {condition}", params)
 
-        return {(p, r): RunControl(*rest) for p, r, *rest in await self.reader.read(work)}
+        return {(p, r): RunControl(started, abort, reason, status, floor,
+                                   decode(kinds) if kinds is not None else {})
+                for p, r, started, abort, reason, status, floor, kinds
+                in await self.reader.read(work)}
 
     async def behind(self) -> bool:
         """Whether some projection is not at the log's head (a projection added by a newer
@@ -275,6 +327,10 @@ class Reads:
     async def run_count(self, project: str) -> int:
         rows = await self._fetch("SELECT runs FROM projects WHERE project = ?", (project,))
         return int(rows[0][0]) if rows else 0
+
+    async def projects(self) -> dict[str, int]:
+        rows = await self._fetch("SELECT project, runs FROM projects ORDER BY project", ())
+        return {project: int(runs) for project, runs in rows}
 
 
 def _segment(seg: PlanStep, metric: str, low: Bound,

@@ -154,14 +154,16 @@ async def test_the_jobs_of_a_dead_worker_go_back_to_the_queue_then_crash(
     async with make(clock=clock, reap_interval=0.01) as reaper:
         rid = await reaper.enqueue(["train"], max_attempts=2)
         for attempt, ending in ((1, Status.QUEUED), (2, Status.CRASHED)):
-            clock.now = time.time()  # the claim below is stamped with the real time
+            clock.now = time.time()
             died = await anyio.run_process([sys.executable, "-c", _CLAIM_AND_DIE, db_url],
                                            check=False, stderr=subprocess.STDOUT)
             assert died.returncode == 0, died.stdout.decode()
             job = await reaper.get_job(rid)
             assert job is not None
             assert (job.status, job.attempt) == (Status.RUNNING, attempt)
-            clock.now = time.time() + 61  # past the dead worker's last beat, however slow
+            # The claim was stamped with the real time, however long the child took to start:
+            # the reaper's clock goes a crash timeout past now.
+            clock.now = time.time() + 61
 
             async def recorded(count: int = 2 * attempt + 1) -> bool:  # requeued, or ended
                 return len([e async for e in reaper.events()]) == count

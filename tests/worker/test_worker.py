@@ -105,13 +105,14 @@ async def test_jobs_attach_to_their_runs_and_their_exit_codes_end_them(
         assert job is not None
         assert job.attempt == 1
         assert job.worker is not None
-        read_text = getattr(tracker, "read_text", None)
-        if read_text is not None:  # the text series, where this release records them
-            out = await read_text(attached, "logs/stdout")
-            pid, group = out.values[0].split()[1::2]
-            assert pid == group  # the leader of a process group of its own
-            assert out.values[1] == "progress 100%"
-            assert (await read_text(attached, "logs/stderr")).values == ["warning: done"]
+        out = await tracker.read_text(attached, "logs/stdout")
+        pid, group = out.values[0].split()[1::2]
+        assert pid == group  # the leader of a process group of its own
+        assert out.values[1:] == ["progress 100%"]  # its final form, and nothing twice
+        assert out.steps == [0, 1]
+        assert (await tracker.read_text(attached, "logs/stderr")).values == ["warning: done"]
+        traceback = (await tracker.read_text(fails, "logs/stderr")).values
+        assert traceback[-1] == "ValueError: bad batch"
 
 
 _STUBBORN = """

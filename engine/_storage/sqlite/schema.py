@@ -11,16 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from engine._projections.tables import (
-    TABLES,
-    Column,
-    Index,
-    Kind,
-    Table,
-    added_in,
-    indexes_added_in,
-    seeds,
-)
+from engine._projections.tables import TABLES, Column, Index, Kind, Table, seeds
 
 __all__ = ["MIGRATIONS", "projection_ddl"]
 
@@ -30,27 +21,52 @@ _TYPES = {Kind.KEY: "INTEGER", Kind.FLAG: "INTEGER", Kind.NAME: "TEXT", Kind.TEX
           Kind.BLOB: "BLOB", Kind.TIME: "REAL", Kind.STEP: "", Kind.VALUE: ""}
 
 
-def projection_ddl(suffix: str, generation: int | str, *,
-                   version: int | None = None) -> list[str]:
+def projection_ddl(suffix: str, generation: int | str, version: int | None = None) -> list[str]:
     """Statements creating the projection tables named ``<table><suffix>``, with
     ``generation`` in their index names (SQLite cannot rename an index, and a swapped-in table
-    keeps the names its indexes were built with); as they were at schema ``version`` (None:
-    as they are now)."""
+    keeps the names its indexes were built with); ``version``: as that schema version had
+    them (every table and column for None)."""
     statements = []
-    for table in TABLES:
-        statements.append(_create(table, suffix, version))
+    for declared in TABLES:
+        table = declared.at(version)
+        if table is None:
+            continue
+        statements.append(_create(table, suffix))
         if table.rowid and len(table.key) > 1:
             statements.append(Index(f"{table.key_stem}_key", table.key, unique=True)
                               .ddl(table.name, suffix, generation))
-        statements.extend(index.ddl(table.name, suffix, generation)
-                          for index in table.indexes_at(version))
+        statements.extend(index.ddl(table.name, suffix, generation) for index in table.indexes)
     return [*statements, *seeds(suffix)]
 
 
-def _create(table: Table, suffix: str, version: int | None) -> str:
+def _added(version: int) -> list[str]:
+    """What schema ``version`` adds to the projection tables of the one before: new columns
+    (with a default for the rows already there), new indexes and new tables."""
+    statements = []
+    for declared in TABLES:
+        if declared.since == version:
+            table = declared.at(version)
+            assert table is not None
+            statements.append(_create(table, ""))
+            if table.rowid and len(table.key) > 1:
+                statements.append(Index(f"{table.key_stem}_key", table.key, unique=True)
+                                  .ddl(table.name, "", 0))
+            statements.extend(index.ddl(table.name, "", 0) for index in table.indexes)
+            continue
+        for column in declared.columns:
+            if column.since == version:
+                default = "" if column.nullable else " DEFAULT ''"
+                statements.append(f"ALTER TABLE {declared.name} ADD COLUMN "
+                                  f"{_column(column, key=False)}{default}")
+        # Named for generation 0 whatever the live tables' generation: a rebuild names its own.
+        statements.extend(index.ddl(declared.name, "", 0) for index in declared.indexes
+                          if index.since == version)
+    return statements
+
+
+def _create(table: Table, suffix: str) -> str:
     inline = table.key[0] if len(table.key) == 1 else None
-    columns = [_column(column, key=column.name == inline)
-               for column in table.columns_at(version)]
+    columns = [_column(column, key=column.name == inline) for column in table.columns]
     if inline is None and not table.rowid:
         columns.append(f"PRIMARY KEY ({', '.join(table.key)})")
     layout = "" if table.rowid else " WITHOUT ROWID"
@@ -88,20 +104,24 @@ _LOG = [
     "INSERT INTO meta VALUES ('generation', 0)",
 ]
 
-def _added(version: int) -> tuple[str, ...]:
-    """The statements adding schema ``version``'s columns to the live tables."""
-    columns = [f"ALTER TABLE {table.name} ADD COLUMN {_column(column, key=False)}"
-               for table, column in added_in(version)]
-    # Named for generation 0 whatever the live tables' generation: a rebuild names its own.
-    return (*columns, *(index.ddl(table.name, "", 0)
-                        for table, index in indexes_added_in(version)))
-
-
 MIGRATIONS: Sequence[Sequence[str]] = (
     # 1: the log, liveness, and the first generation of projection tables.
-    (*_LOG, *projection_ddl("", 0, version=1)),
-    # 2: each run's heartbeat promise.
-    _added(2),
-    # 3: jobs: their queue, spec, attempts and worker.
-    _added(3),
+    (*_LOG, *projection_ddl("", 0, 1)),
+    # 2: (PostgreSQL's index of config texts by their prefix; SQLite indexes whole texts.)
+    (),
+    # 3: each event's checksum (``engine._core.checksum``); older events carry none.
+    ("ALTER TABLE events ADD COLUMN checksum INTEGER",),
+    # 4: each run's heartbeat promise (declarations of version 2).
+    tuple(_added(2)),
+    # 5: jobs: their queue, spec, attempts and worker (declarations of version 3).
+    tuple(_added(3)),
+    # 6: what a run records besides metrics (declarations of version 4): notes, env, files,
+    # entries; and the blob store in the database (``engine._storage.blobdb``).
+    (*_added(4),
+     """CREATE TABLE blobs (digest TEXT PRIMARY KEY, size INTEGER NOT NULL,
+        upload TEXT NOT NULL, touched_at REAL NOT NULL) WITHOUT ROWID""",
+     """CREATE TABLE blob_chunks (upload TEXT NOT NULL, seq INTEGER NOT NULL, at REAL NOT NULL,
+        data BLOB NOT NULL, PRIMARY KEY (upload, seq))"""),
+    # 7: the index a worker's claim reads queued jobs by (declarations of version 5).
+    tuple(_added(5)),
 )
