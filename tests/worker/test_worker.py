@@ -261,7 +261,14 @@ def _group_members(mark: Path) -> list[int]:
     return sorted(set(found))
 
 
-def test_a_worker_started_by_the_command_line_runs_a_job_enqueued_by_it(
+def _wait_for(check: Callable[[], bool], what: str) -> None:
+    deadline = time.monotonic() + 60
+    while not check():
+        assert time.monotonic() < deadline, f"still waiting for {what}"
+        time.sleep(0.05)
+
+
+def test_the_command_line_enqueues_runs_lists_kills_and_shows_a_jobs_output(
         tmp_path: Path) -> None:
     db = str(tmp_path / "cli.db")
 
@@ -272,22 +279,33 @@ def test_a_worker_started_by_the_command_line_runs_a_job_enqueued_by_it(
     enqueued = kittiwake("enqueue", "--queue", "cpu", "--config", "lr=0.5", "--config",
                          "opt=adam", "--max-attempts", "2", "--", sys.executable, "-c",
                          "import engine\nrun = engine.sync.init()\n"
-                         "run.log_metrics({'m': 1.0}, step=0)\nrun.finish()")
+                         "run.log_metrics({'m': 1.0}, step=0)\nprint('hello from the job')\n"
+                         "run.finish()")
     assert enqueued.returncode == 0, enqueued.stderr
     run_id = enqueued.stdout.strip()
+    long = kittiwake("enqueue", "--queue", "cpu", "--run-id", "long", "--", sys.executable,
+                     "-c", "import time; time.sleep(60)")
+    assert long.returncode == 0, long.stderr
     listed = kittiwake("queue")
     assert run_id in listed.stdout
     assert "queued" in listed.stdout
     assert "0/2" in listed.stdout
-    with subprocess.Popen([sys.executable, "-c", _CLI, "--db", db, "worker", "--queue", "cpu"],
+    with subprocess.Popen([sys.executable, "-c", _CLI, "--db", db, "worker", "--queue", "cpu",
+                           "--name", "box-1", "--slots", "2", "--grace", "1"],
                           stdout=subprocess.PIPE, text=True) as worker:
         try:
             with engine.sync.connect(db) as tracker:
-                deadline = time.monotonic() + 60
-                while not tracker.get_run(run_id).status.terminal:
-                    assert time.monotonic() < deadline, "the job never ended"
-                    time.sleep(0.05)
+                _wait_for(lambda: tracker.get_run(run_id).status.terminal, "the job to end")
+                _wait_for(lambda: tracker.get_run("long").status is Status.RUNNING,
+                          "the long job to start")
                 state = tracker.get_run(run_id)
+                running = kittiwake("queue").stdout.splitlines()
+                assert any("long" in line and "running" in line and "box-1" in line
+                           for line in running), running
+                killed = kittiwake("runs", "kill", "long", "--reason", "enough")
+                assert killed.returncode == 0, killed.stderr
+                _wait_for(lambda: tracker.get_run("long").status.terminal, "the kill")
+                stopped = tracker.get_run("long")
             worker.send_signal(signal.SIGTERM)
             out, _ = worker.communicate(timeout=30)
         finally:
@@ -299,4 +317,6 @@ def test_a_worker_started_by_the_command_line_runs_a_job_enqueued_by_it(
     assert state.status is Status.SUCCEEDED
     assert state.config == {"lr": 0.5, "opt": "adam"}
     assert state.metrics["m"].last == 1.0
+    assert (stopped.status, stopped.status_reason) == (Status.ABORTED, "enough")
+    assert "hello from the job" in kittiwake("logs", run_id).stdout
     assert "no queued or running jobs" in kittiwake("queue").stdout
