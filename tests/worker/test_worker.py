@@ -200,6 +200,37 @@ async def test_a_worker_told_to_stop_lets_short_jobs_finish_and_hands_back_the_r
         assert (await tracker.get_run(slow)).status is Status.ABORTED
 
 
+async def test_a_second_stop_cuts_the_wait_short(make: MakeTracker, shared: str) -> None:
+    async with make() as tracker:
+        slow = await tracker.enqueue(_script("import time; time.sleep(60)"))
+        worker = Worker(tracker, shared, queues=["default"], stop_timeout=3600, grace=0.2)
+        async with anyio.create_task_group() as tasks:
+            tasks.start_soon(worker.run)
+            await _wait_until(_running(tracker, slow), "the job to start")
+            worker.stop()
+            await anyio.sleep(0.2)
+            assert (await tracker.get_run(slow)).status is Status.RUNNING  # still let be
+            worker.stop()
+        job = await tracker.get_job(slow)
+        assert job is not None
+        assert job.status is Status.QUEUED
+
+
+async def test_every_line_a_job_wrote_before_it_exited_is_kept(
+        make: MakeTracker, shared: str) -> None:
+    async with make() as tracker:
+        chatty = await tracker.enqueue(_script(
+            "import sys\nfor i in range(3000): print(f'line {i}')\n"
+            "sys.stderr.write('no newline at the end')"))
+        async with _working(tracker, shared):
+            await _wait_until(_ended(tracker, chatty), "the job to end")
+        out = await tracker.read_text(chatty, "logs/stdout")
+        assert out.values == [f"line {i}" for i in range(3000)]
+        assert out.steps == list(range(3000))
+        assert (await tracker.read_text(chatty, "logs/stderr")).values == \
+            ["no newline at the end"]
+
+
 def _running(tracker: engine.Tracker, *run_ids: str) -> Callable[[], Awaitable[bool]]:
     async def check() -> bool:
         states = [await tracker.get_run(r) for r in run_ids]
