@@ -208,7 +208,11 @@ class TrackerJobs(ABC):
 def _spec(command: str | Iterable[str], queue: str, env: Mapping[str, str] | None,
           cwd: str | os.PathLike[str] | None, max_attempts: int) -> dict[str, Any]:
     if isinstance(command, str):
-        argv = shlex.split(command)
+        try:
+            argv = shlex.split(command)
+        except ValueError as exc:  # an unclosed quote
+            raise ValidationError(f"command {command!r} does not split into arguments: "
+                                  f"{exc}", key="command") from None
     elif isinstance(command, Iterable) and not isinstance(command, (bytes, Mapping)):
         argv = list(command)
     else:

@@ -54,8 +54,8 @@ async def test_an_enqueued_job_waits_queued_and_is_found_by_status(make: MakeTra
 
 @pytest.mark.parametrize(("arguments", "key"), [
     ({"command": []}, "command"), ({"command": ""}, "command"), ({"command": [1]}, "command"),
-    ({"command": ["a\x00"]}, "command"), ({"command": ["true"], "max_attempts": 0},
-                                          "max_attempts"),
+    ({"command": ["a\x00"]}, "command"), ({"command": "python 'unclosed"}, "command"),
+    ({"command": ["true"], "max_attempts": 0}, "max_attempts"),
     ({"command": ["true"], "max_attempts": True}, "max_attempts"),
     ({"command": ["true"], "env": {"A=B": "1"}}, "env"),
     ({"command": ["true"], "env": {"A": 1}}, "env"),
