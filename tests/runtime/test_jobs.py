@@ -63,8 +63,9 @@ async def test_an_enqueued_job_waits_queued_and_is_found_by_status(make: MakeTra
     ({"command": ["true"], "run_id": "bad id"}, "run_id"),
 ])
 async def test_a_bad_job_is_refused_naming_the_argument_and_nothing_is_written(
-        make: MakeTracker, arguments: dict[str, Any], key: str) -> None:
-    async with make() as tracker:
+        arguments: dict[str, Any], key: str) -> None:
+    # Refused before anything is written, so one backend says it for all.
+    async with engine.connect(":memory:") as tracker:
         arguments = dict(arguments)
         command = arguments.pop("command")
         with pytest.raises(ValidationError) as caught:
@@ -227,7 +228,7 @@ def _race(url: str, trackers: int, queues: list[str], workers: list[set[str]]) -
     anyio.run(main)
 
 
-@settings(max_examples=15)
+@settings(max_examples=10)
 @given(plan=_plan)
 def test_racing_workers_claim_each_job_exactly_once_on_sqlite(
         tmp_path_factory: pytest.TempPathFactory, plan: tuple[list[str], list[set[str]]]) -> None:
@@ -236,7 +237,7 @@ def test_racing_workers_claim_each_job_exactly_once_on_sqlite(
 
 
 @pytest.mark.postgres
-@settings(max_examples=10)
+@settings(max_examples=6)
 @given(plan=_plan)
 def test_racing_workers_claim_each_job_exactly_once_on_postgres(
         plan: tuple[list[str], list[set[str]]]) -> None:
