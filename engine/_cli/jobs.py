@@ -1,5 +1,5 @@
-"""``kittiwake worker``, ``enqueue`` and ``queue``: the job queue from a shell (a job's output is
-``kittiwake logs``, with the rest of a run's content)."""
+"""``kittiwake worker``, ``enqueue`` and ``queue``: the job queue from a shell (a job's output:
+``kittiwake logs``, with what a run records)."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from typing import Any
 import anyio
 import orjson
 
-from engine._worker.worker import Worker, stop_on_signals
+from engine._jobs.worker import Worker, stop_on_signals
 
 from .display import emit, table
 from .errors import CliError, UsageError
@@ -60,7 +60,6 @@ def add_commands(commands: Any) -> None:
     queue = commands.add_parser("queue", help="queued and running jobs, per queue")
     queue.add_argument("--all", action="store_true", help="ended jobs too")
     queue.set_defaults(handler=_queue)
-
 
 
 def _database(url: str) -> str:
@@ -130,5 +129,3 @@ async def _queue(args: argparse.Namespace) -> int:
              shlex.join(j.command)) for j in jobs]
     emit(table(("queue", "run", "status", "attempt", "worker", "command"), rows))
     return 0
-
-

@@ -391,7 +391,8 @@ class Tracker(TrackerReads, TrackerJobs):
         configs and tags. ``resume=True`` re-opens an existing run (creating it if missing);
         with ``rewind_to=step`` reads show only points up to ``step`` and logging continues
         after it. Without ``run_id`` (and ``fork``) inside a job a worker started
-        (``$KITTIWAKE_RUN_ID`` set), it attaches to the job's run.
+        (``$KITTIWAKE_RUN_ID`` set), it attaches to the job's run; the job's output is then
+        the worker's to keep (``capture_output`` defaults off for that run).
 
         ``notes`` sets the run's notes. While the block runs, the run records: its
         environment (``capture_env``, default on) and source (``capture_source``, default
@@ -410,6 +411,8 @@ class Tracker(TrackerReads, TrackerJobs):
         attach = os.environ.get("KITTIWAKE_RUN_ID")
         if run_id is None and fork is None and attach:
             run_id, resume = attach, True  # inside a job: its run
+        if capture_output is None and attach and run_id == attach:
+            capture_output = False  # the job's worker keeps its whole process group's output
         if run_id is not None:
             check_run_id(run_id)
         if name is not None:

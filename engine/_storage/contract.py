@@ -292,8 +292,10 @@ class Store(ABC):
     @abstractmethod
     async def jobs(self, project: str, *, queues: Sequence[str] | None,
                    statuses: Sequence[str] | None, run_ids: Sequence[str] | None = None,
-                   limit: int | None = None) -> list[JobRow]:
-        """The project's jobs in these queues and statuses (None: any), oldest first."""
+                   limit: int | None = None, now: float | None = None) -> list[JobRow]:
+        """The project's jobs in these queues and statuses (None: any), oldest first; with
+        ``now``, their statuses judged at that instant (``engine._core.heartbeat``), else
+        as recorded."""
 
     @abstractmethod
     async def controls(self, runs: Sequence[tuple[str, str]]) -> dict[tuple[str, str],
