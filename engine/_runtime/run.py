@@ -355,14 +355,14 @@ class Run(Recorder):
         if status not in _ENDINGS:
             raise ValidationError(f"status must be one of {', '.join(_ENDINGS)}, not "
                                   f"{status!r}", key="status")
+        captures, self._captures = self._captures, None
+        if captures is not None:  # output first: the last lines before a crash are kept
+            with anyio.CancelScope(shield=True):
+                await captures.close()  # (the descriptors come back even if closed below)
         if self._closed:
             return
         if isinstance(self._halt, ClosedError):
             raise self._halt
-        captures, self._captures = self._captures, None
-        if captures is not None:  # output first: the last lines before a crash are kept
-            with anyio.CancelScope(shield=True):
-                await captures.close()
         if status == "succeeded" and self._abort_reason is not None:
             status, reason = "aborted", self._abort_reason  # the request is honoured
         self._end(status, reason)

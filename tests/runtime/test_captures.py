@@ -137,3 +137,19 @@ async def test_capture_options_are_checked(tmp_path: Path) -> None:
             with pytest.raises(engine.errors.ValidationError) as caught:
                 tracker.start_run("r", **options)  # type: ignore[arg-type]
             assert caught.value.key == key
+
+
+@needs_capture
+async def test_a_tracker_closed_under_a_capturing_run_still_gives_the_descriptors_back(
+        tmp_path: Path) -> None:
+    before = os.fstat(1)
+    tracker = engine.connect(str(tmp_path / "runs.db"))
+    await tracker.__aenter__()
+    context = tracker.start_run("r", capture_output=True)
+    await context.__aenter__()
+    os.write(1, b"written before the close\n")
+    await tracker.aclose()
+    with pytest.raises(engine.errors.ClosedError):
+        await context.__aexit__(None, None, None)
+    after = os.fstat(1)
+    assert (after.st_dev, after.st_ino) == (before.st_dev, before.st_ino)
