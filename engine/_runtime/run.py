@@ -38,8 +38,8 @@ from .recorder import Recorder
 from .recording import Keys, check_timestamp
 from .writer import Writer
 
-__all__ = ["Run", "attach_captures", "end_buffered", "on_finish", "run_kinds", "system_start",
-           "wait_for_room"]
+__all__ = ["Run", "attach_captures", "end_buffered", "on_finish", "run_kinds", "stop_captures",
+           "system_start", "wait_for_room"]
 
 _BIG = 2.0**1023  # an int beyond this (in size) may not fit a float: check it slowly
 _REASON_LIMIT = 4096
@@ -404,9 +404,7 @@ class Run(Recorder):
 def end_buffered(run: Run, status: str, reason: str | None) -> None:
     """Record ``run``'s terminal status without waiting for it (a closing tracker commits
     it with the rest); nothing if the run has ended already."""
-    captures, run._captures = run._captures, None
-    if captures is not None:
-        captures.stop_now()
+    stop_captures(run)
     if not run._closed:
         run._end(status, reason)
 
@@ -421,6 +419,14 @@ def system_start(run: Run, now: float) -> float:
     step passes every system metric the run logged before, and its fork or rewind step."""
     base = max([run._floor, *(s for k, s in run._last.items() if k.startswith("system/"))])
     return now - (math.floor(base) + 1) if base >= 0 else now
+
+
+def stop_captures(run: Run) -> None:
+    """Stop ``run``'s captures now, without waiting (its tracker is closing): the
+    descriptors come back, and the lines captured so far are buffered."""
+    captures, run._captures = run._captures, None
+    if captures is not None:
+        captures.stop_now()
 
 
 def attach_captures(run: Run, captures: Any) -> None:
