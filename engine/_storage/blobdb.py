@@ -18,6 +18,7 @@ chunk is older than the grace (puts that died).
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import time
 import uuid
@@ -59,9 +60,11 @@ class BlobSite(Protocol):
     """Where a database blob store runs its statements: the log store's own writer (short
     write transactions) and reader."""
 
-    async def blob_transaction(self, work: Callable[[Session], Awaitable[T]]) -> T:
+    async def blob_transaction(self, work: Callable[[Session], Awaitable[T]], *,
+                               streaming: bool = False) -> T:
         """``work(session)`` inside one write transaction (it may run again after a
-        transient error, so it must be idempotent)."""
+        transient error, so it must be idempotent); ``streaming``: a chunk of a large
+        blob."""
         ...
 
     @property
@@ -116,8 +119,12 @@ class DatabaseBlobStore(BlobStore):
                         if len(pending) < whole:
                             break
                         piece, pending = pending, bytearray()
-                    await anyio.to_thread.run_sync(hasher.update, piece)
+                    # Hashing (on a worker thread) and writing (the database) overlap; a
+                    # failed write leaves the hash to finish on its own, unused.
+                    hashing = asyncio.get_running_loop().run_in_executor(
+                        None, hasher.update, piece)
                     await self._write_chunk(upload, seq, piece)
+                    await hashing
                     size += len(piece)
                     seq += 1
             if pending or seq == 0:
@@ -165,7 +172,7 @@ class DatabaseBlobStore(BlobStore):
                 "INSERT INTO blob_chunks (upload, seq, at, data) VALUES (?, ?, ?, ?) "
                 "ON CONFLICT (upload, seq) DO NOTHING", (upload, seq, self._clock(), data))
 
-        await self._site.blob_transaction(work)
+        await self._site.blob_transaction(work, streaming=True)
 
     async def _forget(self, upload: str) -> None:
         async def work(session: Session) -> None:

@@ -174,7 +174,8 @@ class PostgresStore(SplitStore[Committer]):
 
     # File bytes ----------------------------------------------------------------------------
 
-    async def blob_transaction(self, work: Callable[[Session], Awaitable[T]]) -> T:
+    async def blob_transaction(self, work: Callable[[Session], Awaitable[T]], *,
+                               streaming: bool = False) -> T:
         return await self._blob_side.run(work, transaction=True, what="storing file bytes")
 
     @property
