@@ -34,7 +34,7 @@ from typing import Protocol, TypeVar
 
 import anyio
 
-from engine.errors import IntegrityError
+from engine.errors import IntegrityError, StorageError
 
 from .blobs.contract import (
     CHUNK_SIZE,
@@ -138,9 +138,11 @@ class DatabaseBlobStore(BlobStore):
                                               self._clock()))
                     return BlobInfo(digest, size)
                 await self._write_chunk(upload, seq, last)
+                seq += 1
             digest = "sha256:" + hasher.hexdigest()
             await self._site.blob_transaction(
-                lambda session: _name(session, upload, [(digest, size, None)], self._clock()))
+                lambda session: _name(session, upload, [(digest, size, None)], self._clock(),
+                                      chunks=seq))
         except BaseException:
             with anyio.CancelScope(shield=True):
                 await self._forget(upload)
@@ -280,9 +282,22 @@ class DatabaseBlobStore(BlobStore):
 
 
 async def _name(session: Session, upload: str,
-                blobs: Sequence[tuple[str, int, Buffer | None]], now: float) -> None:
+                blobs: Sequence[tuple[str, int, Buffer | None]], now: float, *,
+                chunks: int | None = None) -> None:
     """Name each blob ``(digest, size, data)``: insert its row (and its one chunk, when
-    ``data`` is given), or refresh the row that is there and drop what this upload wrote."""
+    ``data`` is given), or refresh the row that is there and drop what this upload wrote.
+    ``chunks``: how many chunks the upload wrote, checked to be all there (a chunk's commit
+    may not wait for the disk, and a database that restarted meanwhile lost it).
+
+    :raises StorageError: when some of the upload's chunks are gone; nothing is named.
+    """
+    if chunks is not None:
+        ((found,),) = await session.fetch(
+            "SELECT count(*) FROM blob_chunks WHERE upload = ?", (upload,))
+        if found != chunks:
+            raise StorageError(f"storing file bytes failed: {chunks - found} of the "
+                               f"{chunks} chunks written are gone (did the database "
+                               "restart?); nothing was stored")
     for seq, (digest, size, data) in enumerate(blobs):
         owner = f"{upload}.{seq}" if data is not None else upload
         rows = await session.fetch(
