@@ -178,10 +178,24 @@ async def verify(url: str, ledger: Ledger) -> list[str]:
     return broken
 
 
-def _writer_trials(url: str, trials: int, rng: random.Random, durability: str,
-                   outcome: Outcome) -> None:
+# A database serves this many trials before the next one starts afresh: the checks read the
+# whole database, so one that grew through every trial would make the run quadratic.
+TRIALS_PER_DATABASE = 20
+
+
+def _writer_trials(url: str | Callable[[], str], trials: int, rng: random.Random,
+                   durability: str, outcome: Outcome) -> None:
+    fresh = url if callable(url) else None
     ledger = Ledger()
-    for _ in range(trials):
+    for trial in range(trials):
+        if trial % TRIALS_PER_DATABASE == 0:
+            if fresh is not None:
+                url = fresh()
+            elif trial:
+                for old in Path(str(url)).parent.glob(Path(str(url)).name + "*"):
+                    old.unlink()
+            ledger = Ledger()
+        assert isinstance(url, str)
         seed = rng.randrange(2**32)
         try:
             ledger.take(_kill_child([WRITER, url, durability, str(seed)], rng, longest=0.5))
@@ -266,11 +280,17 @@ def sqlite_writer(trials: int, rng: random.Random, workdir: Path) -> Outcome:
 def postgres_writer(trials: int, rng: random.Random, workdir: Path) -> Outcome:
     """(b) an embedded writer on PostgreSQL."""
     outcome = Outcome("postgres-writer")
-    url = _postgres_url()
+    urls: list[str] = []
+
+    def fresh() -> str:
+        urls.append(_postgres_url())
+        return urls[-1]
+
     try:
-        _writer_trials(url, trials, rng, "full", outcome)
+        _writer_trials(fresh, trials, rng, "full", outcome)
     finally:
-        _drop_schema(url)
+        for url in urls:
+            _drop_schema(url)
     return outcome
 
 

@@ -14,7 +14,7 @@ import engine.sync
 # The public surface, spelled out: adding or dropping a name must be a deliberate change here.
 PUBLIC = [
     "ConfusionMatrix", "EditContext", "Entry", "Event", "Experiment", "File", "FileRef",
-    "ForkPoint", "Histogram", "Image", "Lineage", "MetricStats", "MetricSummary", "Run",
+    "ForkPoint", "Histogram", "Image", "Job", "Lineage", "MetricStats", "MetricSummary", "Run",
     "RunContext", "RunGroup", "RunState", "RunsTable", "Series", "Status", "Subscription",
     "TextSeries", "Tracker", "connect", "errors", "init", "sync",
 ]

@@ -19,6 +19,7 @@ from typing import Any
 from . import content as ct
 from . import events as ev
 from .events import Record
+from .heartbeat import judge, silence
 from .model import (
     Event,
     Experiment,
@@ -57,6 +58,10 @@ class _Run:
     version: int = 0
     position: int = 0
     children: list[str] = field(default_factory=list)
+    heartbeat_interval: float | None = None  # the promise of the latest (re)start
+    crash_timeout: float | None = None
+    attempt: int | None = None  # a job's claims that count, and how many it may have
+    max_attempts: int | None = None
     notes: str = ""
     env: dict[str, Any] = field(default_factory=dict)
     files: dict[str, tuple[float, dict[str, Any]]] = field(default_factory=dict)
@@ -119,6 +124,8 @@ class Fold:
             run.ended_at = at if run.status.terminal else None
         elif kind == ev.RUN_RESUMED:
             run.status, run.status_reason, run.ended_at = Status.RUNNING, None, None
+            run.heartbeat_interval = data.get("heartbeat_interval")
+            run.crash_timeout = data.get("crash_timeout")
             rewind = data.get("rewind_to")
             if rewind is not None:
                 run.floor = rewind
@@ -127,6 +134,14 @@ class Fold:
                 run.entries = _cut_entries(run.entries, rewind)
         elif kind == ev.RUN_DELETED:
             run.deleted = True
+        elif kind == ev.JOB_CLAIMED:
+            run.status, run.status_reason, run.ended_at = Status.RUNNING, None, None
+            run.heartbeat_interval = data.get("heartbeat_interval")
+            run.crash_timeout = data.get("crash_timeout")
+            run.attempt = data["attempt"]
+        elif kind == ev.JOB_REQUEUED:
+            run.status, run.status_reason, run.ended_at = Status.QUEUED, data.get("reason"), None
+            run.attempt = data["attempt"]
         elif kind == ev.NOTES_SET:
             run.notes = data["notes"]
         elif kind == ev.ENV_CAPTURED:
@@ -147,6 +162,8 @@ class Fold:
             experiment=data.get("experiment"), created_at=at, created_position=event.position,
             fork=ForkPoint(fork["run_id"], fork["step"]) if fork else None,
             floor=fork["step"] if fork else None,
+            heartbeat_interval=data.get("heartbeat_interval"),
+            crash_timeout=data.get("crash_timeout"),
         )
         if fork:
             parent = self.runs[(event.project, fork["run_id"])]
@@ -160,6 +177,9 @@ class Fold:
             run.entries = _cut_entries(parent.entries, fork["step"])
         run.tags.update(data.get("tags") or ())
         run.config.update(data.get("config") or {})
+        if data.get("job"):
+            run.status = Status.QUEUED
+            run.attempt, run.max_attempts = 0, data["job"]["max_attempts"]
         self.runs[(event.project, event.run_id)] = run
         if run.experiment is not None:
             self.experiments.setdefault((event.project, run.experiment), []).append(event.run_id)
@@ -187,12 +207,22 @@ class Fold:
         """Whether the run exists (deleted or not)."""
         return (project, run_id) in self.runs
 
-    def run_state(self, project: str, run_id: str) -> RunState:
-        """The run as the fold sees it. :raises KeyError: if there is no such run."""
+    def run_state(self, project: str, run_id: str, *, at: float | None = None) -> RunState:
+        """The run as the fold sees it; with ``at``, its status judged at that instant
+        (``heartbeat``) by the signs of life the log holds — its events, as heartbeats are
+        not events.
+
+        :raises KeyError: if there is no such run.
+        """
         run = self.runs[(project, run_id)]
+        status, reason = run.status, run.status_reason
+        judged = status if at is None else judge(status, run.crash_timeout, run.updated_at,
+                                                 None, at, run.attempt, run.max_attempts)
+        if judged != status and run.crash_timeout is not None:
+            status, reason = Status(judged), silence(run.crash_timeout)
         return RunState(
             project=run.project, run_id=run.run_id, name=run.name, experiment=run.experiment,
-            status=run.status, status_reason=run.status_reason, tags=frozenset(run.tags),
+            status=status, status_reason=reason, tags=frozenset(run.tags),
             config=dict(run.config),
             metrics={m: _summary(c) for m, c in sorted(run.series.items())},
             fork=run.fork, created_at=_time(run.created_at), updated_at=_time(run.updated_at),
@@ -203,9 +233,10 @@ class Fold:
                    for name, (at, ref) in sorted(run.files.items())},
         )
 
-    def run_states(self, project: str) -> list[RunState]:
-        """Every run of the project, oldest first (deleted ones too)."""
-        return [self.run_state(p, r) for p, r in self.runs if p == project]
+    def run_states(self, project: str, *, at: float | None = None) -> list[RunState]:
+        """Every run of the project, oldest first (deleted ones too); ``at`` as in
+        ``run_state``."""
+        return [self.run_state(p, r, at=at) for p, r in self.runs if p == project]
 
     def heads(self, project: str) -> frozenset[str]:
         """The run ids that head an experiment of the project."""

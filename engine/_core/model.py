@@ -15,7 +15,8 @@ if TYPE_CHECKING:
 
 class Status(StrEnum):
     """A run's lifecycle state: ``running`` until exactly one terminal state — ``succeeded``,
-    ``failed``, ``aborted`` or ``crashed`` — is recorded (see [States][states]).
+    ``failed``, ``aborted`` or ``crashed`` — is recorded (see [States][states]); a job
+    waits ``queued`` before it runs.
 
     A ``str`` enum, so ``state.status == "succeeded"`` holds.
     """
@@ -25,11 +26,12 @@ class Status(StrEnum):
     FAILED = "failed"
     ABORTED = "aborted"
     CRASHED = "crashed"
+    QUEUED = "queued"  # a job waiting for a worker: before ``running``
 
     @property
     def terminal(self) -> bool:
-        """True for every state but ``running``."""
-        return self is not Status.RUNNING
+        """True for every state but ``running`` and ``queued``."""
+        return self is not Status.RUNNING and self is not Status.QUEUED
 
 
 @dataclass(frozen=True, slots=True)
@@ -204,3 +206,36 @@ class Event:
     timestamp: datetime
     data: Mapping[str, Any] = field(repr=False)
 
+
+
+@dataclass(frozen=True, slots=True)
+class Job:
+    """A run enqueued to be started by a worker (see ``Tracker.enqueue``).
+
+    :ivar project: the project of its run.
+    :ivar run_id: its run.
+    :ivar queue: the queue it waits in.
+    :ivar command: the program and its arguments.
+    :ivar env: variables added to the worker's environment.
+    :ivar cwd: the working directory, or None for the worker's.
+    :ivar status: ``queued``, ``running`` or where it ended (as recorded).
+    :ivar attempt: how many times a worker claimed it.
+    :ivar max_attempts: how many claims it may have before a lost worker ends it ``crashed``.
+    :ivar worker: the worker of its latest claim, or None.
+    :ivar claimed_position: the log position of that claim (of its creation while never
+        claimed).
+    :ivar created_at: when it was enqueued (UTC).
+    """
+
+    project: str
+    run_id: str
+    queue: str
+    command: tuple[str, ...]
+    env: dict[str, str]
+    cwd: str | None
+    status: Status
+    attempt: int
+    max_attempts: int
+    worker: str | None
+    claimed_position: int
+    created_at: datetime

@@ -147,6 +147,15 @@ class Projector:
             row.abort_reason = data.get("reason")
         elif kind == ev.RUN_DELETED:
             await self._deleted(row)
+        elif kind == ev.JOB_CLAIMED:
+            row.status, row.status_reason, row.ended_at = "running", None, None
+            row.started_position = rec.position
+            row.heartbeat_interval = data.get("heartbeat_interval")
+            row.crash_timeout = data.get("crash_timeout")
+            row.attempt, row.worker = data["attempt"], data["worker"]
+        elif kind == ev.JOB_REQUEUED:
+            row.status, row.status_reason, row.ended_at = "queued", data.get("reason"), None
+            row.attempt = data["attempt"]
         elif kind in ev.CONTENT_TYPES:
             apply_content(row, rec, await self.metrics(row.rk), self.changes)
         row.version = rec.version
@@ -169,13 +178,20 @@ class Projector:
         rk = rec.position
         row = RunRow(
             rk=rk, project=rec.project, run_id=rec.run_id, name=data["name"],
-            experiment=data.get("experiment"), status="running", status_reason=None,
+            experiment=data.get("experiment"),
+            status="queued" if data.get("job") else "running", status_reason=None,
             tags=sorted(set(data.get("tags") or ())), config=dict(data.get("config") or {}),
             fork_rk=None, fork_run_id=None, fork_step=None, created_at=rec.timestamp,
             updated_at=rec.timestamp, ended_at=None, deleted=False, version=rec.version,
             position=rec.position, epoch=0, floor=None, started_position=rec.position,
             abort_position=None, abort_reason=None,
+            heartbeat_interval=data.get("heartbeat_interval"),
+            crash_timeout=data.get("crash_timeout"),
         )
+        job = data.get("job")
+        if job:
+            row.queue, row.attempt, row.max_attempts = job["queue"], 0, job["max_attempts"]
+            row.job = {k: v for k, v in job.items() if k != "queue"}
         self._runs[(rec.project, rec.run_id)] = row
         self._metrics[rk] = {}
         self._segments[rk] = {}
@@ -229,6 +245,8 @@ class Projector:
     async def _resumed(self, row: RunRow, rec: Record, rewind: int | float | None) -> None:
         row.status, row.status_reason, row.ended_at = "running", None, None
         row.started_position = rec.position
+        row.heartbeat_interval = rec.data.get("heartbeat_interval")
+        row.crash_timeout = rec.data.get("crash_timeout")
         if rewind is None:
             return
         rewind_content(row, rewind)

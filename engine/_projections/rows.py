@@ -55,6 +55,13 @@ class RunRow:
     started_position: int  # the RunCreated or latest RunResumed: older aborts do not apply
     abort_position: int | None
     abort_reason: str | None
+    heartbeat_interval: float | None = None  # the promise of its latest (re)start, if any
+    crash_timeout: float | None = None
+    queue: str | None = None  # a job's queue (None: not a job)
+    job: dict[str, Any] | None = None  # command, env, cwd, max_attempts
+    attempt: int | None = None  # claims so far
+    max_attempts: int | None = None
+    worker: str | None = None  # the worker of its latest claim
     notes: str = ""
     env: dict[str, Any] = field(default_factory=dict)
     files: dict[str, dict[str, Any]] = field(default_factory=dict)  # key -> plain ref + "at"

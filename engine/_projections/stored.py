@@ -18,6 +18,7 @@ from engine._core.checksum import event_checksum
 from engine._core.codec import decode, decode_arrays, encode
 from engine._core.content import ENV_PREFIX, ref_of
 from engine._core.events import Record, Upcasters
+from engine._core.heartbeat import CRASHED, QUEUED, silence
 from engine._core.model import ForkPoint, Lineage, MetricSummary, RunState, Status
 from engine._core.series import Chunk, Summary, as_step, null_nan
 from engine.errors import EngineError, IntegrityError, StorageError
@@ -167,8 +168,10 @@ def run_values(row: RunRow) -> tuple[Any, ...]:
         row.status_reason, encode(row.tags), encode(row.config), row.fork_rk, row.fork_run_id,
         row.fork_step, row.created_at, row.updated_at, row.ended_at, int(row.deleted),
         row.version, row.position, row.epoch, row.floor, row.started_position,
-        row.abort_position, row.abort_reason, row.notes, _packed(row.env), _packed(row.files),
-        _packed(row.kinds), _packed(row.entry_segments),
+        row.abort_position, row.abort_reason, row.heartbeat_interval, row.crash_timeout,
+        row.queue, None if row.job is None else encode(row.job), row.attempt, row.max_attempts,
+        row.worker, row.notes, _packed(row.env), _packed(row.files), _packed(row.kinds),
+        _packed(row.entry_segments),
     )
 
 
@@ -182,9 +185,11 @@ def run_row(values: Sequence[Any]) -> RunRow:
     v[7] = decode(v[7])
     v[8] = decode(v[8])
     v[15] = bool(v[15])
-    row = RunRow(*v[:23])
-    row.notes = v[23] or ""
-    env, files, kinds, segments = v[24:28]
+    if v[26] is not None:
+        v[26] = decode(v[26])
+    row = RunRow(*v[:30])
+    row.notes = v[30] or ""
+    env, files, kinds, segments = v[31:35]
     row.env = decode(env) if env is not None else {}
     row.files = decode(files) if files is not None else {}
     row.kinds = decode(kinds) if kinds is not None else {}
@@ -270,13 +275,18 @@ def _time(seconds: float | None) -> datetime | None:
 
 
 def state_of(row: RunRow, metrics: dict[str, MetricSummary]) -> RunState:
-    """The ``RunState`` users receive for a run row and its metric summaries."""
+    """The ``RunState`` users receive for a run row and its metric summaries (a row read
+    with its status judged, ``engine._core.heartbeat``: a crash judged but not recorded
+    gives the reason a reaper would)."""
     created = _time(row.created_at)
     updated = _time(row.updated_at)
     assert created is not None and updated is not None
+    reason = row.status_reason
+    if row.status in (CRASHED, QUEUED) and reason is None and row.crash_timeout is not None:
+        reason = silence(row.crash_timeout)  # judged crashed by a read, not yet recorded
     return RunState(
         project=row.project, run_id=row.run_id, name=row.name, experiment=row.experiment,
-        status=Status(row.status), status_reason=row.status_reason, tags=frozenset(row.tags),
+        status=Status(row.status), status_reason=reason, tags=frozenset(row.tags),
         config=row.config, metrics=dict(sorted(metrics.items())),
         fork=None if row.fork_run_id is None or row.fork_step is None
         else ForkPoint(row.fork_run_id, row.fork_step),

@@ -55,8 +55,10 @@ class Column:
     name: str
     kind: Kind
     nullable: bool = False
-    # The version of the declarations that added it: 1, the first; 2, what a run records
-    # besides metrics. Each backend's migrations add a later version's columns and tables.
+    # The version of the declarations that added it: 1, the first; 2, each run's heartbeat
+    # promise; 3, jobs; 4, what a run records besides metrics. Each backend's migrations add
+    # a later version's columns and tables, so later columns come last (and are nullable or
+    # have a default).
     since: int = 1
 
 
@@ -130,11 +132,17 @@ RUNS = Table("runs", (
     *_cols("version position epoch", K), *_cols("floor", S, nullable=True),
     *_cols("started_position", K), *_cols("abort_position", K, nullable=True),
     *_cols("abort_reason", T, nullable=True),
-    # What a run records besides metrics (schema version 2): its notes; env, file
+    # The run's heartbeat promise (None: written by a release that made none).
+    *_cols("heartbeat_interval crash_timeout", Kind.TIME, nullable=True, since=2),
+    # A job's queue, its spec (command, env, cwd, max_attempts), attempts so far and worker.
+    *_cols("queue", N, nullable=True, since=3), *_cols("job", B, nullable=True, since=3),
+    *_cols("attempt max_attempts", K, nullable=True, since=3),
+    *_cols("worker", T, nullable=True, since=3),
+    # What a run records besides metrics (declarations of version 4): its notes; env, file
     # attributes and the kind and last step of each non-metric key, encoded; and the
     # pieces of other runs' (or its own earlier epochs') entries it sees: forks and rewinds.
-    *_cols("notes", T, since=2),
-    *_cols("env files kinds entry_segments", B, nullable=True, since=2),
+    *_cols("notes", T, since=4),
+    *_cols("env files kinds entry_segments", B, nullable=True, since=4),
 ), key=("rk",), rowid=True, indexes=(
     Index("runs_key", ("project", "run_id"), unique=True),
     Index("runs_experiment", ("project", "experiment", "rk")),
@@ -199,7 +207,7 @@ PROJECTS = Table("projects", (*_cols("project", N), *_cols("runs", K)), key=("pr
 ENTRIES = Table("entries", (
     *_cols("rk", K), *_cols("path", N), *_cols("epoch", K), *_cols("step", S),
     *_cols("position", K), *_cols("kind", N), *_cols("at", Kind.TIME), *_cols("value", B),
-), key=("rk", "path", "epoch", "step"), rowid=True, since=2)
+), key=("rk", "path", "epoch", "step"), rowid=True, since=4)
 
 CHECKPOINTS = Table("checkpoints", (*_cols("name", N), *_cols("position", K)), key=("name",))
 

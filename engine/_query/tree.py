@@ -216,6 +216,9 @@ class Selection:
     limit: int | None = None
     offset: int = 0
     heads_only: bool = False
+    # The instant (POSIX seconds) ``status`` is judged at: a running run whose heartbeat
+    # promise is broken by then reads ``crashed``. None: the recorded status.
+    now: float | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -25,7 +25,8 @@ import anyio
 from anyio.abc import TaskGroup
 
 from engine._core import events as ev
-from engine._core.events import NewEvent, Upcasters, default_upcasters
+from engine._core.events import NewEvent, Record, Upcasters, default_upcasters
+from engine._core.heartbeat import promise
 from engine._core.model import Status
 from engine._core.text import check_text
 from engine._core.validate import (
@@ -54,16 +55,18 @@ from .captures import (
     prefetch_environment,
 )
 from .context import EditContext, RunContext, Watcher
+from .jobs import TrackerJobs
 from .liveness import Liveness
 from .opening import RunOpener
 from .reads import TrackerReads
 from .run import Run, attach_captures, end_buffered, run_kinds, stop_captures, system_start
-from .settings import Durability, check_settings
+from .settings import Durability, check_settings, environment_target
 from .subscriptions import Hub, Subscription, start_in_background
 from .supervisor import Supervisor
-from .writer import Writer
+from .writer import Writer, contiguous
 
-__all__ = ["Tracker", "connect", "use_blocking_defaults"]
+__all__ = ["Tracker", "backing_store", "blob_store", "connect", "publish",
+           "use_blocking_defaults"]
 
 class _State(enum.Enum):
     NEW = "new"
@@ -72,9 +75,9 @@ class _State(enum.Enum):
 
 
 def connect(
-    url: str,
+    url: str | None = None,
     *,
-    project: str = "default",
+    project: str | None = None,
     durability: Durability = "full",
     flush_interval: float = 0.02,
     batch_points: int = 50_000,
@@ -85,11 +88,17 @@ def connect(
     poll_interval: float = 0.025,
     blobs: str | os.PathLike[str] | None = None,
     clock: Callable[[], float] = time.time,
+    token: str | None = None,
+    spool: str | None = None,
+    offline: bool = False,
 ) -> Tracker:
     """Open a tracker on ``url`` (use it as ``async with``).
 
-    :param url: a file path, ``":memory:"``, ``"sqlite:///path"`` or ``"postgresql://…"``.
-    :param project: the project every call uses unless it passes ``project=``.
+    :param url: a file path, ``":memory:"``, ``"sqlite:///path"``, ``"postgresql://…"``, or a
+        Kittiwake server's ``"http://…"`` / ``"https://…"`` (the same API, remotely);
+        default ``$KITTIWAKE_DB`` (a job's worker sets it), else ``kittiwake.db``.
+    :param project: the project every call uses unless it passes ``project=``; default
+        ``$KITTIWAKE_PROJECT``, else ``"default"``.
     :param durability: ``"full"`` — a flushed point survives power loss; ``"normal"`` — it
         survives a crash of the process, and is faster (see ``docs/durability.md``).
     :param flush_interval: seconds the writer waits to gather a batch (batching by time).
@@ -103,13 +112,20 @@ def connect(
     :param blobs: where logged files' bytes go: None — into the run database itself (one
         backup holds everything); a directory path — one file per blob there.
     :param clock: the time source, in seconds since the epoch (inject a fake in tests).
-    :raises ValidationError: for a setting out of range.
+    :param token: for a server with auth: the bearer token (default: ``$KITTIWAKE_TOKEN``).
+    :param spool: for a server: the local file every batch is kept in until the server has
+        committed it (default: one under the user's cache directory).
+    :param offline: for a server: never contact it; ``kittiwake sync`` uploads later.
+    :raises ValidationError: for a setting out of range, or a server's option given for a
+        database that is not a server.
     """
+    url, project = environment_target(url, project)
     return Tracker(
         url, project=project, durability=durability, flush_interval=flush_interval,
         batch_points=batch_points, max_pending_points=max_pending_points,
         heartbeat_interval=heartbeat_interval, crash_timeout=crash_timeout,
         reap_interval=reap_interval, poll_interval=poll_interval, blobs=blobs, clock=clock,
+        remote={"token": token, "spool": spool, "offline": offline},
     )
 
 
@@ -136,7 +152,7 @@ def _names(values: object, what: str) -> frozenset[str] | None:
     return frozenset(names)
 
 
-class Tracker(TrackerReads):
+class Tracker(TrackerReads, TrackerJobs):
     """An open connection to a Kittiwake database: start runs, read them, follow the log.
 
     Make one with [connect][engine.connect]. The constructor takes the same settings, and
@@ -153,13 +169,15 @@ class Tracker(TrackerReads):
                  batch_points: int, max_pending_points: int, heartbeat_interval: float,
                  crash_timeout: float, reap_interval: float | None, poll_interval: float,
                  clock: Callable[[], float], blobs: str | os.PathLike[str] | None = None,
-                 upcasters: Upcasters | None = None) -> None:
+                 upcasters: Upcasters | None = None,
+                 remote: Mapping[str, Any] | None = None) -> None:
         self._settings = check_settings(
             project=project, durability=durability, flush_interval=flush_interval,
             batch_points=batch_points, max_pending_points=max_pending_points,
             heartbeat_interval=heartbeat_interval, crash_timeout=crash_timeout,
             reap_interval=reap_interval, poll_interval=poll_interval)
         self.url = url
+        self._remote = dict(remote or {})
         self.project = self._settings.project
         if blobs is not None and (not isinstance(blobs, str | os.PathLike)
                                   or not os.fspath(blobs)):
@@ -202,10 +220,12 @@ class Tracker(TrackerReads):
         if self._state is not _State.NEW:
             raise ClosedError("a tracker can be opened once; call engine.connect() again")
         settings = self._settings
-        store = open_store(self.url, durability=settings.durability, upcasters=self._upcasters)
+        store = open_store(self.url, durability=settings.durability, upcasters=self._upcasters,
+                           options=self._remote)
         await store.open()
         self._store = store
-        blobs: BlobStore = (DatabaseBlobStore(store) if self._blobs_dir is None
+        blobs: BlobStore = ((store.own_blobs() or DatabaseBlobStore(store))
+                            if self._blobs_dir is None
                             else DirectoryBlobStore(
                                 self._blobs_dir,
                                 durability="full" if settings.durability == "full" else "normal"))
@@ -230,7 +250,8 @@ class Tracker(TrackerReads):
         supervisor.on_failure += [liveness.halt, writer.close, self._hub.fail]
         self._writer = writer
         self._liveness = liveness
-        self._opener = RunOpener(store, writer, self._clock)
+        self._opener = RunOpener(store, writer, self._clock,
+                                 promise(settings.heartbeat_interval, settings.crash_timeout))
         liveness.seen = self._hub.head = await store.head()
         tasks = anyio.create_task_group()
         await tasks.__aenter__()
@@ -318,6 +339,11 @@ class Tracker(TrackerReads):
         if self._supervisor.failure is not None:
             raise self._supervisor.failure
 
+    def _job_parts(self) -> tuple[RunOpener, Liveness, dict[str, Any]]:
+        self._open()
+        assert self._opener is not None and self._liveness is not None
+        return self._opener, self._liveness, self._opener.promise
+
     def _blob_store(self) -> BlobStore:
         if self._blobs is None or self._state is not _State.OPEN:
             raise ClosedError("the tracker is not open: use `async with engine.connect(...)`")
@@ -365,7 +391,8 @@ class Tracker(TrackerReads):
         ``fork=(parent_run_id, step)`` inherits the parent's series up to ``step`` and its
         configs and tags. ``resume=True`` re-opens an existing run (creating it if missing);
         with ``rewind_to=step`` reads show only points up to ``step`` and logging continues
-        after it.
+        after it. Without ``run_id`` (and ``fork``) inside a job a worker started
+        (``$KITTIWAKE_RUN_ID`` set), it attaches to the job's run.
 
         ``notes`` sets the run's notes. While the block runs, the run records: its
         environment (``capture_env``, default on) and source (``capture_source``, default
@@ -381,6 +408,9 @@ class Tracker(TrackerReads):
         :raises RunNotFoundError: on entry, when the fork parent does not exist.
         """
         project = self.project if project is None else check_project(project)
+        attach = os.environ.get("KITTIWAKE_RUN_ID")
+        if run_id is None and fork is None and attach:
+            run_id, resume = attach, True  # inside a job: its run
         if run_id is not None:
             check_run_id(run_id)
         if name is not None:
@@ -451,7 +481,8 @@ class Tracker(TrackerReads):
     async def abort_run(self, run_id: str, reason: str | None = None, *,
                         project: str | None = None) -> None:
         """Ask a running run to stop: its live handle, in any process, cancels its body and
-        ends it ``aborted``. Does nothing for a run that already ended.
+        ends it ``aborted`` (a job's worker stops its process). A job still queued ends
+        ``aborted`` at once and never runs. Does nothing for a run that already ended.
 
         :raises RunNotFoundError: if there is no such run.
         """
@@ -459,7 +490,10 @@ class Tracker(TrackerReads):
         project = self._project(project)
         reason = check_reason(reason)
         state = await self._state_or_raise(project, run_id)
-        if state.status is not Status.RUNNING:
+        if state.status is Status.QUEUED and await self._cancel_queued(project, run_id,
+                                                                        reason):
+            return  # never started, now never will
+        if state.status.terminal:
             return
         await writer.submit(AppendRequest(project, run_id,
                                           [NewEvent(ev.ABORT_REQUESTED, {"reason": reason})]))
@@ -520,16 +554,21 @@ class Tracker(TrackerReads):
         return subscription
 
     async def check(self, progress: Callable[[int], None] | None = None) -> list[str]:
-        """Verify the database: the log (positions without a gap, each run's versions in
-        order, every payload readable), then every projection against a rebuild of it into
-        scratch tables. One line per finding, each naming where the damage is; an empty
-        list means the database is healthy. ``progress`` is called with the position the
-        check has read up to. Reads the whole log: a maintenance task, not a health probe.
+        """Verify the database: its own files where it can tell (SQLite's integrity check),
+        the log (positions without a gap, each run's versions in order, every event matching
+        its checksum and readable), every projection against a rebuild of it into scratch
+        tables, and the bytes of every file the log names (there, and matching their
+        digest). One line per finding, each naming where the damage is; an empty list means
+        the database is healthy. ``progress`` is called with the position the check has read
+        up to. Reads the whole log and every file: a maintenance task, not a health probe.
 
         :raises StorageError: when the database cannot be read at all.
         """
         store, _ = self._open()
-        return await store.check(progress)
+        findings = await store.check(progress)
+        if findings:
+            return findings  # file names come from the log: trust it first
+        return await self._check_blobs()
 
     async def rebuild_projections(self, progress: Progress | None = None) -> None:
         """Rebuild every projection from the log into fresh tables and swap them in; reads
@@ -538,3 +577,31 @@ class Tracker(TrackerReads):
         await store.rebuild(progress)
         assert self._tasks is not None
         self._tasks.start_soon(store.drop_retired)
+
+
+def backing_store(tracker: Tracker) -> Store:
+    """The open store under ``tracker``: what ``kittiwake serve`` serves over HTTP, beside
+    that tracker's subscriptions (a friend of ``Tracker``, not a method: users have no use
+    for it).
+
+    :raises ClosedError: when the tracker is not open.
+    """
+    return tracker._open()[0]
+
+
+def publish(tracker: Tracker, records: list[Record]) -> None:
+    """Offer records that were appended to ``tracker``'s store without its writer (the
+    server's appends) to its subscribers at once, rather than when its watch of the head
+    next reads them: one contiguous batch at a time, as the writer would (a friend of
+    ``Tracker``, like ``backing_store``)."""
+    for batch in contiguous(records):
+        tracker._hub.publish(batch, own=False)
+
+
+def blob_store(tracker: Tracker) -> BlobStore:
+    """The open blob store of ``tracker``: where the server keeps the file bytes clients
+    send (a friend of ``Tracker``, like ``backing_store``).
+
+    :raises ClosedError: when the tracker is not open.
+    """
+    return tracker._blob_store()

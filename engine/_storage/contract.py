@@ -21,11 +21,13 @@ from engine._core.events import NewEvent, Record, Upcasters
 from engine._core.model import Experiment, Lineage, RunState, Series
 from engine._query.tree import Field, RunGroup, Selection
 
+from .blobs.contract import BlobStore
 from .session import Reader, Session
 
 T = TypeVar("T")
 
-__all__ = ["AppendRequest", "EventFilter", "Progress", "RunControl", "StaleRun", "Store"]
+__all__ = ["AppendRequest", "EventFilter", "JobRow", "Progress", "RunControl", "StaleRun",
+           "Store", "TokenRow"]
 
 Progress = Callable[[int, int], None]
 """Called with (events done, events in all) while a rebuild runs."""
@@ -65,6 +67,25 @@ class StaleRun:
     run_id: str
     version: int
     last_seen: float
+    crash_timeout: float  # the run's own promise, else the reaper's
+    attempt: int | None = None  # a job's claims so far (None: not a job)
+    max_attempts: int | None = None
+
+
+@dataclass(slots=True)
+class JobRow:
+    """A job as the runs projection holds it (its status as recorded)."""
+
+    run_id: str
+    version: int
+    status: str
+    queue: str
+    spec: dict[str, Any]  # command, env, cwd, max_attempts
+    attempt: int
+    max_attempts: int
+    worker: str | None
+    started_position: int
+    created_at: float
 
 
 @dataclass(slots=True)
@@ -79,6 +100,21 @@ class RunControl:
     floor: int | float | None
     kinds: dict[str, list[Any]] = field(default_factory=dict)
     """Each non-metric key's kind and last step (``[kind, step]``)."""
+
+
+@dataclass(slots=True, frozen=True)
+class TokenRow:
+    """An access token as the database keeps it: never the secret, only its SHA-256
+    (``digest``, hex). Times are seconds since the epoch; ``expires_at`` None never
+    expires, ``revoked_at`` None is not revoked."""
+
+    id: str
+    project: str
+    role: str
+    digest: str
+    created_at: float
+    expires_at: float | None
+    revoked_at: float | None
 
 
 class Store(ABC):
@@ -142,8 +178,10 @@ class Store(ABC):
     # Projections ---------------------------------------------------------------------------
 
     @abstractmethod
-    async def get_run(self, project: str, run_id: str) -> RunState | None:
-        """The run's state, or None."""
+    async def get_run(self, project: str, run_id: str, *,
+                      now: float | None = None) -> RunState | None:
+        """The run's state, or None; with ``now``, its status judged at that instant
+        (``engine._core.heartbeat``), else as recorded."""
 
     @abstractmethod
     async def list_runs(self, project: str, *, include_deleted: bool,
@@ -237,6 +275,11 @@ class Store(ABC):
     def blob_reader(self) -> Reader:
         """Where reads of the blob tables run."""
 
+    def own_blobs(self) -> BlobStore | None:
+        """The blob store that goes with this store when a tracker names none: None — the
+        blob tables of this very database; a remote store answers with its server's."""
+        return None
+
     # Liveness ------------------------------------------------------------------------------
 
     @abstractmethod
@@ -244,11 +287,39 @@ class Store(ABC):
         """Record that these runs are alive at ``at``."""
 
     @abstractmethod
-    async def stale_runs(self, before: float) -> list[StaleRun]:
-        """Running runs with no heartbeat (or event) since ``before``."""
+    async def stale_runs(self, now: float, crash_timeout: float) -> list[StaleRun]:
+        """Running runs silent (no heartbeat, no event) for longer than their crash timeout
+        at ``now``; ``crash_timeout`` for runs that promised none."""
+
+    @abstractmethod
+    async def jobs(self, project: str, *, queues: Sequence[str] | None,
+                   statuses: Sequence[str] | None, run_ids: Sequence[str] | None = None,
+                   limit: int | None = None) -> list[JobRow]:
+        """The project's jobs in these queues and statuses (None: any), oldest first."""
 
     @abstractmethod
     async def controls(self, runs: Sequence[tuple[str, str]]) -> dict[tuple[str, str],
                                                                      RunControl]:
         """The control state of each of the given runs that exists."""
 
+    # Tokens (the server's access control) ----------------------------------------------------
+
+    @abstractmethod
+    async def save_token(self, token: TokenRow) -> None:
+        """Store a new token.
+
+        :raises ValidationError: when its id or digest is taken.
+        """
+
+    @abstractmethod
+    async def list_tokens(self, project: str | None) -> list[TokenRow]:
+        """Every token (of ``project``, when given), oldest first, revoked ones included."""
+
+    @abstractmethod
+    async def find_token(self, digest: str) -> TokenRow | None:
+        """The token with that digest, revoked or expired included (None when unknown)."""
+
+    @abstractmethod
+    async def revoke_token(self, token_id: str, at: float) -> TokenRow | None:
+        """Revoke the token (from ``at`` on; a revoked one stays revoked as it was); the
+        token as it now is, or None when there is no such token."""

@@ -37,9 +37,10 @@ from engine._projections.stored import (
     unreadable,
 )
 from engine._query.execute import group_runs, select_runs
+from engine._query.sql import judged_status
 from engine._query.tree import Field, RunGroup, Selection
 
-from .contract import EventFilter, RunControl, StaleRun
+from .contract import EventFilter, JobRow, RunControl, StaleRun
 from .session import Reader, Row, Session, greatest, one_of, pairs_in
 
 __all__ = ["BEHIND", "Reads"]
@@ -115,11 +116,21 @@ class Reads:
 
     # Runs ----------------------------------------------------------------------------------
 
-    async def get_run(self, project: str, run_id: str) -> RunState | None:
-        rows = await self._fetch(
-            f"SELECT {_RUN_SELECT}, m.metric, m.count, m.last, m.last_step, m.min, m.max "
-            "FROM runs r LEFT JOIN metrics m ON m.rk = r.rk "
-            "WHERE r.project = ? AND r.run_id = ?", (project, run_id))
+    async def get_run(self, project: str, run_id: str, *,
+                      now: float | None = None) -> RunState | None:
+        async def work(session: Session) -> Sequence[Row]:
+            select = _RUN_SELECT
+            params: list[Any] = [project, run_id]
+            if now is not None:
+                select = ", ".join(judged_status(session.dialect.number("?")) if c == "status"
+                                   else f"r.{c}" for c in RUN_COLUMNS)
+                params = [now, now, *params]
+            return await session.fetch(
+                f"SELECT {select}, m.metric, m.count, m.last, m.last_step, m.min, m.max "
+                "FROM runs r LEFT JOIN metrics m ON m.rk = r.rk "
+                "WHERE r.project = ? AND r.run_id = ?", params)
+
+        rows = await self.reader.read(work)
         if not rows:
             return None
         width = len(RUN_COLUMNS)
@@ -243,15 +254,43 @@ class Reads:
 
     # Liveness ------------------------------------------------------------------------------
 
-    async def stale_runs(self, before: float) -> list[StaleRun]:
+    async def stale_runs(self, now: float, crash_timeout: float) -> list[StaleRun]:
         async def work(session: Session) -> Sequence[Row]:
             seen = greatest(session.dialect, "coalesce(h.beat_at, 0)", "r.updated_at")
+            limit = "coalesce(r.crash_timeout, ?)"
             return await session.fetch(
-                f"SELECT r.project, r.run_id, r.version, {seen} FROM runs r "
+                f"SELECT r.project, r.run_id, r.version, {seen}, {limit}, r.attempt, "
+                "r.max_attempts FROM runs r "
                 "LEFT JOIN heartbeats h ON h.project = r.project AND h.run_id = r.run_id "
-                f"WHERE r.status = 'running' AND r.deleted = 0 AND {seen} < ?", (before,))
+                f"WHERE r.status = 'running' AND r.deleted = 0 AND {seen} + {limit} < ?",
+                (crash_timeout, crash_timeout, now))
 
         return [StaleRun(*r) for r in await self.reader.read(work)]
+
+    async def jobs(self, project: str, *, queues: Sequence[str] | None,
+                   statuses: Sequence[str] | None, run_ids: Sequence[str] | None = None,
+                   limit: int | None = None) -> list[JobRow]:
+        async def work(session: Session) -> Sequence[Row]:
+            sql = ["project = ?", "queue IS NOT NULL", "deleted = 0"]
+            params: list[Any] = [project]
+            for column, values in (("queue", queues), ("status", statuses),
+                                   ("run_id", run_ids)):
+                if values is not None:
+                    condition, more = one_of(session.dialect, column, list(values) or [""])
+                    sql.append(condition)
+                    params.extend(more)
+            window = ""
+            if limit is not None:
+                window = " LIMIT ?"
+                params.append(limit)
+            return await session.fetch(
+                "SELECT run_id, version, status, queue, job, attempt, max_attempts, worker, "
+                f"started_position, created_at FROM runs WHERE {' AND '.join(sql)} "
+                f"ORDER BY rk{window}", params)
+
+        rows = await self.reader.read(work)
+        with unreadable(f"the jobs of project {project!r}"):
+            return [JobRow(r[0], r[1], r[2], r[3], decode(r[4]), *r[5:]) for r in rows]
 
     async def controls(self, runs: Sequence[tuple[str, str]]) -> dict[tuple[str, str],
                                                                      RunControl]:

@@ -19,11 +19,22 @@ from engine._core.content import EntryRow
 from engine._core.events import Record
 from engine._core.model import Experiment, Lineage, RunState, Series
 from engine._query.tree import Field, RunGroup, Selection
-from engine.errors import ClosedError
+from engine.errors import ClosedError, ValidationError
 
+from . import tokens
 from .check import check_store
 from .commit import GroupCommit
-from .contract import ANY, AppendRequest, EventFilter, Progress, RunControl, StaleRun, Store
+from .contract import (
+    ANY,
+    AppendRequest,
+    EventFilter,
+    JobRow,
+    Progress,
+    RunControl,
+    StaleRun,
+    Store,
+    TokenRow,
+)
 from .reads import Reads
 from .rebuild import CHECK, NEW, RebuildSite, build
 from .session import Reader
@@ -72,6 +83,11 @@ class SplitStore(Store, Generic[C]):
         """What a rebuild of this store runs on."""
 
     @abstractmethod
+    async def write_rows(self, sql: str, rows: list[tuple[object, ...]], what: str) -> None:
+        """Run one statement (``?`` placeholders) for each row, in one transaction, outside
+        the log and its projections (tokens)."""
+
+    @abstractmethod
     async def retired_tables(self) -> list[str]:
         """Projection tables a rebuild swapped out and nobody dropped yet."""
 
@@ -114,8 +130,9 @@ class SplitStore(Store, Generic[C]):
                              upto: int) -> list[Record]:
         return await self.reads.stream_records(project, run_ids, upto)
 
-    async def get_run(self, project: str, run_id: str) -> RunState | None:
-        return await self.reads.get_run(project, run_id)
+    async def get_run(self, project: str, run_id: str, *,
+                      now: float | None = None) -> RunState | None:
+        return await self.reads.get_run(project, run_id, now=now)
 
     async def list_runs(self, project: str, *, include_deleted: bool,
                         selection: Selection | None = None) -> list[RunState]:
@@ -157,9 +174,31 @@ class SplitStore(Store, Generic[C]):
     async def projects(self) -> dict[str, int]:
         return await self.reads.projects()
 
-    async def stale_runs(self, before: float) -> list[StaleRun]:
-        return await self.reads.stale_runs(before)
+    async def stale_runs(self, now: float, crash_timeout: float) -> list[StaleRun]:
+        return await self.reads.stale_runs(now, crash_timeout)
+
+    async def jobs(self, project: str, *, queues: Sequence[str] | None,
+                   statuses: Sequence[str] | None, run_ids: Sequence[str] | None = None,
+                   limit: int | None = None) -> list[JobRow]:
+        return await self.reads.jobs(project, queues=queues, statuses=statuses,
+                                     run_ids=run_ids, limit=limit)
 
     async def controls(self, runs: Sequence[tuple[str, str]]) -> dict[tuple[str, str],
                                                                      RunControl]:
         return await self.reads.controls(runs)
+
+    async def save_token(self, token: TokenRow) -> None:
+        if await self.reads.reader.read(lambda s: tokens.find(s, "id", token.id)) or \
+                await self.find_token(token.digest):
+            raise ValidationError(f"token {token.id!r} already exists", key="id")
+        await self.write_rows(tokens.INSERT, [tokens.values(token)], "saving a token")
+
+    async def list_tokens(self, project: str | None) -> list[TokenRow]:
+        return await self.reads.reader.read(lambda s: tokens.listed(s, project))
+
+    async def find_token(self, digest: str) -> TokenRow | None:
+        return await self.reads.reader.read(lambda s: tokens.find(s, "digest", digest))
+
+    async def revoke_token(self, token_id: str, at: float) -> TokenRow | None:
+        await self.write_rows(tokens.REVOKE, [(at, token_id)], "revoking a token")
+        return await self.reads.reader.read(lambda s: tokens.find(s, "id", token_id))

@@ -26,13 +26,14 @@ from engine._query.tree import RunGroup
 from engine._runtime.captures import DEFAULT_INTERVAL
 from engine._runtime.files import GC_GRACE
 from engine._runtime.past import AsOf
-from engine._runtime.settings import Durability
+from engine._runtime.settings import Durability, environment_target
 from engine._runtime.tracker import Tracker, use_blocking_defaults
 from engine._storage.blobs.contract import Collected
 from engine._storage.contract import Progress
 from engine.errors import ClosedError
 
 from .exit import forget_tracker, keep_tracker
+from .jobs import SyncJobs
 from .portal import Portal
 from .run import SyncEditContext, SyncRunContext
 from .subscription import SyncSubscription
@@ -41,9 +42,9 @@ __all__ = ["SyncTracker", "connect"]
 
 
 def connect(
-    url: str,
+    url: str | None = None,
     *,
-    project: str = "default",
+    project: str | None = None,
     durability: Durability = "full",
     flush_interval: float = 0.02,
     batch_points: int = 50_000,
@@ -54,9 +55,13 @@ def connect(
     poll_interval: float = 0.025,
     blobs: str | os.PathLike[str] | None = None,
     clock: Callable[[], float] = time.time,
+    token: str | None = None,
+    spool: str | None = None,
+    offline: bool = False,
 ) -> SyncTracker:
     """Open a blocking tracker on ``url`` (use it as ``with``). The settings are
-    ``engine.connect``'s, with the same meaning, except that past ``max_pending_points``
+    ``engine.connect``'s, with the same meaning (``url`` and ``project`` default to
+    ``$KITTIWAKE_DB`` and ``$KITTIWAKE_PROJECT``), except that past ``max_pending_points``
     logging waits for the writer instead of raising ``BackpressureError``.
 
     :raises ValidationError: for a setting out of range (raised here, before anything opens).
@@ -66,6 +71,7 @@ def connect(
         batch_points=batch_points, max_pending_points=max_pending_points,
         heartbeat_interval=heartbeat_interval, crash_timeout=crash_timeout,
         reap_interval=reap_interval, poll_interval=poll_interval, blobs=blobs, clock=clock,
+        token=token, spool=spool, offline=offline,
     )
 
 
@@ -75,15 +81,15 @@ class _State(enum.Enum):
     CLOSED = "closed"
 
 
-class SyncTracker:
+class SyncTracker(SyncJobs):
     """A tracker whose methods block, while the engine runs on an event loop in a background
     thread. Make one with :func:`connect`; the constructor takes the same settings."""
 
     def __init__(
         self,
-        url: str,
+        url: str | None = None,
         *,
-        project: str = "default",
+        project: str | None = None,
         durability: Durability = "full",
         flush_interval: float = 0.02,
         batch_points: int = 50_000,
@@ -94,14 +100,18 @@ class SyncTracker:
         poll_interval: float = 0.025,
         blobs: str | os.PathLike[str] | None = None,
         clock: Callable[[], float] = time.time,
+        token: str | None = None,
+        spool: str | None = None,
+        offline: bool = False,
     ) -> None:
         # Made here, so that a bad setting raises at the call; it starts on the loop.
+        url, project = environment_target(url, project)
         self._tracker = Tracker(
             url, project=project, durability=durability, flush_interval=flush_interval,
             batch_points=batch_points, max_pending_points=max_pending_points,
             heartbeat_interval=heartbeat_interval, crash_timeout=crash_timeout,
             reap_interval=reap_interval, poll_interval=poll_interval, blobs=blobs,
-            clock=clock,
+            clock=clock, remote={"token": token, "spool": spool, "offline": offline},
         )
         use_blocking_defaults(self._tracker)  # output and system metrics on by default
         self._portal = Portal()

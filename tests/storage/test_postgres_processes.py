@@ -19,7 +19,6 @@ import pytest
 from engine._core import events as ev
 from engine._core.events import NewEvent
 from engine._storage.contract import AppendRequest
-from engine._storage.postgres.schema import MIGRATIONS
 from tests.conftest import POSTGRES_URL, require_postgres
 from tests.pg import admin, fresh_schema_url, lock_waiters, opened
 from tests.store_contract import NOW, created
@@ -213,6 +212,7 @@ async def test_processes_opening_a_fresh_schema_at_once_migrate_it_once(url: str
     assert results == [None] * 3
     store = await opened(url)
     try:
+        from engine._storage.postgres.schema import MIGRATIONS
         from engine._storage.postgres.store import PostgresStore
 
         assert isinstance(store, PostgresStore)

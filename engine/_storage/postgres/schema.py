@@ -20,6 +20,7 @@ from collections.abc import Sequence
 import asyncpg
 
 from engine._projections.tables import TABLES, TXT_PREFIX, Kind, Table, seeds
+from engine._storage.tokens import TABLE as TOKENS
 from engine.errors import EngineError
 
 from .connection import quote_ident
@@ -123,15 +124,21 @@ MIGRATIONS: Sequence[Sequence[str]] = (
     (_TXT_PREFIX_INDEX,),
     # 3: each event's checksum (``engine._core.checksum``); older events carry none.
     ("ALTER TABLE events ADD COLUMN checksum bigint",),
-    # 4: what a run records besides metrics (declarations of version 2): notes, env, files,
+    # 4: each run's heartbeat promise (declarations of version 2).
+    tuple(_added(2)),
+    # 5: jobs: their queue, spec, attempts and worker (declarations of version 3).
+    tuple(_added(3)),
+    # 6: what a run records besides metrics (declarations of version 4): notes, env, files,
     # entries; and the blob store in the database (``engine._storage.blobdb``), its chunks
     # stored uncompressed (they rarely compress, and trying costs time).
-    (*_added(2),
+    (*_added(4),
      f"""CREATE TABLE blobs (digest {_TEXT} PRIMARY KEY, size bigint NOT NULL,
         upload {_TEXT} NOT NULL, touched_at double precision NOT NULL)""",
      f"""CREATE TABLE blob_chunks (upload {_TEXT} NOT NULL, seq bigint NOT NULL,
         at double precision NOT NULL, data bytea NOT NULL, PRIMARY KEY (upload, seq))""",
      "ALTER TABLE blob_chunks ALTER COLUMN data SET STORAGE EXTERNAL"),
+    # 7: the server's access tokens (hashes only).
+    (TOKENS.format(real="double precision"),),
 )
 
 

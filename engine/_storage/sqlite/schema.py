@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from engine._projections.tables import TABLES, Column, Index, Kind, Table, seeds
+from engine._storage.tokens import TABLE as TOKENS
 
 __all__ = ["MIGRATIONS", "projection_ddl"]
 
@@ -104,13 +105,21 @@ _LOG = [
 MIGRATIONS: Sequence[Sequence[str]] = (
     # 1: the log, liveness, and the first generation of projection tables.
     (*_LOG, *projection_ddl("", 0, 1)),
-    # 2: each event's checksum (``engine._core.checksum``); older events carry none.
+    # 2: (PostgreSQL's index of config texts by their prefix; SQLite indexes whole texts.)
+    (),
+    # 3: each event's checksum (``engine._core.checksum``); older events carry none.
     ("ALTER TABLE events ADD COLUMN checksum INTEGER",),
-    # 3: what a run records besides metrics (declarations of version 2): notes, env, files,
+    # 4: each run's heartbeat promise (declarations of version 2).
+    tuple(_added(2)),
+    # 5: jobs: their queue, spec, attempts and worker (declarations of version 3).
+    tuple(_added(3)),
+    # 6: what a run records besides metrics (declarations of version 4): notes, env, files,
     # entries; and the blob store in the database (``engine._storage.blobdb``).
-    (*_added(2),
+    (*_added(4),
      """CREATE TABLE blobs (digest TEXT PRIMARY KEY, size INTEGER NOT NULL,
         upload TEXT NOT NULL, touched_at REAL NOT NULL) WITHOUT ROWID""",
      """CREATE TABLE blob_chunks (upload TEXT NOT NULL, seq INTEGER NOT NULL, at REAL NOT NULL,
         data BLOB NOT NULL, PRIMARY KEY (upload, seq))"""),
+    # 7: the server's access tokens (hashes only).
+    (TOKENS.format(real="REAL"),),
 )
