@@ -374,7 +374,8 @@ class RemoteStore(Store):
     def own_blobs(self) -> BlobStore:
         return RemoteBlobStore(self)
 
-    async def blob_transaction(self, work: Callable[[Session], Awaitable[T]]) -> T:
+    async def blob_transaction(self, work: Callable[[Session], Awaitable[T]], *,
+                               streaming: bool = False) -> T:
         raise StorageError("a remote store has no blob tables of its own: its files are the "
                            "server's (own_blobs)")
 
