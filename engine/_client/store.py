@@ -317,7 +317,9 @@ class RemoteStore(Store):
                         selection: Selection | None = None) -> list[RunState]:
         params = _selection(selection)
         params["include_deleted"] = _flag(include_deleted)
-        answer = await self._call("GET", self._project(project) + "/runs", params=params)
+        # A POST: a query may hold a long text (a config value of a mebibyte) that no URL
+        # may carry.
+        answer = await self._call("POST", self._project(project) + "/runs", body=params)
         return [p.state_from(s) for s in answer["runs"]]
 
     async def group_runs(self, project: str, *, include_deleted: bool, selection: Selection,
@@ -328,7 +330,7 @@ class RemoteStore(Store):
         params["by"] = ", ".join(str(f) for f in by)
         if aggregates is not None:
             params["aggregates"] = ", ".join(str(f) for f in aggregates)
-        answer = await self._call("GET", self._project(project) + "/groups", params=params)
+        answer = await self._call("POST", self._project(project) + "/groups", body=params)
         return [p.group_from(g) for g in answer["groups"]]
 
     async def read_series(self, project: str, run_id: str, metric: str, *,
@@ -358,8 +360,8 @@ class RemoteStore(Store):
 
     async def jobs(self, project: str, *, queues: Sequence[str] | None,
                    statuses: Sequence[str] | None, run_ids: Sequence[str] | None = None,
-                   limit: int | None = None) -> list[JobRow]:
-        params: dict[str, Any] = {}
+                   limit: int | None = None, now: float | None = None) -> list[JobRow]:
+        params: dict[str, Any] = {} if now is None else {"now": now}
         for name, values in (("queues", queues), ("statuses", statuses),
                              ("run_ids", run_ids)):
             if values is not None:
@@ -396,6 +398,10 @@ class RemoteStore(Store):
     async def get(self, path: str) -> Any:
         """A GET of the API, answered and checked as every call is."""
         return await self._call("GET", path)
+
+    async def post(self, path: str, body: Any) -> Any:
+        """A POST of the API, answered and checked as every call is."""
+        return await self._call("POST", path, body=body, seconds=3600.0)
 
     async def get_experiment(self, project: str, name: str) -> Experiment:
         answer = await self._call("GET", self._project(project) + "/experiment",
@@ -498,4 +504,6 @@ def _selection(selection: Selection | None) -> dict[str, Any]:
         params["order_by"] = ", ".join(str(k) for k in selection.order)
     if selection.limit is not None:
         params["limit"] = selection.limit
+    if selection.now is not None:
+        params["now"] = repr(selection.now)
     return params
