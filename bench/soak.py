@@ -23,6 +23,7 @@ import asyncio
 import json
 import os
 import platform
+import random
 import sys
 import tempfile
 import time
@@ -39,6 +40,7 @@ from bench.remote import server
 SUBSCRIBERS = 100
 WRITERS = 100
 WINDOW = 30.0
+SAMPLES = 20_000  # latencies kept per window (a uniform sample once there are more)
 
 WRITER_PROCESS = """
 import asyncio, json, sys, time
@@ -75,12 +77,13 @@ class Subscriber:
 
     def __init__(self) -> None:
         self.points = 0
-        self.seen: set[tuple[str, int]] = set()
+        self.last: dict[str, int] = {}  # each run's last step read (its steps only grow)
         self.duplicates = 0
         self.ready = asyncio.Event()
         self.error: str | None = None
 
-    async def follow(self, url: str, latencies: dict[int, list[float]], began: float) -> None:
+    async def follow(self, url: str, latencies: dict[int, list[float]],
+                     counts: dict[int, int], began: float) -> None:
         try:
             async with httpx.AsyncClient(base_url=url, timeout=None) as client, \
                     client.stream("GET", "/api/v1/projects/soak/events",
@@ -94,13 +97,20 @@ class Subscriber:
                     event = orjson.loads(line[6:])
                     column = event["data"]["metrics"]["t"]
                     window = int((time.monotonic() - began) // WINDOW)
+                    run = event["run_id"]
                     for step, value in zip(column["steps"], column["values"], strict=True):
-                        key = (event["run_id"], int(step))
-                        if key in self.seen:
-                            self.duplicates += 1
-                        self.seen.add(key)
+                        if int(step) <= self.last.get(run, -1):
+                            self.duplicates += 1  # or out of order: either breaks the promise
+                        self.last[run] = int(step)
                         self.points += 1
-                        latencies[window].append((now - value) * 1000)
+                        kept = latencies[window]
+                        counts[window] += 1
+                        if len(kept) < SAMPLES:
+                            kept.append((now - value) * 1000)
+                        else:  # reservoir sampling: a uniform sample in bounded memory
+                            slot = random.randrange(counts[window])
+                            if slot < SAMPLES:
+                                kept[slot] = (now - value) * 1000
         except asyncio.CancelledError:
             raise
         except Exception as exc:
@@ -123,10 +133,11 @@ async def soak(seconds: float, tmp: Path) -> dict[str, Any]:
         db = str(tmp / "soak.db")
     began = time.monotonic()
     latencies: dict[int, list[float]] = defaultdict(list)
+    counts: dict[int, int] = defaultdict(int)
     rss: list[dict[str, float]] = []
     with server(db) as (url, server_process):
         subscribers = [Subscriber() for _ in range(SUBSCRIBERS)]
-        tasks = [asyncio.create_task(s.follow(url, latencies, began)) for s in subscribers]
+        tasks = [asyncio.create_task(s.follow(url, latencies, counts, began)) for s in subscribers]
         await asyncio.gather(*(s.ready.wait() for s in subscribers))
         writers = await asyncio.create_subprocess_exec(
             sys.executable, "-c", WRITER_PROCESS, url, str(WRITERS), str(seconds),
@@ -160,7 +171,7 @@ async def soak(seconds: float, tmp: Path) -> dict[str, Any]:
     errors = [*report["errors"], *(f"subscriber: {s.error}" for s in subscribers if s.error)]
     read = [s.points for s in subscribers]
     everything = [x for window in latencies.values() for x in window]
-    windows = [{"from_s": k * WINDOW, "p99_ms": round(_p99(v), 1), "samples": len(v)}
+    windows = [{"from_s": k * WINDOW, "p99_ms": round(_p99(v), 1), "points": counts[k]}
                for k, v in sorted(latencies.items())]
     third = max(1, len(rss) // 3)
 
