@@ -21,9 +21,10 @@ Everything else is private, one subpackage per layer, each importing only the la
 - ``_client``: the remote store (``connect("http://…")``), the spool, ``kittiwake sync``;
   opened by URL scheme, below ``_runtime``.
 - ``_server``: ``kittiwake serve`` — the HTTP API, live streams, tokens.
+- ``_jobs``: the worker that runs queued jobs (the queue itself is the tracker's).
 - ``_cli``: the ``kittiwake`` command.
 
-The dashboard, the job queue and system metrics come later, above ``_runtime``.
+The dashboard comes later, above ``_server``.
 """
 
 from engine._core.confusion import ConfusionMatrix as ConfusionMatrix

@@ -1,18 +1,17 @@
-"""``kittiwake worker``, ``enqueue``, ``queue`` and ``logs``: the job queue from a shell."""
+"""``kittiwake worker``, ``enqueue`` and ``queue``: the job queue from a shell (a job's output:
+``kittiwake logs``, with what a run records)."""
 
 from __future__ import annotations
 
 import argparse
 import os
 import shlex
-import sys
 from typing import Any
 
 import anyio
 import orjson
 
-from engine._core import events as ev
-from engine._worker.worker import Worker, stop_on_signals
+from engine._jobs.worker import Worker, stop_on_signals
 
 from .display import emit, table
 from .errors import CliError, UsageError
@@ -61,9 +60,6 @@ def add_commands(commands: Any) -> None:
     queue = commands.add_parser("queue", help="queued and running jobs, per queue")
     queue.add_argument("--all", action="store_true", help="ended jobs too")
     queue.set_defaults(handler=_queue)
-
-    # `kittiwake logs` is the run-content command's (engine/_cli/content.py): registering
-    # it twice makes argparse refuse the whole command line.
 
 
 def _database(url: str) -> str:
@@ -133,34 +129,3 @@ async def _queue(args: argparse.Namespace) -> int:
              shlex.join(j.command)) for j in jobs]
     emit(table(("queue", "run", "status", "attempt", "worker", "command"), rows))
     return 0
-
-
-async def _logs(args: argparse.Namespace) -> int:
-    async with open_tracker(args) as tracker:
-        state = await tracker.get_run(args.run_id)
-        read_text = getattr(tracker, "read_text", None)
-        if read_text is None:
-            raise CliError("this release records no text series: no logs to show")
-        shown = {"logs/stdout": -1, "logs/stderr": -1}
-        for key in shown:
-            series = await read_text(args.run_id, key)
-            for step, line in zip(series.steps, series.values, strict=True):
-                _print_line(key, line)
-                shown[key] = step
-        if not args.follow or state.status.terminal:
-            return 0
-        async for event in tracker.subscribe(runs=[args.run_id], from_position=state.position):
-            if event.type == ev.STATUS_CHANGED:
-                return 0
-            for key, column in (event.data.get("text") or {}).items():
-                if key in shown:
-                    for step, line in zip(column["steps"], column["values"], strict=True):
-                        if step > shown[key]:
-                            _print_line(key, line)
-                            shown[key] = step
-    return 0
-
-
-def _print_line(key: str, line: str) -> None:
-    out = sys.stderr if key == "logs/stderr" else sys.stdout
-    print(safe_lines(line), file=out, flush=True)

@@ -64,8 +64,12 @@ T = TypeVar("T")
 WAIT = 30.0
 """Seconds a call keeps asking a server that does not answer before it raises
 ``StorageError``."""
+# An append's body at most, unless one run's batch alone is larger: a group past it goes in
+# parts (the server refuses a body over ``engine._server.params.MAX_BODY``).
+BODY_TARGET = 32 * 2**20
 LONG_POLL = 5.0  # seconds the server may hold a request for the head when nothing happens
 _RETRYABLE = frozenset({502, 503, 504})
+_DROPPED = (httpx.ReadError, httpx.WriteError, httpx.RemoteProtocolError)
 # The server's refusals: nothing of the request was written, and sending it again cannot
 # change that, so the spool lets go of it.
 REFUSALS = (ValidationError, RunExistsError, RunNotFoundError, ConcurrencyError)
@@ -167,7 +171,7 @@ class RemoteStore(Store):
 
     async def _call(self, method: str, path: str, *, params: dict[str, Any] | None = None,
                     body: Any = None, retry: bool = True, seconds: float | None = None,
-                    arrays: bool = True) -> Any:
+                    arrays: bool = True, content: bytes | None = None) -> Any:
         """The answer to one request, decoded; typed errors raised as the server named them.
 
         :raises StorageError: when the server did not answer within ``wait`` seconds.
@@ -179,18 +183,29 @@ class RemoteStore(Store):
         if seconds is not None:
             extra["timeout"] = httpx.Timeout(seconds, connect=10.0)
         try:
-            content = None if body is None else wire.dumps(body)
+            if content is None and body is not None:
+                content = wire.dumps(body)
             request = client.build_request(method, path, params=params, content=content,
                                            **extra)
         except (UnicodeEncodeError, TypeError) as exc:  # orjson's error is a TypeError
             raise ValidationError(f"cannot send this to a server: {exc}",
                                   key=_culprit(params, body)) from None
+        except httpx.InvalidURL as exc:  # a query (``where``) past what a URL may hold
+            raise ValidationError(f"cannot send this to a server: {exc} (a URL holds at most "
+                                  "64 KiB: shorten the query)",
+                                  key=next(iter(params or {}), None)) from None
         deadline = time.monotonic() + self.wait
         pause = 0.05
+        resent = False
         while True:
             try:
                 response = await client.send(request)
             except httpx.TransportError as exc:
+                if isinstance(exc, _DROPPED) and not resent:
+                    # A kept-alive connection the server closed as the request went out:
+                    # once more, on a new one (an append is idempotent by its event ids).
+                    resent = True
+                    continue
                 error: EngineError = StorageError(f"the server at {self.url} did not answer: "
                                      f"{type(exc).__name__}: {exc}")
                 error.__cause__ = exc
@@ -240,9 +255,19 @@ class RemoteStore(Store):
                    now: float) -> list[list[Record] | BaseException]:
         """Send requests without the spool (what ``append`` and ``sync`` do once they are
         kept): per request, its records or the server's refusal."""
-        answer = await self._call(
-            "POST", "/api/v1/append", retry=False,
-            body={"requests": [p.request_to(r) for r in requests], "now": now})
+        body = {"requests": [p.request_to(r) for r in requests], "now": now}
+        try:
+            content = wire.dumps(body)
+        except (UnicodeEncodeError, TypeError) as exc:  # orjson's error is a TypeError
+            raise ValidationError(f"cannot send this to a server: {exc}",
+                                  key=_culprit(None, body)) from None
+        if len(content) > BODY_TARGET and len(requests) > 1:
+            # Many runs' batches after an outage: in parts, each well under the server's
+            # limit on a request body (the server takes each part as the group it is).
+            half = len(requests) // 2
+            return [*await self.send(requests[:half], now=now),
+                    *await self.send(requests[half:], now=now)]
+        answer = await self._call("POST", "/api/v1/append", retry=False, content=content)
         sent = {e.id: e.data for r in requests for e in r.events}
         return [p.error_from(o, 0) if "error" in o
                 else [p.receipt_from(r, sent) for r in o["records"]]
@@ -335,8 +360,8 @@ class RemoteStore(Store):
 
     async def jobs(self, project: str, *, queues: Sequence[str] | None,
                    statuses: Sequence[str] | None, run_ids: Sequence[str] | None = None,
-                   limit: int | None = None) -> list[JobRow]:
-        params: dict[str, Any] = {}
+                   limit: int | None = None, now: float | None = None) -> list[JobRow]:
+        params: dict[str, Any] = {} if now is None else {"now": now}
         for name, values in (("queues", queues), ("statuses", statuses),
                              ("run_ids", run_ids)):
             if values is not None:
@@ -351,7 +376,8 @@ class RemoteStore(Store):
     def own_blobs(self) -> BlobStore:
         return RemoteBlobStore(self)
 
-    async def blob_transaction(self, work: Callable[[Session], Awaitable[T]]) -> T:
+    async def blob_transaction(self, work: Callable[[Session], Awaitable[T]], *,
+                               streaming: bool = False) -> T:
         raise StorageError("a remote store has no blob tables of its own: its files are the "
                            "server's (own_blobs)")
 

@@ -56,9 +56,9 @@ class Column:
     kind: Kind
     nullable: bool = False
     # The version of the declarations that added it: 1, the first; 2, each run's heartbeat
-    # promise; 3, jobs; 4, what a run records besides metrics. Each backend's migrations add
-    # a later version's columns and tables, so later columns come last (and are nullable or
-    # have a default).
+    # promise; 3, jobs; 4, what a run records besides metrics; 5, the index of queued jobs
+    # (Index.since). Each backend's migrations add a later version's columns, indexes and
+    # tables, so later columns come last (and are nullable or have a default).
     since: int = 1
 
 
@@ -72,6 +72,7 @@ class Index:
     unique: bool = False
     where: str | None = None
     postgres: tuple[str, ...] | None = None
+    since: int = 1  # the version of the declarations that added it (see Column)
 
     def ddl(self, table: str, suffix: str, generation: int | str, *,
             postgres: bool = False) -> str:
@@ -104,8 +105,9 @@ class Table:
         if self.since > version:
             return None
         return Table(self.name, tuple(c for c in self.columns if c.since <= version),
-                     self.key, self.key_name, self.indexes, self.rowid, self.external,
-                     self.since)
+                     self.key, self.key_name,
+                     tuple(i for i in self.indexes if i.since <= version), self.rowid,
+                     self.external, self.since)
 
     @property
     def column_names(self) -> tuple[str, ...]:
@@ -148,6 +150,8 @@ RUNS = Table("runs", (
     Index("runs_experiment", ("project", "experiment", "rk")),
     Index("runs_listing", ("project", "deleted", "rk")),
     Index("runs_running", ("status",), where="status = 'running'"),
+    # A worker's claim: the oldest queued jobs of some queues (declarations of version 5).
+    Index("runs_queued", ("project", "queue", "rk"), where="status = 'queued'", since=5),
 ))
 
 METRICS = Table("metrics", (

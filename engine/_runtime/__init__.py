@@ -4,8 +4,9 @@ Holds the tracker and its settings (``tracker``, ``settings``, ``reads``), openi
 resuming runs (``opening``), the run handle and its context (``run``), what runs buffer
 (``buffer``) and the writer task that commits it (``writer``), the compiled logging hot
 path and its Python twin (``hot_path``, ``_speedups.c``), heartbeats, the reaper and abort
-delivery (``liveness``), the supervision of the background loops (``supervisor``), and live
-subscriptions (``subscriptions``).
+delivery (``liveness``), the supervision of the background loops (``supervisor``), live
+subscriptions (``subscriptions``), and the job queue's half of the tracker (``jobs``,
+``requeue``).
 
 May import every layer below it: ``engine._core``, ``engine._projections``,
 ``engine._query``, ``engine._storage`` (the contract and the registry, never a backend

@@ -17,7 +17,7 @@ import os
 import shlex
 import socket
 from abc import ABC, abstractmethod
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from datetime import UTC, datetime
 from typing import Any
 
@@ -53,6 +53,7 @@ class TrackerJobs(ABC):
     """The job queue half of the tracker's API."""
 
     project: str
+    _clock: Callable[[], float]  # the instant listings judge heartbeat promises at
 
     @abstractmethod
     def _open(self) -> tuple[Store, Writer]: ...
@@ -133,20 +134,23 @@ class TrackerJobs(ABC):
                         statuses: Iterable[str] | None = ("queued", "running"),
                         project: str | None = None) -> list[Job]:
         """The project's jobs in ``queues`` (None: all) and ``statuses`` (None: any),
-        oldest first."""
+        oldest first; statuses as every read judges them (a job whose worker went silent is
+        ``queued`` again while it has attempts left, else ``crashed``)."""
         store, _ = self._open()
         project = self._project(project)
         names = None if queues is None else ([queues] if isinstance(queues, str)
                                              else list(queues))
         rows = await store.jobs(project, queues=names,
-                                statuses=None if statuses is None else list(statuses))
+                                statuses=None if statuses is None else list(statuses),
+                                now=self._clock())
         return [_job(project, row) for row in rows]
 
     async def get_job(self, run_id: str, *, project: str | None = None) -> Job | None:
         """The job of run ``run_id``, or None when that run is not a job."""
         store, _ = self._open()
         project = self._project(project)
-        rows = await store.jobs(project, queues=None, statuses=None, run_ids=[run_id])
+        rows = await store.jobs(project, queues=None, statuses=None, run_ids=[run_id],
+                                now=self._clock())
         return _job(project, rows[0]) if rows else None
 
     async def end_job(self, run_id: str, status: str, reason: str | None = None, *,
@@ -204,7 +208,11 @@ class TrackerJobs(ABC):
 def _spec(command: str | Iterable[str], queue: str, env: Mapping[str, str] | None,
           cwd: str | os.PathLike[str] | None, max_attempts: int) -> dict[str, Any]:
     if isinstance(command, str):
-        argv = shlex.split(command)
+        try:
+            argv = shlex.split(command)
+        except ValueError as exc:  # an unclosed quote
+            raise ValidationError(f"command {command!r} does not split into arguments: "
+                                  f"{exc}", key="command") from None
     elif isinstance(command, Iterable) and not isinstance(command, (bytes, Mapping)):
         argv = list(command)
     else:

@@ -59,7 +59,7 @@ from .jobs import TrackerJobs
 from .liveness import Liveness
 from .opening import RunOpener
 from .reads import TrackerReads
-from .run import Run, attach_captures, end_buffered, run_kinds, system_start
+from .run import Run, attach_captures, end_buffered, run_kinds, stop_captures, system_start
 from .settings import Durability, check_settings, environment_target
 from .subscriptions import Hub, Subscription, start_in_background
 from .supervisor import Supervisor
@@ -319,6 +319,7 @@ class Tracker(TrackerReads, TrackerJobs):
         assert self._liveness is not None
         closed = ClosedError("the tracker was closed")
         for run, _ in list(self._liveness.live.values()):
+            stop_captures(run)  # the descriptors come back; the lines so far are committed
             run.halt(closed)  # what they buffered is committed below; nothing more is taken
         try:
             with anyio.CancelScope(shield=True):
@@ -391,7 +392,8 @@ class Tracker(TrackerReads, TrackerJobs):
         configs and tags. ``resume=True`` re-opens an existing run (creating it if missing);
         with ``rewind_to=step`` reads show only points up to ``step`` and logging continues
         after it. Without ``run_id`` (and ``fork``) inside a job a worker started
-        (``$KITTIWAKE_RUN_ID`` set), it attaches to the job's run.
+        (``$KITTIWAKE_RUN_ID`` set), it attaches to the job's run; the job's output is then
+        the worker's to keep (``capture_output`` defaults off for that run).
 
         ``notes`` sets the run's notes. While the block runs, the run records: its
         environment (``capture_env``, default on) and source (``capture_source``, default
@@ -410,6 +412,8 @@ class Tracker(TrackerReads, TrackerJobs):
         attach = os.environ.get("KITTIWAKE_RUN_ID")
         if run_id is None and fork is None and attach:
             run_id, resume = attach, True  # inside a job: its run
+        if capture_output is None and attach and run_id == attach:
+            capture_output = False  # the job's worker keeps its whole process group's output
         if run_id is not None:
             check_run_id(run_id)
         if name is not None:
@@ -553,16 +557,21 @@ class Tracker(TrackerReads, TrackerJobs):
         return subscription
 
     async def check(self, progress: Callable[[int], None] | None = None) -> list[str]:
-        """Verify the database: the log (positions without a gap, each run's versions in
-        order, every payload readable), then every projection against a rebuild of it into
-        scratch tables. One line per finding, each naming where the damage is; an empty
-        list means the database is healthy. ``progress`` is called with the position the
-        check has read up to. Reads the whole log: a maintenance task, not a health probe.
+        """Verify the database: its own files where it can tell (SQLite's integrity check),
+        the log (positions without a gap, each run's versions in order, every event matching
+        its checksum and readable), every projection against a rebuild of it into scratch
+        tables, and the bytes of every file the log names (there, and matching their
+        digest). One line per finding, each naming where the damage is; an empty list means
+        the database is healthy. ``progress`` is called with the position the check has read
+        up to. Reads the whole log and every file: a maintenance task, not a health probe.
 
         :raises StorageError: when the database cannot be read at all.
         """
         store, _ = self._open()
-        return await store.check(progress)
+        findings = await store.check(progress)
+        if findings:
+            return findings  # file names come from the log: trust it first
+        return await self._check_blobs()
 
     async def rebuild_projections(self, progress: Progress | None = None) -> None:
         """Rebuild every projection from the log into fresh tables and swap them in; reads

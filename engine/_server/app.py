@@ -118,7 +118,7 @@ async def _gone(request: Request, exc: Exception) -> Response:
 
 async def _http_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, HTTPException)
-    names = {404: "NotFound", 405: "MethodNotAllowed"}
+    names = {404: "NotFound", 405: "MethodNotAllowed", 413: "PayloadTooLarge"}
     body = {"error": {"type": names.get(exc.status_code, "HTTPError"), "message": exc.detail,
                       "field": None}}
     return Response(wire.dumps(body), status_code=exc.status_code,

@@ -187,7 +187,8 @@ def schema() -> dict[str, Any]:
             "the project's jobs", _obj(["jobs"]),
             [_PROJECT, _q("queues", {"type": "array", "items": _STR}),
              _q("statuses", {"type": "array", "items": _STR}),
-             _q("run_ids", {"type": "array", "items": _STR}), _q("limit", _INT)])},
+             _q("run_ids", {"type": "array", "items": _STR}), _q("limit", _INT),
+             _q("now", _NUM)])},
         p + "/series": {"get": _op(
             "a run's effective series of one metric", _obj(["series"]),
             [_PROJECT, _RUN, _q("metric", _STR, True), _q("low", _NUM), _q("high", _NUM),

@@ -5,27 +5,54 @@ from __future__ import annotations
 
 from typing import Any, TypeVar
 
+from starlette.exceptions import HTTPException
 from starlette.requests import Request
 
 from engine._core import wire
 from engine._core.validate import check_project, check_run_id
 from engine.errors import ValidationError
 
-__all__ = ["body", "project_of", "q_bool", "q_int", "q_number", "q_str", "run_of", "take"]
+__all__ = ["MAX_BODY", "body", "project_of", "q_bool", "q_int", "q_number", "q_str", "run_of",
+           "take"]
 
 T = TypeVar("T")
 _INT64 = 2**63
 
 
+MAX_BODY = 256 * 2**20
+"""The largest JSON body a request may send (file bytes stream through their own route,
+without this limit): the remote client sends an append's groups in parts of at most 32 MiB
+(one run's batch alone may be more), and a body past this is refused with a 413 before it is
+held in memory."""
+
+
 async def body(request: Request) -> dict[str, Any]:
-    """The request's JSON object."""
+    """The request's JSON object.
+
+    :raises HTTPException: 413 for a body over ``MAX_BODY`` bytes.
+    """
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > MAX_BODY:
+        raise _too_large()
+    parts: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > MAX_BODY:
+            raise _too_large()
+        parts.append(chunk)
     try:
-        value = wire.loads(await request.body())
+        value = wire.loads(b"".join(parts))
     except (wire.WireError, UnicodeDecodeError) as exc:
         raise ValidationError(f"bad request body: {exc}", key="body") from None
     if type(value) is not dict:
         raise ValidationError("the request body must be a JSON object", key="body")
     return value
+
+
+def _too_large() -> HTTPException:
+    return HTTPException(413, f"the request body is over {MAX_BODY // 2**20} MiB; send fewer "
+                              "points per request")
 
 
 def take(data: dict[str, Any], name: str, kind: type[T] | tuple[type, ...], *,

@@ -241,7 +241,8 @@ async def jobs(request: Request) -> Response:
     found = await _store(request).jobs(
         project, queues=query.getlist("queues") or None,
         statuses=query.getlist("statuses") or None,
-        run_ids=query.getlist("run_ids") or None, limit=q_int(request, "limit", None))
+        run_ids=query.getlist("run_ids") or None, limit=q_int(request, "limit", None),
+        now=q_number(request, "now"))
     return answer({"jobs": [p.job_to(j) for j in found]})
 
 

@@ -260,10 +260,12 @@ class Store(ABC):
     # File bytes ----------------------------------------------------------------------------
 
     @abstractmethod
-    async def blob_transaction(self, work: Callable[[Session], Awaitable[T]]) -> T:
+    async def blob_transaction(self, work: Callable[[Session], Awaitable[T]], *,
+                               streaming: bool = False) -> T:
         """``work(session)`` inside one short write transaction on the tables ``blobs`` and
         ``blob_chunks`` (the blob store in the run database, ``blobdb``). ``work`` may run
-        again after a transient error, so it must be idempotent.
+        again after a transient error, so it must be idempotent. ``streaming``: it writes a
+        chunk of a large blob, which the backend keeps out of its caches as far as it can.
 
         :raises StorageError: the database failed.
         """
@@ -292,8 +294,10 @@ class Store(ABC):
     @abstractmethod
     async def jobs(self, project: str, *, queues: Sequence[str] | None,
                    statuses: Sequence[str] | None, run_ids: Sequence[str] | None = None,
-                   limit: int | None = None) -> list[JobRow]:
-        """The project's jobs in these queues and statuses (None: any), oldest first."""
+                   limit: int | None = None, now: float | None = None) -> list[JobRow]:
+        """The project's jobs in these queues and statuses (None: any), oldest first; with
+        ``now``, their statuses judged at that instant (``engine._core.heartbeat``), else
+        as recorded."""
 
     @abstractmethod
     async def controls(self, runs: Sequence[tuple[str, str]]) -> dict[tuple[str, str],

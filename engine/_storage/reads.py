@@ -269,12 +269,22 @@ class Reads:
 
     async def jobs(self, project: str, *, queues: Sequence[str] | None,
                    statuses: Sequence[str] | None, run_ids: Sequence[str] | None = None,
-                   limit: int | None = None) -> list[JobRow]:
+                   limit: int | None = None, now: float | None = None) -> list[JobRow]:
+        claims = now is None and statuses is not None and list(statuses) == ["queued"]
+
         async def work(session: Session) -> Sequence[Row]:
-            sql = ["project = ?", "queue IS NOT NULL", "deleted = 0"]
-            params: list[Any] = [project]
-            for column, values in (("queue", queues), ("status", statuses),
-                                   ("run_id", run_ids)):
+            # The status as recorded, or judged at ``now`` (its text holds two marks).
+            status = "r.status" if now is None else judged_status(session.dialect.number("?"))
+            judged = [] if now is None else [now, now]
+            sql = ["r.project = ?", "r.queue IS NOT NULL", "r.deleted = 0"]
+            params: list[Any] = [*judged, project]
+            if claims:
+                sql.append("r.status = 'queued'")  # as the claims' partial index says it
+            elif statuses is not None:
+                condition, more = one_of(session.dialect, "x", list(statuses) or [""])
+                sql.append(condition.replace("x", status, 1))
+                params.extend([*judged, *more])
+            for column, values in (("r.queue", queues), ("r.run_id", run_ids)):
                 if values is not None:
                     condition, more = one_of(session.dialect, column, list(values) or [""])
                     sql.append(condition)
@@ -284,9 +294,9 @@ class Reads:
                 window = " LIMIT ?"
                 params.append(limit)
             return await session.fetch(
-                "SELECT run_id, version, status, queue, job, attempt, max_attempts, worker, "
-                f"started_position, created_at FROM runs WHERE {' AND '.join(sql)} "
-                f"ORDER BY rk{window}", params)
+                f"SELECT r.run_id, r.version, {status}, r.queue, r.job, r.attempt, "
+                "r.max_attempts, r.worker, r.started_position, r.created_at FROM runs r "
+                f"WHERE {' AND '.join(sql)} ORDER BY r.rk{window}", params)
 
         rows = await self.reader.read(work)
         with unreadable(f"the jobs of project {project!r}"):

@@ -179,9 +179,9 @@ class SplitStore(Store, Generic[C]):
 
     async def jobs(self, project: str, *, queues: Sequence[str] | None,
                    statuses: Sequence[str] | None, run_ids: Sequence[str] | None = None,
-                   limit: int | None = None) -> list[JobRow]:
+                   limit: int | None = None, now: float | None = None) -> list[JobRow]:
         return await self.reads.jobs(project, queues=queues, statuses=statuses,
-                                     run_ids=run_ids, limit=limit)
+                                     run_ids=run_ids, limit=limit, now=now)
 
     async def controls(self, runs: Sequence[tuple[str, str]]) -> dict[tuple[str, str],
                                                                      RunControl]:

@@ -151,3 +151,17 @@ def test_serve_beyond_loopback_without_auth_is_one_line_and_exit_1(
     assert code == 1
     assert err.count("\n") == 1
     assert "refusing to listen on '0.0.0.0'" in err
+
+
+def test_a_body_over_the_limit_is_a_413_before_it_is_held(client: httpx.Client) -> None:
+    from engine._server.params import MAX_BODY
+
+    def chunks() -> Any:  # no Content-Length: the server counts as the body streams in
+        block = b" " * 2**20
+        for _ in range(MAX_BODY // len(block) + 2):
+            yield block
+
+    response = client.post("/api/v1/append", content=chunks())
+    assert response.status_code == 413
+    assert _error(response)["type"] == "PayloadTooLarge"
+    assert client.get("/api/v1/health").status_code == 200

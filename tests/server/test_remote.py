@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import itertools
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -80,3 +81,29 @@ async def test_nothing_listening_is_a_storage_error_at_open(
     with pytest.raises(StorageError):
         async with engine.connect("http://127.0.0.1:9"):
             pass
+
+
+async def test_a_group_past_the_body_target_goes_in_parts_and_all_of_it_arrives(
+        server: LiveServer, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(remote, "BODY_TARGET", 4_000)  # a few runs' batches per part
+    sent: list[int] = []
+    send = remote.RemoteStore.send
+
+    async def counting(self: remote.RemoteStore, requests: object, *, now: float) -> object:
+        sent.append(len(requests))  # type: ignore[arg-type]
+        return await send(self, requests, now=now)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(remote.RemoteStore, "send", counting)
+    async with engine.connect(server.url, durability="normal") as tracker:
+        runs = [tracker.start_run(f"r{k}") for k in range(8)]
+        handles = [await run.__aenter__() for run in runs]
+        for handle in handles:
+            for step in range(200):
+                handle.log_metrics({"m": float(step)}, step=step)
+        for run in reversed(runs):
+            await run.__aexit__(None, None, None)
+        for k in range(8):
+            series = await tracker.read_series(f"r{k}", "m")
+            assert list(series.steps) == list(range(200))
+    # A group of several runs' batches was sent as its halves.
+    assert any(a > 1 and b == a // 2 for a, b in itertools.pairwise(sent))

@@ -193,3 +193,43 @@ def test_an_admin_manages_its_projects_tokens_through_the_server(server: LiveSer
         assert all(admin not in str(t) for t in listed)
     with _client(server, other) as client:
         assert client.get("/api/v1/tokens").status_code == 403  # read, not admin
+
+
+def test_the_server_log_records_requests_and_never_a_token(
+        db: str, capsys: pytest.CaptureFixture[str]) -> None:
+    """uvicorn's access log names each request; the token travels in the Authorization
+    header, which is never written out — neither a valid one nor a wrong one."""
+    import signal
+    import socket
+    import subprocess
+    import sys
+    import time
+
+    import httpx
+
+    assert main(["tokens", "create", "--db", db, "--project", "team/a", "--role", "read"]) == 0
+    secret = capsys.readouterr().out.splitlines()[-1]
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    server = subprocess.Popen(
+        [sys.executable, "-m", "engine._cli.main", "--db", db, "serve", "--auth", "--port",
+         str(port)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                httpx.get(f"http://127.0.0.1:{port}/api/v1/health", timeout=1)
+                break
+            except httpx.TransportError:
+                assert time.monotonic() < deadline, "the server did not start"
+                time.sleep(0.05)
+        for token in (secret, "kw_not-a-real-token-but-secret-all-the-same"):
+            httpx.get(f"http://127.0.0.1:{port}/api/v1/projects/team%2Fa/runs",
+                      headers={"authorization": f"Bearer {token}"}, timeout=10)
+    finally:
+        server.send_signal(signal.SIGTERM)
+        log, _ = server.communicate(timeout=30)
+    assert "/api/v1/projects/team%2Fa/runs" in log  # the access log is on
+    assert secret not in log
+    assert "kw_not-a-real-token" not in log

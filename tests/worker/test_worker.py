@@ -19,7 +19,7 @@ import pytest
 
 import engine
 from engine import Status
-from engine._worker.worker import Worker
+from engine._jobs.worker import Worker
 from tests.conftest import MakeTracker
 from tests.runtime.test_lifecycle import _wait_until, needs_shared_database
 
@@ -105,13 +105,14 @@ async def test_jobs_attach_to_their_runs_and_their_exit_codes_end_them(
         assert job is not None
         assert job.attempt == 1
         assert job.worker is not None
-        read_text = getattr(tracker, "read_text", None)
-        if read_text is not None:  # the text series, where this release records them
-            out = await read_text(attached, "logs/stdout")
-            pid, group = out.values[0].split()[1::2]
-            assert pid == group  # the leader of a process group of its own
-            assert out.values[1] == "progress 100%"
-            assert (await read_text(attached, "logs/stderr")).values == ["warning: done"]
+        out = await tracker.read_text(attached, "logs/stdout")
+        pid, group = out.values[0].split()[1::2]
+        assert pid == group  # the leader of a process group of its own
+        assert out.values[1:] == ["progress 100%"]  # its final form, and nothing twice
+        assert out.steps == [0, 1]
+        assert (await tracker.read_text(attached, "logs/stderr")).values == ["warning: done"]
+        traceback = (await tracker.read_text(fails, "logs/stderr")).values
+        assert traceback[-1] == "ValueError: bad batch"
 
 
 _STUBBORN = """
@@ -199,6 +200,37 @@ async def test_a_worker_told_to_stop_lets_short_jobs_finish_and_hands_back_the_r
         assert (await tracker.get_run(slow)).status is Status.ABORTED
 
 
+async def test_a_second_stop_cuts_the_wait_short(make: MakeTracker, shared: str) -> None:
+    async with make() as tracker:
+        slow = await tracker.enqueue(_script("import time; time.sleep(60)"))
+        worker = Worker(tracker, shared, queues=["default"], stop_timeout=3600, grace=0.2)
+        async with anyio.create_task_group() as tasks:
+            tasks.start_soon(worker.run)
+            await _wait_until(_running(tracker, slow), "the job to start")
+            worker.stop()
+            await anyio.sleep(0.2)
+            assert (await tracker.get_run(slow)).status is Status.RUNNING  # still let be
+            worker.stop()
+        job = await tracker.get_job(slow)
+        assert job is not None
+        assert job.status is Status.QUEUED
+
+
+async def test_every_line_a_job_wrote_before_it_exited_is_kept(
+        make: MakeTracker, shared: str) -> None:
+    async with make() as tracker:
+        chatty = await tracker.enqueue(_script(
+            "import sys\nfor i in range(3000): print(f'line {i}')\n"
+            "sys.stderr.write('no newline at the end')"))
+        async with _working(tracker, shared):
+            await _wait_until(_ended(tracker, chatty), "the job to end")
+        out = await tracker.read_text(chatty, "logs/stdout")
+        assert out.values == [f"line {i}" for i in range(3000)]
+        assert out.steps == list(range(3000))
+        assert (await tracker.read_text(chatty, "logs/stderr")).values == \
+            ["no newline at the end"]
+
+
 def _running(tracker: engine.Tracker, *run_ids: str) -> Callable[[], Awaitable[bool]]:
     async def check() -> bool:
         states = [await tracker.get_run(r) for r in run_ids]
@@ -260,7 +292,14 @@ def _group_members(mark: Path) -> list[int]:
     return sorted(set(found))
 
 
-def test_a_worker_started_by_the_command_line_runs_a_job_enqueued_by_it(
+def _wait_for(check: Callable[[], bool], what: str) -> None:
+    deadline = time.monotonic() + 60
+    while not check():
+        assert time.monotonic() < deadline, f"still waiting for {what}"
+        time.sleep(0.05)
+
+
+def test_the_command_line_enqueues_runs_lists_kills_and_shows_a_jobs_output(
         tmp_path: Path) -> None:
     db = str(tmp_path / "cli.db")
 
@@ -271,22 +310,33 @@ def test_a_worker_started_by_the_command_line_runs_a_job_enqueued_by_it(
     enqueued = kittiwake("enqueue", "--queue", "cpu", "--config", "lr=0.5", "--config",
                          "opt=adam", "--max-attempts", "2", "--", sys.executable, "-c",
                          "import engine\nrun = engine.sync.init()\n"
-                         "run.log_metrics({'m': 1.0}, step=0)\nrun.finish()")
+                         "run.log_metrics({'m': 1.0}, step=0)\nprint('hello from the job')\n"
+                         "run.finish()")
     assert enqueued.returncode == 0, enqueued.stderr
     run_id = enqueued.stdout.strip()
+    long = kittiwake("enqueue", "--queue", "cpu", "--run-id", "long", "--", sys.executable,
+                     "-c", "import time; time.sleep(60)")
+    assert long.returncode == 0, long.stderr
     listed = kittiwake("queue")
     assert run_id in listed.stdout
     assert "queued" in listed.stdout
     assert "0/2" in listed.stdout
-    with subprocess.Popen([sys.executable, "-c", _CLI, "--db", db, "worker", "--queue", "cpu"],
+    with subprocess.Popen([sys.executable, "-c", _CLI, "--db", db, "worker", "--queue", "cpu",
+                           "--name", "box-1", "--slots", "2", "--grace", "1"],
                           stdout=subprocess.PIPE, text=True) as worker:
         try:
             with engine.sync.connect(db) as tracker:
-                deadline = time.monotonic() + 60
-                while not tracker.get_run(run_id).status.terminal:
-                    assert time.monotonic() < deadline, "the job never ended"
-                    time.sleep(0.05)
+                _wait_for(lambda: tracker.get_run(run_id).status.terminal, "the job to end")
+                _wait_for(lambda: tracker.get_run("long").status is Status.RUNNING,
+                          "the long job to start")
                 state = tracker.get_run(run_id)
+                running = kittiwake("queue").stdout.splitlines()
+                assert any("long" in line and "running" in line and "box-1" in line
+                           for line in running), running
+                killed = kittiwake("runs", "kill", "long", "--reason", "enough")
+                assert killed.returncode == 0, killed.stderr
+                _wait_for(lambda: tracker.get_run("long").status.terminal, "the kill")
+                stopped = tracker.get_run("long")
             worker.send_signal(signal.SIGTERM)
             out, _ = worker.communicate(timeout=30)
         finally:
@@ -298,4 +348,6 @@ def test_a_worker_started_by_the_command_line_runs_a_job_enqueued_by_it(
     assert state.status is Status.SUCCEEDED
     assert state.config == {"lr": 0.5, "opt": "adam"}
     assert state.metrics["m"].last == 1.0
+    assert (stopped.status, stopped.status_reason) == (Status.ABORTED, "enough")
+    assert "hello from the job" in kittiwake("logs", run_id).stdout
     assert "no queued or running jobs" in kittiwake("queue").stdout

@@ -68,6 +68,9 @@ def _added(version: int) -> list[str]:
             f"ALTER TABLE {declared.name} ADD COLUMN {c.name} {_TYPES[c.kind]}"
             + ("" if c.nullable else " NOT NULL DEFAULT ''")
             for c in declared.columns if c.since == version)
+        # Named for generation 0 whatever the live tables' generation: a rebuild names its own.
+        statements.extend(index.ddl(declared.name, "", 0, postgres=True)
+                          for index in declared.indexes if index.since == version)
     return statements
 
 
@@ -139,6 +142,8 @@ MIGRATIONS: Sequence[Sequence[str]] = (
      "ALTER TABLE blob_chunks ALTER COLUMN data SET STORAGE EXTERNAL"),
     # 7: the server's access tokens (hashes only).
     (TOKENS.format(real="double precision"),),
+    # 8: the index a worker's claim reads queued jobs by (declarations of version 5).
+    tuple(_added(5)),
 )
 
 

@@ -42,7 +42,7 @@ def projection_ddl(suffix: str, generation: int | str, version: int | None = Non
 
 def _added(version: int) -> list[str]:
     """What schema ``version`` adds to the projection tables of the one before: new columns
-    (with a default for the rows already there) and new tables."""
+    (with a default for the rows already there), new indexes and new tables."""
     statements = []
     for declared in TABLES:
         if declared.since == version:
@@ -59,6 +59,9 @@ def _added(version: int) -> list[str]:
                 default = "" if column.nullable else " DEFAULT ''"
                 statements.append(f"ALTER TABLE {declared.name} ADD COLUMN "
                                   f"{_column(column, key=False)}{default}")
+        # Named for generation 0 whatever the live tables' generation: a rebuild names its own.
+        statements.extend(index.ddl(declared.name, "", 0) for index in declared.indexes
+                          if index.since == version)
     return statements
 
 
@@ -122,4 +125,6 @@ MIGRATIONS: Sequence[Sequence[str]] = (
         data BLOB NOT NULL, PRIMARY KEY (upload, seq))"""),
     # 7: the server's access tokens (hashes only).
     (TOKENS.format(real="REAL"),),
+    # 8: the index a worker's claim reads queued jobs by (declarations of version 5).
+    tuple(_added(5)),
 )
