@@ -99,6 +99,23 @@ if os.environ.get("KITTIWAKE_TEST_REMOTE_POSTGRES"):
 _SERVERS: list[Any] = []  # servers started for module-scoped databases, stopped at the end
 
 
+# Modules whose tests check what a call accepts before any store is touched: the same code
+# runs on every backend, so through a server they would repeat the embedded runs for minutes.
+_CALL_SITE_ONLY = frozenset({"test_logging_rules.py", "test_logging_paths.py",
+                             "test_array_values.py", "test_arguments.py"})
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Leave the call-site checks' remote variants out (``_CALL_SITE_ONLY``)."""
+    kept, dropped = [], []
+    for item in items:
+        remote = "[remote-" in item.nodeid or "-remote-" in item.nodeid
+        (dropped if remote and item.path.name in _CALL_SITE_ONLY else kept).append(item)
+    if dropped:
+        config.hook.pytest_deselected(items=dropped)
+        items[:] = kept
+
+
 def pytest_sessionstart(session: pytest.Session) -> None:
     """Drop test schemas that runs killed before their end left behind."""
     if postgres_reachable():

@@ -45,7 +45,7 @@ def base_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 
 
 @SCHEMA.parametrize()
-@settings(max_examples=40, deadline=None,
+@settings(max_examples=25, deadline=None,
           suppress_health_check=list(HealthCheck))
 def test_no_request_gets_a_500_or_an_answer_off_the_schema(case: schemathesis.Case,
                                                           base_url: str) -> None:
