@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint bench bench-engine bench-query bench-subscribe bench-system bench-postgres bench-compare clean
+.PHONY: demo test lint browser bench bench-engine bench-query bench-subscribe bench-system bench-postgres bench-compare clean
 
 $(STAMP): pyproject.toml setup.py engine/_runtime/_speedups.c
 	$(PYTHON) -m venv $(VENV)
@@ -15,8 +15,15 @@ $(STAMP): pyproject.toml setup.py engine/_runtime/_speedups.c
 demo: $(STAMP)
 	$(BIN)/kittiwake demo
 
-test: lint
+test: lint browser
 	$(BIN)/python -m pytest
+
+# The dashboard's tests drive the system's Chromium through Playwright (Playwright's own
+# browser download is not used). Installed here when missing and we are root (a CI machine);
+# otherwise those tests are skipped, except under CI, where they fail.
+browser:
+	@command -v chromium >/dev/null 2>&1 || [ "$$(id -u)" != 0 ] || \
+		(apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium)
 
 # ruff, the type checker (strict on engine/), the import layers, and the docs build. The docs
 # build is not --quiet: mkdocs 1.6 then drops the warnings before --strict counts them, and a

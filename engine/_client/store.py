@@ -243,6 +243,10 @@ class RemoteStore(Store):
                                   params={"run_id": run_id})
         return None if answer["lineage"] is None else p.lineage_from(answer["lineage"])
 
+    async def projects(self) -> list[tuple[str, int]]:
+        answer = await self._call("GET", "/api/v1/projects")
+        return [(str(p["project"]), int(p["runs"])) for p in answer["projects"]]
+
     async def run_count(self, project: str) -> int:
         answer = await self._call("GET", self._project(project) + "/count")
         return int(answer["count"])

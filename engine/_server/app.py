@@ -19,7 +19,7 @@ from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
-from starlette.routing import Route
+from starlette.routing import BaseRoute, Route
 
 from engine._client import protocol as p
 from engine._core import wire
@@ -28,6 +28,7 @@ from engine._runtime.tracker import backing_store, connect
 from engine.errors import EngineError
 
 from .auth import Forbidden
+from .dashboard import dashboard_routes
 from .heads import Heads
 from .openapi import schema
 from .routes import ROUTES
@@ -76,9 +77,11 @@ def create_app(url: str, *, durability: str = "full",
                     state.closing.set()
                     tasks.cancel_scope.cancel()
 
-    routes = [Route(path, handler, methods=[method]) for method, path, handler in ROUTES]
+    routes: list[BaseRoute] = [Route(path, handler, methods=[method])
+                               for method, path, handler in ROUTES]
     routes.append(Route("/api/v1/projects/{project:path}/events", events, methods=["GET"]))
     routes.append(Route("/api/v1/openapi.json", _openapi, methods=["GET"]))
+    routes.extend(dashboard_routes())
     return Starlette(routes=routes, lifespan=lifespan, exception_handlers={
         EngineError: _engine_error, HTTPException: _http_error, ClientDisconnect: _gone,
     })

@@ -86,6 +86,13 @@ def schema() -> dict[str, Any]:
     p = "/api/v1/projects/{project}"
     paths: dict[str, Any] = {
         "/api/v1/health": {"get": _op("liveness of the server and its database", _OBJECT)},
+        "/api/v1/projects": {"get": _op(
+            "every project with runs, and how many", _obj(["projects"], projects={
+                "type": "array", "items": _obj(["project", "runs"], project=_STR,
+                                               runs=_INT)}))},
+        p + "/abort": {"post": _op(
+            "ask a running run to stop", _OBJECT, [_PROJECT],
+            body=_obj(["run_id"], run_id=_STR, reason={"type": ["string", "null"]}))},
         "/api/v1/append": {"post": _op(
             "append requests to the log, one transaction (group commit); " + _TAGGED,
             _obj(["outcomes"], outcomes={"type": "array"}),

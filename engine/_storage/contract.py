@@ -170,6 +170,10 @@ class Store(ABC):
         """Ancestors and descendants of the run (None when it does not exist)."""
 
     @abstractmethod
+    async def projects(self) -> list[tuple[str, int]]:
+        """Every project that has runs, by name, each with the runs ever created in it."""
+
+    @abstractmethod
     async def run_count(self, project: str) -> int:
         """How many runs were ever created in the project (deleted ones included)."""
 

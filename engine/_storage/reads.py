@@ -222,6 +222,10 @@ class Reads:
         rows = await self._fetch(BEHIND)
         return bool(rows[0][0])
 
+    async def projects(self) -> list[tuple[str, int]]:
+        rows = await self._fetch("SELECT project, runs FROM projects ORDER BY project")
+        return [(str(name), int(count)) for name, count in rows]
+
     async def run_count(self, project: str) -> int:
         rows = await self._fetch("SELECT runs FROM projects WHERE project = ?", (project,))
         return int(rows[0][0]) if rows else 0

@@ -135,6 +135,9 @@ class SplitStore(Store, Generic[C]):
     async def ancestry(self, project: str, run_id: str) -> list[str] | None:
         return await self.reads.ancestry(project, run_id)
 
+    async def projects(self) -> list[tuple[str, int]]:
+        return await self.reads.projects()
+
     async def run_count(self, project: str) -> int:
         return await self.reads.run_count(project)
 
