@@ -165,6 +165,15 @@ export class Chart {
   }
 
   draw(fresh) {
+    // What is drawn, for whoever watches the page (tests, benchmarks): the points and the
+    // highest step.
+    let points = 0, lastStep = -Infinity;
+    for (const d of this.data.values()) {
+      points += d.steps.length;
+      if (d.steps.length) lastStep = Math.max(lastStep, d.steps[d.steps.length - 1]);
+    }
+    this.el.dataset.points = String(points);
+    this.el.dataset.lastStep = Number.isFinite(lastStep) ? String(lastStep) : "";
     const tables = this.tables();
     const smoothed = this.lines.length === 1 && tables[0].smooth !== null;
     const data = this.alignedData(tables);
