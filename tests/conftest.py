@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import os
 import socket
+import tempfile
 import threading
 import uuid
 from collections.abc import Callable, Iterator
@@ -29,6 +30,10 @@ settings.register_profile(
     "default", deadline=None, suppress_health_check=[HealthCheck.too_slow], print_blob=True)
 settings.register_profile("ci", parent=settings.get_profile("default"), derandomize=False)
 settings.load_profile("ci" if os.environ.get("CI") else "default")
+
+# Remote trackers keep their default spools under the cache directory: the suite's go to a
+# directory of its own, never the user's (subprocesses inherit it).
+os.environ["XDG_CACHE_HOME"] = tempfile.mkdtemp(prefix="kittiwake-test-cache-")
 
 POSTGRES_URL = os.environ.get("KITTIWAKE_TEST_POSTGRES",
                               "postgresql://postgres@127.0.0.1:5432/test")
@@ -127,6 +132,13 @@ def serve(backend: str, tmp_path: Path) -> Any:
 
     inner = "sqlite-file" if backend == "remote-sqlite" else "postgres"
     return LiveServer(backend_url(inner, tmp_path), durability="normal").start()
+
+
+@pytest.fixture(autouse=True)
+def _own_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each test's default spools apart from every other's: a server started later on the
+    same port must not be sent what an earlier test left spooled."""
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
 
 
 @pytest.fixture(params=BACKENDS + REMOTE_BACKENDS)

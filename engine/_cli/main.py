@@ -101,6 +101,16 @@ def _parser() -> argparse.ArgumentParser:
                     help="print the address without opening a browser")
     ui.set_defaults(direct=_ui)
 
+    sync = commands.add_parser(
+        "sync", help="send what a remote tracker's spool holds to the server (--db URL), and "
+                     "upload offline runs")
+    sync.add_argument("--spool", metavar="PATH",
+                      help="the spool file (default: the server's, under the cache directory)")
+    sync.set_defaults(handler=_sync)
+
+    from .tokens import add_commands as add_token_commands
+
+    add_token_commands(commands)
     runs_commands.add_commands(commands, runs)
     return parser
 
@@ -197,6 +207,18 @@ def _ui(args: argparse.Namespace) -> int:
     run_ui(args.database or args.db, port=args.port, open_browser=not args.no_browser,
            out=sys.stdout)
     return 0
+
+
+async def _sync(args: argparse.Namespace) -> int:
+    if not args.db.startswith(("http://", "https://")):
+        raise CliError("kittiwake sync sends to a server: pass --db http(s)://…")
+    from engine._client.sync import sync
+
+    report = await sync(args.db, spool=args.spool)
+    emit(f"sent {report.sent} spooled requests ({report.refused} refused); uploaded "
+         f"{report.uploaded} offline events ({report.upload_refused} refused); "
+         f"{report.pending} still spooled")
+    return 0 if report.pending == 0 else 1
 
 
 async def _demo(args: argparse.Namespace) -> int:

@@ -22,7 +22,7 @@ from engine._core.model import (
     Status,
 )
 from engine._query.tree import MetricStats, RunGroup
-from engine._storage.contract import AppendRequest, EventFilter, RunControl, StaleRun
+from engine._storage.contract import AppendRequest, EventFilter, RunControl, StaleRun, TokenRow
 from engine.errors import (
     AuthError,
     BackpressureError,
@@ -266,3 +266,11 @@ def control_to(key: tuple[str, str], c: RunControl) -> list[Any]:
 def control_from(v: list[Any]) -> tuple[tuple[str, str], RunControl]:
     project, run_id, *rest = v
     return (project, run_id), RunControl(*rest)
+
+
+def token_to(t: TokenRow) -> list[Any]:
+    return [t.id, t.project, t.role, t.digest, t.created_at, t.expires_at, t.revoked_at]
+
+
+def token_from(v: list[Any]) -> TokenRow:
+    return TokenRow(*v)

@@ -36,10 +36,21 @@ from engine._storage.contract import (
     RunControl,
     StaleRun,
     Store,
+    TokenRow,
 )
-from engine.errors import ClosedError, EngineError, StorageError, ValidationError
+from engine._storage.registry import open_store
+from engine.errors import (
+    ClosedError,
+    ConcurrencyError,
+    EngineError,
+    RunExistsError,
+    RunNotFoundError,
+    StorageError,
+    ValidationError,
+)
 
 from . import protocol as p
+from .spool import Spool, default_spool, note_offline, offline_path
 
 __all__ = ["RemoteStore", "open_url"]
 
@@ -48,29 +59,46 @@ WAIT = 30.0
 ``StorageError``."""
 LONG_POLL = 5.0  # seconds the server may hold a request for the head when nothing happens
 _RETRYABLE = frozenset({502, 503, 504})
+# The server's refusals: nothing of the request was written, and sending it again cannot
+# change that, so the spool lets go of it.
+REFUSALS = (ValidationError, RunExistsError, RunNotFoundError, ConcurrencyError)
 
 
 def open_url(url: str, *, durability: str, upcasters: Upcasters, token: str | None = None,
              spool: str | None = None, offline: bool = False) -> Store:
-    """The store for an ``http://`` or ``https://`` URL (the backend registry's entry point).
+    """The store for an ``http://`` or ``https://`` URL (the backend registry's entry point):
+    the server's, through the spool — or, ``offline``, a local database beside the spool
+    that ``kittiwake sync`` uploads later.
 
-    :raises ValidationError: for a token that is not a string.
+    :raises ValidationError: for a token, spool or offline flag of the wrong kind.
     """
-    del durability  # the server's own setting decides what a commit survives
     if token is not None and (type(token) is not str or not token):
         raise ValidationError("token must be a non-empty string", key="token")
-    return RemoteStore(url, upcasters=upcasters,
-                       token=token or os.environ.get("KITTIWAKE_TOKEN") or None)
+    if spool is not None and (not isinstance(spool, (str, os.PathLike)) or not str(spool)):
+        raise ValidationError("spool must be a file path", key="spool")
+    if type(offline) is not bool:
+        raise ValidationError("offline must be True or False", key="offline")
+    server = url.rstrip("/")
+    path = os.fspath(spool) if spool is not None else default_spool(server)
+    if offline:
+        note_offline(path, server)
+        return open_store(offline_path(path), durability=durability, upcasters=upcasters)
+    # The server's own setting decides what a commit survives; the spool is always fsynced.
+    token = token or os.environ.get("KITTIWAKE_TOKEN") or None
+    return RemoteStore(server, upcasters=upcasters, token=token, spool=Spool(path, token))
 
 
 class RemoteStore(Store):
     """A ``Store`` whose database is behind a Kittiwake server."""
 
     def __init__(self, url: str, *, upcasters: Upcasters, token: str | None,
-                 wait: float | None = None) -> None:
+                 spool: Spool | None = None, wait: float | None = None,
+                 resend_on_open: bool = True) -> None:
         self.url = url.rstrip("/")
         self.upcasters = upcasters
         self.wait = WAIT if wait is None else wait
+        self.spool = spool
+        self._resend_on_open = resend_on_open
         self._token = token
         self._client: httpx.AsyncClient | None = None
 
@@ -87,8 +115,12 @@ class RemoteStore(Store):
             base_url=self.url, headers=headers,
             timeout=httpx.Timeout(120.0, connect=10.0),
             limits=httpx.Limits(max_connections=32, max_keepalive_connections=16))
-        try:
-            await self._call("GET", "/api/v1/health")
+        try:  # an authenticated call: a bad token is refused here, not at first use
+            await self._call("GET", "/api/v1/head")
+            if self.spool is not None:
+                await self.spool.open()
+                if self._resend_on_open:
+                    await self.resend()
         except BaseException:
             await self.close()
             raise
@@ -98,6 +130,30 @@ class RemoteStore(Store):
         if client is not None:
             with anyio.CancelScope(shield=True):
                 await client.aclose()
+        if self.spool is not None:
+            await self.spool.close()
+
+    async def resend(self, *, everyone: bool = False) -> tuple[int, int]:
+        """Send what the spool still holds for this server (left by a process that died, or
+        by a server that was down), oldest first: what this token sent, or (``everyone``)
+        all of it; returns (requests committed, refused).
+
+        :raises StorageError: when the server stops answering (the rest stays spooled).
+        """
+        assert self.spool is not None
+        sent = refused = 0
+        after = 0
+        while True:
+            rows = await self.spool.pending(self.url, after=after, everyone=everyone)
+            if not rows:
+                return sent, refused
+            outcomes = await self.send([r for _, r in rows], now=time.time())
+            settled = [seq for (seq, _), o in zip(rows, outcomes, strict=True)
+                       if not isinstance(o, BaseException) or isinstance(o, REFUSALS)]
+            await self.spool.forget(settled)
+            sent += sum(1 for o in outcomes if not isinstance(o, BaseException))
+            refused += sum(1 for o in outcomes if isinstance(o, REFUSALS))
+            after = rows[-1][0]
 
     # The wire ------------------------------------------------------------------------------
 
@@ -162,6 +218,21 @@ class RemoteStore(Store):
 
     async def append(self, requests: Sequence[AppendRequest], *,
                      now: float) -> list[list[Record] | BaseException]:
+        """Keep the requests in the spool, send them, and let go of those the server answered
+        for (committed or refused); the rest stay for the writer's retry, or a later sync."""
+        if self.spool is None:
+            return await self.send(requests, now=now)
+        seqs = await self.spool.keep(self.url, requests)
+        outcomes = await self.send(requests, now=now)
+        await self.spool.forget([seq for seq, o in zip(seqs, outcomes, strict=True)
+                                 if not isinstance(o, BaseException)
+                                 or isinstance(o, REFUSALS)])
+        return outcomes
+
+    async def send(self, requests: Sequence[AppendRequest], *,
+                   now: float) -> list[list[Record] | BaseException]:
+        """Send requests without the spool (what ``append`` and ``sync`` do once they are
+        kept): per request, its records or the server's refusal."""
         answer = await self._call(
             "POST", "/api/v1/append", retry=False,
             body={"requests": [p.request_to(r) for r in requests], "now": now})
@@ -286,6 +357,28 @@ class RemoteStore(Store):
         answer = await self._call("POST", "/api/v1/controls",
                                   body={"runs": [list(r) for r in runs]})
         return dict(p.control_from(c) for c in answer["controls"])
+
+    # Tokens --------------------------------------------------------------------------------
+
+    async def save_token(self, token: TokenRow) -> None:
+        await self._call("POST", "/api/v1/tokens", body={
+            "id": token.id, "project": token.project, "role": token.role,
+            "digest": token.digest, "created_at": token.created_at,
+            "expires_at": token.expires_at})
+
+    async def list_tokens(self, project: str | None) -> list[TokenRow]:
+        params = {} if project is None else {"project": project}
+        answer = await self._call("GET", "/api/v1/tokens", params=params)
+        return [p.token_from(t) for t in answer["tokens"]]
+
+    async def find_token(self, digest: str) -> TokenRow | None:
+        answer = await self._call("POST", "/api/v1/tokens/find", body={"digest": digest})
+        return None if answer["token"] is None else p.token_from(answer["token"])
+
+    async def revoke_token(self, token_id: str, at: float) -> TokenRow | None:
+        answer = await self._call("POST", "/api/v1/tokens/revoke",
+                                  body={"id": token_id, "at": at})
+        return None if answer["token"] is None else p.token_from(answer["token"])
 
 
 def _culprit(params: dict[str, Any] | None, body: Any) -> str | None:

@@ -27,21 +27,22 @@ from engine._core.events import default_upcasters
 from engine._runtime.tracker import backing_store, connect
 from engine.errors import EngineError
 
-from .auth import Forbidden
 from .dashboard import dashboard_routes
 from .heads import Heads
 from .openapi import schema
 from .routes import ROUTES
 from .stream import events
+from .tokens import Forbidden, Tokens
 
 __all__ = ["create_app"]
 
 
-def create_app(url: str, *, durability: str = "full",
+def create_app(url: str, *, auth: bool = False, durability: str = "full",
                keepalive: float = 15.0, stream_buffer: int = 200_000,
                signals: bool = False) -> Starlette:
     """The app serving the database at ``url``.
 
+    :param auth: require a bearer token on every request (``engine._server.tokens``).
     :param keepalive: seconds between comments on an idle live stream.
     :param stream_buffer: the points a live stream may hold for a slow client before it
         falls back to reading the log.
@@ -61,7 +62,7 @@ def create_app(url: str, *, durability: str = "full",
             state.closing = anyio.Event()
             state.keepalive = keepalive
             state.stream_buffer = stream_buffer
-            state.tokens = None
+            state.tokens = Tokens(store) if auth else None
             heads = state.heads = Heads(store)
             heads.head = await store.head()
             if signals:

@@ -1,64 +1,20 @@
 """Who may do what: the caller's access, taken from its bearer token.
 
 Without ``--auth`` every caller has every role on every project (the server then listens on
-loopback only). With it, each request's ``Authorization: Bearer <token>`` is looked up by
-its hash on every request — so a revocation takes effect at once on every server sharing the
-database — and the request may touch only the token's project, within its role: ``read``
-reads and subscribes; ``write`` also logs, creates and aborts; ``admin`` also deletes and
-manages the database.
+loopback only). With it, each request's ``Authorization: Bearer <token>`` is checked by
+``tokens`` on every request, and the request may touch only the token's project, within its
+role.
 """
 
 from __future__ import annotations
-
-from dataclasses import dataclass
 
 from starlette.requests import Request
 
 from engine.errors import AuthError
 
-__all__ = ["ROLES", "Access", "Forbidden", "access_of"]
+from .tokens import OPEN, Access
 
-ROLES = ("read", "write", "admin")
-
-
-class Forbidden(AuthError):
-    """A valid token used outside its project or role (answered 403, not 401)."""
-
-
-@dataclass(frozen=True, slots=True)
-class Access:
-    """What one request may do: ``project`` None means every project."""
-
-    project: str | None
-    role: str
-
-    def allow(self, project: str | None, role: str) -> None:
-        """:raises Forbidden: when this access does not reach ``project`` with ``role``."""
-        if ROLES.index(self.role) < ROLES.index(role):
-            raise Forbidden(f"this token's role is {self.role!r}; this call needs {role!r}")
-        if self.project is not None and project != self.project:
-            raise Forbidden(f"this token is for project {self.project!r}, not {project!r}")
-
-    def need(self, role: str) -> None:
-        """:raises Forbidden: when this access's role is below ``role`` (for calls on the
-        database as a whole, which no project owns)."""
-        if ROLES.index(self.role) < ROLES.index(role):
-            raise Forbidden(f"this token's role is {self.role!r}; this call needs {role!r}")
-
-    def scope(self, project: str | None) -> str | None:
-        """The project a read across the log is limited to: the token's, when it has one.
-
-        :raises Forbidden: when the read names another project.
-        """
-        if self.project is None:
-            return project
-        if project is not None and project != self.project:
-            raise Forbidden(f"this token is for project {self.project!r}, not {project!r}")
-        return self.project
-
-
-OPEN = Access(None, "admin")
-
+__all__ = ["access_of"]
 
 async def access_of(request: Request) -> Access:
     """The caller's access.

@@ -131,6 +131,20 @@ def schema() -> dict[str, Any]:
                                                    _OBJECT)},
         "/api/v1/admin/verify-rebuild": {"post": _op(
             "compare the projections with a rebuild (admin)", _obj(["tables"]))},
+        "/api/v1/tokens": {
+            "post": _op("store a new token's hash (admin of its project)", _OBJECT,
+                        body=_obj(["id", "project", "role", "digest", "created_at"],
+                                  id=_STR, project=_STR,
+                                  role={"type": "string", "enum": ["read", "write", "admin"]},
+                                  digest={"type": "string", "pattern": "^[0-9a-f]{64}$"},
+                                  created_at=_NUM, expires_at={"type": ["number", "null"]})),
+            "get": _op("the tokens of the caller's project (admin), never their secrets",
+                       _obj(["tokens"]), [_q("project", _STR)])},
+        "/api/v1/tokens/find": {"post": _op("a token by its digest (admin)", _obj(["token"]),
+                                            body=_obj(["digest"], digest=_STR))},
+        "/api/v1/tokens/revoke": {"post": _op(
+            "revoke a token of the caller's project (admin), at once on every server",
+            _obj(["token"]), body=_obj(["id", "at"], id=_STR, at=_NUM))},
         p + "/runs": {"get": _op("the runs table", _obj(["runs"]), [_PROJECT, *_SELECT])},
         p + "/groups": {"get": _op(
             "runs grouped by fields, with metric aggregates", _obj(["groups"]),

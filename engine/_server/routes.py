@@ -8,6 +8,7 @@ answers in the wire JSON of ``engine._core.wire``.
 from __future__ import annotations
 
 import math
+import re
 from typing import Any
 
 from starlette.requests import Request
@@ -19,12 +20,13 @@ from engine._core import wire
 from engine._core.validate import check_project, check_run_id
 from engine._query.parser import parse_aggregates, parse_group_by, selection
 from engine._query.tree import Selection
-from engine._storage.contract import Store
+from engine._storage.contract import Store, TokenRow
 from engine.errors import EngineError, StorageError, ValidationError
 
 from .auth import access_of
 from .params import body, project_of, q_bool, q_int, q_number, q_str, run_of, take
 from .payloads import check_request
+from .tokens import ROLES
 
 __all__ = ["ROUTES"]
 
@@ -270,8 +272,75 @@ async def verify_rebuild(request: Request) -> Response:
     return answer({"tables": await (await _admin(request)).verify_rebuild()})
 
 
+# Tokens (admin of the token's project) -----------------------------------------------------
+
+_DIGEST = re.compile(r"[0-9a-f]{64}")
+
+
+async def token_save(request: Request) -> Response:
+    access = await access_of(request)
+    data = await body(request)
+    role = take(data, "role", str)
+    if role not in ROLES:
+        raise ValidationError(f"role must be one of {', '.join(ROLES)}", key="role")
+    digest = take(data, "digest", str)
+    if not _DIGEST.fullmatch(digest):
+        raise ValidationError("digest must be a SHA-256 in hex", key="digest")
+    token_id = take(data, "id", str)
+    if not 1 <= len(token_id) <= 64 or not token_id.isascii() or not token_id.isprintable():
+        raise ValidationError("id must be 1-64 printable ASCII characters", key="id")
+    row = TokenRow(token_id, check_project(take(data, "project", str)), role, digest,
+                   float(take(data, "created_at", (float, int))),
+                   _seconds(take(data, "expires_at", (float, int), optional=True)), None)
+    if not math.isfinite(row.created_at):
+        raise ValidationError("created_at must be a finite time", key="created_at")
+    access.allow(row.project, "admin")
+    await _store(request).save_token(row)
+    return answer({})
+
+
+def _seconds(value: float | int | None) -> float | None:
+    if value is None:
+        return None
+    if not math.isfinite(value):
+        raise ValidationError("expires_at must be a finite time", key="expires_at")
+    return float(value)
+
+
+async def token_list(request: Request) -> Response:
+    access = await access_of(request)
+    access.need("admin")
+    project = q_str(request, "project")
+    found = await _store(request).list_tokens(access.scope(project))
+    return answer({"tokens": [p.token_to(t) for t in found]})
+
+
+async def token_find(request: Request) -> Response:
+    access = await access_of(request)
+    access.need("admin")
+    found = await _store(request).find_token(take(await body(request), "digest", str))
+    if found is not None and access.project not in (None, found.project):
+        found = None  # another project's token is none of this admin's business
+    return answer({"token": None if found is None else p.token_to(found)})
+
+
+async def token_revoke(request: Request) -> Response:
+    access = await access_of(request)
+    access.need("admin")
+    data = await body(request)
+    token_id = take(data, "id", str)
+    at = take(data, "at", (float, int))
+    if not math.isfinite(at):
+        raise ValidationError("at must be a finite time", key="at")
+    store = _store(request)
+    mine = {t.id for t in await store.list_tokens(access.scope(None))}
+    found = await store.revoke_token(token_id, float(at)) if token_id in mine else None
+    return answer({"token": None if found is None else p.token_to(found)})
+
+
 async def health(request: Request) -> Response:
-    return answer({"status": "ok", "head": await _store(request).head()})
+    await _store(request).head()  # the database answers too
+    return answer({"status": "ok"})
 
 
 P = "/api/v1/projects/{project:path}"
@@ -288,6 +357,10 @@ ROUTES: list[tuple[str, str, Any]] = [
     ("POST", "/api/v1/admin/rebuild", rebuild),
     ("POST", "/api/v1/admin/drop-retired", drop_retired),
     ("POST", "/api/v1/admin/verify-rebuild", verify_rebuild),
+    ("POST", "/api/v1/tokens", token_save),
+    ("GET", "/api/v1/tokens", token_list),
+    ("POST", "/api/v1/tokens/find", token_find),
+    ("POST", "/api/v1/tokens/revoke", token_revoke),
     ("GET", P + "/runs", runs),
     ("GET", P + "/groups", groups),
     ("GET", P + "/run", run),

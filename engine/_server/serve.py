@@ -45,7 +45,8 @@ def check_host(host: str, auth: bool) -> None:
 
 def worker_app() -> Starlette:
     """The app of one worker process, from the settings ``serve`` left in the environment."""
-    return create_app(os.environ[_ENV + "DB"], durability=os.environ[_ENV + "DURABILITY"],
+    return create_app(os.environ[_ENV + "DB"], auth=os.environ[_ENV + "AUTH"] == "1",
+                      durability=os.environ[_ENV + "DURABILITY"],
                       signals=True)
 
 
@@ -63,7 +64,7 @@ def serve(db: str, *, host: str, port: int, auth: bool, workers: int = 1,
     common: dict[str, Any] = {"host": host, "port": port, "log_level": log_level,
                               "timeout_graceful_shutdown": grace, "lifespan": "on"}
     if workers == 1:
-        app = create_app(db, durability=durability, signals=True)
+        app = create_app(db, auth=auth, durability=durability, signals=True)
         uvicorn.run(app, **common)
         return
     os.environ[_ENV + "DB"] = db

@@ -20,6 +20,7 @@ from collections.abc import Sequence
 import asyncpg
 
 from engine._projections.tables import TABLES, Kind, Table, seeds
+from engine._storage.tokens import TABLE as TOKENS
 from engine.errors import EngineError
 
 from .connection import quote_ident
@@ -84,6 +85,8 @@ _LOG = [
 MIGRATIONS: Sequence[Sequence[str]] = (
     # 1: the log, liveness, and the first generation of projection tables.
     (*_LOG, *projection_ddl("", 0)),
+    # 2: the server's access tokens (hashes only).
+    (TOKENS.format(real="double precision"),),
 )
 
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from engine._projections.tables import TABLES, Column, Index, Kind, Table, seeds
+from engine._storage.tokens import TABLE as TOKENS
 
 __all__ = ["MIGRATIONS", "projection_ddl"]
 
@@ -78,4 +79,6 @@ _LOG = [
 MIGRATIONS: Sequence[Sequence[str]] = (
     # 1: the log, liveness, and the first generation of projection tables.
     (*_LOG, *projection_ddl("", 0)),
+    # 2: the server's access tokens (hashes only).
+    (TOKENS.format(real="REAL"),),
 )
