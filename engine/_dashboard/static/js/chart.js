@@ -160,7 +160,7 @@ export class Chart {
       legend: { live: true },
       cursor: { drag: { x: true, y: false, setScale: false },
                 bind: { dblclick: () => () => null } },
-      hooks: { setSelect: [(u) => this.selected(u)] },
+      hooks: { setSelect: [(u) => this.selected(u)], draw: [() => this.painted()] },
     };
   }
 
@@ -185,6 +185,13 @@ export class Chart {
     this.canvasBox.replaceChildren();
     this.plot = new uPlot(this.options(smoothed), data, this.canvasBox);
     this.plot.over.addEventListener("dblclick", () => { if (this.zoom) this.load(null); });
+  }
+
+  /** Each time the canvas is drawn: a performance mark, for benchmarks to time. */
+  painted() {
+    performance.mark("kittiwake:chart-drawn", { detail: {
+      metric: this.metric, points: Number(this.el.dataset.points),
+      lastStep: Number(this.el.dataset.lastStep) } });
   }
 
   selected(u) {

@@ -13,13 +13,12 @@ export async function render(view, params, { crumbs }) {
   const project = params.get("project");
   const runId = params.get("id");
   if (!project || !runId) throw new Error("no run named in the address");
-  const head = await api.head();
-  let run = await api.run(project, runId);
+  let [head, run, lineage] = await Promise.all([
+    api.head(), api.run(project, runId), api.lineage(project, runId)]);
   if (!run) {
     view.append(h("h1", {}, "No such run"), h("p", {}, `There is no run ${runId} in ${project}.`));
     return null;
   }
-  let lineage = await api.lineage(project, runId);
   crumbs([["Projects", href("/")], [project, href("/runs", { project })], [run.name, null]]);
 
   const settings = chartSettings(params);
@@ -162,7 +161,8 @@ export async function render(view, params, { crumbs }) {
     }, 150);
   };
   let forks = null;
-  const stop = follow(project, head, { runs: [runId] }, (event) => {
+  // The run's own events after the state read above: none is missed, none applied twice.
+  const stop = follow(project, run.position, { runs: [runId] }, (event) => {
     if (event.type === "MetricsLogged") {
       chartArea.querySelector(".empty")?.remove();
       for (const [metric, column] of Object.entries(event.data.metrics)) {

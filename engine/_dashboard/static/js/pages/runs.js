@@ -11,6 +11,10 @@ import { field, quote } from "../query.js";
 const ROW = 32; // px; every row has this height, which is what makes virtual scrolling exact
 const OVERSCAN = 10;
 const LIMIT = 50_000;
+// The first rows come in a small page, drawn at once; the rest follow in larger pages while
+// the table is already in use (10,000 runs take the server seconds to send in one answer).
+const FIRST_PAGE = 100;
+const PAGE = 2_000;
 const REFRESH_MS = 200;
 const FIXED = [
   { key: "name", label: "Name", sort: "name" },
@@ -259,8 +263,8 @@ export async function render(view, params) {
     if (event.target !== table) return;
     const total = state.rows.length;
     if (!total) return;
-    const page = Math.max(1, Math.floor(scroller.clientHeight / ROW) - 1);
-    const moves = { ArrowDown: 1, ArrowUp: -1, PageDown: page, PageUp: -page,
+    const screen = Math.max(1, Math.floor(scroller.clientHeight / ROW) - 1);
+    const moves = { ArrowDown: 1, ArrowUp: -1, PageDown: screen, PageUp: -screen,
                     Home: -total, End: total };
     if (event.key in moves) {
       event.preventDefault();
@@ -294,6 +298,7 @@ export async function render(view, params) {
   function showCount() {
     const n = state.rows.length;
     count.textContent = `${n.toLocaleString("en")} run${n === 1 ? "" : "s"}`
+      + (!state.complete ? ", loading more…" : "")
       + (n >= LIMIT ? ` (the first ${LIMIT.toLocaleString("en")})` : "");
   }
 
@@ -319,14 +324,18 @@ export async function render(view, params) {
   }
 
   let loading = 0;
+  const page = (limit, offset) => api.runs(project, {
+    where: state.where || undefined, order_by: state.sort || undefined, limit, offset });
+
   async function reload() {
     const token = ++loading;
+    state.complete = false;
     try {
-      const rows = await api.runs(project, { where: state.where || undefined,
-                                             order_by: state.sort || undefined, limit: LIMIT });
+      const rows = await page(FIRST_PAGE, 0);
       if (token !== loading) return;
       showError(null);
       state.rows = rows;
+      state.complete = rows.length < FIRST_PAGE;
       state.active = Math.min(state.active, Math.max(0, rows.length - 1));
       reindex();
     } catch (error) {
@@ -334,12 +343,42 @@ export async function render(view, params) {
       showError(error);
       if (!(error instanceof ApiError)) throw error;
       state.rows = [];
+      state.complete = true;
       reindex();
     }
     showCount();
     drawChooser();
     drawHead();
     drawRows();
+    performance.mark("kittiwake:runs", { detail: { rows: state.rows.length } });
+    if (!state.complete) loadRest(token);
+  }
+
+  async function loadRest(token) {
+    let offset = state.rows.length;
+    while (token === loading && offset < LIMIT) {
+      let rows;
+      try {
+        rows = await page(Math.min(PAGE, LIMIT - offset), offset);
+      } catch (error) {
+        console.warn(error);
+        break;
+      }
+      if (token !== loading) return;
+      offset += rows.length;
+      // A run created meanwhile moves the pages by one: keep each run once.
+      for (const run of rows) if (!state.index.has(run.run_id)) state.rows.push(run);
+      reindex();
+      showCount();
+      schedule();
+      if (rows.length < PAGE) break;
+    }
+    if (token !== loading) return;
+    state.complete = true;
+    showCount();
+    drawChooser();
+    drawHead();
+    performance.mark("kittiwake:runs-all", { detail: { rows: state.rows.length } });
   }
 
   async function refresh() {
