@@ -90,6 +90,13 @@ def schema() -> dict[str, Any]:
             "every project with runs, and how many", _obj(["projects"], projects={
                 "type": "array", "items": _obj(["project", "runs"], project=_STR,
                                                runs=_INT)}))},
+        "/api/v1/session": {
+            "get": _op("the caller's project (null: every project) and role",
+                       _obj(["project", "role", "auth"])),
+            "post": _op("sign in: check a token and keep it in an HttpOnly cookie (the "
+                        "dashboard's EventSource cannot send a header)",
+                        _obj(["project", "role", "auth"]), body=_obj(["token"], token=_STR)),
+            "delete": _op("sign out: drop the cookie", _OBJECT)},
         p + "/abort": {"post": _op(
             "ask a running run to stop", _OBJECT, [_PROJECT],
             body=_obj(["run_id"], run_id=_STR, reason={"type": ["string", "null"]}))},

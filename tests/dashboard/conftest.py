@@ -17,8 +17,6 @@ import pytest
 
 from tests.server.live import LiveServer
 
-pytestmark = pytest.mark.browser
-
 CHROMIUM = os.environ.get("KITTIWAKE_CHROMIUM") or shutil.which("chromium") or "/usr/bin/chromium"
 
 

@@ -14,6 +14,8 @@ import pytest
 from tests.dashboard.seed import PROJECT, sweep, tracker
 from tests.server.live import LiveServer
 
+pytestmark = pytest.mark.browser
+
 
 class Trainer:
     """A training script on a thread of its own, logging when told to."""

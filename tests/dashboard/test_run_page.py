@@ -7,9 +7,13 @@ import time
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 import engine.sync
 from tests.dashboard.seed import PROJECT, sweep, tracker
 from tests.server.live import LiveServer
+
+pytestmark = pytest.mark.browser
 
 BLUE = (37, 99, 235)  # the first line's colour
 

@@ -6,9 +6,13 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from tests.dashboard.conftest import Console
 from tests.dashboard.seed import PROJECT, sweep
 from tests.server.live import LiveServer
+
+pytestmark = pytest.mark.browser
 
 RUNS = f"#/runs?project={PROJECT}"
 

@@ -37,6 +37,9 @@ async function call(method, path, { params, body } = {}) {
   } catch {
     data = null;
   }
+  if (response.status === 401 && path !== "/api/v1/session") {
+    window.dispatchEvent(new Event("kittiwake:signin"));
+  }
   if (!response.ok) throw new ApiError(response.status, (data && data.error) || {});
   return data;
 }
@@ -60,6 +63,9 @@ export const api = {
     get(`/api/v1/projects/${projectPath(project)}/series`, {
       run_id: runId, metric, low, high, max_points: maxPoints,
     }).then((d) => d.series && { steps: d.series[0], values: d.series[1], times: d.series[2] }),
+  session: () => get("/api/v1/session"),
+  signIn: (token) => post("/api/v1/session", { token }),
+  signOut: () => call("DELETE", "/api/v1/session"),
   abort: (project, runId, reason) =>
     post(`/api/v1/projects/${projectPath(project)}/abort`, { run_id: runId, reason }),
 };

@@ -1,5 +1,7 @@
 // The dashboard's entry: picks the page the URL's hash names and renders it into <main>.
+import { api } from "./api.js";
 import { clear, errorBox, h } from "./dom.js";
+import { session } from "./session.js";
 import { current, href } from "./router.js";
 import * as projects from "./pages/projects.js";
 import * as runs from "./pages/runs.js";
@@ -48,5 +50,56 @@ async function route() {
   }
 }
 
-window.addEventListener("hashchange", route);
-route();
+function signIn(message) {
+  rendering++;
+  if (cleanup) { cleanup(); cleanup = null; }
+  crumbs([]);
+  const input = h("input", { type: "password", id: "token", autocomplete: "current-password",
+                             required: true });
+  const note = h("p", { class: "error", role: "alert" }, message || "");
+  const form = h("form", { class: "card signin", onsubmit: async (e) => {
+    e.preventDefault();
+    try {
+      Object.assign(session, await api.signIn(input.value));
+      signedIn();
+      route();
+    } catch (error) {
+      note.textContent = error.message;
+      input.focus();
+    }
+  } }, h("h1", {}, "Sign in"),
+  h("p", { class: "muted" }, "This server needs a token (kittiwake tokens create)."),
+  h("label", { for: "token" }, "Token"), input, h("button", { type: "submit" }, "Sign in"), note);
+  clear(document.getElementById("view")).append(form);
+  input.focus();
+}
+
+function signedIn() {
+  const out = document.getElementById("signout");
+  if (!session.auth || out) return;
+  document.querySelector(".top").append(h("button", { type: "button", id: "signout",
+    class: "small", onclick: async () => {
+      await api.signOut();
+      session.auth = false;
+      document.getElementById("signout").remove();
+      signIn("Signed out.");
+    } }, `Sign out (${session.project || "every project"}, ${session.role})`));
+}
+
+async function start() {
+  try {
+    Object.assign(session, await api.session());
+  } catch (error) {
+    if (error.status === 401) {
+      signIn();
+      return;
+    }
+    throw error;
+  }
+  signedIn();
+  route();
+}
+
+window.addEventListener("hashchange", () => { if (session.role) route(); });
+window.addEventListener("kittiwake:signin", () => signIn("Your token is no longer valid."));
+start();

@@ -6,6 +6,7 @@ import {
 } from "../dom.js";
 import { follow } from "../live.js";
 import { href, update } from "../router.js";
+import { canWrite } from "../session.js";
 import { Chart, settings as chartSettings } from "../chart.js";
 import { chartControls, lazily, place } from "./charts.js";
 
@@ -107,7 +108,7 @@ export async function render(view, params, { crumbs }) {
 
   function drawAbort() {
     clear(aborting);
-    if (run.status !== "running") return;
+    if (run.status !== "running" || !canWrite()) return;
     const reason = h("input", { type: "text", id: "abort-reason", placeholder: "why (optional)" });
     const confirm = h("form", { class: "confirm", hidden: true, onsubmit: async (e) => {
       e.preventDefault();
