@@ -30,7 +30,9 @@ def _require_browser() -> None:
     pytest.skip(message)
 
 
-@pytest.fixture(scope="session")
+# Per module, not per session: Playwright's sync API keeps an event loop running on this
+# thread while it is open, and other tests run their own loops here.
+@pytest.fixture(scope="module")
 def browser() -> Iterator[object]:
     _require_browser()
     from playwright.sync_api import sync_playwright

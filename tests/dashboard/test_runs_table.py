@@ -21,6 +21,12 @@ def names(page: Any) -> list[str]:
     return page.locator("table.runs tbody tr[data-run-id] td.name a").all_inner_texts()
 
 
+def wait_for_order(page: Any, run_ids: list[str]) -> None:
+    page.wait_for_function("ids => JSON.stringify([...document.querySelectorAll("
+                           "'table.runs tr[data-run-id]')].map(r => r.dataset.runId)) === "
+                           "JSON.stringify(ids)", arg=run_ids)
+
+
 def open_table(page: Any, server: LiveServer, fragment: str = RUNS) -> None:
     page.goto(server.url + "/" + fragment)
     page.wait_for_selector("table.runs tbody tr[data-run-id]")
@@ -34,14 +40,10 @@ def test_the_table_lists_runs_and_sorts_by_a_clicked_column(
     assert names(page)[0] == "forked"  # newest first by default
     header = page.get_by_role("columnheader", name="metrics train/loss")
     header.get_by_role("button").click()
-    page.wait_for_function("document.querySelector('table.runs tbody tr[data-run-id]')"
-                           ".dataset.runId === 'fork'")
-    assert names(page) == ["forked", "sweep-0", "sweep-1", "sweep-2"]  # 0.1, 0.2, 0.5, 0.9
+    wait_for_order(page, ["fork", "run-0", "run-1", "run-2"])  # loss 0.1, 0.2, 0.5, 0.9
     assert header.get_attribute("aria-sort") == "ascending"
     header.get_by_role("button").click()
-    page.wait_for_function("document.querySelector('table.runs tbody tr[data-run-id]')"
-                           ".dataset.runId === 'run-2'")
-    assert names(page) == ["sweep-2", "sweep-1", "sweep-0", "forked"]
+    wait_for_order(page, ["run-2", "run-1", "run-0", "fork"])
     assert "sort=-metrics.train%2Floss" in page.url or "sort=-metrics.train/loss" in page.url
 
 
