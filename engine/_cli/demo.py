@@ -216,7 +216,8 @@ async def run_demo(tracker: Tracker, *, steps: int, delay: float, out: TextIO,
                   f"{fmt(best.metrics['train/loss'].min)} among the runs that succeeded\n")
     out.write(f"look around: {command} runs show {ids['decay']}\n"
               f"             {command} runs list --order-by metrics.train/loss.min\n"
-              f"             {command} events | tail -3\n")
+              f"             {command} events | tail -3\n"
+              f"in the browser: {command} ui\n")
     return states
 
 

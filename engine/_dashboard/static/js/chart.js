@@ -156,7 +156,7 @@ export class Chart {
     return {
       width: this.width(), height: HEIGHT, series,
       scales: { x: { time: s.x === "wall" }, y: s.log ? { distr: 3 } : {} },
-      axes: [{ size: 36 }, { size: 56, values: (u, ticks) => ticks.map(fmt) }],
+      axes: [{ size: 36 }, { size: axisWidth, values: (u, ticks) => ticks.map(tick) }],
       legend: { live: true },
       cursor: { drag: { x: true, y: false, setScale: false },
                 bind: { dblclick: () => () => null } },
@@ -255,6 +255,19 @@ export function smooth(values, weight) {
     out[i] = last / (1 - weight ** n);
   }
   return out;
+}
+
+// Tick labels: short (three significant digits), and the axis as wide as its longest one.
+function tick(v) {
+  if (v === null || v === undefined) return "";
+  const abs = Math.abs(v);
+  if (abs !== 0 && (abs < 1e-3 || abs >= 1e6)) return Number(v.toPrecision(3)).toExponential();
+  return String(Number(v.toPrecision(4)));
+}
+
+function axisWidth(u, values) {
+  const longest = Math.max(0, ...(values || []).map((s) => String(s).length));
+  return Math.max(40, 14 + longest * 7);
 }
 
 function fmt(v) {

@@ -22,7 +22,7 @@ export function h(tag, props = {}, ...children) {
   return el;
 }
 
-export function append(el, children) {
+export function append(el, ...children) {
   for (const child of [children].flat(Infinity)) {
     if (child === undefined || child === null || child === false) continue;
     el.append(child instanceof Node ? child : document.createTextNode(String(child)));
@@ -61,7 +61,7 @@ export function formatNumber(value) {
   if (!Number.isFinite(value)) return value > 0 ? "inf" : "-inf";
   if (Number.isInteger(value)) return String(value);
   const abs = Math.abs(value);
-  if (abs !== 0 && (abs < 1e-3 || abs >= 1e6)) return value.toExponential(4);
+  if (abs !== 0 && (abs < 1e-3 || abs >= 1e6)) return Number(value.toPrecision(6)).toExponential();
   return String(Number(value.toPrecision(6)));
 }
 

@@ -5,12 +5,12 @@ import { h } from "../dom.js";
 /** The namespace a metric is shown under: the part before its first "/". */
 export function groupOf(metric) {
   const at = metric.indexOf("/");
-  return at > 0 ? metric.slice(0, at) : "Charts";
+  return at > 0 ? metric.slice(0, at) : "General";
 }
 
 function compareGroups(a, b) {
   // Top-level metrics first, system metrics last, the rest by name.
-  const rank = (g) => (g === "Charts" ? 0 : g === "system" ? 2 : 1);
+  const rank = (g) => (g === "General" ? 0 : g === "system" ? 2 : 1);
   return rank(a) - rank(b) || (a < b ? -1 : a > b ? 1 : 0);
 }
 
@@ -68,6 +68,17 @@ export function lazily(load) {
     observe(chart) {
       charts.set(chart.el, chart);
       io.observe(chart.el);
+    },
+    /** Load at once the charts already near the viewport (the observer would wait for the
+     *  next frame): one layout for all of them. */
+    now() {
+      const near = [...charts.entries()].filter(([el]) =>
+        el.getBoundingClientRect().top < window.innerHeight + 300);
+      for (const [el, chart] of near) {
+        io.unobserve(el);
+        charts.delete(el);
+        load(chart);
+      }
     },
     disconnect() {
       io.disconnect();

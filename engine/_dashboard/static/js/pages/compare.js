@@ -96,6 +96,7 @@ export async function render(view, params, { crumbs }) {
   drawLegend();
   drawConfig();
   [...new Set(runs.flatMap((r) => Object.keys(r.metrics)))].sort().forEach(addChart);
+  observer.now();
 
   let refetch = null;
   const stop = follow(project, head, { runs: ids }, (event) => {

@@ -14,8 +14,8 @@ export async function render(view, params, { crumbs }) {
   const project = params.get("project");
   const runId = params.get("id");
   if (!project || !runId) throw new Error("no run named in the address");
-  let [head, run, lineage] = await Promise.all([
-    api.head(), api.run(project, runId), api.lineage(project, runId)]);
+  let [run, lineage] = await Promise.all([api.run(project, runId),
+                                         api.lineage(project, runId)]);
   if (!run) {
     view.append(h("h1", {}, "No such run"), h("p", {}, `There is no run ${runId} in ${project}.`));
     return null;
@@ -93,7 +93,7 @@ export async function render(view, params, { crumbs }) {
     const metrics = Object.keys(run.metrics).sort();
     clear(summaries).append(metrics.length ? h("table", { class: "grid-table" },
       h("thead", {}, h("tr", {}, ["Metric", "Last", "Min", "Max", "Points", "Last step"].map(
-        (c) => h("th", { scope: "col" }, c)))),
+        (c, i) => h("th", { scope: "col", class: i ? "num" : null }, c)))),
       h("tbody", {}, metrics.map((m) => {
         const [last, lastStep, min, max, count] = run.metrics[m];
         return h("tr", {}, h("th", { scope: "row" }, m),
@@ -145,6 +145,7 @@ export async function render(view, params, { crumbs }) {
   drawOverview();
   const names = Object.keys(run.metrics).sort();
   names.forEach(addChart);
+  observer.now();
   if (!names.length) chartArea.append(h("p", { class: "muted empty" }, "No metrics yet."));
 
   let refetch = null;
@@ -174,8 +175,9 @@ export async function render(view, params, { crumbs }) {
     }
     refreshState();
   });
-  // A fork of this run is another stream: watch for runs created with it as the parent.
-  forks = follow(project, head, { types: ["RunCreated"], quiet: true }, (event) => {
+  // A fork of this run is another stream: watch for runs created with it as the parent
+  // (forks made before the state was read came with the lineage read beside it).
+  forks = follow(project, run.position, { types: ["RunCreated"], quiet: true }, (event) => {
     if (event.data.fork && event.data.fork.run_id === runId) {
       api.lineage(project, runId).then((found) => { lineage = found; drawOverview(); });
     }

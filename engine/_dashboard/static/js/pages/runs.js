@@ -342,9 +342,8 @@ export async function render(view, params) {
       if (token !== loading) return;
       showError(error);
       if (!(error instanceof ApiError)) throw error;
-      state.rows = [];
+      // The rows of the last good query stay, under the error, until the query is fixed.
       state.complete = true;
-      reindex();
     }
     showCount();
     drawChooser();
