@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint browser bench bench-engine bench-query bench-subscribe bench-system bench-postgres bench-compare clean
+.PHONY: demo test lint browser screenshots bench-dashboard bench bench-engine bench-query bench-subscribe bench-system bench-postgres bench-compare clean
 
 $(STAMP): pyproject.toml setup.py engine/_runtime/_speedups.c
 	$(PYTHON) -m venv $(VENV)
@@ -56,12 +56,20 @@ bench-system: $(STAMP)
 bench-postgres: $(STAMP)
 	$(BIN)/python -m bench.postgres
 
+# The dashboard in Chromium: first chart of 1M points, runs table of 10,000 runs, log -> pixel.
+bench-dashboard: $(STAMP) browser
+	$(BIN)/python -m bench.dashboard
+
+# The screenshots in docs/dashboard.md, made again from the pages as they are.
+screenshots: $(STAMP) browser
+	$(BIN)/python -m tests.dashboard.screenshots --out docs/images
+
 # The side-by-side comparison with other trackers. The peers live in their own
 # virtual environment under bench/.peers, never in the project's dependencies.
 bench-compare: $(STAMP)
 	$(BIN)/python bench/compare/run.py
 
-bench: bench-engine bench-query bench-subscribe bench-system bench-postgres bench-compare
+bench: bench-engine bench-query bench-subscribe bench-system bench-postgres bench-dashboard bench-compare
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache .hypothesis
