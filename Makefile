@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint browser screenshots bench-dashboard bench bench-engine bench-query bench-subscribe bench-system bench-postgres bench-compare clean
+.PHONY: demo test lint browser screenshots bench bench-engine bench-query bench-subscribe bench-system bench-postgres bench-remote bench-dashboard bench-compare clean
 
 $(STAMP): pyproject.toml setup.py engine/_runtime/_speedups.c
 	$(PYTHON) -m venv $(VENV)
@@ -56,6 +56,11 @@ bench-system: $(STAMP)
 bench-postgres: $(STAMP)
 	$(BIN)/python -m bench.postgres
 
+# The server and the remote tracker beside the embedded engine: remote ingest, live-stream
+# latency with 100 subscribers, and the server's memory under 100 concurrent writers.
+bench-remote: $(STAMP)
+	$(BIN)/python -m bench.remote
+
 # The dashboard in Chromium: first chart of 1M points, runs table of 10,000 runs, log -> pixel.
 bench-dashboard: $(STAMP) browser
 	$(BIN)/python -m bench.dashboard
@@ -69,7 +74,7 @@ screenshots: $(STAMP) browser
 bench-compare: $(STAMP)
 	$(BIN)/python bench/compare/run.py
 
-bench: bench-engine bench-query bench-subscribe bench-system bench-postgres bench-dashboard bench-compare
+bench: bench-engine bench-query bench-subscribe bench-system bench-postgres bench-remote bench-dashboard bench-compare
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache .hypothesis

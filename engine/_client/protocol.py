@@ -142,6 +142,21 @@ def record_to(record: Record) -> list[Any]:
             record.type, record.timestamp, record.data]
 
 
+def receipt_to(record: Record) -> list[Any]:
+    """A record without its payload: what an append answers with (the client has the
+    payload: it sent it)."""
+    return [record.position, record.id.hex(), record.project, record.run_id, record.version,
+            record.type, record.timestamp]
+
+
+def receipt_from(value: list[Any], data: dict[bytes, dict[str, Any]]) -> Record:
+    """The record a receipt stands for, its payload taken from what was sent (``data``, by
+    event id)."""
+    position, hex_id, project, run_id, version, kind, timestamp = value
+    raw = bytes.fromhex(hex_id)
+    return Record(position, raw, project, run_id, version, kind, float(timestamp), data[raw])
+
+
 def record_from(value: list[Any]) -> Record:
     position, hex_id, project, run_id, version, kind, timestamp, data = value
     return Record(position, bytes.fromhex(hex_id), project, run_id, version, kind,

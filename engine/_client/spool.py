@@ -87,8 +87,10 @@ def _key(request: AppendRequest) -> str:
 class Spool:
     """A spool file, used from the event loop (its SQLite work runs in a worker thread)."""
 
-    def __init__(self, path: str, token: str | None = None) -> None:
+    def __init__(self, path: str, token: str | None = None, *, durability: str = "full") -> None:
         self.path = path
+        self.durability = durability
+        self._answered: list[int] = []  # rows to delete with the next write (see ``forget``)
         self.sender = "" if token is None else hashlib.sha256(token.encode()).hexdigest()[:16]
         self._db: sqlite3.Connection | None = None
         self._lock = threading.Lock()
@@ -102,12 +104,18 @@ class Spool:
         db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False,
                              timeout=30.0)
         db.execute("PRAGMA journal_mode = WAL")
-        db.execute("PRAGMA synchronous = FULL")
+        # Like the engine's own durability: "full" survives power loss, "normal" a crash of
+        # the process (the promise the spool makes to a training process killed at any
+        # instant).
+        db.execute(f"PRAGMA synchronous = {'FULL' if self.durability == 'full' else 'NORMAL'}")
         for statement in _SCHEMA:
             db.execute(statement)
         self._db = db
 
     async def close(self) -> None:
+        if self._db is not None and self._answered:
+            with anyio.CancelScope(shield=True):
+                await self._run(lambda: self._delete(self._conn()))
         db, self._db = self._db, None
         if db is not None:
             with anyio.CancelScope(shield=True):
@@ -146,6 +154,7 @@ class Spool:
             db = self._conn()
             with db:
                 db.execute("BEGIN IMMEDIATE")
+                self._delete(db)
                 db.executemany("INSERT OR IGNORE INTO batches (server, sender, key, body) "
                                "VALUES (?, ?, ?, ?)", rows)
                 return [db.execute("SELECT seq FROM batches WHERE key = ?", (key,))
@@ -153,18 +162,16 @@ class Spool:
 
         return await self._run(work)
 
-    async def forget(self, seqs: Sequence[int]) -> None:
-        """The server has answered for these rows."""
-        if not seqs:
-            return
+    def forget(self, seqs: Sequence[int]) -> None:
+        """The server has answered for these rows: they are deleted with the next batch kept
+        (one transaction, one sync, off the path of the flush that waits), or at close. A
+        process that dies first leaves them to be sent again, which writes nothing twice."""
+        self._answered.extend(seqs)
 
-        def work() -> None:
-            db = self._conn()
-            with db:
-                db.execute("BEGIN IMMEDIATE")
-                db.executemany("DELETE FROM batches WHERE seq = ?", [(s,) for s in seqs])
-
-        await self._run(work)
+    def _delete(self, db: sqlite3.Connection) -> None:
+        """Delete the rows answered for (inside the caller's transaction)."""
+        answered, self._answered = self._answered, []
+        db.executemany("DELETE FROM batches WHERE seq = ?", [(s,) for s in answered])
 
     async def pending(self, server: str, *, after: int = 0, limit: int = 64,
                       everyone: bool = False) -> list[tuple[int, AppendRequest]]:
@@ -179,8 +186,13 @@ class Spool:
         return [(seq, p.request_from(wire.loads(body))) for seq, body in await self._run(work)]
 
     async def count(self, server: str) -> int:
+        """Rows still waiting for ``server``."""
         def work() -> int:
-            found: int = self._conn().execute(
+            db = self._conn()
+            with db:
+                db.execute("BEGIN IMMEDIATE")
+                self._delete(db)
+            found: int = db.execute(
                 "SELECT count(*) FROM batches WHERE server = ?", (server,)).fetchone()[0]
             return found
 

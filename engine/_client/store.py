@@ -85,7 +85,8 @@ def open_url(url: str, *, durability: str, upcasters: Upcasters, token: str | No
         return open_store(offline_path(path), durability=durability, upcasters=upcasters)
     # The server's own setting decides what a commit survives; the spool is always fsynced.
     token = token or os.environ.get("KITTIWAKE_TOKEN") or None
-    return RemoteStore(server, upcasters=upcasters, token=token, spool=Spool(path, token))
+    return RemoteStore(server, upcasters=upcasters, token=token,
+                       spool=Spool(path, token, durability=durability))
 
 
 class RemoteStore(Store):
@@ -150,7 +151,7 @@ class RemoteStore(Store):
             outcomes = await self.send([r for _, r in rows], now=time.time())
             settled = [seq for (seq, _), o in zip(rows, outcomes, strict=True)
                        if not isinstance(o, BaseException) or isinstance(o, REFUSALS)]
-            await self.spool.forget(settled)
+            self.spool.forget(settled)
             sent += sum(1 for o in outcomes if not isinstance(o, BaseException))
             refused += sum(1 for o in outcomes if isinstance(o, REFUSALS))
             after = rows[-1][0]
@@ -224,9 +225,8 @@ class RemoteStore(Store):
             return await self.send(requests, now=now)
         seqs = await self.spool.keep(self.url, requests)
         outcomes = await self.send(requests, now=now)
-        await self.spool.forget([seq for seq, o in zip(seqs, outcomes, strict=True)
-                                 if not isinstance(o, BaseException)
-                                 or isinstance(o, REFUSALS)])
+        self.spool.forget([seq for seq, o in zip(seqs, outcomes, strict=True)
+                           if not isinstance(o, BaseException) or isinstance(o, REFUSALS)])
         return outcomes
 
     async def send(self, requests: Sequence[AppendRequest], *,
@@ -236,8 +236,10 @@ class RemoteStore(Store):
         answer = await self._call(
             "POST", "/api/v1/append", retry=False,
             body={"requests": [p.request_to(r) for r in requests], "now": now})
+        sent = {e.id: e.data for r in requests for e in r.events}
         return [p.error_from(o, 0) if "error" in o
-                else [p.record_from(r) for r in o["records"]] for o in answer["outcomes"]]
+                else [p.receipt_from(r, sent) for r in o["records"]]
+                for o in answer["outcomes"]]
 
     async def head(self) -> int:
         answer = await self._call("GET", "/api/v1/head")

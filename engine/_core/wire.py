@@ -5,7 +5,10 @@ as JSON numbers costs a float formatting per point. So values are *tagged* as in
 codec, as JSON this time: one-key objects ``{"$f": "nan"}``, ``{"$t": iso}``, ``{"$i":
 digits}``, and every ``array.array`` column as ``{"$a": [typecode, base64]}`` — its
 little-endian bytes, so a batch of metrics is a few columns of base64 (the compact columnar
-form), and comes back bit for bit. Keys that start with ``$`` get one more ``$``.
+form), and comes back bit for bit. A column held in several places (the steps and
+timestamps every metric of a batch shares) is written once, then referred to as ``{"$r":
+n}``: the n-th column written, counting from 0. Keys that start with ``$`` get one more
+``$``.
 
 ``dumps``/``loads`` wrap orjson around the tagging; ``loads`` raises ``WireError`` for any body
 that is not well-formed, so a server can answer 400 instead of failing.
@@ -40,12 +43,16 @@ def to_wire(value: Any) -> Any:
 
     :raises TypeError: for a value of a type JSON cannot carry.
     """
+    return _tag(value, {})
+
+
+def _tag(value: Any, seen: dict[int, int]) -> Any:
     kind = type(value)
     if kind is dict:
         return {("$" + k if k[:1] == "$" else k) if type(k) is str else _refuse(k):
-                to_wire(v) for k, v in value.items()}
+                _tag(v, seen) for k, v in value.items()}
     if kind is list or kind is tuple:
-        return [to_wire(v) for v in value]
+        return [_tag(v, seen) for v in value]
     if kind is float:
         if value - value == 0.0:
             return value
@@ -57,6 +64,10 @@ def to_wire(value: Any) -> Any:
     if kind is datetime:
         return {"$t": value.isoformat()}
     if kind is array:
+        index = seen.get(id(value))
+        if index is not None:
+            return {"$r": index}
+        seen[id(value)] = len(seen)
         if value.typecode not in _ARRAY_CODES:
             _refuse(value)
         if _BIG_ENDIAN:  # pragma: no cover - the wire is little-endian
@@ -71,21 +82,29 @@ def from_wire(value: Any, *, arrays: bool = True) -> Any:
 
     :raises WireError: for a malformed tag.
     """
+    return _untagged(value, arrays, [])
+
+
+def _untagged(value: Any, arrays: bool, columns: list[Any]) -> Any:
     kind = type(value)
     if kind is dict:
         if len(value) == 1:
             key, inner = next(iter(value.items()))
             if key[:1] == "$" and key[:2] != "$$":
-                return _untag(key, inner, arrays)
-        return {(k[1:] if k[:2] == "$$" else k): from_wire(v, arrays=arrays)
+                return _untag(key, inner, arrays, columns)
+        return {(k[1:] if k[:2] == "$$" else k): _untagged(v, arrays, columns)
                 for k, v in value.items()}
     if kind is list:
-        return [from_wire(v, arrays=arrays) for v in value]
+        return [_untagged(v, arrays, columns) for v in value]
     return value
 
 
-def _untag(key: str, inner: Any, arrays: bool) -> Any:
+def _untag(key: str, inner: Any, arrays: bool, columns: list[Any]) -> Any:
     try:
+        if key == "$r":
+            if type(inner) is not int or not 0 <= inner < len(columns):
+                raise WireError(f"$r refers to column {inner!r}, which was not sent before")
+            return columns[inner]
         if key == "$f":
             return _FLOATS[inner]
         if key == "$t":
@@ -105,7 +124,9 @@ def _untag(key: str, inner: Any, arrays: bool) -> Any:
             column.frombytes(raw)
             if _BIG_ENDIAN:  # pragma: no cover
                 column.byteswap()
-            return column if arrays else column.tolist()
+            made = column if arrays else column.tolist()
+            columns.append(made)
+            return made
     except WireError:
         raise
     except (KeyError, TypeError, ValueError, binascii.Error) as exc:

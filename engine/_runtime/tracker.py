@@ -24,7 +24,7 @@ import anyio
 from anyio.abc import TaskGroup
 
 from engine._core import events as ev
-from engine._core.events import NewEvent, Upcasters, default_upcasters
+from engine._core.events import NewEvent, Record, Upcasters, default_upcasters
 from engine._core.model import Status
 from engine._core.validate import (
     check_name,
@@ -47,9 +47,9 @@ from .run import Run, end_buffered
 from .settings import Durability, check_settings
 from .subscriptions import Hub, Subscription, start_in_background
 from .supervisor import Supervisor
-from .writer import Writer
+from .writer import Writer, contiguous
 
-__all__ = ["Tracker", "backing_store", "connect"]
+__all__ = ["Tracker", "backing_store", "connect", "publish"]
 
 class _State(enum.Enum):
     NEW = "new"
@@ -476,3 +476,12 @@ def backing_store(tracker: Tracker) -> Store:
     :raises ClosedError: when the tracker is not open.
     """
     return tracker._open()[0]
+
+
+def publish(tracker: Tracker, records: list[Record]) -> None:
+    """Offer records that were appended to ``tracker``'s store without its writer (the
+    server's appends) to its subscribers at once, rather than when its watch of the head
+    next reads them: one contiguous batch at a time, as the writer would (a friend of
+    ``Tracker``, like ``backing_store``)."""
+    for batch in contiguous(records):
+        tracker._hub.publish(batch, own=False)

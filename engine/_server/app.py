@@ -39,7 +39,7 @@ __all__ = ["create_app"]
 
 def create_app(url: str, *, auth: bool = False, durability: str = "full",
                keepalive: float = 15.0, stream_buffer: int = 200_000,
-               signals: bool = False) -> Starlette:
+               signals: bool = False, long_poll: float = 10.0) -> Starlette:
     """The app serving the database at ``url``.
 
     :param auth: require a bearer token on every request (``engine._server.tokens``).
@@ -47,6 +47,7 @@ def create_app(url: str, *, auth: bool = False, durability: str = "full",
     :param stream_buffer: the points a live stream may hold for a slow client before it
         falls back to reading the log.
     :param signals: end live streams as soon as SIGINT or SIGTERM arrives (``serve``).
+    :param long_poll: the longest a request for the head is held when nothing happens.
     """
 
     @asynccontextmanager
@@ -62,8 +63,9 @@ def create_app(url: str, *, auth: bool = False, durability: str = "full",
             state.closing = anyio.Event()
             state.keepalive = keepalive
             state.stream_buffer = stream_buffer
+            state.long_poll = long_poll
             state.tokens = Tokens(store) if auth else None
-            heads = state.heads = Heads(store)
+            heads = state.heads = Heads(store, state.closing)
             heads.head = await store.head()
             if signals:
                 from .signals import closing_on_signals

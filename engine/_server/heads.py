@@ -20,9 +20,10 @@ _POLL = 0.02
 
 
 class Heads:
-    def __init__(self, store: Store) -> None:
+    def __init__(self, store: Store, closing: anyio.Event) -> None:
         self.store = store
         self.head = 0
+        self.closing = closing  # a server shutting down answers every waiting request
         self._moved = anyio.Event()
 
     def committed(self, position: int) -> None:
@@ -41,8 +42,17 @@ class Heads:
                 await anyio.sleep(0.5)
 
     async def wait(self, beyond: int, within: float) -> int:
-        """The head once it is past ``beyond``, or after ``within`` seconds."""
+        """The head once it is past ``beyond``, after ``within`` seconds, or as soon as the
+        server begins to shut down (a request held open would hold the shutdown)."""
         with anyio.move_on_after(within):
-            while self.head <= beyond:
-                await self._moved.wait()
+            while self.head <= beyond and not self.closing.is_set():
+                moved = self._moved
+                async with anyio.create_task_group() as tasks:
+                    async def closing() -> None:
+                        await self.closing.wait()
+                        tasks.cancel_scope.cancel()
+
+                    tasks.start_soon(closing)
+                    await moved.wait()
+                    tasks.cancel_scope.cancel()
         return self.head if self.head > beyond else await self.store.head()

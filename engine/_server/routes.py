@@ -20,6 +20,7 @@ from engine._core import wire
 from engine._core.validate import check_project, check_run_id
 from engine._query.parser import parse_aggregates, parse_group_by, selection
 from engine._query.tree import Selection
+from engine._runtime.tracker import publish
 from engine._storage.contract import Store, TokenRow
 from engine.errors import EngineError, StorageError, ValidationError
 
@@ -31,7 +32,6 @@ from .tokens import ROLES
 __all__ = ["ROUTES"]
 
 _MAX_READ = 100_000
-_MAX_WAIT = 10.0  # the longest a head request is held open when nothing happens
 
 
 def answer(value: Any, status: int = 200) -> Response:
@@ -67,11 +67,12 @@ async def append(request: Request) -> Response:
         check_request(request_, request.app.state.upcasters)
         requests.append(request_)
     outcomes = await _store(request).append(requests, now=float(now))
-    request.app.state.heads.committed(max(
-        (r.position for o in outcomes if isinstance(o, list) for r in o), default=0))
+    committed = [r for o in outcomes if isinstance(o, list) for r in o]
+    publish(request.app.state.tracker, committed)  # live streams get them now
+    request.app.state.heads.committed(max((r.position for r in committed), default=0))
     return answer({"outcomes": [
         {"error": p.error_body(_engine(o))["error"]} if isinstance(o, BaseException)
-        else {"records": [p.record_to(r) for r in o]} for o in outcomes]})
+        else {"records": [p.receipt_to(r) for r in o]} for o in outcomes]})
 
 
 def _engine(error: BaseException) -> EngineError:
@@ -89,7 +90,8 @@ async def head(request: Request) -> Response:
     store = _store(request)
     if beyond is None or wait == 0:
         return answer({"head": await store.head()})
-    return answer({"head": await request.app.state.heads.wait(beyond, min(wait, _MAX_WAIT))})
+    state = request.app.state
+    return answer({"head": await state.heads.wait(beyond, min(wait, state.long_poll))})
 
 
 async def read(request: Request) -> Response:

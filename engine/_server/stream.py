@@ -16,6 +16,7 @@ or the restarted server.
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from typing import Any, Literal
 
 import anyio
@@ -44,9 +45,24 @@ def event_json(event: Event) -> dict[str, Any]:
             "timestamp": event.timestamp.timestamp(), "data": event.data}
 
 
+# (position, id of the payload) -> (the event, kept so that its id is not reused; its frame)
+_FRAMES: OrderedDict[tuple[int, int], tuple[Event, bytes]] = OrderedDict()
+_FRAMES_KEPT = 4096
+
+
 def _frame(event: Event) -> bytes:
+    """The event as one SSE message. A hundred streams receive the same ``Event`` object
+    (the tracker makes each once), so the message is made once and kept for the others."""
+    key = (event.position, id(event.data))
+    kept = _FRAMES.get(key)
+    if kept is not None and kept[0] is event:
+        return kept[1]
     data = orjson.dumps(wire.to_wire(event_json(event)))
-    return b"id: %d\nevent: %s\ndata: %s\n\n" % (event.position, event.type.encode(), data)
+    frame = b"id: %d\nevent: %s\ndata: %s\n\n" % (event.position, event.type.encode(), data)
+    _FRAMES[key] = (event, frame)
+    if len(_FRAMES) > _FRAMES_KEPT:
+        _FRAMES.popitem(last=False)
+    return frame
 
 
 def _start(request: Request) -> int | Literal["start", "live"]:

@@ -38,7 +38,7 @@ async def test_a_batch_is_kept_once_and_comes_back_whole(tmp_path: Path) -> None
         assert back.events[0].id == request.events[0].id
         assert list(back.events[0].data["metrics"]["m"]["steps"]) == [0, 1, 2]
         assert await spool.pending("http://other") == []
-        await spool.forget([seq])
+        spool.forget([seq])
         assert await spool.count("http://s") == 0
     finally:
         await spool.close()

@@ -198,3 +198,76 @@ def test_serve_on_sigterm_ends_streams_with_a_retry_hint_and_exits(tmp_path: Pat
         process.wait()
         assert process.stderr is not None
         process.stderr.close()
+
+
+def test_shutting_down_answers_a_request_in_flight_instead_of_dropping_it(
+        tmp_path: Path) -> None:
+    """A remote tracker's long-poll for the head is held open by the server; a shutdown
+    answers it at once (200, the head as it is) rather than cutting it or waiting it out."""
+    import threading
+
+    server = LiveServer(str(tmp_path / "db.sqlite"), long_poll=60).start()
+    answers: list[tuple[int, float]] = []
+
+    def poll() -> None:
+        started = time.monotonic()
+        answer = httpx.get(server.url + "/api/v1/head", params={"beyond": 5, "wait": 60},
+                           timeout=30)
+        answers.append((answer.status_code, time.monotonic() - started))
+
+    thread = threading.Thread(target=poll)
+    thread.start()
+    time.sleep(0.5)
+    server.stop()
+    thread.join(10)
+    assert answers
+    status, took = answers[0]
+    assert status == 200
+    assert took < 5
+
+
+def test_serve_with_workers_serves_from_each_process(tmp_path: Path) -> None:
+    import signal
+    import socket
+    import subprocess
+    import sys
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    process = subprocess.Popen(
+        [sys.executable, "-m", "engine._cli.main", "--db", str(tmp_path / "db.sqlite"),
+         "serve", "--port", str(port), "--workers", "2"], stderr=subprocess.DEVNULL)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                httpx.get(url + "/api/v1/health", timeout=1)
+                break
+            except httpx.TransportError:
+                assert time.monotonic() < deadline, "the server did not start"
+                time.sleep(0.1)
+        workers = psutil_children(process.pid)
+        assert len(workers) >= 2
+
+        async def log() -> list[str]:
+            tracker = engine.connect(url, project="p", spool=str(tmp_path / "spool.sqlite"))
+            async with tracker:
+                for i in range(4):  # several connections: the workers share them out
+                    async with tracker.start_run(f"r{i}") as run:
+                        run.log_metrics({"m": 1.0}, step=0)
+                return sorted(r.run_id for r in await tracker.list_runs())
+
+        assert anyio.run(log) == ["r0", "r1", "r2", "r3"]
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(20) in (0, -signal.SIGTERM)
+    finally:
+        process.kill()
+        process.wait()
+
+
+def psutil_children(pid: int) -> list[object]:
+    import psutil
+
+    return list(psutil.Process(pid).children(recursive=True))
