@@ -3,12 +3,14 @@ changes, new points and new metrics, over the server-sent events stream."""
 
 from __future__ import annotations
 
+import asyncio
 import queue
 import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import anyio
 import pytest
 
 from tests.dashboard.seed import PROJECT, sweep, tracker
@@ -109,3 +111,33 @@ def test_a_live_run_outside_the_query_stays_out(page: Any, server: LiveServer,
             pass
     page.wait_for_selector("table.runs tr[data-run-id='also-baseline']")
     assert page.locator("table.runs tr[data-run-id='other']").count() == 0
+
+
+def drop_streams(server: LiveServer) -> None:
+    """End every live stream, as a server that shuts down does; streams opened after it (the
+    browser's reconnection, a second later) are served again."""
+    state = server.app.state
+
+    async def drop() -> None:
+        state.closing.set()
+        await anyio.sleep(0.5)  # each stream sees it within a tick
+        state.closing = anyio.Event()
+
+    asyncio.run_coroutine_threadsafe(drop(), state.loop).result(10)
+
+
+def test_a_dropped_stream_resumes_without_a_gap(page: Any, server: LiveServer,
+                                                trainer: Trainer) -> None:
+    page.goto(f"{server.url}/#/run?project={PROJECT}&id=live")
+    chart = "figure[data-metric='loss']"
+    page.wait_for_function(f"document.querySelector(\"{chart}\")?.dataset.points === '1'")
+    page.wait_for_selector("#live[data-state=live]")
+    drop_streams(server)
+    page.wait_for_selector("#live[data-state=reconnecting]")  # the stream is down
+    for step in range(1, 4):  # logged while the page has no stream
+        trainer.log({"loss": 1.0 / (step + 1)}, step)
+    page.wait_for_selector("#live[data-state=live]")  # back, resumed from Last-Event-ID
+    for step in range(4, 6):
+        trainer.log({"loss": 1.0 / (step + 1)}, step)
+    page.wait_for_function(f"document.querySelector(\"{chart}\").dataset.lastStep === '5'")
+    assert page.evaluate(f"document.querySelector(\"{chart}\").dataset.points") == "6"
