@@ -129,3 +129,24 @@ def test_keyboard_moves_selects_and_opens_and_selection_leads_to_compare(
     page.go_back()
     page.wait_for_selector("table.runs tr[aria-selected=true]")
     assert len(page.locator("table.runs tr[aria-selected=true]").all()) == 2
+
+
+def test_group_by_shows_counts_and_a_group_opens_its_runs(page: Any, server: LiveServer,
+                                                          tmp_path: Path) -> None:
+    sweep(server, tmp_path)
+    open_table(page, server)
+    page.get_by_label("Group by").select_option("config.optimizer")
+    grouped = page.get_by_role("table", name="Runs grouped by config.optimizer")
+    grouped.wait_for()
+    rows = grouped.locator("tbody tr")
+    assert [r.split("\t")[:2] for r in rows.all_inner_texts()] == [["adam", "3"], ["sgd", "1"]]
+    # train/loss over adam's three runs (0.2, 0.5, 0.9): mean (min - max)
+    assert "0.533333 (0.2 \N{EN DASH} 0.9)" in grouped.inner_text()
+    page.reload()
+    grouped.wait_for()  # the grouping is in the address
+    grouped.get_by_role("button", name="sgd").click()
+    page.wait_for_function("document.querySelectorAll('table.runs tr[data-run-id]').length"
+                           " === 1")
+    assert names(page) == ["forked"]
+    assert page.get_by_label("Filter").input_value() == "config.optimizer = 'sgd'"
+    assert not grouped.is_visible()

@@ -7,6 +7,7 @@ import { clear, errorBox, formatTime, formatValue, h, statusChip, tagChip } from
 import { follow } from "../live.js";
 import { href, list, update } from "../router.js";
 import { field, quote } from "../query.js";
+import { groupsView } from "./groups.js";
 
 const ROW = 32; // px; every row has this height, which is what makes virtual scrolling exact
 const OVERSCAN = 10;
@@ -32,6 +33,7 @@ export async function render(view, params) {
     where: params.get("q") || "",
     sort: params.get("sort") || "-created_at",
     columns: params.has("cols") ? list(params, "cols") : null,
+    group: params.get("group") || "",
     selected: new Set(list(params, "sel")),
     rows: [],
     index: new Map(),
@@ -50,6 +52,7 @@ export async function render(view, params) {
     state.where = input.value.trim();
     update({ q: state.where });
     reload();
+    showGroups();
   } }, h("label", { for: "query" }, "Filter"), input, h("button", { type: "submit" }, "Apply"));
 
   const count = h("span", { class: "muted", "aria-live": "polite" });
@@ -59,7 +62,20 @@ export async function render(view, params) {
     selectionChanged();
   } }, "Clear selection");
   const chooser = h("details", { class: "chooser" });
-  const toolbar = h("div", { class: "toolbar" }, count, compareLink, clearSel, chooser);
+  const groupBy = h("select", { id: "group-by", onchange: () => {
+    state.group = groupBy.value;
+    update({ group: state.group });
+    showGroups();
+  } });
+  const toolbar = h("div", { class: "toolbar" }, count, compareLink, clearSel,
+                    h("label", { for: "group-by" }, "Group by"), groupBy, chooser);
+  const groups = groupsView(project, (condition) => {
+    state.group = "";
+    groupBy.value = "";
+    update({ group: "" });
+    narrow(condition);
+    showGroups();
+  });
 
   const thead = h("thead");
   const tbody = h("tbody");
@@ -70,7 +86,28 @@ export async function render(view, params) {
   const scroller = h("div", { class: "table-scroll", onscroll: () => schedule() }, table);
 
   view.append(h("h1", { class: "visually-hidden" }, `Runs of ${project}`), form, queryError,
-              toolbar, scroller);
+              toolbar, scroller, groups.el);
+
+  // Grouped, the table gives way to one row per group (the runs still load behind it).
+  async function showGroups() {
+    scroller.hidden = Boolean(state.group);
+    groups.el.hidden = !state.group;
+    if (!state.group) return;
+    try {
+      await groups.load({ where: state.where, by: state.group,
+                          metrics: chosen().filter((k) => k.startsWith("metrics.")) });
+    } catch (error) {
+      showError(error);
+    }
+  }
+
+  function drawGroupBy() {
+    const { config } = available();
+    const fields = ["status", "experiment", ...config.map((k) => field("config", k))];
+    if (state.group && !fields.includes(state.group)) fields.push(state.group);
+    clear(groupBy).append(h("option", { value: "" }, "nothing"),
+      ...fields.map((f) => h("option", { value: f, selected: f === state.group }, f)));
+  }
 
   let frame = 0;
   function schedule() {
@@ -121,6 +158,7 @@ export async function render(view, params) {
             update({ cols: next.join(",") || "," });
             drawHead();
             drawRows();
+            showGroups();
           } }), name);
       }))));
     filter.addEventListener("input", () => {
@@ -129,6 +167,7 @@ export async function render(view, params) {
         label.hidden = !label.dataset.name.includes(text);
       });
     });
+    drawGroupBy();
     clear(chooser).append(h("summary", {}, "Columns"),
                           h("div", { class: "chooser-panel" }, filter, boxes));
   }
@@ -382,6 +421,7 @@ export async function render(view, params) {
 
   async function refresh() {
     if (!state.dirty.size) return;
+    if (state.group) showGroups();
     const ids = [...state.dirty];
     state.dirty.clear();
     const only = `run_id in (${ids.map(quote).join(", ")})`;
@@ -429,6 +469,7 @@ export async function render(view, params) {
   const head = await api.head();
   await reload();
   selectionChanged();
+  showGroups();
   const stop = follow(project, head, {}, (event) => {
     state.dirty.add(event.run_id);
   });
