@@ -80,13 +80,16 @@ function signedIn() {
   document.querySelector(".top").append(h("button", { type: "button", id: "signout",
     class: "small", onclick: async () => {
       await api.signOut();
-      session.auth = false;
+      Object.assign(session, { auth: false, role: null, project: null });
       document.getElementById("signout").remove();
       signIn("Signed out.");
     } }, `Sign out (${session.project || "every project"}, ${session.role})`));
 }
 
+// The page and the question of who is signed in start together (one round trip less
+// before the first chart); a page that needs the answer listens for "kittiwake:session".
 async function start() {
+  const rendered = route();
   try {
     Object.assign(session, await api.session());
   } catch (error) {
@@ -97,9 +100,13 @@ async function start() {
     throw error;
   }
   signedIn();
-  route();
+  window.dispatchEvent(new Event("kittiwake:session"));
+  await rendered;
 }
 
-window.addEventListener("hashchange", () => { if (session.role) route(); });
-window.addEventListener("kittiwake:signin", () => signIn("Your token is no longer valid."));
+window.addEventListener("hashchange", route);
+window.addEventListener("kittiwake:signin", () => {
+  if (document.getElementById("token")) return; // the form is up already
+  signIn(session.role ? "Your token is no longer valid." : "");
+});
 start();

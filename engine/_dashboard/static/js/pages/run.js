@@ -182,7 +182,9 @@ export async function render(view, params, { crumbs }) {
       api.lineage(project, runId).then((found) => { lineage = found; drawOverview(); });
     }
   });
+  window.addEventListener("kittiwake:session", drawAbort);
   return () => {
+    window.removeEventListener("kittiwake:session", drawAbort);
     stop();
     forks();
     clearTimeout(refetch);
