@@ -74,9 +74,20 @@ export class Chart {
     })));
     this.lines.forEach((line, i) => {
       const s = found[i];
-      this.data.set(line.key, s ? { steps: Array.from(s.steps), values: Array.from(s.values),
-                                    times: Array.from(s.times) }
-        : { steps: [], values: [], times: [] });
+      const fresh = s ? { steps: Array.from(s.steps), values: Array.from(s.values),
+                          times: Array.from(s.times) } : { steps: [], values: [], times: [] };
+      // Live points that arrived while this was fetched, and that it does not hold yet.
+      const old = this.data.get(line.key);
+      if (!range && old) {
+        const last = fresh.steps.length ? fresh.steps[fresh.steps.length - 1] : -Infinity;
+        for (let j = 0; j < old.steps.length; j++) {
+          if (old.steps[j] <= last) continue;
+          fresh.steps.push(old.steps[j]);
+          fresh.values.push(old.values[j]);
+          fresh.times.push(old.times[j]);
+        }
+      }
+      this.data.set(line.key, fresh);
     });
     this.zoom = range;
     this.loaded = true;
@@ -87,8 +98,9 @@ export class Chart {
 
   /** Append live points of one line (steps at or below its last one are already here). */
   append(key, steps, values, times) {
-    const line = this.data.get(key);
-    if (!line || !this.loaded) return;
+    if (!this.lines.some((l) => l.key === key)) return;
+    if (!this.data.has(key)) this.data.set(key, { steps: [], values: [], times: [] });
+    const line = this.data.get(key); // before the first load too: load() keeps what is newer
     const last = line.steps.length ? line.steps[line.steps.length - 1] : -Infinity;
     let added = 0;
     for (let i = 0; i < steps.length; i++) {
@@ -99,7 +111,7 @@ export class Chart {
       line.times.push(times[i]);
       added++;
     }
-    if (!added) return;
+    if (!added || !this.loaded) return;
     if (!this.zoom && line.steps.length > 2 * this.maxPoints() && !this.refetching) {
       this.refetching = true;
       this.load(null).finally(() => { this.refetching = false; });

@@ -168,9 +168,7 @@ export async function render(view, params, { crumbs }) {
     if (event.type === "MetricsLogged") {
       chartArea.querySelector(".empty")?.remove();
       for (const [metric, column] of Object.entries(event.data.metrics)) {
-        const known = charts.has(metric);
-        const chart = addChart(metric);
-        if (known) chart.append(runId, column.steps, column.values, column.timestamps);
+        addChart(metric).append(runId, column.steps, column.values, column.timestamps);
       }
     }
     refreshState();
