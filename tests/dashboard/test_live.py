@@ -75,7 +75,8 @@ def test_new_points_and_new_metrics_appear_on_the_open_run_page(
     # The same chart took the points: it was not built again.
     assert page.evaluate(f"window.firstCanvas === document.querySelector(\"{chart} canvas\")")
     trainer.log({"val/acc": 0.5}, 6)
-    page.wait_for_selector("figure[data-metric='val/acc']")
+    page.wait_for_function("document.querySelector(\"figure[data-metric='val/acc']\")"
+                           "?.dataset.points === '1'")
     trainer.end()
     page.wait_for_selector("h1 .chip:has-text('succeeded')")
 

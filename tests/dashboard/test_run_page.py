@@ -174,3 +174,35 @@ def test_the_abort_button_stops_a_running_run(page: Any, server: LiveServer,
         thread.join(30)
     assert outcome == ["diverged"]
     assert page.get_by_role("button", name="Abort…").count() == 0
+
+
+def test_nan_and_infinity_are_gaps_in_the_chart_and_exact_in_the_csv(
+        page: Any, server: LiveServer, tmp_path: Path) -> None:
+    values = [1.0, float("nan"), 3.0, float("inf"), 5.0, float("-inf"), 7.0]
+    with tracker(server, tmp_path) as t, t.start_run(run_id="odd") as run:
+        for step, value in enumerate(values):
+            run.log_metrics({"loss": value}, step=step)
+    page.goto(run_page(server, "odd"))
+    chart = page.locator("figure[data-metric='loss']")
+    page.wait_for_function("document.querySelector(\"figure[data-metric='loss']\")"
+                           "?.dataset.points === '7'")
+    assert page.evaluate(COUNT_COLOUR, ["figure[data-metric='loss'] canvas", *BLUE]) > 0
+    with page.expect_download() as info:
+        chart.get_by_role("button", name="CSV").click()
+    got = [line.split(",")[2] for line in Path(info.value.path()).read_text().splitlines()[1:]]
+    assert got == ["1", "nan", "3", "inf", "5", "-inf", "7"]
+
+
+def test_the_x_axis_by_time_and_the_png_download(page: Any, server: LiveServer,
+                                                 tmp_path: Path) -> None:
+    sweep(server, tmp_path)
+    page.goto(run_page(server, "run-0"))
+    chart = page.locator("figure[data-metric='train/loss']")
+    chart.locator("canvas").wait_for()
+    page.get_by_label("X axis").select_option("relative")
+    assert "x=relative" in page.url
+    assert chart.locator(".u-legend").inner_text().startswith("seconds")
+    with page.expect_download() as info:
+        chart.get_by_role("button", name="PNG").click()
+    assert info.value.suggested_filename == "train_loss.png"
+    assert Path(info.value.path()).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
