@@ -94,6 +94,8 @@ def test_a_new_run_and_its_status_appear_in_the_open_runs_table(
         assert page.locator("table.runs tbody tr[data-run-id]").first.get_attribute(
             "data-run-id") == "arrives"  # newest first
         trainer.log({"train/loss": 0.05}, 1)
+        # The metric column's value follows while the run is still running.
+        row.locator("td.num", has_text="0.05").wait_for()
     finally:
         trainer.end()
     row.locator(".chip.status:has-text('succeeded')").wait_for()

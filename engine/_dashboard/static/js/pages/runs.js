@@ -4,7 +4,7 @@
 // of thousands of runs stay smooth.
 import { ApiError, api } from "../api.js";
 import { clear, errorBox, formatTime, formatValue, h, statusChip, tagChip } from "../dom.js";
-import { follow } from "../live.js";
+import { EVENT_TYPES, follow } from "../live.js";
 import { href, list, update } from "../router.js";
 import { field, quote } from "../query.js";
 import { groupsView } from "./groups.js";
@@ -109,6 +109,7 @@ export async function render(view, params) {
       ...fields.map((f) => h("option", { value: f, selected: f === state.group }, f)));
   }
 
+  let columnsChanged = () => {};
   let frame = 0;
   function schedule() {
     if (!frame) frame = requestAnimationFrame(() => { frame = 0; drawRows(); });
@@ -159,6 +160,7 @@ export async function render(view, params) {
             drawHead();
             drawRows();
             showGroups();
+            columnsChanged();
           } }), name);
       }))));
     filter.addEventListener("input", () => {
@@ -470,14 +472,32 @@ export async function render(view, params) {
   await reload();
   selectionChanged();
   showGroups();
-  const stop = follow(project, head, {}, (event) => {
-    state.dirty.add(event.run_id);
-  });
+  // Two streams: every change but points, and the points of the metric columns shown only
+  // (a busy project logs far more points than a table of last values needs).
+  const dirty = (event) => state.dirty.add(event.run_id);
+  const stop = follow(project, head, {
+    types: EVENT_TYPES.filter((t) => t !== "MetricsLogged") }, dirty);
+  let points = null, followed = "";
+  function followMetrics(from) {
+    const names = chosen().filter((k) => k.startsWith("metrics.")).map((k) => k.slice(8));
+    if (names.join("\n") === followed) return;
+    followed = names.join("\n");
+    if (points) points();
+    points = names.length ? follow(project, from, { types: ["MetricsLogged"], metrics: names,
+                                                    quiet: true }, dirty) : null;
+  }
+  followMetrics(head);
+  columnsChanged = async () => {
+    const now = await api.head();
+    await reload(); // the new columns' values as of now, then their points from now on
+    followMetrics(now);
+  };
   const timer = setInterval(refresh, REFRESH_MS);
   const resize = () => schedule();
   window.addEventListener("resize", resize);
   return () => {
     stop();
+    if (points) points();
     clearInterval(timer);
     window.removeEventListener("resize", resize);
     cancelAnimationFrame(frame);
