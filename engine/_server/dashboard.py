@@ -1,10 +1,11 @@
 """What the web dashboard needs of the server besides the API every client uses.
 
 Its files (``engine._dashboard``) at ``/``, the list of projects its first page shows, the
-abort button's request, and signing in: on a server with ``--auth`` the pages ask for a token
-and keep it in a cookie (``auth.SESSION_COOKIE``), since the browser's EventSource cannot
-send an ``Authorization`` header. The pages are static: every view is built in the browser
-from the API, and the routes here are plain API routes any client may call.
+abort button's and the tag editor's requests, and signing in: on a server with ``--auth``
+the pages ask for a token and keep it in a cookie (``auth.SESSION_COOKIE``), since the
+browser's EventSource cannot send an ``Authorization`` header. The pages are static: every
+view is built in the browser from the API, and the routes here are plain API routes any
+client may call.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
+from engine._core.validate import check_tags
 from engine._dashboard import STATIC
 from engine._runtime.tracker import Tracker
 from engine._storage.contract import Store
@@ -52,6 +54,27 @@ async def abort(request: Request) -> Response:
         raise ValidationError("reason must be at most 10000 characters", key="reason")
     tracker: Tracker = request.app.state.tracker
     await tracker.abort_run(run_id, reason, project=project)
+    return answer({})
+
+
+async def tags(request: Request) -> Response:
+    """Add and remove a run's tags, running or ended (``{run_id, add, remove}``).
+
+    :raises ValidationError: for a bad tag, naming it; nothing changes.
+    :raises RunNotFoundError: for a run that does not exist.
+    """
+    project = project_of(request)
+    (await access_of(request)).allow(project, "write")
+    data: dict[str, Any] = await body(request)
+    run_id = take(data, "run_id", str)
+    add = check_tags(take(data, "add", list, optional=True) or [])
+    remove = check_tags(take(data, "remove", list, optional=True) or [])
+    tracker: Tracker = request.app.state.tracker
+    async with tracker.edit_run(run_id, project=project) as run:
+        if add:
+            run.add_tags(add)
+        if remove:
+            run.remove_tags(remove)
     return answer({})
 
 
@@ -104,6 +127,7 @@ def dashboard_routes() -> list[BaseRoute]:
         Route("/api/v1/session", sign_in, methods=["POST"]),
         Route("/api/v1/session", sign_out, methods=["DELETE"]),
         Route("/api/v1/projects/{project:path}/abort", abort, methods=["POST"]),
+        Route("/api/v1/projects/{project:path}/tags", tags, methods=["POST"]),
         # Every method, so that an unknown path is a 404 whatever the method.
         Route("/{path:path}", Files(STATIC).serve,
               methods=["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]),

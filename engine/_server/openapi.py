@@ -97,6 +97,10 @@ def schema() -> dict[str, Any]:
                         "dashboard's EventSource cannot send a header)",
                         _obj(["project", "role", "auth"]), body=_obj(["token"], token=_STR)),
             "delete": _op("sign out: drop the cookie", _OBJECT)},
+        p + "/tags": {"post": _op(
+            "add and remove a run's tags, running or ended", _OBJECT, [_PROJECT],
+            body=_obj(["run_id"], run_id=_STR, add={"type": "array", "items": _STR},
+                      remove={"type": "array", "items": _STR}))},
         p + "/abort": {"post": _op(
             "ask a running run to stop", _OBJECT, [_PROJECT],
             body=_obj(["run_id"], run_id=_STR, reason={"type": ["string", "null"]}))},

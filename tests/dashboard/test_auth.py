@@ -79,7 +79,9 @@ def test_the_pages_ask_for_a_token_and_show_only_its_project(
     page.goto(server.url + "/#/run?project=team/a&id=live")
     page.wait_for_selector("h1 .chip:has-text('running')")
     page.wait_for_selector("#live[data-state=live]")  # the stream took the cookie
-    assert page.get_by_role("button", name="Abort…").count() == 0  # read: no edit controls
+    # A read token sees no edit controls.
+    assert page.get_by_role("button", name="Abort…").count() == 0
+    assert page.get_by_label("Add a tag").count() == 0
     page.get_by_role("button", name="Sign out (team/a, read)").click()
     page.get_by_label("Token").wait_for()
     page.reload()

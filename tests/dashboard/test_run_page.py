@@ -206,3 +206,19 @@ def test_the_x_axis_by_time_and_the_png_download(page: Any, server: LiveServer,
         chart.get_by_role("button", name="PNG").click()
     assert info.value.suggested_filename == "train_loss.png"
     assert Path(info.value.path()).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_tags_are_added_and_removed_from_the_run_page(page: Any, server: LiveServer,
+                                                      tmp_path: Path) -> None:
+    sweep(server, tmp_path)
+    page.goto(run_page(server, "run-0"))
+    tags = page.locator("dl.overview + .tags")
+    tags.locator(".chip", has_text="baseline").wait_for()
+    page.get_by_label("Add a tag").fill("best <b>so far</b>")
+    page.get_by_role("button", name="Add", exact=True).click()
+    tags.locator(".chip", has_text="best <b>so far</b>").wait_for()
+    page.get_by_role("button", name="Remove tag baseline").click()
+    page.wait_for_function("!document.querySelector('.tags').innerText.includes('baseline')")
+    page.reload()
+    tags.locator(".chip", has_text="best <b>so far</b>").wait_for()
+    assert tags.locator(".chip").all_inner_texts() == ["best <b>so far</b>"]

@@ -66,6 +66,8 @@ export const api = {
   session: () => get("/api/v1/session"),
   signIn: (token) => post("/api/v1/session", { token }),
   signOut: () => call("DELETE", "/api/v1/session"),
+  tags: (project, runId, { add = [], remove = [] }) =>
+    post(`/api/v1/projects/${projectPath(project)}/tags`, { run_id: runId, add, remove }),
   abort: (project, runId, reason) =>
     post(`/api/v1/projects/${projectPath(project)}/abort`, { run_id: runId, reason }),
 };

@@ -83,8 +83,7 @@ export async function render(view, params, { crumbs }) {
         lineage.ancestors.map(([ancestor]) => runLink(ancestor)))]);
     }
     clear(overview).append(...rows.flatMap(([k, v]) => [h("dt", {}, k), h("dd", {}, v)]));
-    append(clear(tags), h("span", { class: "label" }, "Tags "), run.tags.length
-      ? [...run.tags].sort().map((t) => tagChip(t)) : h("span", { class: "muted" }, "none"));
+    drawTags();
     drawAbort();
     const keys = Object.keys(run.config).sort();
     clear(config).append(keys.length ? h("table", { class: "kv" }, h("tbody", {}, keys.map((k) =>
@@ -100,6 +99,31 @@ export async function render(view, params, { crumbs }) {
           [last, min, max, count, lastStep].map((v) => h("td", { class: "num" },
                                                          formatValue(v))));
       }))) : h("p", { class: "muted" }, "No metrics logged."));
+  }
+
+  // Tags, with remove buttons and an add field for a token that may write.
+  function drawTags() {
+    const editable = canWrite();
+    const sorted = [...run.tags].sort();
+    const note = h("span", { class: "error", role: "alert" });
+    const change = (what) => api.tags(project, runId, what).then(refreshState, (error) => {
+      note.textContent = error.message;
+    });
+    const input = h("input", { type: "text", id: "new-tag", placeholder: "new tag",
+                               size: "12" });
+    append(clear(tags), h("span", { class: "label" }, "Tags "),
+      sorted.length ? sorted.map((t) => h("span", { class: "tag-edit" }, tagChip(t),
+        editable ? h("button", { type: "button", class: "remove",
+          "aria-label": `Remove tag ${t}`, title: `Remove tag ${t}`,
+          onclick: () => change({ remove: [t] }) }, "×") : null))
+        : h("span", { class: "muted" }, "none"),
+      editable ? h("form", { class: "add-tag", onsubmit: (e) => {
+        e.preventDefault();
+        const tag = input.value.trim();
+        if (tag) change({ add: [tag] }).then(() => { input.value = ""; });
+      } }, h("label", { for: "new-tag", class: "visually-hidden" }, "Add a tag"), input,
+        h("button", { type: "submit", class: "small" }, "Add")) : null,
+      note);
   }
 
   function runLink(id) {
@@ -180,9 +204,10 @@ export async function render(view, params, { crumbs }) {
       api.lineage(project, runId).then((found) => { lineage = found; drawOverview(); });
     }
   });
-  window.addEventListener("kittiwake:session", drawAbort);
+  const sessionKnown = () => { drawAbort(); drawTags(); };
+  window.addEventListener("kittiwake:session", sessionKnown);
   return () => {
-    window.removeEventListener("kittiwake:session", drawAbort);
+    window.removeEventListener("kittiwake:session", sessionKnown);
     stop();
     forks();
     clearTimeout(refetch);
