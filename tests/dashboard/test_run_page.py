@@ -157,7 +157,10 @@ def test_the_abort_button_stops_a_running_run(page: Any, server: LiveServer,
             run.flush()
             started.set()
             deadline = time.monotonic() + 30
+            step = 0
             while not run.abort_requested and time.monotonic() < deadline:
+                step += 1  # still training: the page refreshes while the reason is typed
+                run.log_metrics({"loss": 1.0 / step}, step=step)
                 time.sleep(0.05)
             outcome.append(run.abort_reason or "")
 
@@ -167,7 +170,7 @@ def test_the_abort_button_stops_a_running_run(page: Any, server: LiveServer,
         assert started.wait(30)
         page.goto(run_page(server, "long"))
         page.get_by_role("button", name="Abort…").click()
-        page.get_by_label("Reason").fill("diverged")
+        page.get_by_label("Reason").press_sequentially("diverged", delay=60)
         page.get_by_role("button", name="Abort run").click()
         page.wait_for_selector("h1 .chip:has-text('aborted')", timeout=15_000)
     finally:

@@ -102,8 +102,15 @@ export async function render(view, params, { crumbs }) {
   }
 
   // Tags, with remove buttons and an add field for a token that may write.
+  // Redrawn only when what they show changes: a live run refreshes the overview several
+  // times a second, and that must not wipe a tag or a reason being typed.
+  let tagsShown = null, abortShown = null;
+
   function drawTags() {
     const editable = canWrite();
+    const shown = JSON.stringify([editable, [...run.tags].sort()]);
+    if (shown === tagsShown) return;
+    tagsShown = shown;
     const sorted = [...run.tags].sort();
     const note = h("span", { class: "error", role: "alert" });
     const change = (what) => api.tags(project, runId, what).then(refreshState, (error) => {
@@ -131,6 +138,9 @@ export async function render(view, params, { crumbs }) {
   }
 
   function drawAbort() {
+    const shown = JSON.stringify([run.status, canWrite()]);
+    if (shown === abortShown) return;
+    abortShown = shown;
     clear(aborting);
     if (run.status !== "running" || !canWrite()) return;
     const reason = h("input", { type: "text", id: "abort-reason", placeholder: "why (optional)" });
