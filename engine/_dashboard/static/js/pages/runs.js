@@ -144,8 +144,10 @@ export async function render(view, params) {
   function drawChooser() {
     const { config, metrics, env } = available();
     const picked = new Set(chosen());
+    // Drawn again as runs arrive: what was typed in it, and where, stays.
+    const before = chooser.querySelector("input[type=search]");
     const filter = h("input", { type: "search", placeholder: "Find a column",
-                                "aria-label": "Find a column" });
+                                "aria-label": "Find a column", value: before?.value || "" });
     const groups = [["Config", "config", config], ["Metrics", "metrics", metrics],
                     ["Env", "env", env]].filter(([, , names]) => names.length);
     const boxes = h("div", { class: "chooser-list" }, groups.map(([label, kind, names]) =>
@@ -163,15 +165,19 @@ export async function render(view, params) {
             columnsChanged();
           } }), name);
       }))));
-    filter.addEventListener("input", () => {
+    const narrowList = () => {
       const text = filter.value.toLowerCase();
       boxes.querySelectorAll("label.check").forEach((label) => {
         label.hidden = !label.dataset.name.includes(text);
       });
-    });
+    };
+    filter.addEventListener("input", narrowList);
+    narrowList();
     drawGroupBy();
+    const focused = before !== null && document.activeElement === before;
     clear(chooser).append(h("summary", {}, "Columns"),
                           h("div", { class: "chooser-panel" }, filter, boxes));
+    if (focused) filter.focus();
   }
 
   // Header and rows ----------------------------------------------------------------------
