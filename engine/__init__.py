@@ -20,10 +20,12 @@ Everything else is private, one subpackage per layer, each importing only the la
   subscriptions.
 - ``_client``: the remote store (``connect("http://…")``), the spool, ``kittiwake sync``;
   opened by URL scheme, below ``_runtime``.
-- ``_server``: ``kittiwake serve`` — the HTTP API, live streams, tokens.
-- ``_cli``: the ``kittiwake`` command.
+- ``_server``: ``kittiwake serve`` — the HTTP API, live streams, tokens, and what the
+  dashboard needs (its files, sign-in, projects, abort, tags).
+- ``_dashboard``: the web dashboard's static files (pages, ES modules, the vendored uPlot).
+- ``_cli``: the ``kittiwake`` command (``kittiwake ui`` opens the dashboard).
 
-The dashboard, the job queue and system metrics come later, above ``_runtime``.
+The job queue and system metrics come later, above ``_runtime``.
 """
 
 from engine._core.model import Event as Event
