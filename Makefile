@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint browser screenshots bench bench-engine bench-query bench-subscribe bench-system bench-postgres bench-remote bench-dashboard bench-compare clean
+.PHONY: demo test lint browser screenshots torture bench bench-engine bench-query bench-subscribe bench-system bench-postgres bench-remote bench-dashboard bench-compare bench-jobs clean
 
 $(STAMP): pyproject.toml setup.py engine/_runtime/_speedups.c
 	$(PYTHON) -m venv $(VENV)
@@ -51,6 +51,10 @@ bench-subscribe: $(STAMP)
 bench-system: $(STAMP)
 	$(BIN)/python -m bench.system
 
+# The job queue: enqueue to the job's process started, with an idle worker (both backends).
+bench-jobs: $(STAMP)
+	$(BIN)/python -m bench.jobs
+
 # The same benchmarks on PostgreSQL (the server in KITTIWAKE_TEST_POSTGRES, by default
 # postgresql://postgres@127.0.0.1:5432/test; each benchmark in schemas of its own).
 bench-postgres: $(STAMP)
@@ -74,7 +78,12 @@ screenshots: $(STAMP) browser
 bench-compare: $(STAMP)
 	$(BIN)/python bench/compare/run.py
 
-bench: bench-engine bench-query bench-subscribe bench-system bench-postgres bench-remote bench-dashboard bench-compare
+# kill -9 at random instants of writers and rebuilds, 1,000 trials in all (docs/reliability.md);
+# exits 1 on any violation of the durability promise.
+torture: $(STAMP)
+	$(BIN)/python -m bench.torture
+
+bench: bench-engine bench-query bench-subscribe bench-system bench-postgres bench-remote bench-jobs bench-dashboard bench-compare
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache .hypothesis

@@ -28,14 +28,22 @@ Everything else is private, one subpackage per layer, each importing only the la
 The job queue and system metrics come later, above ``_runtime``.
 """
 
+from engine._core.confusion import ConfusionMatrix as ConfusionMatrix
+from engine._core.entries import Entry as Entry
+from engine._core.files import File as File
+from engine._core.files import FileRef as FileRef
+from engine._core.histograms import Histogram as Histogram
+from engine._core.images import Image as Image
 from engine._core.model import Event as Event
 from engine._core.model import Experiment as Experiment
 from engine._core.model import ForkPoint as ForkPoint
+from engine._core.model import Job as Job
 from engine._core.model import Lineage as Lineage
 from engine._core.model import MetricSummary as MetricSummary
 from engine._core.model import RunState as RunState
 from engine._core.model import Series as Series
 from engine._core.model import Status as Status
+from engine._core.text import TextSeries as TextSeries
 from engine._query.export import RunsTable as RunsTable
 from engine._query.tree import MetricStats as MetricStats
 from engine._query.tree import RunGroup as RunGroup
@@ -53,10 +61,17 @@ from . import sync as sync
 __version__ = "0.1.0"
 
 __all__ = [
+    "ConfusionMatrix",
     "EditContext",
+    "Entry",
     "Event",
     "Experiment",
+    "File",
+    "FileRef",
     "ForkPoint",
+    "Histogram",
+    "Image",
+    "Job",
     "Lineage",
     "MetricStats",
     "MetricSummary",
@@ -68,6 +83,7 @@ __all__ = [
     "Series",
     "Status",
     "Subscription",
+    "TextSeries",
     "Tracker",
     "connect",
     "errors",

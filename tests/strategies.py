@@ -65,7 +65,10 @@ def same(a: Any, b: Any) -> bool:
 def same_state(a: engine.RunState, b: engine.RunState) -> bool:
     """Two run states are equal, field by field, with exact floats."""
     fields = ("project", "run_id", "name", "experiment", "status", "status_reason", "tags",
-              "fork", "created_at", "updated_at", "ended_at", "deleted", "version", "position")
+              "fork", "created_at", "updated_at", "ended_at", "deleted", "version", "position",
+              "notes", "files")
+    if not same(a.env, b.env):
+        return False
     if any(getattr(a, f) != getattr(b, f) for f in fields):
         return False
     if not same(a.config, b.config):
@@ -84,14 +87,14 @@ def state_diff(a: engine.RunState, b: engine.RunState) -> str:
     out = []
     for name in a.__dataclass_fields__:
         x, y = getattr(a, name), getattr(b, name)
-        if name in ("config", "metrics"):
+        if name in ("config", "metrics", "env"):
             if name == "metrics" and x.keys() == y.keys():
                 bad = {m: (x[m], y[m]) for m in x if not same_state(
                     _with_metrics(a, {m: x[m]}), _with_metrics(a, {m: y[m]}))}
                 if bad:
                     out.append(f"metrics differ: {bad}")
                 continue
-            if not same(x, y) if name == "config" else x.keys() != y.keys():
+            if not same(x, y) if name in ("config", "env") else x.keys() != y.keys():
                 out.append(f"{name}: {x!r} != {y!r}")
         elif x != y:
             out.append(f"{name}: {x!r} != {y!r}")

@@ -13,9 +13,10 @@ import engine.sync
 
 # The public surface, spelled out: adding or dropping a name must be a deliberate change here.
 PUBLIC = [
-    "EditContext", "Event", "Experiment", "ForkPoint", "Lineage", "MetricStats", "MetricSummary",
-    "Run", "RunContext", "RunGroup", "RunState", "RunsTable", "Series", "Status", "Subscription",
-    "Tracker", "connect", "errors", "init", "sync",
+    "ConfusionMatrix", "EditContext", "Entry", "Event", "Experiment", "File", "FileRef",
+    "ForkPoint", "Histogram", "Image", "Job", "Lineage", "MetricStats", "MetricSummary", "Run",
+    "RunContext", "RunGroup", "RunState", "RunsTable", "Series", "Status", "Subscription",
+    "TextSeries", "Tracker", "connect", "errors", "init", "sync",
 ]
 SYNC = ["SyncEditContext", "SyncRun", "SyncRunContext", "SyncSubscription", "SyncTracker",
         "connect", "init"]

@@ -24,7 +24,8 @@ from hypothesis import settings
 from hypothesis import strategies as st
 from hypothesis.stateful import Bundle, RuleBasedStateMachine, invariant, precondition, rule
 
-from engine import Event, Series
+from engine import Event, Histogram, Series
+from engine._core import content as ct
 from engine._core.fold import Fold
 from engine.errors import RunNotFoundError, ValidationError
 from engine.sync import SyncRun, SyncRunContext, SyncTracker
@@ -33,6 +34,10 @@ from tests.pg import fresh_schema_url
 from tests.strategies import floats, same, same_state, state_diff
 
 METRICS = ["loss", "acc", "val/loss", "odd name"]
+TEXTS = ["eval/sample", "logs/stdout"]
+HISTOGRAM = "grad/l1"
+FILES = "eval/pred"
+ENTRY_KEYS = [*TEXTS, HISTOGRAM, FILES]
 EXPERIMENTS = [None, "e1", "e2"]
 
 @dataclass
@@ -43,6 +48,14 @@ class Logged:
     series: dict[str, tuple[list[int], array[float]]] = field(default_factory=dict)
     tags: set[str] = field(default_factory=set)
     config: dict[str, Any] = field(default_factory=dict)
+    entries: dict[str, list[tuple[int, Any]]] = field(default_factory=dict)
+    notes: str = ""
+    uploads: dict[str, bytes] = field(default_factory=dict)
+
+    def cut_entries(self, step: int) -> dict[str, list[tuple[int, Any]]]:
+        """Each entry key's entries up to ``step``."""
+        kept = {key: [e for e in rows if e[0] <= step] for key, rows in self.entries.items()}
+        return {key: rows for key, rows in kept.items() if rows}
 
     def add(self, metric: str, step: int, value: float) -> None:
         steps, values = self.series.setdefault(metric, ([], array("d")))
@@ -166,6 +179,70 @@ class TrackerMachine(RuleBasedStateMachine):
         logged.tags.add(tag) if add else logged.tags.discard(tag)
         logged.config.update({"seed": value, "nested/tag": tag})
 
+    @rule(run_id=runs, key=st.sampled_from(TEXTS), gap=st.integers(1, 3),
+          values=st.lists(st.text(st.characters(exclude_characters="\x00"), max_size=5),
+                          min_size=1, max_size=4))
+    def log_text(self, run_id: str, key: str, gap: int, values: list[str]) -> None:
+        if run_id not in self.live:
+            return
+        run = self.live[run_id][1]
+        step = self._next_step(run_id, key, gap)
+        for value in values:
+            run.log_text({key: value}, step=step)
+            self.last[run_id][key] = step
+            self.logged[run_id].entries.setdefault(key, []).append((step, value))
+            step += gap
+
+    @rule(run_id=runs, gap=st.integers(1, 3), counts=st.lists(st.integers(0, 9), min_size=1,
+                                                              max_size=4))
+    def log_histogram(self, run_id: str, gap: int, counts: list[int]) -> None:
+        if run_id not in self.live:
+            return
+        step = self._next_step(run_id, HISTOGRAM, gap)
+        histogram = Histogram(list(range(len(counts) + 1)), counts)
+        self.live[run_id][1].log({HISTOGRAM: histogram}, step=step)
+        self.last[run_id][HISTOGRAM] = step
+        self.logged[run_id].entries.setdefault(HISTOGRAM, []).append((step, histogram))
+
+    @rule(run_id=runs, gap=st.integers(1, 3), data=st.binary(max_size=40))
+    def log_file(self, run_id: str, gap: int, data: bytes) -> None:
+        if run_id not in self.live:
+            return
+        step = self._next_step(run_id, FILES, gap)
+        self.live[run_id][1].log_files({FILES: data}, step=step)
+        self.last[run_id][FILES] = step
+        self.logged[run_id].entries.setdefault(FILES, []).append((step, data))
+
+    @rule(run_id=runs, key=st.sampled_from(["model/weights", "data/split"]),
+          data=st.binary(max_size=40))
+    def upload(self, run_id: str, key: str, data: bytes) -> None:
+        if run_id not in self.live:
+            return
+        self.live[run_id][1].upload({key: data})
+        self.logged[run_id].uploads[key] = data
+
+    @rule(run_id=runs, notes=st.text(st.characters(exclude_characters="\x00"), max_size=8))
+    def set_notes(self, run_id: str, notes: str) -> None:
+        if run_id not in self.live:
+            return
+        self.live[run_id][1].set_notes(notes)
+        self.logged[run_id].notes = notes
+
+    @rule(run_id=runs, metric=st.sampled_from(METRICS), text=st.sampled_from(TEXTS))
+    def log_another_kind_under_a_key(self, run_id: str, metric: str, text: str) -> None:
+        """A key keeps its kind: a text under a metric's key, or a metric under a text's,
+        is refused whole."""
+        if run_id not in self.live:
+            return
+        run = self.live[run_id][1]
+        if metric in self.logged[run_id].series:
+            with pytest.raises(ValidationError, match="holds a metric"):
+                run.log({metric: "text", HISTOGRAM + "/other": "x"},
+                        step=self._top(run_id) + 1)
+        if text in self.logged[run_id].entries:
+            with pytest.raises(ValidationError, match="holds a text"):
+                run.log_metrics({text: 1.0}, step=self._top(run_id) + 1)
+
     @rule(run_id=runs, fail=st.booleans())
     def finish(self, run_id: str, fail: bool) -> None:
         if run_id not in self.live:
@@ -190,7 +267,9 @@ class TrackerMachine(RuleBasedStateMachine):
                     experiment=data.draw(st.sampled_from(EXPERIMENTS), label="experiment"))
         self.last[run_id], self.floor[run_id] = {}, step
         source = self.logged[parent]
-        self.logged[run_id] = Logged(source.cut(step), set(source.tags), dict(source.config))
+        self.logged[run_id] = Logged(source.cut(step), set(source.tags), dict(source.config),
+                                     source.cut_entries(step), source.notes,
+                                     dict(source.uploads))
         return run_id
 
     @precondition(lambda self: any(r not in self.live for r in self.last))
@@ -207,6 +286,7 @@ class TrackerMachine(RuleBasedStateMachine):
         if step is not None:
             self.floor[run_id] = step
             self.logged[run_id].series = self.logged[run_id].cut(step)
+            self.logged[run_id].entries = self.logged[run_id].cut_entries(step)
 
     @rule(run_id=runs)
     def delete(self, run_id: str) -> None:
@@ -261,6 +341,26 @@ class TrackerMachine(RuleBasedStateMachine):
                 assert series.same_as(self.fold.series(proj, run_id, metric)), (run_id, metric)
                 assert logged.shows(metric, series), (run_id, metric)
             assert self.tracker.lineage(run_id) == self.fold.lineage(project, run_id)
+            assert actual.notes == logged.notes, run_id
+            for key in TEXTS:
+                text = self.tracker.read_text(run_id, key)
+                want = self.fold.entries(proj, run_id, key)
+                assert list(zip(text.steps, text.values, strict=True)) == \
+                    [(s, v) for s, _, v in want] == logged.entries.get(key, []), (run_id, key)
+                assert text.timestamps == [t for _, t, _ in want]
+                tail = self.tracker.read_text(run_id, key, tail=2)
+                assert tail.steps == text.steps[-2:], (run_id, key)
+            histograms = self.tracker.read_histograms(run_id, HISTOGRAM)
+            assert [(e.step, e.value) for e in histograms] == \
+                logged.entries.get(HISTOGRAM, []), run_id
+            files = self.tracker.read_files(run_id, FILES)
+            assert [(r.step, r.digest) for r in files] == [
+                (s, ct.ref_of(FILES, s, t, v).digest)
+                for s, t, v in self.fold.entries(proj, run_id, FILES)], run_id
+            assert [(r.step, self.tracker.read_file(r)) for r in files] == \
+                logged.entries.get(FILES, []), run_id
+            assert {k: self.tracker.read_file(r) for k, r in actual.files.items()} == \
+                logged.uploads, run_id
         for include_deleted in (False, True):
             listed = self.tracker.list_runs(include_deleted=include_deleted)
             expected_runs = [self.fold.run_state(p, r) for (p, r), run in self.fold.runs.items()

@@ -120,7 +120,7 @@ SNIPPETS = {
 
         engine.sync.connect("x.db", durabilty="full")  # E: call-arg
         engine.sync.connect("x.db", durability="fast")  # E: arg-type
-        engine.sync.connect("x.db", project=None)  # E: arg-type
+        engine.sync.connect("x.db", project=5)  # E: arg-type
         engine.sync.connect("x.db", flush_interval="1s")  # E: arg-type
         with engine.sync.connect("x.db") as tracker:
             tracker.start_run(tags=5)  # E: arg-type

@@ -11,12 +11,17 @@ from __future__ import annotations
 import contextlib
 import math
 import random
+import struct
+import zlib
 from collections.abc import Awaitable
 from dataclasses import dataclass, field
 from typing import TextIO, TypedDict, Unpack
 
 import anyio
 
+from engine._core.confusion import ConfusionMatrix
+from engine._core.histograms import Histogram
+from engine._core.images import Image
 from engine._core.model import RunState
 from engine._runtime.subscriptions import Subscription
 from engine._runtime.tracker import Tracker
@@ -111,6 +116,8 @@ async def _steps(tracker: Tracker, board: _Board, run_id: str, label: str, *, lr
                  origin: int, **start: Unpack[_Start]) -> None:
     async with tracker.start_run(run_id, experiment=EXPERIMENT, **start) as run:
         run.log_configs({"optimizer": {"name": "sgd", "lr": lr}, "seed": seed})
+        run.set_notes(f"{label}: a simulated training run of `kittiwake demo`")
+        shake = random.Random(seed)
         for step in steps:
             loss = _loss(step, lr, seed, start_loss, origin)
             if diverge_at is not None and step >= diverge_at:
@@ -124,12 +131,26 @@ async def _steps(tracker: Tracker, board: _Board, run_id: str, label: str, *, lr
             board.label(run_id, label)
             if math.isnan(loss):
                 raise Diverged(f"train/loss is NaN at step {step}")
+            if step % 50 == 0:  # what else a run records: a sample, a histogram
+                run.log_text({"eval/sample": f"step {step}: loss {loss:.4f}"}, step=step)
+                grads = [shake.gauss(0, max(loss, 1e-3)) for _ in range(256)]
+                run.log_histograms({"grad/norm": Histogram.from_values(grads, bins=16)},
+                                   step=step)
             if checkpoints is not None and step % 50 == 0:
                 await run.flush()  # a checkpoint's metrics are durable with it
                 checkpoints.append(step)
             if preempt_at is not None and step == preempt_at:
                 raise Preempted(f"machine preempted at step {step}")
             await anyio.sleep(delay)
+        if steps:  # the end of training: an evaluation and the model's weights
+            last = steps[-1]
+            right = round(100 * max(0.0, 1 - loss / 3))
+            run.log_confusion_matrices({"eval/confusion": ConfusionMatrix(
+                ["cat", "dog"], [[right, 100 - right], [100 - right // 2, right // 2]])},
+                step=last)
+            run.log_files({"eval/prediction": Image(_png(seed, last), caption=f"step {last}")},
+                          step=last)
+            await run.upload({"model/weights": random.Random(seed).randbytes(64 << 10)})
 
 
 async def _follow(feed: Subscription, board: _Board) -> None:
@@ -216,9 +237,26 @@ async def run_demo(tracker: Tracker, *, steps: int, delay: float, out: TextIO,
                   f"{fmt(best.metrics['train/loss'].min)} among the runs that succeeded\n")
     out.write(f"look around: {command} runs show {ids['decay']}\n"
               f"             {command} runs list --order-by metrics.train/loss.min\n"
+              f"             {command} files {ids['decay']}\n"
+              f"             {command} download {ids['decay']} model/weights\n"
               f"             {command} events | tail -3\n"
               f"in the browser: {command} ui\n")
     return states
+
+
+def _png(seed: int, step: int, size: int = 32) -> bytes:
+    """A small grey-scale PNG (no Pillow needed): the demo's "prediction" image."""
+    noise = random.Random(seed * 7919 + step)
+    rows = b"".join(b"\x00" + bytes(min(255, (x * y) % 256 + noise.randrange(32))
+                                    for x in range(size)) for y in range(size))
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        body = kind + data
+        return struct.pack(">I", len(data)) + body + struct.pack(">I", zlib.crc32(body))
+
+    header = struct.pack(">IIBBBBB", size, size, 8, 0, 0, 0, 0)
+    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(rows))
+            + chunk(b"IEND", b""))
 
 
 def _best(states: list[RunState]) -> RunState | None:

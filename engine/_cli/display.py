@@ -79,6 +79,10 @@ def run_json(state: RunState) -> dict[str, Any]:
         "created_at": state.created_at.isoformat(), "updated_at": state.updated_at.isoformat(),
         "ended_at": None if state.ended_at is None else state.ended_at.isoformat(),
         "deleted": state.deleted, "version": state.version, "position": state.position,
+        "notes": state.notes, "env": state.env,
+        "files": {key: {"name": r.name, "digest": r.digest, "size": r.size,
+                        "media_type": r.media_type, "timestamp": r.timestamp.isoformat()}
+                  for key, r in state.files.items()},
     })
     return values
 

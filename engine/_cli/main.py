@@ -17,6 +17,8 @@ import anyio
 
 from engine.errors import EngineError
 
+from . import content as content_commands
+from . import jobs as jobs_commands
 from . import runs as runs_commands
 from .display import Counter, Progress, emit, event_json
 from .errors import CliError, UsageError
@@ -52,7 +54,8 @@ def _parser() -> argparse.ArgumentParser:
 
     runs = commands.add_parser("runs", help="list and show runs").add_subparsers(
         dest="runs_command", required=True, metavar="RUNS_COMMAND")
-    show = runs.add_parser("show", help="one run: status, config, tags and metric summaries")
+    show = runs.add_parser("show", help="one run: status, config, tags, metric summaries, "
+                           "notes, env, files and its last lines of output")
     show.add_argument("run_id")
     show.add_argument("--format", choices=("table", "json"), default="table")
     runs_commands.add_as_of(show)
@@ -112,6 +115,8 @@ def _parser() -> argparse.ArgumentParser:
 
     add_token_commands(commands)
     runs_commands.add_commands(commands, runs)
+    jobs_commands.add_commands(commands)
+    content_commands.add_commands(commands, runs)
     return parser
 
 

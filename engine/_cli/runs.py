@@ -35,6 +35,7 @@ from engine._query.tree import (
     RunGroup,
 )
 
+from .content import show_sections
 from .display import emit, fmt, run_json, table, terminal_width
 from .errors import UsageError
 from .escape import safe_lines
@@ -169,6 +170,9 @@ async def _list(args: argparse.Namespace) -> int:
             args.where, order_by=args.order_by, limit=args.limit, offset=args.offset,
             include_deleted=args.include_deleted, heads_only=args.heads_only,
             as_of=args.as_of)
+        projects = await tracker.list_projects() if not runs else {}
+    if not runs and tracker.project not in projects:
+        _name_other_projects(tracker.project, projects)
     found = RunsTable.from_runs(runs, None if columns is None else [str(c) for c in columns])
     if args.format == "csv":
         sys.stdout.write(safe_lines(found.to_csv()))
@@ -179,6 +183,19 @@ async def _list(args: argparse.Namespace) -> int:
                                                                 len(found.columns))))
         emit(f"({len(found)} run{'' if len(found) == 1 else 's'})")
     return 0
+
+
+def _name_other_projects(project: str, projects: dict[str, int]) -> None:
+    """Say, on stderr, that ``project`` has no runs and which projects do: a wrong
+    ``--project`` (or a forgotten ``KITTIWAKE_PROJECT``) is the usual cause."""
+    if not projects:
+        sys.stderr.write(safe_lines(f"project {project!r} has no runs, and neither has any "
+                                    "other project in this database\n"))
+        return
+    listed = ", ".join(f"{name} ({count} run{'' if count == 1 else 's'})"
+                       for name, count in projects.items())
+    sys.stderr.write(safe_lines(f"project {project!r} has no runs; projects with runs: {listed}"
+                                "\n(choose one with --project NAME or KITTIWAKE_PROJECT)\n"))
 
 
 # runs group ------------------------------------------------------------------------------------
@@ -319,6 +336,7 @@ async def _diff(args: argparse.Namespace) -> int:
 async def show(args: argparse.Namespace) -> int:
     async with open_tracker(args) as tracker:
         state = await tracker.get_run(args.run_id, as_of=args.as_of)
+        sections = [] if args.format == "json" else await show_sections(tracker, state)
     if args.format == "json":
         emit(safe_lines(orjson.dumps(run_json(state), option=orjson.OPT_INDENT_2).decode()))
         return 0
@@ -340,6 +358,8 @@ async def show(args: argparse.Namespace) -> int:
         emit(table(("metric", "last", "min", "max", "count", "last step"),
                    [(m, s.last, s.min, s.max, s.count, s.last_step)
                     for m, s in state.metrics.items()], numeric=(1, 2, 3, 4, 5)))
+    for section in sections:
+        emit(section)
     return 0
 
 

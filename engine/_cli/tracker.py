@@ -16,14 +16,16 @@ from .errors import CliError
 __all__ = ["invoked_as", "open_tracker"]
 
 
-def open_tracker(args: argparse.Namespace) -> Tracker:
+def open_tracker(args: argparse.Namespace, *, heartbeat_interval: float = 10.0,
+                 crash_timeout: float = 120.0) -> Tracker:
     """The tracker for ``--db``; refuses to create a missing database unless the command
     creates one (a typo in ``--db`` should not leave an empty file behind)."""
     url: str = args.db
     if "://" not in url and url != ":memory:" and not getattr(args, "creates", False) \
             and not Path(url).exists():
         raise CliError(f"no database at {url!r}; run `kittiwake demo` or pass --db")
-    return connect(url, project=args.project)
+    return connect(url, project=args.project, heartbeat_interval=heartbeat_interval,
+                   crash_timeout=crash_timeout)
 
 
 def invoked_as(args: argparse.Namespace) -> str:

@@ -12,6 +12,7 @@ from datetime import datetime
 from typing import Any
 
 from engine._core.events import NewEvent, Record
+from engine._core.files import FileRef
 from engine._core.model import (
     Experiment,
     ForkPoint,
@@ -22,7 +23,14 @@ from engine._core.model import (
     Status,
 )
 from engine._query.tree import MetricStats, RunGroup
-from engine._storage.contract import AppendRequest, EventFilter, RunControl, StaleRun, TokenRow
+from engine._storage.contract import (
+    AppendRequest,
+    EventFilter,
+    JobRow,
+    RunControl,
+    StaleRun,
+    TokenRow,
+)
 from engine.errors import (
     AuthError,
     BackpressureError,
@@ -199,8 +207,21 @@ def state_to(state: RunState) -> dict[str, Any]:
         "fork": None if state.fork is None else [state.fork.run_id, state.fork.step],
         "created_at": state.created_at, "updated_at": state.updated_at,
         "ended_at": state.ended_at, "deleted": state.deleted, "version": state.version,
-        "position": state.position,
+        "position": state.position, "notes": state.notes, "env": state.env,
+        "files": {k: file_to(f) for k, f in state.files.items()},
     }
+
+
+def file_to(f: FileRef) -> list[Any]:
+    return [f.key, f.step, f.name, f.digest, f.size, f.media_type, f.timestamp, f.caption,
+            f.width, f.height]
+
+
+def file_from(v: list[Any]) -> FileRef:
+    key, step, name, digest, size, media_type, timestamp, caption, width, height = v
+    return FileRef(key=key, step=step, name=name, digest=digest, size=size,
+                   media_type=media_type, timestamp=_when(timestamp), caption=caption,
+                   width=width, height=height)
 
 
 def state_from(v: dict[str, Any]) -> RunState:
@@ -213,7 +234,9 @@ def state_from(v: dict[str, Any]) -> RunState:
         fork=None if fork is None else ForkPoint(fork[0], fork[1]),
         created_at=_when(v["created_at"]), updated_at=_when(v["updated_at"]),
         ended_at=None if v["ended_at"] is None else _when(v["ended_at"]),
-        deleted=v["deleted"], version=v["version"], position=v["position"])
+        deleted=v["deleted"], version=v["version"], position=v["position"],
+        notes=v["notes"], env=v["env"],
+        files={k: file_from(f) for k, f in v["files"].items()})
 
 
 def _when(value: Any) -> datetime:
@@ -266,7 +289,8 @@ def group_from(v: dict[str, Any]) -> RunGroup:
 
 
 def stale_to(s: StaleRun) -> list[Any]:
-    return [s.project, s.run_id, s.version, s.last_seen]
+    return [s.project, s.run_id, s.version, s.last_seen, s.crash_timeout, s.attempt,
+            s.max_attempts]
 
 
 def stale_from(v: list[Any]) -> StaleRun:
@@ -275,12 +299,21 @@ def stale_from(v: list[Any]) -> StaleRun:
 
 def control_to(key: tuple[str, str], c: RunControl) -> list[Any]:
     return [key[0], key[1], c.started_position, c.abort_position, c.abort_reason, c.status,
-            c.floor]
+            c.floor, c.kinds]
 
 
 def control_from(v: list[Any]) -> tuple[tuple[str, str], RunControl]:
     project, run_id, *rest = v
     return (project, run_id), RunControl(*rest)
+
+
+def job_to(j: JobRow) -> list[Any]:
+    return [j.run_id, j.version, j.status, j.queue, j.spec, j.attempt, j.max_attempts,
+            j.worker, j.started_position, j.created_at]
+
+
+def job_from(v: list[Any]) -> JobRow:
+    return JobRow(*v)
 
 
 def token_to(t: TokenRow) -> list[Any]:

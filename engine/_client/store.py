@@ -15,8 +15,8 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Callable, Sequence
-from typing import Any
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any, TypeVar
 from urllib.parse import quote
 
 import anyio
@@ -25,13 +25,16 @@ import orjson
 
 from engine._core import wire
 from engine._core.codec import plain
+from engine._core.content import EntryRow
 from engine._core.events import Record, Upcasters
 from engine._core.model import Experiment, Lineage, RunState, Series
 from engine._query.tree import Field, RunGroup, Selection
+from engine._storage.blobs.contract import BlobStore
 from engine._storage.contract import (
     ANY,
     AppendRequest,
     EventFilter,
+    JobRow,
     Progress,
     RunControl,
     StaleRun,
@@ -39,6 +42,7 @@ from engine._storage.contract import (
     TokenRow,
 )
 from engine._storage.registry import open_store
+from engine._storage.session import Reader, Session
 from engine.errors import (
     ClosedError,
     ConcurrencyError,
@@ -50,9 +54,12 @@ from engine.errors import (
 )
 
 from . import protocol as p
+from .blobs import RemoteBlobStore
 from .spool import Spool, default_spool, note_offline, offline_path
 
 __all__ = ["RemoteStore", "open_url"]
+
+T = TypeVar("T")
 
 WAIT = 30.0
 """Seconds a call keeps asking a server that does not answer before it raises
@@ -273,9 +280,12 @@ class RemoteStore(Store):
 
     # Projections ---------------------------------------------------------------------------
 
-    async def get_run(self, project: str, run_id: str) -> RunState | None:
-        answer = await self._call("GET", self._project(project) + "/run",
-                                  params={"run_id": run_id})
+    async def get_run(self, project: str, run_id: str, *,
+                      now: float | None = None) -> RunState | None:
+        params: dict[str, Any] = {"run_id": run_id}
+        if now is not None:
+            params["now"] = repr(now)
+        answer = await self._call("GET", self._project(project) + "/run", params=params)
         return None if answer["run"] is None else p.state_from(answer["run"])
 
     async def list_runs(self, project: str, *, include_deleted: bool,
@@ -306,6 +316,61 @@ class RemoteStore(Store):
         answer = await self._call("GET", self._project(project) + "/series", params=params)
         return None if answer["series"] is None else p.series_from(answer["series"])
 
+    async def read_entries(self, project: str, run_id: str, key: str, *,
+                           tail: int | None) -> tuple[str | None, list[EntryRow]] | None:
+        params: dict[str, Any] = {"run_id": run_id, "key": key}
+        if tail is not None:
+            params["tail"] = tail
+        answer = await self._call("GET", self._project(project) + "/entries", params=params,
+                                  arrays=False)
+        found = answer["entries"]
+        return None if found is None else (found[0], [tuple(e) for e in found[1]])
+
+    async def projects(self) -> dict[str, int]:
+        answer = await self._call("GET", "/api/v1/projects")
+        found: dict[str, int] = answer["projects"]
+        return found
+
+    async def jobs(self, project: str, *, queues: Sequence[str] | None,
+                   statuses: Sequence[str] | None, run_ids: Sequence[str] | None = None,
+                   limit: int | None = None) -> list[JobRow]:
+        params: dict[str, Any] = {}
+        for name, values in (("queues", queues), ("statuses", statuses),
+                             ("run_ids", run_ids)):
+            if values is not None:
+                params[name] = list(values)
+        if limit is not None:
+            params["limit"] = limit
+        answer = await self._call("GET", self._project(project) + "/jobs", params=params)
+        return [p.job_from(j) for j in answer["jobs"]]
+
+    # File bytes ----------------------------------------------------------------------------
+
+    def own_blobs(self) -> BlobStore:
+        return RemoteBlobStore(self)
+
+    async def blob_transaction(self, work: Callable[[Session], Awaitable[T]]) -> T:
+        raise StorageError("a remote store has no blob tables of its own: its files are the "
+                           "server's (own_blobs)")
+
+    @property
+    def blob_reader(self) -> Reader:
+        raise StorageError("a remote store has no blob tables of its own: its files are the "
+                           "server's (own_blobs)")
+
+    def client(self) -> httpx.AsyncClient:
+        """The open HTTP client (for the server's blob store).
+
+        :raises ClosedError: when the store is not open.
+        """
+        if self._client is None:
+            raise ClosedError(f"the store at {self.url} is not open")
+        return self._client
+
+    async def get(self, path: str) -> Any:
+        """A GET of the API, answered and checked as every call is."""
+        return await self._call("GET", path)
+
     async def get_experiment(self, project: str, name: str) -> Experiment:
         answer = await self._call("GET", self._project(project) + "/experiment",
                                   params={"name": name})
@@ -315,10 +380,6 @@ class RemoteStore(Store):
         answer = await self._call("GET", self._project(project) + "/lineage",
                                   params={"run_id": run_id})
         return None if answer["lineage"] is None else p.lineage_from(answer["lineage"])
-
-    async def projects(self) -> list[tuple[str, int]]:
-        answer = await self._call("GET", "/api/v1/projects")
-        return [(str(p["project"]), int(p["runs"])) for p in answer["projects"]]
 
     async def run_count(self, project: str) -> int:
         answer = await self._call("GET", self._project(project) + "/count")
@@ -350,8 +411,9 @@ class RemoteStore(Store):
         await self._call("POST", "/api/v1/beat", body={"runs": [list(r) for r in runs],
                                                         "at": at})
 
-    async def stale_runs(self, before: float) -> list[StaleRun]:
-        answer = await self._call("GET", "/api/v1/stale", params={"before": repr(before)})
+    async def stale_runs(self, now: float, crash_timeout: float) -> list[StaleRun]:
+        answer = await self._call("GET", "/api/v1/stale", params={
+            "now": repr(now), "crash_timeout": repr(crash_timeout)})
         return [p.stale_from(s) for s in answer["runs"]]
 
     async def controls(self, runs: Sequence[tuple[str, str]]) -> dict[tuple[str, str],

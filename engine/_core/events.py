@@ -3,8 +3,9 @@
 Payloads (schema version 1)::
 
     RunCreated      {"name", "experiment", "tags": [..], "config": {path: value},
-                     "fork": {"run_id", "step"} | None}
-    RunResumed      {"rewind_to": step | None}
+                     "fork": {"run_id", "step"} | None,
+                     "heartbeat_interval"?, "crash_timeout"?}
+    RunResumed      {"rewind_to": step | None, "heartbeat_interval"?, "crash_timeout"?}
     ConfigsLogged   {"config": {path: value}}
     MetricsLogged   {"metrics": {name: {"steps": [..], "values": [..], "timestamps": [..]}}}
     TagsAdded       {"tags": [..]}
@@ -12,6 +13,27 @@ Payloads (schema version 1)::
     StatusChanged   {"status": "succeeded" | "failed" | "aborted" | "crashed", "reason"}
     AbortRequested  {"reason"}
     RunDeleted      {}
+    NotesSet        {"notes": str}
+    TextLogged      {"text": {key: {"steps": [..], "values": [str], "timestamps": [..]}}}
+    FilesLogged     {"files": {key: [{"step", "timestamp", "name", "digest", "size",
+                                      "media_type", "caption"?, "width"?, "height"?}]}}
+    FilesUploaded   {"files": {key: {"timestamp", "name", "digest", ...}}}
+    HistogramsLogged {"histograms": {key: [{"step", "timestamp", "edges", "counts"}]}}
+    ConfusionMatricesLogged {"matrices": {key: [{"step", "timestamp", "labels", "matrix"}]}}
+    EnvCaptured     {"env": {path: value}}
+    JobClaimed      {"worker", "host", "pid", "attempt", "heartbeat_interval",
+                     "crash_timeout"}
+    JobRequeued     {"reason", "attempt": the claims that count against max_attempts}
+
+A RunCreated with a ``"job"`` key ({"command": [..], "queue", "env": {..}, "cwd",
+"max_attempts"}) creates a run ``queued`` rather than ``running``: a job waiting for a
+worker. ``JobClaimed`` (appended with ``expected_version``, so one worker wins) starts it,
+``JobRequeued`` hands a job whose worker went away back to its queue.
+
+Keys marked ``?`` may be absent: a release that knew nothing of them wrote none, and a read
+gives an absent key its old meaning (``heartbeat_interval`` and ``crash_timeout`` are the
+run's heartbeat promise, ``engine._core.heartbeat``; without them a run stays ``running``
+until a reaper records its crash). Adding such a key needs no new schema version.
 
 Events are never rewritten. Every row keeps the schema version its payload was written at, and
 reads lift old payloads through a chain of upcasters before anything else sees them.
@@ -47,6 +69,16 @@ __all__ = [
     "TAGS_ADDED",
     "TAGS_REMOVED",
     "UPCASTS",
+    "CONFUSION_MATRICES_LOGGED",
+    "CONTENT_TYPES",
+    "ENV_CAPTURED",
+    "FILES_LOGGED",
+    "FILES_UPLOADED",
+    "HISTOGRAMS_LOGGED",
+    "JOB_CLAIMED",
+    "JOB_REQUEUED",
+    "NOTES_SET",
+    "TEXT_LOGGED",
     "NewEvent",
     "Record",
     "Upcasters",
@@ -62,6 +94,18 @@ TAGS_REMOVED = "TagsRemoved"
 STATUS_CHANGED = "StatusChanged"
 ABORT_REQUESTED = "AbortRequested"
 RUN_DELETED = "RunDeleted"
+JOB_CLAIMED = "JobClaimed"
+JOB_REQUEUED = "JobRequeued"
+# What a run records besides metrics and configs (see ``content``).
+NOTES_SET = "NotesSet"
+TEXT_LOGGED = "TextLogged"
+FILES_LOGGED = "FilesLogged"
+FILES_UPLOADED = "FilesUploaded"
+HISTOGRAMS_LOGGED = "HistogramsLogged"
+CONFUSION_MATRICES_LOGGED = "ConfusionMatricesLogged"
+ENV_CAPTURED = "EnvCaptured"
+CONTENT_TYPES = frozenset({NOTES_SET, TEXT_LOGGED, FILES_LOGGED, FILES_UPLOADED,
+                           HISTOGRAMS_LOGGED, CONFUSION_MATRICES_LOGGED, ENV_CAPTURED})
 
 CURRENT_VERSIONS: Mapping[str, int] = {
     RUN_CREATED: 1,
@@ -73,6 +117,15 @@ CURRENT_VERSIONS: Mapping[str, int] = {
     STATUS_CHANGED: 1,
     ABORT_REQUESTED: 1,
     RUN_DELETED: 1,
+    JOB_CLAIMED: 1,
+    JOB_REQUEUED: 1,
+    NOTES_SET: 1,
+    TEXT_LOGGED: 1,
+    FILES_LOGGED: 1,
+    FILES_UPLOADED: 1,
+    HISTOGRAMS_LOGGED: 1,
+    CONFUSION_MATRICES_LOGGED: 1,
+    ENV_CAPTURED: 1,
 }
 
 Upcaster = Callable[[dict[str, Any]], dict[str, Any]]

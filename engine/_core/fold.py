@@ -16,8 +16,10 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+from . import content as ct
 from . import events as ev
 from .events import Record
+from .heartbeat import judge, silence
 from .model import (
     Event,
     Experiment,
@@ -56,6 +58,15 @@ class _Run:
     version: int = 0
     position: int = 0
     children: list[str] = field(default_factory=list)
+    heartbeat_interval: float | None = None  # the promise of the latest (re)start
+    crash_timeout: float | None = None
+    attempt: int | None = None  # a job's claims that count, and how many it may have
+    max_attempts: int | None = None
+    notes: str = ""
+    env: dict[str, Any] = field(default_factory=dict)
+    files: dict[str, tuple[float, dict[str, Any]]] = field(default_factory=dict)
+    kinds: dict[str, str] = field(default_factory=dict)
+    entries: dict[str, list[ct.EntryRow]] = field(default_factory=dict)
 
 
 def _cut(columns: Columns, step: int | float) -> Columns:
@@ -113,13 +124,36 @@ class Fold:
             run.ended_at = at if run.status.terminal else None
         elif kind == ev.RUN_RESUMED:
             run.status, run.status_reason, run.ended_at = Status.RUNNING, None, None
+            run.heartbeat_interval = data.get("heartbeat_interval")
+            run.crash_timeout = data.get("crash_timeout")
             rewind = data.get("rewind_to")
             if rewind is not None:
                 run.floor = rewind
                 run.series = {m: c for m, c in ((m, _cut(c, rewind)) for m, c in run.series.items())
                               if c[0]}
+                run.entries = _cut_entries(run.entries, rewind)
         elif kind == ev.RUN_DELETED:
             run.deleted = True
+        elif kind == ev.JOB_CLAIMED:
+            run.status, run.status_reason, run.ended_at = Status.RUNNING, None, None
+            run.heartbeat_interval = data.get("heartbeat_interval")
+            run.crash_timeout = data.get("crash_timeout")
+            run.attempt = data["attempt"]
+        elif kind == ev.JOB_REQUEUED:
+            run.status, run.status_reason, run.ended_at = Status.QUEUED, data.get("reason"), None
+            run.attempt = data["attempt"]
+        elif kind == ev.NOTES_SET:
+            run.notes = data["notes"]
+        elif kind == ev.ENV_CAPTURED:
+            run.env.update(data["env"])
+        elif kind == ev.FILES_UPLOADED:
+            for name, ref in data["files"].items():
+                run.files[name] = (ref["timestamp"], ref)
+                run.kinds[name] = ct.UPLOAD
+        elif kind in ct.ENTRY_EVENTS:
+            for name, what, rows in ct.entries_of(kind, data):
+                run.kinds[name] = what
+                run.entries.setdefault(name, []).extend(rows)
 
     def _create(self, event: Event | Record, data: Mapping[str, Any], at: float) -> None:
         fork = data.get("fork")
@@ -128,6 +162,8 @@ class Fold:
             experiment=data.get("experiment"), created_at=at, created_position=event.position,
             fork=ForkPoint(fork["run_id"], fork["step"]) if fork else None,
             floor=fork["step"] if fork else None,
+            heartbeat_interval=data.get("heartbeat_interval"),
+            crash_timeout=data.get("crash_timeout"),
         )
         if fork:
             parent = self.runs[(event.project, fork["run_id"])]
@@ -136,8 +172,14 @@ class Fold:
             run.config = dict(parent.config)
             cut = (_cut(c, fork["step"]) for c in parent.series.values())
             run.series = {m: c for m, c in zip(parent.series, cut, strict=True) if c[0]}
+            run.notes, run.env = parent.notes, dict(parent.env)
+            run.files, run.kinds = dict(parent.files), dict(parent.kinds)
+            run.entries = _cut_entries(parent.entries, fork["step"])
         run.tags.update(data.get("tags") or ())
         run.config.update(data.get("config") or {})
+        if data.get("job"):
+            run.status = Status.QUEUED
+            run.attempt, run.max_attempts = 0, data["job"]["max_attempts"]
         self.runs[(event.project, event.run_id)] = run
         if run.experiment is not None:
             self.experiments.setdefault((event.project, run.experiment), []).append(event.run_id)
@@ -165,22 +207,36 @@ class Fold:
         """Whether the run exists (deleted or not)."""
         return (project, run_id) in self.runs
 
-    def run_state(self, project: str, run_id: str) -> RunState:
-        """The run as the fold sees it. :raises KeyError: if there is no such run."""
+    def run_state(self, project: str, run_id: str, *, at: float | None = None) -> RunState:
+        """The run as the fold sees it; with ``at``, its status judged at that instant
+        (``heartbeat``) by the signs of life the log holds — its events, as heartbeats are
+        not events.
+
+        :raises KeyError: if there is no such run.
+        """
         run = self.runs[(project, run_id)]
+        status, reason = run.status, run.status_reason
+        judged = status if at is None else judge(status, run.crash_timeout, run.updated_at,
+                                                 None, at, run.attempt, run.max_attempts)
+        if judged != status and run.crash_timeout is not None:
+            status, reason = Status(judged), silence(run.crash_timeout)
         return RunState(
             project=run.project, run_id=run.run_id, name=run.name, experiment=run.experiment,
-            status=run.status, status_reason=run.status_reason, tags=frozenset(run.tags),
+            status=status, status_reason=reason, tags=frozenset(run.tags),
             config=dict(run.config),
             metrics={m: _summary(c) for m, c in sorted(run.series.items())},
             fork=run.fork, created_at=_time(run.created_at), updated_at=_time(run.updated_at),
             ended_at=None if run.ended_at is None else _time(run.ended_at),
-            deleted=run.deleted, version=run.version, position=run.position,
+            deleted=run.deleted, version=run.version, position=run.position, notes=run.notes,
+            env=dict(run.env),
+            files={name: ct.ref_of(name, None, at, ref)
+                   for name, (at, ref) in sorted(run.files.items())},
         )
 
-    def run_states(self, project: str) -> list[RunState]:
-        """Every run of the project, oldest first (deleted ones too)."""
-        return [self.run_state(p, r) for p, r in self.runs if p == project]
+    def run_states(self, project: str, *, at: float | None = None) -> list[RunState]:
+        """Every run of the project, oldest first (deleted ones too); ``at`` as in
+        ``run_state``."""
+        return [self.run_state(p, r, at=at) for p, r in self.runs if p == project]
 
     def heads(self, project: str) -> frozenset[str]:
         """The run ids that head an experiment of the project."""
@@ -195,6 +251,15 @@ class Fold:
         steps, values, times = columns
         return Series(normalize_steps(array(steps.typecode, steps)), array("d", values),
                       array("d", times))
+
+    def entries(self, project: str, run_id: str, key: str) -> list[ct.EntryRow]:
+        """The run's effective entries under ``key`` in step order (empty if none)."""
+        return list(self.runs[(project, run_id)].entries.get(key, ()))
+
+    def kind(self, project: str, run_id: str, key: str) -> str | None:
+        """The kind ``key`` holds in the run (``metric``, ``text``, …), or None."""
+        run = self.runs[(project, run_id)]
+        return ct.METRIC if key in run.series else run.kinds.get(key)
 
     def experiment(self, project: str, name: str) -> Experiment:
         """The experiment's head (newest run not deleted) and history (oldest first)."""
@@ -227,6 +292,12 @@ class Fold:
         descendants = [f[2] for f in found]
         children = tuple(f[2] for f in found if f[0] == 1)
         return Lineage(run_id, tuple(chain), tuple(descendants), children)
+
+
+def _cut_entries(entries: dict[str, list[ct.EntryRow]],
+                 step: int | float) -> dict[str, list[ct.EntryRow]]:
+    cut = {key: [row for row in rows if row[0] <= step] for key, rows in entries.items()}
+    return {key: rows for key, rows in cut.items() if rows}
 
 
 def _summary(columns: Columns) -> MetricSummary:

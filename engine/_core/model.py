@@ -7,12 +7,16 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from .files import FileRef
 
 
 class Status(StrEnum):
     """A run's lifecycle state: ``running`` until exactly one terminal state — ``succeeded``,
-    ``failed``, ``aborted`` or ``crashed`` — is recorded (see [States][states]).
+    ``failed``, ``aborted`` or ``crashed`` — is recorded (see [States][states]); a job
+    waits ``queued`` before it runs.
 
     A ``str`` enum, so ``state.status == "succeeded"`` holds.
     """
@@ -22,11 +26,12 @@ class Status(StrEnum):
     FAILED = "failed"
     ABORTED = "aborted"
     CRASHED = "crashed"
+    QUEUED = "queued"  # a job waiting for a worker: before ``running``
 
     @property
     def terminal(self) -> bool:
-        """True for every state but ``running``."""
-        return self is not Status.RUNNING
+        """True for every state but ``running`` and ``queued``."""
+        return self is not Status.RUNNING and self is not Status.QUEUED
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,6 +87,10 @@ class RunState:
     :ivar version: the run's stream version: how many events it has.
     :ivar position: the log position of the run's last event; as ``as_of``, it shows the run
         as it is now.
+    :ivar notes: the run's description (``""`` when never set).
+    :ivar env: where the run ran, by flat path (``host/name``, ``python/version``,
+        ``git/commit``, …), as captured when it started.
+    :ivar files: each file attribute (``run.upload``) by key, its current ``FileRef``.
     """
 
     project: str
@@ -100,6 +109,9 @@ class RunState:
     deleted: bool
     version: int
     position: int
+    notes: str = ""
+    env: dict[str, Any] = field(default_factory=dict)
+    files: dict[str, FileRef] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)
@@ -194,3 +206,36 @@ class Event:
     timestamp: datetime
     data: Mapping[str, Any] = field(repr=False)
 
+
+
+@dataclass(frozen=True, slots=True)
+class Job:
+    """A run enqueued to be started by a worker (see ``Tracker.enqueue``).
+
+    :ivar project: the project of its run.
+    :ivar run_id: its run.
+    :ivar queue: the queue it waits in.
+    :ivar command: the program and its arguments.
+    :ivar env: variables added to the worker's environment.
+    :ivar cwd: the working directory, or None for the worker's.
+    :ivar status: ``queued``, ``running`` or where it ended (as recorded).
+    :ivar attempt: how many times a worker claimed it.
+    :ivar max_attempts: how many claims it may have before a lost worker ends it ``crashed``.
+    :ivar worker: the worker of its latest claim, or None.
+    :ivar claimed_position: the log position of that claim (of its creation while never
+        claimed).
+    :ivar created_at: when it was enqueued (UTC).
+    """
+
+    project: str
+    run_id: str
+    queue: str
+    command: tuple[str, ...]
+    env: dict[str, str]
+    cwd: str | None
+    status: Status
+    attempt: int
+    max_attempts: int
+    worker: str | None
+    claimed_position: int
+    created_at: datetime

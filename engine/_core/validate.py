@@ -20,6 +20,7 @@ from typing import Any
 from engine.errors import ValidationError
 
 __all__ = [
+    "MAX_CONFIG_TEXT",
     "MAX_KEY",
     "MAX_STEP",
     "MAX_TAG",
@@ -38,8 +39,11 @@ __all__ = [
     "scalar",
 ]
 
-MAX_KEY = 1024
+MAX_KEY = 1024  # characters, and bytes of UTF-8: see _over_key_limit
 MAX_TAG = 256
+# A config string, or a config list's text, at most: what both backends store and index alike
+# (docs/logging.md). PostgreSQL indexes a prefix of it, so the limit is the log's, not btree's.
+MAX_CONFIG_TEXT = 2**20
 MAX_STEP = 2**53  # every int step up to here is exact as a double, as block summaries hold it
 _INT64 = 2**63
 _RUN_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
@@ -52,9 +56,10 @@ def check_key(key: object, what: str = "key") -> str:
         raise ValidationError(f"{what} {key!r} is not a string", key=repr(key))
     if not key:
         raise ValidationError(f"{what} is empty", key=key)
-    if len(key) > MAX_KEY:
+    if _over_key_limit(key):
         raise ValidationError(
-            f"{what} {key[:40]!r}... has {len(key)} characters; at most {MAX_KEY} are allowed",
+            f"{what} {key[:40]!r}... has {len(key)} characters ({_utf8_size(key)} bytes in "
+            f"UTF-8); at most {MAX_KEY} bytes are allowed",
             key=key,
         )
     if _CONTROL.search(key):
@@ -195,7 +200,9 @@ def _config_value(key: str, value: object) -> Any:
     if value is None:
         return None
     if isinstance(value, (list, tuple)):
-        return [_config_item(key, v) for v in value]
+        items = [_config_item(key, v) for v in value]
+        _config_text_limit(key, sum(len(v) for v in items if isinstance(v, str)))
+        return items
     if isinstance(value, datetime):
         return datetime(value.year, value.month, value.day, value.hour, value.minute,
                         value.second, value.microsecond, value.tzinfo, fold=value.fold)
@@ -205,6 +212,7 @@ def _config_value(key: str, value: object) -> Any:
     if type(plain) is int:
         return _int64(key, plain)
     if isinstance(plain, str):
+        _config_text_limit(key, len(plain))
         return _check_text(str(plain), f"config {key!r} value", key)
     raise ValidationError(
         f"config {key!r}: value {value!r} of type {type(value).__name__} is not allowed; "
@@ -227,6 +235,13 @@ def _config_item(key: str, value: object) -> str | int | float | bool:
     raise ValidationError(
         f"config {key!r}: list element {value!r} is not allowed; a config list holds "
         "strings, finite numbers and bools", key=key)
+
+
+def _config_text_limit(key: str, size: int) -> None:
+    if size > MAX_CONFIG_TEXT:
+        raise ValidationError(
+            f"config {key!r}: {size} characters of text; a config value holds at most "
+            f"{MAX_CONFIG_TEXT} (1 MiB), and a list's strings together as much", key=key)
 
 
 def _int64(key: str, value: int) -> int:
@@ -311,12 +326,29 @@ def check_run_id(run_id: object) -> str:
     return run_id
 
 
+def _utf8_size(text: str) -> int:
+    try:
+        return len(text.encode("utf-8"))
+    except UnicodeEncodeError:
+        return len(text.encode("utf-8", "surrogatepass"))
+
+
+def _over_key_limit(text: str) -> bool:
+    """More than ``MAX_KEY`` bytes of UTF-8. Keys and names sit in PostgreSQL's btree indexes,
+    whose entries hold at most 2,704 bytes (a project and an experiment share one), so the
+    limit is in bytes: 1,024 ASCII characters, fewer of other scripts' (a 4-byte character
+    counts four). Both backends then take the same keys."""
+    return len(text) > MAX_KEY or (not text.isascii() and _utf8_size(text) > MAX_KEY)
+
+
 def check_name(value: object, what: str) -> str:
-    """A free-text label (run name, experiment): non-empty, <= 1024 chars, no control chars."""
-    if type(value) is not str or not value or len(value) > MAX_KEY or _CONTROL.search(value):
+    """A free-text label (run name, experiment, project): non-empty, at most 1,024 bytes of
+    UTF-8, no control characters."""
+    if (type(value) is not str or not value or _over_key_limit(value)
+            or _CONTROL.search(value)):
         raise ValidationError(
             f"{what} {value!r} is not allowed; use a non-empty string of at most {MAX_KEY} "
-            "characters without control characters",
+            "bytes of UTF-8 (1,024 ASCII characters) without control characters",
             key=what,
         )
     return _check_utf8(value, what)

@@ -24,6 +24,7 @@ from engine._core.events import Record
 from engine._core.series import Chunk, Summary, combine, from_le, steps_array, summarize_points
 from engine.errors import RunExistsError, RunNotFoundError, ValidationError
 
+from .content import apply_content, fork_content, kind_error, rewind_content
 from .rows import Changes, MetricRow, ProjectionIO, RunRow, Segment
 
 __all__ = ["Projector"]
@@ -146,6 +147,17 @@ class Projector:
             row.abort_reason = data.get("reason")
         elif kind == ev.RUN_DELETED:
             await self._deleted(row)
+        elif kind == ev.JOB_CLAIMED:
+            row.status, row.status_reason, row.ended_at = "running", None, None
+            row.started_position = rec.position
+            row.heartbeat_interval = data.get("heartbeat_interval")
+            row.crash_timeout = data.get("crash_timeout")
+            row.attempt, row.worker = data["attempt"], data["worker"]
+        elif kind == ev.JOB_REQUEUED:
+            row.status, row.status_reason, row.ended_at = "queued", data.get("reason"), None
+            row.attempt = data["attempt"]
+        elif kind in ev.CONTENT_TYPES:
+            apply_content(row, rec, await self.metrics(row.rk), self.changes)
         row.version = rec.version
         row.position = rec.position
         row.updated_at = rec.timestamp
@@ -166,13 +178,20 @@ class Projector:
         rk = rec.position
         row = RunRow(
             rk=rk, project=rec.project, run_id=rec.run_id, name=data["name"],
-            experiment=data.get("experiment"), status="running", status_reason=None,
+            experiment=data.get("experiment"),
+            status="queued" if data.get("job") else "running", status_reason=None,
             tags=sorted(set(data.get("tags") or ())), config=dict(data.get("config") or {}),
             fork_rk=None, fork_run_id=None, fork_step=None, created_at=rec.timestamp,
             updated_at=rec.timestamp, ended_at=None, deleted=False, version=rec.version,
             position=rec.position, epoch=0, floor=None, started_position=rec.position,
             abort_position=None, abort_reason=None,
+            heartbeat_interval=data.get("heartbeat_interval"),
+            crash_timeout=data.get("crash_timeout"),
         )
+        job = data.get("job")
+        if job:
+            row.queue, row.attempt, row.max_attempts = job["queue"], 0, job["max_attempts"]
+            row.job = {k: v for k, v in job.items() if k != "queue"}
         self._runs[(rec.project, rec.run_id)] = row
         self._metrics[rk] = {}
         self._segments[rk] = {}
@@ -184,6 +203,7 @@ class Projector:
             row.tags = sorted(set(parent.tags).union(row.tags))
             row.config = {**parent.config, **row.config}
             await self._inherit(row, parent, step)
+            fork_content(row, parent, step, rec.position)
             lineage = [(parent.rk, 1, step)] + [
                 (a, depth + 1, s) for a, depth, s in await self.ancestors(parent.rk)]
             self._ancestors[rk] = lineage
@@ -225,8 +245,11 @@ class Projector:
     async def _resumed(self, row: RunRow, rec: Record, rewind: int | float | None) -> None:
         row.status, row.status_reason, row.ended_at = "running", None, None
         row.started_position = rec.position
+        row.heartbeat_interval = rec.data.get("heartbeat_interval")
+        row.crash_timeout = rec.data.get("crash_timeout")
         if rewind is None:
             return
+        rewind_content(row, rewind)
         metrics = await self.metrics(row.rk)
         segments = await self.segments(row.rk)
         for metric, mrow in list(metrics.items()):
@@ -275,6 +298,8 @@ class Projector:
             if not steps:
                 continue
             mrow = rows.get(metric)
+            if mrow is None and metric in row.kinds:
+                raise kind_error(metric, "metric", row.kinds[metric][0])
             bound = mrow.summary.last_step if mrow is not None else None
             if floor is not None and (bound is None or floor > bound):
                 bound = floor

@@ -55,6 +55,22 @@ class RunRow:
     started_position: int  # the RunCreated or latest RunResumed: older aborts do not apply
     abort_position: int | None
     abort_reason: str | None
+    heartbeat_interval: float | None = None  # the promise of its latest (re)start, if any
+    crash_timeout: float | None = None
+    queue: str | None = None  # a job's queue (None: not a job)
+    job: dict[str, Any] | None = None  # command, env, cwd, max_attempts
+    attempt: int | None = None  # claims so far
+    max_attempts: int | None = None
+    worker: str | None = None  # the worker of its latest claim
+    notes: str = ""
+    env: dict[str, Any] = field(default_factory=dict)
+    files: dict[str, dict[str, Any]] = field(default_factory=dict)  # key -> plain ref + "at"
+    # Each non-metric key's kind and the last step the run sees logged under it (None for a
+    # file attribute); inherited by forks, capped by rewinds.
+    kinds: dict[str, list[Any]] = field(default_factory=dict)
+    # ``[src_rk, src_epoch, cap_step, cap_position | None]``: the entries of other runs (or
+    # earlier epochs of this one) the run sees, before its own current epoch's.
+    entry_segments: list[list[Any]] = field(default_factory=list)
 
 
 @dataclass(slots=True)
@@ -107,11 +123,13 @@ class Changes:
     # written again in full, which is cheap because configs and tags change rarely.
     configs: dict[int, RunRow] = field(default_factory=dict)
     tags: dict[int, RunRow] = field(default_factory=dict)
+    # Entries to add: ``(rk, path, epoch, step, position, kind, at, encoded value)``.
+    entries: list[tuple[Any, ...]] = field(default_factory=list)
 
     def __bool__(self) -> bool:
         return bool(self.runs or self.metrics or self.dropped_metrics or self.chunks
                     or self.segments or self.lineage or self.experiments or self.projects
-                    or self.configs or self.tags)
+                    or self.configs or self.tags or self.entries)
 
 
 class ProjectionIO(ABC):

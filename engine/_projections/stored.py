@@ -14,11 +14,14 @@ from typing import Any
 
 import orjson
 
+from engine._core.checksum import event_checksum
 from engine._core.codec import decode, decode_arrays, encode
+from engine._core.content import ENV_PREFIX, ref_of
 from engine._core.events import Record, Upcasters
+from engine._core.heartbeat import CRASHED, QUEUED, silence
 from engine._core.model import ForkPoint, Lineage, MetricSummary, RunState, Status
 from engine._core.series import Chunk, Summary, as_step, null_nan
-from engine.errors import EngineError, StorageError
+from engine.errors import EngineError, IntegrityError, StorageError
 
 from .rows import Changes, MetricRow, RunRow, Segment
 from .tables import table_of
@@ -45,7 +48,7 @@ __all__ = [
 ]
 
 EVENT_COLUMNS = "position, event_id, project, run_id, version, type, schema_version, " \
-                "recorded_at, data"
+                "recorded_at, data, checksum"
 RUN_COLUMNS = table_of("runs").column_names
 METRIC_COLUMNS = table_of("metrics").column_names
 CHUNK_COLUMNS = table_of("series_chunks").column_names
@@ -80,9 +83,10 @@ _DROP_CONFIGS = Write("delete", "run_configs", ("rk",))
 _ADD_CONFIGS = Write("insert", "run_configs", ("rk", "path", "kind", "num", "txt"))
 _DROP_TAGS = Write("delete", "run_tags", ("rk",))
 _ADD_TAGS = Write("insert", "run_tags", ("rk", "tag"))
+_ADD_ENTRIES = Write("insert", "entries", table_of("entries").column_names)
 WRITES = (_PUT_RUN, _DROP_METRICS, _PUT_METRICS, _PUT_CHUNKS, _DROP_SEGMENTS, _ADD_SEGMENTS,
           _ADD_LINEAGE, _PUT_EXPERIMENTS, _PUT_PROJECTS, _DROP_CONFIGS, _ADD_CONFIGS, _DROP_TAGS,
-          _ADD_TAGS)
+          _ADD_TAGS, _ADD_ENTRIES)
 """Every kind of write, for a backend to word each once."""
 
 
@@ -116,6 +120,8 @@ def change_rows(changes: Changes) -> list[tuple[Write, list[tuple[Any, ...]]]]:
     if changes.tags:
         out.append((_DROP_TAGS, [(rk,) for rk in changes.tags]))
         out.append((_ADD_TAGS, [(rk, t) for rk, r in changes.tags.items() for t in r.tags]))
+    if changes.entries:
+        out.append((_ADD_ENTRIES, changes.entries))
     return out
 
 
@@ -125,9 +131,16 @@ def record_of(row: Sequence[Any], arrays: bool, upcasters: Upcasters) -> Record:
 
     :raises EngineError: for an event whose type or schema version is newer than this
         release reads.
+    :raises IntegrityError: for a row that does not match its checksum (rows written before
+        events had one carry none).
     :raises StorageError: for a payload that does not decode.
     """
-    position, raw_id, project, run_id, version, kind, schema, at, data = row
+    position, raw_id, project, run_id, version, kind, schema, at, data, checksum = row
+    if checksum is not None and checksum != event_checksum(
+            position, raw_id, project, run_id, version, kind, schema, at, data):
+        raise IntegrityError(f"the event at position {position} does not match its checksum: "
+                             "the database is damaged (`kittiwake check` lists what is)",
+                             where=f"position {position}")
     with unreadable(f"the event at position {position}"):
         payload = decode_arrays(data) if arrays else decode(data)
     if schema != upcasters.current(kind):  # older (lift it), or newer or unknown (refused)
@@ -155,8 +168,15 @@ def run_values(row: RunRow) -> tuple[Any, ...]:
         row.status_reason, encode(row.tags), encode(row.config), row.fork_rk, row.fork_run_id,
         row.fork_step, row.created_at, row.updated_at, row.ended_at, int(row.deleted),
         row.version, row.position, row.epoch, row.floor, row.started_position,
-        row.abort_position, row.abort_reason,
+        row.abort_position, row.abort_reason, row.heartbeat_interval, row.crash_timeout,
+        row.queue, None if row.job is None else encode(row.job), row.attempt, row.max_attempts,
+        row.worker, row.notes, _packed(row.env), _packed(row.files), _packed(row.kinds),
+        _packed(row.entry_segments),
     )
+
+
+def _packed(value: dict[str, Any] | list[Any]) -> bytes | None:
+    return encode(value) if value else None
 
 
 def run_row(values: Sequence[Any]) -> RunRow:
@@ -165,7 +185,16 @@ def run_row(values: Sequence[Any]) -> RunRow:
     v[7] = decode(v[7])
     v[8] = decode(v[8])
     v[15] = bool(v[15])
-    return RunRow(*v)
+    if v[26] is not None:
+        v[26] = decode(v[26])
+    row = RunRow(*v[:30])
+    row.notes = v[30] or ""
+    env, files, kinds, segments = v[31:35]
+    row.env = decode(env) if env is not None else {}
+    row.files = decode(files) if files is not None else {}
+    row.kinds = decode(kinds) if kinds is not None else {}
+    row.entry_segments = decode(segments) if segments is not None else []
+    return row
 
 
 def metric_values(row: MetricRow) -> tuple[Any, ...]:
@@ -201,7 +230,9 @@ def config_values(row: RunRow) -> list[tuple[Any, ...]]:
     array) or ``z`` (None).
     """
     out: list[tuple[Any, ...]] = []
-    for path, value in row.config.items():
+    items = list(row.config.items())
+    items.extend((ENV_PREFIX + path, value) for path, value in row.env.items())
+    for path, value in items:
         if value is None:
             out.append((row.rk, path, "z", None, None))
         elif isinstance(value, bool):
@@ -216,7 +247,7 @@ def config_values(row: RunRow) -> list[tuple[Any, ...]]:
             aware = value.astimezone(UTC) if value.tzinfo is not None else value
             seconds = aware.timestamp() if aware.tzinfo else value.replace(tzinfo=UTC).timestamp()
             out.append((row.rk, path, "t", seconds, aware.isoformat()))
-        else:
+        elif isinstance(value, (list, tuple)):
             out.append((row.rk, path, "l", None, orjson.dumps(list(value)).decode()))
     return out
 
@@ -244,18 +275,25 @@ def _time(seconds: float | None) -> datetime | None:
 
 
 def state_of(row: RunRow, metrics: dict[str, MetricSummary]) -> RunState:
-    """The ``RunState`` users receive for a run row and its metric summaries."""
+    """The ``RunState`` users receive for a run row and its metric summaries (a row read
+    with its status judged, ``engine._core.heartbeat``: a crash judged but not recorded
+    gives the reason a reaper would)."""
     created = _time(row.created_at)
     updated = _time(row.updated_at)
     assert created is not None and updated is not None
+    reason = row.status_reason
+    if row.status in (CRASHED, QUEUED) and reason is None and row.crash_timeout is not None:
+        reason = silence(row.crash_timeout)  # judged crashed by a read, not yet recorded
     return RunState(
         project=row.project, run_id=row.run_id, name=row.name, experiment=row.experiment,
-        status=Status(row.status), status_reason=row.status_reason, tags=frozenset(row.tags),
+        status=Status(row.status), status_reason=reason, tags=frozenset(row.tags),
         config=row.config, metrics=dict(sorted(metrics.items())),
         fork=None if row.fork_run_id is None or row.fork_step is None
         else ForkPoint(row.fork_run_id, row.fork_step),
         created_at=created, updated_at=updated, ended_at=_time(row.ended_at),
-        deleted=row.deleted, version=row.version, position=row.position,
+        deleted=row.deleted, version=row.version, position=row.position, notes=row.notes,
+        env=dict(row.env), files={key: ref_of(key, None, plain["at"], plain)
+                                  for key, plain in sorted(row.files.items())},
     )
 
 

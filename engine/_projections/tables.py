@@ -31,7 +31,7 @@ from enum import Enum
 
 from .rows import PROJECTIONS
 
-__all__ = ["PROJECTION_TABLES", "TABLES", "Column", "Index", "Kind", "Table", "seeds",
+__all__ = ["PROJECTION_TABLES", "TABLES", "TXT_PREFIX", "Column", "Index", "Kind", "Table", "seeds",
            "table_of"]
 
 
@@ -55,24 +55,32 @@ class Column:
     name: str
     kind: Kind
     nullable: bool = False
+    # The version of the declarations that added it: 1, the first; 2, each run's heartbeat
+    # promise; 3, jobs; 4, what a run records besides metrics. Each backend's migrations add
+    # a later version's columns and tables, so later columns come last (and are nullable or
+    # have a default).
+    since: int = 1
 
 
 @dataclass(frozen=True, slots=True)
 class Index:
-    """A secondary index (``where``: a partial index's condition)."""
+    """A secondary index (``where``: a partial index's condition; ``postgres``: what
+    PostgreSQL indexes instead of ``columns``)."""
 
     name: str
     columns: tuple[str, ...]
     unique: bool = False
     where: str | None = None
+    postgres: tuple[str, ...] | None = None
 
-    def ddl(self, table: str, suffix: str, generation: int | str) -> str:
-        """The statement creating this index on ``<table><suffix>`` (the same on both
-        backends)."""
+    def ddl(self, table: str, suffix: str, generation: int | str, *,
+            postgres: bool = False) -> str:
+        """The statement creating this index on ``<table><suffix>``."""
         unique = "UNIQUE " if self.unique else ""
         where = f" WHERE {self.where}" if self.where else ""
+        columns = self.postgres if postgres and self.postgres else self.columns
         return (f"CREATE {unique}INDEX {self.name}_g{generation} ON {table}{suffix} "
-                f"({', '.join(self.columns)}){where}")
+                f"({', '.join(columns)}){where}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,6 +94,18 @@ class Table:
     indexes: tuple[Index, ...] = ()
     rowid: bool = False  # SQLite keeps the rows in a rowid table (else WITHOUT ROWID)
     external: tuple[str, ...] = ()  # PostgreSQL stores these out of line, uncompressed
+    since: int = 1  # the version of the declarations that added the table (see Column)
+
+    def at(self, version: int | None) -> Table | None:
+        """The table as version ``version`` of the declarations had it (None: not yet
+        there); every column for ``None``."""
+        if version is None:
+            return self
+        if self.since > version:
+            return None
+        return Table(self.name, tuple(c for c in self.columns if c.since <= version),
+                     self.key, self.key_name, self.indexes, self.rowid, self.external,
+                     self.since)
 
     @property
     def column_names(self) -> tuple[str, ...]:
@@ -96,8 +116,9 @@ class Table:
         return self.key_name or self.name
 
 
-def _cols(spec: str, kind: Kind, *, nullable: bool = False) -> tuple[Column, ...]:
-    return tuple(Column(name, kind, nullable) for name in spec.split())
+def _cols(spec: str, kind: Kind, *, nullable: bool = False,
+          since: int = 1) -> tuple[Column, ...]:
+    return tuple(Column(name, kind, nullable, since) for name in spec.split())
 
 
 K, F, N, T, B, S, V = Kind.KEY, Kind.FLAG, Kind.NAME, Kind.TEXT, Kind.BLOB, Kind.STEP, Kind.VALUE
@@ -111,6 +132,17 @@ RUNS = Table("runs", (
     *_cols("version position epoch", K), *_cols("floor", S, nullable=True),
     *_cols("started_position", K), *_cols("abort_position", K, nullable=True),
     *_cols("abort_reason", T, nullable=True),
+    # The run's heartbeat promise (None: written by a release that made none).
+    *_cols("heartbeat_interval crash_timeout", Kind.TIME, nullable=True, since=2),
+    # A job's queue, its spec (command, env, cwd, max_attempts), attempts so far and worker.
+    *_cols("queue", N, nullable=True, since=3), *_cols("job", B, nullable=True, since=3),
+    *_cols("attempt max_attempts", K, nullable=True, since=3),
+    *_cols("worker", T, nullable=True, since=3),
+    # What a run records besides metrics (declarations of version 4): its notes; env, file
+    # attributes and the kind and last step of each non-metric key, encoded; and the
+    # pieces of other runs' (or its own earlier epochs') entries it sees: forks and rewinds.
+    *_cols("notes", T, since=4),
+    *_cols("env files kinds entry_segments", B, nullable=True, since=4),
 ), key=("rk",), rowid=True, indexes=(
     Index("runs_key", ("project", "run_id"), unique=True),
     Index("runs_experiment", ("project", "experiment", "rk")),
@@ -129,13 +161,16 @@ METRICS = Table("metrics", (
 ))
 
 # The runs table's query side: one row per config path and per tag (``stored.config_values``
-# says how values map to kind/num/txt).
+# says how values map to kind/num/txt). PostgreSQL's btree refuses an entry over 2,704 bytes
+# and a config text may hold a mebibyte, so it indexes the text's first ``TXT_PREFIX``
+# characters; the query compiler tests that prefix beside the whole text (``_query.sql``).
+TXT_PREFIX = 256
 RUN_CONFIGS = Table("run_configs", (
     *_cols("rk", K), *_cols("path kind", N), *_cols("num", V, nullable=True),
     *_cols("txt", N, nullable=True),
 ), key=("rk", "path"), indexes=(
     Index("run_configs_num", ("path", "num")),
-    Index("run_configs_txt", ("path", "txt")),
+    Index("run_configs_txt", ("path", "txt"), postgres=("path", f"left(txt, {TXT_PREFIX})")),
 ))
 
 RUN_TAGS = Table("run_tags", (*_cols("rk", K), *_cols("tag", N)), key=("rk", "tag"),
@@ -166,10 +201,18 @@ EXPERIMENTS = Table("experiments", (*_cols("project name", N), *_cols("head", K,
 
 PROJECTS = Table("projects", (*_cols("project", N), *_cols("runs", K)), key=("project",))
 
+# Entries of the stepped kinds (text, file, histogram and confusion-matrix series), one row
+# per key and step, in the epoch of the run that logged it; ``value`` is the encoded plain
+# value. A run's effective entries are its own epoch's plus its ``entry_segments``.
+ENTRIES = Table("entries", (
+    *_cols("rk", K), *_cols("path", N), *_cols("epoch", K), *_cols("step", S),
+    *_cols("position", K), *_cols("kind", N), *_cols("at", Kind.TIME), *_cols("value", B),
+), key=("rk", "path", "epoch", "step"), rowid=True, since=4)
+
 CHECKPOINTS = Table("checkpoints", (*_cols("name", N), *_cols("position", K)), key=("name",))
 
 TABLES = (RUNS, METRICS, RUN_CONFIGS, RUN_TAGS, SERIES_CHUNKS, SERIES_SEGMENTS, LINEAGE,
-          EXPERIMENTS, PROJECTS, CHECKPOINTS)
+          EXPERIMENTS, PROJECTS, CHECKPOINTS, ENTRIES)
 """Every projection table, in the order they are created, swapped and compared."""
 
 PROJECTION_TABLES = tuple(table.name for table in TABLES)

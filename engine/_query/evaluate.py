@@ -19,6 +19,7 @@ from typing import Any
 
 import orjson
 
+from engine._core.content import ENV_PREFIX
 from engine._core.model import RunState
 
 from .plans import group_hashable, group_sort_key
@@ -69,6 +70,8 @@ def value_of(state: RunState, field: Field) -> Any:
     if field.kind == "tags":
         return state.tags
     if field.kind == "config":
+        if field.name.startswith(ENV_PREFIX):
+            return state.env.get(field.name[len(ENV_PREFIX):], _MISSING)
         return state.config.get(field.name, _MISSING)
     summary = state.metrics.get(field.name)
     return _MISSING if summary is None else getattr(summary, field.aggregate or "last")
@@ -217,7 +220,9 @@ def _group_value(state: RunState, field: Field) -> Any:
         if field.name in TIME_FIELDS:
             return value
         return None if value is None else str(value)
-    value = state.config.get(field.name)
+    value = value_of(state, field)
+    if value is _MISSING:
+        value = None
     if isinstance(value, datetime) and value.tzinfo is None:
         return value.replace(tzinfo=UTC)
     return value

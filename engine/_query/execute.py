@@ -46,7 +46,7 @@ async def select_runs(fetch: Fetch, dialect: Dialect, project: str, selection: S
         rks = [row[0] for row in await fetch(pick)]
     if not rks:
         return []
-    load_runs, load_metrics = compile_load(rks, dialect)
+    load_runs, load_metrics = compile_load(rks, dialect, selection.now)
     rows = await fetch(load_runs)
     by_run: dict[int, dict[str, MetricSummary]] = {}
     for rk, metric, *summary in await fetch(load_metrics):

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any, TextIO
 import orjson
 
 from engine._core.codec import jsonable, non_finite_name
+from engine._core.content import ENV_PREFIX
 from engine._core.model import RunState
 
 from .parser import parse_fields
@@ -45,6 +46,8 @@ def parse_columns(columns: str | Sequence[str]) -> tuple[Field, ...]:
 def cell(state: RunState, field: Field) -> Any:
     """The value of one column for one run (None when the run has none)."""
     if field.kind == "config":
+        if field.name.startswith(ENV_PREFIX):
+            return state.env.get(field.name[len(ENV_PREFIX):])
         return state.config.get(field.name)
     if field.kind == "metric":
         summary = state.metrics.get(field.name)

@@ -15,6 +15,7 @@ import difflib
 import math
 from collections.abc import Sequence
 
+from engine._core.content import ENV_PREFIX
 from engine.errors import QuerySyntaxError, ValidationError
 
 from .checks import check
@@ -46,7 +47,7 @@ MAX_ORDER_FIELDS = 16  # each ordering field on a config or metric is one more j
 #                        joins at most 64 tables)
 MAX_TERMS = 1000  # comparisons plus listed values: keeps every statement far from the driver's
 #                   limit on bound parameters (SQLite: 32766)
-_HEADS = (*RUN_FIELDS, "tags", "config", "metrics")
+_HEADS = (*RUN_FIELDS, "tags", "config", "env", "metrics")
 _CONSTANTS: dict[str, Value] = {"true": True, "false": False, "null": None, "nan": math.nan,
                                 "inf": math.inf}
 # Columns a table may show that the `where` language does not filter on.
@@ -116,6 +117,9 @@ class _Parser:
             raise self.fail(f"unknown field {head!r}{hint}", pos)
         if head == "config":
             found = self._config(segments, pos)
+        elif head == "env":
+            path = self._config(segments, pos, "env")
+            found = Field("config", ENV_PREFIX + path.name)
         elif head == "metrics":
             found = self._metric(segments, pos)
         else:
@@ -127,12 +131,14 @@ class _Parser:
             raise self.fail(f"{found} cannot be used here", pos)
         return found, pos
 
-    def _config(self, segments: list[tuple[str, int]], pos: int) -> Field:
+    def _config(self, segments: list[tuple[str, int]], pos: int,
+                head: str = "config") -> Field:
         if not segments:
-            raise self.fail("expected config.<path>, such as config.optimizer/lr", pos + 6)
+            example = "config.optimizer/lr" if head == "config" else "env.git/commit"
+            raise self.fail(f"expected {head}.<path>, such as {example}", pos + len(head) + 1)
         if len(segments) > 1:
-            raise self.fail("a config path has one part after 'config.': write "
-                            "config.a/b for nested keys, or backtick a key that has a '.'",
+            raise self.fail(f"a {head} path has one part after '{head}.': write "
+                            f"{head}.a/b for nested keys, or backtick a key that has a '.'",
                             segments[1][1] - 1)
         return Field("config", segments[0][0])
 

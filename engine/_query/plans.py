@@ -60,7 +60,7 @@ class TopPlan:
     def select(self, edge: Any, *, strict: bool = False) -> Compiled:
         """The walk, bounded by the value ``edge`` returned (None: unbounded); with
         ``strict``, only the entries strictly better than ``edge``."""
-        b = Builder(self.dialect, correlated=True, key="w.rk")
+        b = Builder(self.dialect, correlated=True, key="w.rk", now=self.selection.now)
         first = self.selection.order[0]
         table, column = _top_source(first.field)
         way, bound = ("DESC", ">") if first.descending else ("ASC", "<")
@@ -84,7 +84,7 @@ class TopPlan:
     def tie(self, value: Any, count: int) -> Compiled:
         """Up to ``count`` matching runs whose first field is ``value``, by run key: the
         index holds its entries of one value in that order, so the walk stops early."""
-        b = Builder(self.dialect, correlated=True, key="w.rk")
+        b = Builder(self.dialect, correlated=True, key="w.rk", now=self.selection.now)
         first = self.selection.order[0]
         table, column = _top_source(first.field)
         entries = f"{_top_entries(b, first.field, column)} AND {column} = {b.number(value)}"
@@ -149,7 +149,7 @@ def compile_groups(project: str, selection: Selection, by: Sequence[Field],
         tuple(a for a in AGGREGATES if any(f.aggregate == a for f in wanted))
 
     def statement(with_metrics: bool) -> Compiled:
-        b = Builder(dialect)
+        b = Builder(dialect, now=selection.now)
         joins, keys = b.group_keys(by)
         select = list(keys)
         where = []

@@ -31,6 +31,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from engine._projections.stored import RUN_COLUMNS
+from engine._projections.tables import TXT_PREFIX
 
 from .dialect import POSTGRES, SQLITE, Dialect
 from .tree import (
@@ -52,7 +53,7 @@ from .tree import (
 )
 
 __all__ = ["AGG_COLUMN", "CHUNK", "HOIST_DEPTH", "POSTGRES", "PULL_UP", "RUN_COLUMN", "SQLITE",
-           "Builder", "Compiled", "Dialect", "compile_load", "compile_select"]
+           "Builder", "Compiled", "Dialect", "compile_load", "compile_select", "judged_status"]
 
 # Column names, from fixed tables only: never from query text.
 RUN_COLUMN = {name: f"r.{name}" for name in (*TEXT_FIELDS, *TIME_FIELDS)}
@@ -64,6 +65,19 @@ _OPS: dict[str, Callable[[Any, Any], bool]] = {
 CHUNK = 32  # items of a flat and/or chain: its expression height, far below SQLite's 1,000
 PULL_UP = 3  # subqueries of one statement level the planner may turn into joins (see fence)
 HOIST_DEPTH = 6  # nesting (of and/or chains and nots) at which a subtree moves into a CTE
+
+
+def judged_status(now: str) -> str:
+    """The status of run ``r`` judged at the instant ``now`` (a numeric placeholder, used
+    twice): ``engine._core.heartbeat.judge`` in SQL. The heartbeat is looked up only for a
+    running run silent in the log for longer than its crash timeout (a NULL attempt count
+    compares false: not a job, so ``crashed``)."""
+    beat = "(SELECT h.beat_at FROM heartbeats h WHERE h.project = r.project AND " \
+           "h.run_id = r.run_id)"
+    return (f"(CASE WHEN r.status <> 'running' OR r.crash_timeout IS NULL THEN r.status "
+            f"WHEN r.updated_at + r.crash_timeout >= {now} THEN r.status "
+            f"WHEN {beat} + r.crash_timeout >= {now} THEN r.status "
+            "WHEN r.attempt < r.max_attempts THEN 'queued' ELSE 'crashed' END)")
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,7 +97,7 @@ class Builder:
     """
 
     def __init__(self, dialect: Dialect, *, correlated: bool = False, key: str = "r.rk",
-                 within: Builder | None = None) -> None:
+                 within: Builder | None = None, now: float | None = None) -> None:
         self.d = dialect
         self.correlated = correlated
         self.key = key  # the run key conditions test: a walk names its index's (see TopPlan)
@@ -92,6 +106,18 @@ class Builder:
         self.project: str | None = None if within is None else within.project
         self.depth = 0  # how deep the condition being written nests (chains and nots)
         self.subqueries = 0  # written so far at this builder's level
+        # The instant ``status`` is judged at, and its placeholder once bound (a list shared
+        # with the builders of CTEs: an unused parameter would be refused by PostgreSQL).
+        self.now: float | None = now if within is None else within.now
+        self._now_mark: list[str] = [] if within is None else within._now_mark
+
+    def run_column(self, name: str) -> str:
+        """The SQL of a run field: its column, but ``status`` judged at ``now``."""
+        if name != "status" or self.now is None:
+            return RUN_COLUMN[name]
+        if not self._now_mark:
+            self._now_mark.append(self.number(self.now))
+        return judged_status(self._now_mark[0])
 
     def rows_where(self, table: str, alias: str, condition: str) -> str:
         """True when the run has a row in ``table`` meeting ``condition``: a set the
@@ -196,7 +222,7 @@ class Builder:
     def has_value(self, field: Field) -> str:
         """The run has a value for ``field``: not missing, not null (NaN is a value)."""
         if field.kind == "run":
-            return f"{RUN_COLUMN[field.name]} IS NOT NULL" if field.name in _NULLABLE \
+            return f"{self.run_column(field.name)} IS NOT NULL" if field.name in _NULLABLE \
                 else "TRUE"
         if field.kind == "tags":
             return self.rows_where("run_tags", "t", "TRUE")
@@ -219,7 +245,7 @@ class Builder:
         return self._config_compare(field.name, op, value)
 
     def _run_compare(self, name: str, op: str, value: Value) -> str:
-        column = RUN_COLUMN[name]
+        column = self.run_column(name)
         sql_op = "<>" if op == "!=" else op
         if name in TEXT_FIELDS:
             expr = self.d.text(column) if op not in ("=", "!=") else column
@@ -266,16 +292,18 @@ class Builder:
             if self.correlated:
                 test = f"c.kind IN ('n', 't') AND {test}"
             elif any(_OPS[op](b, value) for b in (0, 1)):
-                test += f" AND {self._kind_among(path, 'b', 'num IN (0, 1)')}"
+                test += f" AND {self._kind_among(path, 'b', 'k.num IN (0, 1)')}"
         else:
             assert isinstance(value, str)
             text = self.d.text("c.txt") if op != "=" else "c.txt"
             if op != "=" or self.correlated:
-                test = f"c.kind = 's' AND {text} {op} {self.bind(value)}"
+                test = f"c.kind = 's' AND {self._txt_prefix('c', op, value)}{text} {op} " \
+                       f"{self.bind(value)}"
             else:
-                test = f"c.txt = {self.bind(value)}"
+                test = f"{self._txt_prefix('c', op, value)}c.txt = {self.bind(value)}"
                 if value.startswith("["):  # the text of a list config
-                    test += f" AND {self._kind_among(path, 'l', f'txt = {self.bind(value)}')}"
+                    among = f"{self._txt_prefix('k', op, value)}k.txt = {self.bind(value)}"
+                    test += f" AND {self._kind_among(path, 'l', among)}"
             seconds = iso_seconds(value)
             if seconds is not None:  # a datetime config compares with a date string by time
                 found = self.rows_where("run_configs", "c", head + test)
@@ -286,15 +314,25 @@ class Builder:
 
     def _kind_among(self, path: str, kind: str, where: str) -> str:
         """``c`` is not a config of ``kind`` among the rows of ``path`` meeting ``where``
-        (on columns of the ``(path, num)`` or ``(path, txt)`` index)."""
+        (on ``k``'s columns of the ``(path, num)`` or ``(path, txt)`` index)."""
         return (f"c.rk NOT IN (SELECT k.rk FROM run_configs k WHERE k.path = "
-                f"{self.bind(path)} AND k.{where} AND k.kind = '{kind}')")
+                f"{self.bind(path)} AND {where} AND k.kind = '{kind}')")
+
+    def _txt_prefix(self, alias: str, op: str, value: str) -> str:
+        """On PostgreSQL, the test of ``txt``'s indexed prefix that ``txt {op} value``
+        implies (with ``AND``), so the ``(path, left(txt, n))`` index serves it; nothing on
+        SQLite, which indexes the whole text. Cutting both sides to their first n characters
+        keeps their order by code point, or makes them equal."""
+        if not self.d.numbered:
+            return ""
+        cut = {"<": "<=", ">": ">="}.get(op, op)
+        return f"left({alias}.txt, {TXT_PREFIX}) {cut} {self.bind(value[:TXT_PREFIX])} AND "
 
     def contains(self, field: Field, value: str) -> str:
         if field.kind == "tags":
             return self.compare(field, "=", value)
         if field.kind == "run":
-            column = RUN_COLUMN[field.name]
+            column = self.run_column(field.name)
             return f"({column} IS NOT NULL AND {self.d.substring(column, self.bind(value))})"
         path = self.bind(field.name)
         text = self.d.substring("c.txt", self.bind(value))
@@ -311,7 +349,7 @@ class Builder:
         for i, key in enumerate(selection.order):
             field, down = key.field, key.descending
             if field.kind == "run":
-                column = RUN_COLUMN[field.name]
+                column = self.run_column(field.name)
                 sort = self.d.text(column) if field.name in TEXT_FIELDS else column
                 terms += [f"({column} IS NULL)", self.d.sort(sort, down)]
             elif field.kind == "metric":
@@ -343,7 +381,7 @@ class Builder:
         exprs: list[str] = []
         for i, field in enumerate(by):
             if field.kind == "run":
-                exprs.append(RUN_COLUMN[field.name])
+                exprs.append(self.run_column(field.name))
                 continue
             alias = f"g{i}"
             joins.append(f"LEFT JOIN run_configs {alias} ON {alias}.rk = r.rk AND "
@@ -384,7 +422,7 @@ def _chain(op: str, parts: list[str]) -> str:
 def compile_select(project: str, selection: Selection, *, include_deleted: bool,
                    dialect: Dialect) -> Compiled:
     """The statement that picks the run keys (``rk``) of a selection, in order."""
-    b = Builder(dialect)
+    b = Builder(dialect, now=selection.now)
     joins, terms = b.order_terms(selection)
     where = b.base(project, include_deleted, selection)
     window = b.window(selection.limit, selection.offset)
@@ -392,13 +430,15 @@ def compile_select(project: str, selection: Selection, *, include_deleted: bool,
                        f"ORDER BY {', '.join(terms)}{window}")
 
 
-def compile_load(rks: Sequence[int], dialect: Dialect) -> tuple[Compiled, Compiled]:
-    """The statements that load the run rows and the metric rows of the given runs."""
-    columns = ", ".join(f"r.{c}" for c in RUN_COLUMNS)
-    runs = Builder(dialect)
+def compile_load(rks: Sequence[int], dialect: Dialect,
+                 now: float | None = None) -> tuple[Compiled, Compiled]:
+    """The statements that load the run rows and the metric rows of the given runs (the
+    status judged at ``now``, when given)."""
+    runs = Builder(dialect, now=now)
     keys = dialect.rk_list(runs.bind(dialect.rk_param(rks)))
+    columns = ", ".join(runs.run_column(c) if c == "status" else f"r.{c}" for c in RUN_COLUMNS)
+    metric_params = tuple(runs.params[:1])
     run_sql = f"SELECT {columns} FROM runs r WHERE r.rk IN ({keys})"
     metric_sql = ("SELECT m.rk, m.metric, m.count, m.last, m.last_step, m.min, m.max FROM "
                   f"metrics m WHERE m.rk IN ({keys})")
-    params = tuple(runs.params)
-    return Compiled(run_sql, params), Compiled(metric_sql, params)
+    return Compiled(run_sql, tuple(runs.params)), Compiled(metric_sql, metric_params)

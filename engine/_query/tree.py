@@ -12,6 +12,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+from engine._core.content import ENV_PREFIX
+
 __all__ = [
     "AGGREGATES",
     "RUN_FIELDS",
@@ -36,7 +38,7 @@ __all__ = [
     "render_value",
 ]
 
-TEXT_FIELDS = ("run_id", "name", "status", "experiment")
+TEXT_FIELDS = ("run_id", "name", "status", "experiment", "notes")
 TIME_FIELDS = ("created_at", "updated_at", "ended_at")
 RUN_FIELDS = TEXT_FIELDS + TIME_FIELDS
 AGGREGATES = ("last", "min", "max", "count", "last_step")
@@ -72,6 +74,8 @@ class Field:
 
     def __str__(self) -> str:
         if self.kind == "config":
+            if self.name.startswith(ENV_PREFIX):
+                return f"env.{_quote_name(self.name[len(ENV_PREFIX):])}"
             return f"config.{_quote_name(self.name)}"
         if self.kind == "metric":
             return f"metrics.{_quote_name(self.name)}.{self.aggregate}"
@@ -212,6 +216,9 @@ class Selection:
     limit: int | None = None
     offset: int = 0
     heads_only: bool = False
+    # The instant (POSIX seconds) ``status`` is judged at: a running run whose heartbeat
+    # promise is broken by then reads ``crashed``. None: the recorded status.
+    now: float | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -20,8 +20,8 @@ from engine._core.events import NewEvent, Record
 from engine._storage.contract import AppendRequest
 from engine.errors import EngineError
 
-__all__ = ["EVENT_POINTS", "RunBuffer", "Rows", "Waiter", "event_points", "metrics_event",
-           "metrics_events"]
+__all__ = ["EVENT_POINTS", "LinesEvent", "RunBuffer", "Rows", "Waiter", "event_points",
+           "metrics_event", "metrics_events"]
 
 
 class Rows:
@@ -59,14 +59,39 @@ def _column(steps: list[Any]) -> array[Any]:
 EVENT_POINTS = 50_000  # the most points one MetricsLogged event holds
 
 
+class LinesEvent(NewEvent):
+    """The TextLogged event a run's captured output lines gather in until the writer takes
+    it: one point per line (it grows after it is buffered)."""
+
+    __slots__ = ()
+
+    def __init__(self) -> None:
+        super().__init__(ev.TEXT_LOGGED, {"text": {}})
+
+    def add(self, key: str, number: int, text: str, at: float) -> None:
+        column = self.data["text"].get(key)
+        if column is None:
+            column = self.data["text"][key] = {"steps": [], "values": [], "timestamps": []}
+        column["steps"].append(number)
+        column["values"].append(text)
+        column["timestamps"].append(at)
+
+
 def event_points(event: NewEvent) -> int:
     """What a buffered control event counts against the pending bound: one point per config
     key or tag it carries, at least one — so no kind of call grows the buffer unbounded."""
     data = event.data
+    if type(event) is LinesEvent:
+        return sum(len(c["values"]) for c in data["text"].values())
     if event.type == ev.CONFIGS_LOGGED:
         return max(1, len(data["config"]))
     if event.type in (ev.TAGS_ADDED, ev.TAGS_REMOVED):
         return max(1, len(data["tags"]))
+    if event.type == ev.TEXT_LOGGED:  # a point per value, and one per KiB of text
+        return sum(len(c["values"]) + sum(len(v) for v in c["values"]) // 1024
+                   for c in data["text"].values())
+    if event.type == ev.NOTES_SET:
+        return 1 + len(data["notes"]) // 1024
     return 1
 
 
@@ -137,14 +162,15 @@ class RunBuffer:
     """What one run handle has logged and the writer has not yet committed."""
 
     __slots__ = ("committed", "creating", "dead", "group", "halt", "inflight", "inflight_logged",
-                 "inflight_points", "items", "logged", "marked", "project", "refusal", "run_id",
-                 "waiters")
+                 "inflight_points", "items", "lines", "logged", "marked", "project", "refusal",
+                 "run_id", "waiters")
 
     def __init__(self, project: str, run_id: str) -> None:
         self.project = project
         self.run_id = run_id
         self.items: list[Rows | NewEvent] = []
         self.group: Rows | None = None  # the open group the hot path appends rows to
+        self.lines: LinesEvent | None = None  # the open event captured output goes into
         self.marked = False  # the writer knows this buffer has something since it last took it
         self.logged = 0  # accepted calls so far
         self.committed = 0  # accepted calls whose fate is settled (committed or refused)

@@ -59,7 +59,7 @@ import anyio.to_thread
 from engine._core.validate import check_key, normalize_config
 from engine.errors import ValidationError
 
-__all__ = ["DEFAULT_SOURCE_LIMIT", "environment", "environment_async", "source_files",
+__all__ = ["DEFAULT_SOURCE_LIMIT", "environment", "environment_async", "known", "source_files",
            "source_files_async"]
 
 DEFAULT_SOURCE_LIMIT: Final = 10 * 2**20
@@ -89,10 +89,15 @@ def environment(*, git: str = "git") -> dict[str, Any]:
     return normalize_config(env)
 
 
+def known(*, git: str = "git") -> bool:
+    """Whether ``environment()`` would answer without running git (it ran before)."""
+    cwd = _cwd()
+    return _static is not None and (cwd is None or (git, cwd) in _trees)
+
+
 async def environment_async(*, git: str = "git") -> dict[str, Any]:
     """``environment()``, its first call (the one that runs git) on a worker thread."""
-    cwd = _cwd()
-    if _static is not None and (cwd is None or (git, cwd) in _trees):
+    if known(git=git):
         return environment(git=git)
     return await anyio.to_thread.run_sync(functools.partial(environment, git=git))
 

@@ -1,12 +1,13 @@
 """Keeping live runs alive and informed.
 
-A tracker's live runs beat every ``heartbeat_interval``; its reaper marks running runs that
-went silent for ``crash_timeout`` as crashed (with ``expected_version``, so two reapers, or a
-run that just moved on, never both write). And it follows the log's head as other processes
-move it — ``Store.wait_for_head`` is a cheap poll on SQLite and a LISTEN doorbell on
-PostgreSQL — to ring subscribers and deliver abort requests made elsewhere. It follows the
-head only while someone cares (a subscriber, or a live run that may be aborted): an idle
-tracker makes no query at all.
+A tracker's live runs beat every ``heartbeat_interval``; its reaper records as crashed the
+running runs silent for longer than their crash timeout (the one their (re)start promised,
+else this tracker's ``crash_timeout``), which every read has shown since the promise broke
+(with ``expected_version``, so two reapers, or a run that just moved on, never both write).
+And it follows the log's head as other processes move it — ``Store.wait_for_head`` is a
+cheap poll on SQLite and a LISTEN doorbell on PostgreSQL — to ring subscribers and deliver
+abort requests made elsewhere. It follows the head only while someone cares (a subscriber,
+or a live run that may be aborted): an idle tracker makes no query at all.
 
 These loops run under the tracker's ``Supervisor``, which retries a failing step and stops
 the tracker when one cannot go on; every step here is therefore safe to repeat.
@@ -20,11 +21,13 @@ from collections.abc import Awaitable, Callable
 import anyio
 
 from engine._core import events as ev
-from engine._core.events import NewEvent, Record
+from engine._core.events import Record
+from engine._core.heartbeat import silence
 from engine._core.model import Status
 from engine._storage.contract import AppendRequest, Store
 from engine.errors import ClosedError, ConcurrencyError, RunNotFoundError
 
+from .requeue import requeue_or_end
 from .run import Run
 from .subscriptions import Hub, Pager
 from .supervisor import Supervisor
@@ -51,6 +54,7 @@ class Liveness:
         self.reap_interval = reap_interval
         self.poll_interval = poll_interval
         self.live: dict[Key, tuple[Run, anyio.CancelScope]] = {}
+        self.jobs: set[Key] = set()  # jobs this tracker's worker claimed: beaten, not reaped
         self.seen = 0  # the highest position this tracker knows it has looked at
         self._interest: anyio.Event | None = None  # set when the head is worth following
         hub.on_add = self._interested
@@ -101,11 +105,12 @@ class Liveness:
     async def _heartbeats(self) -> None:
         while self.supervisor.failure is None:
             await anyio.sleep(self.heartbeat_interval)
-            if self.live:
+            if self.live or self.jobs:
                 await self.supervisor.retrying(self._beat)
 
     async def _beat(self) -> None:
-        await self.store.beat(list(self.live), self.clock())
+        await self.store.beat([*self.live, *(k for k in self.jobs if k not in self.live)],
+                              self.clock())
 
     async def _reaper(self) -> None:
         while self.supervisor.failure is None:
@@ -113,13 +118,13 @@ class Liveness:
             await anyio.sleep(self.reap_interval)
 
     async def _reap(self) -> None:
-        silent_since = self.clock() - self.crash_timeout
-        for stale in await self.store.stale_runs(silent_since):
-            if (stale.project, stale.run_id) in self.live:
+        for stale in await self.store.stale_runs(self.clock(), self.crash_timeout):
+            if (stale.project, stale.run_id) in self.live or \
+                    (stale.project, stale.run_id) in self.jobs:
                 continue
-            event = NewEvent(ev.STATUS_CHANGED, {
-                "status": Status.CRASHED.value,
-                "reason": f"no heartbeat for {self.crash_timeout:g} s"})
+            # A job whose worker went silent goes back to its queue while attempts remain.
+            event = requeue_or_end(stale.attempt, stale.max_attempts, Status.QUEUED.value,
+                                   silence(stale.crash_timeout))
             # It may have moved on, or another reaper got there first: both are fine.
             with contextlib.suppress(ConcurrencyError, RunNotFoundError, ClosedError):
                 await self.writer.submit(AppendRequest(

@@ -16,16 +16,18 @@ from engine.errors import RunExistsError, RunNotFoundError, ValidationError
 from .run import Run
 from .writer import Writer
 
-__all__ = ["RunOpener"]
+__all__ = ["RunOpener", "created_payload"]
 
 
 class RunOpener:
     """Appends a run's first events and hands back a live handle for it."""
 
-    def __init__(self, store: Store, writer: Writer, clock: Callable[[], float]) -> None:
+    def __init__(self, store: Store, writer: Writer, clock: Callable[[], float],
+                 promise: dict[str, Any]) -> None:
         self.store = store
         self.writer = writer
         self.clock = clock
+        self.promise = promise  # the heartbeat promise every (re)start records
         self._numbers: dict[str, int] = {}  # last run ordinal handed out per project
 
     async def open(self, project: str, run_id: str | None, name: str | None,
@@ -48,7 +50,8 @@ class RunOpener:
             return await self._create_now(project, run_id, name, experiment, fork, tags,
                                           config)
         label = name or run_name(await self._number(project))
-        creation = NewEvent(ev.RUN_CREATED, _created(label, experiment, tags, config, None))
+        creation = NewEvent(ev.RUN_CREATED, created_payload(label, experiment, tags, config, None)
+                             | self.promise)
         return Run(self.writer, project, new_run_id(), label, last_steps={}, floor=None,
                    started_position=0, clock=self.clock, creation=creation)
 
@@ -80,7 +83,7 @@ class RunOpener:
         for _ in range(8):
             rid = run_id or new_run_id()
             label = name or run_name(await self._number(project))
-            data = _created(label, experiment, tags, config, fork)
+            data = created_payload(label, experiment, tags, config, fork) | self.promise
             try:
                 records = await self.writer.submit(
                     AppendRequest(project, rid, [NewEvent(ev.RUN_CREATED, data)]))
@@ -92,6 +95,26 @@ class RunOpener:
                 return Run(self.writer, project, rid, label, last_steps={}, floor=None,
                            started_position=records[0].position, clock=self.clock)
             return await self._handle(project, rid, label, records[0].position)
+        raise RunExistsError("could not find a free run id")  # pragma: no cover
+
+    async def create_job(self, project: str, run_id: str | None, name: str | None,
+                         experiment: str | None, tags: list[str], config: dict[str, Any],
+                         spec: dict[str, Any]) -> str:
+        """Create a run ``queued`` with a job's spec; returns its id. No promise: nothing
+        beats for a job until a worker claims it."""
+        for _ in range(8):
+            rid = run_id or new_run_id()
+            label = name or run_name(await self._number(project))
+            data = created_payload(label, experiment, tags, config, None) | {"job": spec}
+            try:
+                await self.writer.submit(
+                    AppendRequest(project, rid, [NewEvent(ev.RUN_CREATED, data)]))
+            except RunExistsError:
+                if run_id is not None:
+                    raise RunExistsError(f"run {run_id!r} already exists in project "
+                                         f"{project!r}") from None
+                continue
+            return rid
         raise RunExistsError("could not find a free run id")  # pragma: no cover
 
     async def edit(self, project: str, run_id: str) -> Run:
@@ -127,7 +150,7 @@ class RunOpener:
         if fork is not None and (state.fork is None or fork != (state.fork.run_id,
                                                                  state.fork.step)):
             raise ValidationError(f"run {state.run_id!r} was not forked from {fork}", key="fork")
-        events = [NewEvent(ev.RUN_RESUMED, {"rewind_to": rewind_to})]
+        events = [NewEvent(ev.RUN_RESUMED, {"rewind_to": rewind_to} | self.promise)]
         if config:
             events.append(NewEvent(ev.CONFIGS_LOGGED, {"config": config}))
         if tags:
@@ -142,11 +165,13 @@ class RunOpener:
         assert control is not None
         return Run(self.writer, project, run_id, name,
                    last_steps={m: s.last_step for m, s in state.metrics.items()},
-                   floor=control.floor, started_position=started, clock=self.clock)
+                   floor=control.floor, started_position=started, clock=self.clock,
+                   kinds=control.kinds)
 
 
-def _created(name: str, experiment: str | None, tags: list[str], config: dict[str, Any],
-             fork: tuple[str, int | float] | None) -> dict[str, Any]:
+def created_payload(name: str, experiment: str | None, tags: list[str],
+                    config: dict[str, Any],
+                    fork: tuple[str, int | float] | None) -> dict[str, Any]:
     """The payload of a RunCreated event."""
     return {"name": name, "experiment": experiment, "tags": tags, "config": config,
             "fork": None if fork is None else {"run_id": fork[0], "step": fork[1]}}

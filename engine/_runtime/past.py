@@ -8,6 +8,8 @@ answer: time travel is for looking back, not for dashboards.
 
 ``as_of`` is a position (the last event included) or a ``datetime``: the last event recorded
 at or before that instant (a naive datetime is UTC, as the query language takes it).
+Heartbeat promises are judged at that point of the past (``moment_of``), by the signs of life
+the log holds: the runs' events (heartbeats are not events).
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ from engine.errors import ValidationError
 
 from .subscriptions import Pager
 
-__all__ = ["AsOf", "chain_fold", "position_of", "project_fold"]
+__all__ = ["AsOf", "chain_fold", "moment_of", "position_of", "project_fold"]
 
 AsOf = int | datetime
 """A point in the log's history: a position, or an instant."""
@@ -47,6 +49,19 @@ async def position_of(store: Store, project: str, as_of: AsOf) -> int:
         raise ValidationError(f"as_of must be a log position (an int) or a datetime, not "
                               f"{as_of!r}", key="as_of")
     return check_position(as_of, "as_of")
+
+
+async def moment_of(store: Store, as_of: AsOf, upto: int, now: float) -> float:
+    """The instant a read ``as_of`` judges heartbeat promises at: the instant itself for a
+    ``datetime``, the time the event at position ``upto`` was recorded for a position —
+    and never later than ``now`` (at or past the head, a read of the past is one of now)."""
+    if isinstance(as_of, datetime):
+        return min(now, (as_of if as_of.tzinfo else as_of.replace(tzinfo=UTC)).timestamp())
+    if upto <= 0 or upto >= await store.head():
+        return now
+    # At a position no event holds (PostgreSQL may skip one), the next event's time.
+    records, _ = await store.read(upto - 1, limit=1)
+    return min(now, records[0].timestamp) if records else now
 
 
 async def project_fold(store: Store, project: str, upto: int) -> Fold:

@@ -8,7 +8,8 @@ store.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import AsyncGenerator, Sequence
+from collections.abc import AsyncGenerator, Callable, Sequence
+from dataclasses import replace
 
 from engine._core.model import Event, Experiment, Lineage, RunState, Series
 from engine._core.series import downsample, within
@@ -20,16 +21,19 @@ from engine._query.tree import RunGroup
 from engine._storage.contract import EventFilter, Store
 from engine.errors import RunNotFoundError, ValidationError
 
-from .past import AsOf, chain_fold, position_of, project_fold
+from .entries import EntryReads
+from .files import FileReads
+from .past import AsOf, chain_fold, moment_of, position_of, project_fold
 from .subscriptions import Pager
 
 __all__ = ["TrackerReads"]
 
 
-class TrackerReads(ABC):
+class TrackerReads(EntryReads, FileReads, ABC):
     """The read half of the tracker's API, over the store the tracker opened."""
 
     project: str
+    _clock: Callable[[], float]  # the instant reads judge heartbeat promises at
 
     @abstractmethod
     async def _reader(self) -> Store:
@@ -44,15 +48,25 @@ class TrackerReads(ABC):
 
     async def _state_or_raise(self, project: str, run_id: str) -> RunState:
         store = await self._reader()
-        state = await store.get_run(project, run_id)
+        state = await store.get_run(project, run_id, now=self._clock())
         if state is None:
             raise RunNotFoundError(f"no run {run_id!r} in project {project!r}")
         return state
+
+    async def list_projects(self) -> dict[str, int]:
+        """Every project of the database that has runs, by name, with how many runs each
+        ever created (deleted ones included)."""
+        return await (await self._reader()).projects()
 
     async def get_run(self, run_id: str, *, as_of: AsOf | None = None,
                       project: str | None = None) -> RunState:
         """The run's state now, or as it was at ``as_of``: a log position (inclusive) or a
         ``datetime`` (the last event recorded at or before it; naive means UTC).
+
+        A running run that has broken its heartbeat promise — silent for longer than the
+        crash timeout it was started with — reads ``crashed`` from that instant on, whether
+        or not a reaper has recorded it yet; ``as_of`` judges it at that point of the past
+        (see docs/runs.md, Liveness).
 
         :raises RunNotFoundError: if there is no such run (or none yet at ``as_of``).
         """
@@ -66,7 +80,8 @@ class TrackerReads(ABC):
             raise RunNotFoundError(f"no run {run_id!r} in project {project!r}")
         if not fold.has_run(project, run_id):
             raise RunNotFoundError(f"run {run_id!r} did not exist yet at position {upto}")
-        return fold.run_state(project, run_id)
+        return fold.run_state(project, run_id,
+                              at=await moment_of(store, as_of, upto, self._clock()))
 
     async def list_runs(self, where: str | None = None, *,
                         order_by: str | Sequence[str] | None = None, limit: int | None = None,
@@ -94,9 +109,12 @@ class TrackerReads(ABC):
         project = self._project(project)
         if as_of is None:
             return await store.list_runs(project, include_deleted=include_deleted,
-                                         selection=picked)
-        fold = await project_fold(store, project, await position_of(store, project, as_of))
-        states = [s for s in fold.run_states(project) if include_deleted or not s.deleted]
+                                         selection=replace(picked, now=self._clock()))
+        upto = await position_of(store, project, as_of)
+        fold = await project_fold(store, project, upto)
+        at = await moment_of(store, as_of, upto, self._clock())
+        states = [s for s in fold.run_states(project, at=at)
+                  if include_deleted or not s.deleted]
         return select_states(states, picked, heads=fold.heads(project))
 
     async def group_runs(self, by: str | Sequence[str], *, where: str | None = None,
@@ -124,7 +142,8 @@ class TrackerReads(ABC):
         project = self._project(project)
         if as_of is None:
             return await store.group_runs(project, include_deleted=include_deleted,
-                                          selection=picked, by=fields, aggregates=wanted)
+                                          selection=replace(picked, now=self._clock()),
+                                          by=fields, aggregates=wanted)
         runs = await self.list_runs(where, include_deleted=include_deleted,
                                     heads_only=heads_only, as_of=as_of, project=project)
         return group_states(runs, fields, wanted)

@@ -17,6 +17,7 @@ from typing import Any
 
 import anyio
 
+from engine._core import content as ct
 from engine._core import events as ev
 from engine._core.events import NewEvent
 from engine._core.validate import (
@@ -33,16 +34,19 @@ from engine.errors import BackpressureError, ClosedError, RunAbortedError, Valid
 
 from .buffer import Rows, RunBuffer, event_points
 from .hot_path import pack_floats, take_floats
+from .recorder import Recorder
+from .recording import Keys, check_timestamp
 from .writer import Writer
 
-__all__ = ["Run", "end_buffered", "on_finish", "wait_for_room"]
+__all__ = ["Run", "attach_captures", "end_buffered", "on_finish", "run_kinds", "system_start",
+           "wait_for_room"]
 
 _BIG = 2.0**1023  # an int beyond this (in size) may not fit a float: check it slowly
 _REASON_LIMIT = 4096
 _ENDINGS = ("succeeded", "failed", "aborted")
 
 
-class Run:
+class Run(Recorder):
     """A live run, as ``async with tracker.start_run(...) as run`` gives it.
 
     Logging methods are plain (not ``async``): they check their input at once, raise at once,
@@ -57,15 +61,16 @@ class Run:
         RunCreated waits in the buffer with the rest.
     """
 
-    __slots__ = ("_abort_reason", "_after_finish", "_buf", "_clock", "_closed", "_floor",
-                 "_halt", "_keys",
+    __slots__ = ("_abort_reason", "_after_finish", "_buf", "_captures", "_clock", "_closed",
+                 "_content", "_floor", "_halt", "_keys",
                  "_keys_step", "_known", "_last", "_lock", "_raise_on_abort", "_top",
                  "_writer", "name", "project", "run_id", "started_position")
 
     def __init__(self, writer: Writer, project: str, run_id: str, name: str, *,
                  last_steps: Mapping[str, int | float], floor: int | float | None,
                  started_position: int, clock: Callable[[], float],
-                 creation: NewEvent | None = None) -> None:
+                 creation: NewEvent | None = None,
+                 kinds: Mapping[str, list[Any]] | None = None) -> None:
         self.project = project
         self.run_id = run_id
         self.name = name
@@ -78,6 +83,9 @@ class Run:
         self._known: set[str] = set(last_steps)
         self._floor: int | float = -1 if floor is None else floor
         self._top: int | float = max((self._floor, *self._last.values()))
+        self._content = Keys({k: list(v) for k, v in (kinds or {}).items()}, self._floor)
+        self._captures: Any = None  # the run's captures (``captures.Captures``), if any
+        self._env_recorded = False
         self._keys: tuple[str, ...] = ()  # the key set of the latest call...
         self._keys_step: int | float = -1  # ...and the step it was logged at
         self._closed = False
@@ -164,7 +172,7 @@ class Run:
                         if pending > writer.max_pending:
                             raise self._full()
                         # Everything that can refuse the call comes before the first append.
-                        at = self._clock() if timestamp is None else _timestamp(timestamp)
+                        at = self._clock() if timestamp is None else check_timestamp(timestamp)
                         if group is None or group.keys is not keys:
                             group = buf.group = Rows(keys)
                             buf.items.append(group)
@@ -205,6 +213,7 @@ class Run:
                 value = check_metric_value(key, value)
             if key not in known:
                 check_key(key, "metric name")
+                self._content.check(key, ct.METRIC, known)
             if step <= last.get(key, floor):
                 raise self._step_error(key, step)
             values.append(value)
@@ -213,7 +222,7 @@ class Run:
         writer = self._writer
         if writer.pending + len(values) > writer.max_pending:
             raise self._full()
-        at = self._clock() if timestamp is None else _timestamp(timestamp)
+        at = self._clock() if timestamp is None else check_timestamp(timestamp)
         self._keys = tuple(metrics)
         known.update(self._keys)
         buf = self._buf
@@ -280,25 +289,49 @@ class Run:
             self._control(NewEvent(ev.TAGS_REMOVED, {"tags": names}))
 
     def _control(self, event: NewEvent, *, final: bool = False) -> None:
+        with self._writer.lock:
+            self._room(event_points(event), final=final)
+            self._push(event, event_points(event), final=final)
+
+    def _room(self, points: int, *, final: bool = False) -> None:
+        """Refuse a call (lock held) when the run ended or the buffer has no room."""
         writer = self._writer
-        points = event_points(event)
-        with writer.lock:
-            if self._closed:
-                raise ClosedError(f"run {self.run_id!r} has ended")
-            if self._halt is not None and not final:
-                raise self._halt
-            # The final status is never refused: a full buffer must not keep a run open.
-            if not final and writer.pending + points > writer.max_pending:
-                raise self._full()
-            buf = self._buf
-            buf.items.append(event)
-            buf.group = None  # later points go after this event, in a group of their own
-            buf.logged += 1
-            writer.pending += points
-            writer.mark(buf)
-            if final:
-                self._closed = True
-                self._halt = ClosedError(f"run {self.run_id!r} has ended")
+        if self._closed:
+            raise ClosedError(f"run {self.run_id!r} has ended")
+        if self._halt is not None and not final:
+            raise self._halt
+        # The final status is never refused: a full buffer must not keep a run open.
+        if not final and writer.pending + points > writer.max_pending:
+            raise self._full()
+
+    def _push(self, event: NewEvent, points: int, *, final: bool = False) -> None:
+        """Buffer ``event`` (lock held, room checked)."""
+        writer = self._writer
+        buf = self._buf
+        buf.items.append(event)
+        buf.group = None  # later points go after this event, in a group of their own
+        buf.logged += 1
+        writer.pending += points
+        writer.mark(buf)
+        if final:
+            self._closed = True
+            self._halt = ClosedError(f"run {self.run_id!r} has ended")
+
+    def record_system(self, values: Mapping[str, float], step: int) -> None:
+        """Log system metrics at ``step`` (seconds since the run started) without moving
+        the step that ``log_metrics`` without a step uses."""
+        if not values:
+            return
+        with self._lock:
+            if self._halt is not None:
+                return
+            top = self._top
+            try:
+                self._log_slowly(dict(values), step, None)
+            except (ValidationError, BackpressureError):
+                pass  # a sample that cannot go in (no room, a rewound step) is left out
+            finally:
+                self._top = top
 
     async def flush(self) -> None:
         """Return once everything logged before the call is durable and visible to reads.
@@ -326,6 +359,10 @@ class Run:
             return
         if isinstance(self._halt, ClosedError):
             raise self._halt
+        captures, self._captures = self._captures, None
+        if captures is not None:  # output first: the last lines before a crash are kept
+            with anyio.CancelScope(shield=True):
+                await captures.close()
         if status == "succeeded" and self._abort_reason is not None:
             status, reason = "aborted", self._abort_reason  # the request is honoured
         self._end(status, reason)
@@ -367,8 +404,28 @@ class Run:
 def end_buffered(run: Run, status: str, reason: str | None) -> None:
     """Record ``run``'s terminal status without waiting for it (a closing tracker commits
     it with the rest); nothing if the run has ended already."""
+    captures, run._captures = run._captures, None
+    if captures is not None:
+        captures.stop_now()
     if not run._closed:
         run._end(status, reason)
+
+
+def run_kinds(run: Run) -> dict[str, list[Any]]:
+    """The non-metric keys the run handle knows, with their kinds and last steps."""
+    return run._content.kinds
+
+
+def system_start(run: Run, now: float) -> float:
+    """When system metrics of ``run`` count their steps from: so that the first sample's
+    step passes every system metric the run logged before, and its fork or rewind step."""
+    base = max([run._floor, *(s for k, s in run._last.items() if k.startswith("system/"))])
+    return now - (math.floor(base) + 1) if base >= 0 else now
+
+
+def attach_captures(run: Run, captures: Any) -> None:
+    """Have ``run`` stop ``captures`` when it ends (before its final status)."""
+    run._captures = captures
 
 
 def on_finish(run: Run, hook: Callable[[], Awaitable[None]]) -> None:
@@ -408,8 +465,4 @@ def _spread(tags: Iterable[str | Iterable[str]]) -> list[Any]:
     return out
 
 
-def _timestamp(value: object) -> float:
-    if (type(value) is float or type(value) is int) and math.isfinite(value):
-        return float(value)
-    raise ValidationError(f"timestamp {value!r} is not a number of seconds since the epoch",
-                          key="timestamp")
+

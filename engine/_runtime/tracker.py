@@ -13,9 +13,10 @@ from __future__ import annotations
 
 import asyncio
 import enum
+import os
 import time
 import warnings
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from functools import partial
 from types import TracebackType
 from typing import Any, Literal, NoReturn
@@ -25,7 +26,9 @@ from anyio.abc import TaskGroup
 
 from engine._core import events as ev
 from engine._core.events import NewEvent, Record, Upcasters, default_upcasters
+from engine._core.heartbeat import promise
 from engine._core.model import Status
+from engine._core.text import check_text
 from engine._core.validate import (
     check_name,
     check_project,
@@ -35,21 +38,35 @@ from engine._core.validate import (
     check_tags,
     normalize_config,
 )
+from engine._storage.blobdb import DatabaseBlobStore
+from engine._storage.blobs.contract import BlobStore
+from engine._storage.blobs.directory import DirectoryBlobStore
 from engine._storage.contract import AppendRequest, EventFilter, Progress, Store
 from engine._storage.registry import open_store
 from engine.errors import ClosedError, RunExistsError, ValidationError
 
+from .captures import (
+    DEFAULT_INTERVAL,
+    CaptureOptions,
+    Captures,
+    captures_default,
+    check_capture_options,
+    lines_from,
+    prefetch_environment,
+)
 from .context import EditContext, RunContext, Watcher
+from .jobs import TrackerJobs
 from .liveness import Liveness
 from .opening import RunOpener
 from .reads import TrackerReads
-from .run import Run, end_buffered
-from .settings import Durability, check_settings
+from .run import Run, attach_captures, end_buffered, run_kinds, system_start
+from .settings import Durability, check_settings, environment_target
 from .subscriptions import Hub, Subscription, start_in_background
 from .supervisor import Supervisor
 from .writer import Writer, contiguous
 
-__all__ = ["Tracker", "backing_store", "connect", "publish"]
+__all__ = ["Tracker", "backing_store", "blob_store", "connect", "publish",
+           "use_blocking_defaults"]
 
 class _State(enum.Enum):
     NEW = "new"
@@ -58,9 +75,9 @@ class _State(enum.Enum):
 
 
 def connect(
-    url: str,
+    url: str | None = None,
     *,
-    project: str = "default",
+    project: str | None = None,
     durability: Durability = "full",
     flush_interval: float = 0.02,
     batch_points: int = 50_000,
@@ -69,6 +86,7 @@ def connect(
     crash_timeout: float = 120.0,
     reap_interval: float | None = None,
     poll_interval: float = 0.025,
+    blobs: str | os.PathLike[str] | None = None,
     clock: Callable[[], float] = time.time,
     token: str | None = None,
     spool: str | None = None,
@@ -77,8 +95,10 @@ def connect(
     """Open a tracker on ``url`` (use it as ``async with``).
 
     :param url: a file path, ``":memory:"``, ``"sqlite:///path"``, ``"postgresql://…"``, or a
-        Kittiwake server's ``"http://…"`` / ``"https://…"`` (the same API, remotely).
-    :param project: the project every call uses unless it passes ``project=``.
+        Kittiwake server's ``"http://…"`` / ``"https://…"`` (the same API, remotely);
+        default ``$KITTIWAKE_DB`` (a job's worker sets it), else ``kittiwake.db``.
+    :param project: the project every call uses unless it passes ``project=``; default
+        ``$KITTIWAKE_PROJECT``, else ``"default"``.
     :param durability: ``"full"`` — a flushed point survives power loss; ``"normal"`` — it
         survives a crash of the process, and is faster (see ``docs/durability.md``).
     :param flush_interval: seconds the writer waits to gather a batch (batching by time).
@@ -89,6 +109,8 @@ def connect(
     :param crash_timeout: seconds without a heartbeat after which a running run is crashed.
     :param reap_interval: seconds between reaper passes (default: a quarter of the timeout).
     :param poll_interval: seconds between checks for other processes' writes.
+    :param blobs: where logged files' bytes go: None — into the run database itself (one
+        backup holds everything); a directory path — one file per blob there.
     :param clock: the time source, in seconds since the epoch (inject a fake in tests).
     :param token: for a server with auth: the bearer token (default: ``$KITTIWAKE_TOKEN``).
     :param spool: for a server: the local file every batch is kept in until the server has
@@ -97,13 +119,20 @@ def connect(
     :raises ValidationError: for a setting out of range, or a server's option given for a
         database that is not a server.
     """
+    url, project = environment_target(url, project)
     return Tracker(
         url, project=project, durability=durability, flush_interval=flush_interval,
         batch_points=batch_points, max_pending_points=max_pending_points,
         heartbeat_interval=heartbeat_interval, crash_timeout=crash_timeout,
-        reap_interval=reap_interval, poll_interval=poll_interval, clock=clock,
+        reap_interval=reap_interval, poll_interval=poll_interval, blobs=blobs, clock=clock,
         remote={"token": token, "spool": spool, "offline": offline},
     )
+
+
+def use_blocking_defaults(tracker: Tracker) -> None:
+    """Have ``tracker`` default its runs' captures as blocking code's (``engine.sync``):
+    output and system metrics on."""
+    tracker._blocking = True
 
 
 def _names(values: object, what: str) -> frozenset[str] | None:
@@ -123,7 +152,7 @@ def _names(values: object, what: str) -> frozenset[str] | None:
     return frozenset(names)
 
 
-class Tracker(TrackerReads):
+class Tracker(TrackerReads, TrackerJobs):
     """An open connection to a Kittiwake database: start runs, read them, follow the log.
 
     Make one with [connect][engine.connect]. The constructor takes the same settings, and
@@ -139,7 +168,8 @@ class Tracker(TrackerReads):
     def __init__(self, url: str, *, project: str, durability: Durability, flush_interval: float,
                  batch_points: int, max_pending_points: int, heartbeat_interval: float,
                  crash_timeout: float, reap_interval: float | None, poll_interval: float,
-                 clock: Callable[[], float], upcasters: Upcasters | None = None,
+                 clock: Callable[[], float], blobs: str | os.PathLike[str] | None = None,
+                 upcasters: Upcasters | None = None,
                  remote: Mapping[str, Any] | None = None) -> None:
         self._settings = check_settings(
             project=project, durability=durability, flush_interval=flush_interval,
@@ -149,6 +179,12 @@ class Tracker(TrackerReads):
         self.url = url
         self._remote = dict(remote or {})
         self.project = self._settings.project
+        if blobs is not None and (not isinstance(blobs, str | os.PathLike)
+                                  or not os.fspath(blobs)):
+            raise ValidationError(f"blobs must be a directory path or None, not {blobs!r}",
+                                  key="blobs")
+        self._blobs_dir = None if blobs is None else os.fspath(blobs)
+        self._blobs: BlobStore | None = None
         self._clock = clock
         self._upcasters = default_upcasters() if upcasters is None else upcasters
         self._upcasters.check()  # a release with a gap in its upcasters must not start
@@ -161,6 +197,7 @@ class Tracker(TrackerReads):
         self._liveness: Liveness | None = None
         self._opener: RunOpener | None = None
         self._host: asyncio.Task[Any] | None = None  # the task that opened the tracker
+        self._blocking = False  # engine.sync's tracker: captures default as in blocking code
 
     def __repr__(self) -> str:
         return f"<Tracker {self.url!r} project={self.project!r} {self._state.value}>"
@@ -187,9 +224,21 @@ class Tracker(TrackerReads):
                            options=self._remote)
         await store.open()
         self._store = store
+        blobs: BlobStore = ((store.own_blobs() or DatabaseBlobStore(store))
+                            if self._blobs_dir is None
+                            else DirectoryBlobStore(
+                                self._blobs_dir,
+                                durability="full" if settings.durability == "full" else "normal"))
+        try:
+            await blobs.start()
+        except BaseException:
+            await store.close()
+            raise
+        self._blobs = blobs
         writer = Writer(store, clock=self._clock, flush_interval=settings.flush_interval,
                         batch_points=settings.batch_points,
                         max_pending=settings.max_pending_points)
+        writer.blobs = blobs
         supervisor = self._supervisor
         liveness = Liveness(store, writer, self._hub, supervisor, clock=self._clock,
                             heartbeat_interval=settings.heartbeat_interval,
@@ -201,7 +250,8 @@ class Tracker(TrackerReads):
         supervisor.on_failure += [liveness.halt, writer.close, self._hub.fail]
         self._writer = writer
         self._liveness = liveness
-        self._opener = RunOpener(store, writer, self._clock)
+        self._opener = RunOpener(store, writer, self._clock,
+                                 promise(settings.heartbeat_interval, settings.crash_timeout))
         liveness.seen = self._hub.head = await store.head()
         tasks = anyio.create_task_group()
         await tasks.__aenter__()
@@ -209,6 +259,8 @@ class Tracker(TrackerReads):
         self._host = asyncio.current_task()
         supervisor.start(tasks, writer.run, *liveness.loops)
         tasks.start_soon(self._keep)
+        if captures_default():
+            tasks.start_soon(prefetch_environment)
         self._state = _State.OPEN
         return self
 
@@ -242,6 +294,8 @@ class Tracker(TrackerReads):
             self._writer.close(closed)
         finally:
             self._hub.close()
+            if self._blobs is not None:
+                await self._blobs.aclose()
             await self._store.close()
 
     async def __aexit__(self, exc_type: type[BaseException] | None,
@@ -278,9 +332,21 @@ class Tracker(TrackerReads):
             finally:
                 self._hub.close()
                 with anyio.CancelScope(shield=True):
+                    if self._blobs is not None:
+                        await self._blobs.aclose()
                     await self._store.close()
         if self._supervisor.failure is not None:
             raise self._supervisor.failure
+
+    def _job_parts(self) -> tuple[RunOpener, Liveness, dict[str, Any]]:
+        self._open()
+        assert self._opener is not None and self._liveness is not None
+        return self._opener, self._liveness, self._opener.promise
+
+    def _blob_store(self) -> BlobStore:
+        if self._blobs is None or self._state is not _State.OPEN:
+            raise ClosedError("the tracker is not open: use `async with engine.connect(...)`")
+        return self._blobs
 
     def _open(self) -> tuple[Store, Writer]:
         if self._state is not _State.OPEN:
@@ -312,19 +378,38 @@ class Tracker(TrackerReads):
         resume: bool = False,
         rewind_to: int | float | None = None,
         project: str | None = None,
+        notes: str | None = None,
+        capture_output: bool | None = None,
+        capture_env: bool | None = None,
+        capture_source: bool | Sequence[str] | None = None,
+        system_metrics: bool | None = None,
+        system_metrics_interval: float = DEFAULT_INTERVAL,
     ) -> RunContext:
         """Start (or, with ``resume=True``, re-open) a run; use it as ``async with``.
 
         ``fork=(parent_run_id, step)`` inherits the parent's series up to ``step`` and its
         configs and tags. ``resume=True`` re-opens an existing run (creating it if missing);
         with ``rewind_to=step`` reads show only points up to ``step`` and logging continues
-        after it.
+        after it. Without ``run_id`` (and ``fork``) inside a job a worker started
+        (``$KITTIWAKE_RUN_ID`` set), it attaches to the job's run.
+
+        ``notes`` sets the run's notes. While the block runs, the run records: its
+        environment (``capture_env``, default on) and source (``capture_source``, default
+        on: the script and ``git diff HEAD``, or a list of globs of more files) at its
+        start; its stdout and stderr as the text series ``logs/stdout`` and ``logs/stderr``
+        (``capture_output``, default off here, on in ``engine.sync``); and system metrics
+        under ``system/`` every ``system_metrics_interval`` seconds (``system_metrics``,
+        default off here, on in ``engine.sync``). ``KITTIWAKE_CAPTURE=off`` in the
+        environment turns every default off.
 
         :raises ValidationError: for a bad argument (raised here, before anything is written).
         :raises RunExistsError: on entry, when ``run_id`` exists and ``resume`` is False.
         :raises RunNotFoundError: on entry, when the fork parent does not exist.
         """
         project = self.project if project is None else check_project(project)
+        attach = os.environ.get("KITTIWAKE_RUN_ID")
+        if run_id is None and fork is None and attach:
+            run_id, resume = attach, True  # inside a job: its run
         if run_id is not None:
             check_run_id(run_id)
         if name is not None:
@@ -337,18 +422,25 @@ class Tracker(TrackerReads):
             fork = (check_run_id(fork[0]), check_step(fork[1]))
         tag_list = check_tags(tags)
         flat_config = normalize_config(config or {})
+        if notes is not None:
+            notes = check_text("notes", notes)
+        options = check_capture_options(
+            capture_output=capture_output, capture_env=capture_env,
+            capture_source=capture_source, system_metrics=system_metrics,
+            system_metrics_interval=system_metrics_interval, blocking=self._blocking)
         if rewind_to is not None:
             if not resume:
                 raise ValidationError("rewind_to needs resume=True", key="rewind_to")
             rewind_to = check_step(rewind_to)
         start = partial(self._start, project, run_id, name, experiment, fork, tag_list,
-                        flat_config, resume, rewind_to)
+                        flat_config, resume, rewind_to, notes, options)
         return RunContext(start)
 
     async def _start(self, project: str, run_id: str | None, name: str | None,
                      experiment: str | None, fork: tuple[str, int | float] | None,
                      tags: list[str], config: dict[str, Any], resume: bool,
-                     rewind_to: int | float | None) -> tuple[Run, Watcher]:
+                     rewind_to: int | float | None, notes: str | None,
+                     options: CaptureOptions) -> tuple[Run, Watcher]:
         self._open()
         assert self._opener is not None and self._liveness is not None
         if run_id is not None and (project, run_id) in self._liveness.live:
@@ -356,6 +448,15 @@ class Tracker(TrackerReads):
                                  "block before resuming it")
         run = await self._opener.open(project, run_id, name, experiment, fork, tags, config,
                                       resume, rewind_to)
+        if notes is not None:
+            run.set_notes(notes)
+        if options.output or options.env or options.source or options.system:
+            assert self._tasks is not None
+            captures = Captures(run, options, self._tasks, clock=self._clock,
+                                first_lines=lines_from(run_kinds(run)),
+                                system_from=system_start(run, self._clock()))
+            attach_captures(run, captures)
+            captures.start()
         return run, self._liveness
 
     def edit_run(self, run_id: str, *, project: str | None = None) -> EditContext:
@@ -379,7 +480,8 @@ class Tracker(TrackerReads):
     async def abort_run(self, run_id: str, reason: str | None = None, *,
                         project: str | None = None) -> None:
         """Ask a running run to stop: its live handle, in any process, cancels its body and
-        ends it ``aborted``. Does nothing for a run that already ended.
+        ends it ``aborted`` (a job's worker stops its process). A job still queued ends
+        ``aborted`` at once and never runs. Does nothing for a run that already ended.
 
         :raises RunNotFoundError: if there is no such run.
         """
@@ -387,7 +489,10 @@ class Tracker(TrackerReads):
         project = self._project(project)
         reason = check_reason(reason)
         state = await self._state_or_raise(project, run_id)
-        if state.status is not Status.RUNNING:
+        if state.status is Status.QUEUED and await self._cancel_queued(project, run_id,
+                                                                        reason):
+            return  # never started, now never will
+        if state.status.terminal:
             return
         await writer.submit(AppendRequest(project, run_id,
                                           [NewEvent(ev.ABORT_REQUESTED, {"reason": reason})]))
@@ -485,3 +590,12 @@ def publish(tracker: Tracker, records: list[Record]) -> None:
     ``Tracker``, like ``backing_store``)."""
     for batch in contiguous(records):
         tracker._hub.publish(batch, own=False)
+
+
+def blob_store(tracker: Tracker) -> BlobStore:
+    """The open blob store of ``tracker``: where the server keeps the file bytes clients
+    send (a friend of ``Tracker``, like ``backing_store``).
+
+    :raises ClosedError: when the tracker is not open.
+    """
+    return tracker._blob_store()

@@ -25,6 +25,7 @@ from collections.abc import Callable
 import anyio
 
 from engine._core.events import NewEvent, Record
+from engine._storage.blobs.contract import BlobStore
 from engine._storage.contract import AppendRequest, Store
 from engine.errors import (
     ClosedError,
@@ -37,6 +38,7 @@ from engine.errors import (
 )
 
 from .buffer import Rows, RunBuffer, Waiter, event_points, metrics_events
+from .files import store_pending
 
 __all__ = ["REFUSALS", "Writer", "contiguous"]
 
@@ -51,6 +53,7 @@ class Writer:
     def __init__(self, store: Store, *, clock: Callable[[], float], flush_interval: float,
                  batch_points: int, max_pending: int) -> None:
         self.store = store
+        self.blobs: BlobStore | None = None  # where logged files' bytes go
         self.clock = clock
         self.flush_interval = flush_interval
         self.batch_points = batch_points
@@ -215,7 +218,7 @@ class Writer:
         requests = [r for _, r in sending] + [r for r, _ in control]
         if not requests:
             return
-        outcomes = await self._append(requests)
+        outcomes = await self._append_with_files(requests)
         committed: list[Record] = []
         results: dict[RunBuffer, list[tuple[AppendRequest, list[Record] | BaseException]]] = {}
         for (buf, request), outcome in zip(sending, outcomes, strict=False):
@@ -231,6 +234,17 @@ class Writer:
         for batch in contiguous(committed):
             for hook in self.on_commit:
                 hook(batch)
+
+    async def _append_with_files(self, requests: list[AppendRequest],
+                                 ) -> list[list[Record] | BaseException]:
+        """Store the bytes of the files the requests log, then append the requests whose
+        bytes are stored; the others get why not (a refusal, or a failure kept for later)."""
+        failed = await store_pending(self.blobs, requests)
+        if not failed:
+            return await self._append(requests)
+        keep = [r for i, r in enumerate(requests) if i not in failed]
+        appended = iter(await self._append(keep) if keep else [])
+        return [failed[i] if i in failed else next(appended) for i in range(len(requests))]
 
     async def _append(self, requests: list[AppendRequest]) -> list[list[Record] | BaseException]:
         try:
@@ -259,7 +273,7 @@ class Writer:
 
     @staticmethod
     def _swap(buf: RunBuffer) -> tuple[list[Rows | NewEvent], int, int]:
-        items, buf.items, buf.group = buf.items, [], None
+        items, buf.items, buf.group, buf.lines = buf.items, [], None, None
         buf.marked = False
         # The points the items hold (a control event as ``event_points`` counts it): what
         # leaves ``pending`` when they are committed.

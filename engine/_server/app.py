@@ -28,6 +28,8 @@ from engine._runtime.tracker import backing_store, connect
 from engine.errors import EngineError
 
 from .dashboard import dashboard_routes
+from .files import ROUTES as FILE_ROUTES
+from .files import Named
 from .heads import Heads
 from .openapi import schema
 from .routes import ROUTES
@@ -64,6 +66,7 @@ def create_app(url: str, *, auth: bool = False, durability: str = "full",
             state.keepalive = keepalive
             state.stream_buffer = stream_buffer
             state.long_poll = long_poll
+            state.named = Named()
             state.tokens = Tokens(store) if auth else None
             heads = state.heads = Heads(store, state.closing)
             heads.head = await store.head()
@@ -81,7 +84,7 @@ def create_app(url: str, *, auth: bool = False, durability: str = "full",
                     tasks.cancel_scope.cancel()
 
     routes: list[BaseRoute] = [Route(path, handler, methods=[method])
-                               for method, path, handler in ROUTES]
+                               for method, path, handler in (*ROUTES, *FILE_ROUTES)]
     routes.append(Route("/api/v1/projects/{project:path}/events", events, methods=["GET"]))
     routes.append(Route("/api/v1/openapi.json", _openapi, methods=["GET"]))
     routes.extend(dashboard_routes())

@@ -1,11 +1,10 @@
 """What the web dashboard needs of the server besides the API every client uses.
 
-Its files (``engine._dashboard``) at ``/``, the list of projects its first page shows, the
-abort button's and the tag editor's requests, and signing in: on a server with ``--auth``
-the pages ask for a token and keep it in a cookie (``auth.SESSION_COOKIE``), since the
-browser's EventSource cannot send an ``Authorization`` header. The pages are static: every
-view is built in the browser from the API, and the routes here are plain API routes any
-client may call.
+Its files (``engine._dashboard``) at ``/``, the abort button's and the tag editor's
+requests, and signing in: on a server with ``--auth`` the pages ask for a token and keep it
+in a cookie (``auth.SESSION_COOKIE``), since the browser's EventSource cannot send an
+``Authorization`` header. The pages are static: every view is built in the browser from the
+API, and the routes here are plain API routes any client may call.
 """
 
 from __future__ import annotations
@@ -23,7 +22,6 @@ from starlette.routing import BaseRoute, Route
 from engine._core.validate import check_tags
 from engine._dashboard import STATIC
 from engine._runtime.tracker import Tracker
-from engine._storage.contract import Store
 from engine.errors import AuthError, ValidationError
 
 from .auth import SESSION_COOKIE, access_of
@@ -32,15 +30,6 @@ from .routes import answer
 from .tokens import Access
 
 __all__ = ["dashboard_routes"]
-
-
-async def projects(request: Request) -> Response:
-    """Every project with runs (only the token's own, for a token bound to one)."""
-    scope = (await access_of(request)).scope(None)
-    store: Store = request.app.state.store
-    found = await store.projects()
-    return answer({"projects": [{"project": name, "runs": count} for name, count in found
-                                if scope is None or name == scope]})
 
 
 async def abort(request: Request) -> Response:
@@ -122,7 +111,6 @@ async def sign_out(request: Request) -> Response:
 def dashboard_routes() -> list[BaseRoute]:
     """The dashboard's routes; the files come last, as they answer every other path."""
     return [
-        Route("/api/v1/projects", projects, methods=["GET"]),
         Route("/api/v1/session", session, methods=["GET"]),
         Route("/api/v1/session", sign_in, methods=["POST"]),
         Route("/api/v1/session", sign_out, methods=["DELETE"]),

@@ -75,6 +75,8 @@ _REQUEST = _obj(["project", "run_id", "events"], project=_STR, run_id=_STR,
                 events={"type": "array", "items": _EVENT},
                 expected_version={"type": ["integer", "null"]})
 _RUN = {"name": "run_id", "in": "query", "required": True, "schema": _STR}
+_DIGEST = {"name": "digest", "in": "path", "required": True, "schema": _STR,
+           "description": "sha256: and 64 lowercase hex digits"}
 _SELECT = [_q("where", _STR, description="a runs-table query"),
            _q("order_by", _STR, description="fields, - for descending"),
            _q("limit", _INT), _q("offset", _INT), _q("heads_only", _BOOL),
@@ -86,10 +88,6 @@ def schema() -> dict[str, Any]:
     p = "/api/v1/projects/{project}"
     paths: dict[str, Any] = {
         "/api/v1/health": {"get": _op("liveness of the server and its database", _OBJECT)},
-        "/api/v1/projects": {"get": _op(
-            "every project with runs, and how many", _obj(["projects"], projects={
-                "type": "array", "items": _obj(["project", "runs"], project=_STR,
-                                               runs=_INT)}))},
         "/api/v1/session": {
             "get": _op("the caller's project (null: every project) and role",
                        _obj(["project", "role", "auth"])),
@@ -129,8 +127,26 @@ def schema() -> dict[str, Any]:
             "heartbeats of live runs", _OBJECT,
             body=_obj(["runs", "at"], runs={"type": "array", "items": {
                 "type": "array", "items": _STR, "minItems": 2, "maxItems": 2}}, at=_NUM))},
-        "/api/v1/stale": {"get": _op("running runs silent since a time",
-                                     _obj(["runs"]), [_q("before", _NUM, True)])},
+        "/api/v1/stale": {"get": _op(
+            "running runs silent for longer than their crash timeout at a time",
+            _obj(["runs"]), [_q("now", _NUM, True),
+                             _q("crash_timeout", {"type": "number", "exclusiveMinimum": 0},
+                                True)])},
+        "/api/v1/projects": {"get": _op("every project with runs, and its run count",
+                                        _obj(["projects"]))},
+        "/api/v1/blobs": {"post": {
+            "summary": "store the request body's bytes (a file's), streamed; its digest back",
+            "requestBody": {"required": True, "content": {"application/octet-stream": {
+                "schema": {"type": "string", "format": "binary"}}}},
+            "responses": _answers(_obj(["digest", "size"], digest=_STR, size=_INT))}},
+        "/api/v1/blobs/{digest}": {"get": {
+            "summary": "a file's bytes, streamed (a token reads only what its project names)",
+            "parameters": [_DIGEST],
+            "responses": {**_answers(_OBJECT), "200": {
+                "description": "the bytes", "content": {"application/octet-stream": {
+                    "schema": {"type": "string", "format": "binary"}}}}}}},
+        "/api/v1/blobs/{digest}/size": {"get": _op("a blob's size (null: not stored)",
+                                                   _obj(["size"]), [_DIGEST])},
         "/api/v1/controls": {"post": _op(
             "the control state of live runs", _obj(["controls"]),
             body=_obj(["runs"], runs={"type": "array", "items": {
@@ -161,7 +177,16 @@ def schema() -> dict[str, Any]:
             "runs grouped by fields, with metric aggregates", _obj(["groups"]),
             [_PROJECT, _q("by", _STR, True), _q("aggregates", _STR), *_SELECT])},
         p + "/run": {"get": _op("one run's state (null when missing)", _obj(["run"]),
-                                [_PROJECT, _RUN])},
+                                [_PROJECT, _RUN, _q("now", _NUM, description=(
+                                    "judge its status at this time (heartbeat promises)"))])},
+        p + "/entries": {"get": _op(
+            "a run's text, file, histogram or confusion-matrix series under a key",
+            _obj(["entries"]), [_PROJECT, _RUN, _q("key", _STR, True), _q("tail", _INT)])},
+        p + "/jobs": {"get": _op(
+            "the project's jobs", _obj(["jobs"]),
+            [_PROJECT, _q("queues", {"type": "array", "items": _STR}),
+             _q("statuses", {"type": "array", "items": _STR}),
+             _q("run_ids", {"type": "array", "items": _STR}), _q("limit", _INT)])},
         p + "/series": {"get": _op(
             "a run's effective series of one metric", _obj(["series"]),
             [_PROJECT, _RUN, _q("metric", _STR, True), _q("low", _NUM), _q("high", _NUM),

@@ -47,13 +47,16 @@ def check_request(request: AppendRequest, upcasters: Upcasters) -> None:
             raise ValidationError(f"unknown event type {event.type!r}", key="type")
         check = _CHECKS.get(event.type)
         if check is not None:
-            event.data = check(event)
+            event.data = {**event.data, **check(event)}
 
 
 def _keys(data: dict[str, Any], kind: str, *names: str) -> None:
-    if set(data) != set(names):
-        raise ValidationError(f"a {kind} payload holds exactly {sorted(names)}, not "
-                              f"{sorted(data)}", key="data")
+    """The payload holds at least ``names`` (fields a later version added pass as they are:
+    the projections read what they know)."""
+    missing = set(names) - set(data)
+    if missing:
+        raise ValidationError(f"a {kind} payload needs {sorted(names)}; it lacks "
+                              f"{sorted(missing)}", key="data")
 
 
 def _run_created(event: NewEvent) -> dict[str, Any]:

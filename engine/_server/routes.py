@@ -168,7 +168,11 @@ async def groups(request: Request) -> Response:
 
 async def run(request: Request) -> Response:
     project = await _project(request)
-    state = await _store(request).get_run(project, run_of(request))
+    now = q_number(request, "now")
+    if now is not None and not math.isfinite(now):
+        raise ValidationError("now must be a finite time", key="now")
+    state = await _store(request).get_run(project, run_of(request),
+                                          now=None if now is None else float(now))
     return answer({"run": None if state is None else p.state_to(state)})
 
 
@@ -198,6 +202,34 @@ async def lineage(request: Request) -> Response:
 async def ancestry(request: Request) -> Response:
     project = await _project(request)
     return answer({"ancestry": await _store(request).ancestry(project, run_of(request))})
+
+
+async def entries(request: Request) -> Response:
+    project = await _project(request)
+    key = q_str(request, "key", required=True)
+    assert key is not None
+    found = await _store(request).read_entries(project, run_of(request), key,
+                                               tail=q_int(request, "tail", None))
+    return answer({"entries": None if found is None else [found[0], found[1]]})
+
+
+async def jobs(request: Request) -> Response:
+    project = await _project(request)
+    query = request.query_params
+    found = await _store(request).jobs(
+        project, queues=query.getlist("queues") or None,
+        statuses=query.getlist("statuses") or None,
+        run_ids=query.getlist("run_ids") or None, limit=q_int(request, "limit", None))
+    return answer({"jobs": [p.job_to(j) for j in found]})
+
+
+async def projects(request: Request) -> Response:
+    access = await access_of(request)
+    access.need("read")
+    found = await _store(request).projects()
+    scope = access.scope(None)
+    return answer({"projects": {k: v for k, v in found.items()
+                                if scope is None or k == scope}})
 
 
 async def count(request: Request) -> Response:
@@ -231,10 +263,14 @@ async def beat(request: Request) -> Response:
 
 async def stale(request: Request) -> Response:
     access = await access_of(request)
-    before = q_number(request, "before")
-    if before is None or not math.isfinite(before):
-        raise ValidationError("before must be a number of seconds", key="before")
-    found = await _store(request).stale_runs(float(before))
+    now = q_number(request, "now")
+    timeout = q_number(request, "crash_timeout")
+    if now is None or not math.isfinite(now):
+        raise ValidationError("now must be a number of seconds", key="now")
+    if timeout is None or not math.isfinite(timeout) or timeout <= 0:
+        raise ValidationError("crash_timeout must be a positive number of seconds",
+                              key="crash_timeout")
+    found = await _store(request).stale_runs(float(now), float(timeout))
     scope = access.scope(None)
     return answer({"runs": [p.stale_to(s) for s in found
                             if scope is None or s.project == scope]})
@@ -371,4 +407,7 @@ ROUTES: list[tuple[str, str, Any]] = [
     ("GET", P + "/lineage", lineage),
     ("GET", P + "/ancestry", ancestry),
     ("GET", P + "/count", count),
+    ("GET", P + "/entries", entries),
+    ("GET", P + "/jobs", jobs),
+    ("GET", "/api/v1/projects", projects),
 ]

@@ -1,16 +1,18 @@
 """What ``kittiwake check`` verifies of a database, and what it reports.
 
-The log is read back row by row, raw, in pages: positions must run 1, 2, 3, … without a gap
-or a repeat; each stream's versions 1, 2, 3, … in position order; every payload must decode
-and read at a schema version this release knows. Then every projection is rebuilt into
-scratch tables and compared with the live ones, row for row (``Store.verify_rebuild``).
-Each finding names where the damage is — a position, a run, a table — so that a script can
-stop on a non-zero exit and a person knows what to restore or rebuild.
+First the database's own files, where it can tell (SQLite's ``integrity_check``: pages,
+b-trees, indexes). Then the log is read back row by row, raw, in pages: positions must run
+1, 2, 3, … without a gap or a repeat; each stream's versions 1, 2, 3, … in position order;
+every payload must match its checksum, decode, and read at a schema version this release
+knows. Then every projection is rebuilt into scratch tables and compared with the live ones,
+row for row (``Store.verify_rebuild``). Each finding names where the damage is — the file, a
+position, a run, a table — so that a script can stop on a non-zero exit and a person knows
+what to restore or rebuild.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 from engine._core.events import Upcasters
@@ -80,9 +82,17 @@ async def check_log(reader: Reader, upcasters: Upcasters,
 
 
 async def check_store(store: Store, reader: Reader,
-                      progress: Callable[[int], None] | None = None) -> list[Finding]:
-    """Every finding of the log, then of the projections against a rebuild of them."""
-    findings = await check_log(reader, store.upcasters, progress)
+                      progress: Callable[[int], None] | None = None,
+                      check_file: Callable[[], Awaitable[list[str]]] | None = None,
+                      ) -> list[Finding]:
+    """Every finding of the database's own files, of the log, then of the projections against
+    a rebuild of them."""
+    findings = [Finding("database", line)
+                for line in (await check_file() if check_file is not None else [])]
+    try:
+        findings += await check_log(reader, store.upcasters, progress)
+    except EngineError as exc:  # damage the scan cannot read past
+        findings.append(Finding("log", str(exc)))
     if findings:
         return findings  # a rebuild would read the same damage: fix the log first
     for table in await store.verify_rebuild():

@@ -21,6 +21,7 @@ from typing import Any
 
 import anyio
 
+from engine._core.checksum import event_checksum
 from engine._core.codec import encode
 from engine._core.events import NewEvent, Record, Upcasters
 from engine._projections.projector import Projector
@@ -32,7 +33,7 @@ from .contract import AppendRequest
 
 __all__ = ["EventRow", "GroupCommit", "Refused"]
 
-EventRow = tuple[int, bytes, str, str, int, str, int, float, bytes]
+EventRow = tuple[int, bytes, str, str, int, str, int, float, bytes, int]
 """An ``events`` row to insert, in ``EVENT_COLUMNS`` order."""
 
 
@@ -153,8 +154,11 @@ class GroupCommit(ABC):
                             event.type, now, event.data)
             await self.projector.apply(record)
             records.append(record)
+            schema = self.upcasters.version(event.type)
             rows.append((position, event.id, request.project, request.run_id, version,
-                         event.type, self.upcasters.version(event.type), now, data))
+                         event.type, schema, now, data,
+                         event_checksum(position, event.id, request.project, request.run_id,
+                                        version, event.type, schema, now, data)))
         return records, position
 
 

@@ -10,17 +10,24 @@ Nothing above this module knows which backend it talks to.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
 
 import anyio
 
+from engine._core.content import EntryRow
 from engine._core.events import NewEvent, Record, Upcasters
 from engine._core.model import Experiment, Lineage, RunState, Series
 from engine._query.tree import Field, RunGroup, Selection
 
-__all__ = ["AppendRequest", "EventFilter", "Progress", "RunControl", "StaleRun", "Store",
-           "TokenRow"]
+from .blobs.contract import BlobStore
+from .session import Reader, Session
+
+T = TypeVar("T")
+
+__all__ = ["AppendRequest", "EventFilter", "JobRow", "Progress", "RunControl", "StaleRun",
+           "Store", "TokenRow"]
 
 Progress = Callable[[int, int], None]
 """Called with (events done, events in all) while a rebuild runs."""
@@ -60,6 +67,25 @@ class StaleRun:
     run_id: str
     version: int
     last_seen: float
+    crash_timeout: float  # the run's own promise, else the reaper's
+    attempt: int | None = None  # a job's claims so far (None: not a job)
+    max_attempts: int | None = None
+
+
+@dataclass(slots=True)
+class JobRow:
+    """A job as the runs projection holds it (its status as recorded)."""
+
+    run_id: str
+    version: int
+    status: str
+    queue: str
+    spec: dict[str, Any]  # command, env, cwd, max_attempts
+    attempt: int
+    max_attempts: int
+    worker: str | None
+    started_position: int
+    created_at: float
 
 
 @dataclass(slots=True)
@@ -72,6 +98,8 @@ class RunControl:
     abort_reason: str | None
     status: str
     floor: int | float | None
+    kinds: dict[str, list[Any]] = field(default_factory=dict)
+    """Each non-metric key's kind and last step (``[kind, step]``)."""
 
 
 @dataclass(slots=True, frozen=True)
@@ -150,8 +178,10 @@ class Store(ABC):
     # Projections ---------------------------------------------------------------------------
 
     @abstractmethod
-    async def get_run(self, project: str, run_id: str) -> RunState | None:
-        """The run's state, or None."""
+    async def get_run(self, project: str, run_id: str, *,
+                      now: float | None = None) -> RunState | None:
+        """The run's state, or None; with ``now``, its status judged at that instant
+        (``engine._core.heartbeat``), else as recorded."""
 
     @abstractmethod
     async def list_runs(self, project: str, *, include_deleted: bool,
@@ -178,6 +208,15 @@ class Store(ABC):
         """The run's effective series (None when the run does not exist)."""
 
     @abstractmethod
+    async def read_entries(self, project: str, run_id: str, key: str, *,
+                           tail: int | None) -> tuple[str | None, list[EntryRow]] | None:
+        """The run's effective entries under ``key`` (text, file, histogram or
+        confusion-matrix series; a fork's inherited ones included, a rewind's cut ones not)
+        as ``(step, timestamp, plain value)`` in step order, the last ``tail`` of them when
+        given; with the kind the key holds (None: no non-metric kind). None when the run
+        does not exist."""
+
+    @abstractmethod
     async def get_experiment(self, project: str, name: str) -> Experiment:
         """The experiment's head and history (empty when it has no runs)."""
 
@@ -186,12 +225,13 @@ class Store(ABC):
         """Ancestors and descendants of the run (None when it does not exist)."""
 
     @abstractmethod
-    async def projects(self) -> list[tuple[str, int]]:
-        """Every project that has runs, by name, each with the runs ever created in it."""
-
-    @abstractmethod
     async def run_count(self, project: str) -> int:
         """How many runs were ever created in the project (deleted ones included)."""
+
+    @abstractmethod
+    async def projects(self) -> dict[str, int]:
+        """Every project with runs, by name, and how many runs each ever created (deleted
+        ones included)."""
 
     @abstractmethod
     async def ancestry(self, project: str, run_id: str) -> list[str] | None:
@@ -217,6 +257,27 @@ class Store(ABC):
         """Rebuild every projection into scratch tables and compare them with the live ones,
         row for row; returns the names of the tables that differ (empty: they are equal)."""
 
+    # File bytes ----------------------------------------------------------------------------
+
+    @abstractmethod
+    async def blob_transaction(self, work: Callable[[Session], Awaitable[T]]) -> T:
+        """``work(session)`` inside one short write transaction on the tables ``blobs`` and
+        ``blob_chunks`` (the blob store in the run database, ``blobdb``). ``work`` may run
+        again after a transient error, so it must be idempotent.
+
+        :raises StorageError: the database failed.
+        """
+
+    @property
+    @abstractmethod
+    def blob_reader(self) -> Reader:
+        """Where reads of the blob tables run."""
+
+    def own_blobs(self) -> BlobStore | None:
+        """The blob store that goes with this store when a tracker names none: None — the
+        blob tables of this very database; a remote store answers with its server's."""
+        return None
+
     # Liveness ------------------------------------------------------------------------------
 
     @abstractmethod
@@ -224,8 +285,15 @@ class Store(ABC):
         """Record that these runs are alive at ``at``."""
 
     @abstractmethod
-    async def stale_runs(self, before: float) -> list[StaleRun]:
-        """Running runs with no heartbeat (or event) since ``before``."""
+    async def stale_runs(self, now: float, crash_timeout: float) -> list[StaleRun]:
+        """Running runs silent (no heartbeat, no event) for longer than their crash timeout
+        at ``now``; ``crash_timeout`` for runs that promised none."""
+
+    @abstractmethod
+    async def jobs(self, project: str, *, queues: Sequence[str] | None,
+                   statuses: Sequence[str] | None, run_ids: Sequence[str] | None = None,
+                   limit: int | None = None) -> list[JobRow]:
+        """The project's jobs in these queues and statuses (None: any), oldest first."""
 
     @abstractmethod
     async def controls(self, runs: Sequence[tuple[str, str]]) -> dict[tuple[str, str],

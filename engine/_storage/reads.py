@@ -13,9 +13,19 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+from engine._core.codec import decode
+from engine._core.content import EntryRow
 from engine._core.events import Record, Upcasters
 from engine._core.model import Experiment, Lineage, RunState, Series
-from engine._core.series import BlockRun, Piece, PlanStep, blocks_of_piece, capped, effective_series
+from engine._core.series import (
+    BlockRun,
+    Piece,
+    PlanStep,
+    as_step,
+    blocks_of_piece,
+    capped,
+    effective_series,
+)
 from engine._projections.stored import (
     EVENT_COLUMNS,
     RUN_COLUMNS,
@@ -27,9 +37,10 @@ from engine._projections.stored import (
     unreadable,
 )
 from engine._query.execute import group_runs, select_runs
+from engine._query.sql import judged_status
 from engine._query.tree import Field, RunGroup, Selection
 
-from .contract import EventFilter, RunControl, StaleRun
+from .contract import EventFilter, JobRow, RunControl, StaleRun
 from .session import Reader, Row, Session, greatest, one_of, pairs_in
 
 __all__ = ["BEHIND", "Reads"]
@@ -105,11 +116,21 @@ class Reads:
 
     # Runs ----------------------------------------------------------------------------------
 
-    async def get_run(self, project: str, run_id: str) -> RunState | None:
-        rows = await self._fetch(
-            f"SELECT {_RUN_SELECT}, m.metric, m.count, m.last, m.last_step, m.min, m.max "
-            "FROM runs r LEFT JOIN metrics m ON m.rk = r.rk "
-            "WHERE r.project = ? AND r.run_id = ?", (project, run_id))
+    async def get_run(self, project: str, run_id: str, *,
+                      now: float | None = None) -> RunState | None:
+        async def work(session: Session) -> Sequence[Row]:
+            select = _RUN_SELECT
+            params: list[Any] = [project, run_id]
+            if now is not None:
+                select = ", ".join(judged_status(session.dialect.number("?")) if c == "status"
+                                   else f"r.{c}" for c in RUN_COLUMNS)
+                params = [now, now, *params]
+            return await session.fetch(
+                f"SELECT {select}, m.metric, m.count, m.last, m.last_step, m.min, m.max "
+                "FROM runs r LEFT JOIN metrics m ON m.rk = r.rk "
+                "WHERE r.project = ? AND r.run_id = ?", params)
+
+        rows = await self.reader.read(work)
         if not rows:
             return None
         width = len(RUN_COLUMNS)
@@ -168,6 +189,46 @@ class Reads:
         with unreadable(f"the series {metric!r} of run {run_id!r}"):
             return await self.reader.read(work, snapshot=True)
 
+    # Entries (text, files, histograms, confusion matrices) --------------------------------
+
+    async def read_entries(self, project: str, run_id: str, key: str, *,
+                           tail: int | None) -> tuple[str | None, list[EntryRow]] | None:
+        async def work(session: Session) -> tuple[str | None, list[EntryRow]] | None:
+            found = await session.fetch(
+                "SELECT rk, epoch, kinds, entry_segments FROM runs WHERE project = ? "
+                "AND run_id = ?", (project, run_id))
+            if not found:
+                return None
+            ((rk, epoch, kinds, segments),) = found
+            known = decode(kinds).get(key) if kinds is not None else None
+            plan: list[list[Any]] = decode(segments) if segments is not None else []
+            plan.append([rk, epoch, None, None])
+            rows: list[EntryRow] = []
+            for src, ep, cap, pos in reversed(plan):
+                sql = ["rk = ? AND path = ? AND epoch = ?"]
+                params: list[Any] = [src, key, ep]
+                if cap is not None:
+                    sql.append("step <= ?")
+                    params.append(cap)
+                if pos is not None:
+                    sql.append("position < ?")
+                    params.append(pos)
+                limit = ""
+                if tail is not None:
+                    limit = " LIMIT ?"
+                    params.append(tail - len(rows))
+                found = await session.fetch(
+                    f"SELECT step, at, value FROM entries WHERE {' AND '.join(sql)} "
+                    f"ORDER BY step DESC{limit}", params)
+                rows.extend((as_step(step), at, decode(value)) for step, at, value in found)
+                if tail is not None and len(rows) >= tail:
+                    break
+            rows.reverse()
+            return (known[0] if known else None), rows
+
+        with unreadable(f"the entries {key!r} of run {run_id!r}"):
+            return await self.reader.read(work, snapshot=True)
+
     # Experiments and lineage ---------------------------------------------------------------
 
     async def get_experiment(self, project: str, name: str) -> Experiment:
@@ -193,15 +254,43 @@ class Reads:
 
     # Liveness ------------------------------------------------------------------------------
 
-    async def stale_runs(self, before: float) -> list[StaleRun]:
+    async def stale_runs(self, now: float, crash_timeout: float) -> list[StaleRun]:
         async def work(session: Session) -> Sequence[Row]:
             seen = greatest(session.dialect, "coalesce(h.beat_at, 0)", "r.updated_at")
+            limit = "coalesce(r.crash_timeout, ?)"
             return await session.fetch(
-                f"SELECT r.project, r.run_id, r.version, {seen} FROM runs r "
+                f"SELECT r.project, r.run_id, r.version, {seen}, {limit}, r.attempt, "
+                "r.max_attempts FROM runs r "
                 "LEFT JOIN heartbeats h ON h.project = r.project AND h.run_id = r.run_id "
-                f"WHERE r.status = 'running' AND r.deleted = 0 AND {seen} < ?", (before,))
+                f"WHERE r.status = 'running' AND r.deleted = 0 AND {seen} + {limit} < ?",
+                (crash_timeout, crash_timeout, now))
 
         return [StaleRun(*r) for r in await self.reader.read(work)]
+
+    async def jobs(self, project: str, *, queues: Sequence[str] | None,
+                   statuses: Sequence[str] | None, run_ids: Sequence[str] | None = None,
+                   limit: int | None = None) -> list[JobRow]:
+        async def work(session: Session) -> Sequence[Row]:
+            sql = ["project = ?", "queue IS NOT NULL", "deleted = 0"]
+            params: list[Any] = [project]
+            for column, values in (("queue", queues), ("status", statuses),
+                                   ("run_id", run_ids)):
+                if values is not None:
+                    condition, more = one_of(session.dialect, column, list(values) or [""])
+                    sql.append(condition)
+                    params.extend(more)
+            window = ""
+            if limit is not None:
+                window = " LIMIT ?"
+                params.append(limit)
+            return await session.fetch(
+                "SELECT run_id, version, status, queue, job, attempt, max_attempts, worker, "
+                f"started_position, created_at FROM runs WHERE {' AND '.join(sql)} "
+                f"ORDER BY rk{window}", params)
+
+        rows = await self.reader.read(work)
+        with unreadable(f"the jobs of project {project!r}"):
+            return [JobRow(r[0], r[1], r[2], r[3], decode(r[4]), *r[5:]) for r in rows]
 
     async def controls(self, runs: Sequence[tuple[str, str]]) -> dict[tuple[str, str],
                                                                      RunControl]:
@@ -212,9 +301,12 @@ class Reads:
             condition, params = pairs_in(session.dialect, ("project", "run_id"), runs)
             return await session.fetch(
                 "SELECT project, run_id, started_position, abort_position, abort_reason, "
-                f"status, floor FROM runs WHERE {condition}", params)
+                f"status, floor, kinds FROM runs WHERE {condition}", params)
 
-        return {(p, r): RunControl(*rest) for p, r, *rest in await self.reader.read(work)}
+        return {(p, r): RunControl(started, abort, reason, status, floor,
+                                   decode(kinds) if kinds is not None else {})
+                for p, r, started, abort, reason, status, floor, kinds
+                in await self.reader.read(work)}
 
     async def behind(self) -> bool:
         """Whether some projection is not at the log's head (a projection added by a newer
@@ -222,13 +314,13 @@ class Reads:
         rows = await self._fetch(BEHIND)
         return bool(rows[0][0])
 
-    async def projects(self) -> list[tuple[str, int]]:
-        rows = await self._fetch("SELECT project, runs FROM projects ORDER BY project")
-        return [(str(name), int(count)) for name, count in rows]
-
     async def run_count(self, project: str) -> int:
         rows = await self._fetch("SELECT runs FROM projects WHERE project = ?", (project,))
         return int(rows[0][0]) if rows else 0
+
+    async def projects(self) -> dict[str, int]:
+        rows = await self._fetch("SELECT project, runs FROM projects ORDER BY project", ())
+        return {project: int(runs) for project, runs in rows}
 
 
 def _segment(seg: PlanStep, metric: str, low: Bound,

@@ -15,6 +15,7 @@ from abc import abstractmethod
 from collections.abc import Callable, Sequence
 from typing import Generic, TypeVar
 
+from engine._core.content import EntryRow
 from engine._core.events import Record
 from engine._core.model import Experiment, Lineage, RunState, Series
 from engine._query.tree import Field, RunGroup, Selection
@@ -27,6 +28,7 @@ from .contract import (
     ANY,
     AppendRequest,
     EventFilter,
+    JobRow,
     Progress,
     RunControl,
     StaleRun,
@@ -35,6 +37,7 @@ from .contract import (
 )
 from .reads import Reads
 from .rebuild import CHECK, NEW, RebuildSite, build
+from .session import Reader
 
 __all__ = ["SplitStore", "opened"]
 
@@ -102,7 +105,13 @@ class SplitStore(Store, Generic[C]):
         return await self.committer.append(requests, now=now)
 
     async def check(self, progress: Callable[[int], None] | None = None) -> list[str]:
-        return [str(f) for f in await check_store(self, self.reads.reader, progress)]
+        return [str(f) for f in await check_store(self, self.reads.reader, progress,
+                                                  self.check_file)]
+
+    async def check_file(self) -> list[str]:
+        """What the database itself finds damaged in its files, one line each (a backend
+        whose database can tell says so here; the log and projections are checked after)."""
+        return []
 
     async def rebuild(self, progress: Progress | None = None) -> None:
         await build(self.rebuild_site(), NEW, progress)
@@ -121,8 +130,9 @@ class SplitStore(Store, Generic[C]):
                              upto: int) -> list[Record]:
         return await self.reads.stream_records(project, run_ids, upto)
 
-    async def get_run(self, project: str, run_id: str) -> RunState | None:
-        return await self.reads.get_run(project, run_id)
+    async def get_run(self, project: str, run_id: str, *,
+                      now: float | None = None) -> RunState | None:
+        return await self.reads.get_run(project, run_id, now=now)
 
     async def list_runs(self, project: str, *, include_deleted: bool,
                         selection: Selection | None = None) -> list[RunState]:
@@ -141,6 +151,14 @@ class SplitStore(Store, Generic[C]):
         return await self.reads.read_series(project, run_id, metric, low=low, high=high,
                                             max_points=max_points)
 
+    @property
+    def blob_reader(self) -> Reader:
+        return self.reads.reader
+
+    async def read_entries(self, project: str, run_id: str, key: str, *,
+                           tail: int | None) -> tuple[str | None, list[EntryRow]] | None:
+        return await self.reads.read_entries(project, run_id, key, tail=tail)
+
     async def get_experiment(self, project: str, name: str) -> Experiment:
         return await self.reads.get_experiment(project, name)
 
@@ -150,14 +168,20 @@ class SplitStore(Store, Generic[C]):
     async def ancestry(self, project: str, run_id: str) -> list[str] | None:
         return await self.reads.ancestry(project, run_id)
 
-    async def projects(self) -> list[tuple[str, int]]:
-        return await self.reads.projects()
-
     async def run_count(self, project: str) -> int:
         return await self.reads.run_count(project)
 
-    async def stale_runs(self, before: float) -> list[StaleRun]:
-        return await self.reads.stale_runs(before)
+    async def projects(self) -> dict[str, int]:
+        return await self.reads.projects()
+
+    async def stale_runs(self, now: float, crash_timeout: float) -> list[StaleRun]:
+        return await self.reads.stale_runs(now, crash_timeout)
+
+    async def jobs(self, project: str, *, queues: Sequence[str] | None,
+                   statuses: Sequence[str] | None, run_ids: Sequence[str] | None = None,
+                   limit: int | None = None) -> list[JobRow]:
+        return await self.reads.jobs(project, queues=queues, statuses=statuses,
+                                     run_ids=run_ids, limit=limit)
 
     async def controls(self, runs: Sequence[tuple[str, str]]) -> dict[tuple[str, str],
                                                                      RunControl]:

@@ -15,6 +15,7 @@ from functools import partial
 from types import TracebackType
 from typing import Any
 
+from engine._core.files import FileRef
 from engine._runtime.context import EditContext, RunContext, begin_blocking, end_blocking
 from engine._runtime.run import Run, wait_for_room
 from engine.errors import BackpressureError
@@ -175,6 +176,71 @@ class SyncRun:
             self._run.remove_tags(*tags)
         except BackpressureError as full:
             self._when_room(partial(self._run.remove_tags, *tags), full)
+
+    def set_notes(self, notes: str) -> None:
+        """Set the run's notes, replacing them whole (see ``Run.set_notes``).
+
+        :raises ValidationError: for notes that are not a str, or longer than 1 MiB.
+        """
+        self._blocking(partial(self._run.set_notes, notes))
+
+    def log_text(self, texts: Mapping[str, Any], step: int | float | None = None, *,
+                 timestamp: float | None = None) -> None:
+        """Log text values at ``step`` (see ``Run.log_text``); waits while the buffer is full.
+
+        :raises ValidationError: naming the bad key, value or step; nothing is logged.
+        """
+        self._blocking(partial(self._run.log_text, texts, step, timestamp=timestamp))
+
+    def log_histograms(self, histograms: Mapping[str, Any], step: int | float | None = None,
+                       *, timestamp: float | None = None) -> None:
+        """Log histograms at ``step`` (see ``Run.log_histograms``).
+
+        :raises ValidationError: naming the bad key, histogram or step; nothing is logged.
+        """
+        self._blocking(partial(self._run.log_histograms, histograms, step,
+                               timestamp=timestamp))
+
+    def log_confusion_matrices(self, matrices: Mapping[str, Any],
+                               step: int | float | None = None, *,
+                               timestamp: float | None = None) -> None:
+        """Log confusion matrices at ``step`` (see ``Run.log_confusion_matrices``).
+
+        :raises ValidationError: naming the bad key, matrix or step; nothing is logged.
+        """
+        self._blocking(partial(self._run.log_confusion_matrices, matrices, step,
+                               timestamp=timestamp))
+
+    def log(self, values: Mapping[str, Any], step: int | float | None = None, *,
+            timestamp: float | None = None) -> None:
+        """Log a mix of values, each routed by its type (see ``Run.log``).
+
+        :raises ValidationError: naming the bad key, value or step; nothing is logged.
+        """
+        self._blocking(partial(self._run.log, values, step, timestamp=timestamp))
+
+    def log_files(self, files: Mapping[str, Any], step: int | float | None = None, *,
+                  timestamp: float | None = None) -> None:
+        """Log files at ``step`` (see ``Run.log_files``); waits while the buffer is full.
+
+        :raises FileSourceError: for a source that cannot be read; nothing is logged.
+        :raises ValidationError: naming the bad key, value or step; nothing is logged.
+        """
+        self._blocking(partial(self._run.log_files, files, step, timestamp=timestamp))
+
+    def upload(self, files: Mapping[str, Any]) -> dict[str, FileRef]:
+        """Store files as the run's file attributes; returns once they are durable (see
+        ``Run.upload``).
+
+        :raises FileSourceError: for a source that cannot be read; nothing is stored.
+        """
+        return self._portal.call(partial(self._run.upload, files))
+
+    def _blocking(self, call: Callable[[], None]) -> None:
+        try:
+            call()
+        except BackpressureError as full:
+            self._when_room(call, full)
 
     def _when_room(self, call: Callable[[], None], full: BackpressureError) -> None:
         """Make ``call`` again each time the writer has taken some pending points, until it

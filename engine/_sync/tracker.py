@@ -7,6 +7,7 @@ checkers help blocking code as much as async code; the tests hold the two signat
 from __future__ import annotations
 
 import enum
+import os
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager
@@ -14,16 +15,25 @@ from functools import partial
 from types import TracebackType
 from typing import Any, Literal
 
+from engine._core.confusion import ConfusionMatrix
+from engine._core.entries import Entry
+from engine._core.files import FileRef
+from engine._core.histograms import Histogram
 from engine._core.model import Event, Experiment, Lineage, RunState, Series
+from engine._core.text import TextSeries
 from engine._query.export import RunsTable
 from engine._query.tree import RunGroup
+from engine._runtime.captures import DEFAULT_INTERVAL
+from engine._runtime.files import GC_GRACE
 from engine._runtime.past import AsOf
-from engine._runtime.settings import Durability
-from engine._runtime.tracker import Tracker
+from engine._runtime.settings import Durability, environment_target
+from engine._runtime.tracker import Tracker, use_blocking_defaults
+from engine._storage.blobs.contract import Collected
 from engine._storage.contract import Progress
 from engine.errors import ClosedError
 
 from .exit import forget_tracker, keep_tracker
+from .jobs import SyncJobs
 from .portal import Portal
 from .run import SyncEditContext, SyncRunContext
 from .subscription import SyncSubscription
@@ -32,9 +42,9 @@ __all__ = ["SyncTracker", "connect"]
 
 
 def connect(
-    url: str,
+    url: str | None = None,
     *,
-    project: str = "default",
+    project: str | None = None,
     durability: Durability = "full",
     flush_interval: float = 0.02,
     batch_points: int = 50_000,
@@ -43,13 +53,15 @@ def connect(
     crash_timeout: float = 120.0,
     reap_interval: float | None = None,
     poll_interval: float = 0.025,
+    blobs: str | os.PathLike[str] | None = None,
     clock: Callable[[], float] = time.time,
     token: str | None = None,
     spool: str | None = None,
     offline: bool = False,
 ) -> SyncTracker:
     """Open a blocking tracker on ``url`` (use it as ``with``). The settings are
-    ``engine.connect``'s, with the same meaning, except that past ``max_pending_points``
+    ``engine.connect``'s, with the same meaning (``url`` and ``project`` default to
+    ``$KITTIWAKE_DB`` and ``$KITTIWAKE_PROJECT``), except that past ``max_pending_points``
     logging waits for the writer instead of raising ``BackpressureError``.
 
     :raises ValidationError: for a setting out of range (raised here, before anything opens).
@@ -58,7 +70,7 @@ def connect(
         url, project=project, durability=durability, flush_interval=flush_interval,
         batch_points=batch_points, max_pending_points=max_pending_points,
         heartbeat_interval=heartbeat_interval, crash_timeout=crash_timeout,
-        reap_interval=reap_interval, poll_interval=poll_interval, clock=clock,
+        reap_interval=reap_interval, poll_interval=poll_interval, blobs=blobs, clock=clock,
         token=token, spool=spool, offline=offline,
     )
 
@@ -69,15 +81,15 @@ class _State(enum.Enum):
     CLOSED = "closed"
 
 
-class SyncTracker:
+class SyncTracker(SyncJobs):
     """A tracker whose methods block, while the engine runs on an event loop in a background
     thread. Make one with :func:`connect`; the constructor takes the same settings."""
 
     def __init__(
         self,
-        url: str,
+        url: str | None = None,
         *,
-        project: str = "default",
+        project: str | None = None,
         durability: Durability = "full",
         flush_interval: float = 0.02,
         batch_points: int = 50_000,
@@ -86,19 +98,22 @@ class SyncTracker:
         crash_timeout: float = 120.0,
         reap_interval: float | None = None,
         poll_interval: float = 0.025,
+        blobs: str | os.PathLike[str] | None = None,
         clock: Callable[[], float] = time.time,
         token: str | None = None,
         spool: str | None = None,
         offline: bool = False,
     ) -> None:
         # Made here, so that a bad setting raises at the call; it starts on the loop.
+        url, project = environment_target(url, project)
         self._tracker = Tracker(
             url, project=project, durability=durability, flush_interval=flush_interval,
             batch_points=batch_points, max_pending_points=max_pending_points,
             heartbeat_interval=heartbeat_interval, crash_timeout=crash_timeout,
-            reap_interval=reap_interval, poll_interval=poll_interval, clock=clock,
-            remote={"token": token, "spool": spool, "offline": offline},
+            reap_interval=reap_interval, poll_interval=poll_interval, blobs=blobs,
+            clock=clock, remote={"token": token, "spool": spool, "offline": offline},
         )
+        use_blocking_defaults(self._tracker)  # output and system metrics on by default
         self._portal = Portal()
         self._state = _State.NEW
         self._entered: AbstractContextManager[Tracker] | None = None
@@ -182,10 +197,17 @@ class SyncTracker:
         resume: bool = False,
         rewind_to: int | float | None = None,
         project: str | None = None,
+        notes: str | None = None,
+        capture_output: bool | None = None,
+        capture_env: bool | None = None,
+        capture_source: bool | Sequence[str] | None = None,
+        system_metrics: bool | None = None,
+        system_metrics_interval: float = DEFAULT_INTERVAL,
     ) -> SyncRunContext:
         """Start (or, with ``resume=True``, re-open) a run; use it as ``with`` (see
         ``Tracker.start_run``). An abort makes the block's next logging call raise
-        ``RunAbortedError``, and the run ends ``aborted``.
+        ``RunAbortedError``, and the run ends ``aborted``. Here ``capture_output`` and
+        ``system_metrics`` are on by default.
 
         :raises ValidationError: for a bad argument (raised here, before anything is written).
         :raises RunExistsError: on entry, when ``run_id`` exists and ``resume`` is False.
@@ -193,7 +215,10 @@ class SyncTracker:
         """
         context = self._open().start_run(
             run_id, name=name, experiment=experiment, fork=fork, tags=tags, config=config,
-            resume=resume, rewind_to=rewind_to, project=project)
+            resume=resume, rewind_to=rewind_to, project=project, notes=notes,
+            capture_output=capture_output, capture_env=capture_env,
+            capture_source=capture_source, system_metrics=system_metrics,
+            system_metrics_interval=system_metrics_interval)
         return SyncRunContext(self._portal, context)
 
     def edit_run(self, run_id: str, *, project: str | None = None) -> SyncEditContext:
@@ -297,6 +322,87 @@ class SyncTracker:
         return self._portal.call(partial(
             tracker.read_series, run_id, metric, min_step=min_step, max_step=max_step,
             max_points=max_points, as_of=as_of, project=project))
+
+    def read_text(self, run_id: str, key: str, *, tail: int | None = None,
+                  as_of: AsOf | None = None, project: str | None = None) -> TextSeries:
+        """The run's text series ``key`` (see ``Tracker.read_text``).
+
+        :raises RunNotFoundError: if there is no such run.
+        """
+        tracker = self._open()
+        return self._portal.call(partial(tracker.read_text, run_id, key, tail=tail,
+                                         as_of=as_of, project=project))
+
+    def read_histograms(self, run_id: str, key: str, *, tail: int | None = None,
+                        as_of: AsOf | None = None,
+                        project: str | None = None) -> list[Entry[Histogram]]:
+        """The run's histograms under ``key`` (see ``Tracker.read_histograms``).
+
+        :raises RunNotFoundError: if there is no such run.
+        """
+        tracker = self._open()
+        return self._portal.call(partial(tracker.read_histograms, run_id, key, tail=tail,
+                                         as_of=as_of, project=project))
+
+    def read_confusion_matrices(self, run_id: str, key: str, *, tail: int | None = None,
+                                as_of: AsOf | None = None, project: str | None = None,
+                                ) -> list[Entry[ConfusionMatrix]]:
+        """The run's confusion matrices under ``key`` (see
+        ``Tracker.read_confusion_matrices``).
+
+        :raises RunNotFoundError: if there is no such run.
+        """
+        tracker = self._open()
+        return self._portal.call(partial(tracker.read_confusion_matrices, run_id, key,
+                                         tail=tail, as_of=as_of, project=project))
+
+    def read_files(self, run_id: str, key: str, *, tail: int | None = None,
+                   as_of: AsOf | None = None, project: str | None = None) -> list[FileRef]:
+        """The run's file series ``key`` (see ``Tracker.read_files``).
+
+        :raises RunNotFoundError: if there is no such run.
+        """
+        tracker = self._open()
+        return self._portal.call(partial(tracker.read_files, run_id, key, tail=tail,
+                                         as_of=as_of, project=project))
+
+    def read_file(self, ref: FileRef) -> bytes:
+        """A logged file's bytes, checked (see ``Tracker.read_file``).
+
+        :raises IntegrityError: when the stored bytes do not match the digest, or are gone.
+        """
+        tracker = self._open()
+        return self._portal.call(partial(tracker.read_file, ref))
+
+    def open_file(self, ref: FileRef) -> Iterator[bytes]:
+        """A logged file's bytes in chunks, checked as they pass (see
+        ``Tracker.open_file``); each chunk is one call into the loop.
+
+        :raises IntegrityError: when the stored bytes do not match the digest, or are gone.
+        """
+        tracker = self._open()
+        return self._portal.iterate(tracker.open_file(ref))
+
+    def download(self, ref: FileRef, path: str | os.PathLike[str]) -> str:
+        """Write a logged file's bytes to ``path``, checked (see ``Tracker.download``).
+
+        :raises IntegrityError: when the stored bytes do not match the digest, or are gone.
+        """
+        tracker = self._open()
+        return self._portal.call(partial(tracker.download, ref, path))
+
+    def gc(self, *, grace: float = GC_GRACE, dry_run: bool = False) -> Collected:
+        """Remove stored file bytes no event names (see ``Tracker.gc``).
+
+        :raises ValidationError: for a negative ``grace``.
+        """
+        tracker = self._open()
+        return self._portal.call(partial(tracker.gc, grace=grace, dry_run=dry_run))
+
+    def list_projects(self) -> dict[str, int]:
+        """Every project with runs and how many runs each created (see
+        ``Tracker.list_projects``)."""
+        return self._portal.call(self._open().list_projects)
 
     def get_experiment(self, name: str, *, as_of: AsOf | None = None,
                        project: str | None = None) -> Experiment:

@@ -45,7 +45,7 @@ def test_the_demo_hints_run_as_printed_and_name_a_run_that_succeeded(tmp_path: P
     out = done.stdout
     hints = [line.split(": ", 1)[-1].strip() for line in out.splitlines()
              if line.startswith(("look around:", "             "))]
-    assert len(hints) == 3
+    assert len(hints) == 5
     for hint in hints:
         ran = subprocess.run(hint, shell=True, cwd=tmp_path, capture_output=True, text=True,
                              timeout=60)
@@ -186,3 +186,31 @@ def test_runs_list_and_show_as_of_a_position_or_a_time(capsys: pytest.CaptureFix
     code, _, err = run_cli(capsys, "--db", trained, "runs", "list", "--as-of", "soon")
     assert code == 2
     assert "--as-of" in err
+
+
+def test_runs_list_in_an_empty_project_names_the_projects_with_runs(
+        capsys: pytest.CaptureFixture[str], trained: str) -> None:
+    with engine.sync.connect(trained, project="team/vision", durability="normal") as tracker:
+        with tracker.start_run("v"):
+            pass
+        assert tracker.list_projects() == {"default": 3, "team/vision": 1}
+    code, out, err = run_cli(capsys, "--db", trained, "--project", "tema/vision",
+                             "runs", "list")
+    assert code == 0
+    assert "(0 runs)" in out
+    assert "project 'tema/vision' has no runs" in err
+    assert "default (3 runs), team/vision (1 run)" in err
+    # A project that has runs, filtered to none, is not a wrong project: no hint.
+    code, out, err = run_cli(capsys, "--db", trained, "runs", "list", "--where",
+                             "config.lr > 1")
+    assert (code, err) == (0, "")
+    assert "(0 runs)" in out
+
+
+def test_runs_list_in_an_empty_database_says_it_is_empty(capsys: pytest.CaptureFixture[str],
+                                                          file_url: str) -> None:
+    with engine.sync.connect(file_url):
+        pass
+    code, _, err = run_cli(capsys, "--db", file_url, "runs", "list")
+    assert code == 0
+    assert "neither has any other project" in err

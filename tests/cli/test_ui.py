@@ -53,8 +53,7 @@ def test_ui_serves_the_dashboard_and_the_api_on_loopback(tmp_path: Path) -> None
             assert uplot.status_code == 200
             assert "javascript" in uplot.headers["content-type"]
             assert client.get("/vendor/uplot/LICENSE").status_code == 200
-            assert client.get("/api/v1/projects").json() == {
-                "projects": [{"project": "team/x", "runs": 1}]}
+            assert client.get("/api/v1/projects").json() == {"projects": {"team/x": 1}}
     finally:
         process.send_signal(signal.SIGINT)
         assert process.wait(30) == 130  # stopped as Ctrl+C stops any command

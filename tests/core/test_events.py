@@ -45,7 +45,9 @@ def append_raw(path: str, position: int, version: int, kind: str, schema: int,
     """Append an event row as another release would have written it; returns its bytes."""
     payload = encode(data)
     with sqlite3.connect(path) as db:
-        db.execute("INSERT INTO events VALUES (?, ?, 'default', 'r', ?, ?, ?, ?, ?)",
+        db.execute("INSERT INTO events (position, event_id, project, run_id, version, type, "
+                   "schema_version, recorded_at, data) "
+                   "VALUES (?, ?, 'default', 'r', ?, ?, ?, ?, ?)",
                    (position, event_id(), version, kind, schema, time.time(), payload))
     return payload
 
@@ -157,9 +159,9 @@ async def test_an_event_type_this_release_does_not_know_is_refused(tmp_path: Pat
     path = str(tmp_path / "unknown.db")
     async with engine.connect(path, durability="normal") as old, old.start_run("r"):
         pass
-    append_raw(path, 3, 3, "FilesLogged", 1, {"files": ["a.png"]})
+    append_raw(path, 3, 3, "ModelRegistered", 1, {"model": "resnet"})
     before = set(threading.enumerate())
-    with pytest.raises(EngineError, match=r"position 3 has type 'FilesLogged' \(schema "
+    with pytest.raises(EngineError, match=r"position 3 has type 'ModelRegistered' \(schema "
                                           r"version 1\), which this release does not know"):
         async with engine.connect(path, durability="normal"):
             pass  # opening rebuilds the lagging projections, and that reads the log

@@ -105,8 +105,7 @@ def test_the_cookie_is_a_token_like_the_header(server: LiveServer,
         assert "kittiwake_token" not in refused.cookies
         signed = client.post("/api/v1/session", json={"token": tokens["read"]})
         assert signed.json() == {"project": "team/a", "role": "read", "auth": True}
-        assert client.get("/api/v1/projects").json() == {
-            "projects": [{"project": "team/a", "runs": 1}]}
+        assert client.get("/api/v1/projects").json() == {"projects": {"team/a": 1}}
         assert client.get("/api/v1/projects/team/b/runs").status_code == 403
         denied = client.post("/api/v1/projects/team/a/abort", json={"run_id": "live"})
         assert denied.status_code == 403

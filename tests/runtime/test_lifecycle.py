@@ -332,7 +332,8 @@ import os, sys
 import anyio, engine
 
 async def main():
-    tracker = engine.connect(sys.argv[1], durability="normal", heartbeat_interval=0.01)
+    tracker = engine.connect(sys.argv[1], durability="normal", heartbeat_interval=0.01,
+                             crash_timeout=60)
     await tracker.__aenter__()
     await tracker.start_run("ghost").__aenter__()
     await anyio.sleep(0.05)  # a few heartbeats
@@ -360,14 +361,16 @@ async def test_the_reaper_crashes_silent_runs_and_spares_live_ones(
             assert (await tracker.get_run("ghost")).status is Status.RUNNING
 
             clock.now += 60  # past the timeout for the ghost and for the idle live run
+            # Every read judges the ghost crashed at once; the reaper then records it.
+            assert (await tracker.get_run("ghost")).status is Status.CRASHED
             with anyio.fail_after(10):
                 while True:
                     ghost = await tracker.get_run("ghost")
-                    if ghost.status is not Status.RUNNING:
+                    if ghost.ended_at is not None:
                         break
                     await anyio.sleep(0.01)
             assert ghost.status is Status.CRASHED
-            assert ghost.ended_at is not None
+            assert ghost.status_reason == "no heartbeat for 60 s"
             assert (await tracker.get_run("alive")).status is Status.RUNNING
             run.log_metrics({"m": 2.0}, step=1)
         assert (await tracker.get_run("alive")).status is Status.SUCCEEDED
@@ -391,8 +394,9 @@ async def test_a_run_beating_in_one_tracker_survives_another_trackers_reaper(
     beating and spares the one still beating elsewhere."""
     needs_shared_database(backend)
     clock = FakeClock()
-    async with make(clock=clock, heartbeat_interval=0.02, crash_timeout=1e6) as beating, \
-            make(clock=clock, heartbeat_interval=1e5, crash_timeout=1e6) as quiet:
+    # Both runs promise a 60 s timeout; only the first tracker beats within the test.
+    async with make(clock=clock, heartbeat_interval=0.02, crash_timeout=60) as beating, \
+            make(clock=clock, heartbeat_interval=50, crash_timeout=60) as quiet:
         async with beating.start_run("alive") as alive, quiet.start_run("silent") as silent:
             alive.log_metrics({"m": 1.0}, step=0)
             silent.log_metrics({"m": 1.0}, step=0)
@@ -404,7 +408,8 @@ async def test_a_run_beating_in_one_tracker_survives_another_trackers_reaper(
             assert store is not None
 
             async def beaten_since_the_jump() -> bool:
-                stale = await store.stale_runs(clock.now - 1)
+                # Silent for longer than its 60 s as of ``now + 59``: no beat since ``now - 1``.
+                stale = await store.stale_runs(clock.now + 59, 60)
                 return "alive" not in {s.run_id for s in stale}
 
             await _wait_until(beaten_since_the_jump, "a heartbeat of 'alive'")

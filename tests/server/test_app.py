@@ -122,12 +122,13 @@ def test_unknown_routes_answer_json(client: httpx.Client) -> None:
 def test_the_schema_describes_every_route(client: httpx.Client) -> None:
     document = client.get("/api/v1/openapi.json").json()
     assert document["openapi"].startswith("3.")
+    from engine._server.files import ROUTES as FILE_ROUTES
     from engine._server.routes import ROUTES
 
     described = {(m.lower(), path.replace("{project:path}", "{project}"))
                  for path, item in document["paths"].items() for m in item
                  for path in [path]}
-    for method, path, _ in ROUTES:
+    for method, path, _ in (*ROUTES, *FILE_ROUTES):
         assert (method.lower(), path.replace("{project:path}", "{project}")) in described
 
 

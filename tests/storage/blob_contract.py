@@ -18,7 +18,7 @@ from typing import Any
 
 import anyio
 import pytest
-from hypothesis import given, settings
+from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from engine._storage.blobs.contract import CHUNK_SIZE, BlobInfo, BlobStore, Buffer, digest_of
@@ -94,7 +94,9 @@ class BlobStoreContract:
 
     # Round trips ---------------------------------------------------------------------------
 
-    @settings(max_examples=40)
+    # Each store's subclass runs this one function (differing executors): each example
+    # makes its own store, so no state passes between them.
+    @settings(max_examples=40, suppress_health_check=[HealthCheck.differing_executors])
     @given(size=st.integers(0, 5000), chunk_size=st.sampled_from([13, 1000, 4096]),
            cuts=st.lists(st.integers(0, 5000), max_size=8), seed=st.integers(0, 2**32))
     async def test_any_bytes_in_any_chunks_come_back_whole_and_checked(

@@ -147,3 +147,14 @@ def postgres_ddl(suffix: str, generation: int | str) -> list[str]:
             CONSTRAINT checkpoints_pk_g{g} PRIMARY KEY (name))""",
         *(f"INSERT INTO checkpoints{s} VALUES ('{name}', 0)" for name in PROJECTIONS),
     ]
+
+
+def postgres_migrated(suffix: str, generation: int | str) -> list[str]:
+    """Version 1's PostgreSQL tables as migration 2 leaves them: config texts indexed by their
+    first 256 characters (a btree entry holds at most 2,704 bytes)."""
+    old = f"CREATE INDEX run_configs_txt_g{generation} ON run_configs{suffix} (path, txt)"
+    new = (f"CREATE INDEX run_configs_txt_g{generation} ON run_configs{suffix} "
+           "(path, left(txt, 256))")
+    statements = postgres_ddl(suffix, generation)
+    assert old in statements
+    return [new if statement == old else statement for statement in statements]

@@ -14,6 +14,8 @@ import errno
 import os
 import sqlite3
 import subprocess
+import sys
+import textwrap
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -154,3 +156,47 @@ async def test_a_read_only_file_system_is_a_storage_error_naming_the_file(disk: 
         assert isinstance(caught.value.__cause__, sqlite3.Error)
     finally:
         _remount(disk, "rw")
+
+
+READ_ONLY_USER = textwrap.dedent("""
+    import sys
+    import engine
+    from engine.errors import StorageError
+    try:
+        with engine.sync.connect(sys.argv[1]) as tracker, tracker.start_run("s") as run:
+            run.log_metrics({"loss": 2.0}, step=0)
+    except StorageError as exc:
+        print("StorageError:", exc)
+        sys.exit(3)
+""")
+
+
+def test_a_read_only_database_file_is_a_storage_error_naming_it(tmp_path: Path) -> None:
+    """A database file its user may read but not write (the child runs without the
+    capabilities by which root writes any file): opening it to log says so, names the file,
+    and changes nothing; once it may be written, it is."""
+    if os.geteuid() != 0:
+        pytest.skip("needs root, to drop its file capabilities in a child")
+    url = str(tmp_path / "runs.db")
+    with engine.sync.connect(url, durability="full") as tracker, tracker.start_run("r") as run:
+        run.log_metrics({"loss": 1.0}, step=0)
+    os.chmod(url, 0o444)
+    before = Path(url).read_bytes()
+
+    def child() -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            ["setpriv", "--bounding-set=-dac_override,-dac_read_search,-fowner",
+             sys.executable, "-c", READ_ONLY_USER, url],
+            capture_output=True, text=True, timeout=120, check=False)
+
+    done = child()
+    assert done.returncode == 3, done.stdout + done.stderr
+    assert "runs.db" in done.stdout
+    assert Path(url).read_bytes() == before
+    for path in tmp_path.glob("runs.db*"):  # SQLite made its -wal and -shm as read-only
+        os.chmod(path, 0o644)
+    done = child()
+    assert done.returncode == 0, done.stdout + done.stderr
+    with engine.sync.connect(url) as tracker:
+        assert tracker.get_run("s").metrics["loss"].last == 2.0
+        assert tracker.get_run("r").metrics["loss"].last == 1.0

@@ -11,9 +11,11 @@ import anyio
 import asyncpg
 import pytest
 
+import engine
 from engine._core import events as ev
 from engine._core.events import NewEvent, default_upcasters
 from engine._storage.contract import AppendRequest, Store
+from engine._storage.postgres.schema import MIGRATIONS
 from engine._storage.registry import open_store
 from engine._storage.session import Session
 from engine.errors import EngineError, StorageError
@@ -78,16 +80,45 @@ async def test_durability_is_synchronous_commit(pg_url: str, durability: str,
 async def test_the_schema_is_created_and_migrations_are_recorded(pg_url: str) -> None:
     store = await opened(pg_url)
     try:
-        from engine._storage.postgres.schema import MIGRATIONS
-
-        assert await raw(store, "SELECT version FROM schema_migrations ORDER BY version") == [
-            (n,) for n in range(1, len(MIGRATIONS) + 1)]
+        versions = await raw(store, "SELECT version FROM schema_migrations ORDER BY 1")
+        assert versions == [(n,) for n in range(1, len(MIGRATIONS) + 1)]
         schema = pg_url.rsplit("search_path=", 1)[1]
         assert await raw(store, "SELECT current_schema()") == [(schema,)]
     finally:
         await store.close()
     again = await opened(pg_url)  # a second connect finds everything in place
     await again.close()
+
+
+async def test_a_version_1_database_learns_to_index_long_config_texts(pg_url: str) -> None:
+    """Databases made before config texts were indexed by a prefix take one over 2,704 bytes
+    once reopened (they refused it at flush)."""
+    schema = pg_url.rsplit("search_path=", 1)[1]
+    connection = await admin(POSTGRES_URL)
+    try:
+        await connection.execute(f'CREATE SCHEMA "{schema}"')
+        await connection.execute(f'SET search_path = "{schema}"')
+        await connection.execute("CREATE TABLE schema_migrations (version integer PRIMARY KEY, "
+                                 "applied_at timestamptz NOT NULL DEFAULT now())")
+        for statement in MIGRATIONS[0]:
+            await connection.execute(statement)
+        await connection.execute("UPDATE meta SET value = 3 WHERE key = 'generation'")
+        await connection.execute("ALTER INDEX run_configs_txt_g0 RENAME TO run_configs_txt_g3")
+        await connection.execute("INSERT INTO schema_migrations (version) VALUES (1)")
+    finally:
+        await connection.close()
+    async with engine.connect(pg_url) as tracker:
+        async with tracker.start_run("r", config={"prompt": "\U00010348" * 3000}):
+            pass
+        assert (await tracker.get_run("r")).config["prompt"] == "\U00010348" * 3000
+    store = await opened(pg_url)
+    try:
+        indexes = await raw(store, "SELECT indexdef FROM pg_indexes WHERE schemaname = "
+                            "current_schema() AND indexname = 'run_configs_txt_g3'")
+    finally:
+        await store.close()
+    assert indexes
+    assert indexes[0][0].endswith('(path, "left"(txt, 256))')
 
 
 async def test_a_newer_schema_is_refused(pg_url: str) -> None:

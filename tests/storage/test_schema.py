@@ -12,19 +12,35 @@ import pytest
 
 from engine._projections.stored import CHUNK_COLUMNS, METRIC_COLUMNS, RUN_COLUMNS
 from engine._projections.tables import PROJECTION_TABLES, TABLES
+from engine._storage.postgres.schema import MIGRATIONS as POSTGRES_MIGRATIONS
 from engine._storage.postgres.schema import projection_ddl as postgres_ddl
+from engine._storage.sqlite.schema import MIGRATIONS as SQLITE_MIGRATIONS
 from engine._storage.sqlite.schema import projection_ddl as sqlite_ddl
 from tests.conftest import POSTGRES_URL, require_postgres
 from tests.pg import admin, fresh_schema_url
 from tests.storage import legacy_schema
 
 GENERATIONS = [("", 0), ("__new", 7), ("__check", "check")]
+VERSION_1 = PROJECTION_TABLES[:10]  # what schema version 1 made by hand
+
+
+def test_migrating_a_version_1_database_gives_the_tables_a_rebuild_makes() -> None:
+    """Schema version 2 adds columns and tables to a database of version 1: the result has
+    the columns, in the same order, that the tables a rebuild creates have."""
+    from engine._storage.sqlite.schema import MIGRATIONS
+
+    migrated = _sqlite_catalog([s for migration in MIGRATIONS for s in migration])
+    fresh = _sqlite_catalog(sqlite_ddl("", 0))
+    for name in PROJECTION_TABLES:
+        assert [c[1:3] for c in migrated[name]["columns"]] == \
+            [c[1:3] for c in fresh[name]["columns"]], name
+        assert migrated[name]["indexes"] == fresh[name]["indexes"], name
 
 
 def test_the_declarations_name_every_stored_column_once() -> None:
     assert PROJECTION_TABLES == ("runs", "metrics", "run_configs", "run_tags", "series_chunks",
                                  "series_segments", "lineage", "experiments", "projects",
-                                 "checkpoints")
+                                 "checkpoints", "entries")
     assert RUN_COLUMNS[:3] == ("rk", "project", "run_id")
     assert METRIC_COLUMNS[-2:] == ("tail_epoch", "tail_seq")
     assert CHUNK_COLUMNS[-4:] == ("blocks", "steps", "vals", "times")
@@ -66,11 +82,27 @@ def _sqlite_catalog(statements: list[str]) -> dict[str, Any]:
 
 @pytest.mark.parametrize(("suffix", "generation"), GENERATIONS)
 def test_sqlite_tables_are_the_ones_written_by_hand(suffix: str, generation: int | str) -> None:
-    rendered = _sqlite_catalog(sqlite_ddl(suffix, generation))
+    rendered = _sqlite_catalog(sqlite_ddl(suffix, generation, version=1))
     legacy = _sqlite_catalog(legacy_schema.sqlite_ddl(suffix, generation))
-    assert sorted(rendered) == sorted(f"{t}{suffix}" for t in PROJECTION_TABLES)
+    assert sorted(rendered) == sorted(f"{t}{suffix}" for t in VERSION_1)
     for name, expected in legacy.items():
         assert rendered[name] == expected, name
+
+
+def test_sqlite_migrations_make_the_tables_a_rebuild_makes() -> None:
+    """A database made by hand at version 1 and migrated since has the tables a rebuild
+    creates now, column for column (a rebuild swaps its tables in for the migrated ones)."""
+    migrated = _sqlite_catalog([*legacy_schema.sqlite_ddl("", 0),
+                                *(s for m in SQLITE_MIGRATIONS[1:] for s in m
+                                  if not s.startswith("ALTER TABLE events "))])  # the log's own
+    fresh = _sqlite_catalog(sqlite_ddl("", 0))
+    for name in PROJECTION_TABLES:
+        # A column added in place carries a default for the rows already there; the rest of
+        # each column (position, name, type, null, key) is the same.
+        assert [c[:4] + c[5:] for c in migrated[name]["columns"]] == \
+            [c[:4] + c[5:] for c in fresh[name]["columns"]], name
+        assert {k: v for k, v in migrated[name].items() if k != "columns"} == \
+            {k: v for k, v in fresh[name].items() if k != "columns"}, name
 
 
 async def _postgres_catalog(statements: list[str]) -> dict[str, Any]:
@@ -113,8 +145,22 @@ async def _postgres_catalog(statements: list[str]) -> dict[str, Any]:
 async def test_postgres_tables_are_the_ones_written_by_hand(suffix: str,
                                                            generation: int | str) -> None:
     require_postgres()
-    rendered = await _postgres_catalog(postgres_ddl(suffix, generation))
-    legacy = await _postgres_catalog(legacy_schema.postgres_ddl(suffix, generation))
-    assert {row[0] for row in rendered["columns"]} == {f"{t}{suffix}" for t in PROJECTION_TABLES}
+    rendered = await _postgres_catalog(postgres_ddl(suffix, generation, version=1))
+    legacy = await _postgres_catalog(legacy_schema.postgres_migrated(suffix, generation))
+    assert {row[0] for row in rendered["columns"]} == {f"{t}{suffix}" for t in VERSION_1}
     for part in ("columns", "indexes", "constraints", "rows"):
         assert rendered[part] == legacy[part], part
+
+
+@pytest.mark.postgres
+async def test_postgres_migrations_make_the_tables_a_rebuild_makes() -> None:
+    require_postgres()
+    # The migrations read the live generation from ``meta``; the log's own (its checksum
+    # column) are not about projection tables.
+    meta = ["CREATE TABLE meta (key text PRIMARY KEY, value bigint NOT NULL)",
+            "INSERT INTO meta VALUES ('generation', 0)"]
+    migrated = await _postgres_catalog([*meta, *legacy_schema.postgres_ddl("", 0),
+                                        *(s for m in POSTGRES_MIGRATIONS[1:] for s in m
+                                          if not s.startswith("ALTER TABLE events "))])
+    blobs = [s for m in POSTGRES_MIGRATIONS for s in m if " TABLE blob" in s.split("(")[0]]
+    assert migrated == await _postgres_catalog([*meta, *postgres_ddl("", 0), *blobs])

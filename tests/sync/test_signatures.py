@@ -13,7 +13,8 @@ import pytest
 import engine
 
 # Methods of the async handles that the engine calls, not users: no blocking twin.
-RUN_INTERNALS = {"halt", "raise_on_abort", "request_abort"}
+RUN_INTERNALS = {"halt", "raise_on_abort", "request_abort", "record_env", "record_line",
+                 "record_system"}
 SUBSCRIPTION_INTERNALS = {"end", "offer", "wake"}
 RENAMED = {"aclose": "close"}
 

@@ -49,7 +49,7 @@ from .session import PostgresSession
 
 __all__ = ["Committer"]
 
-_INSERT = f"INSERT INTO events ({EVENT_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)"
+_INSERT = f"INSERT INTO events ({EVENT_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)"
 _HEAD_AND_KNOWN = ("SELECT (SELECT coalesce(max(position), 0) FROM events), "
                    "ARRAY(SELECT event_id FROM events WHERE event_id = ANY($1::bytea[]))")
 _STORED = f"SELECT {EVENT_COLUMNS} FROM events WHERE event_id = ANY(?::bytea[])"

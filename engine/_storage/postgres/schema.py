@@ -19,7 +19,7 @@ from collections.abc import Sequence
 
 import asyncpg
 
-from engine._projections.tables import TABLES, Kind, Table, seeds
+from engine._projections.tables import TABLES, TXT_PREFIX, Kind, Table, seeds
 from engine._storage.tokens import TABLE as TOKENS
 from engine.errors import EngineError
 
@@ -33,17 +33,42 @@ _TYPES = {Kind.KEY: "bigint", Kind.FLAG: "integer", Kind.NAME: _TEXT, Kind.TEXT:
           Kind.VALUE: "double precision"}
 
 
-def projection_ddl(suffix: str, generation: int | str) -> list[str]:
+def projection_ddl(suffix: str, generation: int | str, version: int | None = None) -> list[str]:
     """Statements creating the projection tables named ``<table><suffix>``, with
     ``generation`` in their constraint and index names (unique per schema: a swapped-in table
-    keeps the names it was built with)."""
+    keeps the names it was built with); ``version``: as that schema version had them (every
+    table and column for None)."""
     statements = []
-    for table in TABLES:
-        statements.append(_create(table, suffix, generation))
-        statements.extend(f"ALTER TABLE {table.name}{suffix} ALTER COLUMN {column} "
-                          "SET STORAGE EXTERNAL" for column in table.external)
-        statements.extend(index.ddl(table.name, suffix, generation) for index in table.indexes)
+    for declared in TABLES:
+        table = declared.at(version)
+        if table is not None:
+            statements.extend(_table(table, suffix, generation))
     return [*statements, *seeds(suffix)]
+
+
+def _table(table: Table, suffix: str, generation: int | str) -> list[str]:
+    return [_create(table, suffix, generation),
+            *(f"ALTER TABLE {table.name}{suffix} ALTER COLUMN {column} SET STORAGE EXTERNAL"
+              for column in table.external),
+            *(index.ddl(table.name, suffix, generation, postgres=True)
+              for index in table.indexes)]
+
+
+def _added(version: int) -> list[str]:
+    """What schema ``version`` adds to the projection tables of the one before: new columns
+    (with a default for the rows already there) and new tables."""
+    statements = []
+    for declared in TABLES:
+        if declared.since == version:
+            table = declared.at(version)
+            assert table is not None
+            statements.extend(_table(table, "", 0))
+            continue
+        statements.extend(
+            f"ALTER TABLE {declared.name} ADD COLUMN {c.name} {_TYPES[c.kind]}"
+            + ("" if c.nullable else " NOT NULL DEFAULT ''")
+            for c in declared.columns if c.since == version)
+    return statements
 
 
 def _create(table: Table, suffix: str, generation: int | str) -> str:
@@ -82,10 +107,37 @@ _LOG = [
     "INSERT INTO meta VALUES ('generation', 0)",
 ]
 
+# 2: config texts over 2,704 bytes: index a prefix of ``txt`` (the live tables' generation is
+# in ``meta``; a rebuild makes the new form from the declarations).
+_TXT_PREFIX_INDEX = f"""DO $$
+    DECLARE g bigint;
+    BEGIN
+        SELECT value INTO g FROM meta WHERE key = 'generation';
+        EXECUTE format('DROP INDEX IF EXISTS run_configs_txt_g%s', g);
+        EXECUTE format('CREATE INDEX run_configs_txt_g%s ON run_configs '
+                       '(path, left(txt, {TXT_PREFIX}))', g);
+    END $$"""
+
 MIGRATIONS: Sequence[Sequence[str]] = (
     # 1: the log, liveness, and the first generation of projection tables.
-    (*_LOG, *projection_ddl("", 0)),
-    # 2: the server's access tokens (hashes only).
+    (*_LOG, *projection_ddl("", 0, 1)),
+    (_TXT_PREFIX_INDEX,),
+    # 3: each event's checksum (``engine._core.checksum``); older events carry none.
+    ("ALTER TABLE events ADD COLUMN checksum bigint",),
+    # 4: each run's heartbeat promise (declarations of version 2).
+    tuple(_added(2)),
+    # 5: jobs: their queue, spec, attempts and worker (declarations of version 3).
+    tuple(_added(3)),
+    # 6: what a run records besides metrics (declarations of version 4): notes, env, files,
+    # entries; and the blob store in the database (``engine._storage.blobdb``), its chunks
+    # stored uncompressed (they rarely compress, and trying costs time).
+    (*_added(4),
+     f"""CREATE TABLE blobs (digest {_TEXT} PRIMARY KEY, size bigint NOT NULL,
+        upload {_TEXT} NOT NULL, touched_at double precision NOT NULL)""",
+     f"""CREATE TABLE blob_chunks (upload {_TEXT} NOT NULL, seq bigint NOT NULL,
+        at double precision NOT NULL, data bytea NOT NULL, PRIMARY KEY (upload, seq))""",
+     "ALTER TABLE blob_chunks ALTER COLUMN data SET STORAGE EXTERNAL"),
+    # 7: the server's access tokens (hashes only).
     (TOKENS.format(real="double precision"),),
 )
 

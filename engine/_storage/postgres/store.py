@@ -18,7 +18,8 @@ created or migrated on connect. A lost connection is opened again; see ``connect
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
+from typing import TypeVar
 
 import anyio
 import asyncpg
@@ -26,16 +27,19 @@ import asyncpg
 from engine._core.events import Upcasters
 from engine._storage.io import HEARTBEAT
 from engine._storage.reads import Reads
-from engine._storage.session import numbered
+from engine._storage.session import Session, numbered
 from engine._storage.split import SplitStore, opened
 from engine.errors import ClosedError, StorageError
 
+from .blobside import BlobSide, SideReader
 from .commit import Committer
 from .connection import Link, Readers, Target, driver_error, open_connection, quote_ident
 from .listen import Doorbell
 from .rebuild import PostgresRebuild
 from .schema import migrate
 from .session import PostgresReader
+
+T = TypeVar("T")
 
 __all__ = ["PostgresStore", "open_url"]
 
@@ -65,6 +69,7 @@ class PostgresStore(SplitStore[Committer]):
         self.upcasters = upcasters
         self._readers: Readers | None = None
         self._doorbell: Doorbell | None = None
+        self._blob_side = BlobSide(self.target)
 
     def __repr__(self) -> str:
         return f"<PostgresStore {self.target.shown!r}>"
@@ -100,6 +105,7 @@ class PostgresStore(SplitStore[Committer]):
         committer, readers, doorbell = self._committer, self._readers, self._doorbell
         self._committer = self._readers = self._reads = self._doorbell = None
         with anyio.CancelScope(shield=True):
+            await self._blob_side.close()
             if doorbell is not None:
                 await doorbell.close()
             if committer is not None:
@@ -165,6 +171,15 @@ class PostgresStore(SplitStore[Committer]):
             "SELECT tablename FROM pg_tables WHERE schemaname = current_schema() "
             "AND tablename LIKE '%\\_\\_old'"))
         return [r[0] for r in rows]
+
+    # File bytes ----------------------------------------------------------------------------
+
+    async def blob_transaction(self, work: Callable[[Session], Awaitable[T]]) -> T:
+        return await self._blob_side.run(work, transaction=True, what="storing file bytes")
+
+    @property
+    def blob_reader(self) -> SideReader:
+        return SideReader(self._blob_side)
 
     # Liveness ------------------------------------------------------------------------------
 

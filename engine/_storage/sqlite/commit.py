@@ -38,7 +38,7 @@ __all__ = ["Committer"]
 T = TypeVar("T")
 
 _ID_BATCH = 500  # ids per "already in the log?" query (SQLite binds at most 32766 values)
-_INSERT = f"INSERT INTO events ({EVENT_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?)"
+_INSERT = f"INSERT INTO events ({EVENT_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?)"
 _HEAD = "SELECT coalesce(max(position), 0) FROM events"
 _ADVANCE = "UPDATE checkpoints SET position = ? WHERE position = ?"
 _BEHIND = ("projection checkpoints are not at position {head}: refusing to apply events twice "

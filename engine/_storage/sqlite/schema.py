@@ -22,18 +22,44 @@ _TYPES = {Kind.KEY: "INTEGER", Kind.FLAG: "INTEGER", Kind.NAME: "TEXT", Kind.TEX
           Kind.BLOB: "BLOB", Kind.TIME: "REAL", Kind.STEP: "", Kind.VALUE: ""}
 
 
-def projection_ddl(suffix: str, generation: int | str) -> list[str]:
+def projection_ddl(suffix: str, generation: int | str, version: int | None = None) -> list[str]:
     """Statements creating the projection tables named ``<table><suffix>``, with
     ``generation`` in their index names (SQLite cannot rename an index, and a swapped-in table
-    keeps the names its indexes were built with)."""
+    keeps the names its indexes were built with); ``version``: as that schema version had
+    them (every table and column for None)."""
     statements = []
-    for table in TABLES:
+    for declared in TABLES:
+        table = declared.at(version)
+        if table is None:
+            continue
         statements.append(_create(table, suffix))
         if table.rowid and len(table.key) > 1:
             statements.append(Index(f"{table.key_stem}_key", table.key, unique=True)
                               .ddl(table.name, suffix, generation))
         statements.extend(index.ddl(table.name, suffix, generation) for index in table.indexes)
     return [*statements, *seeds(suffix)]
+
+
+def _added(version: int) -> list[str]:
+    """What schema ``version`` adds to the projection tables of the one before: new columns
+    (with a default for the rows already there) and new tables."""
+    statements = []
+    for declared in TABLES:
+        if declared.since == version:
+            table = declared.at(version)
+            assert table is not None
+            statements.append(_create(table, ""))
+            if table.rowid and len(table.key) > 1:
+                statements.append(Index(f"{table.key_stem}_key", table.key, unique=True)
+                                  .ddl(table.name, "", 0))
+            statements.extend(index.ddl(table.name, "", 0) for index in table.indexes)
+            continue
+        for column in declared.columns:
+            if column.since == version:
+                default = "" if column.nullable else " DEFAULT ''"
+                statements.append(f"ALTER TABLE {declared.name} ADD COLUMN "
+                                  f"{_column(column, key=False)}{default}")
+    return statements
 
 
 def _create(table: Table, suffix: str) -> str:
@@ -78,7 +104,22 @@ _LOG = [
 
 MIGRATIONS: Sequence[Sequence[str]] = (
     # 1: the log, liveness, and the first generation of projection tables.
-    (*_LOG, *projection_ddl("", 0)),
-    # 2: the server's access tokens (hashes only).
+    (*_LOG, *projection_ddl("", 0, 1)),
+    # 2: (PostgreSQL's index of config texts by their prefix; SQLite indexes whole texts.)
+    (),
+    # 3: each event's checksum (``engine._core.checksum``); older events carry none.
+    ("ALTER TABLE events ADD COLUMN checksum INTEGER",),
+    # 4: each run's heartbeat promise (declarations of version 2).
+    tuple(_added(2)),
+    # 5: jobs: their queue, spec, attempts and worker (declarations of version 3).
+    tuple(_added(3)),
+    # 6: what a run records besides metrics (declarations of version 4): notes, env, files,
+    # entries; and the blob store in the database (``engine._storage.blobdb``).
+    (*_added(4),
+     """CREATE TABLE blobs (digest TEXT PRIMARY KEY, size INTEGER NOT NULL,
+        upload TEXT NOT NULL, touched_at REAL NOT NULL) WITHOUT ROWID""",
+     """CREATE TABLE blob_chunks (upload TEXT NOT NULL, seq INTEGER NOT NULL, at REAL NOT NULL,
+        data BLOB NOT NULL, PRIMARY KEY (upload, seq))"""),
+    # 7: the server's access tokens (hashes only).
     (TOKENS.format(real="REAL"),),
 )

@@ -11,13 +11,15 @@ polling ``position > last`` can never skip an event.
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
+from typing import TypeVar
 
 import anyio
 
 from engine._core.events import Upcasters
 from engine._storage.io import HEARTBEAT
 from engine._storage.reads import Reads
+from engine._storage.session import Session
 from engine._storage.split import SplitStore, opened
 from engine.errors import EngineError, StorageError, ValidationError
 
@@ -26,6 +28,8 @@ from .commit import Committer
 from .rebuild import SqliteRebuild
 from .schema import MIGRATIONS
 from .session import SqliteReader, SqliteSession, connect
+
+T = TypeVar("T")
 
 __all__ = ["SqliteStore", "open_url", "sqlite_path"]
 
@@ -155,6 +159,12 @@ class SqliteStore(SplitStore[Committer]):
                 "'%\\_\\_new' ESCAPE '\\' OR name LIKE '%\\_\\_check' ESCAPE '\\')")
         return [r[0] for r in names]
 
+    async def check_file(self) -> list[str]:
+        rows = await self.reads.reader.read(
+            lambda session: session.fetch("PRAGMA integrity_check"))
+        lines = [str(row[0]) for row in rows]
+        return [] if lines == ["ok"] else [f"{self.path}: {line}" for line in lines]
+
     async def drop_retired(self) -> None:
         """Drop the retired tables — and those of a rebuild whose process died — one per
         transaction, then checkpoint the WAL."""
@@ -172,6 +182,12 @@ class SqliteStore(SplitStore[Committer]):
         with anyio.CancelScope(shield=True):
             async with self.lock, self.writer.transaction() as session:
                 await session.execute_many(sql, rows)
+
+    # File bytes ----------------------------------------------------------------------------
+
+    async def blob_transaction(self, work: Callable[[Session], Awaitable[T]]) -> T:
+        async with self.lock, self.writer.transaction() as session:
+            return await work(session)
 
     # Liveness ------------------------------------------------------------------------------
 

@@ -48,7 +48,8 @@ export const get = (path, params) => call("GET", path, { params });
 export const post = (path, body) => call("POST", path, { body });
 
 export const api = {
-  projects: () => get("/api/v1/projects").then((d) => d.projects),
+  projects: () => get("/api/v1/projects").then((d) => Object.entries(d.projects)
+    .map(([project, runs]) => ({ project, runs }))),
   head: () => get("/api/v1/head").then((d) => d.head),
   runs: (project, params) =>
     get(`/api/v1/projects/${projectPath(project)}/runs`, params).then((d) => d.runs),
