@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint torture bench bench-engine bench-query bench-subscribe bench-system bench-postgres bench-remote bench-compare bench-jobs clean
+.PHONY: demo test lint browser screenshots torture bench bench-engine bench-query bench-subscribe bench-system bench-postgres bench-remote bench-dashboard bench-compare bench-jobs clean
 
 $(STAMP): pyproject.toml setup.py engine/_runtime/_speedups.c
 	$(PYTHON) -m venv $(VENV)
@@ -15,8 +15,15 @@ $(STAMP): pyproject.toml setup.py engine/_runtime/_speedups.c
 demo: $(STAMP)
 	$(BIN)/kittiwake demo
 
-test: lint
+test: lint browser
 	$(BIN)/python -m pytest
+
+# The dashboard's tests drive the system's Chromium through Playwright (Playwright's own
+# browser download is not used). Installed here when missing and we are root (a CI machine);
+# otherwise those tests are skipped, except under CI, where they fail.
+browser:
+	@command -v chromium >/dev/null 2>&1 || [ "$$(id -u)" != 0 ] || \
+		(apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium)
 
 # ruff, the type checker (strict on engine/), the import layers, and the docs build. The docs
 # build is not --quiet: mkdocs 1.6 then drops the warnings before --strict counts them, and a
@@ -58,6 +65,14 @@ bench-postgres: $(STAMP)
 bench-remote: $(STAMP)
 	$(BIN)/python -m bench.remote
 
+# The dashboard in Chromium: first chart of 1M points, runs table of 10,000 runs, log -> pixel.
+bench-dashboard: $(STAMP) browser
+	$(BIN)/python -m bench.dashboard
+
+# The screenshots in docs/dashboard.md, made again from the pages as they are.
+screenshots: $(STAMP) browser
+	$(BIN)/python -m tests.dashboard.screenshots --out docs/images
+
 # The side-by-side comparison with other trackers. The peers live in their own
 # virtual environment under bench/.peers, never in the project's dependencies.
 bench-compare: $(STAMP)
@@ -68,7 +83,7 @@ bench-compare: $(STAMP)
 torture: $(STAMP)
 	$(BIN)/python -m bench.torture
 
-bench: bench-engine bench-query bench-subscribe bench-system bench-postgres bench-remote bench-jobs bench-compare
+bench: bench-engine bench-query bench-subscribe bench-system bench-postgres bench-remote bench-jobs bench-dashboard bench-compare
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache .hypothesis

@@ -20,11 +20,11 @@ Everything else is private, one subpackage per layer, each importing only the la
   subscriptions.
 - ``_client``: the remote store (``connect("http://…")``), the spool, ``kittiwake sync``;
   opened by URL scheme, below ``_runtime``.
-- ``_server``: ``kittiwake serve`` — the HTTP API, live streams, tokens.
+- ``_server``: ``kittiwake serve`` — the HTTP API, live streams, tokens, and what the
+  dashboard needs (its files, sign-in, projects, abort, tags).
 - ``_jobs``: the worker that runs queued jobs (the queue itself is the tracker's).
-- ``_cli``: the ``kittiwake`` command.
-
-The dashboard comes later, above ``_server``.
+- ``_dashboard``: the web dashboard's static files (pages, ES modules, the vendored uPlot).
+- ``_cli``: the ``kittiwake`` command (``kittiwake ui`` opens the dashboard).
 """
 
 from engine._core.confusion import ConfusionMatrix as ConfusionMatrix

@@ -239,7 +239,8 @@ async def run_demo(tracker: Tracker, *, steps: int, delay: float, out: TextIO,
               f"             {command} runs list --order-by metrics.train/loss.min\n"
               f"             {command} files {ids['decay']}\n"
               f"             {command} download {ids['decay']} model/weights\n"
-              f"             {command} events | tail -3\n")
+              f"             {command} events | tail -3\n"
+              f"in the browser: {command} ui\n")
     return states
 
 

@@ -93,6 +93,17 @@ def _parser() -> argparse.ArgumentParser:
                        help="require a bearer token (kittiwake tokens create) on every request")
     serve.set_defaults(direct=_serve)
 
+    ui = commands.add_parser(
+        "ui", help="open a local database in the browser: the dashboard on a free loopback "
+                   "port")
+    ui.add_argument("database", nargs="?", metavar="DB",
+                    help="the database (default: --db)")
+    ui.add_argument("--port", type=int, default=0,
+                    help="port (default: a free one)")
+    ui.add_argument("--no-browser", action="store_true",
+                    help="print the address without opening a browser")
+    ui.set_defaults(direct=_ui)
+
     sync = commands.add_parser(
         "sync", help="send what a remote tracker's spool holds to the server (--db URL), and "
                      "upload offline runs")
@@ -192,6 +203,14 @@ def _serve(args: argparse.Namespace) -> int:
         raise CliError("kittiwake serve needs the server extra: "
                        "pip install 'kittiwake[server]'") from exc
     serve(args.db, host=args.host, port=args.port, auth=args.auth, workers=args.workers)
+    return 0
+
+
+def _ui(args: argparse.Namespace) -> int:
+    from .ui import run_ui
+
+    run_ui(args.database or args.db, port=args.port, open_browser=not args.no_browser,
+           out=sys.stdout)
     return 0
 
 

@@ -19,7 +19,7 @@ from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
-from starlette.routing import Route
+from starlette.routing import BaseRoute, Route
 
 from engine._client import protocol as p
 from engine._core import wire
@@ -27,6 +27,7 @@ from engine._core.events import default_upcasters
 from engine._runtime.tracker import backing_store, connect
 from engine.errors import EngineError
 
+from .dashboard import dashboard_routes
 from .files import ROUTES as FILE_ROUTES
 from .files import Named
 from .heads import Heads
@@ -82,10 +83,11 @@ def create_app(url: str, *, auth: bool = False, durability: str = "full",
                     state.closing.set()
                     tasks.cancel_scope.cancel()
 
-    routes = [Route(path, handler, methods=[method])
-              for method, path, handler in (*ROUTES, *FILE_ROUTES)]
+    routes: list[BaseRoute] = [Route(path, handler, methods=[method])
+                               for method, path, handler in (*ROUTES, *FILE_ROUTES)]
     routes.append(Route("/api/v1/projects/{project:path}/events", events, methods=["GET"]))
     routes.append(Route("/api/v1/openapi.json", _openapi, methods=["GET"]))
+    routes.extend(dashboard_routes())
     return Starlette(routes=routes, lifespan=lifespan, exception_handlers={
         EngineError: _engine_error, HTTPException: _http_error, ClientDisconnect: _gone,
     })

@@ -91,6 +91,20 @@ def schema() -> dict[str, Any]:
     p = "/api/v1/projects/{project}"
     paths: dict[str, Any] = {
         "/api/v1/health": {"get": _op("liveness of the server and its database", _OBJECT)},
+        "/api/v1/session": {
+            "get": _op("the caller's project (null: every project) and role",
+                       _obj(["project", "role", "auth"])),
+            "post": _op("sign in: check a token and keep it in an HttpOnly cookie (the "
+                        "dashboard's EventSource cannot send a header)",
+                        _obj(["project", "role", "auth"]), body=_obj(["token"], token=_STR)),
+            "delete": _op("sign out: drop the cookie", _OBJECT)},
+        p + "/tags": {"post": _op(
+            "add and remove a run's tags, running or ended", _OBJECT, [_PROJECT],
+            body=_obj(["run_id"], run_id=_STR, add={"type": "array", "items": _STR},
+                      remove={"type": "array", "items": _STR}))},
+        p + "/abort": {"post": _op(
+            "ask a running run to stop", _OBJECT, [_PROJECT],
+            body=_obj(["run_id"], run_id=_STR, reason={"type": ["string", "null"]}))},
         "/api/v1/append": {"post": _op(
             "append requests to the log, one transaction (group commit); " + _TAGGED,
             _obj(["outcomes"], outcomes={"type": "array"}),

@@ -1,0 +1,94 @@
+"""The screenshots in docs/dashboard.md: a small experiment, served and photographed.
+
+    .venv/bin/python -m tests.dashboard.screenshots [--out docs/images]
+
+Rerun it when the pages change (``make screenshots``). It needs the system's Chromium, as
+the browser tests do.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import random
+import tempfile
+from pathlib import Path
+
+import engine.sync
+from tests.dashboard.conftest import CHROMIUM
+from tests.server.live import LiveServer
+
+PROJECT = "team/vision"
+SHOTS = [
+    ("dashboard-runs.png", f"#/runs?project={PROJECT}", "table.runs tr[data-run-id]"),
+    ("dashboard-query-error.png",
+     f"#/runs?project={PROJECT}&q=metrics.val/acc > and config.optimizer = 'adam'",
+     "#query-error mark"),
+    ("dashboard-run.png", f"#/run?project={PROJECT}&id=lr-3e-4&smooth=0.6",
+     "figure[data-metric='train/loss'] canvas"),
+    ("dashboard-compare.png",
+     f"#/compare?project={PROJECT}&runs=lr-1e-3,lr-3e-4,lr-3e-4-ft,lr-1e-4",
+     "figure[data-metric='train/loss'] canvas"),
+]
+
+
+def seed(url: str, spool: str) -> None:
+    rng = random.Random(7)
+    with engine.sync.connect(url, project=PROJECT, durability="normal", spool=spool) as t:
+        for run_id, lr, opt in (("lr-1e-3", 1e-3, "adam"), ("lr-3e-4", 3e-4, "adam"),
+                                ("lr-1e-4", 1e-4, "sgd"), ("lr-3e-3", 3e-3, "adam")):
+            tags = ("baseline",) if run_id == "lr-3e-4" else ("sweep",)
+            with t.start_run(run_id=run_id, experiment="resnet-sweep", tags=tags,
+                             config={"optimizer": opt, "lr": lr, "batch_size": 128,
+                                     "model": "resnet50", "epochs": 30}) as run:
+                speed = lr * 3000
+                for step in range(0, 3000, 5):
+                    loss = 2.3 * math.exp(-step * speed / 3000) + 0.15
+                    if run_id == "lr-3e-3" and step > 1800:
+                        loss = float("nan")
+                    run.log_metrics({
+                        "train/loss": loss + rng.gauss(0, 0.04),
+                        "train/acc": 1 - loss / 2.5 + rng.gauss(0, 0.01),
+                        "val/loss": loss * 1.1 + 0.05 + rng.gauss(0, 0.02),
+                        "val/acc": 1 - loss / 2.3,
+                        "lr": lr * (0.5 + 0.5 * math.cos(math.pi * step / 3000)),
+                    }, step=step)
+                if run_id == "lr-3e-3":
+                    run.add_tags("diverged")
+        with t.start_run(run_id="lr-3e-4-ft", fork=("lr-3e-4", 1500), tags=("finetune",),
+                         config={"optimizer": "sgd", "lr": 1e-4}) as run:
+            for step in range(1505, 3000, 5):
+                loss = 2.3 * math.exp(-step * 0.9 / 3000) + 0.1
+                run.log_metrics({"train/loss": loss + rng.gauss(0, 0.03),
+                                 "val/loss": loss * 1.05 + 0.05}, step=step)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--out", default="docs/images")
+    args = parser.parse_args()
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    from playwright.sync_api import sync_playwright
+
+    with tempfile.TemporaryDirectory() as tmp, \
+            LiveServer(str(Path(tmp) / "db.sqlite"), durability="normal") as server:
+        seed(server.url, str(Path(tmp) / "spool.db"))
+        with sync_playwright() as playwright:
+            browser = playwright.chromium.launch(executable_path=CHROMIUM,
+                                                 args=["--no-sandbox"])
+            page = browser.new_page(viewport={"width": 1280, "height": 800})
+            for name, fragment, ready in SHOTS:
+                page.goto(f"{server.url}/{fragment}")
+                page.wait_for_selector(ready)
+                # Bring every chart into view once, so that each loads its points.
+                page.evaluate("window.scrollTo(0, document.body.scrollHeight)")
+                page.wait_for_timeout(600)
+                page.evaluate("window.scrollTo(0, 0)")
+                page.screenshot(path=str(out / name), full_page="run" in name)
+                print(out / name)
+            browser.close()
+
+
+if __name__ == "__main__":
+    main()
