@@ -4,12 +4,12 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint torture bench bench-engine bench-query bench-subscribe bench-system bench-postgres bench-compare bench-jobs clean
+.PHONY: demo test lint torture bench bench-engine bench-query bench-subscribe bench-system bench-postgres bench-remote bench-compare bench-jobs clean
 
 $(STAMP): pyproject.toml setup.py engine/_runtime/_speedups.c
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[dev,postgres,pandas,images]'
+	$(BIN)/python -m pip install --quiet -e '.[dev,postgres,pandas,images,server,client]'
 	touch $(STAMP)
 
 demo: $(STAMP)
@@ -53,6 +53,11 @@ bench-jobs: $(STAMP)
 bench-postgres: $(STAMP)
 	$(BIN)/python -m bench.postgres
 
+# The server and the remote tracker beside the embedded engine: remote ingest, live-stream
+# latency with 100 subscribers, and the server's memory under 100 concurrent writers.
+bench-remote: $(STAMP)
+	$(BIN)/python -m bench.remote
+
 # The side-by-side comparison with other trackers. The peers live in their own
 # virtual environment under bench/.peers, never in the project's dependencies.
 bench-compare: $(STAMP)
@@ -63,7 +68,7 @@ bench-compare: $(STAMP)
 torture: $(STAMP)
 	$(BIN)/python -m bench.torture
 
-bench: bench-engine bench-query bench-subscribe bench-system bench-postgres bench-jobs bench-compare
+bench: bench-engine bench-query bench-subscribe bench-system bench-postgres bench-remote bench-jobs bench-compare
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache .hypothesis

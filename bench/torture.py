@@ -51,9 +51,10 @@ WRITER = textwrap.dedent("""
     import asyncio, contextlib, random, sys
     import engine
 
-    async def main(url, durability, seed):
+    async def main(url, durability, seed, spool):
         rng = random.Random(seed)
-        async with engine.connect(url, durability=durability) as tracker, \\
+        settings = {"spool": spool} if spool else {}
+        async with engine.connect(url, durability=durability, **settings) as tracker, \\
                 contextlib.AsyncExitStack() as stack:
             runs = {}
             steps = {}
@@ -77,8 +78,34 @@ WRITER = textwrap.dedent("""
                 await run.flush()
                 print(run_id, step + k, flush=True)
 
-    asyncio.run(main(sys.argv[1], sys.argv[2], int(sys.argv[3])))
+    asyncio.run(main(sys.argv[1], sys.argv[2], int(sys.argv[3]),
+                     sys.argv[4] if len(sys.argv) > 4 else None))
 """) % (RUNS,)
+
+# The uploader: files of random sizes (some the same bytes again), each reported once
+# ``flush()`` confirmed the event that names it, as "file key step sha256:...".
+UPLOADER = textwrap.dedent("""
+    import asyncio, hashlib, os, random, sys
+    import engine
+
+    async def main(url, seed):
+        rng = random.Random(seed)
+        async with engine.connect(url, durability="full") as tracker:
+            async with tracker.start_run("uploads", resume=True) as run:
+                done = await tracker.read_files("uploads", "f")
+                step = int(done[-1].step) + 1 if done else 0
+                print("open", flush=True)
+                while True:
+                    size = rng.choice([10, 1_000, 100_000, 3_000_000])
+                    data = os.urandom(size) if rng.random() < 0.8 else b"same" * (size // 4)
+                    run.log_files({"f": data}, step=step)
+                    await run.flush()
+                    print("file", "f", step, "sha256:" + hashlib.sha256(data).hexdigest(),
+                          flush=True)
+                    step += 1
+
+    asyncio.run(main(sys.argv[1], int(sys.argv[2])))
+""")
 
 REBUILDER = textwrap.dedent("""
     import asyncio, sys
@@ -266,6 +293,176 @@ def _drop_schema(url: str) -> None:
     asyncio.run(drop())
 
 
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def _serve(db: str, port: int) -> subprocess.Popen[bytes]:
+    """``kittiwake serve`` on ``db``, in a process of its own, once it answers."""
+    import httpx
+
+    process = subprocess.Popen(
+        [sys.executable, "-m", "engine._cli.main", "--db", db, "serve", "--port", str(port)],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            httpx.get(f"http://127.0.0.1:{port}/api/v1/health", timeout=1)
+            return process
+        except httpx.TransportError:
+            if process.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError("the server did not start") from None
+            time.sleep(0.05)
+
+
+def _server_trials(workdir: Path, trials: int, rng: random.Random, outcome: Outcome) -> None:
+    """The server is killed at a random instant under a writer's load (the writer, which
+    can no longer flush, is killed next); what the server confirmed must be in its
+    database."""
+    ledger = Ledger()
+    db = str(workdir / "served.db")
+    for trial in range(trials):
+        if trial % TRIALS_PER_DATABASE == 0:
+            for old in workdir.glob("served.db*"):
+                old.unlink()
+            ledger = Ledger()
+        seed = rng.randrange(2**32)
+        port = _free_port()
+        try:
+            server = _serve(db, port)
+            writer = subprocess.Popen(
+                [sys.executable, "-c", WRITER, f"http://127.0.0.1:{port}", "full", str(seed)],
+                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+            assert writer.stdout is not None
+            first = writer.stdout.readline()
+            if not first:
+                raise RuntimeError("the writer died before it began")
+            time.sleep(rng.uniform(0.0, 0.5))
+            os.kill(server.pid, signal.SIGKILL)
+            server.wait(timeout=60)
+            time.sleep(0.2)  # answers already on the wire reach the writer
+            os.kill(writer.pid, signal.SIGKILL)
+            writer.wait(timeout=60)
+            ledger.take(first + writer.stdout.read())
+            writer.stdout.close()
+            assert writer.stderr is not None
+            writer.stderr.close()
+            broken = asyncio.run(verify(db, ledger))
+        except Exception as exc:
+            broken = [f"{type(exc).__name__}: {exc}"]
+        outcome.trials += 1
+        outcome.violations += [f"seed {seed}: {line}" for line in broken]
+
+
+def _spool_trials(workdir: Path, trials: int, rng: random.Random, outcome: Outcome) -> None:
+    """A remote writer with a spool is killed at a random instant; ``kittiwake sync`` then
+    sends what its spool kept. What it reported as flushed must be on the server, once."""
+    from engine._client.sync import sync
+
+    db = str(workdir / "spooled.db")
+    port = _free_port()
+    url = f"http://127.0.0.1:{port}"
+    server = _serve(db, port)
+    try:
+        ledger = Ledger()
+        for trial in range(trials):
+            if trial % TRIALS_PER_DATABASE == 0 and trial:
+                server.kill()
+                server.wait()
+                for old in workdir.glob("spooled.db*"):
+                    old.unlink()
+                server = _serve(db, port)
+                ledger = Ledger()
+            seed = rng.randrange(2**32)
+            spool = str(workdir / f"spool-{trial}.sqlite")
+            try:
+                ledger.take(_kill_child([WRITER, url, "full", str(seed), spool], rng,
+                                        longest=0.5))
+                report = asyncio.run(sync(url, spool=spool))
+                broken = [] if report.pending == 0 else [f"{report.pending} rows left"]
+                broken += asyncio.run(verify(url, ledger))
+            except Exception as exc:
+                broken = [f"{type(exc).__name__}: {exc}"]
+            outcome.trials += 1
+            outcome.violations += [f"seed {seed}: {line}" for line in broken]
+    finally:
+        server.kill()
+        server.wait()
+
+
+def _upload_trials(url: str | Callable[[], str], trials: int, rng: random.Random,
+                   outcome: Outcome) -> None:
+    """A process logging files is killed at a random instant: every file it reported reads
+    back byte for byte (its digest checked), and the log names no missing bytes."""
+    fresh = url if callable(url) else None
+    reported: dict[int, str] = {}
+    for trial in range(trials):
+        if trial % TRIALS_PER_DATABASE == 0:
+            if fresh is not None:
+                url = fresh()
+            elif trial:
+                for old in Path(str(url)).parent.glob(Path(str(url)).name + "*"):
+                    old.unlink()
+            reported = {}
+        assert isinstance(url, str)
+        seed = rng.randrange(2**32)
+        try:
+            for line in _kill_child([UPLOADER, url, str(seed)], rng, longest=0.6).splitlines():
+                parts = line.split()
+                if parts and parts[0] == "file":
+                    reported[int(parts[2])] = parts[3]
+            broken = asyncio.run(_verify_uploads(url, reported))
+        except Exception as exc:
+            broken = [f"{type(exc).__name__}: {exc}"]
+        outcome.trials += 1
+        outcome.violations += [f"seed {seed}: {line}" for line in broken]
+
+
+async def _verify_uploads(url: str, reported: dict[int, str]) -> list[str]:
+    import hashlib
+
+    broken: list[str] = []
+    async with engine.connect(url, durability="normal") as tracker:
+        refs = {int(ref.step): ref for ref in await tracker.read_files("uploads", "f")}
+        for step, digest in sorted(reported.items()):
+            ref = refs.get(step)
+            if ref is None:
+                broken.append(f"file step {step} was flushed, then lost")
+                continue
+            if ref.digest != digest:
+                broken.append(f"file step {step} names {ref.digest}, not {digest}")
+            data = await tracker.read_file(ref)
+            if "sha256:" + hashlib.sha256(data).hexdigest() != digest:
+                broken.append(f"file step {step} reads back other bytes")
+        broken += [f"check: {finding}" for finding in await tracker.check()]
+    return broken
+
+
+def server_kill(trials: int, rng: random.Random, workdir: Path) -> Outcome:
+    """(c) the server process, under a writer's load."""
+    outcome = Outcome("server")
+    _server_trials(workdir, trials, rng, outcome)
+    return outcome
+
+
+def spool_client(trials: int, rng: random.Random, workdir: Path) -> Outcome:
+    """(d) a remote writer with a spool."""
+    outcome = Outcome("spool")
+    _spool_trials(workdir, trials, rng, outcome)
+    return outcome
+
+
+def sqlite_upload(trials: int, rng: random.Random, workdir: Path) -> Outcome:
+    """(f) a process uploading files, on SQLite (bytes in the run database)."""
+    outcome = Outcome("sqlite-upload")
+    _upload_trials(str(workdir / "files.db"), trials, rng, outcome)
+    return outcome
+
+
 def sqlite_writer(trials: int, rng: random.Random, workdir: Path) -> Outcome:
     """(a) an embedded writer on SQLite, both durabilities."""
     outcome = Outcome("sqlite-writer")
@@ -316,10 +513,13 @@ Scenario = Callable[[int, random.Random, Path], Outcome]
 
 SCENARIOS: dict[str, tuple[Scenario, float]] = {
     # name: (scenario, its share of the trials)
-    "sqlite": (sqlite_writer, 0.4),
-    "postgres": (postgres_writer, 0.2),
-    "sqlite-rebuild": (sqlite_rebuild, 0.2),
-    "postgres-rebuild": (postgres_rebuild, 0.2),
+    "sqlite": (sqlite_writer, 0.25),
+    "postgres": (postgres_writer, 0.15),
+    "server": (server_kill, 0.1),
+    "spool": (spool_client, 0.1),
+    "sqlite-rebuild": (sqlite_rebuild, 0.1),
+    "postgres-rebuild": (postgres_rebuild, 0.1),
+    "sqlite-upload": (sqlite_upload, 0.2),
 }
 
 

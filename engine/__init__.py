@@ -18,11 +18,13 @@ Everything else is private, one subpackage per layer, each importing only the la
 - ``sync``: the blocking facade over ``_runtime``; ``_sync`` implements it — the event loop
   in a thread of its own, and the blocking twins of the tracker, run handles and
   subscriptions.
+- ``_client``: the remote store (``connect("http://…")``), the spool, ``kittiwake sync``;
+  opened by URL scheme, below ``_runtime``.
+- ``_server``: ``kittiwake serve`` — the HTTP API, live streams, tokens.
 - ``_jobs``: the worker that runs queued jobs (the queue itself is the tracker's).
 - ``_cli``: the ``kittiwake`` command.
 
-The server, the remote client, the dashboard and system metrics come later, above
-``_runtime``.
+The dashboard and system metrics come later, above ``_runtime``.
 """
 
 from engine._core.confusion import ConfusionMatrix as ConfusionMatrix

@@ -13,9 +13,10 @@ from __future__ import annotations
 
 import os
 import socket
+import tempfile
 import threading
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
@@ -29,6 +30,10 @@ settings.register_profile(
     "default", deadline=None, suppress_health_check=[HealthCheck.too_slow], print_blob=True)
 settings.register_profile("ci", parent=settings.get_profile("default"), derandomize=False)
 settings.load_profile("ci" if os.environ.get("CI") else "default")
+
+# Remote trackers keep their default spools under the cache directory: the suite's go to a
+# directory of its own, never the user's (subprocesses inherit it).
+os.environ["XDG_CACHE_HOME"] = tempfile.mkdtemp(prefix="kittiwake-test-cache-")
 
 # Captures (output, environment, source, system metrics) add events to every run; tests that
 # count events or lines would depend on the machine. They are off by default here, and the
@@ -83,6 +88,16 @@ def require_postgres() -> None:
 BACKENDS: list[Any] = ["sqlite-file", "sqlite-memory",
                        pytest.param("postgres", marks=pytest.mark.postgres)]
 
+# The same suite through a Kittiwake server (real HTTP on loopback), in front of SQLite; in
+# front of PostgreSQL too with KITTIWAKE_TEST_REMOTE_POSTGRES=1 (the store contract suite
+# runs through a server on both at every run: tests/server/test_remote_contract.py; the
+# tracker-level suite on both would add minutes to every run for little more).
+REMOTE_BACKENDS: list[Any] = [pytest.param("remote-sqlite", marks=pytest.mark.remote)]
+if os.environ.get("KITTIWAKE_TEST_REMOTE_POSTGRES"):
+    REMOTE_BACKENDS.append(pytest.param("remote-postgres",
+                                        marks=[pytest.mark.remote, pytest.mark.postgres]))
+_SERVERS: list[Any] = []  # servers started for module-scoped databases, stopped at the end
+
 
 def pytest_sessionstart(session: pytest.Session) -> None:
     """Drop test schemas that runs killed before their end left behind."""
@@ -93,15 +108,23 @@ def pytest_sessionstart(session: pytest.Session) -> None:
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
-    """Drop every PostgreSQL schema this run created."""
+    """Stop the servers still running; drop every PostgreSQL schema this run created."""
     from tests.pg import drop_schemas
+
+    while _SERVERS:
+        _SERVERS.pop().stop()
 
     if postgres_reachable():
         drop_schemas(POSTGRES_URL)
 
 
 def backend_url(backend: str, tmp_path: Path) -> str:
-    """A fresh, isolated database URL for ``backend``."""
+    """A fresh, isolated database URL for ``backend`` (a remote one's server runs until the
+    session ends)."""
+    if backend.startswith("remote-"):
+        server = serve(backend, tmp_path)
+        _SERVERS.append(server)
+        return server.url
     if backend == "sqlite-file":
         return str(tmp_path / f"kw-{uuid.uuid4().hex[:8]}.db")
     if backend == "sqlite-memory":
@@ -112,16 +135,38 @@ def backend_url(backend: str, tmp_path: Path) -> str:
     return fresh_schema_url(POSTGRES_URL)
 
 
-@pytest.fixture(params=BACKENDS)
+def serve(backend: str, tmp_path: Path) -> Any:
+    """A started server on a fresh database of the backend a remote one names."""
+    from tests.server.live import LiveServer
+
+    inner = "sqlite-file" if backend == "remote-sqlite" else "postgres"
+    return LiveServer(backend_url(inner, tmp_path), durability="normal").start()
+
+
+@pytest.fixture(autouse=True)
+def _own_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each test's default spools apart from every other's: a server started later on the
+    same port must not be sent what an earlier test left spooled."""
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+
+
+@pytest.fixture(params=BACKENDS + REMOTE_BACKENDS)
 def backend(request: pytest.FixtureRequest) -> str:
     """Each backend the shared suite runs on."""
     return str(request.param)
 
 
 @pytest.fixture
-def db_url(backend: str, tmp_path: Path) -> str:
+def db_url(backend: str, tmp_path: Path) -> Iterator[str]:
     """A fresh database on the current backend."""
-    return backend_url(backend, tmp_path)
+    if backend.startswith("remote-"):
+        server = serve(backend, tmp_path)
+        try:
+            yield server.url
+        finally:
+            server.stop()
+        return
+    yield backend_url(backend, tmp_path)
 
 
 @pytest.fixture

@@ -446,6 +446,32 @@ class StoreContract(_Stores):
             assert await store.head() == 2
 
 
+    # Tokens --------------------------------------------------------------------------------
+
+    async def test_tokens_are_saved_listed_found_and_revoked_by_hash(self, url: str) -> None:
+        from engine._storage.contract import TokenRow
+
+        mine = TokenRow("tok_1", "p", "write", "a" * 64, NOW, NOW + 60, None)
+        theirs = TokenRow("tok_2", "q", "read", "b" * 64, NOW + 1, None, None)
+        async with self.opened(url) as store:
+            await store.save_token(mine)
+            await store.save_token(theirs)
+            with pytest.raises(ValidationError):
+                await store.save_token(TokenRow("tok_3", "p", "read", "a" * 64, NOW, None,
+                                                None))
+            assert await store.list_tokens("p") == [mine]
+            assert await store.find_token("b" * 64) == theirs
+            assert await store.find_token("c" * 64) is None
+            revoked = await store.revoke_token("tok_1", NOW + 5)
+            assert revoked is not None
+            assert revoked.revoked_at == NOW + 5
+            again = await store.revoke_token("tok_1", NOW + 9)  # stays revoked as it was
+            assert again is not None
+            assert again.revoked_at == NOW + 5
+            assert await store.revoke_token("tok_9", NOW) is None
+            assert [t.id for t in await store.list_tokens(None)] == ["tok_1", "tok_2"]
+
+
 class WriterContract(_Stores):
     """The writer's group commit, on a real store (one another store can open too)."""
 

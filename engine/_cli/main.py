@@ -81,6 +81,28 @@ def _parser() -> argparse.ArgumentParser:
                       help="give up if the run has not started by then (default: wait)")
     tail.set_defaults(handler=_tail)
 
+    serve = commands.add_parser(
+        "serve", help="serve the database over HTTP (the remote tracker, live streams)")
+    serve.add_argument("--host", default="127.0.0.1",
+                       help="address to listen on; beyond loopback only with --auth "
+                            "(default: %(default)s)")
+    serve.add_argument("--port", type=int, default=8080, help="port (default: %(default)s)")
+    serve.add_argument("--workers", type=int, default=1,
+                       help="server processes on the one socket (default: %(default)s)")
+    serve.add_argument("--auth", action="store_true",
+                       help="require a bearer token (kittiwake tokens create) on every request")
+    serve.set_defaults(direct=_serve)
+
+    sync = commands.add_parser(
+        "sync", help="send what a remote tracker's spool holds to the server (--db URL), and "
+                     "upload offline runs")
+    sync.add_argument("--spool", metavar="PATH",
+                      help="the spool file (default: the server's, under the cache directory)")
+    sync.set_defaults(handler=_sync)
+
+    from .tokens import add_commands as add_token_commands
+
+    add_token_commands(commands)
     runs_commands.add_commands(commands, runs)
     jobs_commands.add_commands(commands)
     content_commands.add_commands(commands, runs)
@@ -128,6 +150,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     try:
         try:
+            direct: Callable[[argparse.Namespace], int] | None = getattr(args, "direct", None)
+            if direct is not None:  # runs its own event loops (a server, its workers)
+                return direct(args)
             return anyio.run(_run, args)
         except BaseExceptionGroup as group:  # one failure inside a task group: report it
             if len(group.exceptions) == 1:
@@ -158,6 +183,28 @@ def _fail(message: str) -> None:
 async def _run(args: argparse.Namespace) -> int:
     handler: Command = args.handler
     return await handler(args)
+
+
+def _serve(args: argparse.Namespace) -> int:
+    try:
+        from engine._server.serve import serve
+    except ImportError as exc:
+        raise CliError("kittiwake serve needs the server extra: "
+                       "pip install 'kittiwake[server]'") from exc
+    serve(args.db, host=args.host, port=args.port, auth=args.auth, workers=args.workers)
+    return 0
+
+
+async def _sync(args: argparse.Namespace) -> int:
+    if not args.db.startswith(("http://", "https://")):
+        raise CliError("kittiwake sync sends to a server: pass --db http(s)://…")
+    from engine._client.sync import sync
+
+    report = await sync(args.db, spool=args.spool)
+    emit(f"sent {report.sent} spooled requests ({report.refused} refused); uploaded "
+         f"{report.uploaded} offline events ({report.upload_refused} refused); "
+         f"{report.pending} still spooled")
+    return 0 if report.pending == 0 else 1
 
 
 async def _demo(args: argparse.Namespace) -> int:

@@ -32,7 +32,7 @@ from engine._storage.blobdb import DatabaseBlobStore
 from engine._storage.blobs.contract import BlobInfo, BlobStore, Collected
 from engine._storage.blobs.sources import store_file
 from engine._storage.contract import AppendRequest, EventFilter, Store
-from engine.errors import ClosedError, StorageError, ValidationError
+from engine.errors import ClosedError, IntegrityError, StorageError, ValidationError
 
 from .past import AsOf
 
@@ -223,6 +223,11 @@ class FileReads:
 
         :raises ValidationError: for a negative ``grace``.
         """
+        names = await self._named_digests()
+        return await self._blob_store().gc(names, grace=grace, dry_run=dry_run)
+
+    async def _named_digests(self) -> set[str]:
+        """Every digest an event of the log names."""
         store = await self._reader()
         names: set[str] = set()
         after = 0
@@ -234,7 +239,23 @@ class FileReads:
             if len(records) < 1000:
                 break
             after = covered
-        return await self._blob_store().gc(names, grace=grace, dry_run=dry_run)
+        return names
+
+    async def _check_blobs(self) -> list[str]:
+        """``check``'s part for file bytes: every blob an event names is there, and reads
+        back matching its digest (read through, in chunks). One line per finding."""
+        blobs = self._blob_store()
+        findings = []
+        for digest in sorted(await self._named_digests()):
+            if not await blobs.exists(digest):
+                findings.append(f"blob {digest}: named by the log, but its bytes are missing")
+                continue
+            try:
+                async for _ in blobs.open(digest):
+                    pass
+            except IntegrityError as exc:
+                findings.append(f"blob {digest}: {exc}")
+        return findings
 
 
 def _prepare(path: str | os.PathLike[str], ref: FileRef) -> tuple[str, BinaryIO, str]:
@@ -242,13 +263,23 @@ def _prepare(path: str | os.PathLike[str], ref: FileRef) -> tuple[str, BinaryIO,
     beside it to write first."""
     target = os.path.abspath(os.fspath(path))
     if os.path.isdir(target):
-        target = os.path.join(target, ref.name or ref.digest.removeprefix("sha256:"))
+        target = os.path.join(target, _local_name(ref))
     folder = os.path.dirname(target)
     try:
         fd, temp = tempfile.mkstemp(prefix=".kittiwake-", dir=folder)
     except OSError as exc:
         raise StorageError(f"cannot write into {folder!r}: {exc}") from exc
     return target, os.fdopen(fd, "wb"), temp
+
+
+def _local_name(ref: FileRef) -> str:
+    """The name a downloaded file takes inside a directory: the last part of its logged name
+    (a name may say where the file came from, ``ckpt/model.pt``, and whoever logged it chose
+    it: ``../../.bashrc`` must not leave the directory), or its digest when nothing is left."""
+    name = os.path.basename((ref.name or "").replace("\\", "/"))
+    if name in ("", ".", ".."):
+        return ref.digest.removeprefix("sha256:")
+    return name
 
 
 def _keep(out: BinaryIO, temp: str, target: str) -> None:

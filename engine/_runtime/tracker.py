@@ -25,7 +25,7 @@ import anyio
 from anyio.abc import TaskGroup
 
 from engine._core import events as ev
-from engine._core.events import NewEvent, Upcasters, default_upcasters
+from engine._core.events import NewEvent, Record, Upcasters, default_upcasters
 from engine._core.heartbeat import promise
 from engine._core.model import Status
 from engine._core.text import check_text
@@ -63,9 +63,10 @@ from .run import Run, attach_captures, end_buffered, run_kinds, system_start
 from .settings import Durability, check_settings, environment_target
 from .subscriptions import Hub, Subscription, start_in_background
 from .supervisor import Supervisor
-from .writer import Writer
+from .writer import Writer, contiguous
 
-__all__ = ["Tracker", "connect", "use_blocking_defaults"]
+__all__ = ["Tracker", "backing_store", "blob_store", "connect", "publish",
+           "use_blocking_defaults"]
 
 class _State(enum.Enum):
     NEW = "new"
@@ -87,10 +88,14 @@ def connect(
     poll_interval: float = 0.025,
     blobs: str | os.PathLike[str] | None = None,
     clock: Callable[[], float] = time.time,
+    token: str | None = None,
+    spool: str | None = None,
+    offline: bool = False,
 ) -> Tracker:
     """Open a tracker on ``url`` (use it as ``async with``).
 
-    :param url: a file path, ``":memory:"``, ``"sqlite:///path"`` or ``"postgresql://…"``;
+    :param url: a file path, ``":memory:"``, ``"sqlite:///path"``, ``"postgresql://…"``, or a
+        Kittiwake server's ``"http://…"`` / ``"https://…"`` (the same API, remotely);
         default ``$KITTIWAKE_DB`` (a job's worker sets it), else ``kittiwake.db``.
     :param project: the project every call uses unless it passes ``project=``; default
         ``$KITTIWAKE_PROJECT``, else ``"default"``.
@@ -107,7 +112,12 @@ def connect(
     :param blobs: where logged files' bytes go: None — into the run database itself (one
         backup holds everything); a directory path — one file per blob there.
     :param clock: the time source, in seconds since the epoch (inject a fake in tests).
-    :raises ValidationError: for a setting out of range.
+    :param token: for a server with auth: the bearer token (default: ``$KITTIWAKE_TOKEN``).
+    :param spool: for a server: the local file every batch is kept in until the server has
+        committed it (default: one under the user's cache directory).
+    :param offline: for a server: never contact it; ``kittiwake sync`` uploads later.
+    :raises ValidationError: for a setting out of range, or a server's option given for a
+        database that is not a server.
     """
     url, project = environment_target(url, project)
     return Tracker(
@@ -115,6 +125,7 @@ def connect(
         batch_points=batch_points, max_pending_points=max_pending_points,
         heartbeat_interval=heartbeat_interval, crash_timeout=crash_timeout,
         reap_interval=reap_interval, poll_interval=poll_interval, blobs=blobs, clock=clock,
+        remote={"token": token, "spool": spool, "offline": offline},
     )
 
 
@@ -158,13 +169,15 @@ class Tracker(TrackerReads, TrackerJobs):
                  batch_points: int, max_pending_points: int, heartbeat_interval: float,
                  crash_timeout: float, reap_interval: float | None, poll_interval: float,
                  clock: Callable[[], float], blobs: str | os.PathLike[str] | None = None,
-                 upcasters: Upcasters | None = None) -> None:
+                 upcasters: Upcasters | None = None,
+                 remote: Mapping[str, Any] | None = None) -> None:
         self._settings = check_settings(
             project=project, durability=durability, flush_interval=flush_interval,
             batch_points=batch_points, max_pending_points=max_pending_points,
             heartbeat_interval=heartbeat_interval, crash_timeout=crash_timeout,
             reap_interval=reap_interval, poll_interval=poll_interval)
         self.url = url
+        self._remote = dict(remote or {})
         self.project = self._settings.project
         if blobs is not None and (not isinstance(blobs, str | os.PathLike)
                                   or not os.fspath(blobs)):
@@ -207,10 +220,12 @@ class Tracker(TrackerReads, TrackerJobs):
         if self._state is not _State.NEW:
             raise ClosedError("a tracker can be opened once; call engine.connect() again")
         settings = self._settings
-        store = open_store(self.url, durability=settings.durability, upcasters=self._upcasters)
+        store = open_store(self.url, durability=settings.durability, upcasters=self._upcasters,
+                           options=self._remote)
         await store.open()
         self._store = store
-        blobs: BlobStore = (DatabaseBlobStore(store) if self._blobs_dir is None
+        blobs: BlobStore = ((store.own_blobs() or DatabaseBlobStore(store))
+                            if self._blobs_dir is None
                             else DirectoryBlobStore(
                                 self._blobs_dir,
                                 durability="full" if settings.durability == "full" else "normal"))
@@ -541,16 +556,21 @@ class Tracker(TrackerReads, TrackerJobs):
         return subscription
 
     async def check(self, progress: Callable[[int], None] | None = None) -> list[str]:
-        """Verify the database: the log (positions without a gap, each run's versions in
-        order, every payload readable), then every projection against a rebuild of it into
-        scratch tables. One line per finding, each naming where the damage is; an empty
-        list means the database is healthy. ``progress`` is called with the position the
-        check has read up to. Reads the whole log: a maintenance task, not a health probe.
+        """Verify the database: its own files where it can tell (SQLite's integrity check),
+        the log (positions without a gap, each run's versions in order, every event matching
+        its checksum and readable), every projection against a rebuild of it into scratch
+        tables, and the bytes of every file the log names (there, and matching their
+        digest). One line per finding, each naming where the damage is; an empty list means
+        the database is healthy. ``progress`` is called with the position the check has read
+        up to. Reads the whole log and every file: a maintenance task, not a health probe.
 
         :raises StorageError: when the database cannot be read at all.
         """
         store, _ = self._open()
-        return await store.check(progress)
+        findings = await store.check(progress)
+        if findings:
+            return findings  # file names come from the log: trust it first
+        return await self._check_blobs()
 
     async def rebuild_projections(self, progress: Progress | None = None) -> None:
         """Rebuild every projection from the log into fresh tables and swap them in; reads
@@ -559,3 +579,31 @@ class Tracker(TrackerReads, TrackerJobs):
         await store.rebuild(progress)
         assert self._tasks is not None
         self._tasks.start_soon(store.drop_retired)
+
+
+def backing_store(tracker: Tracker) -> Store:
+    """The open store under ``tracker``: what ``kittiwake serve`` serves over HTTP, beside
+    that tracker's subscriptions (a friend of ``Tracker``, not a method: users have no use
+    for it).
+
+    :raises ClosedError: when the tracker is not open.
+    """
+    return tracker._open()[0]
+
+
+def publish(tracker: Tracker, records: list[Record]) -> None:
+    """Offer records that were appended to ``tracker``'s store without its writer (the
+    server's appends) to its subscribers at once, rather than when its watch of the head
+    next reads them: one contiguous batch at a time, as the writer would (a friend of
+    ``Tracker``, like ``backing_store``)."""
+    for batch in contiguous(records):
+        tracker._hub.publish(batch, own=False)
+
+
+def blob_store(tracker: Tracker) -> BlobStore:
+    """The open blob store of ``tracker``: where the server keeps the file bytes clients
+    send (a friend of ``Tracker``, like ``backing_store``).
+
+    :raises ClosedError: when the tracker is not open.
+    """
+    return tracker._blob_store()

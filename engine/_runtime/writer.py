@@ -40,7 +40,7 @@ from engine.errors import (
 from .buffer import Rows, RunBuffer, Waiter, event_points, metrics_events
 from .files import store_pending
 
-__all__ = ["REFUSALS", "Writer"]
+__all__ = ["REFUSALS", "Writer", "contiguous"]
 
 REFUSALS = (ValidationError, RunExistsError, RunNotFoundError, ConcurrencyError)
 """The errors by which the store refuses a request: nothing of it was written, and sending it
@@ -231,7 +231,7 @@ class Writer:
             waiter.settle(outcome)
             if isinstance(outcome, list):
                 committed.extend(outcome)
-        for batch in _contiguous(committed):
+        for batch in contiguous(committed):
             for hook in self.on_commit:
                 hook(batch)
 
@@ -350,7 +350,7 @@ class Writer:
             waiter.settle(error if error is not None else [])
 
 
-def _contiguous(records: list[Record]) -> list[list[Record]]:
+def contiguous(records: list[Record]) -> list[list[Record]]:
     """Records in position order, once each, cut where positions jump: commit hooks take a
     list to be one unbroken range of the log, and a cycle's records may be several (a retry
     answered with records an earlier commit stored, requests committed one by one)."""

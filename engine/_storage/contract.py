@@ -21,12 +21,13 @@ from engine._core.events import NewEvent, Record, Upcasters
 from engine._core.model import Experiment, Lineage, RunState, Series
 from engine._query.tree import Field, RunGroup, Selection
 
+from .blobs.contract import BlobStore
 from .session import Reader, Session
 
 T = TypeVar("T")
 
 __all__ = ["AppendRequest", "EventFilter", "JobRow", "Progress", "RunControl", "StaleRun",
-           "Store"]
+           "Store", "TokenRow"]
 
 Progress = Callable[[int, int], None]
 """Called with (events done, events in all) while a rebuild runs."""
@@ -99,6 +100,21 @@ class RunControl:
     floor: int | float | None
     kinds: dict[str, list[Any]] = field(default_factory=dict)
     """Each non-metric key's kind and last step (``[kind, step]``)."""
+
+
+@dataclass(slots=True, frozen=True)
+class TokenRow:
+    """An access token as the database keeps it: never the secret, only its SHA-256
+    (``digest``, hex). Times are seconds since the epoch; ``expires_at`` None never
+    expires, ``revoked_at`` None is not revoked."""
+
+    id: str
+    project: str
+    role: str
+    digest: str
+    created_at: float
+    expires_at: float | None
+    revoked_at: float | None
 
 
 class Store(ABC):
@@ -257,6 +273,11 @@ class Store(ABC):
     def blob_reader(self) -> Reader:
         """Where reads of the blob tables run."""
 
+    def own_blobs(self) -> BlobStore | None:
+        """The blob store that goes with this store when a tracker names none: None — the
+        blob tables of this very database; a remote store answers with its server's."""
+        return None
+
     # Liveness ------------------------------------------------------------------------------
 
     @abstractmethod
@@ -281,3 +302,24 @@ class Store(ABC):
                                                                      RunControl]:
         """The control state of each of the given runs that exists."""
 
+    # Tokens (the server's access control) ----------------------------------------------------
+
+    @abstractmethod
+    async def save_token(self, token: TokenRow) -> None:
+        """Store a new token.
+
+        :raises ValidationError: when its id or digest is taken.
+        """
+
+    @abstractmethod
+    async def list_tokens(self, project: str | None) -> list[TokenRow]:
+        """Every token (of ``project``, when given), oldest first, revoked ones included."""
+
+    @abstractmethod
+    async def find_token(self, digest: str) -> TokenRow | None:
+        """The token with that digest, revoked or expired included (None when unknown)."""
+
+    @abstractmethod
+    async def revoke_token(self, token_id: str, at: float) -> TokenRow | None:
+        """Revoke the token (from ``at`` on; a revoked one stays revoked as it was); the
+        token as it now is, or None when there is no such token."""

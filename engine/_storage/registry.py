@@ -4,13 +4,16 @@ The contract never imports a backend, and nothing above storage does either: the
 imports the backend a URL names when it is opened, so a SQLite user never loads asyncpg,
 and a backend whose optional dependency is missing says which extra to install.
 
-A backend module provides ``open_url(url, *, durability, upcasters) -> Store``.
+A backend module provides ``open_url(url, *, durability, upcasters, **options) -> Store``;
+only the remote backend (``engine._client``, for ``http://`` and ``https://``) takes options:
+``token``, ``spool`` and ``offline``.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from importlib import import_module
-from typing import Protocol, cast
+from typing import Any, Protocol, cast
 
 from engine._core.events import Upcasters
 from engine.errors import ValidationError
@@ -23,7 +26,8 @@ __all__ = ["open_store"]
 class Backend(Protocol):
     """What a backend module provides."""
 
-    def open_url(self, url: str, *, durability: str, upcasters: Upcasters) -> Store:
+    def open_url(self, url: str, *, durability: str, upcasters: Upcasters,
+                 **options: Any) -> Store:
         """An unopened store for ``url``."""
         ...
 
@@ -33,8 +37,11 @@ _BACKENDS: dict[str, tuple[str, str | None]] = {
     "sqlite": ("engine._storage.sqlite.store", None),
     "postgresql": ("engine._storage.postgres.store", "postgres"),
     "postgres": ("engine._storage.postgres.store", "postgres"),
+    "http": ("engine._client.store", "client"),
+    "https": ("engine._client.store", "client"),
 }
-_KNOWN = "a file path, ':memory:', 'sqlite:///path' or 'postgresql://…'"
+_REMOTE = frozenset({"http", "https"})
+_KNOWN = "a file path, ':memory:', 'sqlite:///path', 'postgresql://…' or 'http(s)://…'"
 
 
 def scheme_of(url: str) -> str:
@@ -43,18 +50,25 @@ def scheme_of(url: str) -> str:
     return scheme.lower() if sep else "sqlite"
 
 
-def open_store(url: str, *, durability: str, upcasters: Upcasters) -> Store:
-    """An unopened store for ``url``: a file path, ``:memory:``, ``sqlite:///…`` or
-    ``postgresql://…``.
+def open_store(url: str, *, durability: str, upcasters: Upcasters,
+               options: Mapping[str, Any] | None = None) -> Store:
+    """An unopened store for ``url``: a file path, ``:memory:``, ``sqlite:///…``,
+    ``postgresql://…``, or a server's ``http(s)://…`` (with ``options`` for it: ``token``,
+    ``spool``, ``offline``).
 
-    :raises ValidationError: for a URL no backend understands, or whose backend's optional
-        dependency is not installed.
+    :raises ValidationError: for a URL no backend understands, whose backend's optional
+        dependency is not installed, or options given for a database that is not remote.
     """
     if not isinstance(url, str) or not url:
         raise ValidationError(f"cannot open {url!r}: expected {_KNOWN}", key="url")
     entry = _BACKENDS.get(scheme_of(url))
     if entry is None:
         raise ValidationError(f"cannot open {url!r}: expected {_KNOWN}", key="url")
+    options = {k: v for k, v in (options or {}).items() if v is not None and v is not False}
+    if options and scheme_of(url) not in _REMOTE:
+        name = sorted(options)[0]
+        raise ValidationError(f"{name} applies to a server's http(s):// URL, not {url!r}",
+                              key=name)
     name, extra = entry
     try:
         backend = cast(Backend, import_module(name))
@@ -64,4 +78,4 @@ def open_store(url: str, *, durability: str, upcasters: Upcasters) -> Store:
         raise ValidationError(
             f"{url.partition(':')[0]} URLs need the {extra!r} extra: "
             f"pip install 'kittiwake[{extra}]'", key="url") from exc
-    return backend.open_url(url, durability=durability, upcasters=upcasters)
+    return backend.open_url(url, durability=durability, upcasters=upcasters, **options)

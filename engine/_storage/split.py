@@ -19,8 +19,9 @@ from engine._core.content import EntryRow
 from engine._core.events import Record
 from engine._core.model import Experiment, Lineage, RunState, Series
 from engine._query.tree import Field, RunGroup, Selection
-from engine.errors import ClosedError
+from engine.errors import ClosedError, ValidationError
 
+from . import tokens
 from .check import check_store
 from .commit import GroupCommit
 from .contract import (
@@ -32,6 +33,7 @@ from .contract import (
     RunControl,
     StaleRun,
     Store,
+    TokenRow,
 )
 from .reads import Reads
 from .rebuild import CHECK, NEW, RebuildSite, build
@@ -79,6 +81,11 @@ class SplitStore(Store, Generic[C]):
     @abstractmethod
     def rebuild_site(self) -> RebuildSite:
         """What a rebuild of this store runs on."""
+
+    @abstractmethod
+    async def write_rows(self, sql: str, rows: list[tuple[object, ...]], what: str) -> None:
+        """Run one statement (``?`` placeholders) for each row, in one transaction, outside
+        the log and its projections (tokens)."""
 
     @abstractmethod
     async def retired_tables(self) -> list[str]:
@@ -179,3 +186,19 @@ class SplitStore(Store, Generic[C]):
     async def controls(self, runs: Sequence[tuple[str, str]]) -> dict[tuple[str, str],
                                                                      RunControl]:
         return await self.reads.controls(runs)
+
+    async def save_token(self, token: TokenRow) -> None:
+        if await self.reads.reader.read(lambda s: tokens.find(s, "id", token.id)) or \
+                await self.find_token(token.digest):
+            raise ValidationError(f"token {token.id!r} already exists", key="id")
+        await self.write_rows(tokens.INSERT, [tokens.values(token)], "saving a token")
+
+    async def list_tokens(self, project: str | None) -> list[TokenRow]:
+        return await self.reads.reader.read(lambda s: tokens.listed(s, project))
+
+    async def find_token(self, digest: str) -> TokenRow | None:
+        return await self.reads.reader.read(lambda s: tokens.find(s, "digest", digest))
+
+    async def revoke_token(self, token_id: str, at: float) -> TokenRow | None:
+        await self.write_rows(tokens.REVOKE, [(at, token_id)], "revoking a token")
+        return await self.reads.reader.read(lambda s: tokens.find(s, "id", token_id))

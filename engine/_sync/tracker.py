@@ -55,6 +55,9 @@ def connect(
     poll_interval: float = 0.025,
     blobs: str | os.PathLike[str] | None = None,
     clock: Callable[[], float] = time.time,
+    token: str | None = None,
+    spool: str | None = None,
+    offline: bool = False,
 ) -> SyncTracker:
     """Open a blocking tracker on ``url`` (use it as ``with``). The settings are
     ``engine.connect``'s, with the same meaning (``url`` and ``project`` default to
@@ -68,6 +71,7 @@ def connect(
         batch_points=batch_points, max_pending_points=max_pending_points,
         heartbeat_interval=heartbeat_interval, crash_timeout=crash_timeout,
         reap_interval=reap_interval, poll_interval=poll_interval, blobs=blobs, clock=clock,
+        token=token, spool=spool, offline=offline,
     )
 
 
@@ -96,6 +100,9 @@ class SyncTracker(SyncJobs):
         poll_interval: float = 0.025,
         blobs: str | os.PathLike[str] | None = None,
         clock: Callable[[], float] = time.time,
+        token: str | None = None,
+        spool: str | None = None,
+        offline: bool = False,
     ) -> None:
         # Made here, so that a bad setting raises at the call; it starts on the loop.
         url, project = environment_target(url, project)
@@ -104,7 +111,7 @@ class SyncTracker(SyncJobs):
             batch_points=batch_points, max_pending_points=max_pending_points,
             heartbeat_interval=heartbeat_interval, crash_timeout=crash_timeout,
             reap_interval=reap_interval, poll_interval=poll_interval, blobs=blobs,
-            clock=clock,
+            clock=clock, remote={"token": token, "spool": spool, "offline": offline},
         )
         use_blocking_defaults(self._tracker)  # output and system metrics on by default
         self._portal = Portal()

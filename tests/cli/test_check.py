@@ -75,3 +75,29 @@ def test_a_projection_that_differs_from_a_rebuild_is_named(capsys: pytest.Captur
     capsys.readouterr()
     assert run_check(capsys, logged)[0] == 0
     assert Path(logged).exists()
+
+
+@pytest.fixture
+def with_files(file_url: str) -> str:
+    with engine.sync.connect(file_url, durability="normal") as tracker, \
+            tracker.start_run("r") as run:
+        run.log_files({"weights": b"\x01" * 100_000}, step=0)
+        run.upload({"notes.txt": b"hello"})
+    return file_url
+
+
+def test_damaged_and_missing_file_bytes_are_named_by_their_digest(
+        capsys: pytest.CaptureFixture[str], with_files: str) -> None:
+    assert run_check(capsys, with_files)[0] == 0
+    with engine.sync.connect(with_files) as tracker:
+        weights = tracker.read_files("r", "weights")[-1]
+        notes = tracker.get_run("r").files["notes.txt"]
+    with sqlite3.connect(with_files) as db:
+        db.execute("UPDATE blob_chunks SET data = zeroblob(length(data)) WHERE upload = "
+                   "(SELECT upload FROM blobs WHERE digest = ?)", (weights.digest,))
+        db.execute("DELETE FROM blobs WHERE digest = ?", (notes.digest,))
+    code, out = run_check(capsys, with_files)
+    assert code == 1
+    assert f"blob {weights.digest}:" in out
+    assert f"blob {notes.digest}: named by the log, but its bytes are missing" in out
+    assert "2 findings" in out

@@ -101,3 +101,23 @@ def test_files_download_gc_and_notes(capsys: pytest.CaptureFixture[str], recorde
     assert code == 0
     with engine.sync.connect(recorded) as tracker:
         assert tracker.get_run("r").notes == "better notes"
+
+
+@pytest.mark.parametrize(("name", "kept"), [
+    ("../../escaped.txt", "escaped.txt"), ("/etc/escaped.txt", "escaped.txt"),
+    ("ckpt\\..\\..\\escaped.txt", "escaped.txt"), ("..", None), ("ckpt/model.pt", "model.pt")])
+def test_a_download_into_a_directory_never_leaves_it(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str], name: str, kept: str | None) -> None:
+    """Whoever logged a file chose its name; downloading it into a directory writes only the
+    name's last part there (or the digest), whatever the name says."""
+    url = str(tmp_path / "runs.db")
+    with engine.sync.connect(url, durability="normal") as tracker, \
+            tracker.start_run("r") as run:
+        ref = run.upload({"f": engine.File(b"payload", name=name)})["f"]
+    into = tmp_path / "a" / "b"
+    into.mkdir(parents=True)
+    assert main(["--db", url, "download", "r", "f", str(into)]) == 0
+    capsys.readouterr()
+    written = [p for p in tmp_path.rglob("*") if p.is_file() and p.read_bytes() == b"payload"]
+    expected = into / (kept or ref.digest.removeprefix("sha256:"))
+    assert written == [expected]

@@ -115,7 +115,8 @@ async def test_a_rebuild_that_fails_raises_what_failed_not_a_group(make: MakeTra
                 run.log_metrics({"loss": float(step)}, step=step)
                 await run.flush()  # an event each: several pages
         store = tracker._store
-        assert isinstance(store, SplitStore)
+        if not isinstance(store, SplitStore):
+            pytest.skip("a remote store's rebuild runs on the server's store, tested there")
         site = _PagesFail(store.rebuild_site())
         with pytest.raises(StorageError, match="went away") as caught:
             await build(site, NEW, None)

@@ -20,6 +20,7 @@ from collections.abc import Sequence
 import asyncpg
 
 from engine._projections.tables import TABLES, TXT_PREFIX, Kind, Table, seeds
+from engine._storage.tokens import TABLE as TOKENS
 from engine.errors import EngineError
 
 from .connection import quote_ident
@@ -139,7 +140,9 @@ MIGRATIONS: Sequence[Sequence[str]] = (
      f"""CREATE TABLE blob_chunks (upload {_TEXT} NOT NULL, seq bigint NOT NULL,
         at double precision NOT NULL, data bytea NOT NULL, PRIMARY KEY (upload, seq))""",
      "ALTER TABLE blob_chunks ALTER COLUMN data SET STORAGE EXTERNAL"),
-    # 7: the index a worker's claim reads queued jobs by (declarations of version 5).
+    # 7: the server's access tokens (hashes only).
+    (TOKENS.format(real="double precision"),),
+    # 8: the index a worker's claim reads queued jobs by (declarations of version 5).
     tuple(_added(5)),
 )
 

@@ -183,6 +183,10 @@ class PostgresStore(SplitStore[Committer]):
 
     # Liveness ------------------------------------------------------------------------------
 
+    async def write_rows(self, sql: str, rows: list[tuple[object, ...]], what: str) -> None:
+        with anyio.CancelScope(shield=True):
+            await self.readers.execute_many(numbered(sql), rows, what)
+
     async def beat(self, runs: Sequence[tuple[str, str]], at: float) -> None:
         if runs:
             with anyio.CancelScope(shield=True):

@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from engine._projections.tables import TABLES, Column, Index, Kind, Table, seeds
+from engine._storage.tokens import TABLE as TOKENS
 
 __all__ = ["MIGRATIONS", "projection_ddl"]
 
@@ -122,6 +123,8 @@ MIGRATIONS: Sequence[Sequence[str]] = (
         upload TEXT NOT NULL, touched_at REAL NOT NULL) WITHOUT ROWID""",
      """CREATE TABLE blob_chunks (upload TEXT NOT NULL, seq INTEGER NOT NULL, at REAL NOT NULL,
         data BLOB NOT NULL, PRIMARY KEY (upload, seq))"""),
-    # 7: the index a worker's claim reads queued jobs by (declarations of version 5).
+    # 7: the server's access tokens (hashes only).
+    (TOKENS.format(real="REAL"),),
+    # 8: the index a worker's claim reads queued jobs by (declarations of version 5).
     tuple(_added(5)),
 )

@@ -178,6 +178,11 @@ class SqliteStore(SplitStore[Committer]):
                 async with self.lock:
                     await self.writer.fetch("PRAGMA wal_checkpoint(PASSIVE)")
 
+    async def write_rows(self, sql: str, rows: list[tuple[object, ...]], what: str) -> None:
+        with anyio.CancelScope(shield=True):
+            async with self.lock, self.writer.transaction() as session:
+                await session.execute_many(sql, rows)
+
     # File bytes ----------------------------------------------------------------------------
 
     async def blob_transaction(self, work: Callable[[Session], Awaitable[T]]) -> T:

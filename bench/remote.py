@@ -1,0 +1,236 @@
+"""The server and the remote tracker, side by side with the embedded engine, in one run.
+
+    .venv/bin/python -m bench.remote              # every measurement
+    .venv/bin/python -m bench.remote ingest       # one of: ingest, subscribers, writers
+
+- ingest: 10 metrics x 20,000 steps through ``log_metrics``, timed to a confirmed flush —
+  embedded (SQLite file) and remote (``kittiwake serve`` on the same kind of file, in a
+  process of its own, over loopback, through the client's spool). Target: remote
+  >= 1,000,000 points/s and >= 0.4x embedded.
+- subscribers: 100 clients following the project's live stream (server-sent events) while a
+  writer logs a point every 10 ms; latency from ``log_metrics`` (the point's value is the time
+  it was logged) to each client holding it. Target: p99 <= 100 ms.
+- writers: 100 remote trackers logging at once into one server for 60 s; the server's
+  resident memory sampled every second. Target: flat (the last third no higher than the
+  middle third by more than 10%: the first third is the warm-up, in which each run's open
+  chunk and the database's caches fill).
+
+Prints one JSON object per measurement.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import platform
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import httpx
+import orjson
+import psutil
+
+import engine
+
+METRICS = [f"train/metric_{i}" for i in range(10)]
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+@contextmanager
+def server(db: str) -> Iterator[tuple[str, psutil.Process]]:
+    """``kittiwake serve`` on ``db`` in a process of its own."""
+    port = _free_port()
+    process = subprocess.Popen(
+        [sys.executable, "-m", "engine._cli.main", "--db", db, "serve", "--port", str(port)],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            httpx.get(url + "/api/v1/health", timeout=1)
+            break
+        except httpx.TransportError:
+            if time.monotonic() > deadline:
+                process.kill()
+                raise RuntimeError("the server did not start") from None
+            time.sleep(0.05)
+    try:
+        yield url, psutil.Process(process.pid)
+    finally:
+        process.send_signal(signal.SIGTERM)
+        process.wait(30)
+
+
+async def _ingest_once(url: str, run_id: str, rows: list[dict[str, float]],
+                       **options: Any) -> float:
+    async with engine.connect(url, durability="full", **options) as tracker, \
+            tracker.start_run(run_id) as run:
+        start = time.perf_counter()
+        for step, row in enumerate(rows):
+            run.log_metrics(row, step=step)
+        await run.flush()
+        elapsed = time.perf_counter() - start
+        state = await tracker.get_run(run_id)
+        assert state.metrics[METRICS[0]].count == 20_000
+    return 200_000 / elapsed
+
+
+async def ingest(tmp: Path, repeats: int = 5) -> dict[str, Any]:
+    rows = [{name: step * 0.001 + i for i, name in enumerate(METRICS)}
+            for step in range(20_000)]
+    embedded, remote = [], []
+    with server(str(tmp / "served.db")) as (url, _):
+        for attempt in range(repeats):  # interleaved, so both see the same machine
+            embedded.append(await _ingest_once(str(tmp / f"embedded-{attempt}.db"),
+                                               f"e{attempt}", rows))
+            remote.append(await _ingest_once(url, f"r{attempt}", rows,
+                                             spool=str(tmp / "spool.sqlite")))
+    e, r = statistics.median(embedded), statistics.median(remote)
+    return {"benchmark": "ingest, 10 metrics x 20,000 steps, to a confirmed flush",
+            "embedded_points_per_s": round(e), "remote_points_per_s": round(r),
+            "ratio": round(r / e, 3), "embedded_runs": [round(x) for x in embedded],
+            "remote_runs": [round(x) for x in remote],
+            "target": "remote >= 1,000,000 points/s and >= 0.4x embedded",
+            "target_met": r >= 1_000_000 and r >= 0.4 * e}
+
+
+async def _follow(url: str, latencies: list[float], ready: asyncio.Event,
+                  count: int) -> None:
+    async with httpx.AsyncClient(base_url=url, timeout=60) as client, \
+            client.stream("GET", "/api/v1/projects/bench/events",
+                          params={"from": "live", "types": "MetricsLogged"}) as response:
+        seen = 0
+        async for line in response.aiter_lines():
+            if line.startswith("retry:"):
+                ready.set()
+            if not line.startswith("data: "):
+                continue
+            now = time.time()
+            data = orjson.loads(line[6:])
+            for value in data["data"]["metrics"]["t"]["values"]:
+                latencies.append((now - value) * 1000)
+                seen += 1
+            if seen >= count:
+                return
+
+
+WRITER = """
+import asyncio, sys, time
+import engine
+
+async def main(url, spool, points):
+    async with engine.connect(url, project="bench", spool=spool,
+                              durability=sys.argv[4]) as tracker, \\
+            tracker.start_run("writer") as run:
+        for step in range(points):
+            run.log_metrics({"t": time.time()}, step=step)
+            await asyncio.sleep(0.01)
+
+asyncio.run(main(sys.argv[1], sys.argv[2], int(sys.argv[3])))
+"""
+
+
+async def subscribers(tmp: Path, clients: int = 100, points: int = 200,
+                      durability: str = "full") -> dict[str, Any]:
+    """The writer is a process of its own (as a training job is); the clients share this
+    one, so their parsing is charged to the latency they measure."""
+    latencies: list[float] = []
+    with server(str(tmp / "subscribers.db")) as (url, _):
+        readies = [asyncio.Event() for _ in range(clients)]
+        followers = [asyncio.create_task(_follow(url, latencies, r, points)) for r in readies]
+        await asyncio.gather(*(r.wait() for r in readies))
+        await asyncio.sleep(0.5)
+        writer = await asyncio.create_subprocess_exec(
+            sys.executable, "-c", WRITER, url, str(tmp / "sub-spool.sqlite"), str(points),
+            durability)
+        await asyncio.wait_for(asyncio.gather(*followers), 120)
+        await writer.wait()
+    latencies.sort()
+    p50 = latencies[len(latencies) // 2]
+    p99 = latencies[int(len(latencies) * 0.99)]
+    return {"benchmark": f"log -> remote subscriber, {clients} SSE clients, writer's "
+                         f"durability {durability!r}",
+            "samples": len(latencies), "p50_ms": round(p50, 1), "p99_ms": round(p99, 1),
+            "target": "p99 <= 100 ms", "target_met": p99 <= 100}
+
+
+async def _writer(url: str, index: int, until: float, spool: str) -> int:
+    logged = 0
+    async with engine.connect(url, project="bench", spool=spool) as tracker, \
+            tracker.start_run(f"w{index}") as run:
+        step = 0
+        while time.monotonic() < until:
+            for _ in range(50):
+                run.log_metrics({"loss": 1.0 / (step + 1), "acc": step * 1e-6}, step=step)
+                step += 1
+            logged += 100
+            await asyncio.sleep(0.05)
+    return logged
+
+
+async def writers(tmp: Path, count: int = 100, seconds: float = 60.0) -> dict[str, Any]:
+    """On PostgreSQL when ``KITTIWAKE_BENCH_POSTGRES`` names a server (then the server's
+    memory is its own alone), else on a SQLite file — whose page cache (64 MB on each of
+    the store's two connections) fills as the database grows, and counts in the server's
+    memory until it is full."""
+    base = os.environ.get("KITTIWAKE_BENCH_POSTGRES")
+    if base:
+        from bench.postgres import schema_url
+
+        db = schema_url(base, "remote_writers")
+    else:
+        db = str(tmp / "writers.db")
+    with server(db) as (url, process):
+        samples: list[float] = []
+        until = time.monotonic() + seconds
+
+        async def sample() -> None:
+            while time.monotonic() < until:
+                samples.append(process.memory_info().rss / 2**20)
+                await asyncio.sleep(1.0)
+
+        sampler = asyncio.create_task(sample())
+        logged = await asyncio.gather(*(
+            _writer(url, i, until, str(tmp / "writers-spool.sqlite")) for i in range(count)))
+        await sampler
+    third = max(1, len(samples) // 3)
+    middle = statistics.mean(samples[third:2 * third])
+    last = statistics.mean(samples[-third:])
+    return {"benchmark": f"{count} concurrent remote writers, {seconds:.0f} s, "
+                         f"{'PostgreSQL' if base else 'SQLite'}",
+            "points": sum(logged), "server_rss_mb": [round(s, 1) for s in samples],
+            "middle_third_mb": round(middle, 1), "last_third_mb": round(last, 1),
+            "target": "flat: last third <= middle third + 10%",
+            "target_met": last <= middle * 1.10}
+
+
+BENCHMARKS = {"ingest": ingest, "subscribers": subscribers, "writers": writers}
+
+
+def main(argv: list[str]) -> None:
+    names = argv or list(BENCHMARKS)
+    print(json.dumps({"machine": platform.machine(), "cpus": os.cpu_count(),
+                      "python": platform.python_version()}))
+    for name in names:
+        with tempfile.TemporaryDirectory(prefix="kw-bench-remote-") as tmp:
+            os.environ["XDG_CACHE_HOME"] = tmp
+            print(json.dumps(asyncio.run(BENCHMARKS[name](Path(tmp)))), flush=True)
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
