@@ -35,6 +35,7 @@ import anyio.to_thread
 
 import engine
 from bench.engine import machine
+from bench.postgres import schema_url
 
 MiB = 1 << 20
 BENCHES = ("files", "upload", "tail", "start")
@@ -150,7 +151,8 @@ def main() -> None:
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
-        url = args.db or os.path.join(tempfile.mkdtemp(), "runs.db")
+        url = (schema_url(args.db, f"content_{args.which}") if args.db
+               else os.path.join(tempfile.mkdtemp(), "runs.db"))
         print(json.dumps(_one(args.which, url)))
         return
     print(json.dumps({"machine": machine()}))

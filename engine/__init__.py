@@ -24,7 +24,7 @@ Everything else is private, one subpackage per layer, each importing only the la
 - ``_jobs``: the worker that runs queued jobs (the queue itself is the tracker's).
 - ``_cli``: the ``kittiwake`` command.
 
-The dashboard and system metrics come later, above ``_runtime``.
+The dashboard comes later, above ``_server``.
 """
 
 from engine._core.confusion import ConfusionMatrix as ConfusionMatrix

@@ -1,5 +1,5 @@
-"""``kittiwake worker``, ``enqueue`` and ``queue``: the job queue from a shell (a job's output is
-``kittiwake logs``, with the rest of a run's content)."""
+"""``kittiwake worker``, ``enqueue`` and ``queue``: the job queue from a shell (a job's output:
+``kittiwake logs``, with what a run records)."""
 
 from __future__ import annotations
 

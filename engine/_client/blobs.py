@@ -2,8 +2,8 @@
 
 ``put`` streams the bytes up as they come (one request, chunked), and returns once the
 server has them durable; ``open`` streams them down, checked against their digest as they
-pass, as every blob store's reads are. Collecting unreferenced blobs needs the whole log of
-every project, so it runs on the server's database (``kittiwake gc --db …``), not through it.
+pass, as every blob store's reads are. Collecting unreferenced blobs runs on the server,
+which reads every project's references itself.
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ from engine._storage.blobs.contract import (
     Collected,
     Verifier,
     check_digest,
+    check_grace,
 )
 from engine.errors import IntegrityError, StorageError, ValidationError
 
@@ -40,6 +41,10 @@ class Remote(Protocol):
 
     async def get(self, path: str) -> Any:
         """A GET of the API, answered and checked."""
+        ...
+
+    async def post(self, path: str, body: Any) -> Any:
+        """A POST of the API, answered and checked."""
         ...
 
 
@@ -85,8 +90,14 @@ class RemoteBlobStore(BlobStore):
 
     async def gc(self, referenced: Collection[str], *, grace: float,
                  dry_run: bool = False) -> Collected:
-        raise ValidationError("collect unreferenced files on the server's database "
-                              "(kittiwake gc --db …): it needs every project's log", key="gc")
+        """Collect on the server, which reads the references of every project's log itself
+        (``referenced``, this tracker's view, may not see them all)."""
+        self._live()
+        check_grace(grace)
+        answer = await self._remote.post("/api/v1/admin/gc",
+                                          {"grace": grace, "dry_run": dry_run})
+        return Collected(answer["removed"], answer["freed"], answer["kept_young"],
+                         answer["leftovers"])
 
     async def open(self, digest: str) -> AsyncGenerator[bytes, None]:
         self._live()
@@ -116,9 +127,10 @@ class RemoteBlobStore(BlobStore):
         return found
 
     async def digests(self) -> AsyncGenerator[str, None]:
-        raise ValidationError("list blobs on the server's database, not through the server",
-                              key="digests")
-        yield ""  # pragma: no cover - makes this an async generator
+        self._live()
+        answer = await self._remote.get("/api/v1/blobs")
+        for digest in answer["digests"]:
+            yield digest
 
 
 def _answer(response: httpx.Response) -> dict[str, Any]:

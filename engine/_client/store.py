@@ -190,6 +190,10 @@ class RemoteStore(Store):
         except (UnicodeEncodeError, TypeError) as exc:  # orjson's error is a TypeError
             raise ValidationError(f"cannot send this to a server: {exc}",
                                   key=_culprit(params, body)) from None
+        except httpx.InvalidURL as exc:  # a query (``where``) past what a URL may hold
+            raise ValidationError(f"cannot send this to a server: {exc} (a URL holds at most "
+                                  "64 KiB: shorten the query)",
+                                  key=next(iter(params or {}), None)) from None
         deadline = time.monotonic() + self.wait
         pause = 0.05
         resent = False
@@ -313,7 +317,9 @@ class RemoteStore(Store):
                         selection: Selection | None = None) -> list[RunState]:
         params = _selection(selection)
         params["include_deleted"] = _flag(include_deleted)
-        answer = await self._call("GET", self._project(project) + "/runs", params=params)
+        # A POST: a query may hold a long text (a config value of a mebibyte) that no URL
+        # may carry.
+        answer = await self._call("POST", self._project(project) + "/runs", body=params)
         return [p.state_from(s) for s in answer["runs"]]
 
     async def group_runs(self, project: str, *, include_deleted: bool, selection: Selection,
@@ -324,7 +330,7 @@ class RemoteStore(Store):
         params["by"] = ", ".join(str(f) for f in by)
         if aggregates is not None:
             params["aggregates"] = ", ".join(str(f) for f in aggregates)
-        answer = await self._call("GET", self._project(project) + "/groups", params=params)
+        answer = await self._call("POST", self._project(project) + "/groups", body=params)
         return [p.group_from(g) for g in answer["groups"]]
 
     async def read_series(self, project: str, run_id: str, metric: str, *,
@@ -355,15 +361,13 @@ class RemoteStore(Store):
     async def jobs(self, project: str, *, queues: Sequence[str] | None,
                    statuses: Sequence[str] | None, run_ids: Sequence[str] | None = None,
                    limit: int | None = None, now: float | None = None) -> list[JobRow]:
-        params: dict[str, Any] = {}
+        params: dict[str, Any] = {} if now is None else {"now": now}
         for name, values in (("queues", queues), ("statuses", statuses),
                              ("run_ids", run_ids)):
             if values is not None:
                 params[name] = list(values)
         if limit is not None:
             params["limit"] = limit
-        if now is not None:
-            params["now"] = repr(now)
         answer = await self._call("GET", self._project(project) + "/jobs", params=params)
         return [p.job_from(j) for j in answer["jobs"]]
 
@@ -372,7 +376,8 @@ class RemoteStore(Store):
     def own_blobs(self) -> BlobStore:
         return RemoteBlobStore(self)
 
-    async def blob_transaction(self, work: Callable[[Session], Awaitable[T]]) -> T:
+    async def blob_transaction(self, work: Callable[[Session], Awaitable[T]], *,
+                               streaming: bool = False) -> T:
         raise StorageError("a remote store has no blob tables of its own: its files are the "
                            "server's (own_blobs)")
 
@@ -393,6 +398,10 @@ class RemoteStore(Store):
     async def get(self, path: str) -> Any:
         """A GET of the API, answered and checked as every call is."""
         return await self._call("GET", path)
+
+    async def post(self, path: str, body: Any) -> Any:
+        """A POST of the API, answered and checked as every call is."""
+        return await self._call("POST", path, body=body, seconds=3600.0)
 
     async def get_experiment(self, project: str, name: str) -> Experiment:
         answer = await self._call("GET", self._project(project) + "/experiment",

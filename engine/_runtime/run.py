@@ -38,8 +38,8 @@ from .recorder import Recorder
 from .recording import Keys, check_timestamp
 from .writer import Writer
 
-__all__ = ["Run", "attach_captures", "end_buffered", "on_finish", "run_kinds", "system_start",
-           "wait_for_room"]
+__all__ = ["Run", "attach_captures", "end_buffered", "on_finish", "run_kinds", "stop_captures",
+           "system_start", "wait_for_room"]
 
 _BIG = 2.0**1023  # an int beyond this (in size) may not fit a float: check it slowly
 _REASON_LIMIT = 4096
@@ -355,14 +355,14 @@ class Run(Recorder):
         if status not in _ENDINGS:
             raise ValidationError(f"status must be one of {', '.join(_ENDINGS)}, not "
                                   f"{status!r}", key="status")
+        captures, self._captures = self._captures, None
+        if captures is not None:  # output first: the last lines before a crash are kept
+            with anyio.CancelScope(shield=True):
+                await captures.close()  # (the descriptors come back even if closed below)
         if self._closed:
             return
         if isinstance(self._halt, ClosedError):
             raise self._halt
-        captures, self._captures = self._captures, None
-        if captures is not None:  # output first: the last lines before a crash are kept
-            with anyio.CancelScope(shield=True):
-                await captures.close()
         if status == "succeeded" and self._abort_reason is not None:
             status, reason = "aborted", self._abort_reason  # the request is honoured
         self._end(status, reason)
@@ -404,9 +404,7 @@ class Run(Recorder):
 def end_buffered(run: Run, status: str, reason: str | None) -> None:
     """Record ``run``'s terminal status without waiting for it (a closing tracker commits
     it with the rest); nothing if the run has ended already."""
-    captures, run._captures = run._captures, None
-    if captures is not None:
-        captures.stop_now()
+    stop_captures(run)
     if not run._closed:
         run._end(status, reason)
 
@@ -421,6 +419,14 @@ def system_start(run: Run, now: float) -> float:
     step passes every system metric the run logged before, and its fork or rewind step."""
     base = max([run._floor, *(s for k, s in run._last.items() if k.startswith("system/"))])
     return now - (math.floor(base) + 1) if base >= 0 else now
+
+
+def stop_captures(run: Run) -> None:
+    """Stop ``run``'s captures now, without waiting (its tracker is closing): the
+    descriptors come back, and the lines captured so far are buffered."""
+    captures, run._captures = run._captures, None
+    if captures is not None:
+        captures.stop_now()
 
 
 def attach_captures(run: Run, captures: Any) -> None:

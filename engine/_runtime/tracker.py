@@ -59,7 +59,7 @@ from .jobs import TrackerJobs
 from .liveness import Liveness
 from .opening import RunOpener
 from .reads import TrackerReads
-from .run import Run, attach_captures, end_buffered, run_kinds, system_start
+from .run import Run, attach_captures, end_buffered, run_kinds, stop_captures, system_start
 from .settings import Durability, check_settings, environment_target
 from .subscriptions import Hub, Subscription, start_in_background
 from .supervisor import Supervisor
@@ -319,6 +319,7 @@ class Tracker(TrackerReads, TrackerJobs):
         assert self._liveness is not None
         closed = ClosedError("the tracker was closed")
         for run, _ in list(self._liveness.live.values()):
+            stop_captures(run)  # the descriptors come back; the lines so far are committed
             run.halt(closed)  # what they buffered is committed below; nothing more is taken
         try:
             with anyio.CancelScope(shield=True):

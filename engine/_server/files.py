@@ -23,6 +23,7 @@ from engine._storage.blobs.contract import check_digest
 from engine._storage.contract import EventFilter, Store
 
 from .auth import access_of
+from .params import body, take
 from .routes import answer
 from .tokens import Forbidden
 
@@ -89,6 +90,29 @@ async def blob_size(request: Request) -> Response:
     return answer({"size": await blob_store(request.app.state.tracker).size(digest)})
 
 
+async def list_blobs(request: Request) -> Response:
+    """Every stored digest; with auth, those the token's project names."""
+    access = await access_of(request)
+    access.need("read")
+    state = request.app.state
+    found = [d async for d in blob_store(state.tracker).digests()]
+    if access.project is not None:
+        found = [d for d in found if await state.named.names(state.store, access.project, d)]
+    return answer({"digests": sorted(found)})
+
+
+async def gc(request: Request) -> Response:
+    """Collect unreferenced blobs: the references are every project's, read here on the
+    server, whoever asks (an admin)."""
+    (await access_of(request)).need("admin")
+    data = await body(request)
+    grace = take(data, "grace", (float, int))
+    dry_run = take(data, "dry_run", bool, optional=True) or False
+    done = await request.app.state.tracker.gc(grace=grace, dry_run=dry_run)
+    return answer({"removed": done.removed, "freed": done.freed,
+                   "kept_young": done.kept_young, "leftovers": done.leftovers})
+
+
 P = "/api/v1/blobs"
-ROUTES = [("POST", P, put_blob), ("GET", P + "/{digest}", get_blob),
-          ("GET", P + "/{digest}/size", blob_size)]
+ROUTES = [("POST", P, put_blob), ("GET", P, list_blobs), ("GET", P + "/{digest}", get_blob),
+          ("GET", P + "/{digest}/size", blob_size), ("POST", "/api/v1/admin/gc", gc)]

@@ -77,11 +77,13 @@ _REQUEST = _obj(["project", "run_id", "events"], project=_STR, run_id=_STR,
 _RUN = {"name": "run_id", "in": "query", "required": True, "schema": _STR}
 _DIGEST = {"name": "digest", "in": "path", "required": True, "schema": _STR,
            "description": "sha256: and 64 lowercase hex digits"}
+_FORM = {"type": "object", "description": "the GET's query parameters as fields: text, "
+         "numbers and booleans", "additionalProperties": {"type": ["string", "number",
+                                                                   "boolean", "null"]}}
 _SELECT = [_q("where", _STR, description="a runs-table query"),
            _q("order_by", _STR, description="fields, - for descending"),
            _q("limit", _INT), _q("offset", _INT), _q("heads_only", _BOOL),
-           _q("include_deleted", _BOOL),
-           _q("now", _NUM, description="judge statuses at this time (heartbeat promises)")]
+           _q("include_deleted", _BOOL)]
 
 
 def schema() -> dict[str, Any]:
@@ -121,7 +123,14 @@ def schema() -> dict[str, Any]:
                                 True)])},
         "/api/v1/projects": {"get": _op("every project with runs, and its run count",
                                         _obj(["projects"]))},
-        "/api/v1/blobs": {"post": {
+        "/api/v1/admin/gc": {"post": _op(
+            "remove file bytes no project's log names, stored at least grace seconds ago "
+            "(admin)", _obj(["removed", "freed", "kept_young", "leftovers"]),
+            body=_obj(["grace"], grace={"type": "number", "minimum": 0},
+                      dry_run={"type": "boolean"}))},
+        "/api/v1/blobs": {"get": _op("the stored digests (with auth: those the token's "
+                                     "project names)", _obj(["digests"])),
+                          "post": {
             "summary": "store the request body's bytes (a file's), streamed; its digest back",
             "requestBody": {"required": True, "content": {"application/octet-stream": {
                 "schema": {"type": "string", "format": "binary"}}}},
@@ -159,10 +168,15 @@ def schema() -> dict[str, Any]:
         "/api/v1/tokens/revoke": {"post": _op(
             "revoke a token of the caller's project (admin), at once on every server",
             _obj(["token"]), body=_obj(["id", "at"], id=_STR, at=_NUM))},
-        p + "/runs": {"get": _op("the runs table", _obj(["runs"]), [_PROJECT, *_SELECT])},
-        p + "/groups": {"get": _op(
-            "runs grouped by fields, with metric aggregates", _obj(["groups"]),
-            [_PROJECT, _q("by", _STR, True), _q("aggregates", _STR), *_SELECT])},
+        p + "/runs": {
+            "get": _op("the runs table", _obj(["runs"]), [_PROJECT, *_SELECT]),
+            "post": _op("the runs table, its parameters in the body (for long queries)",
+                        _obj(["runs"]), [_PROJECT], body=_FORM)},
+        p + "/groups": {
+            "get": _op("runs grouped by fields, with metric aggregates", _obj(["groups"]),
+                       [_PROJECT, _q("by", _STR, True), _q("aggregates", _STR), *_SELECT]),
+            "post": _op("the same, its parameters in the body", _obj(["groups"]),
+                        [_PROJECT], body=_FORM)},
         p + "/run": {"get": _op("one run's state (null when missing)", _obj(["run"]),
                                 [_PROJECT, _RUN, _q("now", _NUM, description=(
                                     "judge its status at this time (heartbeat promises)"))])},
@@ -174,8 +188,7 @@ def schema() -> dict[str, Any]:
             [_PROJECT, _q("queues", {"type": "array", "items": _STR}),
              _q("statuses", {"type": "array", "items": _STR}),
              _q("run_ids", {"type": "array", "items": _STR}), _q("limit", _INT),
-             _q("now", _NUM, description="judge their statuses at this time (heartbeat "
-                                         "promises)")])},
+             _q("now", _NUM)])},
         p + "/series": {"get": _op(
             "a run's effective series of one metric", _obj(["series"]),
             [_PROJECT, _RUN, _q("metric", _STR, True), _q("low", _NUM), _q("high", _NUM),

@@ -72,19 +72,40 @@ def take(data: dict[str, Any], name: str, kind: type[T] | tuple[type, ...], *,
     return value
 
 
+def source(request: Request) -> Any:
+    """Where a request's named parameters are: its query, or (after ``from_body``) its
+    body's fields as text."""
+    return getattr(request.state, "params", None) or request.query_params
+
+
+async def from_body(request: Request) -> None:
+    """Take the named parameters from the JSON body (a POST of what a GET takes in its
+    query: for queries too long for a URL)."""
+    data = await body(request)
+    params: dict[str, str] = {}
+    for name, value in data.items():
+        if isinstance(value, bool):
+            params[name] = "true" if value else "false"
+        elif isinstance(value, (str, int, float)):
+            params[name] = value if isinstance(value, str) else repr(value)
+        elif value is not None:
+            raise ValidationError(f"{name} must be text, a number or a bool", key=name)
+    request.state.params = params
+
+
 def project_of(request: Request) -> str:
     return check_project(request.path_params["project"])
 
 
 def run_of(request: Request, name: str = "run_id") -> str:
-    value = request.query_params.get(name)
+    value = source(request).get(name)
     if value is None:
         raise ValidationError(f"{name} is missing", key=name)
     return check_run_id(value)
 
 
 def q_str(request: Request, name: str, *, required: bool = False) -> str | None:
-    value = request.query_params.get(name)
+    value = source(request).get(name)
     if value is None and required:
         raise ValidationError(f"{name} is missing", key=name)
     if value is not None and "\x00" in value:
@@ -94,7 +115,7 @@ def q_str(request: Request, name: str, *, required: bool = False) -> str | None:
 
 def q_int(request: Request, name: str, default: int | None, *, low: int = 0,
           high: int = _INT64 - 1) -> int | None:
-    raw = request.query_params.get(name)
+    raw = source(request).get(name)
     if raw is None or raw == "":
         return default
     try:
@@ -108,7 +129,7 @@ def q_int(request: Request, name: str, default: int | None, *, low: int = 0,
 
 
 def q_number(request: Request, name: str) -> int | float | None:
-    raw = request.query_params.get(name)
+    raw = source(request).get(name)
     if raw is None or raw == "":
         return None
     try:
@@ -122,7 +143,7 @@ def q_number(request: Request, name: str) -> int | float | None:
 
 
 def q_bool(request: Request, name: str) -> bool:
-    raw = request.query_params.get(name, "false").lower()
+    raw = str(source(request).get(name, "false")).lower()
     if raw in ("true", "1", "yes"):
         return True
     if raw in ("false", "0", "no", ""):

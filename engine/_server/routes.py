@@ -26,7 +26,18 @@ from engine._storage.contract import Store, TokenRow
 from engine.errors import EngineError, StorageError, ValidationError
 
 from .auth import access_of
-from .params import body, project_of, q_bool, q_int, q_number, q_str, run_of, take
+from .params import (
+    body,
+    from_body,
+    project_of,
+    q_bool,
+    q_int,
+    q_number,
+    q_str,
+    run_of,
+    source,
+    take,
+)
 from .payloads import check_request
 from .tokens import ROLES
 
@@ -140,20 +151,22 @@ async def _project(request: Request) -> str:
 
 def _selection(request: Request) -> Selection | None:
     names = ("where", "order_by", "limit", "offset", "heads_only", "now")
-    if not any(n in request.query_params for n in names):
+    if not any(n in source(request) for n in names):
         return None
     picked = selection(q_str(request, "where"), q_str(request, "order_by"),
                        q_int(request, "limit", None), q_int(request, "offset", 0) or 0,
                        q_bool(request, "heads_only"))
     now = q_number(request, "now")
-    if now is None:
-        return picked
-    if not math.isfinite(now):
-        raise ValidationError("now must be a finite time", key="now")
-    return replace(picked, now=float(now))  # the instant the client judges status at
+    if now is not None:
+        if not math.isfinite(now):
+            raise ValidationError("now must be a finite time", key="now")
+        picked = replace(picked, now=float(now))  # statuses judged at that time
+    return picked
 
 
 async def runs(request: Request) -> Response:
+    if request.method == "POST":
+        await from_body(request)
     project = await _project(request)
     found = await _store(request).list_runs(
         project, include_deleted=q_bool(request, "include_deleted"),
@@ -162,6 +175,8 @@ async def runs(request: Request) -> Response:
 
 
 async def groups(request: Request) -> Response:
+    if request.method == "POST":
+        await from_body(request)
     project = await _project(request)
     by = parse_group_by(q_str(request, "by", required=True) or "")
     raw = q_str(request, "aggregates")
@@ -223,14 +238,11 @@ async def entries(request: Request) -> Response:
 async def jobs(request: Request) -> Response:
     project = await _project(request)
     query = request.query_params
-    now = q_number(request, "now")
-    if now is not None and not math.isfinite(now):
-        raise ValidationError("now must be a finite time", key="now")
     found = await _store(request).jobs(
         project, queues=query.getlist("queues") or None,
         statuses=query.getlist("statuses") or None,
         run_ids=query.getlist("run_ids") or None, limit=q_int(request, "limit", None),
-        now=None if now is None else float(now))
+        now=q_number(request, "now"))
     return answer({"jobs": [p.job_to(j) for j in found]})
 
 
@@ -411,7 +423,9 @@ ROUTES: list[tuple[str, str, Any]] = [
     ("POST", "/api/v1/tokens/find", token_find),
     ("POST", "/api/v1/tokens/revoke", token_revoke),
     ("GET", P + "/runs", runs),
+    ("POST", P + "/runs", runs),
     ("GET", P + "/groups", groups),
+    ("POST", P + "/groups", groups),
     ("GET", P + "/run", run),
     ("GET", P + "/series", series),
     ("GET", P + "/experiment", experiment),

@@ -18,6 +18,7 @@ chunk is older than the grace (puts that died).
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import time
 import uuid
@@ -33,7 +34,7 @@ from typing import Protocol, TypeVar
 
 import anyio
 
-from engine.errors import IntegrityError
+from engine.errors import IntegrityError, StorageError
 
 from .blobs.contract import (
     CHUNK_SIZE,
@@ -59,9 +60,11 @@ class BlobSite(Protocol):
     """Where a database blob store runs its statements: the log store's own writer (short
     write transactions) and reader."""
 
-    async def blob_transaction(self, work: Callable[[Session], Awaitable[T]]) -> T:
+    async def blob_transaction(self, work: Callable[[Session], Awaitable[T]], *,
+                               streaming: bool = False) -> T:
         """``work(session)`` inside one write transaction (it may run again after a
-        transient error, so it must be idempotent)."""
+        transient error, so it must be idempotent); ``streaming``: a chunk of a large
+        blob."""
         ...
 
     @property
@@ -116,8 +119,12 @@ class DatabaseBlobStore(BlobStore):
                         if len(pending) < whole:
                             break
                         piece, pending = pending, bytearray()
-                    await anyio.to_thread.run_sync(hasher.update, piece)
+                    # Hashing (on a worker thread) and writing (the database) overlap; a
+                    # failed write leaves the hash to finish on its own, unused.
+                    hashing = asyncio.get_running_loop().run_in_executor(
+                        None, hasher.update, piece)
                     await self._write_chunk(upload, seq, piece)
+                    await hashing
                     size += len(piece)
                     seq += 1
             if pending or seq == 0:
@@ -131,9 +138,11 @@ class DatabaseBlobStore(BlobStore):
                                               self._clock()))
                     return BlobInfo(digest, size)
                 await self._write_chunk(upload, seq, last)
+                seq += 1
             digest = "sha256:" + hasher.hexdigest()
             await self._site.blob_transaction(
-                lambda session: _name(session, upload, [(digest, size, None)], self._clock()))
+                lambda session: _name(session, upload, [(digest, size, None)], self._clock(),
+                                      chunks=seq))
         except BaseException:
             with anyio.CancelScope(shield=True):
                 await self._forget(upload)
@@ -165,7 +174,7 @@ class DatabaseBlobStore(BlobStore):
                 "INSERT INTO blob_chunks (upload, seq, at, data) VALUES (?, ?, ?, ?) "
                 "ON CONFLICT (upload, seq) DO NOTHING", (upload, seq, self._clock(), data))
 
-        await self._site.blob_transaction(work)
+        await self._site.blob_transaction(work, streaming=True)
 
     async def _forget(self, upload: str) -> None:
         async def work(session: Session) -> None:
@@ -273,9 +282,22 @@ class DatabaseBlobStore(BlobStore):
 
 
 async def _name(session: Session, upload: str,
-                blobs: Sequence[tuple[str, int, Buffer | None]], now: float) -> None:
+                blobs: Sequence[tuple[str, int, Buffer | None]], now: float, *,
+                chunks: int | None = None) -> None:
     """Name each blob ``(digest, size, data)``: insert its row (and its one chunk, when
-    ``data`` is given), or refresh the row that is there and drop what this upload wrote."""
+    ``data`` is given), or refresh the row that is there and drop what this upload wrote.
+    ``chunks``: how many chunks the upload wrote, checked to be all there (a chunk's commit
+    may not wait for the disk, and a database that restarted meanwhile lost it).
+
+    :raises StorageError: when some of the upload's chunks are gone; nothing is named.
+    """
+    if chunks is not None:
+        ((found,),) = await session.fetch(
+            "SELECT count(*) FROM blob_chunks WHERE upload = ?", (upload,))
+        if found != chunks:
+            raise StorageError(f"storing file bytes failed: {chunks - found} of the "
+                               f"{chunks} chunks written are gone (did the database "
+                               "restart?); nothing was stored")
     for seq, (digest, size, data) in enumerate(blobs):
         owner = f"{upload}.{seq}" if data is not None else upload
         rows = await session.fetch(

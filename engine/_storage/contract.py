@@ -260,10 +260,12 @@ class Store(ABC):
     # File bytes ----------------------------------------------------------------------------
 
     @abstractmethod
-    async def blob_transaction(self, work: Callable[[Session], Awaitable[T]]) -> T:
+    async def blob_transaction(self, work: Callable[[Session], Awaitable[T]], *,
+                               streaming: bool = False) -> T:
         """``work(session)`` inside one short write transaction on the tables ``blobs`` and
         ``blob_chunks`` (the blob store in the run database, ``blobdb``). ``work`` may run
-        again after a transient error, so it must be idempotent.
+        again after a transient error, so it must be idempotent. ``streaming``: it writes a
+        chunk of a large blob, which the backend keeps out of its caches as far as it can.
 
         :raises StorageError: the database failed.
         """

@@ -62,7 +62,7 @@ CATALOGUE: list[tuple[str, Call, type[Exception], str]] = [
                          ids=[c[0] for c in CATALOGUE])
 async def test_bad_input_is_refused_naming_the_key_and_nothing_is_written(
         make: MakeTracker, tmp_path: Path, what: str, call: Call, error: type[Exception],
-        key: str) -> None:
+        key: str, backend: str) -> None:
     async with make() as tracker:
         async with tracker.start_run("r") as run:
             run.log_text({"logged/text": "first"}, step=0)
@@ -76,15 +76,18 @@ async def test_bad_input_is_refused_naming_the_key_and_nothing_is_written(
         state = await tracker.get_run("r")
         assert state.metrics == {}
         assert state.notes == ""
-        assert [d async for d in tracker._blob_store().digests()] == []
+        if not backend.startswith("remote-"):  # a server's blob store is the server's
+            assert [d async for d in tracker._blob_store().digests()] == []
 
 
 async def test_an_upload_that_cannot_be_read_stores_nothing(make: MakeTracker,
-                                                           tmp_path: Path) -> None:
+                                                           tmp_path: Path,
+                                                           backend: str) -> None:
     async with make() as tracker:
         async with tracker.start_run("r") as run:
             with pytest.raises(FileSourceError) as caught:
                 await run.upload({"good": b"fine", "bad": str(tmp_path / "nope")})
             assert caught.value.key == "bad"
         assert (await tracker.get_run("r")).files == {}
-        assert [d async for d in tracker._blob_store().digests()] == []
+        if not backend.startswith("remote-"):
+            assert [d async for d in tracker._blob_store().digests()] == []

@@ -137,3 +137,22 @@ async def test_capture_options_are_checked(tmp_path: Path) -> None:
             with pytest.raises(engine.errors.ValidationError) as caught:
                 tracker.start_run("r", **options)  # type: ignore[arg-type]
             assert caught.value.key == key
+
+
+@needs_capture
+def test_a_tracker_closed_under_a_capturing_run_still_gives_the_descriptors_back(
+        tmp_path: Path) -> None:
+    before = os.fstat(1)
+    tracker = engine.sync.connect(str(tmp_path / "runs.db"))
+    tracker.__enter__()
+    context = tracker.start_run("r", capture_output=True)
+    context.__enter__()
+    os.write(1, b"written before the close\n")
+    tracker.close()  # the run's block is still open
+    after = os.fstat(1)
+    assert (after.st_dev, after.st_ino) == (before.st_dev, before.st_ino)
+    with pytest.raises(engine.errors.ClosedError):
+        context.__exit__(None, None, None)
+    with engine.sync.connect(str(tmp_path / "runs.db")) as again:
+        assert again.get_run("r").status == "running"  # until a reaper marks it crashed
+        assert again.read_text("r", "logs/stdout").values == ["written before the close"]

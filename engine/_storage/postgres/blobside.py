@@ -57,14 +57,22 @@ class BlobSide:
             return self._portal, self._readers
 
     async def run(self, work: Callable[[Session], Awaitable[T]], *, transaction: bool,
-                  snapshot: bool = False, what: str) -> T:
-        """``work(session)`` on the side loop, in a transaction when ``transaction``."""
+                  snapshot: bool = False, streaming: bool = False, what: str) -> T:
+        """``work(session)`` on the side loop, in a transaction when ``transaction``.
+
+        ``streaming`` (a chunk of a large blob): the commit does not wait for the WAL to
+        reach the disk. The blob is only named by the upload's last transaction, whose
+        durable commit flushes the whole WAL before it, its chunks included; a crash before
+        it leaves chunks no blob names, which gc removes.
+        """
         portal, readers = await self._open()
 
         async def on(connection: Link) -> T:
             if not transaction:
                 return await work(PostgresSession(connection))
             async with connection.transaction():
+                if streaming:
+                    await connection.execute("SET LOCAL synchronous_commit = off")
                 return await work(PostgresSession(connection))
 
         return await anyio.to_thread.run_sync(

@@ -174,8 +174,10 @@ class PostgresStore(SplitStore[Committer]):
 
     # File bytes ----------------------------------------------------------------------------
 
-    async def blob_transaction(self, work: Callable[[Session], Awaitable[T]]) -> T:
-        return await self._blob_side.run(work, transaction=True, what="storing file bytes")
+    async def blob_transaction(self, work: Callable[[Session], Awaitable[T]], *,
+                               streaming: bool = False) -> T:
+        return await self._blob_side.run(work, transaction=True, streaming=streaming,
+                                         what="storing file bytes")
 
     @property
     def blob_reader(self) -> SideReader:

@@ -26,9 +26,12 @@ from engine.errors import EngineError, StorageError
 
 from .errors import DRIVER_ERRORS, failure
 
-__all__ = ["HAND_OFF", "Check", "SqliteReader", "SqliteSession", "Write", "connect"]
+__all__ = ["CACHE_SIZE", "HAND_OFF", "Check", "SqliteReader", "SqliteSession", "Write", "connect"]
 
 T = TypeVar("T")
+
+CACHE_SIZE = "PRAGMA cache_size = -65536"
+"""The page cache of each connection: 64 MiB."""
 
 _PRAGMAS = (
     "PRAGMA busy_timeout = 60000",
@@ -37,7 +40,7 @@ _PRAGMAS = (
     "PRAGMA page_size = 16384",
     "PRAGMA journal_mode = WAL",
     "PRAGMA synchronous = {synchronous}",
-    "PRAGMA cache_size = -65536",
+    CACHE_SIZE,
     "PRAGMA temp_store = MEMORY",
     # Checkpoints run on the store's checkpoint thread, not inside a commit.
     "PRAGMA wal_autocheckpoint = 0",

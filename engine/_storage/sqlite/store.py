@@ -27,9 +27,10 @@ from .checkpoint import Checkpointer
 from .commit import Committer
 from .rebuild import SqliteRebuild
 from .schema import MIGRATIONS
-from .session import SqliteReader, SqliteSession, connect
+from .session import CACHE_SIZE, SqliteReader, SqliteSession, connect
 
 T = TypeVar("T")
+_STREAM_CACHE_KIB = 2048
 
 __all__ = ["SqliteStore", "open_url", "sqlite_path"]
 
@@ -185,9 +186,22 @@ class SqliteStore(SplitStore[Committer]):
 
     # File bytes ----------------------------------------------------------------------------
 
-    async def blob_transaction(self, work: Callable[[Session], Awaitable[T]]) -> T:
-        async with self.lock, self.writer.transaction() as session:
-            return await work(session)
+    async def blob_transaction(self, work: Callable[[Session], Awaitable[T]], *,
+                               streaming: bool = False) -> T:
+        if not streaming:
+            async with self.lock, self.writer.transaction() as session:
+                return await work(session)
+        # A chunk of a large blob: the writer's page cache would keep its pages (64 MiB of
+        # them, evicting the projections'), so it shrinks for the write and grows back.
+        async with self.lock:
+            writer = self.writer
+            await writer.execute(f"PRAGMA cache_size = -{_STREAM_CACHE_KIB}")
+            try:
+                async with writer.transaction() as session:
+                    return await work(session)
+            finally:
+                with anyio.CancelScope(shield=True):
+                    await writer.execute(CACHE_SIZE)
 
     # Liveness ------------------------------------------------------------------------------
 
