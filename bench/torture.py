@@ -146,6 +146,13 @@ class Ledger:
                 self.flushed[parts[0]] = max(self.flushed.get(parts[0], -1), int(parts[1]))
 
 
+def _failure(exc: Exception) -> str:
+    """A trial whose check raised: the error and where, so that it can be found."""
+    import traceback
+
+    return f"{type(exc).__name__}: {exc}\n{''.join(traceback.format_tb(exc.__traceback__))}"
+
+
 def _kill_child(argv: list[str], rng: random.Random, *, longest: float) -> str:
     """Start ``argv``, wait for its first line, kill -9 it at a random instant up to
     ``longest`` seconds later; everything it printed."""
@@ -230,7 +237,7 @@ def _writer_trials(url: str | Callable[[], str], trials: int, rng: random.Random
             ledger.take(_kill_child([WRITER, url, durability, str(seed)], rng, longest=0.5))
             broken = asyncio.run(verify(url, ledger))
         except Exception as exc:  # a trial that cannot even be checked is a violation too
-            broken = [f"{type(exc).__name__}: {exc}"]
+            broken = [_failure(exc)]
         outcome.trials += 1
         outcome.violations += [f"seed {seed}: {line}" for line in broken]
 
@@ -250,7 +257,7 @@ def _rebuild_trials(url: str, trials: int, rng: random.Random, outcome: Outcome)
             broken = asyncio.run(verify(url, ledger))
             broken += asyncio.run(_leftovers(url))
         except Exception as exc:
-            broken = [f"{type(exc).__name__}: {exc}"]
+            broken = [_failure(exc)]
         outcome.trials += 1
         outcome.violations += [f"seed {seed}: {line}" for line in broken]
 
@@ -360,7 +367,7 @@ def _server_trials(workdir: Path, trials: int, rng: random.Random, outcome: Outc
             writer.stderr.close()
             broken = asyncio.run(verify(db, ledger))
         except Exception as exc:
-            broken = [f"{type(exc).__name__}: {exc}"]
+            broken = [_failure(exc)]
         outcome.trials += 1
         outcome.violations += [f"seed {seed}: {line}" for line in broken]
 
@@ -393,7 +400,7 @@ def _spool_trials(workdir: Path, trials: int, rng: random.Random, outcome: Outco
                 broken = [] if report.pending == 0 else [f"{report.pending} rows left"]
                 broken += asyncio.run(verify(url, ledger))
             except Exception as exc:
-                broken = [f"{type(exc).__name__}: {exc}"]
+                broken = [_failure(exc)]
             outcome.trials += 1
             outcome.violations += [f"seed {seed}: {line}" for line in broken]
     finally:
@@ -424,7 +431,7 @@ def _upload_trials(url: str | Callable[[], str], trials: int, rng: random.Random
                     reported[int(parts[2])] = parts[3]
             broken = asyncio.run(_verify_uploads(url, reported))
         except Exception as exc:
-            broken = [f"{type(exc).__name__}: {exc}"]
+            broken = [_failure(exc)]
         outcome.trials += 1
         outcome.violations += [f"seed {seed}: {line}" for line in broken]
 
