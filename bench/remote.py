@@ -45,32 +45,36 @@ import engine
 METRICS = [f"train/metric_{i}" for i in range(10)]
 
 
-def _free_port() -> int:
+def free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         return int(probe.getsockname()[1])
 
 
-@contextmanager
-def server(db: str) -> Iterator[tuple[str, psutil.Process]]:
-    """``kittiwake serve`` on ``db`` in a process of its own."""
-    port = _free_port()
+def start_server(db: str, port: int) -> subprocess.Popen[bytes]:
+    """``kittiwake serve`` on ``db`` at ``port``, in a process of its own, once it answers."""
     process = subprocess.Popen(
         [sys.executable, "-m", "engine._cli.main", "--db", db, "serve", "--port", str(port)],
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 30
     while True:
         try:
-            httpx.get(url + "/api/v1/health", timeout=1)
-            break
+            httpx.get(f"http://127.0.0.1:{port}/api/v1/health", timeout=1)
+            return process
         except httpx.TransportError:
-            if time.monotonic() > deadline:
+            if process.poll() is not None or time.monotonic() > deadline:
                 process.kill()
                 raise RuntimeError("the server did not start") from None
             time.sleep(0.05)
+
+
+@contextmanager
+def server(db: str) -> Iterator[tuple[str, psutil.Process]]:
+    """``kittiwake serve`` on ``db`` in a process of its own."""
+    port = free_port()
+    process = start_server(db, port)
     try:
-        yield url, psutil.Process(process.pid)
+        yield f"http://127.0.0.1:{port}", psutil.Process(process.pid)
     finally:
         process.send_signal(signal.SIGTERM)
         process.wait(30)

@@ -39,6 +39,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import engine
+from bench.remote import free_port, start_server
 from engine._core.fold import Fold
 
 POSTGRES = os.environ.get("KITTIWAKE_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/test")
@@ -307,32 +308,6 @@ def _drop_schema(url: str) -> None:
     asyncio.run(drop())
 
 
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
-def _serve(db: str, port: int) -> subprocess.Popen[bytes]:
-    """``kittiwake serve`` on ``db``, in a process of its own, once it answers."""
-    import httpx
-
-    process = subprocess.Popen(
-        [sys.executable, "-m", "engine._cli.main", "--db", db, "serve", "--port", str(port)],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.monotonic() + 30
-    while True:
-        try:
-            httpx.get(f"http://127.0.0.1:{port}/api/v1/health", timeout=1)
-            return process
-        except httpx.TransportError:
-            if process.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError("the server did not start") from None
-            time.sleep(0.05)
-
-
 def _server_trials(workdir: Path, trials: int, rng: random.Random, outcome: Outcome) -> None:
     """The server is killed at a random instant under a writer's load (the writer, which
     can no longer flush, is killed next); what the server confirmed must be in its
@@ -345,9 +320,9 @@ def _server_trials(workdir: Path, trials: int, rng: random.Random, outcome: Outc
                 old.unlink()
             ledger = Ledger()
         seed = rng.randrange(2**32)
-        port = _free_port()
+        port = free_port()
         try:
-            server = _serve(db, port)
+            server = start_server(db, port)
             writer = subprocess.Popen(
                 [sys.executable, "-c", WRITER, f"http://127.0.0.1:{port}", "full", str(seed)],
                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
@@ -378,9 +353,9 @@ def _spool_trials(workdir: Path, trials: int, rng: random.Random, outcome: Outco
     from engine._client.sync import sync
 
     db = str(workdir / "spooled.db")
-    port = _free_port()
+    port = free_port()
     url = f"http://127.0.0.1:{port}"
-    server = _serve(db, port)
+    server = start_server(db, port)
     try:
         ledger = Ledger()
         for trial in range(trials):
@@ -389,7 +364,7 @@ def _spool_trials(workdir: Path, trials: int, rng: random.Random, outcome: Outco
                 server.wait()
                 for old in workdir.glob("spooled.db*"):
                     old.unlink()
-                server = _serve(db, port)
+                server = start_server(db, port)
                 ledger = Ledger()
             seed = rng.randrange(2**32)
             spool = str(workdir / f"spool-{trial}.sqlite")
