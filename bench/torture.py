@@ -220,23 +220,31 @@ async def verify(url: str, ledger: Ledger) -> list[str]:
 TRIALS_PER_DATABASE = 20
 
 
+def _database(url: str | Callable[[], str], trial: int) -> str | None:
+    """The database trial ``trial`` starts afresh on, or None when it goes on with the last:
+    a new one from ``url`` when it makes them, else the file ``url`` emptied."""
+    if trial % TRIALS_PER_DATABASE:
+        return None
+    if callable(url):
+        return url()
+    if trial:
+        for old in Path(url).parent.glob(Path(url).name + "*"):
+            old.unlink()
+    return url
+
+
 def _writer_trials(url: str | Callable[[], str], trials: int, rng: random.Random,
                    durability: str, outcome: Outcome) -> None:
-    fresh = url if callable(url) else None
     ledger = Ledger()
     for trial in range(trials):
-        if trial % TRIALS_PER_DATABASE == 0:
-            if fresh is not None:
-                url = fresh()
-            elif trial:
-                for old in Path(str(url)).parent.glob(Path(str(url)).name + "*"):
-                    old.unlink()
-            ledger = Ledger()
-        assert isinstance(url, str)
+        database = _database(url, trial)
+        if database is not None:
+            current, ledger = database, Ledger()
         seed = rng.randrange(2**32)
         try:
-            ledger.take(_kill_child([WRITER, url, durability, str(seed)], rng, longest=0.5))
-            broken = asyncio.run(verify(url, ledger))
+            ledger.take(_kill_child([WRITER, current, durability, str(seed)], rng,
+                                    longest=0.5))
+            broken = asyncio.run(verify(current, ledger))
         except Exception as exc:  # a trial that cannot even be checked is a violation too
             broken = [_failure(exc)]
         outcome.trials += 1
@@ -387,24 +395,19 @@ def _upload_trials(url: str | Callable[[], str], trials: int, rng: random.Random
                    outcome: Outcome) -> None:
     """A process logging files is killed at a random instant: every file it reported reads
     back byte for byte (its digest checked), and the log names no missing bytes."""
-    fresh = url if callable(url) else None
     reported: dict[int, str] = {}
     for trial in range(trials):
-        if trial % TRIALS_PER_DATABASE == 0:
-            if fresh is not None:
-                url = fresh()
-            elif trial:
-                for old in Path(str(url)).parent.glob(Path(str(url)).name + "*"):
-                    old.unlink()
-            reported = {}
-        assert isinstance(url, str)
+        database = _database(url, trial)
+        if database is not None:
+            current, reported = database, {}
         seed = rng.randrange(2**32)
         try:
-            for line in _kill_child([UPLOADER, url, str(seed)], rng, longest=0.6).splitlines():
+            for line in _kill_child([UPLOADER, current, str(seed)], rng,
+                                    longest=0.6).splitlines():
                 parts = line.split()
                 if parts and parts[0] == "file":
                     reported[int(parts[2])] = parts[3]
-            broken = asyncio.run(_verify_uploads(url, reported))
+            broken = asyncio.run(_verify_uploads(current, reported))
         except Exception as exc:
             broken = [_failure(exc)]
         outcome.trials += 1
