@@ -123,15 +123,18 @@ def _serve(db: str, port: int) -> subprocess.Popen[bytes]:
             time.sleep(0.05)
 
 
-async def _train(url: str, spool: str, steps: int, run_id: str = "r") -> int:
-    """Log ``steps`` steps, flushing every 100 and waiting out a server that is away;
-    returns how many flushes found it away."""
-    away = 0
+async def _train(url: str, spool: str, steps: int, run_id: str = "r",
+                 until: anyio.Event | None = None) -> tuple[int, int]:
+    """Log at least ``steps`` steps, and on until ``until`` is set, flushing every 100 and
+    waiting out a server that is away; returns how many flushes found it away and how many
+    steps were logged."""
+    away = step = 0
     tracker = engine.connect(url, project="p", spool=spool, durability="normal")
     async with tracker, tracker.start_run(run_id) as run:
-        for step in range(steps):
+        while step < steps or (until is not None and not until.is_set()):
             run.log_metrics({"a": float(step), "b": -float(step)}, step=step)
-            if step % 100 == 99:
+            step += 1
+            if step % 100 == 0:
                 while True:
                     try:
                         await run.flush()
@@ -139,7 +142,7 @@ async def _train(url: str, spool: str, steps: int, run_id: str = "r") -> int:
                     except StorageError:
                         away += 1
                         await anyio.sleep(0.05)
-    return away
+    return away, step
 
 
 async def test_the_server_killed_mid_ingest_and_restarted_gets_everything_once(
@@ -147,6 +150,9 @@ async def test_the_server_killed_mid_ingest_and_restarted_gets_everything_once(
     db, port = str(tmp_path / "server.db"), _free_port()
     url = f"http://127.0.0.1:{port}"
     servers = [_serve(db, port)]
+    # The run logs on until both restarts are behind it, however fast the machine is: a
+    # run that finished before the first kill would prove nothing.
+    restarted = anyio.Event()
 
     async def kill_and_restart() -> None:
         for _ in range(2):
@@ -155,14 +161,17 @@ async def test_the_server_killed_mid_ingest_and_restarted_gets_everything_once(
             servers[-1].wait()
             await anyio.sleep(0.5)
             servers.append(await anyio.to_thread.run_sync(_serve, db, port))
+        await anyio.sleep(0.2)
+        restarted.set()
 
     try:
         async with anyio.create_task_group() as tasks:
             tasks.start_soon(kill_and_restart)
-            away = await _train(url, str(tmp_path / "spool.sqlite"), 6_000)
+            away, logged = await _train(url, str(tmp_path / "spool.sqlite"), 6_000,
+                                        until=restarted)
         assert away > 0  # the server was away while the run logged
-        assert await _steps(url, "r") == list(range(6_000))
-        assert await _steps(url, "r", "b") == list(range(6_000))
+        assert await _steps(url, "r") == list(range(logged))
+        assert await _steps(url, "r", "b") == list(range(logged))
     finally:
         for process in servers:
             process.kill()
