@@ -109,5 +109,8 @@ def test_the_cookie_is_a_token_like_the_header(server: LiveServer,
         assert client.get("/api/v1/projects/team/b/runs").status_code == 403
         denied = client.post("/api/v1/projects/team/a/abort", json={"run_id": "live"})
         assert denied.status_code == 403
+        notes = client.post("/api/v1/projects/team/a/notes", json={"run_id": "live",
+                                                                    "notes": "x"})
+        assert notes.status_code == 403
         client.delete("/api/v1/session")
         assert client.get("/api/v1/projects").status_code == 401

@@ -45,7 +45,7 @@ def test_a_run_page_shows_its_overview_and_draws_a_chart_per_metric(
         "#/experiment?project=team%2Fvision&name=sweep"
     assert overview.get_by_role("link", name="fork").is_visible()  # its fork, at step 20
     assert "at step 20" in overview.inner_text()
-    assert page.locator("table.kv").inner_text().split() == \
+    assert page.locator(".config table.kv").inner_text().split() == \
         ["batch", "64", "lr", "0.01", "optimizer", "adam"]
     groups = page.locator(".chart-group h3").all_inner_texts()
     assert [g.lower() for g in groups] == ["eval", "train"]
