@@ -3,17 +3,19 @@
 // opens it; a tab's content is built the first time it is shown and follows the run live.
 import { clear, h } from "../dom.js";
 import { update } from "../router.js";
-import { logsView } from "./logs.js";
-import { filesView } from "./files.js";
-import { histogramsView, matricesView } from "./plots.js";
 
+// A tab's module is loaded when the tab is first opened: the charts, which most visits are
+// for, do not wait for code they do not use.
 const TABS = [
   { id: "overview", label: "Overview" },
-  { id: "logs", label: "Logs", kinds: ["text"], make: logsView },
-  { id: "files", label: "Files", kinds: ["file", "file attribute"], make: filesView },
-  { id: "histograms", label: "Histograms", kinds: ["histogram"], make: histogramsView },
+  { id: "logs", label: "Logs", kinds: ["text"],
+    make: () => import("./logs.js").then((m) => m.logsView) },
+  { id: "files", label: "Files", kinds: ["file", "file attribute"],
+    make: () => import("./files.js").then((m) => m.filesView) },
+  { id: "histograms", label: "Histograms", kinds: ["histogram"],
+    make: () => import("./plots.js").then((m) => m.histogramsView) },
   { id: "matrices", label: "Confusion matrices", kinds: ["confusion matrix"],
-    make: matricesView },
+    make: () => import("./plots.js").then((m) => m.matricesView) },
 ];
 
 // Which event logs which kind of key, and the payload field that holds the keys.
@@ -65,17 +67,26 @@ export function contentTabs(overview, ctx) {
       button.setAttribute("aria-selected", String(on));
       button.tabIndex = on ? 0 : -1;
       panels.get(tab.id).hidden = !on;
-      if (on && tab.make && !views.has(tab.id)) {
-        const made = tab.make(ctx);
-        views.set(tab.id, made);
-        clear(panels.get(tab.id)).append(made.el);
-        made.load().catch((error) => {
-          console.warn(error);
-          made.el.append(h("p", { class: "error", role: "alert" }, error.message));
-        });
-      }
+      if (on && tab.make && !views.has(tab.id)) open(tab);
     }
     if (focus) buttons.get(id).focus();
+  }
+
+  function open(tab) {
+    const panel = panels.get(tab.id);
+    // Events that come while the module loads wait for it, in order.
+    const waiting = [];
+    views.set(tab.id, { event: (e) => waiting.push(e) });
+    clear(panel).append(h("p", { class: "muted" }, "Loading…"));
+    tab.make().then((make) => {
+      const made = make(ctx);
+      views.set(tab.id, made);
+      clear(panel).append(made.el);
+      return made.load().then(() => waiting.forEach((e) => made.event(e)));
+    }).catch((error) => {
+      console.warn(error);
+      panel.append(h("p", { class: "error", role: "alert" }, error.message));
+    });
   }
 
   // Arrow keys move between tabs, as in any tab list.
