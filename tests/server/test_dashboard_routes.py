@@ -43,10 +43,11 @@ def test_contents_list_each_key_with_its_kind_and_last_step(server: LiveServer,
     _seed(server, tmp_path)
     with httpx.Client(base_url=server.url, timeout=10) as client:
         found = client.get("/api/v1/projects/p/contents", params={"run_id": "parent"}).json()
+        # Metrics are not listed: the run's state has them.
         assert found == {"contents": {
             "logs/stdout": ["text", 1], "grad": ["histogram", 4],
             "cm": ["confusion matrix", 2], "img": ["file", 0],
-            "weights": ["file attribute", None]}}  # metrics are not listed: the run's state has them
+            "weights": ["file attribute", None]}}
         # A fork inherits its parent's keys up to the fork step.
         child = client.get("/api/v1/projects/p/contents", params={"run_id": "child"}).json()
         assert child["contents"]["logs/stdout"] == ["text", 2]

@@ -90,13 +90,14 @@ function histogramCard(key, entries) {
   const stepLabels = h("div", { class: "axis-steps muted" });
   const valueLabels = h("div", { class: "axis-values muted" });
   const summary = h("p", { class: "hist-summary" });
+  const barLabels = h("div", { class: "axis-values muted" });
   const bins = h("tbody", {});
   let chosen = entries.length - 1;
   const slider = stepSlider(key, entries, (i) => { chosen = i; drawStep(); drawHeat(); });
   const el = h("figure", { class: "card plot-card", dataset: { key } },
     h("figcaption", {}, h("span", { class: "title" }, key)),
     h("div", { class: "heat-wrap" }, stepLabels, heat, h("span", {}), valueLabels),
-    slider.el, summary, bars,
+    slider.el, summary, bars, barLabels,
     h("details", {}, h("summary", {}, "Bins"), h("table", { class: "grid-table bins" },
       h("thead", {}, h("tr", {}, h("th", { scope: "col" }, "From"),
         h("th", { scope: "col" }, "To"), h("th", { scope: "col", class: "num" }, "Count"))),
@@ -174,8 +175,11 @@ function histogramCard(key, entries) {
       + `${counts.length} bins from ${formatNumber(edges[0])} to `
       + `${formatNumber(edges[edges.length - 1])}`
       + (total ? ` · mean ≈ ${formatNumber(mean / total)}` : "");
+    // The step's own range: a narrow late histogram is not a sliver of the first one's.
     const [c, width, height] = fit(bars);
-    const [lo, hi] = range();
+    const lo = edges[0], hi = edges[edges.length - 1] > lo ? edges[edges.length - 1] : lo + 1;
+    clear(barLabels).append(h("span", {}, formatNumber(lo)),
+      h("span", {}, formatNumber((lo + hi) / 2)), h("span", {}, formatNumber(hi)));
     const top = Math.max(1, ...counts);
     const x = (v) => ((v - lo) / (hi - lo)) * width;
     c.clearRect(0, 0, width, height);
