@@ -91,23 +91,20 @@ async def _fill(path: str, runs: int, points: int, huge: int) -> None:
             started = time.perf_counter()
             await populate(tracker, runs)
             print(f"  {runs:,} runs in {time.perf_counter() - started:.1f} s", flush=True)
-        if points:
-            started = time.perf_counter()
-            async with tracker.start_run(run_id="big", name="big", project="big") as run:
-                for step in range(points):
-                    run.log_metrics({"loss": _value(step)}, step=step)
-                    if step % 100_000 == 99_999:
-                        await run.flush()
-            print(f"  {points:,} points in {time.perf_counter() - started:.1f} s", flush=True)
-        if huge:
-            started = time.perf_counter()
-            async with tracker.start_run(run_id="huge", name="huge", project="huge") as run:
-                for step in range(huge):
-                    run.log_metrics({"loss": _value(step)}, step=step)
-                    if step % 200_000 == 199_999:
-                        await run.flush()
-            print(f"  {huge:,} points in {time.perf_counter() - started:.1f} s", flush=True)
+        for name, count in (("big", points), ("huge", huge)):
+            if count:
+                await _series(tracker, name, count)
 
+
+async def _series(tracker: engine.Tracker, name: str, points: int) -> None:
+    """One run (its id and project both ``name``) of one metric of ``points`` points."""
+    started = time.perf_counter()
+    async with tracker.start_run(run_id=name, name=name, project=name) as run:
+        for step in range(points):
+            run.log_metrics({"loss": _value(step)}, step=step)
+            if step % 100_000 == 99_999:
+                await run.flush()
+    print(f"  {points:,} points in {time.perf_counter() - started:.1f} s", flush=True)
 
 MARK = """([name, key, value]) => new Promise((resolve) => {
   const look = () => {

@@ -82,6 +82,7 @@ def test_the_pages_ask_for_a_token_and_show_only_its_project(
     # A read token sees no edit controls.
     assert page.get_by_role("button", name="Abort…").count() == 0
     assert page.get_by_label("Add a tag").count() == 0
+    assert page.locator(".notes button").count() == 0  # no "Add notes" / "Edit notes"
     page.get_by_role("button", name="Sign out (team/a, read)").click()
     page.get_by_label("Token").wait_for()
     page.reload()

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import numpy as np
 import pytest
 
 import engine
@@ -189,6 +190,24 @@ def test_files_show_sizes_downloads_and_a_slider_through_an_image_series(
       return out;
     }""")
     assert red == [1] * 4 + [0] * 8
+
+
+def test_files_logged_or_uploaded_while_the_tab_is_open_appear(
+        page: Any, server: LiveServer, script: Script) -> None:
+    page.goto(tab(server, "files", "live"))
+    page.get_by_text("No files logged.").wait_for()
+    pixels = np.full((4, 6, 3), 200, dtype=np.uint8)
+    script.do(lambda run: run.log_files({"eval/img": engine.Image(pixels, caption="first")},
+                                        step=7))
+    page.wait_for_function("document.querySelector(\"figure[data-key='eval/img'] img\")"
+                           "?.naturalWidth === 6")
+    caption = page.locator("figure[data-key='eval/img'] figcaption")
+    assert "step 7 · first" in caption.inner_text()
+    script.do(lambda run: run.upload({"model/weights": b"w" * 2048}))
+    row = page.locator(".files tbody tr[data-key='model/weights']")
+    row.wait_for()
+    assert row.inner_text().split("\t")[4] == "2.0 KiB"
+    assert page.get_by_role("tab", name="Files").inner_text().split() == ["Files", "2"]
 
 
 def test_a_histogram_series_shows_each_steps_bins_and_follows_new_steps(
