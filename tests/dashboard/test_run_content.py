@@ -177,6 +177,8 @@ def test_files_show_sizes_downloads_and_a_slider_through_an_image_series(
     assert image.get_attribute("alt") == "epoch 2"
     card.get_by_label("Step of eval/pred").press("Home")
     assert "step 0 · epoch 0" in card.locator("figcaption").inner_text()
+    page.reload()  # the step chosen is in the address
+    card.locator("figcaption").filter(has_text="step 0 · epoch 0").wait_for()
     # Step 0's image: its first third red (the rest black), as logged.
     red = page.evaluate("""async () => {
       const img = document.querySelector("figure[data-key='eval/pred'] img");
@@ -269,6 +271,8 @@ def test_a_confusion_matrix_is_a_heatmap_with_a_step_chooser(
     assert cells() == [["cat", "30", "20"], ["dog", "5", "45"]]
     assert card.locator(".matrix-summary").inner_text() == \
         "step 0 · 100 items · accuracy 75%"
+    page.reload()  # the step chosen is in the address: a link shows the same matrix
+    card.locator(".matrix-summary").filter(has_text="step 0 · 100 items").wait_for()
     card.get_by_label("Share of each true label").check()
     assert cells() == [["cat", "60%", "40%"], ["dog", "10%", "90%"]]
     # Shaded by the share: the 90% cell is darker than the 10% one.

@@ -2,6 +2,7 @@
 // images shown as previews, a series of them with a slider through its steps.
 import { api, blobUrl } from "../api.js";
 import { clear, formatTime, formatValue, h } from "../dom.js";
+import { stepSlider } from "./plots.js";
 
 // Shown inline: raster images, which a browser decodes without running anything.
 const PREVIEW = new Set(["image/png", "image/jpeg", "image/gif", "image/webp", "image/bmp"]);
@@ -46,14 +47,11 @@ function fileRow(key, ref, step) {
     h("td", {}, downloadLink(ref, key, step)));
 }
 
-/** One image series: the image at a step, chosen with a slider (the last step first). */
-function gallery(key, entries) {
+/** One image series: the image at a step, chosen with a slider (the newest first). */
+function gallery(key, entries, ctx) {
   const figure = h("figure", { class: "image-card card", dataset: { key } });
   const img = h("img", { alt: "" });
   const caption = h("figcaption", {});
-  const slider = h("input", { type: "range", min: "0", max: String(entries.length - 1),
-    step: "1", value: String(entries.length - 1), id: `img-${key}`,
-    "aria-label": `Step of ${key}`, oninput: () => show(Number(slider.value)) });
   function show(i) {
     const { step, time, value } = entries[i];
     img.src = blobUrl(value.digest);
@@ -64,9 +62,9 @@ function gallery(key, entries) {
       h("span", { class: "muted" }, formatTime(new Date(time * 1000))), " · ",
       downloadLink(value, key, step));
   }
-  figure.append(h("div", { class: "image-box" }, img), caption,
-                entries.length > 1 ? slider : null);
-  show(entries.length - 1);
+  const slider = stepSlider(key, entries, show, ctx);
+  figure.append(h("div", { class: "image-box" }, img), caption, slider.el);
+  slider.start();
   return figure;
 }
 
@@ -87,7 +85,7 @@ export function filesView(ctx) {
     keys.forEach((key, i) => {
       const entries = series[i];
       const pictures = entries.filter((e) => PREVIEW.has(e.value.media_type));
-      if (pictures.length) images.append(gallery(key, pictures));
+      if (pictures.length) images.append(gallery(key, pictures, ctx));
       for (const e of entries) rows.push(fileRow(key, e.value, e.step));
     });
     for (const key of Object.keys(run?.files || {}).sort()) {
@@ -95,7 +93,7 @@ export function filesView(ctx) {
       rows.push(fileRow(key, ref, null));
       if (PREVIEW.has(ref.media_type)) {
         images.append(gallery(key, [{ step: null, time: ref.timestamp.getTime() / 1000,
-                                      value: ref }]));
+                                      value: ref }], ctx));
       }
     }
     if (!images.children.length) images.append(h("p", { class: "muted" }, "No images."));

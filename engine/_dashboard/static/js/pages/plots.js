@@ -20,7 +20,7 @@ function perKey(ctx, kind, noun, card, eventType, field) {
 
   async function add(key) {
     const entries = await api.entries(ctx.project, ctx.runId, key);
-    const made = card(key, entries);
+    const made = card(key, entries, ctx);
     cards.set(key, made);
     const next = [...el.children].find((c) => c.dataset.key > key);
     el.querySelector(":scope > p.muted")?.remove();
@@ -47,16 +47,19 @@ function perKey(ctx, kind, noun, card, eventType, field) {
   };
 }
 
-/** A step slider over `entries` that calls pick(i); `grow()` after entries were added. */
-function stepSlider(key, entries, pick) {
+/** A step slider over `entries` that calls pick(i); `grow()` after entries were added.
+ *  The step chosen is kept in the address through ctx.chose, and `start()` picks the one
+ *  the address names (the newest when it names none). */
+export function stepSlider(key, entries, pick, ctx) {
   const output = h("output", {});
   const input = h("input", { type: "range", min: "0", step: "1", "aria-label": `Step of ${key}`,
-    oninput: () => choose(Number(input.value)) });
+    oninput: () => choose(Number(input.value), true) });
   let following = true; // at the last step: stays there as new steps come
-  function choose(i) {
+  function choose(i, chosen = false) {
     following = i === entries.length - 1;
     input.value = String(i);
     output.textContent = `step ${formatValue(entries[i].step)}`;
+    if (chosen) ctx.chose(key, following ? null : entries[i].step);
     pick(i);
   }
   const el = h("div", { class: "step-slider" }, input, output);
@@ -65,9 +68,13 @@ function stepSlider(key, entries, pick) {
     el.hidden = entries.length < 2; // one step: nothing to choose
     if (following) choose(entries.length - 1);
   }
+  function start() {
+    const at = entries.findIndex((e) => e.step === ctx.steps[key]);
+    choose(at < 0 ? entries.length - 1 : at);
+  }
   input.max = String(entries.length - 1);
   el.hidden = entries.length < 2;
-  return { el, choose, grow };
+  return { el, choose: (i) => choose(i, true), grow, start };
 }
 
 function merge(entries, items) {
@@ -84,7 +91,7 @@ export function histogramsView(ctx) {
                 "histograms");
 }
 
-function histogramCard(key, entries) {
+function histogramCard(key, entries, ctx) {
   const heat = h("canvas", { class: "heatmap", height: "160", role: "img" });
   const bars = h("canvas", { class: "bars", height: "140", role: "img" });
   const stepLabels = h("div", { class: "axis-steps muted" });
@@ -93,7 +100,7 @@ function histogramCard(key, entries) {
   const barLabels = h("div", { class: "axis-values muted" });
   const bins = h("tbody", {});
   let chosen = entries.length - 1;
-  const slider = stepSlider(key, entries, (i) => { chosen = i; drawStep(); drawHeat(); });
+  const slider = stepSlider(key, entries, (i) => { chosen = i; drawStep(); drawHeat(); }, ctx);
   const el = h("figure", { class: "card plot-card", dataset: { key } },
     h("figcaption", {}, h("span", { class: "title" }, key)),
     h("div", { class: "heat-wrap" }, stepLabels, heat, h("span", {}), valueLabels),
@@ -197,7 +204,7 @@ function histogramCard(key, entries) {
 
   const resizer = new ResizeObserver(() => { drawHeat(); drawStep(); });
   requestAnimationFrame(() => resizer.observe(heat));
-  slider.choose(chosen);
+  slider.start();
   return {
     el,
     add(items) { if (merge(entries, items)) { slider.grow(); drawHeat(); } },
@@ -212,12 +219,12 @@ export function matricesView(ctx) {
                 "ConfusionMatricesLogged", "matrices");
 }
 
-function matrixCard(key, entries) {
+function matrixCard(key, entries, ctx) {
   const table = h("table", { class: "matrix" });
   const summary = h("p", { class: "matrix-summary" });
   const normal = h("input", { type: "checkbox", onchange: () => draw() });
   let chosen = entries.length - 1;
-  const slider = stepSlider(key, entries, (i) => { chosen = i; draw(); });
+  const slider = stepSlider(key, entries, (i) => { chosen = i; draw(); }, ctx);
   const el = h("figure", { class: "card plot-card", dataset: { key } },
     h("figcaption", {}, h("span", { class: "title" }, key),
       h("label", { class: "check" }, normal, "Share of each true label")),
@@ -254,6 +261,6 @@ function matrixCard(key, entries) {
       })));
   }
 
-  slider.choose(chosen);
+  slider.start();
   return { el, add(items) { if (merge(entries, items)) slider.grow(); } };
 }

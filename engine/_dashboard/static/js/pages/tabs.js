@@ -31,6 +31,19 @@ const CONTENT_EVENTS = {
  */
 export function contentTabs(overview, ctx) {
   const asked = ctx.params.get("tab");
+  // The step chosen in each histogram, matrix or image series (a key left out follows the
+  // newest), in the address as `at={"key": step}`, so that a link shows the same steps.
+  try {
+    const at = JSON.parse(ctx.params.get("at") || "{}");
+    ctx.steps = at && typeof at === "object" && !Array.isArray(at) ? at : {};
+  } catch {
+    ctx.steps = {};
+  }
+  ctx.chose = (key, step) => {
+    if (step === null) delete ctx.steps[key];
+    else ctx.steps[key] = step;
+    update({ at: Object.keys(ctx.steps).length ? JSON.stringify(ctx.steps) : "" });
+  };
   let active = TABS.some((t) => t.id === asked) ? asked : "overview";
   const views = new Map();
   const panels = new Map([["overview", overview]]);
