@@ -155,6 +155,10 @@ def run_tests(command: str, timeout: float) -> tuple[bool, str]:
 
 def check_named(workdir: Path) -> list[str]:
     """Apply each named mutant and run its tests; the names of those that survived."""
+    tests = [test for mutant in NAMED for test in mutant.tests]
+    passed, output = run_tests(pytest_command(tests, 300, markers=""), 1800)
+    if not passed:  # else a mutant would look killed by tests that fail anyway
+        raise SystemExit(f"the named mutants' tests fail before any mutation:\n{output}")
     survived = []
     for mutant in NAMED:
         path = workdir / mutant.module

@@ -82,6 +82,11 @@ static void copy(int fd, const char *name, off_t size) {
     if (rename(tmp, final) != 0) abort();
 }
 
+static int is_watched_directory(const char *path) {
+    const char *dir = getenv("KW_POWERLOSS_WATCH");
+    return dir != NULL && strcmp(path, dir) == 0;
+}
+
 static void synced(int fd) {
     char link[64], path[PATH_MAX];
     snprintf(link, sizeof link, "/proc/self/fd/%d", fd);
@@ -91,24 +96,18 @@ static void synced(int fd) {
     struct stat st;
     if (fstat(fd, &st) != 0) return;
     const char *name = watched(path);
+    int regular = name != NULL && S_ISREG(st.st_mode);
+    if (!regular && !(S_ISDIR(st.st_mode) && is_watched_directory(path))) return;
     pthread_mutex_lock(&lock);
-    if (name != NULL || (S_ISDIR(st.st_mode) && getenv("KW_POWERLOSS_WATCH") != NULL &&
-                         strcmp(path, getenv("KW_POWERLOSS_WATCH")) == 0)) {
-        /* The journal commit this sync forces makes earlier unlinks durable. */
-        for (int i = 0; i < npending; i++) {
-            char gone[PATH_MAX];
-            shadow_path(gone, sizeof gone, pending[i]);
-            unlink(gone);
-        }
-        npending = 0;
+    /* The journal commit this sync forces makes the earlier unlinks durable. */
+    for (int i = 0; i < npending; i++) {
+        char gone[PATH_MAX];
+        shadow_path(gone, sizeof gone, pending[i]);
+        unlink(gone);
     }
-    if (name != NULL && S_ISREG(st.st_mode)) {
-        copy(fd, name, st.st_size);
-        note(name);
-    } else if (name == NULL && S_ISDIR(st.st_mode) && getenv("KW_POWERLOSS_WATCH") != NULL &&
-               strcmp(path, getenv("KW_POWERLOSS_WATCH")) == 0) {
-        note("<directory>");
-    }
+    npending = 0;
+    if (regular) copy(fd, name, st.st_size);
+    note(regular ? name : "<directory>");
     pthread_mutex_unlock(&lock);
 }
 

@@ -16,6 +16,9 @@ SIGKILL at a random instant (a fresh seed per run, printed so a failure can be r
   checksum) and the pure fold of the log, run by run;
 - the next trial resumes the same runs, so damage that only shows later is caught later.
 
+The ``sqlite-power-loss`` scenario cuts the power instead (``bench/powerloss.py``): each
+database file goes back to what its last sync made durable, which a kill cannot show.
+
 A violation prints what broke and the seed, and the exit code is 1. The figures (trials,
 violations, time) are in docs/reliability.md. ``tests/test_torture.py`` runs a few trials of
 each scenario in the test suite.
