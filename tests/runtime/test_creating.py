@@ -112,12 +112,15 @@ async def test_what_a_refused_run_logged_while_its_creation_was_committing_is_re
         writer.store = held  # type: ignore[assignment]
         monkeypatch.setattr(opening, "new_run_id", lambda: "taken")
         outcomes: list[BaseException] = []
+        both = anyio.Event()
 
         async def flush(run: Any) -> None:
             try:
                 await run.flush()
             except (RunExistsError, ClosedError) as exc:
                 outcomes.append(exc)
+            if len(outcomes) == 2:
+                both.set()
 
         with pytest.raises(RunExistsError):  # noqa: PT012 (the block is the act)
             async with tracker.start_run() as second, anyio.create_task_group() as tasks:
@@ -130,8 +133,7 @@ async def test_what_a_refused_run_logged_while_its_creation_was_committing_is_re
                 await anyio.wait_all_tasks_blocked()
                 held.release.set()
                 with anyio.fail_after(30):
-                    while len(outcomes) < 2:
-                        await anyio.sleep(0.01)
+                    await both.wait()
         assert [type(e) for e in outcomes] == [RunExistsError, RunExistsError]
         async with tracker.start_run("after") as run:  # one more cycle of the writer
             run.log_metrics({"m": 1.0}, step=0)
