@@ -174,6 +174,22 @@ class StoreContract(_Stores):
             assert state.metrics["m"].count == 2
             assert state.version == 2
 
+    async def test_a_group_of_a_round_number_of_events_finds_the_run_it_appends_to(
+            self, url: str) -> None:
+        """A store that knows nothing yet (just opened) looks up the group's runs and event
+        ids in batches of 500: a group of exactly that many events still finds its run."""
+        if not self.persistent:
+            pytest.skip("needs a database that outlives its store")
+        async with self.opened(url) as store:
+            await self.one(store, AppendRequest("p", "a", [created("a")]))
+        async with self.opened(url) as store:
+            records = await self.one(store, AppendRequest(
+                "p", "a", [metrics("m", [step], [float(step)]) for step in range(500)]))
+            assert [r.version for r in records] == list(range(2, 502))
+            state = await store.get_run("p", "a")
+            assert state is not None
+            assert state.metrics["m"].count == 500
+
     async def test_the_same_event_twice_in_one_group_is_written_once(self, url: str) -> None:
         """A second copy of an event id in the same group (in one request or in another) is
         already written by the time it comes: it gets the first copy's record."""
