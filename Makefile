@@ -85,8 +85,9 @@ torture: $(STAMP)
 	$(BIN)/python -m bench.torture
 
 # Mutation testing (Cosmic Ray) of the writer, commit, subscriptions, rebuild and the query
-# compiler, each mutant against its module's tests, in a copy of the tree; niced, about an
-# hour. Figures and surviving mutants in docs/reliability.md. Not part of `make test`.
+# compiler, each mutant against its module's tests, in a copy of the tree; niced, at most
+# about an hour and a half. Figures and surviving mutants in docs/reliability.md.
+# Not part of `make test`.
 mutants: $(STAMP)
 	$(BIN)/python -c "import cosmic_ray" 2>/dev/null || $(BIN)/python -m pip install --quiet -e '.[mutants]'
 	nice -n 10 $(BIN)/python -m bench.mutants
