@@ -1,4 +1,5 @@
-"""A state machine drives random runs, logs, forks, rewinds, resumes, deletes and rebuilds.
+"""A state machine drives random runs, logs, forks, rewinds, resumes, deletes and rebuilds,
+and jobs enqueued, claimed by workers, ended and handed back.
 
 It keeps its own record of what it logged — per run, each metric's effective points (forks
 inherit, rewinds cut), its tags and its config — so a point lost before it reached the log is
@@ -83,6 +84,7 @@ class TrackerMachine(RuleBasedStateMachine):
     make_url: Callable[[], str] = staticmethod(lambda: ":memory:")
 
     runs = Bundle("runs")
+    jobs = Bundle("jobs")
 
     def __init__(self) -> None:
         super().__init__()
@@ -288,6 +290,27 @@ class TrackerMachine(RuleBasedStateMachine):
             self.logged[run_id].series = self.logged[run_id].cut(step)
             self.logged[run_id].entries = self.logged[run_id].cut_entries(step)
 
+    @rule(target=jobs, experiment=st.sampled_from(EXPERIMENTS),
+          tags=st.lists(st.sampled_from(["a", "b", "c"]), max_size=2),
+          attempts=st.integers(1, 2))
+    def enqueue(self, experiment: str | None, tags: list[str], attempts: int) -> str:
+        self.count += 1
+        run_id = f"r{self.count}"
+        self.tracker.enqueue(["train"], run_id=run_id, experiment=experiment, tags=tags,
+                             max_attempts=attempts)
+        self.logged[run_id] = Logged(tags=set(tags))
+        return run_id
+
+    @rule(worker=st.sampled_from(["gpu-1", "gpu-2", "Box 3"]),
+          queues=st.sampled_from(["default", "other"]))
+    def claim(self, worker: str, queues: str) -> None:
+        job = self.tracker.claim_job(queues, worker=worker)
+        assert job is None or job.worker == worker
+
+    @rule(run_id=jobs, status=st.sampled_from(["succeeded", "failed", "queued", "crashed"]))
+    def end_job(self, run_id: str, status: str) -> None:
+        self.tracker.end_job(run_id, status, None if status == "succeeded" else "exit code 1")
+
     @rule(run_id=runs)
     def delete(self, run_id: str) -> None:
         self.tracker.delete_run(run_id)
@@ -305,7 +328,7 @@ class TrackerMachine(RuleBasedStateMachine):
         # of the log rather than from its positions (hypothesis replays draws exactly).
         share = data.draw(st.integers(0, 999), label="share of the log")
         position = self.history[share * len(self.history) // 1000].position
-        run_id = data.draw(st.sampled_from(sorted(self.last)), label="run")
+        run_id = data.draw(st.sampled_from(sorted(self.logged)), label="run")
         past = Fold().apply_all(e for e in self.history if e.position <= position)
         project = self.tracker.project
         if not past.has_run(project, run_id):

@@ -1,0 +1,117 @@
+"""``kittiwake worker`` attached to a server with ``--auth``: it claims through the server with
+a write token, its jobs attach to their runs through the server with that token, aborts
+stop their process groups, and a read token cannot claim."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import anyio
+import pytest
+
+import engine
+from engine import Status
+from engine.errors import AuthError
+from tests.runtime.test_lifecycle import _wait_until
+from tests.server.live import LiveServer
+from tests.server.test_tokens import _token
+from tests.worker.test_worker import _CLI, _STUBBORN, _alive, _ended, _exists, _script
+
+pytestmark = [pytest.mark.remote, pytest.mark.timeout(120)]
+
+PROJECT = "team/vision"
+
+_ATTACHED = """
+    import os, engine
+    assert os.environ["KITTIWAKE_DB"].startswith("http://"), os.environ["KITTIWAKE_DB"]
+    assert os.environ["KITTIWAKE_TOKEN"]
+    run = engine.sync.init()  # no arguments: the job's run, through the server
+    for step in range(5):
+        run.log_metrics({"loss": 1.0 / (step + 1)}, step=step)
+    run.log_text({"notes/line": "from the job"}, step=0)
+    print("hello through the server")
+    run.finish()
+"""
+
+
+@pytest.fixture
+def server(tmp_path: Path) -> Iterator[LiveServer]:
+    with LiveServer(str(tmp_path / "served.db"), auth=True, durability="normal") as server:
+        yield server
+
+
+def _worker(server: LiveServer, token: str, *options: str) -> subprocess.Popen[str]:
+    env = {k: v for k, v in os.environ.items()
+           if k not in ("KITTIWAKE_DB", "KITTIWAKE_RUN_ID", "KITTIWAKE_TOKEN")}
+    env["KITTIWAKE_TOKEN"] = token
+    return subprocess.Popen(
+        [sys.executable, "-c", _CLI, "--db", server.url, "--project", PROJECT, "worker",
+         "--heartbeat-interval", "0.5", *options],
+        env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+async def test_a_worker_with_a_write_token_runs_jobs_through_the_server(
+        server: LiveServer, tmp_path: Path) -> None:
+    db = server.db
+    writer = await _token(db, PROJECT, "write")
+    child_pid = tmp_path / "child.pid"
+    worker = _worker(server, writer, "--name", "remote-1", "--grace", "0.5")
+    try:
+        async with engine.connect(server.url, project=PROJECT, token=writer) as tracker:
+            attached = await tracker.enqueue(_script(_ATTACHED), config={"lr": 0.1})
+            await _wait_until(_ended(tracker, attached), "the job to end")
+            state = await tracker.get_run(attached)
+            assert (state.status, state.status_reason) == (Status.SUCCEEDED, None)
+            assert state.metrics["loss"].count == 5
+            assert state.config == {"lr": 0.1}
+            assert state.worker == "remote-1"
+            assert (await tracker.read_text(attached, "notes/line")).values == ["from the job"]
+            assert (await tracker.read_text(attached, "logs/stdout")).values == \
+                ["hello through the server"]
+            found = await tracker.list_runs("worker = 'remote-1'")
+            assert [s.run_id for s in found] == [attached]
+
+            stubborn = await tracker.enqueue([*_script(_STUBBORN), str(child_pid)])
+            await _wait_until(_exists(child_pid), "the stubborn job to start its child")
+            await anyio.sleep(0.1)  # the pid file is written whole
+            grandchild = int(child_pid.read_text())
+            await tracker.abort_run(stubborn, "enough")
+            await _wait_until(_ended(tracker, stubborn), "the abort to end the job")
+            stopped = await tracker.get_run(stubborn)
+            assert (stopped.status, stopped.status_reason) == (Status.ABORTED, "enough")
+            assert not _alive(grandchild)  # SIGTERM was ignored: SIGKILL took the group
+        worker.send_signal(signal.SIGTERM)
+        out, err = worker.communicate(timeout=30)
+    finally:
+        if worker.poll() is None:  # pragma: no cover - a failure above
+            worker.kill()
+            worker.communicate()
+    assert worker.returncode == 0, err
+    assert f"{attached}: succeeded" in out
+    assert f"{stubborn}: aborted (enough)" in out
+    assert writer not in out + err
+
+
+async def test_a_read_token_cannot_claim(server: LiveServer) -> None:
+    db = server.db
+    reader = await _token(db, PROJECT, "read")
+    writer = await _token(db, PROJECT, "write")
+    async with engine.connect(server.url, project=PROJECT, token=writer) as tracker:
+        job = await tracker.enqueue(["true"])
+    async with engine.connect(server.url, project=PROJECT, token=reader) as tracker:
+        with pytest.raises(AuthError):
+            await tracker.claim_job(worker="reader")
+    worker = _worker(server, reader)
+    out, err = worker.communicate(timeout=60)
+    assert worker.returncode == 1
+    assert err.startswith("kittiwake: error:") and len(err.strip().splitlines()) == 1, err
+    assert "write" in err
+    async with engine.connect(server.url, project=PROJECT, token=writer) as tracker:
+        state = await tracker.get_run(job)
+        assert state.status is Status.QUEUED  # nobody took it
+        assert state.worker is None
