@@ -176,9 +176,10 @@ async def _list(args: argparse.Namespace) -> int:
         projects = await tracker.list_projects() if not runs else {}
     if not runs and tracker.project not in projects:
         _name_other_projects(tracker.project, projects)
-    if columns is not None and not chosen and any(r.worker for r in runs) \
-            and _WORKER not in columns:
-        columns.insert(columns.index(_STATUS) + 1, _WORKER)  # jobs among them: who ran each
+    if columns is not None and not chosen and any(r.worker for r in runs):
+        # Jobs among them: who ran each, beside the status.
+        columns = [c for c in columns if c != _WORKER]
+        columns.insert(columns.index(_STATUS) + 1, _WORKER)
     found = RunsTable.from_runs(runs, None if columns is None else [str(c) for c in columns])
     if args.format == "csv":
         sys.stdout.write(safe_lines(found.to_csv()))
