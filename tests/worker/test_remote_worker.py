@@ -107,9 +107,10 @@ async def test_a_read_token_cannot_claim(server: LiveServer) -> None:
         with pytest.raises(AuthError):
             await tracker.claim_job(worker="reader")
     worker = _worker(server, reader)
-    out, err = worker.communicate(timeout=60)
+    _, err = worker.communicate(timeout=60)
     assert worker.returncode == 1
-    assert err.startswith("kittiwake: error:") and len(err.strip().splitlines()) == 1, err
+    assert err.startswith("kittiwake: error:"), err
+    assert len(err.strip().splitlines()) == 1, err
     assert "write" in err
     async with engine.connect(server.url, project=PROJECT, token=writer) as tracker:
         state = await tracker.get_run(job)
