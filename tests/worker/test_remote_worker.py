@@ -45,14 +45,18 @@ def server(tmp_path: Path) -> Iterator[LiveServer]:
         yield server
 
 
-def _worker(server: LiveServer, token: str, *options: str) -> subprocess.Popen[str]:
+def _environment(token: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items()
            if k not in ("KITTIWAKE_DB", "KITTIWAKE_RUN_ID", "KITTIWAKE_TOKEN")}
     env["KITTIWAKE_TOKEN"] = token
+    return env
+
+
+def _worker(server: LiveServer, token: str, *options: str) -> subprocess.Popen[str]:
     return subprocess.Popen(
         [sys.executable, "-c", _CLI, "--db", server.url, "--project", PROJECT, "worker",
          "--heartbeat-interval", "0.5", *options],
-        env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        env=_environment(token), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
 async def test_a_worker_with_a_write_token_runs_jobs_through_the_server(
@@ -85,6 +89,12 @@ async def test_a_worker_with_a_write_token_runs_jobs_through_the_server(
             stopped = await tracker.get_run(stubborn)
             assert (stopped.status, stopped.status_reason) == (Status.ABORTED, "enough")
             assert not _alive(grandchild)  # SIGTERM was ignored: SIGKILL took the group
+        listed = subprocess.run(
+            [sys.executable, "-c", _CLI, "--db", server.url, "--project", PROJECT, "queue",
+             "--all"], env=_environment(writer), capture_output=True, text=True, timeout=60)
+        assert listed.returncode == 0, listed.stderr
+        rows = [line.split() for line in listed.stdout.splitlines()]
+        assert ["default", attached, "succeeded", "1/1", "remote-1"] in [r[:5] for r in rows]
         worker.send_signal(signal.SIGTERM)
         out, err = worker.communicate(timeout=30)
     finally:
