@@ -40,6 +40,7 @@ HISTOGRAM = "grad/l1"
 FILES = "eval/pred"
 ENTRY_KEYS = [*TEXTS, HISTOGRAM, FILES]
 EXPERIMENTS = [None, "e1", "e2"]
+CHARS = st.characters(codec="utf-8", exclude_characters="\x00")  # valid text: no lone surrogate
 
 @dataclass
 class Logged:
@@ -123,7 +124,7 @@ class TrackerMachine(RuleBasedStateMachine):
           tags=st.lists(st.sampled_from(["a", "b", "c"]), max_size=2),
           config=st.dictionaries(st.sampled_from(["lr", "opt/name", "seed"]),
                                  st.one_of(st.integers(-5, 5), floats, st.text(
-                                     st.characters(exclude_characters="\x00"), max_size=3)),
+                                     CHARS, max_size=3)),
                                  max_size=2))
     def start(self, experiment: str | None, tags: list[str], config: dict[str, Any]) -> str:
         self.count += 1
@@ -182,7 +183,7 @@ class TrackerMachine(RuleBasedStateMachine):
         logged.config.update({"seed": value, "nested/tag": tag})
 
     @rule(run_id=runs, key=st.sampled_from(TEXTS), gap=st.integers(1, 3),
-          values=st.lists(st.text(st.characters(exclude_characters="\x00"), max_size=5),
+          values=st.lists(st.text(CHARS, max_size=5),
                           min_size=1, max_size=4))
     def log_text(self, run_id: str, key: str, gap: int, values: list[str]) -> None:
         if run_id not in self.live:
@@ -223,7 +224,7 @@ class TrackerMachine(RuleBasedStateMachine):
         self.live[run_id][1].upload({key: data})
         self.logged[run_id].uploads[key] = data
 
-    @rule(run_id=runs, notes=st.text(st.characters(exclude_characters="\x00"), max_size=8))
+    @rule(run_id=runs, notes=st.text(CHARS, max_size=8))
     def set_notes(self, run_id: str, notes: str) -> None:
         if run_id not in self.live:
             return
