@@ -89,11 +89,11 @@ async def test_a_worker_with_a_write_token_runs_jobs_through_the_server(
             stopped = await tracker.get_run(stubborn)
             assert (stopped.status, stopped.status_reason) == (Status.ABORTED, "enough")
             assert not _alive(grandchild)  # SIGTERM was ignored: SIGKILL took the group
-        listed = subprocess.run(
+        listed = await anyio.run_process(
             [sys.executable, "-c", _CLI, "--db", server.url, "--project", PROJECT, "queue",
-             "--all"], env=_environment(writer), capture_output=True, text=True, timeout=60)
-        assert listed.returncode == 0, listed.stderr
-        rows = [line.split() for line in listed.stdout.splitlines()]
+             "--all"], env=_environment(writer), check=False)
+        assert listed.returncode == 0, listed.stderr.decode()
+        rows = [line.split() for line in listed.stdout.decode().splitlines()]
         assert ["default", attached, "succeeded", "1/1", "remote-1"] in [r[:5] for r in rows]
         worker.send_signal(signal.SIGTERM)
         out, err = worker.communicate(timeout=30)
