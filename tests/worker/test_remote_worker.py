@@ -8,7 +8,7 @@ import os
 import signal
 import subprocess
 import sys
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
 
 import anyio
@@ -25,6 +25,9 @@ from tests.worker.test_worker import _CLI, _STUBBORN, _alive, _ended, _exists, _
 pytestmark = [pytest.mark.remote, pytest.mark.timeout(120)]
 
 PROJECT = "team/vision"
+# A job here is two Python processes starting (the worker's and the job's) and several
+# requests through the server: on a loaded machine that takes more than the usual wait.
+WITHIN = 60.0
 
 _ATTACHED = """
     import os, engine
@@ -43,6 +46,13 @@ _ATTACHED = """
 def server(tmp_path: Path) -> Iterator[LiveServer]:
     with LiveServer(str(tmp_path / "served.db"), auth=True, durability="normal") as server:
         yield server
+
+
+def _has_output(tracker: engine.Tracker, run_id: str) -> Callable[[], Awaitable[bool]]:
+    async def check() -> bool:
+        return bool((await tracker.read_text(run_id, "logs/stdout")).values)
+
+    return check
 
 
 def _environment(token: str) -> dict[str, str]:
@@ -68,24 +78,27 @@ async def test_a_worker_with_a_write_token_runs_jobs_through_the_server(
     try:
         async with engine.connect(server.url, project=PROJECT, token=writer) as tracker:
             attached = await tracker.enqueue(_script(_ATTACHED), config={"lr": 0.1})
-            await _wait_until(_ended(tracker, attached), "the job to end")
+            await _wait_until(_ended(tracker, attached), "the job to end", WITHIN)
             state = await tracker.get_run(attached)
             assert (state.status, state.status_reason) == (Status.SUCCEEDED, None)
             assert state.metrics["loss"].count == 5
             assert state.config == {"lr": 0.1}
             assert state.worker == "remote-1"
             assert (await tracker.read_text(attached, "notes/line")).values == ["from the job"]
+            # The script ended its run itself; its output follows once the process exited.
+            await _wait_until(_has_output(tracker, attached), "the job's output", WITHIN)
             assert (await tracker.read_text(attached, "logs/stdout")).values == \
                 ["hello through the server"]
             found = await tracker.list_runs("worker = 'remote-1'")
             assert [s.run_id for s in found] == [attached]
 
             stubborn = await tracker.enqueue([*_script(_STUBBORN), str(child_pid)])
-            await _wait_until(_exists(child_pid), "the stubborn job to start its child")
+            await _wait_until(_exists(child_pid), "the stubborn job to start its child",
+                              WITHIN)
             await anyio.sleep(0.1)  # the pid file is written whole
             grandchild = int(child_pid.read_text())
             await tracker.abort_run(stubborn, "enough")
-            await _wait_until(_ended(tracker, stubborn), "the abort to end the job")
+            await _wait_until(_ended(tracker, stubborn), "the abort to end the job", WITHIN)
             stopped = await tracker.get_run(stubborn)
             assert (stopped.status, stopped.status_reason) == (Status.ABORTED, "enough")
             assert not _alive(grandchild)  # SIGTERM was ignored: SIGKILL took the group
