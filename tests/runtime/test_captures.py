@@ -132,11 +132,14 @@ async def test_capture_options_are_checked(tmp_path: Path) -> None:
     async with engine.connect(str(tmp_path / "runs.db")) as tracker:
         for options, key in (({"capture_output": "yes"}, "capture_output"),
                              ({"capture_source": "src/*.py"}, "capture_source"),
+                             ({"capture_source": ["/etc/*"]}, "capture_source"),
+                             ({"capture_source": ["../up/*.py"]}, "capture_source"),
                              ({"system_metrics_interval": 0.1}, "system_metrics_interval"),
                              ({"notes": 3}, "notes")):
             with pytest.raises(engine.errors.ValidationError) as caught:
                 tracker.start_run("r", **options)  # type: ignore[arg-type]
             assert caught.value.key == key
+        assert await tracker.list_runs() == []
 
 
 @needs_capture
