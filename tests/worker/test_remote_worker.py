@@ -139,3 +139,39 @@ async def test_a_read_token_cannot_claim(server: LiveServer) -> None:
         state = await tracker.get_run(job)
         assert state.status is Status.QUEUED  # nobody took it
         assert state.worker is None
+
+
+async def test_the_doorbell_rings_for_new_jobs_and_again_after_the_server_restarts(
+        tmp_path: Path) -> None:
+    from engine._client.events import ring_on_events
+
+    db = str(tmp_path / "restarted.db")
+    rings: list[int] = []
+
+    def rung(count: int) -> Callable[[], Awaitable[bool]]:
+        async def check() -> bool:
+            return len(rings) >= count
+
+        return check
+
+    first = LiveServer(db, durability="normal").start()
+    second = None
+    try:
+        async with engine.connect(db, durability="normal") as local, \
+                anyio.create_task_group() as tasks:
+            tasks.start_soon(lambda: ring_on_events(first.url, "default", token=None,
+                                                    types=["RunCreated"],
+                                                    ring=lambda: rings.append(1)))
+            await _wait_until(rung(1), "the ring on connecting", WITHIN)
+            await local.enqueue(["true"])  # written beside the server, pushed by it
+            await _wait_until(rung(2), "the ring for the job", WITHIN)
+            first.stop()
+            second = LiveServer(db, port=first.port, durability="normal").start()
+            await _wait_until(rung(3), "the ring on connecting again", WITHIN)
+            await local.enqueue(["true"])
+            await _wait_until(rung(4), "the ring for the next job", WITHIN)
+            tasks.cancel_scope.cancel()
+    finally:
+        first.stop()
+        if second is not None:
+            second.stop()
