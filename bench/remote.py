@@ -51,10 +51,12 @@ def free_port() -> int:
         return int(probe.getsockname()[1])
 
 
-def start_server(db: str, port: int) -> subprocess.Popen[bytes]:
-    """``kittiwake serve`` on ``db`` at ``port``, in a process of its own, once it answers."""
+def start_server(db: str, port: int, *, auth: bool = False) -> subprocess.Popen[bytes]:
+    """``kittiwake serve`` on ``db`` at ``port`` (with ``--auth``: tokens required), in a
+    process of its own, once it answers."""
     process = subprocess.Popen(
-        [sys.executable, "-m", "engine._cli.main", "--db", db, "serve", "--port", str(port)],
+        [sys.executable, "-m", "engine._cli.main", "--db", db, "serve", "--port", str(port),
+         *(["--auth"] if auth else [])],
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.monotonic() + 30
     while True:

@@ -66,7 +66,7 @@ def same_state(a: engine.RunState, b: engine.RunState) -> bool:
     """Two run states are equal, field by field, with exact floats."""
     fields = ("project", "run_id", "name", "experiment", "status", "status_reason", "tags",
               "fork", "created_at", "updated_at", "ended_at", "deleted", "version", "position",
-              "notes", "files")
+              "notes", "files", "worker")
     if not same(a.env, b.env):
         return False
     if any(getattr(a, f) != getattr(b, f) for f in fields):

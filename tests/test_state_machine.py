@@ -1,4 +1,5 @@
-"""A state machine drives random runs, logs, forks, rewinds, resumes, deletes and rebuilds.
+"""A state machine drives random runs, logs, forks, rewinds, resumes, deletes and rebuilds,
+and jobs enqueued, claimed by workers, ended and handed back.
 
 It keeps its own record of what it logged — per run, each metric's effective points (forks
 inherit, rewinds cut), its tags and its config — so a point lost before it reached the log is
@@ -39,6 +40,7 @@ HISTOGRAM = "grad/l1"
 FILES = "eval/pred"
 ENTRY_KEYS = [*TEXTS, HISTOGRAM, FILES]
 EXPERIMENTS = [None, "e1", "e2"]
+CHARS = st.characters(codec="utf-8", exclude_characters="\x00")  # valid text: no lone surrogate
 
 @dataclass
 class Logged:
@@ -83,6 +85,7 @@ class TrackerMachine(RuleBasedStateMachine):
     make_url: Callable[[], str] = staticmethod(lambda: ":memory:")
 
     runs = Bundle("runs")
+    jobs = Bundle("jobs")
 
     def __init__(self) -> None:
         super().__init__()
@@ -121,7 +124,7 @@ class TrackerMachine(RuleBasedStateMachine):
           tags=st.lists(st.sampled_from(["a", "b", "c"]), max_size=2),
           config=st.dictionaries(st.sampled_from(["lr", "opt/name", "seed"]),
                                  st.one_of(st.integers(-5, 5), floats, st.text(
-                                     st.characters(exclude_characters="\x00"), max_size=3)),
+                                     CHARS, max_size=3)),
                                  max_size=2))
     def start(self, experiment: str | None, tags: list[str], config: dict[str, Any]) -> str:
         self.count += 1
@@ -180,7 +183,7 @@ class TrackerMachine(RuleBasedStateMachine):
         logged.config.update({"seed": value, "nested/tag": tag})
 
     @rule(run_id=runs, key=st.sampled_from(TEXTS), gap=st.integers(1, 3),
-          values=st.lists(st.text(st.characters(exclude_characters="\x00"), max_size=5),
+          values=st.lists(st.text(CHARS, max_size=5),
                           min_size=1, max_size=4))
     def log_text(self, run_id: str, key: str, gap: int, values: list[str]) -> None:
         if run_id not in self.live:
@@ -221,7 +224,7 @@ class TrackerMachine(RuleBasedStateMachine):
         self.live[run_id][1].upload({key: data})
         self.logged[run_id].uploads[key] = data
 
-    @rule(run_id=runs, notes=st.text(st.characters(exclude_characters="\x00"), max_size=8))
+    @rule(run_id=runs, notes=st.text(CHARS, max_size=8))
     def set_notes(self, run_id: str, notes: str) -> None:
         if run_id not in self.live:
             return
@@ -288,6 +291,29 @@ class TrackerMachine(RuleBasedStateMachine):
             self.logged[run_id].series = self.logged[run_id].cut(step)
             self.logged[run_id].entries = self.logged[run_id].cut_entries(step)
 
+    # A few jobs are enough to meet every rule; each run costs every later step its checks.
+    @precondition(lambda self: len(self.logged) - len(self.last) < 3)
+    @rule(target=jobs, experiment=st.sampled_from(EXPERIMENTS),
+          tags=st.lists(st.sampled_from(["a", "b", "c"]), max_size=2),
+          attempts=st.integers(1, 2))
+    def enqueue(self, experiment: str | None, tags: list[str], attempts: int) -> str:
+        self.count += 1
+        run_id = f"r{self.count}"
+        self.tracker.enqueue(["train"], run_id=run_id, experiment=experiment, tags=tags,
+                             max_attempts=attempts)
+        self.logged[run_id] = Logged(tags=set(tags))
+        return run_id
+
+    @rule(worker=st.sampled_from(["gpu-1", "gpu-2", "Box 3"]),
+          queues=st.sampled_from(["default", "other"]))
+    def claim(self, worker: str, queues: str) -> None:
+        job = self.tracker.claim_job(queues, worker=worker)
+        assert job is None or job.worker == worker
+
+    @rule(run_id=jobs, status=st.sampled_from(["succeeded", "failed", "queued", "crashed"]))
+    def end_job(self, run_id: str, status: str) -> None:
+        self.tracker.end_job(run_id, status, None if status == "succeeded" else "exit code 1")
+
     @rule(run_id=runs)
     def delete(self, run_id: str) -> None:
         self.tracker.delete_run(run_id)
@@ -305,7 +331,7 @@ class TrackerMachine(RuleBasedStateMachine):
         # of the log rather than from its positions (hypothesis replays draws exactly).
         share = data.draw(st.integers(0, 999), label="share of the log")
         position = self.history[share * len(self.history) // 1000].position
-        run_id = data.draw(st.sampled_from(sorted(self.last)), label="run")
+        run_id = data.draw(st.sampled_from(sorted(self.logged)), label="run")
         past = Fold().apply_all(e for e in self.history if e.position <= position)
         project = self.tracker.project
         if not past.has_run(project, run_id):
@@ -336,6 +362,8 @@ class TrackerMachine(RuleBasedStateMachine):
             assert actual.tags == logged.tags, run_id
             assert same(actual.config, logged.config), (run_id, actual.config, logged.config)
             assert set(actual.metrics) == set(logged.series), run_id
+            if run_id not in self.last:  # a job: nothing logs into it here, only its state moves
+                continue
             for metric in folded.series.keys() | set(METRICS):
                 series = self.tracker.read_series(run_id, metric)
                 assert series.same_as(self.fold.series(proj, run_id, metric)), (run_id, metric)

@@ -43,8 +43,10 @@ from .tracker import open_tracker
 
 __all__ = ["add_commands"]
 
+_STATUS = Field("run", "status")
+_WORKER = Field("run", "worker")
 _TABLE_COLUMNS = (Field("run", "run_id"), Field("run", "name"), Field("run", "experiment"),
-                  Field("run", "status"), Field("run", "created_at"))
+                  _STATUS, Field("run", "created_at"))
 _MISSING = "(missing)"
 
 Parser = TypeVar("Parser", bound=argparse.ArgumentParser)
@@ -163,6 +165,7 @@ def _numeric(rows: Sequence[Sequence[Any]], width: int) -> list[int]:
 
 async def _list(args: argparse.Namespace) -> int:
     columns = list(parse_columns(args.columns)) if args.columns else None
+    chosen = columns is not None
     if args.format == "table" and columns is None:
         columns = _table_fields(args.where, args.order_by)
     async with open_tracker(args) as tracker:
@@ -173,6 +176,10 @@ async def _list(args: argparse.Namespace) -> int:
         projects = await tracker.list_projects() if not runs else {}
     if not runs and tracker.project not in projects:
         _name_other_projects(tracker.project, projects)
+    if columns is not None and not chosen and any(r.worker for r in runs):
+        # Jobs among them: who ran each, beside the status.
+        columns = [c for c in columns if c != _WORKER]
+        columns.insert(columns.index(_STATUS) + 1, _WORKER)
     found = RunsTable.from_runs(runs, None if columns is None else [str(c) for c in columns])
     if args.format == "csv":
         sys.stdout.write(safe_lines(found.to_csv()))

@@ -208,7 +208,7 @@ def state_to(state: RunState) -> dict[str, Any]:
         "created_at": state.created_at, "updated_at": state.updated_at,
         "ended_at": state.ended_at, "deleted": state.deleted, "version": state.version,
         "position": state.position, "notes": state.notes, "env": state.env,
-        "files": {k: file_to(f) for k, f in state.files.items()},
+        "files": {k: file_to(f) for k, f in state.files.items()}, "worker": state.worker,
     }
 
 
@@ -236,7 +236,7 @@ def state_from(v: dict[str, Any]) -> RunState:
         ended_at=None if v["ended_at"] is None else _when(v["ended_at"]),
         deleted=v["deleted"], version=v["version"], position=v["position"],
         notes=v["notes"], env=v["env"],
-        files={k: file_from(f) for k, f in v["files"].items()})
+        files={k: file_from(f) for k, f in v["files"].items()}, worker=v.get("worker"))
 
 
 def _when(value: Any) -> datetime:

@@ -62,6 +62,7 @@ class _Run:
     crash_timeout: float | None = None
     attempt: int | None = None  # a job's claims that count, and how many it may have
     max_attempts: int | None = None
+    worker: str | None = None  # the worker of a job's latest claim
     notes: str = ""
     env: dict[str, Any] = field(default_factory=dict)
     files: dict[str, tuple[float, dict[str, Any]]] = field(default_factory=dict)
@@ -138,7 +139,7 @@ class Fold:
             run.status, run.status_reason, run.ended_at = Status.RUNNING, None, None
             run.heartbeat_interval = data.get("heartbeat_interval")
             run.crash_timeout = data.get("crash_timeout")
-            run.attempt = data["attempt"]
+            run.attempt, run.worker = data["attempt"], data["worker"]
         elif kind == ev.JOB_REQUEUED:
             run.status, run.status_reason, run.ended_at = Status.QUEUED, data.get("reason"), None
             run.attempt = data["attempt"]
@@ -231,6 +232,7 @@ class Fold:
             env=dict(run.env),
             files={name: ct.ref_of(name, None, at, ref)
                    for name, (at, ref) in sorted(run.files.items())},
+            worker=run.worker,
         )
 
     def run_states(self, project: str, *, at: float | None = None) -> list[RunState]:

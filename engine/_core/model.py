@@ -91,6 +91,8 @@ class RunState:
     :ivar env: where the run ran, by flat path (``host/name``, ``python/version``,
         ``git/commit``, …), as captured when it started.
     :ivar files: each file attribute (``run.upload``) by key, its current ``FileRef``.
+    :ivar worker: for a job (``Tracker.enqueue``), the worker of its latest claim; None for a
+        run that is not a job, or a job no worker claimed yet.
     """
 
     project: str
@@ -112,6 +114,7 @@ class RunState:
     notes: str = ""
     env: dict[str, Any] = field(default_factory=dict)
     files: dict[str, FileRef] = field(default_factory=dict)
+    worker: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

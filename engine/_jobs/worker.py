@@ -1,8 +1,9 @@
 """The worker loop: claim jobs up to ``slots``, run each, end it, and stop cleanly.
 
 It wakes on new jobs through the log's live stream — a subscription to job creations and
-hand-backs, which PostgreSQL's LISTEN/NOTIFY and SQLite's cheap watch of the log's head feed —
-never by polling the queue. A job's abort request reaches it the same way.
+hand-backs, which PostgreSQL's LISTEN/NOTIFY and SQLite's cheap watch of the log's head feed,
+or, attached to a server, the server's event stream — never by polling the queue. A job's
+abort request reaches it through the tracker's subscriptions.
 
 Stopping (SIGTERM or SIGINT to the worker): it claims nothing more, lets running jobs go on
 until ``stop_timeout`` seconds have passed (a second signal cuts the wait short), then stops
@@ -57,9 +58,14 @@ class Worker:
 
     def __init__(self, tracker: Tracker, db: str, *, queues: list[str], slots: int = 1,
                  name: str | None = None, grace: float = 10.0, stop_timeout: float = 30.0,
-                 requeue: bool = True, say: Say | None = None) -> None:
+                 requeue: bool = True, say: Say | None = None,
+                 token: str | None = None) -> None:
+        """``db`` is the database as the jobs must open it (``$KITTIWAKE_DB``); for a server,
+        ``token`` (default ``$KITTIWAKE_TOKEN``) is what its jobs get as ``$KITTIWAKE_TOKEN``
+        and what the worker follows the server's event stream with."""
         self.tracker = tracker
         self.db = db
+        self.token = token or os.environ.get("KITTIWAKE_TOKEN") or None
         self.queues = queues
         self.slots = slots
         self.name = name or worker_name()
@@ -112,6 +118,12 @@ class Worker:
 
     async def _doorbell(self) -> None:
         types = [ev.RUN_CREATED, ev.JOB_REQUEUED]
+        if _is_server(self.db):
+            from engine._client.events import ring_on_events
+
+            await ring_on_events(self.db, self.tracker.project, token=self.token, types=types,
+                                 ring=lambda: self._wake.set())
+            return
         async for _ in self.tracker.subscribe(types=types, from_position="live"):
             self._wake.set()
 
@@ -145,6 +157,8 @@ class Worker:
         job = entry.job
         attach = {"KITTIWAKE_DB": self.db, "KITTIWAKE_PROJECT": job.project,
                   "KITTIWAKE_RUN_ID": job.run_id}
+        if _is_server(self.db) and self.token:
+            attach["KITTIWAKE_TOKEN"] = self.token
         env = job_environment(os.environ, job.env, attach)
         if entry.ending is not None:  # stopped before it started
             return entry.ending
@@ -193,6 +207,10 @@ class Worker:
 
 
 _RETRY = 1.0  # seconds between attempts when the database refuses to answer
+
+
+def _is_server(db: str) -> bool:
+    return db.startswith(("http://", "https://"))
 
 
 async def _retrying(call: Callable[[], Awaitable[object]]) -> None:

@@ -294,6 +294,7 @@ def state_of(row: RunRow, metrics: dict[str, MetricSummary]) -> RunState:
         deleted=row.deleted, version=row.version, position=row.position, notes=row.notes,
         env=dict(row.env), files={key: ref_of(key, None, plain["at"], plain)
                                   for key, plain in sorted(row.files.items())},
+        worker=row.worker,
     )
 
 

@@ -58,7 +58,7 @@ __all__ = ["AGG_COLUMN", "CHUNK", "HOIST_DEPTH", "POSTGRES", "PULL_UP", "RUN_COL
 # Column names, from fixed tables only: never from query text.
 RUN_COLUMN = {name: f"r.{name}" for name in (*TEXT_FIELDS, *TIME_FIELDS)}
 AGG_COLUMN = {name: name for name in AGGREGATES}
-_NULLABLE = frozenset({"experiment", "ended_at"})
+_NULLABLE = frozenset({"experiment", "ended_at", "worker"})
 _NUMERIC_KINDS = "('n', 'b', 't')"  # config kinds that sort as numbers (bool as 0/1)
 _OPS: dict[str, Callable[[Any, Any], bool]] = {
     "=": operator.eq, "<": operator.lt, "<=": operator.le, ">": operator.gt, ">=": operator.ge}

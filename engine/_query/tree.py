@@ -38,7 +38,7 @@ __all__ = [
     "render_value",
 ]
 
-TEXT_FIELDS = ("run_id", "name", "status", "experiment", "notes")
+TEXT_FIELDS = ("run_id", "name", "status", "experiment", "notes", "worker")
 TIME_FIELDS = ("created_at", "updated_at", "ended_at")
 RUN_FIELDS = TEXT_FIELDS + TIME_FIELDS
 AGGREGATES = ("last", "min", "max", "count", "last_step")

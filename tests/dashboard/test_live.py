@@ -144,3 +144,26 @@ def test_a_dropped_stream_resumes_without_a_gap(page: Any, server: LiveServer,
         trainer.log({"loss": 1.0 / (step + 1)}, step)
     page.wait_for_function(f"document.querySelector(\"{chart}\").dataset.lastStep === '5'")
     assert page.evaluate(f"document.querySelector(\"{chart}\").dataset.points") == "6"
+
+
+def test_a_queued_job_and_its_claiming_worker_show_in_the_open_runs_table(
+        page: Any, server: LiveServer, tmp_path: Path) -> None:
+    with tracker(server, tmp_path) as t:
+        waiting = t.enqueue(["python", "train.py"], run_id="waiting", name="waiting")
+        page.goto(f"{server.url}/#/runs?project={PROJECT}")
+        row = page.locator(f"table.runs tr[data-run-id='{waiting}']")
+        row.wait_for()
+        assert row.locator(".chip.status").inner_text() == "queued"
+        header = [h.strip() for h in page.locator("table.runs thead th").all_inner_texts()]
+        worker_column = header.index("Worker")  # (the selection box is a column too)
+        cell = row.locator("td").nth(worker_column)
+        assert cell.inner_text() == ""
+        job = t.claim_job(worker="gpu-1")  # a worker claims it: the row follows, live
+        assert job is not None
+        row.locator(".chip.status:has-text('running')").wait_for()
+        cell.locator("button", has_text="gpu-1").wait_for()
+        page.screenshot(path=str(tmp_path / "jobs-runs-table.png"))
+        cell.locator("button").click()  # the jobs of that worker
+        page.wait_for_function("document.querySelector('#query').value === \"worker = 'gpu-1'\"")
+        t.end_job(waiting, "succeeded")
+    row.locator(".chip.status:has-text('succeeded')").wait_for()

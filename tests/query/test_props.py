@@ -40,6 +40,7 @@ CONFIG_KEYS = ("a", "b/c", "odd key", "x.y", "q`t")
 METRICS = ("loss", "train/acc", "odd name", "a.b")
 TAGS = ("a", "b", "x y", "it's")
 NAMES = ("alpha", "beta", "it's", "gamma")
+WORKERS = ("gpu-1", "gpu-2", "b", "Box 3")
 TEXTS = ("", "a", "ab", "b", "it's", 'say "hi"', "é", "2024-01-01", "10", "'; DROP TABLE runs; --")
 # Datetimes and numbers that are the same instants: aware and naive (taken as UTC), and as
 # POSIX seconds, so ties between kinds come up in comparisons, orderings and groups.
@@ -69,6 +70,7 @@ class RunSpec:
     config: dict[str, Any]
     metrics: dict[str, list[float]]
     outcome: str  # succeeded, failed, running, deleted
+    worker: str | None = None  # a job claimed by this worker (None: a plain run)
 
 
 run_specs = st.builds(
@@ -81,6 +83,7 @@ run_specs = st.builds(
                             st.lists(st.sampled_from(METRIC_VALUES), min_size=1, max_size=3),
                             max_size=3),
     outcome=st.sampled_from(("succeeded", "succeeded", "failed", "running", "deleted")),
+    worker=st.sampled_from((None, None, *WORKERS)),
 )
 
 
@@ -136,8 +139,15 @@ async def database(store: Store, specs: list[RunSpec]) -> Any:
         for i, spec in enumerate(specs):
             run_id = f"r{i}"
             ids.append(run_id)
-            context = tracker.start_run(run_id, name=spec.name, experiment=spec.experiment,
-                                        tags=spec.tags, config=spec.config)
+            if spec.worker is None:
+                context = tracker.start_run(run_id, name=spec.name, experiment=spec.experiment,
+                                            tags=spec.tags, config=spec.config)
+            else:  # a job, claimed, whose script attaches to it
+                await tracker.enqueue(["train"], run_id=run_id, name=spec.name,
+                                      experiment=spec.experiment, tags=spec.tags,
+                                      config=spec.config)
+                await tracker.claim_job(worker=spec.worker)
+                context = tracker.start_run(run_id, resume=True)
             if spec.outcome == "running":
                 run = await open_.enter_async_context(context)
                 _log(run, spec)
@@ -166,7 +176,7 @@ def _log(run: Any, spec: RunSpec) -> None:
 # A node is ("cmp", field, op, literal) | ("in", field, literals, negated) |
 # ("contains", field, text) | ("exists", field) | ("not", node) | ("and"|"or", [nodes]).
 
-TEXT_RUN = ("run_id", "name", "status", "experiment")
+TEXT_RUN = ("run_id", "name", "status", "experiment", "worker")
 TIME_RUN = ("created_at", "updated_at", "ended_at")
 ORDERING = ("<", "<=", ">", ">=")
 
@@ -245,7 +255,8 @@ def literals(field: tuple[Any, ...], op: str) -> st.SearchStrategy[Any]:
     if kind == "run" and field[1] == "status":
         return st.one_of(null, st.sampled_from(STATUSES))
     if kind == "run" and field[1] in TEXT_RUN:
-        return st.one_of(null, st.sampled_from((*NAMES, *TEXTS, "r0", "r1", "e1", "e2")))
+        return st.one_of(null, st.sampled_from((*NAMES, *TEXTS, *WORKERS, "r0", "r1", "e1",
+                                                "e2")))
     if kind == "run":
         return st.one_of(null, st.sampled_from(TIMES), st.sampled_from(TIMES).map(
             lambda t: datetime.fromtimestamp(t, UTC).isoformat()))

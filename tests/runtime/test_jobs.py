@@ -248,6 +248,20 @@ def test_racing_workers_claim_each_job_exactly_once_on_postgres(
     in_thread(lambda: _race(fresh_schema_url(POSTGRES_URL), 3, *plan))
 
 
+@pytest.mark.remote
+@settings(max_examples=5)
+@given(plan=_plan)
+def test_racing_workers_claim_each_job_exactly_once_through_a_server(
+        tmp_path_factory: pytest.TempPathFactory, plan: tuple[list[str], list[set[str]]]) -> None:
+    # Three remote trackers, each with its own spool, race through one server: the claims
+    # are appends with expected_version that the server passes to the store as they are.
+    from tests.server.live import LiveServer
+
+    directory = tmp_path_factory.mktemp("race")
+    with LiveServer(str(directory / "served.db"), durability="normal") as server:
+        in_thread(lambda: _race(server.url, 3, *plan))
+
+
 def test_inside_a_job_connect_and_start_run_need_no_arguments(
         tmp_path: Any, monkeypatch: pytest.MonkeyPatch) -> None:
     path = str(tmp_path / "jobs.db")

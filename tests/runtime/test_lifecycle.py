@@ -377,14 +377,14 @@ async def test_the_reaper_crashes_silent_runs_and_spares_live_ones(
         assert await steps_of(tracker, "alive", "m") == [0, 1]
 
 
-async def _wait_until(check: Any, what: str) -> None:
+async def _wait_until(check: Any, what: str, within: float = 10.0) -> None:
     """Poll ``check`` until it holds (a liveness wait, not a timed assertion)."""
-    with anyio.move_on_after(10):
+    with anyio.move_on_after(within):
         while True:
             if await check():
                 return
             await anyio.sleep(0.01)
-    pytest.fail(f"still waiting after 10 s for {what}")
+    pytest.fail(f"still waiting after {within:g} s for {what}")
 
 
 async def test_a_run_beating_in_one_tracker_survives_another_trackers_reaper(

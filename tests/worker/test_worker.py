@@ -351,3 +351,9 @@ def test_the_command_line_enqueues_runs_lists_kills_and_shows_a_jobs_output(
     assert (stopped.status, stopped.status_reason) == (Status.ABORTED, "enough")
     assert "hello from the job" in kittiwake("logs", run_id).stdout
     assert "no queued or running jobs" in kittiwake("queue").stdout
+    listed = kittiwake("runs", "list", "--where", "worker = 'box-1'").stdout.splitlines()
+    assert listed[0].split()[:5] == ["run_id", "name", "experiment", "status", "worker"]
+    rows = listed[2:-1]  # after the header's rule, before the count
+    assert sorted(line.split()[0] for line in rows) == sorted([run_id, "long"])
+    assert all("box-1" in line for line in rows)
+    assert "(0 runs)" in kittiwake("runs", "list", "--where", "worker = 'box-2'").stdout

@@ -9,6 +9,7 @@ export const EVENT_TYPES = [
   "RunCreated", "RunResumed", "ConfigsLogged", "MetricsLogged", "TagsAdded", "TagsRemoved",
   "StatusChanged", "AbortRequested", "RunDeleted", "NotesSet", "TextLogged", "FilesLogged",
   "FilesUploaded", "HistogramsLogged", "ConfusionMatricesLogged", "EnvCaptured",
+  "JobClaimed", "JobRequeued",
 ];
 
 const indicator = () => document.getElementById("live");

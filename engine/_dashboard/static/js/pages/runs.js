@@ -1,6 +1,6 @@
 // The runs table: the query language in a search box (a bad query shows where it went
 // wrong), click-to-sort, a column chooser over configs, metrics and env, status and tag
-// chips, selection for comparing, rows that update live, and virtual scrolling so that tens
+// chips, a job's worker, selection for comparing, rows that update live, and virtual scrolling so that tens
 // of thousands of runs stay smooth.
 import { ApiError, api } from "../api.js";
 import { clear, errorBox, formatTime, formatValue, h, statusChip, tagChip } from "../dom.js";
@@ -20,6 +20,7 @@ const REFRESH_MS = 200;
 const FIXED = [
   { key: "name", label: "Name", sort: "name" },
   { key: "status", label: "Status", sort: "status" },
+  { key: "worker", label: "Worker", sort: "worker" },
   { key: "experiment", label: "Experiment", sort: "experiment" },
   { key: "tags", label: "Tags" },
   { key: "created_at", label: "Created", sort: "created_at" },
@@ -225,6 +226,10 @@ export async function render(view, params) {
         return h("td", {}, h("button", { type: "button", class: "chip-button", tabindex: "-1",
           title: `Show ${run.status} runs`, onclick: () => narrow(`status = ${quote(run.status)}`),
         }, statusChip(run.status)));
+      case "worker": // a job's: the worker that claimed it last
+        return h("td", {}, run.worker ? h("button", { type: "button", class: "chip-button",
+          tabindex: "-1", title: `Show the jobs of ${run.worker}`,
+          onclick: () => narrow(`worker = ${quote(run.worker)}`) }, run.worker) : "");
       case "experiment":
         return h("td", {}, run.experiment ? h("a", { tabindex: "-1", href: href("/experiment", {
           project, name: run.experiment }) }, run.experiment) : "");
