@@ -1,7 +1,7 @@
 """The server and the remote tracker, side by side with the embedded engine, in one run.
 
     .venv/bin/python -m bench.remote              # every measurement
-    .venv/bin/python -m bench.remote ingest       # one of: ingest, subscribers, writers
+    .venv/bin/python -m bench.remote ingest       # or subscribers, subscribers-httpx, writers
 
 - ingest: 10 metrics x 20,000 steps through ``log_metrics``, timed to a confirmed flush —
   embedded (SQLite file) and remote (``kittiwake serve`` on the same kind of file, in a
@@ -9,7 +9,9 @@
   >= 1,000,000 points/s and >= 0.4x embedded.
 - subscribers: 100 clients following the project's live stream (server-sent events) while a
   writer logs a point every 10 ms; latency from ``log_metrics`` (the point's value is the time
-  it was logged) to each client holding it. Target: p99 <= 100 ms.
+  it was logged) to each client holding it. Target: p99 <= 100 ms. The clients are lean
+  readers of the stream on asyncio connections, in this process; ``subscribers-httpx`` is the
+  same with httpx clients, whose own parsing dominates what they measure.
 - writers: 100 remote trackers logging at once into one server for 60 s; the server's
   resident memory sampled every second. Target: flat (the last third no higher than the
   middle third by more than 10%: the first third is the warm-up, in which each run's open
@@ -113,8 +115,40 @@ async def ingest(tmp: Path, repeats: int = 5) -> dict[str, Any]:
             "target_met": r >= 1_000_000 and r >= 0.4 * e}
 
 
-async def _follow(url: str, latencies: list[float], ready: asyncio.Event,
-                  count: int) -> None:
+async def _follow(url: str, latencies: list[float], ready: asyncio.Event, count: int) -> None:
+    """One client of the live stream, as lean as a browser's ``EventSource`` (native code):
+    an HTTP/1.1 request on an asyncio connection, the chunked body cut into messages, each
+    message's data parsed with orjson. (With httpx's ``aiter_lines`` a hundred clients in one
+    process cost that process six times the CPU, and the latency measured is mostly theirs:
+    ``subscribers-httpx`` measures that.)"""
+    host, port = url.removeprefix("http://").split(":")
+    reader, writer = await asyncio.open_connection(host, int(port))
+    writer.write(b"GET /api/v1/projects/bench/events?from=live&types=MetricsLogged HTTP/1.1\r\n"
+                 b"Host: bench\r\nAccept: text/event-stream\r\n\r\n")
+    head = await reader.readuntil(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 200") and b"chunked" in head.lower(), head
+    seen, pending = 0, b""
+    try:
+        while seen < count:
+            size = int(await reader.readline(), 16)
+            body = await reader.readexactly(size + 2)
+            now = time.time()
+            *messages, pending = (pending + body[:-2]).split(b"\n\n")
+            for message in messages:
+                if message.startswith(b"retry:"):
+                    ready.set()
+                at = message.find(b"\ndata: ")
+                if at < 0:
+                    continue
+                for value in orjson.loads(message[at + 7:])["data"]["metrics"]["t"]["values"]:
+                    latencies.append((now - value) * 1000)
+                    seen += 1
+    finally:
+        writer.close()
+
+
+async def _follow_httpx(url: str, latencies: list[float], ready: asyncio.Event,
+                        count: int) -> None:
     async with httpx.AsyncClient(base_url=url, timeout=60) as client, \
             client.stream("GET", "/api/v1/projects/bench/events",
                           params={"from": "live", "types": "MetricsLogged"}) as response:
@@ -150,27 +184,37 @@ asyncio.run(main(sys.argv[1], sys.argv[2], int(sys.argv[3])))
 
 
 async def subscribers(tmp: Path, clients: int = 100, points: int = 200,
-                      durability: str = "full") -> dict[str, Any]:
+                      durability: str = "full", client: str = "asyncio") -> dict[str, Any]:
     """The writer is a process of its own (as a training job is); the clients share this
     one, so their parsing is charged to the latency they measure."""
+    follow = _follow if client == "asyncio" else _follow_httpx
     latencies: list[float] = []
-    with server(str(tmp / "subscribers.db")) as (url, _):
+    with server(str(tmp / "subscribers.db")) as (url, process):
         readies = [asyncio.Event() for _ in range(clients)]
-        followers = [asyncio.create_task(_follow(url, latencies, r, points)) for r in readies]
+        followers = [asyncio.create_task(follow(url, latencies, r, points)) for r in readies]
         await asyncio.gather(*(r.wait() for r in readies))
         await asyncio.sleep(0.5)
+        server_cpu, own_cpu = _cpu(process), _cpu(psutil.Process())
         writer = await asyncio.create_subprocess_exec(
             sys.executable, "-c", WRITER, url, str(tmp / "sub-spool.sqlite"), str(points),
             durability)
         await asyncio.wait_for(asyncio.gather(*followers), 120)
         await writer.wait()
+        server_cpu, own_cpu = _cpu(process) - server_cpu, _cpu(psutil.Process()) - own_cpu
     latencies.sort()
     p50 = latencies[len(latencies) // 2]
     p99 = latencies[int(len(latencies) * 0.99)]
-    return {"benchmark": f"log -> remote subscriber, {clients} SSE clients, writer's "
-                         f"durability {durability!r}",
+    return {"benchmark": f"log -> remote subscriber, {clients} SSE clients ({client}), "
+                         f"writer's durability {durability!r}",
             "samples": len(latencies), "p50_ms": round(p50, 1), "p99_ms": round(p99, 1),
+            "server_cpu_s": round(server_cpu, 2), "clients_cpu_s": round(own_cpu, 2),
+            "load_average": os.getloadavg(),
             "target": "p99 <= 100 ms", "target_met": p99 <= 100}
+
+
+def _cpu(process: psutil.Process) -> float:
+    times = process.cpu_times()
+    return float(times.user + times.system)
 
 
 async def _writer(url: str, index: int, until: float, spool: str) -> int:
@@ -223,7 +267,12 @@ async def writers(tmp: Path, count: int = 100, seconds: float = 60.0) -> dict[st
             "target_met": last <= middle * 1.10}
 
 
-BENCHMARKS = {"ingest": ingest, "subscribers": subscribers, "writers": writers}
+async def subscribers_httpx(tmp: Path) -> dict[str, Any]:
+    return await subscribers(tmp, client="httpx")
+
+
+BENCHMARKS = {"ingest": ingest, "subscribers": subscribers,
+              "subscribers-httpx": subscribers_httpx, "writers": writers}
 
 
 def main(argv: list[str]) -> None:

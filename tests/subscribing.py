@@ -13,8 +13,8 @@ import engine
 from engine._runtime.subscriptions import Pager, Subscription
 from engine._storage.contract import EventFilter, Store
 
-__all__ = ["Drain", "GatedStore", "collect_until", "head_of", "needs_shared_database",
-           "positions", "subscription", "write_run"]
+__all__ = ["Drain", "GatedStore", "collect_until", "comparable", "expected", "head_of",
+           "needs_shared_database", "positions", "subscription", "write_run"]
 
 
 class GatedStore:
@@ -117,3 +117,33 @@ class Drain:
         await self._reached.wait()
         if self.error is not None:
             raise self.error
+
+
+def expected(log: list[engine.Event], after: int, wanted: dict[str, Any]) -> list[Any]:
+    """What a subscription after ``after`` with these filters must deliver, comparably."""
+    out = []
+    for event in log:
+        if event.position <= after:
+            continue
+        if wanted["runs"] is not None and event.run_id not in wanted["runs"]:
+            continue
+        if wanted["types"] is not None and event.type not in wanted["types"]:
+            continue
+        if wanted["metrics"] is not None:
+            if event.type != "MetricsLogged":
+                continue
+            kept = {m: c for m, c in event.data["metrics"].items() if m in wanted["metrics"]}
+            if not kept:
+                continue
+            event = engine.Event(event.position, event.id, event.project, event.run_id,
+                                 event.version, event.type, event.timestamp, {"metrics": kept})
+        out.append(comparable(event))
+    return out
+
+
+def comparable(event: engine.Event) -> tuple[Any, ...]:
+    columns: tuple[Any, ...] = ()
+    if event.type == "MetricsLogged":
+        columns = tuple(sorted((name, list(c["steps"]), list(c["values"]))
+                               for name, c in event.data["metrics"].items()))
+    return (event.position, event.run_id, event.type, columns)

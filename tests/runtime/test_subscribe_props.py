@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 import engine
 from engine._runtime.subscriptions import Pager
 from tests.conftest import backend_url
-from tests.subscribing import Drain, head_of, write_run
+from tests.subscribing import Drain, comparable, expected, head_of, write_run
 
 RUNS = [f"w{i}" for i in range(14)]  # one per write: a run is written by one writer
 METRICS = ["m0", "m1", "m2"]
@@ -38,36 +38,6 @@ operations = st.lists(st.one_of(
     st.tuples(st.just("yield"), st.integers(0, 6)),
     st.tuples(st.just("settle")),  # wait for the writers so far: the log stands still
 ), min_size=1, max_size=14)
-
-
-def expected(log: list[engine.Event], after: int, wanted: dict[str, Any]) -> list[Any]:
-    """What a subscription after ``after`` with these filters must deliver, comparably."""
-    out = []
-    for event in log:
-        if event.position <= after:
-            continue
-        if wanted["runs"] is not None and event.run_id not in wanted["runs"]:
-            continue
-        if wanted["types"] is not None and event.type not in wanted["types"]:
-            continue
-        if wanted["metrics"] is not None:
-            if event.type != "MetricsLogged":
-                continue
-            kept = {m: c for m, c in event.data["metrics"].items() if m in wanted["metrics"]}
-            if not kept:
-                continue
-            event = engine.Event(event.position, event.id, event.project, event.run_id,
-                                 event.version, event.type, event.timestamp, {"metrics": kept})
-        out.append(comparable(event))
-    return out
-
-
-def comparable(event: engine.Event) -> tuple[Any, ...]:
-    columns: tuple[Any, ...] = ()
-    if event.type == "MetricsLogged":
-        columns = tuple(sorted((name, list(c["steps"]), list(c["values"]))
-                               for name, c in event.data["metrics"].items()))
-    return (event.position, event.run_id, event.type, columns)
 
 
 @settings(max_examples=50)
