@@ -75,6 +75,7 @@ class Library:
     w3_create: tuple[tuple[str, str], ...] = ()  # the query reads the first one's data
     w3_query: str | None = None
     w4: str | None = None
+    w5: tuple[tuple[str, str], ...] = ()  # W1's points through a tracking server
     unavailable: dict[str, str] = field(default_factory=dict)
 
 
@@ -84,7 +85,8 @@ LIBRARIES: tuple[Library, ...] = (
             w2="w2",
             w3_create=(("w3-create", "Kittiwake (50 runs at a time)"),
                        ("w3-create-seq", "Kittiwake (one run at a time)")),
-            w3_query="w3-query", w4="w4"),
+            w3_query="w3-query", w4="w4",
+            w5=(("w5-remote", "Kittiwake (`kittiwake serve`, remote tracker)"),)),
     Library("sqlite3", "sqlite3 baseline", "baseline", "work_baselines.py", False, "sqlite3",
             w1=(("w1-sqlite", "sqlite3 executemany, one transaction"),),
             w2="w2-sqlite",
@@ -115,7 +117,8 @@ LIBRARIES: tuple[Library, ...] = (
             w1=(("w1-batch", "MLflow log_batch (1,000 metrics a call)"),
                 ("w1", "MLflow log_metrics per step")),
             w2="w2",
-            w3_create=(("w3-create", "MLflow"),), w3_query="w3-query"),
+            w3_create=(("w3-create", "MLflow"),), w3_query="w3-query",
+            w5=(("w5-server", "MLflow (`mlflow server`, REST log-batch)"),)),
     Library("aim", "Aim", "peer", "work_aim.py", True, "aim",
             w1=(("w1", "Aim"),), w2="w2",
             w3_create=(("w3-create", "Aim"),), w3_query="w3-query"),
@@ -358,7 +361,7 @@ def _brief(cell: dict[str, Any]) -> str:
     if cell.get("seconds") is None:
         return f"FAILED {cell.get('error')}"
     text = f"{cell['seconds']:.4f} s (median of {cell['n']})"
-    if cell.get("phase") == "w1" and cell.get("points"):
+    if cell.get("phase") in ("w1", "w5") and cell.get("points"):
         text += f", {cell['points'] / cell['seconds']:,.0f} points/s"
     if "correct" in cell:
         text += ", correct" if cell["correct"] else ", WRONG ANSWER"
@@ -404,6 +407,8 @@ def run_library(library: Library, reps: int) -> list[dict[str, Any]]:
             cells.append(_unavailable(library, "w3-query", library.unavailable["w3-query"]))
     finally:
         _drop(w3_data)
+    for workload, label in library.w5:
+        cells.append(repeat(library, "w5", workload, label, reps=reps, keep=False)[0])
     return cells
 
 
