@@ -12,10 +12,11 @@
   it was logged) to each client holding it. Target: p99 <= 100 ms. The clients are lean
   readers of the stream on asyncio connections, in this process; ``subscribers-httpx`` is the
   same with httpx clients, whose own parsing dominates what they measure.
-- writers: 100 remote trackers logging at once into one server for 60 s; the server's
-  resident memory sampled every second. Target: flat (the last third no higher than the
-  middle third by more than 10%: the first third is the warm-up, in which each run's open
-  chunk and the database's caches fill).
+- writers: 100 remote trackers logging at once into one server; the server's resident
+  memory sampled every second through a warm-up — until every writer has filled its first
+  chunk of 4,096 steps, the most of each series the server keeps open in memory — and 60 s
+  after it. Target: flat after the warm-up (the last third no higher than the first third
+  by more than 10%).
 
 Prints one JSON object per measurement.
 """
@@ -43,6 +44,7 @@ import orjson
 import psutil
 
 import engine
+from engine._core.series import CHUNK
 
 METRICS = [f"train/metric_{i}" for i in range(10)]
 
@@ -217,16 +219,32 @@ def _cpu(process: psutil.Process) -> float:
     return float(times.user + times.system)
 
 
-async def _writer(url: str, index: int, until: float, spool: str) -> int:
+class _Window:
+    """When the writers stop (None: not before the warm-up is over), and who is warm."""
+
+    def __init__(self) -> None:
+        self.until: float | None = None
+        self.warm: set[int] = set()
+        self.logged_after_warm = 0
+
+    def open(self) -> bool:
+        return self.until is None or time.monotonic() < self.until
+
+
+async def _writer(url: str, index: int, window: _Window, spool: str) -> int:
     logged = 0
     async with engine.connect(url, project="bench", spool=spool) as tracker, \
             tracker.start_run(f"w{index}") as run:
         step = 0
-        while time.monotonic() < until:
+        while window.open():
             for _ in range(50):
                 run.log_metrics({"loss": 1.0 / (step + 1), "acc": step * 1e-6}, step=step)
                 step += 1
             logged += 100
+            if window.until is not None:
+                window.logged_after_warm += 100
+            if step > CHUNK:
+                window.warm.add(index)
             await asyncio.sleep(0.05)
     return logged
 
@@ -235,7 +253,11 @@ async def writers(tmp: Path, count: int = 100, seconds: float = 60.0) -> dict[st
     """On PostgreSQL when ``KITTIWAKE_BENCH_POSTGRES`` names a server (then the server's
     memory is its own alone), else on a SQLite file — whose page cache (64 MB on each of
     the store's two connections) fills as the database grows, and counts in the server's
-    memory until it is full."""
+    memory until it is full.
+
+    The warm-up lasts until every writer has filled its first chunk (``CHUNK`` steps): the
+    server keeps each series' open chunk, so its memory grows with the writers' first
+    chunks, up to its bound, and not after. Then ``seconds`` are measured."""
     base = os.environ.get("KITTIWAKE_BENCH_POSTGRES")
     if base:
         from bench.postgres import schema_url
@@ -243,28 +265,40 @@ async def writers(tmp: Path, count: int = 100, seconds: float = 60.0) -> dict[st
         db = schema_url(base, "remote_writers")
     else:
         db = str(tmp / "writers.db")
+    window = _Window()
     with server(db) as (url, process):
+        warming: list[float] = []
         samples: list[float] = []
-        until = time.monotonic() + seconds
 
         async def sample() -> None:
-            while time.monotonic() < until:
+            started = time.monotonic()
+            while len(window.warm) < count:
+                warming.append(process.memory_info().rss / 2**20)
+                await asyncio.sleep(1.0)
+            window.until = time.monotonic() + seconds
+            stats["warm_up_s"] = time.monotonic() - started
+            while window.open():
                 samples.append(process.memory_info().rss / 2**20)
                 await asyncio.sleep(1.0)
 
+        stats: dict[str, float] = {}
         sampler = asyncio.create_task(sample())
         logged = await asyncio.gather(*(
-            _writer(url, i, until, str(tmp / "writers-spool.sqlite")) for i in range(count)))
+            _writer(url, i, window, str(tmp / "writers-spool.sqlite")) for i in range(count)))
         await sampler
     third = max(1, len(samples) // 3)
-    middle = statistics.mean(samples[third:2 * third])
+    first = statistics.mean(samples[:third])
     last = statistics.mean(samples[-third:])
-    return {"benchmark": f"{count} concurrent remote writers, {seconds:.0f} s, "
-                         f"{'PostgreSQL' if base else 'SQLite'}",
-            "points": sum(logged), "server_rss_mb": [round(s, 1) for s in samples],
-            "middle_third_mb": round(middle, 1), "last_third_mb": round(last, 1),
-            "target": "flat: last third <= middle third + 10%",
-            "target_met": last <= middle * 1.10}
+    return {"benchmark": f"{count} concurrent remote writers, {seconds:.0f} s after the "
+                         f"warm-up, {'PostgreSQL' if base else 'SQLite'}",
+            "points": sum(logged), "points_measured": window.logged_after_warm,
+            "warm_up_s": round(stats["warm_up_s"], 1),
+            "warm_up_rss_mb": [round(s, 1) for s in warming],
+            "server_rss_mb": [round(s, 1) for s in samples],
+            "first_third_mb": round(first, 1), "last_third_mb": round(last, 1),
+            "max_mb": round(max(samples), 1), "load_average": os.getloadavg(),
+            "target": "flat after the warm-up: last third <= first third + 10%",
+            "target_met": last <= first * 1.10}
 
 
 async def subscribers_httpx(tmp: Path) -> dict[str, Any]:

@@ -308,7 +308,7 @@ def _w5(cells: list[Cell]) -> list[str]:
         "The server runs on the same machine, in a process of its own started before the "
         "clock (on a SQLite file, as W1's stores are), and the client talks to it over "
         "loopback. The clock stops when the server has confirmed the last point. Peak RSS "
-        "is the client's.",
+        "is the client's, and in brackets the server's.",
         "",
         *_table(["Library", "Time", "Points/s", "vs MLflow server", "Peak RSS MiB (+child)",
                  "Reps", "How"], rows),
