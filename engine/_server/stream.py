@@ -13,6 +13,8 @@ server.
 
 from __future__ import annotations
 
+import time
+from collections.abc import Awaitable, Callable
 from typing import Literal
 
 import anyio
@@ -20,7 +22,7 @@ from starlette.requests import Request
 from starlette.types import Receive, Scope, Send
 
 from engine._runtime.tracker import event_filter
-from engine.errors import ValidationError
+from engine.errors import AuthError, ValidationError
 
 from .auth import access_of
 from .fanout import Broadcast, Follower
@@ -29,6 +31,7 @@ from .params import project_of
 __all__ = ["events"]
 
 RETRY_MS = 1000
+RECHECK = 1.0  # seconds between looks at whether a stream's token still holds
 
 
 def _start(request: Request) -> int | Literal["start", "live"]:
@@ -62,17 +65,30 @@ async def events(request: Request) -> EventStream:
     position = 0 if start == "start" else await broadcast.store.head() if start == "live" \
         else start
     follower = Follower(broadcast, where, metrics, position, request.app.state.stream_buffer)
-    return EventStream(follower, broadcast, request.app.state.keepalive)
+
+    async def allowed() -> bool:
+        try:
+            (await access_of(request)).allow(project, "read")
+        except AuthError:
+            return False
+        return True
+
+    return EventStream(follower, broadcast, request.app.state.keepalive,
+                       allowed if request.app.state.tokens is not None else None)
 
 
 class EventStream:
-    """An ASGI response that sends a stream's events until the client leaves or the server
-    closes."""
+    """An ASGI response that sends a stream's events until the client leaves, the server
+    closes, or the token it was opened with is revoked or expires (``allowed`` says; it is
+    asked at most once every ``RECHECK`` seconds, always before anything is sent after such
+    a pause, so a revoked token is sent nothing logged a second after its revocation)."""
 
-    def __init__(self, follower: Follower, broadcast: Broadcast, keepalive: float) -> None:
+    def __init__(self, follower: Follower, broadcast: Broadcast, keepalive: float,
+                 allowed: Callable[[], Awaitable[bool]] | None = None) -> None:
         self.follower = follower
         self.broadcast = broadcast
         self.keepalive = keepalive
+        self.allowed = allowed
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         self.follower.open()
@@ -98,8 +114,15 @@ class EventStream:
 
         await chunk(b"retry: %d\n\n" % RETRY_MS)
         follower, broadcast = self.follower, self.broadcast
+        checked = time.monotonic()
         while not broadcast.ended:
             data = await follower.next(self.keepalive)
+            if self.allowed is not None and time.monotonic() - checked >= RECHECK:
+                if not await self.allowed():
+                    await send({"type": "http.response.body", "more_body": False,
+                                "body": b": the token is no longer valid\n\n"})
+                    return
+                checked = time.monotonic()
             if data is None:
                 await chunk(b": keep-alive\n\n")
             elif data:
