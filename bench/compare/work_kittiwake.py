@@ -57,6 +57,20 @@ def _base() -> Result:
     return {"version": version_of("kittiwake")}
 
 
+async def _log_rows(tracker: engine.Tracker, rows: list[dict[str, float]]) -> tuple[Clock, Clock]:
+    """W1's run with its rows logged and flushed: the clocks of the whole and of the flush."""
+    async with tracker.start_run(run_id=RUN_NAME, experiment=EXPERIMENT,
+                                 config=W1_CONFIG) as run:
+        with Clock() as total:
+            # The loop never awaits: 200,000 points stay under max_pending_points, so the
+            # writer does its work inside flush().
+            for step, row in enumerate(rows):
+                run.log_metrics(row, step=step)
+            with Clock() as durable:
+                await run.flush()
+    return total, durable
+
+
 async def _w1(path: Path) -> Result:
     rows = w1_rows()
     rss_ready = max_rss_mb()
@@ -64,15 +78,7 @@ async def _w1(path: Path) -> Result:
         tracker = engine.connect(_db(path), project=PROJECT)
         await tracker.__aenter__()
     try:
-        async with tracker.start_run(run_id=RUN_NAME, experiment=EXPERIMENT,
-                                     config=W1_CONFIG) as run:
-            with Clock() as total:
-                # The loop never awaits: 200,000 points stay under max_pending_points, so
-                # the writer does its work inside flush().
-                for step, row in enumerate(rows):
-                    run.log_metrics(row, step=step)
-                with Clock() as durable:
-                    await run.flush()
+        total, durable = await _log_rows(tracker, rows)
     finally:
         await tracker.aclose()
     return {**_base(), "seconds": total.seconds, "durable_call_seconds": durable.seconds,
@@ -91,13 +97,7 @@ async def _w5_remote(path: Path) -> Result:
     with server(command, url + "/api/v1/health", cwd=path):
         async with engine.connect(url, project=PROJECT,
                                   spool=str(path / "spool.sqlite")) as tracker:
-            async with tracker.start_run(run_id=RUN_NAME, experiment=EXPERIMENT,
-                                         config=W1_CONFIG) as run:
-                with Clock() as total:
-                    for step, row in enumerate(rows):
-                        run.log_metrics(row, step=step)
-                    with Clock() as durable:
-                        await run.flush()
+            total, durable = await _log_rows(tracker, rows)
             state = await tracker.get_run(RUN_NAME)
     points = sum(state.metrics[m].count for m in state.metrics)
     return {**_base(), "seconds": total.seconds, "durable_call_seconds": durable.seconds,

@@ -80,18 +80,35 @@ def _w1(path: Path) -> Result:
 def _w1_batch(path: Path) -> Result:
     rows = w1_rows()
     import mlflow
-    from mlflow import MlflowClient
-    from mlflow.entities import Metric, Param
 
     rss_ready = max_rss_mb()
     with Clock() as setup:
         mlflow.set_tracking_uri(_uri(path))
-        client = MlflowClient()
-        experiment = client.create_experiment(EXPERIMENT)
-        run = client.create_run(experiment, run_name=RUN_NAME)
-        run_id = run.info.run_id
-        client.log_batch(run_id, params=[Param(k, str(v))
-                                         for k, v in W1_CONFIG.items()])
+        client, run_id = _new_run()
+    total, durable = _log_batches(client, run_id, rows)
+    (path / "run_id.txt").write_text(run_id)
+    return {**_version(), "seconds": total.seconds, "durable_call_seconds": durable.seconds,
+            "setup_seconds": setup.seconds, "points": POINTS, "rss_ready_mb": rss_ready,
+            "durable_call": "client.log_batch(...) of the last points, set_terminated()"}
+
+
+def _new_run() -> tuple[Any, str]:
+    """A client of the tracking URI set, and a new run with W1's params."""
+    from mlflow import MlflowClient
+    from mlflow.entities import Param
+
+    client = MlflowClient()
+    experiment = client.create_experiment(EXPERIMENT)
+    run_id: str = client.create_run(experiment, run_name=RUN_NAME).info.run_id
+    client.log_batch(run_id, params=[Param(k, str(v)) for k, v in W1_CONFIG.items()])
+    return client, run_id
+
+
+def _log_batches(client: Any, run_id: str, rows: list[dict[str, float]]) -> tuple[Clock, Clock]:
+    """W1's rows in ``log_batch`` calls of 1,000 metrics, then the run ended: the clocks of
+    the whole and of the last call."""
+    from mlflow.entities import Metric
+
     with Clock() as total:
         pending: list[Any] = []
         for step, row in enumerate(rows):
@@ -104,10 +121,7 @@ def _w1_batch(path: Path) -> Result:
             if pending:
                 client.log_batch(run_id, metrics=pending)
             client.set_terminated(run_id)
-    (path / "run_id.txt").write_text(run_id)
-    return {**_version(), "seconds": total.seconds, "durable_call_seconds": durable.seconds,
-            "setup_seconds": setup.seconds, "points": POINTS, "rss_ready_mb": rss_ready,
-            "durable_call": "client.log_batch(...) of the last points, set_terminated()"}
+    return total, durable
 
 
 def _w5_server(path: Path) -> Result:
@@ -116,8 +130,6 @@ def _w5_server(path: Path) -> Result:
     limit of one ``log-batch``); each call returns once the server has committed."""
     rows = w1_rows()
     import mlflow
-    from mlflow import MlflowClient
-    from mlflow.entities import Metric, Param
 
     port = free_port()
     url = f"http://127.0.0.1:{port}"
@@ -126,23 +138,8 @@ def _w5_server(path: Path) -> Result:
                "--default-artifact-root", (path / "artifacts").as_uri()]
     with server(command, url + "/health", cwd=path):
         mlflow.set_tracking_uri(url)
-        client = MlflowClient()
-        experiment = client.create_experiment(EXPERIMENT)
-        run = client.create_run(experiment, run_name=RUN_NAME)
-        run_id = run.info.run_id
-        client.log_batch(run_id, params=[Param(k, str(v)) for k, v in W1_CONFIG.items()])
-        with Clock() as total:
-            pending: list[Any] = []
-            for step, row in enumerate(rows):
-                now = int(time.time() * 1000)
-                pending.extend(Metric(name, value, now, step) for name, value in row.items())
-                if len(pending) >= _BATCH:
-                    client.log_batch(run_id, metrics=pending)
-                    pending = []
-            with Clock() as durable:
-                if pending:
-                    client.log_batch(run_id, metrics=pending)
-                client.set_terminated(run_id)
+        client, run_id = _new_run()
+        total, durable = _log_batches(client, run_id, rows)
         history = client.get_metric_history(run_id, READ_METRIC)
     return {**_version(), "seconds": total.seconds, "durable_call_seconds": durable.seconds,
             "points": POINTS, "correct": len(history) == STEPS,

@@ -6,7 +6,6 @@ its start, and holds no more than its buffer for a client that does not read."""
 from __future__ import annotations
 
 import datetime as dt
-from functools import partial
 from typing import Any
 
 import anyio
@@ -20,17 +19,7 @@ from engine._runtime.subscriptions import Pager
 from engine._runtime.tracker import backing_store, event_filter, follow_log
 from engine._server.fanout import Broadcast, Follower
 from tests.conftest import backend_url
-from tests.subscribing import comparable, expected, write_run
-
-RUNS = [f"w{i}" for i in range(14)]  # one per write: a run is written by one writer
-METRICS = ["m0", "m1", "m2"]
-TYPES = ["RunCreated", "MetricsLogged", "StatusChanged"]
-
-filters = st.fixed_dictionaries({
-    "runs": st.none() | st.sets(st.sampled_from(RUNS[:6]), min_size=1),
-    "types": st.none() | st.sets(st.sampled_from(TYPES), min_size=1),
-    "metrics": st.none() | st.sets(st.sampled_from(METRICS), min_size=1),
-})
+from tests.subscribing import METRICS, Writers, comparable, expected, filters
 
 operations = st.lists(st.one_of(
     # A writer on the server's tracker (0: its commits reach the broadcast at once) or on
@@ -112,26 +101,16 @@ async def test_every_stream_carries_exactly_the_log_after_its_start(
         closing = anyio.Event()
         broadcast = Broadcast(store, feed, closing, lambda position: None)
         streams: list[tuple[int, dict[str, Any], Client]] = []
-        written: list[anyio.Event] = []
-
-        async def write(tracker: engine.Tracker, *args: Any, **options: Any) -> None:
-            done = anyio.Event()
-            written.append(done)
-            await write_run(tracker, RUNS[len(written) - 1], *args, **options)
-            done.set()
-
         async with anyio.create_task_group() as background:
             background.start_soon(broadcast.run)
-            async with anyio.create_task_group() as writers:
+            async with anyio.create_task_group() as tasks:
+                writers = Writers(tasks)
                 for op in ops:
                     if op[0] == "write":
                         _, t, steps, keys, flush = op
-                        writers.start_soon(partial(write, trackers[t], steps, sorted(keys),
-                                                   flush=flush))
-                        await anyio.lowlevel.checkpoint()  # it is under way
+                        await writers.start(trackers[t], steps, keys, flush)
                     elif op[0] == "settle":
-                        for done in written:
-                            await done.wait()
+                        await writers.settle()
                     elif op[0] == "stream":
                         _, kind, number, wanted, buffer, pace, page = op
                         at = (0 if kind == "start" else await store.head() if kind == "live"
