@@ -74,8 +74,7 @@ def create_app(url: str, *, auth: bool = False, durability: str = "full",
             heads.head = await store.head()
             feed = follow_log(tracker, stream_buffer)
             await feed.__aenter__()  # fix where it starts: the broadcast's first position
-            broadcast = state.broadcast = Broadcast(store, feed, state.closing,
-                                                    heads.committed)
+            broadcast = state.broadcast = Broadcast(store, feed, heads.committed)
             if signals:
                 from .signals import closing_on_signals
 

@@ -64,47 +64,38 @@ class Broadcast:
         every event up to it since they joined.
     """
 
-    def __init__(self, store: Store, feed: Subscription, closing: anyio.Event,
-                 moved: Callable[[int], None]) -> None:
+    def __init__(self, store: Store, feed: Subscription, moved: Callable[[int], None]) -> None:
         self.store = store
         self.position = feed.position
-        self.closing = closing
         self._moved = moved  # told each position dispatched: the head long-polls wait on
         self._feed = feed
         self._followers: set[Follower] = set()
         self._ended: BaseException | None = None
 
     async def run(self) -> None:
-        """Dispatch the feed until it ends or the server closes; then end every stream."""
-        async with anyio.create_task_group() as tasks:
-            async def closing() -> None:
-                await self.closing.wait()
-                tasks.cancel_scope.cancel()
-
-            tasks.start_soon(closing)
-            try:
-                async for event in self._feed:
-                    self._dispatch(event)
-                self._ended = ClosedError("the server's tracker is closed")
-            except Exception as exc:  # a tracker that failed: streams end, clients retry
-                self._ended = exc
-            finally:
-                if self._ended is None:
-                    self._ended = ClosedError("the server is closing")
-                for follower in self._followers:
-                    follower.wake()
-                await self._feed.aclose()
-            tasks.cancel_scope.cancel()
+        """Dispatch the feed until it ends or the task is cancelled (the server's lifespan
+        ends); then every stream ends."""
+        try:
+            async for event in self._feed:
+                self._dispatch(event)
+            self._ended = ClosedError("the server's tracker is closed")
+        except Exception as exc:  # a tracker that failed: streams end, clients retry
+            self._ended = exc
+        finally:
+            if self._ended is None:
+                self._ended = ClosedError("the server is closing")
+            for follower in self._followers:
+                follower.wake()
+            await self._feed.aclose()
 
     @property
     def ended(self) -> bool:
-        return self._ended is not None or self.closing.is_set()
+        return self._ended is not None
 
     def check(self) -> None:
-        """:raises ClosedError: when live streams have ended (a closing server, a failed
-        tracker)."""
-        if self.ended:
-            raise ClosedError(f"live streams have ended: {self._ended or 'closing'}")
+        """:raises ClosedError: when live streams have ended (a closed or failed tracker)."""
+        if self._ended is not None:
+            raise ClosedError(f"live streams have ended: {self._ended}")
 
     def add(self, follower: Follower) -> None:
         """Hand ``follower`` every event from now on (none once the broadcast has ended:

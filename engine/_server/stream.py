@@ -73,7 +73,8 @@ async def events(request: Request) -> EventStream:
             return False
         return True
 
-    return EventStream(follower, broadcast, request.app.state.keepalive,
+    return EventStream(follower, broadcast, request.app.state.closing,
+                       request.app.state.keepalive,
                        allowed if request.app.state.tokens is not None else None)
 
 
@@ -83,10 +84,12 @@ class EventStream:
     asked at most once every ``RECHECK`` seconds, always before anything is sent after such
     a pause, so a revoked token is sent nothing logged a second after its revocation)."""
 
-    def __init__(self, follower: Follower, broadcast: Broadcast, keepalive: float,
-                 allowed: Callable[[], Awaitable[bool]] | None = None) -> None:
+    def __init__(self, follower: Follower, broadcast: Broadcast, closing: anyio.Event,
+                 keepalive: float, allowed: Callable[[], Awaitable[bool]] | None = None
+                 ) -> None:
         self.follower = follower
         self.broadcast = broadcast
+        self.closing = closing
         self.keepalive = keepalive
         self.allowed = allowed
 
@@ -102,7 +105,12 @@ class EventStream:
                         pass
                     tasks.cancel_scope.cancel()
 
+                async def closing() -> None:
+                    await self.closing.wait()
+                    self.follower.wake()  # a stream waiting for events ends now
+
                 tasks.start_soon(gone)
+                tasks.start_soon(closing)
                 await self._pump(send)
                 tasks.cancel_scope.cancel()
         finally:
@@ -115,7 +123,7 @@ class EventStream:
         await chunk(b"retry: %d\n\n" % RETRY_MS)
         follower, broadcast = self.follower, self.broadcast
         checked = time.monotonic()
-        while not broadcast.ended:
+        while not (broadcast.ended or self.closing.is_set()):
             data = await follower.next(self.keepalive)
             if self.allowed is not None and time.monotonic() - checked >= RECHECK:
                 if not await self.allowed():

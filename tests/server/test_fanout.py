@@ -98,8 +98,7 @@ async def test_every_stream_carries_exactly_the_log_after_its_start(
         store = backing_store(served)
         feed = follow_log(served, 10**6)
         await feed.__aenter__()
-        closing = anyio.Event()
-        broadcast = Broadcast(store, feed, closing, lambda position: None)
+        broadcast = Broadcast(store, feed, lambda position: None)
         streams: list[tuple[int, dict[str, Any], Client]] = []
         async with anyio.create_task_group() as background:
             background.start_soon(broadcast.run)
