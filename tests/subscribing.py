@@ -6,15 +6,29 @@ from collections.abc import Sequence
 from typing import Any
 
 import anyio
+import anyio.abc
 import anyio.lowlevel
 import pytest
+from hypothesis import strategies as st
 
 import engine
 from engine._runtime.subscriptions import Pager, Subscription
 from engine._storage.contract import EventFilter, Store
 
-__all__ = ["Drain", "GatedStore", "collect_until", "head_of", "needs_shared_database",
-           "positions", "subscription", "write_run"]
+__all__ = ["METRICS", "RUNS", "TYPES", "Drain", "GatedStore", "collect_until", "comparable",
+           "expected", "filters", "head_of", "needs_shared_database", "positions",
+           "subscription", "write_run", "Writers"]
+
+# What the properties of subscriptions and live streams draw from.
+RUNS = [f"w{i}" for i in range(14)]  # one per write: a run is written by one writer
+METRICS = ["m0", "m1", "m2"]
+TYPES = ["RunCreated", "MetricsLogged", "StatusChanged"]
+
+filters = st.fixed_dictionaries({
+    "runs": st.none() | st.sets(st.sampled_from(RUNS[:6]), min_size=1),
+    "types": st.none() | st.sets(st.sampled_from(TYPES), min_size=1),
+    "metrics": st.none() | st.sets(st.sampled_from(METRICS), min_size=1),
+})
 
 
 class GatedStore:
@@ -117,3 +131,60 @@ class Drain:
         await self._reached.wait()
         if self.error is not None:
             raise self.error
+
+
+def expected(log: list[engine.Event], after: int, wanted: dict[str, Any]) -> list[Any]:
+    """What a subscription after ``after`` with these filters must deliver, comparably."""
+    out = []
+    for event in log:
+        if event.position <= after:
+            continue
+        if wanted["runs"] is not None and event.run_id not in wanted["runs"]:
+            continue
+        if wanted["types"] is not None and event.type not in wanted["types"]:
+            continue
+        if wanted["metrics"] is not None:
+            if event.type != "MetricsLogged":
+                continue
+            kept = {m: c for m, c in event.data["metrics"].items() if m in wanted["metrics"]}
+            if not kept:
+                continue
+            event = engine.Event(event.position, event.id, event.project, event.run_id,
+                                 event.version, event.type, event.timestamp, {"metrics": kept})
+        out.append(comparable(event))
+    return out
+
+
+def comparable(event: engine.Event) -> tuple[Any, ...]:
+    columns: tuple[Any, ...] = ()
+    if event.type == "MetricsLogged":
+        columns = tuple(sorted((name, list(c["steps"]), list(c["values"]))
+                               for name, c in event.data["metrics"].items()))
+    return (event.position, event.run_id, event.type, columns)
+
+
+class Writers:
+    """The writers a property's operations start, each on a run of its own (``RUNS``), left
+    running in ``tasks`` so that they overlap what the operations do next."""
+
+    def __init__(self, tasks: anyio.abc.TaskGroup) -> None:
+        self.tasks = tasks
+        self.written: list[anyio.Event] = []
+
+    async def start(self, tracker: engine.Tracker, steps: int, keys: Sequence[str],
+                    flush: bool) -> None:
+        done = anyio.Event()
+        self.written.append(done)
+        run_id = RUNS[len(self.written) - 1]
+
+        async def write() -> None:
+            await write_run(tracker, run_id, steps, sorted(keys), flush=flush)
+            done.set()
+
+        self.tasks.start_soon(write)
+        await anyio.lowlevel.checkpoint()  # it is under way
+
+    async def settle(self) -> None:
+        """Wait for the writers so far: the log stands still."""
+        for done in self.written:
+            await done.wait()

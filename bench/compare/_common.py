@@ -11,10 +11,15 @@ from __future__ import annotations
 import json
 import os
 import resource
+import signal
+import socket
+import subprocess
 import sys
 import time
 import traceback
-from collections.abc import Callable, Mapping
+import urllib.request
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager, suppress
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -102,6 +107,44 @@ def series_check(steps: list[int] | Any, values: list[float] | Any) -> bool:
     expected_last = (index + 1) / STEPS + (last % 97) * 1e-4
     return (len(steps) == STEPS and steps == list(range(STEPS))
             and abs(float(values[-1]) - expected_last) < 1e-6)
+
+
+def free_port() -> int:
+    """A TCP port on loopback that nothing listens on now."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+@contextmanager
+def server(command: Sequence[str], probe: str, *, cwd: Path,
+           timeout: float = 120.0) -> Iterator[None]:
+    """A tracking server (W5) run by ``command`` in a process of its own, from the moment
+    ``probe`` (a URL) answers until the block ends; then stopped with SIGTERM."""
+    process = subprocess.Popen(list(command), cwd=cwd, stdout=subprocess.DEVNULL,
+                               stderr=subprocess.DEVNULL, start_new_session=True)
+    try:
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                with urllib.request.urlopen(probe, timeout=2):
+                    break
+            except OSError:
+                if process.poll() is not None:
+                    raise RuntimeError(f"the server exited with {process.returncode}") from None
+                if time.monotonic() > deadline:
+                    raise RuntimeError(f"the server did not answer in {timeout:.0f} s") from None
+                time.sleep(0.1)
+        yield
+    finally:
+        # The whole session: a server that runs workers in processes of their own.
+        with suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGTERM)
+        try:
+            process.wait(30)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
 
 
 class Clock:

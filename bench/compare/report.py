@@ -286,6 +286,36 @@ def _w4(cells: list[Cell]) -> list[str]:
     ]
 
 
+def _w5(cells: list[Cell]) -> list[str]:
+    mine = [x for x in cells if x["phase"] == "w5"]
+    if not mine:
+        return []
+    mlflow = _find(cells, "w5", "mlflow")
+    rows = []
+    for x in _order(mine, lambda x: x["seconds"]):
+        if not _ok(x):
+            rows.append([x["label"], _failed(x), "", "", "", "", ""])
+            continue
+        check = ""
+        if "correct" in x:
+            check = " — every point stored" if x["correct"] else " — points MISSING"
+        rows.append([x["label"], _secs(x["seconds"]), f"{_rate(x):,.0f}",
+                     _ratio(mlflow["seconds"] / x["seconds"]) if mlflow else NONE,
+                     _mem(x), str(x["n"]), f"{x.get('how', '')}{check}"])
+    return [
+        "## W5 — W1's 200,000 points through a tracking server",
+        "",
+        "The server runs on the same machine, in a process of its own started before the "
+        "clock (on a SQLite file, as W1's stores are), and the client talks to it over "
+        "loopback. The clock stops when the server has confirmed the last point. Peak RSS "
+        "is the client's, and in brackets the server's.",
+        "",
+        *_table(["Library", "Time", "Points/s", "vs MLflow server", "Peak RSS MiB (+child)",
+                 "Reps", "How"], rows),
+        "",
+    ]
+
+
 def _profile(info: dict[str, Any]) -> list[str]:
     found = info.get("profile")
     if not found:
@@ -517,6 +547,7 @@ def markdown(info: dict[str, Any], plot: str) -> str:
         *_w2(cells),
         *_w3(cells),
         *_w4(cells),
+        *_w5(cells),
         *_profile(info),
         *_memory(cells),
         *_notes(),

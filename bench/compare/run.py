@@ -10,8 +10,9 @@
 3. writes ``bench/compare/results.json``, the plot ``docs/ingest-comparison.png`` (matplotlib
    in the peers' environment) and ``docs/comparison.md``.
 
-``--only kittiwake,sqlite3`` runs a subset and writes ``bench/.peers/partial-results.json``
-only, leaving the committed results and docs alone.
+``--only kittiwake,sqlite3`` (libraries) or ``--phases w5`` (workloads) runs a subset and
+writes ``bench/.peers/partial-results.json`` only, leaving the committed results and docs
+alone.
 """
 
 from __future__ import annotations
@@ -75,6 +76,7 @@ class Library:
     w3_create: tuple[tuple[str, str], ...] = ()  # the query reads the first one's data
     w3_query: str | None = None
     w4: str | None = None
+    w5: tuple[tuple[str, str], ...] = ()  # W1's points through a tracking server
     unavailable: dict[str, str] = field(default_factory=dict)
 
 
@@ -84,7 +86,8 @@ LIBRARIES: tuple[Library, ...] = (
             w2="w2",
             w3_create=(("w3-create", "Kittiwake (50 runs at a time)"),
                        ("w3-create-seq", "Kittiwake (one run at a time)")),
-            w3_query="w3-query", w4="w4"),
+            w3_query="w3-query", w4="w4",
+            w5=(("w5-remote", "Kittiwake (`kittiwake serve`, remote tracker)"),)),
     Library("sqlite3", "sqlite3 baseline", "baseline", "work_baselines.py", False, "sqlite3",
             w1=(("w1-sqlite", "sqlite3 executemany, one transaction"),),
             w2="w2-sqlite",
@@ -115,7 +118,8 @@ LIBRARIES: tuple[Library, ...] = (
             w1=(("w1-batch", "MLflow log_batch (1,000 metrics a call)"),
                 ("w1", "MLflow log_metrics per step")),
             w2="w2",
-            w3_create=(("w3-create", "MLflow"),), w3_query="w3-query"),
+            w3_create=(("w3-create", "MLflow"),), w3_query="w3-query",
+            w5=(("w5-server", "MLflow (`mlflow server`, REST log-batch)"),)),
     Library("aim", "Aim", "peer", "work_aim.py", True, "aim",
             w1=(("w1", "Aim"),), w2="w2",
             w3_create=(("w3-create", "Aim"),), w3_query="w3-query"),
@@ -358,7 +362,7 @@ def _brief(cell: dict[str, Any]) -> str:
     if cell.get("seconds") is None:
         return f"FAILED {cell.get('error')}"
     text = f"{cell['seconds']:.4f} s (median of {cell['n']})"
-    if cell.get("phase") == "w1" and cell.get("points"):
+    if cell.get("phase") in ("w1", "w5") and cell.get("points"):
         text += f", {cell['points'] / cell['seconds']:,.0f} points/s"
     if "correct" in cell:
         text += ", correct" if cell["correct"] else ", WRONG ANSWER"
@@ -370,13 +374,19 @@ def _unavailable(library: Library, phase: str, reason: str) -> dict[str, Any]:
             "phase": phase, "label": library.name, "unavailable": reason}
 
 
-def run_library(library: Library, reps: int) -> list[dict[str, Any]]:
-    """Every workload of one library; W2 and W4 read the data of its first W1 variant."""
+PHASES = ("w1", "w2", "w3", "w4", "w5")
+
+
+def run_library(library: Library, reps: int,
+                phases: tuple[str, ...] = PHASES) -> list[dict[str, Any]]:
+    """The workloads of one library in ``phases``; W2 and W4 read the data of its first W1
+    variant (so either brings W1 along)."""
     say(f"{library.name}")
     cells: list[dict[str, Any]] = []
     primary: Path | None = None
+    w1 = library.w1 if {"w1", "w2", "w4"} & set(phases) else ()
     try:
-        for index, (workload, label) in enumerate(library.w1):
+        for index, (workload, label) in enumerate(w1):
             cell, kept = repeat(library, "w1", workload, label, reps=reps, keep=index == 0)
             cells.append(cell)
             if index == 0:
@@ -391,7 +401,7 @@ def run_library(library: Library, reps: int) -> list[dict[str, Any]]:
         _drop(primary)
     w3_data: Path | None = None
     try:
-        for index, (workload, label) in enumerate(library.w3_create):
+        for index, (workload, label) in enumerate(library.w3_create if "w3" in phases else ()):
             cell, kept = repeat(library, "w3-create", workload, label, reps=reps,
                                 keep=index == 0)
             cells.append(cell)
@@ -404,6 +414,8 @@ def run_library(library: Library, reps: int) -> list[dict[str, Any]]:
             cells.append(_unavailable(library, "w3-query", library.unavailable["w3-query"]))
     finally:
         _drop(w3_data)
+    for workload, label in library.w5 if "w5" in phases else ():
+        cells.append(repeat(library, "w5", workload, label, reps=reps, keep=False)[0])
     return cells
 
 
@@ -430,8 +442,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--only", help="comma-separated library keys "
                         f"({', '.join(lib.key for lib in LIBRARIES)}); writes partial results")
+    parser.add_argument("--phases", help=f"comma-separated workloads ({', '.join(PHASES)}); "
+                        "writes partial results")
     parser.add_argument("--reps", type=int, default=MAX_REPS, help="repetitions per workload")
     args = parser.parse_args()
+    phases = tuple(args.phases.split(",")) if args.phases else PHASES
+    partial = bool(args.only or args.phases)
     chosen = LIBRARIES
     if args.only:
         keys = set(args.only.split(","))
@@ -442,8 +458,8 @@ def main() -> None:
     busy, own = _busy_seconds(), _own_seconds()
     info: dict[str, Any] = {
         "generated": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
-        "command": "make bench-compare" if not args.only else
-                   f".venv/bin/python bench/compare/run.py --only {args.only}",
+        "command": "make bench-compare" if not partial else
+                   " ".join([".venv/bin/python bench/compare/run.py", *sys.argv[1:]]),
         "machine": machine(),
         "kittiwake": kittiwake_source(),
         "peer_versions": peer_versions(),
@@ -451,8 +467,8 @@ def main() -> None:
     }
     cells: list[dict[str, Any]] = []
     for library in chosen:
-        cells.extend(run_library(library, args.reps))
-    if any(library.key == "kittiwake" for library in chosen):
+        cells.extend(run_library(library, args.reps, phases))
+    if any(library.key == "kittiwake" for library in chosen) and "w1" in phases:
         info["profile"] = profile_ingest()
     _drop(DATA)
     info["machine"]["loadavg_end"] = _read("/proc/loadavg").split()[:3]
@@ -463,10 +479,10 @@ def main() -> None:
     info["machine"]["other_load_cores"] = round(max(foreign, 0.0) / info["duration_seconds"], 2)
     info["cells"] = cells
     info["targets"] = report.targets(cells)
-    target = PARTIAL if args.only else RESULTS
+    target = PARTIAL if partial else RESULTS
     target.write_text(json.dumps(info, indent=1) + "\n")
     say(f"results: {target.relative_to(ROOT)}")
-    if args.only:
+    if partial:
         return
     plot = subprocess.run([str(PEERS_PYTHON), str(HERE / "plot.py"), str(RESULTS), str(PLOT)],
                           env=_env(Path(tempfile.gettempdir())), capture_output=True, text=True)

@@ -1,12 +1,14 @@
 """Kittiwake's side of the comparison (runs in the project's virtual environment).
 
 Workloads: ``w1`` (async API), ``w1-sync`` (blocking facade), ``w2``, ``w3-create``
-(runs started 50 at a time), ``w3-create-seq`` (one after another), ``w3-query``, ``w4``.
+(runs started 50 at a time), ``w3-create-seq`` (one after another), ``w3-query``, ``w4``,
+``w5-remote`` (W1 through ``kittiwake serve``).
 """
 
 from __future__ import annotations
 
 import inspect
+import sys
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
@@ -28,9 +30,11 @@ from _common import (
     Clock,
     Handler,
     Result,
+    free_port,
     main,
     max_rss_mb,
     series_check,
+    server,
     version_of,
     w1_rows,
     w3_check,
@@ -53,6 +57,20 @@ def _base() -> Result:
     return {"version": version_of("kittiwake")}
 
 
+async def _log_rows(tracker: engine.Tracker, rows: list[dict[str, float]]) -> tuple[Clock, Clock]:
+    """W1's run with its rows logged and flushed: the clocks of the whole and of the flush."""
+    async with tracker.start_run(run_id=RUN_NAME, experiment=EXPERIMENT,
+                                 config=W1_CONFIG) as run:
+        with Clock() as total:
+            # The loop never awaits: 200,000 points stay under max_pending_points, so the
+            # writer does its work inside flush().
+            for step, row in enumerate(rows):
+                run.log_metrics(row, step=step)
+            with Clock() as durable:
+                await run.flush()
+    return total, durable
+
+
 async def _w1(path: Path) -> Result:
     rows = w1_rows()
     rss_ready = max_rss_mb()
@@ -60,20 +78,32 @@ async def _w1(path: Path) -> Result:
         tracker = engine.connect(_db(path), project=PROJECT)
         await tracker.__aenter__()
     try:
-        async with tracker.start_run(run_id=RUN_NAME, experiment=EXPERIMENT,
-                                     config=W1_CONFIG) as run:
-            with Clock() as total:
-                # The loop never awaits: 200,000 points stay under max_pending_points, so
-                # the writer does its work inside flush().
-                for step, row in enumerate(rows):
-                    run.log_metrics(row, step=step)
-                with Clock() as durable:
-                    await run.flush()
+        total, durable = await _log_rows(tracker, rows)
     finally:
         await tracker.aclose()
     return {**_base(), "seconds": total.seconds, "durable_call_seconds": durable.seconds,
             "setup_seconds": setup.seconds, "points": POINTS,
             "rss_ready_mb": rss_ready}
+
+
+async def _w5_remote(path: Path) -> Result:
+    """W1's points through ``kittiwake serve`` (a SQLite file, as the embedded W1 uses) on
+    this machine, with the remote tracker's spool, timed to the flush the server confirmed."""
+    rows = w1_rows()
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    command = [sys.executable, "-m", "engine._cli.main", "--db", str(path / "served.db"),
+               "serve", "--port", str(port)]
+    with server(command, url + "/api/v1/health", cwd=path):
+        async with engine.connect(url, project=PROJECT,
+                                  spool=str(path / "spool.sqlite")) as tracker:
+            total, durable = await _log_rows(tracker, rows)
+            state = await tracker.get_run(RUN_NAME)
+    points = sum(state.metrics[m].count for m in state.metrics)
+    return {**_base(), "seconds": total.seconds, "durable_call_seconds": durable.seconds,
+            "points": POINTS, "correct": points == POINTS,
+            "how": "`kittiwake serve` on SQLite; `engine.connect(url)`, `log_metrics` per step, "
+                   "`await run.flush()` (the server committed)"}
 
 
 def _w1_sync(path: Path) -> Result:
@@ -177,4 +207,5 @@ if __name__ == "__main__":
         "w3-create-seq": _sync(_w3_create_seq),
         "w3-query": _sync(_w3_query),
         "w4": _sync(_w4),
+        "w5-remote": _sync(_w5_remote),
     })

@@ -4,7 +4,7 @@ Workloads: ``w1`` (``mlflow.log_metrics`` once per step, the fluent API of the d
 ``w1-batch`` (``MlflowClient.log_batch`` with 1,000 metrics per call, the documented limit
 of one request), ``w2`` (``MlflowClient.get_metric_history``), ``w3-create`` and
 ``w3-query`` (``MlflowClient.search_runs`` with a filter string, ``order_by`` and
-``max_results``).
+``max_results``), ``w5-server`` (W1's points through ``mlflow server``).
 
 MLflow params are strings and can only be compared for (in)equality in a filter, so the
 W3 condition ``lr < 0.05`` is written ``params.lr != '0.1'``, which selects the same runs
@@ -13,6 +13,7 @@ W3 condition ``lr < 0.05`` is written ``params.lr != '0.1'``, which selects the 
 
 from __future__ import annotations
 
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -22,6 +23,7 @@ from _common import (
     POINTS,
     READ_METRIC,
     RUN_NAME,
+    STEPS,
     W1_CONFIG,
     W3_M0_ABOVE,
     W3_RUNS,
@@ -29,9 +31,11 @@ from _common import (
     W3_TOP,
     Clock,
     Result,
+    free_port,
     main,
     max_rss_mb,
     series_check,
+    server,
     version_of,
     w1_rows,
     w3_check,
@@ -76,18 +80,35 @@ def _w1(path: Path) -> Result:
 def _w1_batch(path: Path) -> Result:
     rows = w1_rows()
     import mlflow
-    from mlflow import MlflowClient
-    from mlflow.entities import Metric, Param
 
     rss_ready = max_rss_mb()
     with Clock() as setup:
         mlflow.set_tracking_uri(_uri(path))
-        client = MlflowClient()
-        experiment = client.create_experiment(EXPERIMENT)
-        run = client.create_run(experiment, run_name=RUN_NAME)
-        run_id = run.info.run_id
-        client.log_batch(run_id, params=[Param(k, str(v))
-                                         for k, v in W1_CONFIG.items()])
+        client, run_id = _new_run()
+    total, durable = _log_batches(client, run_id, rows)
+    (path / "run_id.txt").write_text(run_id)
+    return {**_version(), "seconds": total.seconds, "durable_call_seconds": durable.seconds,
+            "setup_seconds": setup.seconds, "points": POINTS, "rss_ready_mb": rss_ready,
+            "durable_call": "client.log_batch(...) of the last points, set_terminated()"}
+
+
+def _new_run() -> tuple[Any, str]:
+    """A client of the tracking URI set, and a new run with W1's params."""
+    from mlflow import MlflowClient
+    from mlflow.entities import Param
+
+    client = MlflowClient()
+    experiment = client.create_experiment(EXPERIMENT)
+    run_id: str = client.create_run(experiment, run_name=RUN_NAME).info.run_id
+    client.log_batch(run_id, params=[Param(k, str(v)) for k, v in W1_CONFIG.items()])
+    return client, run_id
+
+
+def _log_batches(client: Any, run_id: str, rows: list[dict[str, float]]) -> tuple[Clock, Clock]:
+    """W1's rows in ``log_batch`` calls of 1,000 metrics, then the run ended: the clocks of
+    the whole and of the last call."""
+    from mlflow.entities import Metric
+
     with Clock() as total:
         pending: list[Any] = []
         for step, row in enumerate(rows):
@@ -100,10 +121,30 @@ def _w1_batch(path: Path) -> Result:
             if pending:
                 client.log_batch(run_id, metrics=pending)
             client.set_terminated(run_id)
-    (path / "run_id.txt").write_text(run_id)
+    return total, durable
+
+
+def _w5_server(path: Path) -> Result:
+    """W1's points through ``mlflow server`` (its SQLite store, as W1 uses) on this
+    machine: ``MlflowClient.log_batch`` over REST, 1,000 metrics a request (the documented
+    limit of one ``log-batch``); each call returns once the server has committed."""
+    rows = w1_rows()
+    import mlflow
+
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    command = [sys.executable, "-m", "mlflow", "server", "--host", "127.0.0.1",
+               "--port", str(port), "--backend-store-uri", _uri(path),
+               "--default-artifact-root", (path / "artifacts").as_uri()]
+    with server(command, url + "/health", cwd=path):
+        mlflow.set_tracking_uri(url)
+        client, run_id = _new_run()
+        total, durable = _log_batches(client, run_id, rows)
+        history = client.get_metric_history(run_id, READ_METRIC)
     return {**_version(), "seconds": total.seconds, "durable_call_seconds": durable.seconds,
-            "setup_seconds": setup.seconds, "points": POINTS, "rss_ready_mb": rss_ready,
-            "durable_call": "client.log_batch(...) of the last points, set_terminated()"}
+            "points": POINTS, "correct": len(history) == STEPS,
+            "how": "`mlflow server` on SQLite; `MlflowClient.log_batch` (REST `log-batch`), "
+                   "1,000 metrics a call"}
 
 
 def _w2(path: Path) -> Result:
@@ -152,4 +193,4 @@ def _w3_query(path: Path) -> Result:
 
 if __name__ == "__main__":
     main("mlflow", {"w1": _w1, "w1-batch": _w1_batch, "w2": _w2, "w3-create": _w3_create,
-                    "w3-query": _w3_query})
+                    "w3-query": _w3_query, "w5-server": _w5_server})

@@ -21,13 +21,28 @@ from typing import Any
 
 from engine._core import events as ev
 from engine._core.events import Record
-from engine._core.series import Chunk, Summary, combine, from_le, steps_array, summarize_points
+from engine._core.series import (
+    CHUNK,
+    Chunk,
+    Summary,
+    combine,
+    from_le,
+    steps_array,
+    summarize_points,
+)
 from engine.errors import RunExistsError, RunNotFoundError, ValidationError
 
 from .content import apply_content, fork_content, kind_error, rewind_content
 from .rows import Changes, MetricRow, ProjectionIO, RunRow, Segment
 
-__all__ = ["Projector"]
+__all__ = ["TAIL_POINTS", "Projector"]
+
+# The points the cached tail chunks may hold in all: 24 MiB of columns. Each (run, metric)
+# being logged keeps its open chunk here (up to ``CHUNK`` points) so that the next commit
+# extends it without a read; a server with many writers of many metrics would otherwise
+# hold a chunk for every one of them. Past this, the least recently extended tails go, and
+# are read back when their series is logged again.
+TAIL_POINTS = 1 << 20
 
 
 class Projector:
@@ -53,10 +68,20 @@ class Projector:
         self._projects.clear()
         self._ancestors.clear()
 
-    def trim(self, max_runs: int) -> None:
-        """Bound the cache between transactions; it is only an optimization."""
+    def trim(self, max_runs: int, max_tail_points: int | None = None) -> None:
+        """Bound the cache between transactions (it is only an optimization): at most
+        ``max_runs`` runs' rows, and tails of at most ``max_tail_points`` points in all
+        (``TAIL_POINTS`` when None), the least recently extended dropped first."""
         if len(self._runs) > max_runs:
             self.clear()
+            return
+        budget = TAIL_POINTS if max_tail_points is None else max_tail_points
+        tails = self._tails
+        if len(tails) * CHUNK <= budget:
+            return  # full chunks in every tail would still fit: nothing to count
+        held = sum(len(chunk.values) for chunk in tails.values())
+        while held > budget:
+            held -= len(tails.pop(next(iter(tails))).values)
 
     async def save(self) -> None:
         """Write pending changes; the cache keeps the rows."""
@@ -333,6 +358,7 @@ class Projector:
             low = lo if low != low or lo < low else low
             high = hi if high != high or hi > high else high
             self.changes.chunks[(row.rk, metric, chunk.epoch, chunk.seq)] = chunk
+        self._tails.pop(key, None)  # to the end: the most recently extended tail
         self._tails[key] = chunk
         added = Summary(n, values[-1], steps[-1], low, high)
         summary = combine(mrow.summary, added) if mrow is not None else added

@@ -35,8 +35,8 @@ from engine._core.model import Event
 from engine._storage.contract import EventFilter, Store
 from engine.errors import ClosedError
 
-__all__ = ["Hub", "Pager", "Subscription", "next_for", "start_in_background",
-           "wait_caught_up_for", "weight"]
+__all__ = ["Hub", "Pager", "Subscription", "admits", "next_for", "start_in_background",
+           "trimmed", "wait_caught_up_for", "weight"]
 
 _TARGET_POINTS = 50_000  # points per page read from the log
 _MAX_PAGE = 4096
@@ -387,20 +387,30 @@ class Subscription:
     def _deliver(self, records: Iterable[Record]) -> None:
         where, metrics = self._where, self._metrics
         for record in records:
-            if where.project is not None and record.project != where.project:
-                continue
-            if where.run_ids is not None and record.run_id not in where.run_ids:
-                continue
-            if where.types is not None and record.type not in where.types:
-                continue
-            event = record.to_event()
-            if metrics is not None:
-                kept = {m: c for m, c in event.data["metrics"].items() if m in metrics}
-                if not kept:
-                    continue
-                event = Event(event.position, event.id, event.project, event.run_id,
-                              event.version, event.type, event.timestamp, {"metrics": kept})
-            self._ready.append(event)
+            if admits(where, record.project, record.run_id, record.type):
+                event = trimmed(record.to_event(), metrics)
+                if event is not None:
+                    self._ready.append(event)
+
+
+def admits(where: EventFilter, project: str, run_id: str, type_: str) -> bool:
+    """Whether an event of ``project``, ``run_id`` and ``type_`` passes ``where``."""
+    return ((where.project is None or project == where.project)
+            and (where.run_ids is None or run_id in where.run_ids)
+            and (where.types is None or type_ in where.types))
+
+
+def trimmed(event: Event, metrics: frozenset[str] | None) -> Event | None:
+    """``event`` as a subscription with ``metrics`` sees it: a metric event keeps only those
+    metrics, and one that carries none of them is not seen (None). Without ``metrics``,
+    ``event`` itself; the filter for metrics also limits the types to metric events."""
+    if metrics is None:
+        return event
+    kept = {m: c for m, c in event.data["metrics"].items() if m in metrics}
+    if not kept:
+        return None
+    return Event(event.position, event.id, event.project, event.run_id, event.version,
+                 event.type, event.timestamp, {"metrics": kept})
 
 
 # Friends of Subscription: the tracker, and the blocking facade whose consumer is a thread.

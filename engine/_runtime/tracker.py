@@ -65,8 +65,8 @@ from .subscriptions import Hub, Subscription, start_in_background
 from .supervisor import Supervisor
 from .writer import Writer, contiguous
 
-__all__ = ["Tracker", "backing_store", "blob_store", "connect", "publish",
-           "use_blocking_defaults"]
+__all__ = ["Tracker", "backing_store", "blob_store", "connect", "event_filter", "follow_log",
+           "publish", "use_blocking_defaults"]
 
 class _State(enum.Enum):
     NEW = "new"
@@ -150,6 +150,21 @@ def _names(values: object, what: str) -> frozenset[str] | None:
         raise ValidationError(f"{what} must be a string or a collection of strings, not "
                               f"{values!r}", key=what)
     return frozenset(names)
+
+
+def event_filter(project: str | None, runs: object, types: object,
+                 metrics: object) -> tuple[EventFilter, frozenset[str] | None]:
+    """What ``subscribe``'s filters select: the events of ``project`` (None: every project)
+    that pass them, and the metrics a metric event is trimmed to (None: all of them).
+
+    :raises ValidationError: for a filter that is not a string or a collection of strings.
+    """
+    run_ids = _names(runs, "runs")
+    type_names = _names(types, "types")
+    metric_names = _names(metrics, "metrics")
+    if metric_names is not None:
+        type_names = frozenset({ev.METRICS_LOGGED}) & (type_names or {ev.METRICS_LOGGED})
+    return EventFilter(project=project, run_ids=run_ids, types=type_names), metric_names
 
 
 class Tracker(TrackerReads, TrackerJobs):
@@ -544,12 +559,7 @@ class Tracker(TrackerReads, TrackerJobs):
                 f"{from_position!r}", key="from_position")
         if type(buffer_points) is not int or buffer_points < 1:
             raise ValidationError("buffer_points must be a positive int", key="buffer_points")
-        run_ids = _names(runs, "runs")
-        type_names = _names(types, "types")
-        metric_names = _names(metrics, "metrics")
-        if metric_names is not None:
-            type_names = frozenset({ev.METRICS_LOGGED}) & (type_names or {ev.METRICS_LOGGED})
-        where = EventFilter(project=self._project(project), run_ids=run_ids, types=type_names)
+        where, metric_names = event_filter(self._project(project), runs, types, metrics)
         subscription = Subscription(store, self._hub, where, metric_names, from_position,
                                     buffer_points, committing=writer.committing)
         assert self._tasks is not None
@@ -598,7 +608,21 @@ def publish(tracker: Tracker, records: list[Record]) -> None:
     next reads them: one contiguous batch at a time, as the writer would (a friend of
     ``Tracker``, like ``backing_store``)."""
     for batch in contiguous(records):
+        if tracker._liveness is not None:
+            # Its watch of the head need not read these back to hand them out again.
+            tracker._liveness.on_commit(batch)
         tracker._hub.publish(batch, own=False)
+
+
+def follow_log(tracker: Tracker, buffer_points: int) -> Subscription:
+    """Every project's events from the log's head on: what ``kittiwake serve`` reads once
+    and fans out to its live streams (a friend of ``Tracker``, like ``backing_store``).
+
+    :raises ClosedError: when the tracker is closed.
+    """
+    store, writer = tracker._open()
+    return Subscription(store, tracker._hub, EventFilter(), None, "live", buffer_points,
+                        committing=writer.committing)
 
 
 def blob_store(tracker: Tracker) -> BlobStore:

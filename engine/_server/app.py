@@ -1,10 +1,11 @@
 """The ASGI app: ``create_app(url)`` serves the engine on ``url`` over HTTP.
 
-Its lifespan opens one tracker on the database — its store answers the routes, its
-subscriptions feed the live streams — and the task that follows the log's head; shutting
-down ends every live stream with a retry hint, then closes the tracker. Errors become JSON
-bodies that name their type and the bad field (``engine._client.protocol``): a refusal is a
-4xx, a database that fails a 503, and nothing a client sends is answered with a 500.
+Its lifespan opens one tracker on the database: its store answers the routes, and one
+subscription of it follows the log for every live stream (``fanout``) and every request
+waiting for the head (``heads``). Shutting down ends every live stream with a retry hint,
+then closes the tracker. Errors become JSON bodies that name their type and the bad field
+(``engine._client.protocol``): a refusal is a 4xx, a database that fails a 503, and nothing
+a client sends is answered with a 500.
 """
 
 from __future__ import annotations
@@ -24,10 +25,11 @@ from starlette.routing import BaseRoute, Route
 from engine._client import protocol as p
 from engine._core import wire
 from engine._core.events import default_upcasters
-from engine._runtime.tracker import backing_store, connect
+from engine._runtime.tracker import backing_store, connect, follow_log
 from engine.errors import EngineError
 
 from .dashboard import dashboard_routes
+from .fanout import Broadcast
 from .files import ROUTES as FILE_ROUTES
 from .files import Named
 from .heads import Heads
@@ -70,13 +72,16 @@ def create_app(url: str, *, auth: bool = False, durability: str = "full",
             state.tokens = Tokens(store) if auth else None
             heads = state.heads = Heads(store, state.closing)
             heads.head = await store.head()
+            feed = follow_log(tracker, stream_buffer)
+            await feed.__aenter__()  # fix where it starts: the broadcast's first position
+            broadcast = state.broadcast = Broadcast(store, feed, heads.committed)
             if signals:
                 from .signals import closing_on_signals
 
                 loop = asyncio.get_running_loop()
                 closing_on_signals(lambda: _soon(loop, state.closing.set))
             async with anyio.create_task_group() as tasks:
-                tasks.start_soon(heads.follow)
+                tasks.start_soon(broadcast.run)
                 try:
                     yield
                 finally:

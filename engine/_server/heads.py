@@ -1,10 +1,11 @@
-"""The log's head, followed once per server: what long-polling clients wait on.
+"""The log's head as the server knows it: what long-polling clients wait on.
 
 A remote tracker notices other processes' appends (abort requests, subscriptions) by asking
-for the head beyond the last it saw. Rather than each such request polling the database, one
-task per server follows the head — through the backend's own notice where it has one
-(PostgreSQL's LISTEN), else a cheap poll — and wakes every waiting request when it moves;
-the server's own appends wake them at once.
+for the head beyond the last it saw. Rather than each such request polling the database, the
+server's one reader of the log (``fanout``) — which hears of other processes' commits through
+the backend's own notice where it has one (PostgreSQL's LISTEN), else a cheap poll — tells
+this where the log has got to, and every waiting request wakes when it moves; the server's
+own appends wake them at once.
 """
 
 from __future__ import annotations
@@ -12,11 +13,8 @@ from __future__ import annotations
 import anyio
 
 from engine._storage.contract import Store
-from engine.errors import EngineError
 
 __all__ = ["Heads"]
-
-_POLL = 0.02
 
 
 class Heads:
@@ -27,19 +25,11 @@ class Heads:
         self._moved = anyio.Event()
 
     def committed(self, position: int) -> None:
-        """The server appended up to ``position``."""
+        """The log reaches ``position`` (an append of this server, or a commit read back)."""
         if position > self.head:
             self.head = position
             self._moved.set()
             self._moved = anyio.Event()
-
-    async def follow(self) -> None:
-        """Follow the head until cancelled (a failing database is retried, not fatal)."""
-        while True:
-            try:
-                self.committed(await self.store.wait_for_head(self.head, _POLL))
-            except EngineError:
-                await anyio.sleep(0.5)
 
     async def wait(self, beyond: int, within: float) -> int:
         """The head once it is past ``beyond``, after ``within`` seconds, or as soon as the

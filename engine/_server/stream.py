@@ -1,68 +1,37 @@
 """The project's log as server-sent events: ``GET /api/v1/projects/{project}/events``.
 
 Each event's ``id`` is its log position, so a client that reconnects with ``Last-Event-ID``
-resumes right after it: the stream is a ``Tracker.subscribe`` from that position, which
-replays history and turns live with no gap and no duplicate. Its filters are
-``subscribe``'s (``runs``, ``types``, ``metrics``, each repeatable) and ``from`` (``start``,
-``live`` or a position).
-
-A slow client costs the server no more memory than the subscription's bounded buffer: while
-the socket does not drain, nothing more is taken from the subscription, which falls behind
-and later reads the log at the client's pace. An idle stream gets a comment every
-``keepalive`` seconds (proxies close silent connections). When the server shuts down, each
-stream ends with a ``retry:`` hint, and the client's reconnection resumes on another replica
-or the restarted server.
+resumes right after it, with no gap and no duplicate. Its filters are ``subscribe``'s
+(``runs``, ``types``, ``metrics``, each repeatable) and ``from`` (``start``, ``live`` or a
+position). Every stream of a server is fed by the one reader of the log in ``fanout``, which
+also says how a slow client falls behind and reads the log at its own pace instead of
+growing the server's memory. An idle stream gets a comment every ``keepalive`` seconds
+(proxies close silent connections). When the server shuts down, each stream ends with a
+``retry:`` hint, and the client's reconnection resumes on another replica or the restarted
+server.
 """
 
 from __future__ import annotations
 
-from collections import OrderedDict
-from typing import Any, Literal
+import time
+from collections.abc import Awaitable, Callable
+from typing import Literal
 
 import anyio
-import orjson
 from starlette.requests import Request
 from starlette.types import Receive, Scope, Send
 
-from engine._core import wire
-from engine._core.model import Event
-from engine._runtime.subscriptions import Subscription
-from engine._runtime.tracker import Tracker
-from engine.errors import ValidationError
+from engine._runtime.tracker import event_filter
+from engine.errors import AuthError, ValidationError
 
 from .auth import access_of
+from .fanout import Broadcast, Follower
 from .params import project_of
 
 __all__ = ["events"]
 
-_TICK = 0.25  # how often an idle stream looks whether the server is closing
 RETRY_MS = 1000
-
-
-def event_json(event: Event) -> dict[str, Any]:
-    return {"position": event.position, "id": event.id, "project": event.project,
-            "run_id": event.run_id, "version": event.version, "type": event.type,
-            "timestamp": event.timestamp.timestamp(), "data": event.data}
-
-
-# (position, id of the payload) -> (the event, kept so that its id is not reused; its frame)
-_FRAMES: OrderedDict[tuple[int, int], tuple[Event, bytes]] = OrderedDict()
-_FRAMES_KEPT = 4096
-
-
-def _frame(event: Event) -> bytes:
-    """The event as one SSE message. A hundred streams receive the same ``Event`` object
-    (the tracker makes each once), so the message is made once and kept for the others."""
-    key = (event.position, id(event.data))
-    kept = _FRAMES.get(key)
-    if kept is not None and kept[0] is event:
-        return kept[1]
-    data = orjson.dumps(wire.to_wire(event_json(event)))
-    frame = b"id: %d\nevent: %s\ndata: %s\n\n" % (event.position, event.type.encode(), data)
-    _FRAMES[key] = (event, frame)
-    if len(_FRAMES) > _FRAMES_KEPT:
-        _FRAMES.popitem(last=False)
-    return frame
+RECHECK = 1.0  # seconds between looks at whether a stream's token still holds
 
 
 def _start(request: Request) -> int | Literal["start", "live"]:
@@ -87,64 +56,85 @@ async def events(request: Request) -> EventStream:
     project = project_of(request)
     (await access_of(request)).allow(project, "read")
     query = request.query_params
-    tracker: Tracker = request.app.state.tracker
-    subscription = tracker.subscribe(
-        runs=query.getlist("runs") or None, types=query.getlist("types") or None,
-        metrics=query.getlist("metrics") or None, from_position=_start(request),
-        project=project, buffer_points=request.app.state.stream_buffer)
-    return EventStream(subscription, request.app.state.closing,
-                       request.app.state.keepalive)
+    where, metrics = event_filter(project, query.getlist("runs") or None,
+                                  query.getlist("types") or None,
+                                  query.getlist("metrics") or None)
+    start = _start(request)
+    broadcast: Broadcast = request.app.state.broadcast
+    broadcast.check()
+    position = 0 if start == "start" else await broadcast.store.head() if start == "live" \
+        else start
+    follower = Follower(broadcast, where, metrics, position, request.app.state.stream_buffer)
+
+    async def allowed() -> bool:
+        try:
+            (await access_of(request)).allow(project, "read")
+        except AuthError:
+            return False
+        return True
+
+    return EventStream(follower, broadcast, request.app.state.closing,
+                       request.app.state.keepalive,
+                       allowed if request.app.state.tokens is not None else None)
 
 
 class EventStream:
-    """An ASGI response that sends a subscription's events until the client leaves or the
-    server closes."""
+    """An ASGI response that sends a stream's events until the client leaves, the server
+    closes, or the token it was opened with is revoked or expires (``allowed`` says; it is
+    asked at most once every ``RECHECK`` seconds, always before anything is sent after such
+    a pause, so a revoked token is sent nothing logged a second after its revocation)."""
 
-    def __init__(self, subscription: Subscription, closing: anyio.Event,
-                 keepalive: float) -> None:
-        self.subscription = subscription
+    def __init__(self, follower: Follower, broadcast: Broadcast, closing: anyio.Event,
+                 keepalive: float, allowed: Callable[[], Awaitable[bool]] | None = None
+                 ) -> None:
+        self.follower = follower
+        self.broadcast = broadcast
         self.closing = closing
         self.keepalive = keepalive
+        self.allowed = allowed
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        await send({"type": "http.response.start", "status": 200, "headers": [
-            (b"content-type", b"text/event-stream; charset=utf-8"),
-            (b"cache-control", b"no-store"), (b"x-accel-buffering", b"no")]})
-        async with anyio.create_task_group() as tasks:
-            async def gone() -> None:
-                while (await receive())["type"] != "http.disconnect":
-                    pass
-                tasks.cancel_scope.cancel()
+        self.follower.open()
+        try:
+            await send({"type": "http.response.start", "status": 200, "headers": [
+                (b"content-type", b"text/event-stream; charset=utf-8"),
+                (b"cache-control", b"no-store"), (b"x-accel-buffering", b"no")]})
+            async with anyio.create_task_group() as tasks:
+                async def gone() -> None:
+                    while (await receive())["type"] != "http.disconnect":
+                        pass
+                    tasks.cancel_scope.cancel()
 
-            tasks.start_soon(gone)
-            try:
+                async def closing() -> None:
+                    await self.closing.wait()
+                    self.follower.wake()  # a stream waiting for events ends now
+
+                tasks.start_soon(gone)
+                tasks.start_soon(closing)
                 await self._pump(send)
-            finally:
-                await self.subscription.aclose()
-            tasks.cancel_scope.cancel()
+                tasks.cancel_scope.cancel()
+        finally:
+            self.follower.close()
 
     async def _pump(self, send: Send) -> None:
         async def chunk(data: bytes) -> None:
             await send({"type": "http.response.body", "body": data, "more_body": True})
 
         await chunk(b"retry: %d\n\n" % RETRY_MS)
-        idle = 0.0
-        subscription = self.subscription
-        while not self.closing.is_set():
-            event: Event | None = None
-            with anyio.move_on_after(_TICK):
-                try:
-                    event = await subscription.__anext__()
-                except StopAsyncIteration:
-                    break
-            if event is None:
-                idle += _TICK
-                if idle >= self.keepalive:
-                    await chunk(b": keep-alive\n\n")
-                    idle = 0.0
-                continue
-            idle = 0.0
-            await chunk(_frame(event))
+        follower, broadcast = self.follower, self.broadcast
+        checked = time.monotonic()
+        while not (broadcast.ended or self.closing.is_set()):
+            data = await follower.next(self.keepalive)
+            if self.allowed is not None and time.monotonic() - checked >= RECHECK:
+                if not await self.allowed():
+                    await send({"type": "http.response.body", "more_body": False,
+                                "body": b": the token is no longer valid\n\n"})
+                    return
+                checked = time.monotonic()
+            if data is None:
+                await chunk(b": keep-alive\n\n")
+            elif data:
+                await chunk(data)
         await send({"type": "http.response.body",
                     "body": b": the server is closing; reconnect\nretry: %d\n\n" % RETRY_MS,
                     "more_body": False})

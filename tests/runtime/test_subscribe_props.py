@@ -3,7 +3,6 @@ any position, with filters — every subscriber sees exactly the log after its s
 
 from __future__ import annotations
 
-from functools import partial
 from typing import Any
 
 import anyio
@@ -15,17 +14,7 @@ from hypothesis import strategies as st
 import engine
 from engine._runtime.subscriptions import Pager
 from tests.conftest import backend_url
-from tests.subscribing import Drain, head_of, write_run
-
-RUNS = [f"w{i}" for i in range(14)]  # one per write: a run is written by one writer
-METRICS = ["m0", "m1", "m2"]
-TYPES = ["RunCreated", "MetricsLogged", "StatusChanged"]
-
-filters = st.fixed_dictionaries({
-    "runs": st.none() | st.sets(st.sampled_from(RUNS[:6]), min_size=1),
-    "types": st.none() | st.sets(st.sampled_from(TYPES), min_size=1),
-    "metrics": st.none() | st.sets(st.sampled_from(METRICS), min_size=1),
-})
+from tests.subscribing import METRICS, Drain, Writers, comparable, expected, filters, head_of
 
 operations = st.lists(st.one_of(
     # A writer on tracker 0 or 1, started and left running: writers overlap one another,
@@ -38,36 +27,6 @@ operations = st.lists(st.one_of(
     st.tuples(st.just("yield"), st.integers(0, 6)),
     st.tuples(st.just("settle")),  # wait for the writers so far: the log stands still
 ), min_size=1, max_size=14)
-
-
-def expected(log: list[engine.Event], after: int, wanted: dict[str, Any]) -> list[Any]:
-    """What a subscription after ``after`` with these filters must deliver, comparably."""
-    out = []
-    for event in log:
-        if event.position <= after:
-            continue
-        if wanted["runs"] is not None and event.run_id not in wanted["runs"]:
-            continue
-        if wanted["types"] is not None and event.type not in wanted["types"]:
-            continue
-        if wanted["metrics"] is not None:
-            if event.type != "MetricsLogged":
-                continue
-            kept = {m: c for m, c in event.data["metrics"].items() if m in wanted["metrics"]}
-            if not kept:
-                continue
-            event = engine.Event(event.position, event.id, event.project, event.run_id,
-                                 event.version, event.type, event.timestamp, {"metrics": kept})
-        out.append(comparable(event))
-    return out
-
-
-def comparable(event: engine.Event) -> tuple[Any, ...]:
-    columns: tuple[Any, ...] = ()
-    if event.type == "MetricsLogged":
-        columns = tuple(sorted((name, list(c["steps"]), list(c["values"]))
-                               for name, c in event.data["metrics"].items()))
-    return (event.position, event.run_id, event.type, columns)
 
 
 @settings(max_examples=50)
@@ -97,25 +56,15 @@ async def interleave(url: str, ops: list[Any]) -> None:
         trackers = [first, second]
         # (start position, filters, drain, head before subscribing, seen when caught up)
         subscribers: list[tuple[int, dict[str, Any], Drain, int, list[int] | None]] = []
-        written: list[anyio.Event] = []
-
-        async def write(tracker: engine.Tracker, *args: Any, **options: Any) -> None:
-            done = anyio.Event()
-            written.append(done)
-            await write_run(tracker, RUNS[len(written) - 1], *args, **options)
-            done.set()
-
         async with anyio.create_task_group() as drains:
-            async with anyio.create_task_group() as writers:
+            async with anyio.create_task_group() as tasks:
+                writers = Writers(tasks)
                 for op in ops:
                     if op[0] == "write":
                         _, t, steps, keys, flush = op
-                        writers.start_soon(partial(write, trackers[t], steps, sorted(keys),
-                                                   flush=flush))
-                        await anyio.lowlevel.checkpoint()  # it is under way
+                        await writers.start(trackers[t], steps, keys, flush)
                     elif op[0] == "settle":
-                        for done in written:
-                            await done.wait()
+                        await writers.settle()
                     elif op[0] == "subscribe":
                         _, t, kind, number, wanted, buffer, page, wait = op
                         tracker = trackers[t]

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import anyio
 import httpx
@@ -123,6 +125,40 @@ async def test_a_slow_client_still_gets_every_event_in_order(server: LiveServer)
                 if len(seen) == 302:
                     break
     assert seen == list(range(1, 303))
+
+
+async def test_many_streams_cost_the_server_one_read_of_what_another_process_logs(
+        tmp_path: Path) -> None:
+    """Twenty clients follow the stream while a process that is not the server logs into
+    the same database: the server reads each of its commits once, for all of them."""
+    db = str(tmp_path / "db.sqlite")
+    with LiveServer(db, durability="normal") as server:
+        store: Any = server.store
+        reads: list[int] = []
+        real = store.read
+
+        async def counted(after: int, **options: Any) -> Any:
+            reads.append(after)
+            return await real(after, **options)
+
+        async with httpx.AsyncClient(base_url=server.url, timeout=30) as client, \
+                contextlib.AsyncExitStack() as streams:
+            opened = [frames(await streams.enter_async_context(
+                _stream(client, **{"from": "live"}))) for _ in range(20)]
+            for stream in opened:
+                assert (await anext(stream)).retry == 1000
+            await anyio.sleep(0.5)  # each stream's first look at the log is behind us
+            store.read = counted
+            async with engine.connect(db, project="team/a", durability="normal") as other, \
+                    other.start_run("elsewhere") as run:
+                for step in range(10):
+                    run.log_metrics({"loss": float(step)}, step=step)
+                    await run.flush()
+            for stream in opened:  # created, ten flushes, succeeded
+                got = [f.payload["position"] for f in await events(stream, 12)]
+                assert got == list(range(1, 13))
+        commits = 12
+        assert 1 <= len(reads) <= commits  # not twenty times that
 
 
 @pytest.mark.parametrize("start", ["soon", "-1", "1e3"])

@@ -9,6 +9,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import anyio
+import anyio.to_thread
 import httpx
 import pytest
 
@@ -181,6 +182,30 @@ def test_revoking_takes_effect_at_once_on_every_server(db: str,
         for client in clients:
             client.close()
     assert main(["tokens", "revoke", "--db", db, "tok_missing"]) == 1
+
+
+async def test_a_stream_open_when_its_token_is_revoked_ends_and_carries_nothing_later(
+        server: LiveServer, db: str, capsys: pytest.CaptureFixture[str]) -> None:
+    secret = await _token(db, "team/a", "read")
+    headers = {"authorization": f"Bearer {secret}"}
+    async with httpx.AsyncClient(base_url=server.url, headers=headers, timeout=30) as client, \
+            client.stream("GET", "/api/v1/projects/team/a/events",
+                          params={"from": "live"}) as response:
+        assert response.status_code == 200
+        lines = response.aiter_lines()
+        assert await anext(lines) == "retry: 1000"
+        command = anyio.to_thread.run_sync  # the command runs an event loop of its own
+        assert await command(main, ["tokens", "list", "--db", db, "--project", "team/a"]) == 0
+        token_id = capsys.readouterr().out.split()[0]
+        assert await command(main, ["tokens", "revoke", "--db", db, token_id]) == 0
+        await anyio.sleep(1.2)  # the stream looks at its token at least once a second
+        tracker = engine.connect(db, project="team/a", durability="normal")
+        async with tracker, tracker.start_run("after") as run:
+            run.log_metrics({"loss": 2.0}, step=0)
+        with anyio.fail_after(10):
+            rest = [line async for line in lines]
+    assert not any(line.startswith(("id:", "data:")) for line in rest)
+    assert ": the token is no longer valid" in rest
 
 
 def test_an_admin_manages_its_projects_tokens_through_the_server(server: LiveServer,

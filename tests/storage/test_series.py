@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import math
 import random
 import struct
@@ -13,7 +14,8 @@ from hypothesis import strategies as st
 
 import engine
 from engine._core.model import Series
-from engine._core.series import BLOCK, _blocks_of_points, downsample
+from engine._core.series import BLOCK, CHUNK, Chunk, _blocks_of_points, downsample
+from engine._projections import projector
 from tests.conftest import MakeTracker
 from tests.strategies import floats
 
@@ -298,3 +300,42 @@ async def test_missing_runs_and_metrics(make: MakeTracker) -> None:
             await tracker.read_series("nope", "m")
         with pytest.raises(engine.errors.ValidationError, match="max_points"):
             await tracker.read_series("r", "m", max_points=3)
+
+
+async def test_series_stay_whole_when_the_writer_keeps_fewer_open_chunks_than_it_writes(
+        make: MakeTracker, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The writer keeps a bounded number of points of open chunks in memory (a server with
+    many writers of many metrics would otherwise hold a chunk for each); a series whose
+    chunk it let go of is read back when logged again, and loses nothing, across chunks."""
+    monkeypatch.setattr(projector, "TAIL_POINTS", 40)
+    steps = CHUNK + 300
+    async with make() as tracker:
+        async with contextlib.AsyncExitStack() as stack:
+            runs = [await stack.enter_async_context(tracker.start_run(f"r{i}"))
+                    for i in range(3)]
+            for start in range(0, steps, 150):  # every run and metric in turn, many commits
+                for i, run in enumerate(runs):
+                    for step in range(start, min(start + 150, steps)):
+                        run.log_metrics({"a": step + i * 0.5, "b": -step - i}, step=step)
+                    await run.flush()
+        for i in range(3):
+            a = await tracker.read_series(f"r{i}", "a")
+            b = await tracker.read_series(f"r{i}", "b")
+            assert list(a.steps) == list(b.steps) == list(range(steps))
+            assert list(a.values) == [step + i * 0.5 for step in range(steps)]
+            assert list(b.values) == [float(-step - i) for step in range(steps)]
+            summary = (await tracker.get_run(f"r{i}")).metrics["a"]
+            assert (summary.count, summary.last) == (steps, steps - 1 + i * 0.5)
+
+
+def test_the_open_chunks_kept_never_hold_more_points_than_allowed() -> None:
+    """Least recently extended first: the tails written last stay."""
+    keeper = projector.Projector(io=None)  # type: ignore[arg-type]
+    for k in range(10):
+        chunk = Chunk(0, 0)
+        chunk.extend(array("q", range(k * 10)), array("d", [0.0] * (k * 10)),
+                     array("d", [0.0] * (k * 10)), 0)
+        keeper._tails[(k, "m")] = chunk
+    keeper.trim(max_runs=100, max_tail_points=200)
+    assert sum(len(c.values) for c in keeper._tails.values()) <= 200
+    assert list(keeper._tails) == [(8, "m"), (9, "m")]  # 80 + 90 points; adding 70 would not fit
