@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint browser screenshots torture bench bench-engine bench-query bench-subscribe bench-system bench-postgres bench-remote bench-dashboard bench-compare bench-jobs clean
+.PHONY: demo test lint browser screenshots torture mutants bench bench-engine bench-query bench-subscribe bench-system bench-postgres bench-remote bench-dashboard bench-compare bench-jobs clean
 
 $(STAMP): pyproject.toml setup.py engine/_runtime/_speedups.c
 	$(PYTHON) -m venv $(VENV)
@@ -78,10 +78,19 @@ screenshots: $(STAMP) browser
 bench-compare: $(STAMP)
 	$(BIN)/python bench/compare/run.py
 
-# kill -9 at random instants of writers and rebuilds, 1,000 trials in all (docs/reliability.md);
+# kill -9 at random instants of writers and rebuilds, and power loss simulated under a SQLite
+# writer, 1,000 trials in all (docs/reliability.md);
 # exits 1 on any violation of the durability promise.
 torture: $(STAMP)
 	$(BIN)/python -m bench.torture
+
+# Mutation testing (Cosmic Ray) of the writer, commit, subscriptions, rebuild and the query
+# compiler, each mutant against its module's tests, in a copy of the tree; niced, at most
+# about an hour and a half. Figures and surviving mutants in docs/reliability.md.
+# Not part of `make test`.
+mutants: $(STAMP)
+	$(BIN)/python -c "import cosmic_ray" 2>/dev/null || $(BIN)/python -m pip install --quiet -e '.[mutants]'
+	nice -n 10 $(BIN)/python -m bench.mutants
 
 bench: bench-engine bench-query bench-subscribe bench-system bench-postgres bench-remote bench-jobs bench-dashboard bench-compare
 

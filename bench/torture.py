@@ -16,6 +16,9 @@ SIGKILL at a random instant (a fresh seed per run, printed so a failure can be r
   checksum) and the pure fold of the log, run by run;
 - the next trial resumes the same runs, so damage that only shows later is caught later.
 
+The ``sqlite-power-loss`` scenario cuts the power instead (``bench/powerloss.py``): each
+database file goes back to what its last sync made durable, which a kill cannot show.
+
 A violation prints what broke and the seed, and the exit code is 1. The figures (trials,
 violations, time) are in docs/reliability.md. ``tests/test_torture.py`` runs a few trials of
 each scenario in the test suite.
@@ -154,11 +157,12 @@ def _failure(exc: Exception) -> str:
     return f"{type(exc).__name__}: {exc}\n{''.join(traceback.format_tb(exc.__traceback__))}"
 
 
-def _kill_child(argv: list[str], rng: random.Random, *, longest: float) -> str:
-    """Start ``argv``, wait for its first line, kill -9 it at a random instant up to
-    ``longest`` seconds later; everything it printed."""
+def _kill_child(argv: list[str], rng: random.Random, *, longest: float,
+                env: dict[str, str] | None = None) -> str:
+    """Start ``argv`` (in ``env``), wait for its first line, kill -9 it at a random instant
+    up to ``longest`` seconds later; everything it printed."""
     child = subprocess.Popen([sys.executable, "-c", *argv], stdout=subprocess.PIPE,
-                             stderr=subprocess.PIPE, text=True)
+                             stderr=subprocess.PIPE, text=True, env=env)
     assert child.stdout is not None and child.stderr is not None
     try:
         first = child.stdout.readline()
@@ -501,6 +505,18 @@ def postgres_rebuild(trials: int, rng: random.Random, workdir: Path) -> Outcome:
     return outcome
 
 
+def sqlite_power_loss(trials: int, rng: random.Random, workdir: Path) -> Outcome:
+    """Power loss under a SQLite writer, both durabilities (``bench/powerloss.py``): each
+    file back to what its last sync made durable."""
+    from bench import powerloss
+
+    outcome = Outcome("sqlite-power-loss")
+    outcome.violations, syncs = powerloss.sqlite_power_loss(trials, rng, workdir)
+    outcome.trials = trials
+    print(json.dumps({"scenario": outcome.scenario, "syncs seen": dict(syncs)}), flush=True)
+    return outcome
+
+
 Scenario = Callable[[int, random.Random, Path], Outcome]
 
 SCENARIOS: dict[str, tuple[Scenario, float]] = {
@@ -512,6 +528,7 @@ SCENARIOS: dict[str, tuple[Scenario, float]] = {
     "sqlite-rebuild": (sqlite_rebuild, 0.1),
     "postgres-rebuild": (postgres_rebuild, 0.1),
     "sqlite-upload": (sqlite_upload, 0.2),
+    "sqlite-power-loss": (sqlite_power_loss, 0.2),
 }
 
 

@@ -30,7 +30,11 @@ def _blocks() -> list[tuple[str, str]]:
 def test_code_block_runs(where: str, code: str, tmp_path: Path,
                          monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.chdir(tmp_path)
-    exec(compile(code, where, "exec"), {"__name__": "__main__"})
+    # As in a script, print writes to descriptor 1 (pytest's sys.stdout does not), where a
+    # run capturing its output sees it.
+    with open(1, "w", closefd=False, buffering=1) as stdout:
+        monkeypatch.setattr(sys, "stdout", stdout)
+        exec(compile(code, where, "exec"), {"__name__": "__main__"})
 
 
 def test_the_docs_have_code_to_run() -> None:

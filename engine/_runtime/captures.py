@@ -104,6 +104,7 @@ def check_capture_options(*, capture_output: bool | None, capture_env: bool | No
             raise ValidationError("capture_source must be True, False or a list of globs such "
                                   f"as ['src/**/*.py'], not {capture_source!r}",
                                   key="capture_source")
+        envs.check_patterns(source)  # at the call: later, the run would only warn
     else:
         raise ValidationError("capture_source must be True, False or a list of globs such as "
                               f"['src/**/*.py'], not {capture_source!r}", key="capture_source")

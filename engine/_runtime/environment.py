@@ -59,8 +59,8 @@ import anyio.to_thread
 from engine._core.validate import check_key, normalize_config
 from engine.errors import ValidationError
 
-__all__ = ["DEFAULT_SOURCE_LIMIT", "environment", "environment_async", "known", "source_files",
-           "source_files_async"]
+__all__ = ["DEFAULT_SOURCE_LIMIT", "check_patterns", "environment", "environment_async", "known",
+           "source_files", "source_files_async"]
 
 DEFAULT_SOURCE_LIMIT: Final = 10 * 2**20
 GIT_TIMEOUT: Final = 10.0
@@ -120,7 +120,7 @@ def source_files(capture: bool | Sequence[str], *, limit: int = DEFAULT_SOURCE_L
     """
     if capture is False:
         return []
-    patterns = () if capture is True else _check_patterns(capture)
+    patterns = () if capture is True else check_patterns(capture)
     candidates: list[tuple[str, Path | bytes, int]] = []
     script = _script()
     if script is not None:
@@ -296,7 +296,11 @@ def _diff(git: str, root: str) -> bytes:
         return _diffs[key]
 
 
-def _check_patterns(patterns: Sequence[str]) -> tuple[str, ...]:
+def check_patterns(patterns: Sequence[str]) -> tuple[str, ...]:
+    """``capture_source``'s globs, each relative and inside the tree.
+
+    :raises ValidationError: naming ``capture_source``.
+    """
     if isinstance(patterns, str):
         patterns = (patterns,)
     checked = []

@@ -15,6 +15,7 @@ checked against its digest.
 from __future__ import annotations
 
 import os
+import stat
 import tempfile
 from collections.abc import AsyncGenerator, Sequence
 from contextlib import aclosing
@@ -284,7 +285,28 @@ def _local_name(ref: FileRef) -> str:
 
 def _keep(out: BinaryIO, temp: str, target: str) -> None:
     out.close()
+    # The temporary file was made private (0600); the file kept gets the permissions a
+    # file the user writes gets, or those of the one it replaces.
+    try:
+        mode = stat.S_IMODE(os.stat(target).st_mode)
+    except FileNotFoundError:
+        mode = 0o666 & ~_umask()
+    os.chmod(temp, mode)
     os.replace(temp, target)
+
+
+def _umask() -> int:
+    """The process's umask, read without changing it where Linux tells it."""
+    try:
+        with open("/proc/self/status") as status:
+            for line in status:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except OSError:
+        pass
+    mask = os.umask(0o022)  # elsewhere: set and put back at once
+    os.umask(mask)
+    return mask
 
 
 def _discard(out: BinaryIO, temp: str) -> None:

@@ -15,9 +15,11 @@ from __future__ import annotations
 
 import asyncio
 import os
-from collections.abc import Iterable, Mapping
+import time
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
+from .captures import DEFAULT_INTERVAL
 from .context import begin_blocking, end_blocking, end_blocking_later
 from .run import Run, on_finish
 from .settings import Durability
@@ -40,26 +42,62 @@ def default_target(url: str | None, project: str | None, run_id: str | None,
     return url, project, run_id, resume
 
 
-async def init(url: str | None = None, *, run_id: str | None = None, name: str | None = None,
-               experiment: str | None = None, fork: tuple[str, int | float] | None = None,
-               tags: Iterable[str] | str = (), config: Mapping[str, Any] | None = None,
-               resume: bool = False, rewind_to: int | float | None = None,
-               project: str | None = None, durability: Durability = "full") -> Run:
+async def init(
+    url: str | None = None,
+    *,
+    run_id: str | None = None,
+    name: str | None = None,
+    experiment: str | None = None,
+    fork: tuple[str, int | float] | None = None,
+    tags: Iterable[str] | str = (),
+    config: Mapping[str, Any] | None = None,
+    resume: bool = False,
+    rewind_to: int | float | None = None,
+    notes: str | None = None,
+    capture_output: bool | None = None,
+    capture_env: bool | None = None,
+    capture_source: bool | Sequence[str] | None = None,
+    system_metrics: bool | None = None,
+    system_metrics_interval: float = DEFAULT_INTERVAL,
+    project: str | None = None,
+    durability: Durability = "full",
+    flush_interval: float = 0.02,
+    batch_points: int = 50_000,
+    max_pending_points: int = 1_000_000,
+    heartbeat_interval: float = 10.0,
+    crash_timeout: float = 120.0,
+    reap_interval: float | None = None,
+    poll_interval: float = 0.025,
+    blobs: str | os.PathLike[str] | None = None,
+    clock: Callable[[], float] = time.time,
+    token: str | None = None,
+    spool: str | None = None,
+    offline: bool = False,
+) -> Run:
     """Open a tracker on ``url`` and start a run on it, without a block; end it with
-    ``await run.finish()``, which also closes the tracker. The arguments are
-    ``engine.connect``'s and ``Tracker.start_run``'s.
+    ``await run.finish()``, which also closes the tracker. The run's options (``run_id``
+    to ``system_metrics_interval``) are ``Tracker.start_run``'s, with its defaults: output
+    and system metrics are not captured unless asked; the rest are ``engine.connect``'s.
 
     An abort makes the run's next logging call raise ``RunAbortedError`` (there is no block
     to cancel), and ``finish()`` then ends it ``aborted``.
 
-    :raises ValidationError: for a bad argument.
+    :raises ValidationError: for a bad argument (before anything is written).
     :raises RunExistsError: when ``run_id`` exists and ``resume`` is False.
     :raises RunNotFoundError: when the fork parent does not exist.
     """
     url, project, run_id, resume = default_target(url, project, run_id, resume)
-    tracker = connect(url, project=project, durability=durability)
-    context = tracker.start_run(run_id, name=name, experiment=experiment, fork=fork,
-                                tags=tags, config=config, resume=resume, rewind_to=rewind_to)
+    tracker = connect(
+        url, project=project, durability=durability, flush_interval=flush_interval,
+        batch_points=batch_points, max_pending_points=max_pending_points,
+        heartbeat_interval=heartbeat_interval, crash_timeout=crash_timeout,
+        reap_interval=reap_interval, poll_interval=poll_interval, blobs=blobs, clock=clock,
+        token=token, spool=spool, offline=offline)
+    context = tracker.start_run(
+        run_id, name=name, experiment=experiment, fork=fork, tags=tags, config=config,
+        resume=resume, rewind_to=rewind_to, notes=notes, capture_output=capture_output,
+        capture_env=capture_env, capture_source=capture_source, system_metrics=system_metrics,
+        system_metrics_interval=system_metrics_interval)
     loop = asyncio.get_running_loop()
     started: asyncio.Future[Run] = loop.create_future()
     done = asyncio.Event()

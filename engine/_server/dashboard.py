@@ -25,7 +25,7 @@ from engine._runtime.tracker import Tracker
 from engine.errors import AuthError, ValidationError
 
 from .auth import SESSION_COOKIE, access_of
-from .params import body, project_of, take
+from .params import body, project_of, run_of, take
 from .routes import answer
 from .tokens import Access
 
@@ -65,6 +65,35 @@ async def tags(request: Request) -> Response:
         if remove:
             run.remove_tags(remove)
     return answer({})
+
+
+async def notes(request: Request) -> Response:
+    """Replace a run's notes, running or ended (``{run_id, notes}``).
+
+    :raises ValidationError: for notes that are not a str or longer than 1 MiB.
+    :raises RunNotFoundError: for a run that does not exist.
+    """
+    project = project_of(request)
+    (await access_of(request)).allow(project, "write")
+    data: dict[str, Any] = await body(request)
+    run_id = take(data, "run_id", str)
+    text = take(data, "notes", str)
+    tracker: Tracker = request.app.state.tracker
+    async with tracker.edit_run(run_id, project=project) as run:
+        run.set_notes(text)
+    return answer({})
+
+
+async def contents(request: Request) -> Response:
+    """What a run records besides metrics: each key's kind (text, file, histogram, confusion
+    matrix or file attribute) and last step, a fork's inherited keys included; None when
+    the run does not exist."""
+    project = project_of(request)
+    (await access_of(request)).allow(project, "read")
+    run_id = run_of(request)
+    found = await request.app.state.store.controls([(project, run_id)])
+    control = found.get((project, run_id))
+    return answer({"contents": None if control is None else control.kinds})
 
 
 def _session(access: Access, request: Request) -> dict[str, Any]:
@@ -116,6 +145,8 @@ def dashboard_routes() -> list[BaseRoute]:
         Route("/api/v1/session", sign_out, methods=["DELETE"]),
         Route("/api/v1/projects/{project:path}/abort", abort, methods=["POST"]),
         Route("/api/v1/projects/{project:path}/tags", tags, methods=["POST"]),
+        Route("/api/v1/projects/{project:path}/notes", notes, methods=["POST"]),
+        Route("/api/v1/projects/{project:path}/contents", contents, methods=["GET"]),
         # Every method, so that an unknown path is a 404 whatever the method.
         Route("/{path:path}", Files(STATIC).serve,
               methods=["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]),

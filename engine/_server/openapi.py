@@ -102,6 +102,13 @@ def schema() -> dict[str, Any]:
             "add and remove a run's tags, running or ended", _OBJECT, [_PROJECT],
             body=_obj(["run_id"], run_id=_STR, add={"type": "array", "items": _STR},
                       remove={"type": "array", "items": _STR}))},
+        p + "/notes": {"post": _op(
+            "replace a run's notes, running or ended", _OBJECT, [_PROJECT],
+            body=_obj(["run_id", "notes"], run_id=_STR, notes=_STR))},
+        p + "/contents": {"get": _op(
+            "each key a run records besides metrics, as [kind, last step] (kind: text, "
+            "file, histogram, confusion matrix or file attribute); null for no such run",
+            _obj(["contents"]), [_PROJECT, _RUN])},
         p + "/abort": {"post": _op(
             "ask a running run to stop", _OBJECT, [_PROJECT],
             body=_obj(["run_id"], run_id=_STR, reason={"type": ["string", "null"]}))},

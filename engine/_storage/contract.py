@@ -275,6 +275,12 @@ class Store(ABC):
     def blob_reader(self) -> Reader:
         """Where reads of the blob tables run."""
 
+    @property
+    def blob_writers(self) -> int:
+        """How many ``blob_transaction`` calls of one put may run at once: 1 unless the
+        backend writes them on connections of their own."""
+        return 1
+
     def own_blobs(self) -> BlobStore | None:
         """The blob store that goes with this store when a tracker names none: None — the
         blob tables of this very database; a remote store answers with its server's."""

@@ -82,6 +82,7 @@ def test_the_pages_ask_for_a_token_and_show_only_its_project(
     # A read token sees no edit controls.
     assert page.get_by_role("button", name="Abort…").count() == 0
     assert page.get_by_label("Add a tag").count() == 0
+    assert page.locator(".notes button").count() == 0  # no "Add notes" / "Edit notes"
     page.get_by_role("button", name="Sign out (team/a, read)").click()
     page.get_by_label("Token").wait_for()
     page.reload()
@@ -109,5 +110,8 @@ def test_the_cookie_is_a_token_like_the_header(server: LiveServer,
         assert client.get("/api/v1/projects/team/b/runs").status_code == 403
         denied = client.post("/api/v1/projects/team/a/abort", json={"run_id": "live"})
         assert denied.status_code == 403
+        notes = client.post("/api/v1/projects/team/a/notes", json={"run_id": "live",
+                                                                    "notes": "x"})
+        assert notes.status_code == 403
         client.delete("/api/v1/session")
         assert client.get("/api/v1/projects").status_code == 401

@@ -45,7 +45,7 @@ def test_a_run_page_shows_its_overview_and_draws_a_chart_per_metric(
         "#/experiment?project=team%2Fvision&name=sweep"
     assert overview.get_by_role("link", name="fork").is_visible()  # its fork, at step 20
     assert "at step 20" in overview.inner_text()
-    assert page.locator("table.kv").inner_text().split() == \
+    assert page.locator(".config table.kv").inner_text().split() == \
         ["batch", "64", "lr", "0.01", "optimizer", "adam"]
     groups = page.locator(".chart-group h3").all_inner_texts()
     assert [g.lower() for g in groups] == ["eval", "train"]
@@ -225,3 +225,25 @@ def test_tags_are_added_and_removed_from_the_run_page(page: Any, server: LiveSer
     page.reload()
     tags.locator(".chip", has_text="best <b>so far</b>").wait_for()
     assert tags.locator(".chip").all_inner_texts() == ["best <b>so far</b>"]
+
+
+def test_wall_time_ticks_show_the_digits_their_spacing_needs(page: Any,
+                                                            server: LiveServer) -> None:
+    page.goto(f"{server.url}/")
+    labels = page.evaluate("""async () => {
+      const { wallTicks } = await import('/js/chart.js');
+      const at = (h, m, s, ms) => new Date(2026, 11, 7, h, m, s, ms).getTime() / 1000;
+      return {
+        fast: wallTicks(null, [at(14, 5, 9, 150), at(14, 5, 9, 200), at(14, 5, 9, 250)],
+                        0, 110, 0.05),
+        millis: wallTicks(null, [at(14, 5, 9, 1), at(14, 5, 9, 3)], 0, 110, 0.002),
+        seconds: wallTicks(null, [at(14, 5, 9, 0), at(14, 5, 19, 0)], 0, 90, 10),
+        hours: wallTicks(null, [at(22, 0, 0, 0), at(0, 0, 0, 0) + 86400], 0, 90, 7200),
+      };
+    }""")
+    assert labels == {
+        "fast": ["14:05:09.15", "14:05:09.20", "14:05:09.25"],  # a run shorter than a second
+        "millis": ["14:05:09.001", "14:05:09.003"],
+        "seconds": ["14:05:09", "14:05:19"],
+        "hours": ["12-07 22:00", "12-08 00:00"],  # the date where it changes
+    }

@@ -132,11 +132,14 @@ async def test_capture_options_are_checked(tmp_path: Path) -> None:
     async with engine.connect(str(tmp_path / "runs.db")) as tracker:
         for options, key in (({"capture_output": "yes"}, "capture_output"),
                              ({"capture_source": "src/*.py"}, "capture_source"),
+                             ({"capture_source": ["/etc/*"]}, "capture_source"),
+                             ({"capture_source": ["../up/*.py"]}, "capture_source"),
                              ({"system_metrics_interval": 0.1}, "system_metrics_interval"),
                              ({"notes": 3}, "notes")):
             with pytest.raises(engine.errors.ValidationError) as caught:
                 tracker.start_run("r", **options)  # type: ignore[arg-type]
             assert caught.value.key == key
+        assert await tracker.list_runs() == []
 
 
 @needs_capture
@@ -227,20 +230,25 @@ async def test_a_source_capture_that_fails_warns_and_leaves_the_run_alone(
     monkeypatch.chdir(tmp_path)
     monkeypatch.setattr(sys, "argv", [str(script)])
     async with engine.connect(str(tmp_path / "runs.db")) as tracker:
-        with pytest.warns(UserWarning, match="run 'globs': a capture failed.*capture_source"):
-            async with tracker.start_run("globs", capture_env=False,
-                                         capture_source=["/etc/*"]):
-                pass
-        async with tracker.start_run("known", capture_env=False, capture_source=True):
-            pass  # the source is read and stored now: the next run records it at its start
-        async with tracker.start_run("clash", capture_env=False, capture_source=False) as run:
-            run.log_files({"source/train.py": b"a file series, not an attribute"}, step=0)
-        with pytest.warns(UserWarning, match="run 'clash': a capture failed.*holds a file"):
-            async with tracker.start_run("clash", resume=True, capture_env=False,
+        for run_id in ("before", "after"):
+            async with tracker.start_run(run_id, capture_env=False,
+                                         capture_source=False) as run:
+                run.log_files({"source/train.py": b"a file series, not an attribute"}, step=0)
+        # Recorded from the background (the process reads its source for the first time)...
+        with pytest.warns(UserWarning, match="run 'before': a capture failed.*holds a file"):
+            async with tracker.start_run("before", resume=True, capture_env=False,
                                          capture_source=True) as run:
                 run.log_metrics({"loss": 1.0})
-        for run_id in ("globs", "clash"):
+        async with tracker.start_run("known", capture_env=False, capture_source=True):
+            pass  # the source is read and stored now: the next run records it at its start
+        # ...and at the start, once the source is known.
+        with pytest.warns(UserWarning, match="run 'after': a capture failed.*holds a file"):
+            async with tracker.start_run("after", resume=True, capture_env=False,
+                                         capture_source=True) as run:
+                run.log_metrics({"loss": 1.0})
+        for run_id in ("before", "after"):
             state = await tracker.get_run(run_id)
             assert state.status == "succeeded"
             assert state.files == {}
-        assert "loss" in (await tracker.get_run("clash")).metrics
+            assert "loss" in state.metrics
+        assert "source/train.py" in (await tracker.get_run("known")).files

@@ -4,10 +4,16 @@ the new run's data into the run that holds it."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from typing import Any
+
+import anyio
 import pytest
 
 from engine import Status
+from engine._core import events as ev
 from engine._runtime import opening
+from engine._storage.contract import AppendRequest
 from engine.errors import ClosedError, RunExistsError
 from tests.conftest import MakeTracker
 from tests.runtime.test_lifecycle import needs_shared_database
@@ -72,3 +78,64 @@ async def test_many_generated_runs_one_after_another_all_land(make: MakeTracker)
         runs = await tracker.list_runs(order_by="config.k")
         assert [r.run_id for r in runs] == ids
         assert all(r.status is Status.SUCCEEDED and r.metrics["loss"].count == 1 for r in runs)
+
+
+class _HeldCreation:
+    """A store that holds back the commit of a RunCreated for ``run_id`` until released."""
+
+    def __init__(self, inner: Any, run_id: str) -> None:
+        self.inner, self.run_id = inner, run_id
+        self.entered, self.release = anyio.Event(), anyio.Event()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
+
+    async def append(self, requests: Sequence[AppendRequest], *, now: float) -> Any:
+        if any(r.run_id == self.run_id and r.events and r.events[0].type == ev.RUN_CREATED
+               for r in requests):
+            self.entered.set()
+            await self.release.wait()
+        return await self.inner.append(requests, now=now)
+
+
+async def test_what_a_refused_run_logged_while_its_creation_was_committing_is_refused_too(
+        make: MakeTracker, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Points logged while the creation of a generated id was on its way to the store, and
+    the flush waiting for them, get the refusal once the id turns out taken: the flush
+    does not wait until the tracker closes, and the points do not count as pending."""
+    async with make(flush_interval=5.0) as tracker:
+        async with tracker.start_run("taken"):
+            pass
+        writer = tracker._writer
+        assert writer is not None
+        held = _HeldCreation(writer.store, "taken")
+        writer.store = held  # type: ignore[assignment]
+        monkeypatch.setattr(opening, "new_run_id", lambda: "taken")
+        outcomes: list[BaseException] = []
+        both = anyio.Event()
+
+        async def flush(run: Any) -> None:
+            try:
+                await run.flush()
+            except (RunExistsError, ClosedError) as exc:
+                outcomes.append(exc)
+            if len(outcomes) == 2:
+                both.set()
+
+        with pytest.raises(RunExistsError):  # noqa: PT012 (the block is the act)
+            async with tracker.start_run() as second, anyio.create_task_group() as tasks:
+                second.log_metrics({"loss": 1.0}, step=0)
+                tasks.start_soon(flush, second)
+                with anyio.fail_after(30):
+                    await held.entered.wait()
+                second.log_metrics({"loss": 2.0}, step=1)  # while the creation commits
+                tasks.start_soon(flush, second)
+                await anyio.wait_all_tasks_blocked()
+                held.release.set()
+                with anyio.fail_after(30):
+                    await both.wait()
+        assert [type(e) for e in outcomes] == [RunExistsError, RunExistsError]
+        async with tracker.start_run("after") as run:  # one more cycle of the writer
+            run.log_metrics({"m": 1.0}, step=0)
+            await run.flush()
+        assert writer.pending == 0  # nothing of the refused run counts against the bound

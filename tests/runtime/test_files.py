@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import io
 import os
+import stat
 from pathlib import Path
 
 import anyio
@@ -166,3 +167,19 @@ def test_the_sync_facade_logs_uploads_and_reads_files(tmp_path: Path) -> None:
         assert tracker.read_file(logged) == b"abc"
         assert b"".join(tracker.open_file(ref)) == b"weights"
         assert tracker.gc(grace=0).removed == 0
+
+
+async def test_a_download_gets_the_permissions_of_a_file_the_user_writes(
+        make: MakeTracker, tmp_path: Path) -> None:
+    async with make() as tracker:
+        async with tracker.start_run("r") as run:
+            ref = (await run.upload({"model/weights": b"weights"}))["model/weights"]
+        mine = tmp_path / "mine.bin"
+        mine.write_bytes(b"")
+        fresh = await tracker.download(ref, tmp_path / "fresh.bin")
+        assert stat.S_IMODE(os.stat(fresh).st_mode) == stat.S_IMODE(mine.stat().st_mode)
+        kept = tmp_path / "kept.bin"
+        kept.write_bytes(b"old")
+        kept.chmod(0o640)
+        await tracker.download(ref, kept)  # replacing a file keeps its permissions
+        assert (stat.S_IMODE(kept.stat().st_mode), kept.read_bytes()) == (0o640, b"weights")

@@ -10,9 +10,12 @@ import textwrap
 from pathlib import Path
 
 import anyio
+import pytest
 
 import engine
 from engine import Status
+from engine._runtime.output import SUPPORTED
+from engine.errors import ValidationError
 from tests.conftest import MakeTracker
 
 PROMPTLY = 60
@@ -101,3 +104,69 @@ def test_an_abandoned_tracker_keeps_its_points_and_does_not_hang(tmp_path: Path)
     assert x.metrics["m"].count == 100
     assert (x.status, x.status_reason) == (Status.CRASHED,
                                            "the process exited with the run open")
+
+
+ON_DISK = ["sqlite-file", pytest.param("postgres", marks=pytest.mark.postgres)]
+
+
+@pytest.mark.skipif(not SUPPORTED, reason="fd capture is POSIX only")
+@pytest.mark.parametrize("backend", ON_DISK)
+async def test_init_takes_start_runs_options(db_url: str, tmp_path: Path,
+                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    """A notebook starts its run with ``init`` in one cell, with the options a block would
+    take, and finishes it cells later."""
+    (tmp_path / "prep.py").write_text("def clean(rows): ...\n")
+    monkeypatch.chdir(tmp_path)
+    run = await engine.init(db_url, run_id="nb", notes="warmup 500 steps", tags="baseline",
+                            capture_output=True, capture_env=True, capture_source=["*.py"],
+                            system_metrics=True, system_metrics_interval=1,
+                            durability="normal")
+
+    async def later_cell() -> None:
+        os.write(1, b"epoch 0 done\n")  # pytest's sys.stdout is not fd 1
+        run.log_metrics({"loss": 0.5}, step=0)
+        await anyio.sleep(1.3)  # one sample of the machine
+        await run.finish()
+
+    async with anyio.create_task_group() as cells:
+        cells.start_soon(later_cell)
+    async with engine.connect(db_url) as tracker:
+        state = await tracker.get_run("nb")
+        out = await tracker.read_text("nb", "logs/stdout")
+        source = await tracker.read_file(state.files["source/prep.py"])
+    assert state.status is Status.SUCCEEDED
+    assert (state.notes, state.tags) == ("warmup 500 steps", frozenset({"baseline"}))
+    assert out.values == ["epoch 0 done"]
+    assert state.env["pid"] == os.getpid()
+    assert source == b"def clean(rows): ...\n"
+    assert "system/cpu/percent" in state.metrics
+    assert state.metrics["loss"].last_step == 0
+
+
+@pytest.mark.parametrize("backend", ON_DISK)
+async def test_init_captures_neither_output_nor_the_machine_unless_asked(
+        db_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("KITTIWAKE_CAPTURE", "on")  # the defaults themselves, not the suite's
+    run = await engine.init(db_url, run_id="plain", capture_source=False)
+    os.write(1, b"not recorded\n")
+    await run.finish()
+    async with engine.connect(db_url) as tracker:
+        state = await tracker.get_run("plain")
+        assert len(await tracker.read_text("plain", "logs/stdout")) == 0
+    assert "host/name" in state.env  # the environment is on by default
+    assert not any(name.startswith("system/") for name in state.metrics)
+
+
+@pytest.mark.parametrize(("options", "key"), [
+    ({"notes": 3}, "notes"),
+    ({"capture_output": "yes"}, "capture_output"),
+    ({"capture_source": ["/etc/*"]}, "capture_source"),
+    ({"system_metrics_interval": 0.1}, "system_metrics_interval"),
+])
+async def test_a_bad_run_option_to_init_names_it_and_writes_nothing(
+        file_url: str, options: dict[str, object], key: str) -> None:
+    with pytest.raises(ValidationError) as caught:
+        await engine.init(file_url, run_id="bad", **options)  # type: ignore[arg-type]
+    assert caught.value.key == key
+    async with engine.connect(file_url) as tracker:
+        assert await tracker.list_runs() == []

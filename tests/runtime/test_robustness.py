@@ -15,7 +15,13 @@ import engine
 from engine._core import events as ev
 from engine._core.events import NewEvent
 from engine._storage.contract import AppendRequest
-from engine.errors import BackpressureError, ClosedError, RunExistsError, ValidationError
+from engine.errors import (
+    BackpressureError,
+    ClosedError,
+    RunExistsError,
+    StorageError,
+    ValidationError,
+)
 from tests.conftest import MakeTracker
 
 
@@ -91,6 +97,22 @@ async def test_one_request_the_store_cannot_encode_does_not_block_the_others(
         state = await tracker.get_run("good")
         assert state.metrics["m"].count == 2
         assert state.status == "succeeded"
+
+
+async def test_a_writer_stopped_by_a_failure_takes_no_more_requests(make: MakeTracker) -> None:
+    """When the tracker's background work fails, its writer is closed without a drain: a
+    request that comes after is refused at once, never committed behind the failure."""
+    async with make() as tracker:
+        async with tracker.start_run("r"):
+            pass
+        writer = tracker._writer
+        assert writer is not None
+        writer.close(StorageError("the store failed"))
+        late = AppendRequest(tracker.project, "r", [NewEvent(ev.CONFIGS_LOGGED,
+                                                             {"config": {"late": 1}})])
+        with anyio.fail_after(30), pytest.raises(ClosedError):
+            await writer.submit(late)
+        assert "late" not in (await tracker.get_run("r")).config
 
 
 async def test_closing_the_tracker_under_an_open_run_loses_nothing_it_accepted(

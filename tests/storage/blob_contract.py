@@ -338,7 +338,9 @@ class BlobStoreContract:
                 tracemalloc.stop()
             assert info == BlobInfo(digest_generated(size), size)
             assert total == size
-            assert put_peak < 6 * CHUNK_SIZE, f"put peaked at {put_peak / MiB:.1f} MiB"
+            # A put holds the chunk it reads and the chunks being written, each once more in
+            # the driver's buffer: a few chunks, however large the blob.
+            assert put_peak < 8 * CHUNK_SIZE, f"put peaked at {put_peak / MiB:.1f} MiB"
             assert read_peak < 6 * CHUNK_SIZE, f"read peaked at {read_peak / MiB:.1f} MiB"
 
     async def test_hashing_and_copying_run_off_the_event_loop(self, tmp_path: Path) -> None:

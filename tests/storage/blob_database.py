@@ -9,11 +9,14 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from engine._core.events import default_upcasters
 from engine._storage.blobdb import DatabaseBlobStore
-from engine._storage.blobs.contract import CHUNK_SIZE, BlobStore
+from engine._storage.blobs.contract import CHUNK_SIZE, BlobStore, Buffer
 from engine._storage.contract import Store
 from engine._storage.registry import open_store
+from engine.errors import StorageError
 from tests.storage.blob_contract import BlobStoreContract, Clock
 
 
@@ -48,6 +51,33 @@ class OnStore(BlobStoreContract):
 
         await store.log.blob_transaction(work)
 
+    async def test_a_put_failing_with_chunks_in_flight_leaves_nothing(
+            self, tmp_path: Path) -> None:
+        """Chunks are written while the next are read (several at once where the backend
+        takes them): whether the source or a write fails, every write in flight ends before
+        the put cleans up, so none of its chunks outlives it."""
+
+        async def failing() -> AsyncIterator[bytes]:
+            for number in range(12):
+                yield number.to_bytes(1, "little") * 1000
+            raise OSError("the disk went away")
+
+        class Refusing(Owned):
+            async def _write_chunk(self, upload: str, seq: int, data: Buffer) -> None:
+                if seq == 5:
+                    raise StorageError("the database refused chunk 5")
+                await super()._write_chunk(upload, seq, data)
+
+        async with Owned(self.url(tmp_path), chunk_size=1000, clock=Clock()) as store:
+            with pytest.raises(OSError, match="went away"):
+                await store.put(failing())
+            assert await _chunk_rows(store) == 0
+        async with Refusing(self.url(tmp_path), chunk_size=1000, clock=Clock()) as store:
+            with pytest.raises(StorageError, match="chunk 5"):
+                await store.put_bytes(bytes(12_500))
+            assert await _chunk_rows(store) == 0
+            assert [d async for d in store.digests()] == []
+
     async def dead_put(self, store: BlobStore) -> None:
         assert isinstance(store, Owned)
         now = store.clock()
@@ -57,6 +87,12 @@ class OnStore(BlobStoreContract):
                                   "(?, 0, ?, ?)", ("deadbeef", now, b"half an upload"))
 
         await store.log.blob_transaction(work)
+
+
+async def _chunk_rows(store: Owned) -> int:
+    rows = await store.log.blob_reader.read(
+        lambda session: session.fetch("SELECT count(*) FROM blob_chunks"))
+    return int(rows[0][0])
 
 
 class Owned(DatabaseBlobStore):

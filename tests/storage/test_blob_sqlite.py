@@ -3,13 +3,15 @@ show: bytes live in the database's own tables, in chunks of the chunk size."""
 
 from __future__ import annotations
 
+import os
 import time
 from pathlib import Path
 
 import pytest
 
-from engine._storage.blobs.contract import Buffer
+from engine._storage.blobs.contract import CHUNK_SIZE, Buffer
 from engine.errors import StorageError
+from tests.storage.blob_contract import MiB, generated
 from tests.storage.blob_database import OnStore, Owned
 
 
@@ -41,3 +43,24 @@ async def test_an_upload_whose_chunks_went_missing_names_no_blob(tmp_path: Path)
             await store.put_bytes(bytes(2500))
         assert [d async for d in store.digests()] == []
         assert (await store.gc(set(), grace=0)).leftovers == 0  # its chunks went with it
+
+
+def _rss() -> int:
+    with open("/proc/self/statm") as statm:
+        return int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not os.path.exists("/proc/self/statm"), reason="reads RSS from /proc")
+async def test_reading_a_large_blob_back_does_not_fill_a_page_cache(tmp_path: Path) -> None:
+    """SQLite keeps the pages a connection reads, up to 64 MiB of them: a file read back on
+    the connection reads of runs use would grow the process by as much (and evict what
+    those reads keep there)."""
+    async with Owned(str(tmp_path / "runs.db"), chunk_size=CHUNK_SIZE,
+                     clock=time.time) as store:
+        info = await store.put(generated(160 * MiB))
+        before = peak = _rss()
+        async for _ in store.open(info.digest):
+            peak = max(peak, _rss())
+        grew = (peak - before) / MiB
+        assert grew < 32, f"reading grew the process by {grew:.0f} MiB"

@@ -49,6 +49,38 @@ def test_init_log_finish(tmp_path: Path) -> None:
     assert done.metrics["loss"].count == 50
 
 
+def test_a_notebook_session_records_what_a_blocking_run_captures(tmp_path: Path) -> None:
+    """A notebook kernel runs each cell on its event loop: ``init`` in one cell, with the
+    options ``start_run`` takes, output and logging in the next, ``finish`` in a last."""
+    (tmp_path / "prep.py").write_text("def clean(rows): ...\n")
+    script("""
+        import asyncio, subprocess, sys
+        import engine
+
+        async def kernel():
+            run = engine.sync.init("runs.db", run_id="nb", notes="warmup 500 steps",
+                                   capture_source=["*.py"], system_metrics_interval=1)
+            await asyncio.sleep(0)  # the next cell
+            print("epoch 0: loss 0.5", flush=True)
+            subprocess.run([sys.executable, "-c", "print('from a data loader')"], check=True)
+            run.log_metrics({"loss": 0.5}, step=0)
+            run.set_notes("warmup 500 steps helped")
+            await asyncio.sleep(1.3)  # one sample of the machine
+            run.finish()
+
+        asyncio.run(kernel())
+    """, cwd=tmp_path, env={"KITTIWAKE_CAPTURE": "on"})
+    with engine.sync.connect(str(tmp_path / "runs.db")) as tracker:
+        state = tracker.get_run("nb")
+        assert state.status is Status.SUCCEEDED
+        assert state.notes == "warmup 500 steps helped"
+        assert tracker.read_text("nb", "logs/stdout").values == ["epoch 0: loss 0.5",
+                                                                "from a data loader"]
+        assert tracker.read_file(state.files["source/prep.py"]) == b"def clean(rows): ...\n"
+        assert "host/name" in state.env
+        assert "system/cpu/percent" in state.metrics
+
+
 def test_a_run_never_finished_ends_succeeded_at_exit_with_every_point(tmp_path: Path) -> None:
     script("""
         import engine

@@ -33,6 +33,17 @@ def test_init_takes_the_async_arguments() -> None:
     assert parameters(engine.sync.init) == parameters(engine.init)
 
 
+def test_init_takes_every_option_of_start_run_and_connect() -> None:
+    """``init`` is ``connect`` and ``start_run`` in one call: each of their keyword
+    parameters is one of its own, with the same default and type."""
+    taken = {name: (default, annotation)
+             for name, _, default, annotation in parameters(engine.init)}
+    for fn in (engine.Tracker.start_run, engine.connect):
+        for name, kind, default, annotation in parameters(fn):
+            if kind is inspect.Parameter.KEYWORD_ONLY:
+                assert taken.get(name) == (default, annotation), name
+
+
 def test_connect_takes_the_async_settings() -> None:
     assert parameters(engine.sync.connect) == parameters(engine.connect)
     # The constructor too (the async one has no defaults: its users go through connect).

@@ -23,10 +23,13 @@ from engine._storage.session import Session
 from .connection import Link, Readers, Target
 from .session import PostgresSession
 
-__all__ = ["BlobSide"]
+__all__ = ["BLOB_WRITERS", "BlobSide"]
 
 T = TypeVar("T")
-_CONNECTIONS = 2
+BLOB_WRITERS = 2
+"""Chunk transactions of one upload that run at once: the server's work for a chunk (its
+TOAST rows, its WAL) is most of an upload's cost, and two backends share it out."""
+_CONNECTIONS = BLOB_WRITERS + 1  # and one for the naming transaction, reads, a second put
 
 
 class BlobSide:

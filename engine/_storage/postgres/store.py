@@ -31,7 +31,7 @@ from engine._storage.session import Session, numbered
 from engine._storage.split import SplitStore, opened
 from engine.errors import ClosedError, StorageError
 
-from .blobside import BlobSide, SideReader
+from .blobside import BLOB_WRITERS, BlobSide, SideReader
 from .commit import Committer
 from .connection import Link, Readers, Target, driver_error, open_connection, quote_ident
 from .listen import Doorbell
@@ -182,6 +182,10 @@ class PostgresStore(SplitStore[Committer]):
     @property
     def blob_reader(self) -> SideReader:
         return SideReader(self._blob_side)
+
+    @property
+    def blob_writers(self) -> int:
+        return BLOB_WRITERS
 
     # Liveness ------------------------------------------------------------------------------
 

@@ -1,8 +1,9 @@
 """The embedded backend: SQLite through aiosqlite, in WAL mode.
 
 Two connections per file: one writer (every append, heartbeat and rebuild goes through it under
-``lock``) and one reader, so reads run beside a commit instead of queueing behind it. An
-in-memory database has a single connection, and the one lock then guards both.
+``lock``) and one reader, so reads run beside a commit instead of queueing behind it; and a
+third for reading file bytes back, opened at first use. An in-memory database has a single
+connection, and the one lock then guards every use of it.
 
 One writer means the rowid *is* the position: commit order equals position order, and a reader
 polling ``position > last`` can never skip an event.
@@ -19,9 +20,9 @@ import anyio
 from engine._core.events import Upcasters
 from engine._storage.io import HEARTBEAT
 from engine._storage.reads import Reads
-from engine._storage.session import Session
+from engine._storage.session import Reader, Session
 from engine._storage.split import SplitStore, opened
-from engine.errors import EngineError, StorageError, ValidationError
+from engine.errors import ClosedError, EngineError, StorageError, ValidationError
 
 from .checkpoint import Checkpointer
 from .commit import Committer
@@ -73,6 +74,7 @@ class SqliteStore(SplitStore[Committer]):
         self._read_lock = self.lock if path == ":memory:" else anyio.Lock(fast_acquire=True)
         self._writer: SqliteSession | None = None
         self._reader: SqliteSession | None = None
+        self._blob_reads = _BlobReads(path, self.synchronous)
         self.checkpointer: Checkpointer | None = None
 
     # Lifecycle -----------------------------------------------------------------------------
@@ -112,6 +114,7 @@ class SqliteStore(SplitStore[Committer]):
                 await anyio.to_thread.run_sync(checkpointer.join)
         for session in {id(s): s for s in (reader, writer) if s is not None}.values():
             await session.close()
+        await self._blob_reads.close()
 
     async def _migrate(self) -> None:
         async with self.lock, self.writer.transaction() as session:
@@ -205,6 +208,10 @@ class SqliteStore(SplitStore[Committer]):
                 with anyio.CancelScope(shield=True):
                     await writer.execute(CACHE_SIZE)
 
+    @property
+    def blob_reader(self) -> Reader:
+        return self.reads.reader if self.path == ":memory:" else self._blob_reads
+
     # Liveness ------------------------------------------------------------------------------
 
     async def beat(self, runs: Sequence[tuple[str, str]], at: float) -> None:
@@ -213,6 +220,42 @@ class SqliteStore(SplitStore[Committer]):
         with anyio.CancelScope(shield=True):
             async with self.lock, self.writer.transaction() as session:
                 await session.execute_many(HEARTBEAT, [(p, r, at) for p, r in runs])
+
+
+class _BlobReads:
+    """Reads of file bytes, on a connection of their own with a page cache of 2 MiB: a file
+    streamed back would otherwise fill the reader's 64 MiB cache with its pages (growing the
+    process by as much, and evicting the pages reads of runs keep there), and each of its
+    chunks would make those reads wait. Opened at first use: most trackers never read a
+    file back."""
+
+    def __init__(self, path: str, synchronous: str) -> None:
+        self.path = path
+        self.synchronous = synchronous
+        self._lock = anyio.Lock()
+        self._reader: SqliteReader | None = None
+        self._closed = False
+
+    async def read(self, work: Callable[[Session], Awaitable[T]], *,
+                   snapshot: bool = False) -> T:
+        async with self._lock:
+            if self._closed:
+                raise ClosedError(f"the SQLite store {self.path!r} is closed")
+            if self._reader is None:
+                session = await connect(self.path, synchronous=self.synchronous,
+                                        doing="reading file bytes from")
+                await session.execute(f"PRAGMA cache_size = -{_STREAM_CACHE_KIB}")
+                self._reader = SqliteReader(session, anyio.Lock())
+            reader = self._reader
+        return await reader.read(work, snapshot=snapshot)
+
+    async def close(self) -> None:
+        async with self._lock:
+            self._closed = True
+            reader, self._reader = self._reader, None
+        if reader is not None:
+            with anyio.CancelScope(shield=True):
+                await reader.session.close()
 
 
 def _alive(pid: int) -> bool:

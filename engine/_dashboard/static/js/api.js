@@ -44,6 +44,11 @@ async function call(method, path, { params, body } = {}) {
   return data;
 }
 
+/** Where a stored file's bytes are read (the token's cookie goes with the request). */
+export function blobUrl(digest) {
+  return `/api/v1/blobs/${encodeURIComponent(digest)}`;
+}
+
 export const get = (path, params) => call("GET", path, { params });
 export const post = (path, body) => call("POST", path, { body });
 
@@ -69,6 +74,19 @@ export const api = {
   signOut: () => call("DELETE", "/api/v1/session"),
   tags: (project, runId, { add = [], remove = [] }) =>
     post(`/api/v1/projects/${projectPath(project)}/tags`, { run_id: runId, add, remove }),
+  notes: (project, runId, notes) =>
+    post(`/api/v1/projects/${projectPath(project)}/notes`, { run_id: runId, notes }),
+  /** Each key the run records besides metrics: Map(key -> {kind, last}). */
+  contents: (project, runId) =>
+    get(`/api/v1/projects/${projectPath(project)}/contents`, { run_id: runId })
+      .then((d) => new Map(Object.entries(d.contents || {}).map(
+        ([key, [kind, last]]) => [key, { kind, last }]))),
+  /** A text, file, histogram or confusion-matrix series: [{step, time, value}] in step
+   *  order (the last `tail` of them when given). */
+  entries: (project, runId, key, tail) =>
+    get(`/api/v1/projects/${projectPath(project)}/entries`, { run_id: runId, key, tail })
+      .then((d) => (d.entries ? d.entries[1] : []).map(([step, time, value]) =>
+        ({ step, time, value }))),
   abort: (project, runId, reason) =>
     post(`/api/v1/projects/${projectPath(project)}/abort`, { run_id: runId, reason }),
 };

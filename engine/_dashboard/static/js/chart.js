@@ -153,7 +153,9 @@ export class Chart {
 
   options(smoothed) {
     const s = this.settings;
-    const series = [{ label: s.x === "step" ? "step" : s.x === "wall" ? "time" : "seconds" }];
+    const series = [{ label: s.x === "step" ? "step" : s.x === "wall" ? "time" : "seconds",
+                      value: s.x === "wall" ? (u, v) => (v === null ? "–" : wallTime(v, 0.001))
+                        : undefined }];
     if (this.lines.length === 1) {
       const color = this.lines[0].color || PALETTE[0];
       series.push({ label: smoothed ? "raw" : this.lines[0].label, stroke: smoothed
@@ -168,7 +170,8 @@ export class Chart {
     return {
       width: this.width(), height: HEIGHT, series,
       scales: { x: { time: s.x === "wall" }, y: s.log ? { distr: 3 } : {} },
-      axes: [{ size: 36 }, { size: axisWidth, values: (u, ticks) => ticks.map(tick) }],
+      axes: [s.x === "wall" ? { size: 36, space: wallSpace, values: wallTicks } : { size: 36 },
+             { size: axisWidth, values: (u, ticks) => ticks.map(tick) }],
       legend: { live: true },
       cursor: { drag: { x: true, y: false, setScale: false },
                 bind: { dblclick: () => () => null } },
@@ -275,6 +278,42 @@ function tick(v) {
   const abs = Math.abs(v);
   if (abs !== 0 && (abs < 1e-3 || abs >= 1e6)) return Number(v.toPrecision(3)).toExponential();
   return String(Number(v.toPrecision(4)));
+}
+
+// Wall-time ticks on one line, as precise as their spacing: "14:05" a few minutes apart,
+// "14:05:09" seconds apart, "14:05:09.25" within a second (a fast run's points are
+// milliseconds apart). The date is added where it changes, and on the first tick.
+export function wallTicks(u, splits, axis, space, increment) {
+  let day = null;
+  return splits.map((v) => {
+    if (v === null || v === undefined) return "";
+    const d = new Date(v * 1000);
+    const today = `${pad(d.getMonth() + 1)}-${pad(d.getDate())}`;
+    const text = increment >= 86400 ? today : wallTime(v, increment);
+    const label = increment < 86400 && today !== day && increment >= 60 ? `${today} ${text}`
+      : text;
+    day = today;
+    return label;
+  });
+}
+
+/** A time of day, down to the digits `increment` (seconds) needs. */
+export function wallTime(v, increment) {
+  const d = new Date(v * 1000);
+  const hm = `${pad(d.getHours())}:${pad(d.getMinutes())}`;
+  if (increment >= 60) return hm;
+  const digits = increment >= 1 ? 0 : Math.min(3, Math.ceil(-Math.log10(increment) - 1e-9));
+  const ms = String(d.getMilliseconds()).padStart(3, "0").slice(0, digits);
+  return `${hm}:${pad(d.getSeconds())}${digits ? `.${ms}` : ""}`;
+}
+
+// Room per tick: enough for the longest label the range will need.
+function wallSpace(u, axis, min, max) {
+  return max - min < 60 ? 110 : max - min < 86400 ? 90 : 70;
+}
+
+function pad(n) {
+  return String(n).padStart(2, "0");
 }
 
 function axisWidth(u, values) {

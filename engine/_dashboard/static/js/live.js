@@ -8,7 +8,7 @@ import { fromWire } from "./wire.js";
 export const EVENT_TYPES = [
   "RunCreated", "RunResumed", "ConfigsLogged", "MetricsLogged", "TagsAdded", "TagsRemoved",
   "StatusChanged", "AbortRequested", "RunDeleted", "NotesSet", "TextLogged", "FilesLogged",
-  "FileUploaded", "HistogramsLogged", "ConfusionMatricesLogged", "EnvCaptured",
+  "FilesUploaded", "HistogramsLogged", "ConfusionMatricesLogged", "EnvCaptured",
 ];
 
 const indicator = () => document.getElementById("live");

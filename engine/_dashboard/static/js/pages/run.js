@@ -1,5 +1,7 @@
-// The run page: its overview (status, times, tags, lineage, an abort button), its config
-// and metric summaries, and a chart for every metric grouped by namespace; all live.
+// The run page: its overview (status, times, notes, tags, lineage, an abort button), its
+// config, env and metric summaries, and a chart for every metric grouped by namespace; in
+// tabs beside it, what else the run records (logs, files, histograms, confusion matrices).
+// All live.
 import { api } from "../api.js";
 import {
   append, clear, formatDuration, formatTime, formatValue, h, statusChip, tagChip,
@@ -9,13 +11,15 @@ import { href, update } from "../router.js";
 import { canWrite } from "../session.js";
 import { Chart, settings as chartSettings } from "../chart.js";
 import { chartControls, lazily, place } from "./charts.js";
+import { notesEditor } from "./notes.js";
+import { contentTabs } from "./tabs.js";
 
 export async function render(view, params, { crumbs }) {
   const project = params.get("project");
   const runId = params.get("id");
   if (!project || !runId) throw new Error("no run named in the address");
-  let [run, lineage] = await Promise.all([api.run(project, runId),
-                                         api.lineage(project, runId)]);
+  let [run, lineage, contents] = await Promise.all([
+    api.run(project, runId), api.lineage(project, runId), api.contents(project, runId)]);
   if (!run) {
     view.append(h("h1", {}, "No such run"), h("p", {}, `There is no run ${runId} in ${project}.`));
     return null;
@@ -34,6 +38,8 @@ export async function render(view, params, { crumbs }) {
   const aborting = h("div", { class: "abort" });
   const tags = h("div", { class: "tags" });
   const config = h("div", { class: "config" });
+  const env = h("div", { class: "env" });
+  const notes = notesEditor(project, runId, () => refreshState());
   const summaries = h("div", { class: "summaries" });
   const chartArea = h("div", { class: "chart-groups" });
   const controls = chartControls(settings, () => {
@@ -42,19 +48,23 @@ export async function render(view, params, { crumbs }) {
     for (const chart of charts.values()) if (chart.loaded) chart.draw(true);
   });
 
-  view.append(
-    h("div", { class: "run-head" }, title, aborting),
-    h("div", { class: "columns" },
+  const main = h("div", {},
+    h("div", { class: "columns three" },
       h("section", { class: "card", "aria-labelledby": "overview-h" },
-        h("h2", { id: "overview-h" }, "Overview"), overview, tags),
+        h("h2", { id: "overview-h" }, "Overview"), overview, tags, notes.el),
       h("section", { class: "card", "aria-labelledby": "config-h" },
-        h("h2", { id: "config-h" }, "Config"), config)),
+        h("h2", { id: "config-h" }, "Config"), config),
+      h("section", { class: "card", "aria-labelledby": "env-h" },
+        h("h2", { id: "env-h" }, "Environment"), env)),
     h("section", { "aria-labelledby": "charts-h" },
       h("div", { class: "section-head" }, h("h2", { id: "charts-h" }, "Charts"), controls),
       chartArea),
     h("section", { class: "card", "aria-labelledby": "summaries-h" },
       h("h2", { id: "summaries-h" }, "Metric summaries"), summaries),
   );
+  const tabs = contentTabs(main, { project, runId, contents, params,
+                                  run: () => run });
+  view.append(h("div", { class: "run-head" }, title, aborting), tabs.el);
 
   function drawOverview() {
     clear(title).append(run.name, " ", statusChip(run.status));
@@ -85,10 +95,9 @@ export async function render(view, params, { crumbs }) {
     clear(overview).append(...rows.flatMap(([k, v]) => [h("dt", {}, k), h("dd", {}, v)]));
     drawTags();
     drawAbort();
-    const keys = Object.keys(run.config).sort();
-    clear(config).append(keys.length ? h("table", { class: "kv" }, h("tbody", {}, keys.map((k) =>
-      h("tr", {}, h("th", { scope: "row" }, k), h("td", {}, formatValue(run.config[k]))))))
-      : h("p", { class: "muted" }, "No config logged."));
+    notes.show(run.notes);
+    clear(config).append(keyValues(run.config, "No config logged."));
+    clear(env).append(keyValues(run.env || {}, "No environment captured."));
     const metrics = Object.keys(run.metrics).sort();
     clear(summaries).append(metrics.length ? h("table", { class: "grid-table" },
       h("thead", {}, h("tr", {}, ["Metric", "Last", "Min", "Max", "Points", "Last step"].map(
@@ -199,6 +208,7 @@ export async function render(view, params, { crumbs }) {
   let forks = null;
   // The run's own events after the state read above: none is missed, none applied twice.
   const stop = follow(project, run.position, { runs: [runId] }, (event) => {
+    tabs.event(event);
     if (event.type === "MetricsLogged") {
       chartArea.querySelector(".empty")?.remove();
       for (const [metric, column] of Object.entries(event.data.metrics)) {
@@ -214,16 +224,25 @@ export async function render(view, params, { crumbs }) {
       api.lineage(project, runId).then((found) => { lineage = found; drawOverview(); });
     }
   });
-  const sessionKnown = () => { drawAbort(); drawTags(); };
+  const sessionKnown = () => { drawAbort(); drawTags(); notes.show(run.notes); };
   window.addEventListener("kittiwake:session", sessionKnown);
   return () => {
     window.removeEventListener("kittiwake:session", sessionKnown);
     stop();
     forks();
+    tabs.destroy();
     clearTimeout(refetch);
     observer.disconnect();
     for (const chart of charts.values()) chart.destroy();
   };
+}
+
+function keyValues(values, none) {
+  const keys = Object.keys(values).sort();
+  if (!keys.length) return h("p", { class: "muted" }, none);
+  return h("table", { class: "kv" }, h("tbody", {}, keys.map((k) => h("tr", {},
+    h("th", { scope: "row" }, k), h("td", {}, Array.isArray(values[k])
+      ? values[k].map(formatValue).join(" ") : formatValue(values[k]))))));
 }
 
 function lineMetric(line) {
