@@ -165,19 +165,27 @@ async def _tail(url: str) -> dict[str, Any]:
 
 
 async def _start(url: str) -> dict[str, Any]:
-    out: dict[str, Any] = {"bench": "start_run (block entered, run id given)"}
+    out: dict[str, Any] = {"bench": "start_run (block entered; run id given, or generated)"}
     async with engine.connect(url, durability="normal") as tracker:
         await anyio.sleep(1)  # the tracker learns the environment (git) in the background
-        for label, options in (("none", {"capture_env": False, "capture_source": False}),
-                               ("defaults", {})):
-            times = []
-            for i in range(50):
-                started = time.perf_counter()
-                async with tracker.start_run(f"{label}-{i}-{os.getpid()}", **options):  # type: ignore[arg-type]
-                    times.append((time.perf_counter() - started) * 1000)
-            out[f"{label}_median_ms"] = round(statistics.median(times), 2)
+        # The first run with the source captured reads and stores it; the ones measured
+        # after it find it known, as every run of a script after its first does.
+        async with tracker.start_run(f"first-{os.getpid()}"):
+            pass
+        for given in (True, False):
+            for label, options in (("none", {"capture_env": False, "capture_source": False}),
+                                   ("defaults", {})):
+                times = []
+                for i in range(50):
+                    run_id = f"{label}-{i}-{os.getpid()}" if given else None
+                    started = time.perf_counter()
+                    async with tracker.start_run(run_id, **options):  # type: ignore[arg-type]
+                        times.append((time.perf_counter() - started) * 1000)
+                prefix = "" if given else "generated_"
+                out[f"{prefix}{label}_median_ms"] = round(statistics.median(times), 2)
     out["target"] = "defaults within a few ms of none"
-    out["met"] = out["defaults_median_ms"] - out["none_median_ms"] <= 3
+    out["met"] = (out["defaults_median_ms"] - out["none_median_ms"] <= 3
+                  and out["generated_defaults_median_ms"] - out["generated_none_median_ms"] <= 3)
     return out
 
 

@@ -19,7 +19,7 @@ from __future__ import annotations
 import math
 import sys
 from array import array
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from datetime import datetime
 from typing import Any, NoReturn
 
@@ -46,12 +46,16 @@ def encode(value: Any) -> bytes:
 
     :raises TypeError: if the value holds anything else.
     """
-    if not _needs_tags(value):
-        try:
-            return b"\x00" + orjson.dumps(value, option=orjson.OPT_PASSTHROUGH_DATETIME,
-                                          default=_refuse)
-        except (TypeError, orjson.JSONEncodeError):
-            pass  # an int past 64 bits, or a type the tagged form will name
+    try:
+        body = orjson.dumps(value, option=orjson.OPT_PASSTHROUGH_DATETIME, default=_refuse)
+    except (TypeError, orjson.JSONEncodeError):
+        pass  # an int past 64 bits, a datetime, an array, or a type the tagged form will name
+    else:
+        # orjson refuses what the plain form cannot hold, except NaN and ±inf, which it
+        # writes as null: JSON without a null held none (and this test is cheaper than a
+        # walk through the value); JSON with one is walked to tell None from NaN.
+        if b"null" not in body or not _needs_tags(value):
+            return b"\x00" + body
     parts: list[bytes] = []
     try:
         body = orjson.dumps(_tag(value, parts, fast=True, seen={}))
@@ -110,15 +114,30 @@ def _needs_tags(value: Any) -> bool:
         number: float = value
         return number - number != 0.0  # true for NaN and ±inf only
     if kind is dict:
-        return any(_needs_tags(v) for v in value.values())
+        return _any_needs_tags(value.values())
     if kind is list or kind is tuple:
+        if not value or (type(value[0]) is not float and type(value[0]) is not int):
+            return _any_needs_tags(value)
         try:
             total = sum(value)
         except TypeError:
-            return any(_needs_tags(v) for v in value)
+            return _any_needs_tags(value)
         # A finite sum proves every element finite; an overflowed one is checked by hand.
-        return type(total) is float and total - total != 0.0 and any(_needs_tags(v) for v in value)
+        return type(total) is float and total - total != 0.0 and _any_needs_tags(value)
     return kind is datetime or kind is array
+
+
+def _any_needs_tags(values: Iterable[Any]) -> bool:
+    for value in values:
+        kind = type(value)
+        if kind is str or kind is int or kind is bool or value is None:
+            continue
+        if kind is float:
+            if value - value != 0.0:
+                return True
+        elif _needs_tags(value):
+            return True
+    return False
 
 
 def _tag(value: Any, parts: list[bytes], *, fast: bool, seen: dict[int, Any]) -> Any:

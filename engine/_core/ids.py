@@ -49,9 +49,22 @@ def event_id_str(raw: bytes) -> str:
     return str(uuid.UUID(bytes=raw))
 
 
+_ID_LENGTH = 10
+_ID_SPACE = len(_ALPHABET) ** _ID_LENGTH
+_ID_DRAW_LIMIT = (2**64 // _ID_SPACE) * _ID_SPACE  # below it, every id is equally likely
+
+
 def run_id() -> str:
     """A fresh 10-character run id (lowercase letters and digits, about 51 bits)."""
-    return "".join(secrets.choice(_ALPHABET) for _ in range(10))
+    # One read of the system's randomness, not one per character (ten cost 60 µs).
+    while (drawn := int.from_bytes(os.urandom(8), "big")) >= _ID_DRAW_LIMIT:
+        pass
+    drawn %= _ID_SPACE
+    chars = []
+    for _ in range(_ID_LENGTH):
+        drawn, index = divmod(drawn, len(_ALPHABET))
+        chars.append(_ALPHABET[index])
+    return "".join(chars)
 
 
 def run_name(number: int) -> str:

@@ -10,11 +10,16 @@ source and the machine's load.
   be writing to the captured pipe. Ending the block stops the capture first, so the lines
   written just before a crash are recorded before its ``failed`` status.
 - **Environment** (``capture_env``): ``environment.environment`` as an ``EnvCaptured``
-  event. The tracker asks for it (git included, on a worker thread) when it opens, so a
-  run that starts later records it at once; one that starts sooner records it from a
-  background task, and ``start_run`` never waits for git.
+  event, buffered like the rest (it commits with the run). The tracker asks for it (git
+  included, on a worker thread) when it opens, so a run that starts later records it at
+  once; one that starts sooner records it from a background task, and ``start_run`` never
+  waits for git.
 - **Source** (``capture_source``): the script, ``git diff HEAD`` and the globs' files,
-  uploaded as file attributes from a background task that the block's end waits for.
+  read and hashed once per process (``snapshot``), recorded as file attributes in a
+  FilesUploaded event buffered with what the run logs, so it commits with the run. When the
+  tracker knows its blob store holds every one of those bytes (``snapshot.Named``) that
+  happens at the start; otherwise a background task, which the block's end waits for,
+  lists and hashes the files (first run of the process) and puts the missing bytes first.
 - **System metrics** (``system_metrics``): ``system.SystemSampler`` every
   ``system_metrics_interval`` seconds, logged as metrics under ``system/`` without moving
   the run's implicit step.
@@ -38,9 +43,11 @@ from anyio.abc import TaskGroup
 from engine._core import content as ct
 from engine._core import events as ev
 from engine._core.events import NewEvent
+from engine._storage.blobs.contract import BlobStore
 from engine.errors import EngineError, ValidationError
 
 from . import environment as envs
+from . import snapshot as snap
 from .output import SUPPORTED, OutputCapture, Stream
 from .system import DEFAULT_INTERVAL, MIN_INTERVAL, SystemSampler
 
@@ -129,26 +136,34 @@ class Captures:
     """The captures of one live run (see the module docstring)."""
 
     def __init__(self, run: Any, options: CaptureOptions, tasks: TaskGroup, *,
-                 clock: Any, first_lines: dict[str, int], system_from: float) -> None:
+                 clock: Any, first_lines: dict[str, int], system_from: float,
+                 blobs: BlobStore, named: snap.Named) -> None:
         self.run = run
         self.options = options
         self.tasks = tasks
         self.clock = clock
+        self.blobs = blobs
+        self.named = named
         self._first = first_lines
         self._system_from = system_from
         self._output: OutputCapture | None = None
-        self._scope = anyio.CancelScope()
-        self._sampler_scope = anyio.CancelScope()
-        self._done = anyio.Event()
+        # The background task's, made only when there is one: a run whose captures are all
+        # recorded at its start makes none.
+        self._scope: anyio.CancelScope | None = None
+        self._sampler_scope: anyio.CancelScope | None = None
+        self._done: anyio.Event | None = None
         self._env_done = False
+        self._source_done = False
 
     def start(self) -> None:
-        """Start capturing (output at once; the rest in a background task)."""
+        """Start capturing: output, and what is known already, at once; the rest in a
+        background task."""
         options = self.options
         self._env_done = not options.env
         if options.env and envs.known():
             self.run.record_env(envs.environment())
             self._env_done = True
+        self._source_done = not options.source or self._record_known_source(options.source)
         if options.output:
             if SUPPORTED:
                 self._output = OutputCapture(
@@ -158,39 +173,65 @@ class Captures:
             else:
                 warnings.warn("capture_output is not supported on this platform; the run's "
                               "output is not recorded", stacklevel=3)
-        self.tasks.start_soon(self._background)
+        if not (self._env_done and self._source_done and not options.system):
+            self._scope = anyio.CancelScope()
+            self._sampler_scope = anyio.CancelScope()
+            self._done = anyio.Event()
+            self.tasks.start_soon(self._background, self._scope, self._sampler_scope,
+                                  self._done)
 
     def _line(self, stream: Stream, number: int, text: str) -> None:
         self.run.record_line(_KEYS[stream], number, text)
 
-    async def _background(self) -> None:
+    def _record_known_source(self, capture: bool | tuple[str, ...]) -> bool:
+        """Record the source now if the process read it before and the blob store holds
+        all of it; False if that is left to the background task."""
+        taken = snap.cached(capture)
+        if taken is None:
+            return False
+        refs = snap.known_refs(taken.files, self.named, self.clock())
+        if refs is None:
+            return False
+        self._warn(taken.warnings)
         try:
-            with self._scope:
+            if refs:
+                self.run.record_uploads(refs)
+        except EngineError as exc:
+            self._failed(exc)
+        return True
+
+    async def _background(self, scope: anyio.CancelScope, sampler_scope: anyio.CancelScope,
+                          done: anyio.Event) -> None:
+        try:
+            with scope:
                 options = self.options
                 if not self._env_done:
                     self.run.record_env(await envs.environment_async())
                     self._env_done = True
-                if options.source:
+                if not self._source_done:
                     await self._upload_source(options.source)
                 if options.system:
-                    with self._sampler_scope:
+                    with sampler_scope:
                         await self._sample()
         except (EngineError, OSError) as exc:
-            warnings.warn(f"run {self.run.run_id!r}: a capture failed and was left out: {exc}",
-                          stacklevel=1)
+            self._failed(exc)
         finally:
-            self._done.set()
+            done.set()
 
     async def _upload_source(self, capture: bool | tuple[str, ...]) -> None:
-        globs: bool | list[str] = list(capture) if isinstance(capture, tuple) else capture
-        with warnings.catch_warnings(record=True) as caught:
-            warnings.simplefilter("always")
-            files = await envs.source_files_async(globs)
-        for warning in caught:
-            warnings.warn(f"run {self.run.run_id!r}: {warning.message}", stacklevel=1)
-        if files:
-            await self.run.upload({key: os.fspath(source) if not isinstance(source, bytes)
-                                   else source for key, source in files})
+        taken = await snap.snapshot_async(capture)
+        self._warn(taken.warnings)
+        if taken.files:
+            refs = await snap.stored_refs(self.blobs, taken.files, self.named, self.clock())
+            self.run.record_uploads(refs)
+
+    def _warn(self, messages: Sequence[str]) -> None:
+        for message in messages:
+            warnings.warn(f"run {self.run.run_id!r}: {message}", stacklevel=1)
+
+    def _failed(self, exc: BaseException) -> None:
+        warnings.warn(f"run {self.run.run_id!r}: a capture failed and was left out: {exc}",
+                      stacklevel=1)
 
     async def _sample(self) -> None:
         sampler = await SystemSampler.create(self._system_from, clock=self.clock)
@@ -207,10 +248,13 @@ class Captures:
         output, self._output = self._output, None
         if output is not None:
             await anyio.to_thread.run_sync(output.stop)
-        self._sampler_scope.cancel()
+        done, scope, sampler_scope = self._done, self._scope, self._sampler_scope
+        if done is None or scope is None or sampler_scope is None or done.is_set():
+            return  # (cancelling a scope costs: anyio describes the task that cancels it)
+        sampler_scope.cancel()
         with anyio.move_on_after(60):
-            await self._done.wait()
-        self._scope.cancel()
+            await done.wait()
+        scope.cancel()
 
     def stop_now(self) -> None:
         """Restore the descriptors and stop the background work without waiting (the
@@ -218,7 +262,8 @@ class Captures:
         output, self._output = self._output, None
         if output is not None:
             output.stop()
-        self._scope.cancel()
+        if self._scope is not None:
+            self._scope.cancel()
 
 
 def lines_from(kinds: dict[str, list[Any]]) -> dict[str, int]:

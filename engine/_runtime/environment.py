@@ -72,15 +72,24 @@ _static: dict[str, Any] | None = None
 _trees: dict[tuple[str, str], tuple[str, dict[str, Any]] | None] = {}  # (git, cwd) -> root, facts
 _diffs: dict[tuple[str, str], bytes] = {}
 _listings: dict[tuple[str, str, tuple[str, ...]], list[str]] = {}
+_envs: dict[tuple[str, str | None, tuple[str, ...], int], dict[str, Any]] = {}  # checked
 
 
 def environment(*, git: str = "git") -> dict[str, Any]:
     """The environment of this process as flat paths (module docstring); runs git the first
     time only. ``git`` names the git executable."""
+    cwd = _cwd()
+    key = (git, cwd, tuple(sys.argv), os.getpid())
+    known_env = _envs.get(key)
+    if known_env is None:
+        known_env = _envs[key] = _environment(git, cwd)
+    return dict(known_env)
+
+
+def _environment(git: str, cwd: str | None) -> dict[str, Any]:
     env = dict(_static_facts())
     env["command/argv"] = [_text(arg) for arg in sys.argv]
     env["pid"] = os.getpid()
-    cwd = _cwd()
     if cwd is not None:
         env["command/cwd"] = _text(cwd)
         tree = _tree(git, cwd)

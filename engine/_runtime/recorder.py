@@ -20,7 +20,7 @@ from engine._core.content import ref_of
 from engine._core.events import NewEvent
 from engine._core.files import FileRef, check_file
 from engine._core.text import check_text
-from engine._core.validate import check_key, escape_nul, normalize_config
+from engine._core.validate import check_key, escape_nul
 from engine.errors import ClosedError, RunAbortedError, ValidationError
 
 from .buffer import LinesEvent, RunBuffer, event_points
@@ -73,13 +73,30 @@ class Recorder:
     async def flush(self) -> None:
         raise NotImplementedError  # pragma: no cover - Run's
 
-    def record_env(self, env: Mapping[str, Any]) -> None:
-        """Record the process's environment as the run's ``env`` (captures call this)."""
+    def record_env(self, env: dict[str, Any]) -> None:
+        """Record the process's environment, flat and checked as ``environment()`` gives
+        it, as the run's ``env`` (captures call this)."""
         if self._env_recorded:
             return
         self._env_recorded = True
         with contextlib.suppress(ClosedError, RunAbortedError):  # ended meanwhile
-            self._control(NewEvent(ev.ENV_CAPTURED, {"env": normalize_config(env)}))
+            self._control(NewEvent(ev.ENV_CAPTURED, {"env": env}))
+
+    def record_uploads(self, refs: dict[str, dict[str, Any]]) -> None:
+        """Buffer a FilesUploaded event for file references whose bytes are stored (an
+        upload's, or the captured source's, which commits with whatever the run logs).
+
+        :raises ValidationError: for a key that holds another kind in this run.
+        :raises BackpressureError: when more points wait than the tracker allows.
+        :raises ClosedError: after the run ended.
+        """
+        with self._lock:
+            for key in refs:
+                self._content.check(key, ct.UPLOAD, self._known)
+            self._room(len(refs))
+            self._push(NewEvent(ev.FILES_UPLOADED, {"files": refs}), len(refs))
+            for key in refs:
+                self._content.taken(key, ct.UPLOAD, None)
 
     def record_line(self, key: str, number: int, text: str) -> None:
         """Add a captured output line to the text series ``key`` at step ``number`` (called
@@ -215,13 +232,7 @@ class Recorder:
         refs = {key: {**file_plain_of(file), "digest": info.digest, "size": info.size,
                       "timestamp": at}
                 for (key, file), info in zip(checked.items(), infos, strict=True)}
-        with self._lock:
-            for key in checked:
-                self._content.check(key, ct.UPLOAD, self._known)
-            self._room(len(refs))
-            self._push(NewEvent(ev.FILES_UPLOADED, {"files": refs}), len(refs))
-            for key in checked:
-                self._content.taken(key, ct.UPLOAD, None)
+        self.record_uploads(refs)
         await self.flush()
         return {key: ref_of(key, None, at, plain) for key, plain in refs.items()}
 

@@ -61,6 +61,7 @@ from .opening import RunOpener
 from .reads import TrackerReads
 from .run import Run, attach_captures, end_buffered, run_kinds, stop_captures, system_start
 from .settings import Durability, check_settings, environment_target
+from .snapshot import Named
 from .subscriptions import Hub, Subscription, start_in_background
 from .supervisor import Supervisor
 from .writer import Writer, contiguous
@@ -213,6 +214,7 @@ class Tracker(TrackerReads, TrackerJobs):
         self._opener: RunOpener | None = None
         self._host: asyncio.Task[Any] | None = None  # the task that opened the tracker
         self._blocking = False  # engine.sync's tracker: captures default as in blocking code
+        self._named = Named()  # digests its committed uploads name: stored, safe from gc
 
     def __repr__(self) -> str:
         return f"<Tracker {self.url!r} project={self.project!r} {self._state.value}>"
@@ -262,6 +264,7 @@ class Tracker(TrackerReads, TrackerJobs):
                             poll_interval=settings.poll_interval)
         writer.on_commit.append(liveness.on_commit)
         writer.on_commit.append(self._hub.publish)
+        writer.on_commit.append(self._named.on_commit)
         supervisor.on_failure += [liveness.halt, writer.close, self._hub.fail]
         self._writer = writer
         self._liveness = liveness
@@ -473,7 +476,8 @@ class Tracker(TrackerReads, TrackerJobs):
             assert self._tasks is not None
             captures = Captures(run, options, self._tasks, clock=self._clock,
                                 first_lines=lines_from(run_kinds(run)),
-                                system_from=system_start(run, self._clock()))
+                                system_from=system_start(run, self._clock()),
+                                blobs=self._blob_store(), named=self._named)
             attach_captures(run, captures)
             captures.start()
         return run, self._liveness

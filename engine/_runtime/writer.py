@@ -70,7 +70,7 @@ class Writer:
         self._urgent = anyio.Event()
         self._closing = False
         self._closed = False
-        self._cycling = anyio.Lock()
+        self._cycling = anyio.Lock(fast_acquire=True)  # no turn of the loop when free
         self._waiting: dict[RunBuffer, None] = {}  # buffers with flushes waiting on them
         self.creating: dict[RunBuffer, None] = {}  # buffers whose RunCreated is not settled
         # Made inside the event loop, so loggers on other threads know where to wake it.

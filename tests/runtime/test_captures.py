@@ -159,3 +159,96 @@ def test_a_tracker_closed_under_a_capturing_run_still_gives_the_descriptors_back
     with engine.sync.connect(str(tmp_path / "runs.db")) as again:
         assert again.get_run("r").status == "running"  # until a reaper marks it crashed
         assert again.read_text("r", "logs/stdout").values == ["written before the close"]
+
+
+async def test_a_run_is_committed_with_its_environment_and_source(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    script = tmp_path / "train.py"
+    script.write_text("print('training')\n")
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(sys, "argv", [str(script)])
+    ticks = iter(range(1_000_000))
+    # Each commit reads the clock: events that share a timestamp were committed together.
+    async with engine.connect(str(tmp_path / "runs.db"),
+                              clock=lambda: 1.7e9 + next(ticks)) as tracker:
+        for run_id in ("first", "second"):
+            async with tracker.start_run(run_id, capture_env=True, capture_source=True):
+                pass
+        async with tracker.start_run(None, capture_env=True, capture_source=True) as run:
+            run.log_metrics({"loss": 0.5})
+        third = run.run_id
+        events = [e async for e in tracker.events()]
+        for run_id in ("second", third):
+            # Everything a run records about itself at its start commits with its creation
+            # (a run with a given id is created first, by a commit of its own).
+            mine = [e for e in events if e.run_id == run_id]
+            types = [e.type for e in mine]
+            assert {"EnvCaptured", "FilesUploaded"} <= set(types)
+            created = next(e for e in mine if e.type == "RunCreated")
+            first_log = mine[types.index("EnvCaptured")]
+            together = [e.type for e in mine if e.timestamp == first_log.timestamp]
+            assert {"EnvCaptured", "FilesUploaded"} <= set(together)
+            if run_id == third:
+                assert together == types  # created, captured, logged and ended at once
+            else:
+                assert created.timestamp != first_log.timestamp
+        refs = {e.run_id: e.data["files"]["source/train.py"]["digest"] for e in events
+                if e.type == "FilesUploaded"}
+        assert len(refs) == 3
+        assert len(set(refs.values())) == 1
+
+
+async def test_the_source_is_the_one_the_process_first_read_in_every_database(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    script = tmp_path / "train.py"
+    script.write_text("print('training')\n")
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(sys, "argv", [str(script)])
+    async with engine.connect(str(tmp_path / "a.db")) as tracker:
+        async with tracker.start_run("r1", capture_env=False, capture_source=True):
+            pass
+        script.write_text("print('edited while the process ran')\n")
+        async with tracker.start_run("r2", capture_env=False, capture_source=True):
+            pass
+        for run_id in ("r1", "r2"):
+            ref = (await tracker.get_run(run_id)).files["source/train.py"]
+            assert await tracker.read_file(ref) == b"print('training')\n"
+        # Named by events, the bytes stay however young they are.
+        assert (await tracker.gc(grace=0)).removed == 0
+    # A database the process opens later gets the same bytes stored in it too.
+    async with engine.connect(str(tmp_path / "b.db"), blobs=tmp_path / "blobs") as tracker:
+        async with tracker.start_run("r3", capture_env=False, capture_source=True):
+            pass
+        ref = (await tracker.get_run("r3")).files["source/train.py"]
+        assert await tracker.read_file(ref) == b"print('training')\n"
+
+
+async def test_a_source_capture_that_fails_warns_and_leaves_the_run_alone(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    script = tmp_path / "train.py"
+    script.write_text("print('training')\n")
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(sys, "argv", [str(script)])
+    async with engine.connect(str(tmp_path / "runs.db")) as tracker:
+        for run_id in ("before", "after"):
+            async with tracker.start_run(run_id, capture_env=False,
+                                         capture_source=False) as run:
+                run.log_files({"source/train.py": b"a file series, not an attribute"}, step=0)
+        # Recorded from the background (the process reads its source for the first time)...
+        with pytest.warns(UserWarning, match="run 'before': a capture failed.*holds a file"):
+            async with tracker.start_run("before", resume=True, capture_env=False,
+                                         capture_source=True) as run:
+                run.log_metrics({"loss": 1.0})
+        async with tracker.start_run("known", capture_env=False, capture_source=True):
+            pass  # the source is read and stored now: the next run records it at its start
+        # ...and at the start, once the source is known.
+        with pytest.warns(UserWarning, match="run 'after': a capture failed.*holds a file"):
+            async with tracker.start_run("after", resume=True, capture_env=False,
+                                         capture_source=True) as run:
+                run.log_metrics({"loss": 1.0})
+        for run_id in ("before", "after"):
+            state = await tracker.get_run(run_id)
+            assert state.status == "succeeded"
+            assert state.files == {}
+            assert "loss" in state.metrics
+        assert "source/train.py" in (await tracker.get_run("known")).files

@@ -14,7 +14,7 @@ import engine
 
 # Methods of the async handles that the engine calls, not users: no blocking twin.
 RUN_INTERNALS = {"halt", "raise_on_abort", "request_abort", "record_env", "record_line",
-                 "record_system"}
+                 "record_system", "record_uploads"}
 SUBSCRIPTION_INTERNALS = {"end", "offer", "wake"}
 RENAMED = {"aclose": "close"}
 

@@ -64,7 +64,7 @@ class Committer(GroupCommit):
         self.connection = connection
         self.channel = channel
         self._session = PostgresSession(connection)
-        super().__init__(TableIO(self._session), upcasters, anyio.Lock())
+        super().__init__(TableIO(self._session), upcasters, anyio.Lock(fast_acquire=True))
 
     async def connected(self) -> asyncpg.Connection[asyncpg.Record]:
         """The writer connection, opened again if it was lost (call with the lock held)."""

@@ -67,9 +67,11 @@ class SqliteStore(SplitStore[Committer]):
         self.durability = durability
         self.upcasters = upcasters
         self.synchronous = "FULL" if durability == "full" else "NORMAL"
-        self.lock = anyio.Lock()
+        # Taken without yielding when free: each yield is a turn of the event loop, and a
+        # small commit took three of them before its statements ran.
+        self.lock = anyio.Lock(fast_acquire=True)
         """The write lock: every transaction on the writer connection holds it."""
-        self._read_lock = self.lock if path == ":memory:" else anyio.Lock()
+        self._read_lock = self.lock if path == ":memory:" else anyio.Lock(fast_acquire=True)
         self._writer: SqliteSession | None = None
         self._reader: SqliteSession | None = None
         self._blob_reads = _BlobReads(path, self.synchronous)
