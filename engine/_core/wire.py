@@ -2,7 +2,8 @@
 
 Plain JSON cannot carry NaN, ±inf, datetimes or ints past 64 bits, and a metric batch written
 as JSON numbers costs a float formatting per point. So values are *tagged* as in the payload
-codec, as JSON this time: one-key objects ``{"$f": "nan"}``, ``{"$t": iso}``, ``{"$i":
+codec, as JSON this time: one-key objects ``{"$f": "nan"}`` (``"-nan"`` for a NaN with its
+sign bit set), ``{"$t": iso}``, ``{"$i":
 digits}``, and every ``array.array`` column as ``{"$a": [typecode, base64]}`` — its
 little-endian bytes, so a batch of metrics is a few columns of base64 (the compact columnar
 form), and comes back bit for bit. A column held in several places (the steps and
@@ -29,7 +30,7 @@ import orjson
 __all__ = ["WireError", "dumps", "from_wire", "loads", "to_wire"]
 
 _ARRAY_CODES = frozenset("bBhHiIqQfd")
-_FLOATS = {"nan": math.nan, "inf": math.inf, "-inf": -math.inf}
+_FLOATS = {"nan": math.nan, "-nan": -math.nan, "inf": math.inf, "-inf": -math.inf}
 _BIG_ENDIAN = sys.byteorder == "big"
 _INT64 = (-(2**63), 2**63 - 1)
 
@@ -56,7 +57,10 @@ def _tag(value: Any, seen: dict[int, int]) -> Any:
     if kind is float:
         if value - value == 0.0:
             return value
-        return {"$f": "nan" if value != value else ("inf" if value > 0 else "-inf")}
+        if value != value:
+            # A NaN's sign bit is kept: what goes in comes back bit for bit.
+            return {"$f": "-nan" if math.copysign(1.0, value) < 0 else "nan"}
+        return {"$f": "inf" if value > 0 else "-inf"}
     if kind is int:
         return value if _INT64[0] <= value <= _INT64[1] else {"$i": str(value)}
     if value is None or kind is str or kind is bool:

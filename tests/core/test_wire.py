@@ -49,6 +49,11 @@ def test_every_value_comes_back_exactly(value: Any) -> None:
     assert same(wire.loads(wire.dumps(value)), value)
 
 
+def test_a_nan_keeps_its_sign_bit() -> None:
+    back = wire.loads(wire.dumps([-math.nan, math.nan]))
+    assert [math.copysign(1.0, x) for x in back] == [-1.0, 1.0]
+
+
 def test_a_column_held_in_several_places_is_sent_once_and_comes_back_shared() -> None:
     steps = array("q", range(1000))
     batch = {"a": {"steps": steps}, "b": {"steps": steps}}

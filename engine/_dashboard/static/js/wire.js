@@ -1,7 +1,7 @@
 // The API's JSON, decoded: the server tags what plain JSON cannot carry (NaN and ±inf,
 // datetimes, big ints, and columns of numbers as base64 of their little-endian bytes).
 
-const FLOATS = { nan: NaN, inf: Infinity, "-inf": -Infinity };
+const FLOATS = { nan: NaN, "-nan": NaN, inf: Infinity, "-inf": -Infinity };
 
 export function fromWire(value) {
   if (Array.isArray(value)) return value.map(fromWire);
