@@ -252,3 +252,26 @@ async def test_the_usual_commit_takes_one_hand_off_and_a_foreign_append_is_seen(
     finally:
         await store.close()
         await other.close()
+
+
+@pytest.mark.parametrize("begin", ["transaction", "begin_with"])
+async def test_a_transaction_cancelled_on_its_way_in_leaves_nothing_open(
+        tmp_path: Path, begin: str) -> None:
+    """A statement handed to the connection's thread runs even when its task is cancelled:
+    a cancelled ``BEGIN`` must not leave a transaction open that the next writer trips on
+    ("cannot start a transaction within a transaction")."""
+    session = await connect(str(tmp_path / "c.db"), synchronous="NORMAL", doing="writing")
+    try:
+        await session.execute("CREATE TABLE t (x INTEGER)")
+        with anyio.CancelScope() as scope:
+            scope.cancel()  # already cancelled: the BEGIN is queued, its answer never awaited
+            if begin == "transaction":
+                async with session.transaction():
+                    pytest.fail("a cancelled transaction's body ran")
+            else:
+                await session.begin_with([("SELECT 1", ())])
+        async with session.transaction():
+            await session.execute("INSERT INTO t VALUES (1)")
+        assert await session.fetch("SELECT x FROM t") == [(1,)]
+    finally:
+        await session.close()

@@ -144,7 +144,11 @@ class SqliteSession:
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[SqliteSession]:
         """A write transaction: committed at the end, rolled back on any error."""
-        await self.execute("BEGIN IMMEDIATE")
+        try:
+            await self.execute("BEGIN IMMEDIATE")
+        except BaseException:
+            await self._undo_begin()
+            raise
         try:
             yield self
             await self.execute("COMMIT")
@@ -157,6 +161,16 @@ class SqliteSession:
         says what happened."""
         if not self.db.in_transaction:
             return  # SQLite rolled it back itself (a full disk, an I/O error)
+        with anyio.CancelScope(shield=True):
+            with suppress(*DRIVER_ERRORS):
+                await self.db.execute("ROLLBACK")
+
+    async def _undo_begin(self) -> None:
+        """Roll back a ``BEGIN`` whose caller stopped waiting for it. A statement handed to
+        the connection's thread runs even when the task that sent it is cancelled: the
+        ``BEGIN`` may still open a transaction nobody ends, and the connection's next
+        ``BEGIN`` would fail. A ``ROLLBACK`` queued behind it on the same thread undoes it
+        (and fails quietly when nothing was begun)."""
         with anyio.CancelScope(shield=True):
             with suppress(*DRIVER_ERRORS):
                 await self.db.execute("ROLLBACK")
@@ -183,13 +197,21 @@ class SqliteSession:
                 raise
 
         if not HAND_OFF:
-            await self.execute("BEGIN IMMEDIATE")
+            try:
+                await self.execute("BEGIN IMMEDIATE")
+            except BaseException:
+                await self._undo_begin()
+                raise
             try:
                 return [list(await self.fetch(sql, params)) for sql, params in reads]
             except BaseException:
                 await self.rollback()
                 raise
-        return await self._in_thread(work)
+        try:
+            return await self._in_thread(work)
+        except BaseException:
+            await self._undo_begin()
+            raise
 
     async def commit_with(self, writes: Sequence[Write]) -> None:
         r"""The ``writes``, then ``COMMIT``, in one hand-off to the connection's thread. A
