@@ -7,7 +7,7 @@ rewind's cut ones left out — from the projections, or from the pure fold for `
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
@@ -32,13 +32,11 @@ class EntryReads:
     """Reads of entries; mixed into the tracker's reads, which supply ``_reader`` and
     ``_project``."""
 
+    # Declared, not defined: a definition here would shadow the one the tracker's reads
+    # supply whenever this class comes first in their bases.
     project: str
-
-    async def _reader(self) -> Store:  # pragma: no cover - supplied by TrackerReads
-        raise NotImplementedError
-
-    def _project(self, project: str | None) -> str:  # pragma: no cover - ditto
-        raise NotImplementedError
+    _reader: Callable[[], Awaitable[Store]]
+    _project: Callable[[str | None], str]
 
     async def read_text(self, run_id: str, key: str, *, tail: int | None = None,
                         as_of: AsOf | None = None, project: str | None = None) -> TextSeries:

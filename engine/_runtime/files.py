@@ -17,7 +17,7 @@ from __future__ import annotations
 import os
 import stat
 import tempfile
-from collections.abc import AsyncGenerator, Sequence
+from collections.abc import AsyncGenerator, Awaitable, Callable, Sequence
 from contextlib import aclosing
 from typing import Any, BinaryIO
 
@@ -147,21 +147,13 @@ class FileReads:
     """The tracker's reads of files; mixed into its reads, which supply the store, the blob
     store and the project."""
 
+    # Declared, not defined: supplied by TrackerReads, EntryReads and the Tracker.
     project: str
-
-    async def _reader(self) -> Store:  # pragma: no cover - supplied by TrackerReads
-        raise NotImplementedError
-
-    def _project(self, project: str | None) -> str:  # pragma: no cover - ditto
-        raise NotImplementedError
-
-    async def _entries(self, run_id: str, key: str, kind: str, tail: int | None,
-                       as_of: AsOf | None, project: str | None,
-                       ) -> list[ct.EntryRow]:  # pragma: no cover - supplied by EntryReads
-        raise NotImplementedError
-
-    def _blob_store(self) -> BlobStore:  # pragma: no cover - supplied by Tracker
-        raise NotImplementedError
+    _reader: Callable[[], Awaitable[Store]]
+    _project: Callable[[str | None], str]
+    _entries: Callable[[str, str, str, int | None, AsOf | None, str | None],
+                       Awaitable[list[ct.EntryRow]]]
+    _blob_store: Callable[[], BlobStore]
 
     async def read_files(self, run_id: str, key: str, *, tail: int | None = None,
                          as_of: AsOf | None = None,

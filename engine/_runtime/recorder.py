@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from engine._core import content as ct
 from engine._core import events as ev
@@ -57,21 +57,17 @@ class Recorder:
     _top: int | float
     _env_recorded: bool  # this class's own (in its __slots__)
 
-    def log_metrics(self, metrics: Mapping[str, Any], step: int | float | None = None, *,
-                    timestamp: float | None = None) -> None:
-        raise NotImplementedError  # pragma: no cover - Run's
+    if TYPE_CHECKING:  # Run's; declared for the type checker only, never defined here
+        def log_metrics(self, metrics: Mapping[str, Any], step: int | float | None = None,
+                        *, timestamp: float | None = None) -> None: ...
 
-    def _control(self, event: NewEvent, *, final: bool = False) -> None:
-        raise NotImplementedError  # pragma: no cover - Run's
+        def _control(self, event: NewEvent, *, final: bool = False) -> None: ...
 
-    def _room(self, points: int, *, final: bool = False) -> None:
-        raise NotImplementedError  # pragma: no cover - Run's
+        def _room(self, points: int, *, final: bool = False) -> None: ...
 
-    def _push(self, event: NewEvent, points: int, *, final: bool = False) -> None:
-        raise NotImplementedError  # pragma: no cover - Run's
+        def _push(self, event: NewEvent, points: int, *, final: bool = False) -> None: ...
 
-    async def flush(self) -> None:
-        raise NotImplementedError  # pragma: no cover - Run's
+        async def flush(self) -> None: ...
 
     def record_env(self, env: dict[str, Any]) -> None:
         """Record the process's environment, flat and checked as ``environment()`` gives
