@@ -30,6 +30,7 @@ __all__ = [
     "check_position",
     "check_project",
     "check_run_id",
+    "check_run_labels",
     "check_step",
     "check_reason",
     "check_tags",
@@ -352,6 +353,16 @@ def check_name(value: object, what: str) -> str:
             key=what,
         )
     return _check_utf8(value, what)
+
+
+def check_run_labels(run_id: object, name: object, experiment: object) -> None:
+    """A new run's id, name and experiment, each when given (``None``: not given)."""
+    if run_id is not None:
+        check_run_id(run_id)
+    if name is not None:
+        check_name(name, "name")
+    if experiment is not None:
+        check_name(experiment, "experiment")
 
 
 def check_project(value: object) -> str:

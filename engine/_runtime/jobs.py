@@ -27,7 +27,7 @@ from engine._core.model import Job, Status
 from engine._core.validate import (
     check_name,
     check_reason,
-    check_run_id,
+    check_run_labels,
     check_tags,
     normalize_config,
 )
@@ -84,12 +84,7 @@ class TrackerJobs(ABC):
         self._open()
         project = self._project(project)
         spec = _spec(command, queue, env, cwd, max_attempts)
-        if run_id is not None:
-            check_run_id(run_id)
-        if name is not None:
-            check_name(name, "name")
-        if experiment is not None:
-            check_name(experiment, "experiment")
+        check_run_labels(run_id, name, experiment)
         tag_list = check_tags(tags)
         flat = normalize_config(config or {})
         opener, _, _ = self._job_parts()

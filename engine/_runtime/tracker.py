@@ -30,10 +30,10 @@ from engine._core.heartbeat import promise
 from engine._core.model import Status
 from engine._core.text import check_text
 from engine._core.validate import (
-    check_name,
     check_project,
     check_reason,
     check_run_id,
+    check_run_labels,
     check_step,
     check_tags,
     normalize_config,
@@ -432,12 +432,7 @@ class Tracker(TrackerReads, TrackerJobs):
             run_id, resume = attach, True  # inside a job: its run
         if capture_output is None and attach and run_id == attach:
             capture_output = False  # the job's worker keeps its whole process group's output
-        if run_id is not None:
-            check_run_id(run_id)
-        if name is not None:
-            check_name(name, "name")
-        if experiment is not None:
-            check_name(experiment, "experiment")
+        check_run_labels(run_id, name, experiment)
         if fork is not None:
             if not isinstance(fork, tuple) or len(fork) != 2:
                 raise ValidationError("fork must be a tuple (parent_run_id, step)", key="fork")
