@@ -59,7 +59,7 @@ def add_commands(commands: argparse._SubParsersAction[Parser],
     listing = runs.add_parser(
         "list", help="runs matching a query, sorted: a table, CSV or JSON lines",
         description="List runs. Example: kittiwake runs list --where \"metrics.train/acc > 0.9 "
-                    "or config.optimizer = 'adam'\" --order-by=-metrics.train/acc --limit 10")
+                    "or config.optimizer = 'adam'\" --order-by -metrics.train/acc --limit 10")
     listing.add_argument("--where", "-w", help="filter, e.g. \"metrics.loss.min < 0.1 and "
                          "tags contains 'baseline'\" (see docs/queries.md)")
     listing.add_argument("--order-by", "-o", dest="order_by",
