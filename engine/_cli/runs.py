@@ -34,6 +34,7 @@ from engine._query.tree import (
     Or,
     RunGroup,
 )
+from engine._runtime.tracker import Tracker
 
 from .content import show_sections
 from .display import emit, fmt, run_json, table, terminal_width
@@ -173,9 +174,9 @@ async def _list(args: argparse.Namespace) -> int:
             args.where, order_by=args.order_by, limit=args.limit, offset=args.offset,
             include_deleted=args.include_deleted, heads_only=args.heads_only,
             as_of=args.as_of)
-        projects = await tracker.list_projects() if not runs else {}
-    if not runs and tracker.project not in projects:
-        _name_other_projects(tracker.project, projects)
+        projects = await _live_projects(tracker) if not runs else None
+    if projects is not None and tracker.project not in projects[0]:
+        _name_other_projects(tracker.project, *projects)
     if columns is not None and not chosen and any(r.worker for r in runs):
         # Jobs among them: who ran each, beside the status.
         columns = [c for c in columns if c != _WORKER]
@@ -192,17 +193,37 @@ async def _list(args: argparse.Namespace) -> int:
     return 0
 
 
-def _name_other_projects(project: str, projects: dict[str, int]) -> None:
+async def _live_projects(tracker: Tracker) -> tuple[dict[str, int], int]:
+    """The projects that have runs not deleted, with how many each (``list_projects``
+    counts every run ever created, deleted ones included), and how many deleted runs the
+    tracker's own project has."""
+    live: dict[str, int] = {}
+    deleted = 0
+    for name, ever in (await tracker.list_projects()).items():
+        groups = await tracker.group_runs("status", aggregates=(), project=name)
+        count = sum(group.count for group in groups)
+        if count:
+            live[name] = count
+        if name == tracker.project:
+            deleted = ever - count
+    return live, deleted
+
+
+def _name_other_projects(project: str, projects: dict[str, int], deleted: int) -> None:
     """Say, on stderr, that ``project`` has no runs and which projects do: a wrong
-    ``--project`` (or a forgotten ``KITTIWAKE_PROJECT``) is the usual cause."""
+    ``--project`` (or a forgotten ``KITTIWAKE_PROJECT``) is the usual cause. Runs that
+    were deleted are not counted; the project's own are mentioned."""
+    gone = (f" but {deleted} deleted one{'' if deleted == 1 else 's'} (--include-deleted "
+            "lists them)") if deleted else ""
     if not projects:
-        sys.stderr.write(safe_lines(f"project {project!r} has no runs, and neither has any "
-                                    "other project in this database\n"))
+        sys.stderr.write(safe_lines(f"project {project!r} has no runs{gone}, and neither has "
+                                    "any other project in this database\n"))
         return
     listed = ", ".join(f"{name} ({count} run{'' if count == 1 else 's'})"
                        for name, count in projects.items())
-    sys.stderr.write(safe_lines(f"project {project!r} has no runs; projects with runs: {listed}"
-                                "\n(choose one with --project NAME or KITTIWAKE_PROJECT)\n"))
+    sys.stderr.write(safe_lines(f"project {project!r} has no runs{gone}; projects with runs: "
+                                f"{listed}\n(choose one with --project NAME or "
+                                "KITTIWAKE_PROJECT)\n"))
 
 
 # runs group ------------------------------------------------------------------------------------
@@ -385,7 +406,10 @@ async def _abort(args: argparse.Namespace) -> int:
 
 async def _delete(args: argparse.Namespace) -> int:
     async with open_tracker(args) as tracker:
-        await tracker.delete_run(args.run_id)
+        if (await tracker.get_run(args.run_id)).deleted:
+            emit(f"run {args.run_id} was already deleted")
+            return 0
+        await tracker.delete_run(args.run_id)  # deleting twice is harmless, and adds nothing
     emit(f"run {args.run_id} deleted")
     return 0
 

@@ -214,3 +214,53 @@ def test_runs_list_in_an_empty_database_says_it_is_empty(capsys: pytest.CaptureF
     code, _, err = run_cli(capsys, "--db", file_url, "runs", "list")
     assert code == 0
     assert "neither has any other project" in err
+
+
+def test_runs_list_counts_only_runs_not_deleted(capsys: pytest.CaptureFixture[str],
+                                                file_url: str) -> None:
+    for project, ids in (("team/a", ("a1", "a2", "a3")), ("team/b", ("b1", "b2"))):
+        with engine.sync.connect(file_url, project=project, durability="normal") as tracker:
+            for run_id in ids:
+                with tracker.start_run(run_id):
+                    pass
+    for project, run_id in (("team/a", "a1"), ("team/a", "a2"), ("team/a", "a3"),
+                            ("team/b", "b2")):
+        code, out, err = run_cli(capsys, "--db", file_url, "--project", project, "runs",
+                                 "delete", run_id)
+        assert code == 0, err
+    code, out, err = run_cli(capsys, "--db", file_url, "--project", "team/a", "runs", "list")
+    assert code == 0
+    assert "(0 runs)" in out
+    assert "project 'team/a' has no runs but 3 deleted ones (--include-deleted lists them)" \
+        in err
+    assert "projects with runs: team/b (1 run)\n" in err
+    code, out, err = run_cli(capsys, "--db", file_url, "runs", "list")  # project "default"
+    assert "project 'default' has no runs; projects with runs: team/b (1 run)\n" in err
+    code, out, err = run_cli(capsys, "--db", file_url, "--project", "team/b", "runs",
+                             "delete", "b1")
+    assert code == 0, err
+    code, out, err = run_cli(capsys, "--db", file_url, "--project", "team/a", "runs", "list")
+    assert code == 0
+    assert err == ("project 'team/a' has no runs but 3 deleted ones (--include-deleted lists "
+                   "them), and neither has any other project in this database\n")
+    code, out, err = run_cli(capsys, "--db", file_url, "--project", "team/a", "runs", "list",
+                             "--include-deleted", "--format", "csv", "--columns", "run_id")
+    assert (code, err) == (0, "")
+    assert out.split() == ["run_id", "a1", "a2", "a3"]
+
+
+def test_deleting_a_run_twice_says_it_was_already_deleted(
+        capsys: pytest.CaptureFixture[str], trained: str) -> None:
+    code, out, err = run_cli(capsys, "--db", trained, "runs", "delete", "r2")
+    assert (code, out, err) == (0, "run r2 deleted\n", "")
+    with engine.sync.connect(trained) as tracker:
+        head = tracker.get_run("r2").position
+    code, out, err = run_cli(capsys, "--db", trained, "runs", "delete", "r2")
+    assert (code, out, err) == (0, "run r2 was already deleted\n", "")
+    with engine.sync.connect(trained) as tracker:
+        state = tracker.get_run("r2")
+        assert state.deleted
+        assert state.position == head  # the second delete recorded nothing
+    code, out, err = run_cli(capsys, "--db", trained, "runs", "delete", "r9")
+    assert code == 1
+    assert "no run 'r9'" in err
