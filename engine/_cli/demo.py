@@ -235,10 +235,13 @@ async def run_demo(tracker: Tracker, *, steps: int, delay: float, out: TextIO,
     if best is not None:
         out.write(f"best run: {best.run_id} ({best.name}), lowest loss "
                   f"{fmt(best.metrics['train/loss'].min)} among the runs that succeeded\n")
+    # The best run first, as chosen above: among the runs that succeeded (the diverged run's
+    # loss went lower before it failed).
     out.write(f"look around: {command} runs show {ids['decay']}\n"
-              f"             {command} runs list --order-by metrics.train/loss.min\n"
+              f"             {command} runs list --where \"status = 'succeeded'\" "
+              "--order-by metrics.train/loss.min\n"
               f"             {command} files {ids['decay']}\n"
-              f"             {command} download {ids['decay']} model/weights\n"
+              f"             {command} download {ids['decay']} model/weights weights.bin\n"
               f"             {command} events | tail -3\n"
               f"in the browser: {command} ui\n")
     return states

@@ -46,17 +46,34 @@ def test_the_demo_hints_run_as_printed_and_name_a_run_that_succeeded(tmp_path: P
     hints = [line.split(": ", 1)[-1].strip() for line in out.splitlines()
              if line.startswith(("look around:", "             "))]
     assert len(hints) == 5
+    outputs = {}
     for hint in hints:
         ran = subprocess.run(hint, shell=True, cwd=tmp_path, capture_output=True, text=True,
-                             timeout=60)
+                             timeout=60, env={k: v for k, v in os.environ.items()
+                                              if k != "COLUMNS"})
         assert ran.returncode == 0, (hint, ran.stderr)
         assert ran.stdout
+        outputs[hint] = ran.stdout
     best = re.search(r"^best run: (\S+) ", out, re.M)
     assert best is not None
     with engine.sync.connect(str(tmp_path / "kittiwake.db")) as tracker:
         runs = tracker.list_runs()
         assert tracker.get_run(best.group(1)).status is Status.SUCCEEDED
+        failed = [r.run_id for r in runs if r.status is Status.FAILED]
     assert len({r.name for r in runs}) == len(runs)  # generated names are not repeated
+    # The ordered list, as printed, puts the best run the demo named first, and the run that
+    # diverged (its loss went lowest before it failed) not at all.
+    listing = next(out for hint, out in outputs.items() if " runs list " in hint)
+    rows = [line.split() for line in listing.splitlines()[2:] if not line.startswith("(")]
+    assert rows[0][0] == best.group(1)
+    assert len(failed) == 1
+    assert failed[0] not in {row[0] for row in rows}
+    # The download lands under a name of its own choosing, not the bytes' digest.
+    fetched = next(out for hint, out in outputs.items() if " download " in hint)
+    assert fetched.startswith(f"{tmp_path / 'weights.bin'} (64.0 KiB, sha256:")
+    assert (tmp_path / "weights.bin").stat().st_size == 64 << 10
+    assert sorted(p.name for p in tmp_path.iterdir() if not p.name.startswith("kittiwake.db")) \
+        == ["weights.bin"]
 
 
 def test_hints_name_the_database_when_it_is_not_the_default(tmp_path: Path) -> None:
