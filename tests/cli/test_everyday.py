@@ -74,6 +74,13 @@ def test_the_demo_hints_run_as_printed_and_name_a_run_that_succeeded(tmp_path: P
     assert (tmp_path / "weights.bin").stat().st_size == 64 << 10
     assert sorted(p.name for p in tmp_path.iterdir() if not p.name.startswith("kittiwake.db")) \
         == ["weights.bin"]
+    # Its runs grouped, as the audit did it: at any width, no line wider than the terminal.
+    for columns in (40, 60, 80, 100, 200):
+        for by in ("status", "experiment,status", "experiment,status,config.optimizer/lr"):
+            grouped = subprocess.run([str(KITTIWAKE), "runs", "group", by], cwd=tmp_path,
+                                     capture_output=True, text=True, timeout=60, check=True,
+                                     env={**os.environ, "COLUMNS": str(columns)})
+            assert max(map(len, grouped.stdout.splitlines())) <= columns, (by, columns)
 
 
 def test_hints_name_the_database_when_it_is_not_the_default(tmp_path: Path) -> None:
