@@ -10,6 +10,7 @@ fresh database for a name, so another backend's bench module can run the same co
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import json
 import os
@@ -205,18 +206,32 @@ def machine() -> str:
             f"{platform.release()}")
 
 
-def main(argv: list[str]) -> None:
+def main(argv: list[str]) -> int:
     if argv[:1] == ["--child"]:
         _child(argv[1])
-        return
-    names = argv or list(BENCHMARKS)
+        return 0
+    parser = argparse.ArgumentParser(
+        prog="python -m bench.engine",
+        description="Kittiwake's own benchmarks against its targets (docs/performance.md), "
+                    "each in a fresh process, on SQLite; one JSON object per benchmark.")
+    parser.add_argument("names", nargs="*", metavar="BENCHMARK",
+                        help=f"which to run: {', '.join(BENCHMARKS)} (default: all)")
+    names = parser.parse_args(argv).names or list(BENCHMARKS)
+    unknown = [name for name in names if name not in BENCHMARKS]
+    if unknown:
+        parser.error(f"no benchmark {unknown[0]!r}; choose from {', '.join(BENCHMARKS)}")
     print(f"# {machine()}")
     for name in names:
         out = subprocess.run([sys.executable, "-m", "bench.engine", "--child", name],
-                             capture_output=True, text=True, check=True)
+                             capture_output=True, text=True, check=False)
         sys.stdout.write(out.stdout)
         sys.stdout.flush()
+        if out.returncode != 0:
+            sys.stderr.write(out.stderr)
+            sys.stderr.write(f"bench.engine: {name} failed (exit {out.returncode})\n")
+            return 1
+    return 0
 
 
 if __name__ == "__main__":
-    main(sys.argv[1:])
+    sys.exit(main(sys.argv[1:]))

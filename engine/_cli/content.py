@@ -12,7 +12,7 @@ from engine._core.model import RunState
 from engine._runtime.tracker import Tracker
 from engine.errors import RunNotFoundError
 
-from .display import emit, fmt, table
+from .display import emit, fmt, table, terminal_width
 from .errors import CliError
 from .escape import safe
 from .tracker import open_tracker
@@ -69,7 +69,8 @@ async def show_sections(tracker: Tracker, state: RunState) -> list[str]:
     if state.notes:
         out.append("\nnotes\n" + safe(state.notes))
     if state.env:
-        out.append("\nenv\n" + table(("path", "value"), sorted(state.env.items())))
+        out.append("\nenv\n" + table(("path", "value"), sorted(state.env.items()),
+                                     width=terminal_width()))
     if state.files:
         out.append("\nfiles\n" + _file_table(state.files.values()))
     lines = await _merged(tracker, state, SHOWN_LINES)
@@ -80,9 +81,10 @@ async def show_sections(tracker: Tracker, state: RunState) -> list[str]:
 
 
 def _file_table(refs: Any) -> str:
+    # The key is what ``download`` needs: cut anything else first.
     return table(("key", "step", "name", "size", "media type", "digest"),
                  [(r.key, r.step, r.name, _size(r.size), r.media_type, r.digest[:19])
-                  for r in refs], numeric=(1, 3))
+                  for r in refs], numeric=(1, 3), keep=(0,), width=terminal_width())
 
 
 def _size(size: int) -> str:

@@ -12,6 +12,7 @@ import contextlib
 import math
 import random
 import struct
+import sys
 import zlib
 from collections.abc import Awaitable
 from dataclasses import dataclass, field
@@ -26,7 +27,7 @@ from engine._core.model import RunState
 from engine._runtime.subscriptions import Subscription
 from engine._runtime.tracker import Tracker
 
-from .display import fmt, table
+from .display import fit_line, fmt, table, terminal_width
 
 __all__ = ["run_demo"]
 
@@ -174,7 +175,10 @@ async def _redraw(board: _Board, done: anyio.Event) -> None:
     out = board.out
     drawn = 0
     while True:
-        lines = [f"  {label:<34} step {step:>5}  loss {fmt(loss):>9}  {note}".rstrip()
+        # A line wider than the terminal would wrap, and the redraw would miss it.
+        width = terminal_width() if out is sys.stdout else None
+        lines = [fit_line(f"  {label:<34} step {step:>5}  loss {fmt(loss):>9}  {note}".rstrip(),
+                          width)
                  for label, step, loss, note in (board.rows[r] for r in board.order)]
         out.write(("\x1b[F" * drawn) + "".join(line + "\x1b[K\n" for line in lines))
         drawn = len(lines)
@@ -235,10 +239,13 @@ async def run_demo(tracker: Tracker, *, steps: int, delay: float, out: TextIO,
     if best is not None:
         out.write(f"best run: {best.run_id} ({best.name}), lowest loss "
                   f"{fmt(best.metrics['train/loss'].min)} among the runs that succeeded\n")
+    # The best run first, as chosen above: among the runs that succeeded (the diverged run's
+    # loss went lower before it failed).
     out.write(f"look around: {command} runs show {ids['decay']}\n"
-              f"             {command} runs list --order-by metrics.train/loss.min\n"
+              f"             {command} runs list --where \"status = 'succeeded'\" "
+              "--order-by metrics.train/loss.min\n"
               f"             {command} files {ids['decay']}\n"
-              f"             {command} download {ids['decay']} model/weights\n"
+              f"             {command} download {ids['decay']} model/weights weights.bin\n"
               f"             {command} events | tail -3\n"
               f"in the browser: {command} ui\n")
     return states

@@ -17,7 +17,8 @@ from engine._core.model import Event, RunState
 
 from .escape import safe, safe_lines
 
-__all__ = ["Counter", "Progress", "emit", "event_json", "fmt", "run_json", "table",
+__all__ = ["MIN_WIDTH", "Counter", "Progress", "aligned", "column_widths", "cut", "emit",
+           "event_json", "fit_line", "fitted", "fmt", "records", "run_json", "table",
            "terminal_width"]
 
 
@@ -38,21 +39,116 @@ def fmt(value: Any) -> str:
     return safe(str(value))
 
 
+MIN_WIDTH = 40
+"""The narrowest width output is fitted to: a narrower terminal gets lines this long."""
+ELLIPSIS = "\u2026"
+SHORTEST = 6
+"""A text column is cut no narrower than this (numbers are never cut, only their header)."""
+
+
+def cut(text: str, width: int) -> str:
+    """``text`` in at most ``width`` characters: its middle replaced by an ellipsis when it
+    is longer, so that both ends show (``metrics.train/loss.min`` and ``…/acc.min`` differ
+    at their ends; a run id's suffix tells runs apart)."""
+    if len(text) <= width:
+        return text
+    if width <= 1:
+        return ELLIPSIS[:max(width, 0)]
+    head = width // 2
+    tail = width - 1 - head
+    return text[:head] + ELLIPSIS + (text[len(text) - tail:] if tail else "")
+
+
+def fitted(width: int | None) -> int | None:
+    """The width to fit: ``width`` (None: any), but at least ``MIN_WIDTH``."""
+    return None if width is None else max(width, MIN_WIDTH)
+
+
+def column_widths(header: Sequence[str], cells: Sequence[Sequence[str]], *,
+                  numeric: Iterable[int] = (), keep: Iterable[int] = (),
+                  width: int | None = None, shortest: int = SHORTEST) -> list[int] | None:
+    """How wide each column of a table is drawn: as wide as its widest cell, or, when that
+    would make lines longer than ``width``, narrower — the widest columns first, each no
+    narrower than ``shortest``, numbers and the columns in ``keep`` never below their
+    widest value. None when even that does not fit."""
+    natural = [max([len(h), *(len(r[i]) for r in cells)]) for i, h in enumerate(header)]
+    if width is None:
+        return natural
+    budget = width - 2 * (len(header) - 1)
+    if sum(natural) <= budget:
+        return natural
+    right, kept = set(numeric), set(keep)
+    floors = []
+    for i, w in enumerate(natural):
+        values = max((len(r[i]) for r in cells), default=0)
+        floors.append(max(values, min(w, shortest)) if i in right or i in kept
+                      else min(w, shortest))
+    if sum(floors) > budget:
+        return None
+
+    def total(level: int) -> int:
+        return sum(max(f, min(w, level)) for w, f in zip(natural, floors, strict=True))
+
+    low, high = 0, max(natural)  # the highest level all columns may be cut to that fits
+    while low < high:
+        mid = (low + high + 1) // 2
+        low, high = (mid, high) if total(mid) <= budget else (low, mid - 1)
+    widths = [max(f, min(w, low)) for w, f in zip(natural, floors, strict=True)]
+    spare = budget - sum(widths)
+    for i, w in enumerate(natural):  # what is left over, to the first columns cut
+        if spare and widths[i] < w:
+            widths[i] += 1
+            spare -= 1
+    return widths
+
+
 def table(header: Sequence[str], rows: Iterable[Sequence[Any]], *,
-          numeric: Iterable[int] = ()) -> str:
-    """An aligned text table; columns in ``numeric`` are right-aligned."""
+          numeric: Iterable[int] = (), keep: Iterable[int] = (),
+          width: int | None = None) -> str:
+    """An aligned text table; columns in ``numeric`` are right-aligned.
+
+    With a ``width`` (at least ``MIN_WIDTH`` is used), no line is longer: long cells are cut
+    in the middle with an ellipsis (never numbers, nor the columns in ``keep``), and a table
+    that cannot fit so is shown as one block of ``column  value`` lines per row instead.
+    """
     header = [safe(h) for h in header]
     cells = [[fmt(v) for v in row] for row in rows]
+    width = fitted(width)
     right = set(numeric)
-    widths = [max([len(h)] + [len(r[i]) for r in cells]) for i, h in enumerate(header)]
+    widths = column_widths(header, cells, numeric=right, keep=keep, width=width)
+    if widths is None:
+        assert width is not None  # only a width can be missed
+        return records(header, cells, width)
+    return aligned(header, cells, widths, numeric=right)
+
+
+def aligned(header: Sequence[str], cells: Sequence[Sequence[str]], widths: Sequence[int], *,
+            numeric: Iterable[int] = ()) -> str:
+    """Formatted cells under their header, in columns of these widths (cells cut to fit)."""
+    right = set(numeric)
 
     def line(values: Sequence[str]) -> str:
-        return "  ".join(v.rjust(w) if i in right else v.ljust(w)
+        return "  ".join(cut(v, w).rjust(w) if i in right else cut(v, w).ljust(w)
                          for i, (v, w) in enumerate(zip(values, widths, strict=True))).rstrip()
 
     rule = "  ".join("-" * w for w in widths)
     return "\n".join([line(header), rule, *(line(r) for r in cells)])
 
+
+def records(header: Sequence[str], cells: Sequence[Sequence[str]], width: int) -> str:
+    """A table too wide for ``width`` as one block per row, a ``column  value`` line per
+    column, long names and values cut in the middle; a blank line between blocks."""
+    label = min(max(map(len, header), default=0), width // 3)
+    value = max(width - label - 2, 1)
+    blocks = ["\n".join(f"{cut(h, label).ljust(label)}  {cut(v, value)}".rstrip()
+                        for h, v in zip(header, row, strict=True)) for row in cells]
+    return "\n\n".join(blocks)
+
+
+def fit_line(text: str, width: int | None) -> str:
+    """One line of output, cut in the middle to ``width`` (at least ``MIN_WIDTH``)."""
+    width = fitted(width)
+    return text if width is None else cut(text, width)
 
 
 def event_json(event: Event) -> bytes:

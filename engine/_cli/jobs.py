@@ -13,7 +13,7 @@ import orjson
 
 from engine._jobs.worker import Worker, stop_on_signals
 
-from .display import emit, table
+from .display import emit, table, terminal_width
 from .errors import CliError, UsageError
 from .escape import safe_lines
 from .tracker import open_tracker
@@ -127,5 +127,6 @@ async def _queue(args: argparse.Namespace) -> int:
     jobs.sort(key=lambda j: (j.queue, j.status != "running", j.created_at))
     rows = [(j.queue, j.run_id, j.status, f"{j.attempt}/{j.max_attempts}", j.worker,
              shlex.join(j.command)) for j in jobs]
-    emit(table(("queue", "run", "status", "attempt", "worker", "command"), rows))
+    emit(table(("queue", "run", "status", "attempt", "worker", "command"), rows, keep=(1,),
+               width=terminal_width()))
     return 0

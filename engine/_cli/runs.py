@@ -34,11 +34,23 @@ from engine._query.tree import (
     Or,
     RunGroup,
 )
+from engine._runtime.tracker import Tracker
 
 from .content import show_sections
-from .display import emit, fmt, run_json, table, terminal_width
+from .display import (
+    aligned,
+    column_widths,
+    cut,
+    emit,
+    fit_line,
+    fitted,
+    fmt,
+    run_json,
+    table,
+    terminal_width,
+)
 from .errors import UsageError
-from .escape import safe_lines
+from .escape import safe, safe_lines
 from .tracker import open_tracker
 
 __all__ = ["add_commands"]
@@ -59,7 +71,7 @@ def add_commands(commands: argparse._SubParsersAction[Parser],
     listing = runs.add_parser(
         "list", help="runs matching a query, sorted: a table, CSV or JSON lines",
         description="List runs. Example: kittiwake runs list --where \"metrics.train/acc > 0.9 "
-                    "or config.optimizer = 'adam'\" --order-by=-metrics.train/acc --limit 10")
+                    "or config.optimizer = 'adam'\" --order-by -metrics.train/acc --limit 10")
     listing.add_argument("--where", "-w", help="filter, e.g. \"metrics.loss.min < 0.1 and "
                          "tags contains 'baseline'\" (see docs/queries.md)")
     listing.add_argument("--order-by", "-o", dest="order_by",
@@ -173,9 +185,9 @@ async def _list(args: argparse.Namespace) -> int:
             args.where, order_by=args.order_by, limit=args.limit, offset=args.offset,
             include_deleted=args.include_deleted, heads_only=args.heads_only,
             as_of=args.as_of)
-        projects = await tracker.list_projects() if not runs else {}
-    if not runs and tracker.project not in projects:
-        _name_other_projects(tracker.project, projects)
+        projects = await _live_projects(tracker) if not runs else None
+    if projects is not None and tracker.project not in projects[0]:
+        _name_other_projects(tracker.project, *projects)
     if columns is not None and not chosen and any(r.worker for r in runs):
         # Jobs among them: who ran each, beside the status.
         columns = [c for c in columns if c != _WORKER]
@@ -186,23 +198,46 @@ async def _list(args: argparse.Namespace) -> int:
     elif args.format == "json":
         sys.stdout.write(safe_lines(found.to_jsonl()))
     else:
-        emit(table(found.columns, found.rows, numeric=_numeric(found.rows,
-                                                                len(found.columns))))
+        # The run id is what the next command needs: cut anything else first.
+        emit(table(found.columns, found.rows,
+                   numeric=_numeric(found.rows, len(found.columns)),
+                   keep=[i for i, c in enumerate(found.columns) if c == "run_id"],
+                   width=terminal_width()))
         emit(f"({len(found)} run{'' if len(found) == 1 else 's'})")
     return 0
 
 
-def _name_other_projects(project: str, projects: dict[str, int]) -> None:
+async def _live_projects(tracker: Tracker) -> tuple[dict[str, int], int]:
+    """The projects that have runs not deleted, with how many each (``list_projects``
+    counts every run ever created, deleted ones included), and how many deleted runs the
+    tracker's own project has."""
+    live: dict[str, int] = {}
+    deleted = 0
+    for name, ever in (await tracker.list_projects()).items():
+        groups = await tracker.group_runs("status", aggregates=(), project=name)
+        count = sum(group.count for group in groups)
+        if count:
+            live[name] = count
+        if name == tracker.project:
+            deleted = ever - count
+    return live, deleted
+
+
+def _name_other_projects(project: str, projects: dict[str, int], deleted: int) -> None:
     """Say, on stderr, that ``project`` has no runs and which projects do: a wrong
-    ``--project`` (or a forgotten ``KITTIWAKE_PROJECT``) is the usual cause."""
+    ``--project`` (or a forgotten ``KITTIWAKE_PROJECT``) is the usual cause. Runs that
+    were deleted are not counted; the project's own are mentioned."""
+    gone = (f" but {deleted} deleted one{'' if deleted == 1 else 's'} (--include-deleted "
+            "lists them)") if deleted else ""
     if not projects:
-        sys.stderr.write(safe_lines(f"project {project!r} has no runs, and neither has any "
-                                    "other project in this database\n"))
+        sys.stderr.write(safe_lines(f"project {project!r} has no runs{gone}, and neither has "
+                                    "any other project in this database\n"))
         return
     listed = ", ".join(f"{name} ({count} run{'' if count == 1 else 's'})"
                        for name, count in projects.items())
-    sys.stderr.write(safe_lines(f"project {project!r} has no runs; projects with runs: {listed}"
-                                "\n(choose one with --project NAME or KITTIWAKE_PROJECT)\n"))
+    sys.stderr.write(safe_lines(f"project {project!r} has no runs{gone}; projects with runs: "
+                                f"{listed}\n(choose one with --project NAME or "
+                                "KITTIWAKE_PROJECT)\n"))
 
 
 # runs group ------------------------------------------------------------------------------------
@@ -246,18 +281,61 @@ async def _group(args: argparse.Namespace) -> int:
 
 def _fitting_group_table(by: Sequence[Field], header: Sequence[str],
                          rows: Sequence[Sequence[Any]]) -> str:
-    """The groups as one wide table when it fits the terminal, else one row per group and
-    metric (which fits whatever the number of metrics)."""
-    wide = table(header, rows, numeric=range(len(by), len(header)))
-    width = terminal_width()
+    """The groups as one wide table when it fits the terminal; else one row per group and
+    metric, when that fits; else, per group, a line of its key values and run count over a
+    table of its metrics, cut to fit; else one block of lines per group and metric. No line
+    is longer than the terminal is wide (``MIN_WIDTH`` at the least); ``--format json``
+    and ``csv`` carry every value whole."""
+    width = fitted(terminal_width())
+    numbers = range(len(by), len(header))
+    wide = table(header, rows, numeric=numbers)
     if width is None or max(map(len, wide.splitlines()), default=0) <= width:
         return wide
     keys = len(by) + 1  # the group's key values and its run count
     stats = [name[len("n("):-1] for name in header[keys::4]]  # "n(metrics.x)"
+    if not stats:
+        return table(header, rows, numeric=numbers, width=width)
+    long_header = [*header[:keys], "metric", "count", "mean", "min", "max"]
     long_rows = [[*row[:keys], metric, *row[keys + 4 * i : keys + 4 * i + 4]]
                  for row in rows for i, metric in enumerate(stats)]
-    return table([*header[:keys], "metric", "count", "mean", "min", "max"], long_rows,
-                 numeric=[*range(len(by), keys), *range(keys + 1, keys + 5)])
+    long_numeric = [*range(len(by), keys), *range(keys + 1, keys + 5)]
+    long = table(long_header, long_rows, numeric=long_numeric)
+    if max(map(len, long.splitlines()), default=0) <= width:
+        return long
+    nested = _nested_group_table(header[:keys], stats, rows, width)
+    if nested is not None:
+        return nested
+    return table(long_header, long_rows, numeric=long_numeric, width=width)
+
+
+def _nested_group_table(keys: Sequence[str], stats: Sequence[str],
+                        rows: Sequence[Sequence[Any]], width: int) -> str | None:
+    """Per group, ``key=value ... runs=N`` on a line (a line each when they are too long for
+    one), then its metrics' table indented (a metric named without the ``metrics.`` every
+    one starts with), all the groups' metric tables with the same columns; None when they
+    cannot fit ``width``."""
+    indent = "  "
+    header = ("metric", "count", "mean", "min", "max")
+    names = [metric.removeprefix("metrics.") for metric in stats]
+    metric_rows = [[[name, *row[len(keys) + 4 * i : len(keys) + 4 * i + 4]]
+                    for i, name in enumerate(names)] for row in rows]
+    cells = [[fmt(v) for v in r] for group in metric_rows for r in group]
+    # Cut shorter than this, metric names would no longer tell one from another.
+    widths = column_widths(header, cells, numeric=range(1, 5), width=width - len(indent),
+                           shortest=12)
+    if widths is None:
+        return None
+    blocks = []
+    for row, group in zip(rows, metric_rows, strict=True):
+        pairs = [f"{safe(name)}={fmt(value)}"
+                 for name, value in zip(keys, row[:len(keys)], strict=True)]
+        title = "  ".join(pairs)
+        # Too long for a line: a line per key, so that none is lost in a cut.
+        titles = [title] if len(title) <= width else [cut(pair, width) for pair in pairs]
+        body = aligned(header, [[fmt(v) for v in r] for r in group], widths,
+                       numeric=range(1, 5))
+        blocks.append("\n".join([*titles, *(indent + line for line in body.splitlines())]))
+    return "\n\n".join(blocks)
 
 
 # diff ------------------------------------------------------------------------------------------
@@ -324,18 +402,20 @@ async def _diff(args: argparse.Namespace) -> int:
         emit(f"{a.run_id} and {b.run_id} have the same fields, config and metric summaries")
         return 0
     sections = []
+    width = terminal_width()
     if run_rows:
         sections.append(table(("run", a.run_id, b.run_id),
-                              [(k, cell(x), cell(y)) for k, x, y in run_rows]))
+                              [(k, cell(x), cell(y)) for k, x, y in run_rows], width=width))
     if config_rows:
         sections.append(table(("config", a.run_id, b.run_id),
-                              [(p, cell(x), cell(y)) for p, x, y in config_rows]))
+                              [(p, cell(x), cell(y)) for p, x, y in config_rows],
+                              width=width))
     if metric_rows:
         rows = [(m, g, cell(x), cell(y),
                  None if x is absent or y is absent else _delta(x, y))
                 for m, g, x, y in metric_rows]
         sections.append(table(("metric", "stat", a.run_id, b.run_id, "b - a"), rows,
-                              numeric=(2, 3, 4)))
+                              numeric=(2, 3, 4), width=width))
     emit("\n\n".join(sections))
     return 0
 
@@ -356,15 +436,17 @@ async def show(args: argparse.Namespace) -> int:
         ("deleted", state.deleted or None), ("version", state.version),
         ("position", state.position),
     ]
-    emit("\n".join(f"{k:<11} {fmt(v)}" for k, v in fields))
+    width = terminal_width()
+    emit("\n".join(fit_line(f"{k:<11} {fmt(v)}", width) for k, v in fields))
     if state.config:
         emit("\nconfig")
-        emit(table(("path", "value"), sorted(state.config.items())))
+        emit(table(("path", "value"), sorted(state.config.items()), width=width))
     if state.metrics:
         emit("\nmetrics")
         emit(table(("metric", "last", "min", "max", "count", "last step"),
                    [(m, s.last, s.min, s.max, s.count, s.last_step)
-                    for m, s in state.metrics.items()], numeric=(1, 2, 3, 4, 5)))
+                    for m, s in state.metrics.items()], numeric=(1, 2, 3, 4, 5),
+                   width=width))
     for section in sections:
         emit(section)
     return 0
@@ -385,7 +467,10 @@ async def _abort(args: argparse.Namespace) -> int:
 
 async def _delete(args: argparse.Namespace) -> int:
     async with open_tracker(args) as tracker:
-        await tracker.delete_run(args.run_id)
+        if (await tracker.get_run(args.run_id)).deleted:
+            emit(f"run {args.run_id} was already deleted")
+            return 0
+        await tracker.delete_run(args.run_id)  # deleting twice is harmless, and adds nothing
     emit(f"run {args.run_id} deleted")
     return 0
 

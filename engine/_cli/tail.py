@@ -8,6 +8,7 @@ within ``refresh`` even when nothing follows them.
 from __future__ import annotations
 
 import math
+import sys
 import time
 from collections import deque
 from collections.abc import Awaitable, Callable
@@ -22,7 +23,7 @@ from engine._core.model import Event, RunState, Status
 from engine._runtime.tracker import Tracker
 from engine.errors import RunNotFoundError
 
-from .display import table
+from .display import fit_line, table, terminal_width
 
 __all__ = ["Tail", "sparkline", "tail"]
 
@@ -96,8 +97,11 @@ class _View:
         self.dirty = False
         rows = [(name, m.step, m.last, m.low, m.high, sparkline(list(m.trend)))
                 for name, m in sorted(self.metrics.items())]
-        text = f"{self.title}  [{self.status}]\n" + table(
-            ("metric", "step", "last", "min", "max", "trend"), rows, numeric=(1, 2, 3, 4))
+        # A line wider than the terminal would wrap, and the redraw would miss it.
+        width = terminal_width() if self.out is sys.stdout else None
+        text = fit_line(f"{self.title}  [{self.status}]", width) + "\n" + table(
+            ("metric", "step", "last", "min", "max", "trend"), rows, numeric=(1, 2, 3, 4),
+            width=width)
         lines = text.split("\n")
         if self.tty:
             self.out.write("\x1b[F" * self._drawn + "".join(line + "\x1b[K\n" for line in lines))

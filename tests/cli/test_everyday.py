@@ -46,17 +46,41 @@ def test_the_demo_hints_run_as_printed_and_name_a_run_that_succeeded(tmp_path: P
     hints = [line.split(": ", 1)[-1].strip() for line in out.splitlines()
              if line.startswith(("look around:", "             "))]
     assert len(hints) == 5
+    outputs = {}
     for hint in hints:
         ran = subprocess.run(hint, shell=True, cwd=tmp_path, capture_output=True, text=True,
-                             timeout=60)
+                             timeout=60, env={k: v for k, v in os.environ.items()
+                                              if k != "COLUMNS"})
         assert ran.returncode == 0, (hint, ran.stderr)
         assert ran.stdout
+        outputs[hint] = ran.stdout
     best = re.search(r"^best run: (\S+) ", out, re.M)
     assert best is not None
     with engine.sync.connect(str(tmp_path / "kittiwake.db")) as tracker:
         runs = tracker.list_runs()
         assert tracker.get_run(best.group(1)).status is Status.SUCCEEDED
+        failed = [r.run_id for r in runs if r.status is Status.FAILED]
     assert len({r.name for r in runs}) == len(runs)  # generated names are not repeated
+    # The ordered list, as printed, puts the best run the demo named first, and the run that
+    # diverged (its loss went lowest before it failed) not at all.
+    listing = next(out for hint, out in outputs.items() if " runs list " in hint)
+    rows = [line.split() for line in listing.splitlines()[2:] if not line.startswith("(")]
+    assert rows[0][0] == best.group(1)
+    assert len(failed) == 1
+    assert failed[0] not in {row[0] for row in rows}
+    # The download lands under a name of its own choosing, not the bytes' digest.
+    fetched = next(out for hint, out in outputs.items() if " download " in hint)
+    assert fetched.startswith(f"{tmp_path / 'weights.bin'} (64.0 KiB, sha256:")
+    assert (tmp_path / "weights.bin").stat().st_size == 64 << 10
+    assert sorted(p.name for p in tmp_path.iterdir() if not p.name.startswith("kittiwake.db")) \
+        == ["weights.bin"]
+    # Its runs grouped, as the audit did it: at any width, no line wider than the terminal.
+    for columns in (40, 60, 80, 100, 200):
+        for by in ("status", "experiment,status", "experiment,status,config.optimizer/lr"):
+            grouped = subprocess.run([str(KITTIWAKE), "runs", "group", by], cwd=tmp_path,
+                                     capture_output=True, text=True, timeout=60, check=True,
+                                     env={**os.environ, "COLUMNS": str(columns)})
+            assert max(map(len, grouped.stdout.splitlines())) <= columns, (by, columns)
 
 
 def test_hints_name_the_database_when_it_is_not_the_default(tmp_path: Path) -> None:
@@ -214,3 +238,53 @@ def test_runs_list_in_an_empty_database_says_it_is_empty(capsys: pytest.CaptureF
     code, _, err = run_cli(capsys, "--db", file_url, "runs", "list")
     assert code == 0
     assert "neither has any other project" in err
+
+
+def test_runs_list_counts_only_runs_not_deleted(capsys: pytest.CaptureFixture[str],
+                                                file_url: str) -> None:
+    for project, ids in (("team/a", ("a1", "a2", "a3")), ("team/b", ("b1", "b2"))):
+        with engine.sync.connect(file_url, project=project, durability="normal") as tracker:
+            for run_id in ids:
+                with tracker.start_run(run_id):
+                    pass
+    for project, run_id in (("team/a", "a1"), ("team/a", "a2"), ("team/a", "a3"),
+                            ("team/b", "b2")):
+        code, out, err = run_cli(capsys, "--db", file_url, "--project", project, "runs",
+                                 "delete", run_id)
+        assert code == 0, err
+    code, out, err = run_cli(capsys, "--db", file_url, "--project", "team/a", "runs", "list")
+    assert code == 0
+    assert "(0 runs)" in out
+    assert "project 'team/a' has no runs but 3 deleted ones (--include-deleted lists them)" \
+        in err
+    assert "projects with runs: team/b (1 run)\n" in err
+    code, out, err = run_cli(capsys, "--db", file_url, "runs", "list")  # project "default"
+    assert "project 'default' has no runs; projects with runs: team/b (1 run)\n" in err
+    code, out, err = run_cli(capsys, "--db", file_url, "--project", "team/b", "runs",
+                             "delete", "b1")
+    assert code == 0, err
+    code, out, err = run_cli(capsys, "--db", file_url, "--project", "team/a", "runs", "list")
+    assert code == 0
+    assert err == ("project 'team/a' has no runs but 3 deleted ones (--include-deleted lists "
+                   "them), and neither has any other project in this database\n")
+    code, out, err = run_cli(capsys, "--db", file_url, "--project", "team/a", "runs", "list",
+                             "--include-deleted", "--format", "csv", "--columns", "run_id")
+    assert (code, err) == (0, "")
+    assert out.split() == ["run_id", "a1", "a2", "a3"]
+
+
+def test_deleting_a_run_twice_says_it_was_already_deleted(
+        capsys: pytest.CaptureFixture[str], trained: str) -> None:
+    code, out, err = run_cli(capsys, "--db", trained, "runs", "delete", "r2")
+    assert (code, out, err) == (0, "run r2 deleted\n", "")
+    with engine.sync.connect(trained) as tracker:
+        head = tracker.get_run("r2").position
+    code, out, err = run_cli(capsys, "--db", trained, "runs", "delete", "r2")
+    assert (code, out, err) == (0, "run r2 was already deleted\n", "")
+    with engine.sync.connect(trained) as tracker:
+        state = tracker.get_run("r2")
+        assert state.deleted
+        assert state.position == head  # the second delete recorded nothing
+    code, out, err = run_cli(capsys, "--db", trained, "runs", "delete", "r9")
+    assert code == 1
+    assert "no run 'r9'" in err
