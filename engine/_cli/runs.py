@@ -1,15 +1,13 @@
-"""Runs-table commands: ``runs list``, ``runs group`` and ``diff`` (docs/cli.md).
+"""Runs-table commands: ``runs list``, ``show``, ``abort``, ``delete`` and ``tag``, and the
+registration of ``runs group`` (``grouping``) and ``diff`` (``diff``) (docs/cli.md).
 
-``runs list`` shows the runs a query picks as an aligned table, CSV or JSON lines; ``runs
-group`` groups them with counts and metric stats; ``diff A B`` puts two runs' differences
-side by side. A bad query is reported as one line plus the query with a caret under the
-problem.
+``runs list`` shows the runs a query picks as an aligned table, CSV or JSON lines. A bad
+query is reported as one line plus the query with a caret under the problem.
 """
 
 from __future__ import annotations
 
 import argparse
-import math
 import sys
 from collections.abc import Iterable, Sequence
 from datetime import datetime
@@ -17,12 +15,9 @@ from typing import Any, TypeVar
 
 import orjson
 
-from engine._core.codec import jsonable
-from engine._core.model import RunState
 from engine._query.export import RunsTable, parse_columns
-from engine._query.parser import parse_aggregates, parse_group_by, parse_order, parse_where
+from engine._query.parser import parse_order, parse_where
 from engine._query.tree import (
-    AGGREGATES,
     And,
     Compare,
     Contains,
@@ -32,25 +27,22 @@ from engine._query.tree import (
     Node,
     Not,
     Or,
-    RunGroup,
 )
 from engine._runtime.tracker import Tracker
 
+from . import diff as diffing
+from . import grouping
 from .content import show_sections
 from .display import (
-    aligned,
-    column_widths,
-    cut,
     emit,
     fit_line,
-    fitted,
     fmt,
     run_json,
     table,
     terminal_width,
 )
 from .errors import UsageError
-from .escape import safe, safe_lines
+from .escape import safe_lines
 from .tracker import open_tracker
 
 __all__ = ["add_commands"]
@@ -59,7 +51,6 @@ _STATUS = Field("run", "status")
 _WORKER = Field("run", "worker")
 _TABLE_COLUMNS = (Field("run", "run_id"), Field("run", "name"), Field("run", "experiment"),
                   _STATUS, Field("run", "created_at"))
-_MISSING = "(missing)"
 
 Parser = TypeVar("Parser", bound=argparse.ArgumentParser)
 
@@ -99,7 +90,7 @@ def add_commands(commands: argparse._SubParsersAction[Parser],
     group.add_argument("--format", choices=("table", "csv", "json"), default="table")
     group.add_argument("--include-deleted", action="store_true", help="count deleted runs")
     add_as_of(group)
-    group.set_defaults(handler=_group)
+    group.set_defaults(handler=grouping.group)
 
     for name, helped in (("abort", "ask a running run to stop (it ends aborted)"),
                          ("kill", "the same as abort")):
@@ -124,7 +115,7 @@ def add_commands(commands: argparse._SubParsersAction[Parser],
     diff.add_argument("b", metavar="B", help="another run id")
     diff.add_argument("--all", action="store_true", help="show equal values too")
     diff.add_argument("--format", choices=("table", "json"), default="table")
-    diff.set_defaults(handler=_diff)
+    diff.set_defaults(handler=diffing.diff)
 
 
 def as_of_value(text: str) -> int | datetime:
@@ -238,186 +229,6 @@ def _name_other_projects(project: str, projects: dict[str, int], deleted: int) -
     sys.stderr.write(safe_lines(f"project {project!r} has no runs{gone}; projects with runs: "
                                 f"{listed}\n(choose one with --project NAME or "
                                 "KITTIWAKE_PROJECT)\n"))
-
-
-# runs group ------------------------------------------------------------------------------------
-
-def _group_rows(groups: Sequence[RunGroup]) -> tuple[list[str], list[list[Any]]]:
-    keys = list(groups[0].key) if groups else []
-    stats = list(dict.fromkeys(name for g in groups for name in g.metrics))
-    header = [*keys, "runs"]
-    for name in stats:
-        header += [f"n({name})", f"mean({name})", f"min({name})", f"max({name})"]
-    rows = []
-    for group in groups:
-        row: list[Any] = [*group.key.values(), group.count]
-        for name in stats:
-            s = group.metrics.get(name)
-            row += [None, None, None, None] if s is None else [s.count, s.mean, s.min, s.max]
-        rows.append(row)
-    return header, rows
-
-
-async def _group(args: argparse.Namespace) -> int:
-    by = parse_group_by(args.by)
-    parse_aggregates(args.aggregates)  # a bad name fails before the database is opened
-    async with open_tracker(args) as tracker:
-        groups = await tracker.group_runs([str(f) for f in by], where=args.where,
-                                          aggregates=args.aggregates,
-                                          include_deleted=args.include_deleted,
-                                          as_of=args.as_of)
-    header, rows = _group_rows(groups)
-    if not groups:
-        header = [*(str(f) for f in by), "runs"]
-    found = RunsTable(tuple(header), tuple(tuple(r) for r in rows))
-    if args.format == "csv":
-        sys.stdout.write(safe_lines(found.to_csv()))
-    elif args.format == "json":
-        sys.stdout.write(safe_lines(found.to_jsonl()))
-    else:
-        emit(_fitting_group_table(by, header, rows))
-    return 0
-
-
-def _fitting_group_table(by: Sequence[Field], header: Sequence[str],
-                         rows: Sequence[Sequence[Any]]) -> str:
-    """The groups as one wide table when it fits the terminal; else one row per group and
-    metric, when that fits; else, per group, a line of its key values and run count over a
-    table of its metrics, cut to fit; else one block of lines per group and metric. No line
-    is longer than the terminal is wide (``MIN_WIDTH`` at the least); ``--format json``
-    and ``csv`` carry every value whole."""
-    width = fitted(terminal_width())
-    numbers = range(len(by), len(header))
-    wide = table(header, rows, numeric=numbers)
-    if width is None or max(map(len, wide.splitlines()), default=0) <= width:
-        return wide
-    keys = len(by) + 1  # the group's key values and its run count
-    stats = [name[len("n("):-1] for name in header[keys::4]]  # "n(metrics.x)"
-    if not stats:
-        return table(header, rows, numeric=numbers, width=width)
-    long_header = [*header[:keys], "metric", "count", "mean", "min", "max"]
-    long_rows = [[*row[:keys], metric, *row[keys + 4 * i : keys + 4 * i + 4]]
-                 for row in rows for i, metric in enumerate(stats)]
-    long_numeric = [*range(len(by), keys), *range(keys + 1, keys + 5)]
-    long = table(long_header, long_rows, numeric=long_numeric)
-    if max(map(len, long.splitlines()), default=0) <= width:
-        return long
-    nested = _nested_group_table(header[:keys], stats, rows, width)
-    if nested is not None:
-        return nested
-    return table(long_header, long_rows, numeric=long_numeric, width=width)
-
-
-def _nested_group_table(keys: Sequence[str], stats: Sequence[str],
-                        rows: Sequence[Sequence[Any]], width: int) -> str | None:
-    """Per group, ``key=value ... runs=N`` on a line (a line each when they are too long for
-    one), then its metrics' table indented (a metric named without the ``metrics.`` every
-    one starts with), all the groups' metric tables with the same columns; None when they
-    cannot fit ``width``."""
-    indent = "  "
-    header = ("metric", "count", "mean", "min", "max")
-    names = [metric.removeprefix("metrics.") for metric in stats]
-    metric_rows = [[[name, *row[len(keys) + 4 * i : len(keys) + 4 * i + 4]]
-                    for i, name in enumerate(names)] for row in rows]
-    cells = [[fmt(v) for v in r] for group in metric_rows for r in group]
-    # Cut shorter than this, metric names would no longer tell one from another.
-    widths = column_widths(header, cells, numeric=range(1, 5), width=width - len(indent),
-                           shortest=12)
-    if widths is None:
-        return None
-    blocks = []
-    for row, group in zip(rows, metric_rows, strict=True):
-        pairs = [f"{safe(name)}={fmt(value)}"
-                 for name, value in zip(keys, row[:len(keys)], strict=True)]
-        title = "  ".join(pairs)
-        # Too long for a line: a line per key, so that none is lost in a cut.
-        titles = [title] if len(title) <= width else [cut(pair, width) for pair in pairs]
-        body = aligned(header, [[fmt(v) for v in r] for r in group], widths,
-                       numeric=range(1, 5))
-        blocks.append("\n".join([*titles, *(indent + line for line in body.splitlines())]))
-    return "\n\n".join(blocks)
-
-
-# diff ------------------------------------------------------------------------------------------
-
-def _same(x: Any, y: Any) -> bool:
-    if isinstance(x, float) and isinstance(y, float) and math.isnan(x) and math.isnan(y):
-        return True
-    if isinstance(x, bool) or isinstance(y, bool):  # True == 1 in Python, not in a config
-        return type(x) is type(y) and x == y
-    return bool(x == y)
-
-
-def _run_fields(state: RunState) -> dict[str, Any]:
-    fork = None if state.fork is None else f"{state.fork.run_id} @ step {fmt(state.fork.step)}"
-    return {"name": state.name, "experiment": state.experiment, "status": str(state.status),
-            "reason": state.status_reason, "tags": sorted(state.tags), "fork": fork,
-            "created": state.created_at, "ended": state.ended_at}
-
-
-def _delta(x: Any, y: Any) -> Any:
-    numbers = all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in (x, y))
-    return y - x if numbers else None
-
-
-async def _diff(args: argparse.Namespace) -> int:
-    async with open_tracker(args) as tracker:
-        a = await tracker.get_run(args.a)
-        b = await tracker.get_run(args.b)
-    show = args.all
-    fields_a, fields_b = _run_fields(a), _run_fields(b)
-    run_rows = [(k, fields_a[k], fields_b[k]) for k in fields_a
-                if show or not _same(fields_a[k], fields_b[k])]
-    absent = object()
-    config_rows = []
-    for path in sorted(set(a.config) | set(b.config)):
-        x, y = a.config.get(path, absent), b.config.get(path, absent)
-        if show or x is absent or y is absent or not _same(x, y):
-            config_rows.append((path, x, y))
-    metric_rows = []
-    for metric in sorted(set(a.metrics) | set(b.metrics)):
-        sa, sb = a.metrics.get(metric), b.metrics.get(metric)
-        for agg in AGGREGATES:
-            x = absent if sa is None else getattr(sa, agg)
-            y = absent if sb is None else getattr(sb, agg)
-            if show or x is absent or y is absent or not _same(x, y):
-                metric_rows.append((metric, agg, x, y))
-    if args.format == "json":
-        def value(v: Any) -> Any:
-            return None if v is absent else v
-
-        emit(safe_lines(orjson.dumps(jsonable({
-            "a": a.run_id, "b": b.run_id,
-            "run": {k: [value(x), value(y)] for k, x, y in run_rows},
-            "config": {p: [value(x), value(y)] for p, x, y in config_rows},
-            "metrics": [{"metric": m, "aggregate": g, "a": value(x), "b": value(y)}
-                        for m, g, x, y in metric_rows],
-        }), default=str, option=orjson.OPT_INDENT_2).decode()))
-        return 0
-
-    def cell(v: Any) -> Any:
-        return _MISSING if v is absent else v
-
-    if not (run_rows or config_rows or metric_rows):
-        emit(f"{a.run_id} and {b.run_id} have the same fields, config and metric summaries")
-        return 0
-    sections = []
-    width = terminal_width()
-    if run_rows:
-        sections.append(table(("run", a.run_id, b.run_id),
-                              [(k, cell(x), cell(y)) for k, x, y in run_rows], width=width))
-    if config_rows:
-        sections.append(table(("config", a.run_id, b.run_id),
-                              [(p, cell(x), cell(y)) for p, x, y in config_rows],
-                              width=width))
-    if metric_rows:
-        rows = [(m, g, cell(x), cell(y),
-                 None if x is absent or y is absent else _delta(x, y))
-                for m, g, x, y in metric_rows]
-        sections.append(table(("metric", "stat", a.run_id, b.run_id, "b - a"), rows,
-                              numeric=(2, 3, 4), width=width))
-    emit("\n\n".join(sections))
-    return 0
 
 
 async def show(args: argparse.Namespace) -> int:
