@@ -21,17 +21,17 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import math
 import os
 import platform
-import random
 import sys
 import tempfile
 import time
-from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
 import httpx
+import numpy as np
 import orjson
 import psutil
 
@@ -40,7 +40,23 @@ from bench.remote import server
 SUBSCRIBERS = 100
 WRITERS = 100
 WINDOW = 30.0
-SAMPLES = 20_000  # latencies kept per window (a uniform sample once there are more)
+# Latencies are counted in log-spaced buckets 1% wide (0.01 ms to 1,000 s), in one array
+# made at the start: the harness's own memory stays the same however long the soak runs,
+# so the subscribers' RSS shows the clients alone.
+_LOW_MS = 0.01
+_RATIO = 1.01
+BUCKETS = math.ceil(math.log(1e8) / math.log(_RATIO)) + 1
+
+
+def _bucket(ms: float) -> int:
+    if ms <= _LOW_MS:
+        return 0
+    return min(BUCKETS - 1, int(math.log(ms / _LOW_MS) / math.log(_RATIO)) + 1)
+
+
+def _upper_ms(bucket: int) -> float:
+    """The upper edge of a bucket: a quantile read from the counts errs by at most 1%."""
+    return _LOW_MS * _RATIO ** bucket
 
 WRITER_PROCESS = """
 import asyncio, json, sys, time
@@ -82,8 +98,7 @@ class Subscriber:
         self.ready = asyncio.Event()
         self.error: str | None = None
 
-    async def follow(self, url: str, latencies: dict[int, list[float]],
-                     counts: dict[int, int], began: float) -> None:
+    async def follow(self, url: str, latencies: np.ndarray, began: float) -> None:
         try:
             async with httpx.AsyncClient(base_url=url, timeout=None) as client, \
                     client.stream("GET", "/api/v1/projects/soak/events",
@@ -96,21 +111,15 @@ class Subscriber:
                     now = time.time()
                     event = orjson.loads(line[6:])
                     column = event["data"]["metrics"]["t"]
-                    window = int((time.monotonic() - began) // WINDOW)
+                    window = min(len(latencies) - 1, int((time.monotonic() - began) // WINDOW))
+                    counts = latencies[window]
                     run = event["run_id"]
                     for step, value in zip(column["steps"], column["values"], strict=True):
                         if int(step) <= self.last.get(run, -1):
                             self.duplicates += 1  # or out of order: either breaks the promise
                         self.last[run] = int(step)
                         self.points += 1
-                        kept = latencies[window]
-                        counts[window] += 1
-                        if len(kept) < SAMPLES:
-                            kept.append((now - value) * 1000)
-                        else:  # reservoir sampling: a uniform sample in bounded memory
-                            slot = random.randrange(counts[window])
-                            if slot < SAMPLES:
-                                kept[slot] = (now - value) * 1000
+                        counts[_bucket((now - value) * 1000)] += 1
         except asyncio.CancelledError:
             raise
         except Exception as exc:
@@ -118,9 +127,13 @@ class Subscriber:
             self.ready.set()
 
 
-def _p99(values: list[float]) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(len(ordered) * 0.99))] if ordered else 0.0
+def _quantile(counts: np.ndarray, q: float) -> float | None:
+    """The ``q`` quantile (ms) of the latencies counted in ``counts``."""
+    total = int(counts.sum())
+    if not total:
+        return None
+    rank = min(total - 1, int(total * q))
+    return round(_upper_ms(int(np.searchsorted(np.cumsum(counts), rank, side="right"))), 1)
 
 
 async def soak(seconds: float, tmp: Path) -> dict[str, Any]:
@@ -132,12 +145,12 @@ async def soak(seconds: float, tmp: Path) -> dict[str, Any]:
     else:
         db = str(tmp / "soak.db")
     began = time.monotonic()
-    latencies: dict[int, list[float]] = defaultdict(list)
-    counts: dict[int, int] = defaultdict(int)
+    # One row per window, and one for anything later (the last points' way to everyone).
+    latencies = np.zeros((int(seconds // WINDOW) + 2, BUCKETS), dtype=np.int64)
     rss: list[dict[str, float]] = []
     with server(db) as (url, server_process):
         subscribers = [Subscriber() for _ in range(SUBSCRIBERS)]
-        tasks = [asyncio.create_task(s.follow(url, latencies, counts, began)) for s in subscribers]
+        tasks = [asyncio.create_task(s.follow(url, latencies, began)) for s in subscribers]
         await asyncio.gather(*(s.ready.wait() for s in subscribers))
         writers = await asyncio.create_subprocess_exec(
             sys.executable, "-c", WRITER_PROCESS, url, str(WRITERS), str(seconds),
@@ -168,11 +181,14 @@ async def soak(seconds: float, tmp: Path) -> dict[str, Any]:
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
+        # What the server's page caches could hold at most: the database as it ended.
+        size = None if base else sum(
+            p.stat().st_size for p in tmp.glob("soak.db*")) / 2**20
     errors = [*report["errors"], *(f"subscriber: {s.error}" for s in subscribers if s.error)]
     read = [s.points for s in subscribers]
-    everything = [x for window in latencies.values() for x in window]
-    windows = [{"from_s": k * WINDOW, "p99_ms": round(_p99(v), 1), "points": counts[k]}
-               for k, v in sorted(latencies.items())]
+    everything = latencies.sum(axis=0)
+    windows = [{"from_s": k * WINDOW, "p99_ms": _quantile(row, 0.99), "points": int(row.sum())}
+               for k, row in enumerate(latencies) if row.any()]
     third = max(1, len(rss) // 3)
 
     def mean(key: str, part: list[dict[str, float]]) -> float:
@@ -187,9 +203,10 @@ async def soak(seconds: float, tmp: Path) -> dict[str, Any]:
         "points_read_by_every_subscriber": min(read) == max(read) == written,
         "read_min": min(read), "read_max": max(read),
         "duplicates": sum(s.duplicates for s in subscribers),
-        "p50_ms": round(sorted(everything)[len(everything) // 2], 1) if everything else None,
-        "p99_ms": round(_p99(everything), 1),
+        "p50_ms": _quantile(everything, 0.5),
+        "p99_ms": _quantile(everything, 0.99),
         "errors": errors,
+        "database_mib": None if size is None else round(size, 1),
         "rss_last_third_over_middle_third": flat,
         "rss_mb": [{k: round(v, 1) for k, v in r.items()} for r in rss],
         "p99_by_window": windows,

@@ -55,6 +55,9 @@ class Projector:
         self._metrics: dict[int, dict[str, MetricRow]] = {}
         self._segments: dict[int, dict[str, list[Segment]]] = {}
         self._tails: dict[tuple[int, str], Chunk] = {}
+        # At least the points the tails hold: counting them exactly each commit would cost
+        # a walk over every tail, and a project of many runs keeps a tail per run.
+        self._tail_bound = 0
         self._projects: dict[str, int] = {}
         self._ancestors: dict[int, list[tuple[int, int, int | float]]] = {}
 
@@ -65,6 +68,7 @@ class Projector:
         self._metrics.clear()
         self._segments.clear()
         self._tails.clear()
+        self._tail_bound = 0
         self._projects.clear()
         self._ancestors.clear()
 
@@ -77,11 +81,20 @@ class Projector:
             return
         budget = TAIL_POINTS if max_tail_points is None else max_tail_points
         tails = self._tails
-        if len(tails) * CHUNK <= budget:
-            return  # full chunks in every tail would still fit: nothing to count
+        if len(tails) * CHUNK <= budget or self._tail_bound <= budget:
+            return  # full chunks in every tail, or all that was kept, would still fit
         held = sum(len(chunk.values) for chunk in tails.values())
         while held > budget:
             held -= len(tails.pop(next(iter(tails))).values)
+        self._tail_bound = held
+
+    def keep_tail(self, key: tuple[int, str], chunk: Chunk) -> None:
+        """Keep ``chunk`` as the open chunk of ``key`` (run, metric), the most recently
+        extended."""
+        self._tails.pop(key, None)  # to the end
+        self._tails[key] = chunk
+        # The chunk it replaces stays counted: a bound, made exact by the next count.
+        self._tail_bound += len(chunk.values)
 
     async def save(self) -> None:
         """Write pending changes; the cache keeps the rows."""
@@ -358,8 +371,7 @@ class Projector:
             low = lo if low != low or lo < low else low
             high = hi if high != high or hi > high else high
             self.changes.chunks[(row.rk, metric, chunk.epoch, chunk.seq)] = chunk
-        self._tails.pop(key, None)  # to the end: the most recently extended tail
-        self._tails[key] = chunk
+        self.keep_tail(key, chunk)
         added = Summary(n, values[-1], steps[-1], low, high)
         summary = combine(mrow.summary, added) if mrow is not None else added
         assert summary is not None

@@ -4,12 +4,14 @@ the new run's data into the run that holds it."""
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Sequence
 from typing import Any
 
 import anyio
 import pytest
 
+import engine
 from engine import Status
 from engine._core import events as ev
 from engine._runtime import opening
@@ -139,3 +141,42 @@ async def test_what_a_refused_run_logged_while_its_creation_was_committing_is_re
             run.log_metrics({"m": 1.0}, step=0)
             await run.flush()
         assert writer.pending == 0  # nothing of the refused run counts against the bound
+
+
+_RESUMER = """
+import asyncio, sys
+import engine
+
+async def main(url, me, runs):
+    async with engine.connect(url, durability="normal") as tracker:
+        for k in range(runs):
+            async with tracker.start_run(f"shared-{k}", resume=True) as run:
+                run.log_metrics({f"p{me}": float(k)}, step=0)
+
+asyncio.run(main(sys.argv[1], int(sys.argv[2]), int(sys.argv[3])))
+"""
+
+
+async def test_processes_that_create_or_resume_one_run_at_once_all_get_it(
+        db_url: str, backend: str) -> None:
+    """Four training processes resume the same runs, none of which exists yet: every call
+    gets the run (created once, resumed by the others), and each keeps what it logged."""
+    needs_shared_database(backend)
+    processes, runs = 4, 10
+    with anyio.fail_after(120):
+        children = [await anyio.open_process([sys.executable, "-c", _RESUMER, db_url,
+                                              str(me), str(runs)])
+                    for me in range(processes)]
+        outcomes = []
+        for child in children:
+            async with child:
+                assert child.stderr is not None
+                errors = b"".join([chunk async for chunk in child.stderr])
+                outcomes.append((await child.wait(), errors.decode()))
+    assert outcomes == [(0, "")] * processes
+    async with engine.connect(db_url) as tracker:
+        for k in range(runs):
+            state = await tracker.get_run(f"shared-{k}")
+            assert set(state.metrics) == {f"p{me}" for me in range(processes)}
+        created = [e.run_id async for e in tracker.events() if e.type == "RunCreated"]
+        assert sorted(created) == sorted(f"shared-{k}" for k in range(runs))

@@ -3,6 +3,7 @@ its history: edit_run leaves status, reason, end time and heartbeat as they were
 
 from __future__ import annotations
 
+import anyio
 import pytest
 
 from engine import Status
@@ -73,3 +74,29 @@ async def test_resume_still_reopens_a_run(make: MakeTracker) -> None:
         async with tracker.start_run("r", resume=True):
             pass
         assert (await tracker.get_run("r")).status is Status.SUCCEEDED
+
+
+async def test_an_edit_adds_notes_files_and_text_and_records_nothing_of_its_own(
+        make: MakeTracker) -> None:
+    """What an edit records is what it was handed: no environment, source, output or system
+    metrics of the process that edits, no heartbeat, no change of status."""
+    async with make(heartbeat_interval=0.05) as tracker:
+        async with tracker.start_run("r", capture_env=True, capture_source=True) as run:
+            run.log_metrics({"loss": 0.5}, step=0)
+        before = await tracker.get_run("r")
+        start = [e.position async for e in tracker.events()][-1]
+        async with tracker.edit_run("r") as edit:
+            edit.set_notes("scored by the nightly evaluation")
+            edit.log_files({"eval/report": b"accuracy 0.91"}, step=1)
+            edit.log_text({"eval/summary": "fine"}, step=1)
+            await edit.upload({"model/card.md": b"# Model card"})
+            await anyio.sleep(0.2)  # a live run would have beaten a few times by now
+        after = await tracker.get_run("r")
+        added = [e.type async for e in tracker.events(start)]
+        (report,) = await tracker.read_files("r", "eval/report")
+        assert await tracker.read_file(report) == b"accuracy 0.91"
+    assert after.notes == "scored by the nightly evaluation"
+    assert (after.status, after.ended_at, after.env) == (before.status, before.ended_at,
+                                                         before.env)
+    assert set(after.files) == set(before.files) | {"model/card.md"}
+    assert sorted(added) == sorted(["NotesSet", "FilesLogged", "FilesUploaded", "TextLogged"])

@@ -335,7 +335,12 @@ def test_the_open_chunks_kept_never_hold_more_points_than_allowed() -> None:
         chunk = Chunk(0, 0)
         chunk.extend(array("q", range(k * 10)), array("d", [0.0] * (k * 10)),
                      array("d", [0.0] * (k * 10)), 0)
-        keeper._tails[(k, "m")] = chunk
+        keeper.keep_tail((k, "m"), chunk)
     keeper.trim(max_runs=100, max_tail_points=200)
     assert sum(len(c.values) for c in keeper._tails.values()) <= 200
     assert list(keeper._tails) == [(8, "m"), (9, "m")]  # 80 + 90 points; adding 70 would not fit
+    chunk = Chunk(0, 0)  # one more after the count: the bound is kept again
+    chunk.extend(array("q", range(50)), array("d", [0.0] * 50), array("d", [0.0] * 50), 0)
+    keeper.keep_tail((10, "m"), chunk)
+    keeper.trim(max_runs=100, max_tail_points=200)
+    assert list(keeper._tails) == [(9, "m"), (10, "m")]

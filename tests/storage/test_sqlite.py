@@ -10,6 +10,7 @@ from typing import Any
 import anyio
 import pytest
 
+import engine
 from engine._core.events import default_upcasters
 from engine._query.execute import select_runs
 from engine._query.sql import SQLITE, Compiled
@@ -97,6 +98,34 @@ async def test_durability_is_sqlite_synchronous(tmp_path: Path, durability: str,
         assert await _raw(store, "PRAGMA journal_mode") == [("wal",)]
     finally:
         await store.close()
+
+
+@pytest.mark.parametrize(("setting", "kib"), [(None, 65536), ("2", 2048), (" 16 ", 16384)])
+async def test_the_page_cache_is_64_mib_or_what_the_environment_says(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, setting: str | None, kib: int) -> None:
+    if setting is None:
+        monkeypatch.delenv("KITTIWAKE_SQLITE_CACHE_MIB", raising=False)
+    else:
+        monkeypatch.setenv("KITTIWAKE_SQLITE_CACHE_MIB", setting)
+    async with engine.connect(str(tmp_path / "c.db")) as tracker:
+        store = tracker._store
+        assert store is not None
+        assert await _raw(store, "PRAGMA cache_size") == [(-kib,)]
+        # A large file streams through a smaller cache, which then grows back.
+        async with tracker.start_run("r") as run:
+            await run.upload({"big": b"x" * (5 << 20)})
+        assert await _raw(store, "PRAGMA cache_size") == [(-kib,)]
+
+
+@pytest.mark.parametrize("setting", ["0", "-5", "lots", "1.5"])
+async def test_a_page_cache_setting_that_is_not_a_size_is_refused_by_name(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, setting: str) -> None:
+    monkeypatch.setenv("KITTIWAKE_SQLITE_CACHE_MIB", setting)
+    with pytest.raises(ValidationError, match="KITTIWAKE_SQLITE_CACHE_MIB") as caught:
+        async with engine.connect(str(tmp_path / "c.db")):
+            pass
+    assert caught.value.key == "KITTIWAKE_SQLITE_CACHE_MIB"
+    assert not (tmp_path / "c.db").exists()  # refused before anything was written
 
 
 async def test_a_newer_schema_is_refused(tmp_path: Path) -> None:

@@ -9,6 +9,7 @@ a full disk or an I/O error, and a rollback's own error never hides the one that
 
 from __future__ import annotations
 
+import os
 import sqlite3
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager, suppress
@@ -22,16 +23,41 @@ import anyio
 from engine._query.dialect import SQLITE, Dialect
 from engine._query.sql import Compiled
 from engine._storage.session import Row, Session
-from engine.errors import EngineError, StorageError
+from engine.errors import EngineError, StorageError, ValidationError
 
 from .errors import DRIVER_ERRORS, failure
 
-__all__ = ["CACHE_SIZE", "HAND_OFF", "Check", "SqliteReader", "SqliteSession", "Write", "connect"]
+__all__ = ["CACHE_ENV", "HAND_OFF", "Check", "SqliteReader", "SqliteSession", "Write", "cache_size",
+           "connect"]
 
 T = TypeVar("T")
 
-CACHE_SIZE = "PRAGMA cache_size = -65536"
-"""The page cache of each connection: 64 MiB."""
+CACHE_ENV = "KITTIWAKE_SQLITE_CACHE_MIB"
+"""The environment variable that sets each connection's page cache, in MiB (default 64)."""
+_DEFAULT_CACHE_MIB = 64
+
+
+def cache_size() -> str:
+    """The statement that sets a connection's page cache: 64 MiB, or ``CACHE_ENV``'s.
+
+    Each connection keeps its own cache, which fills as it touches pages, up to this bound:
+    a process's memory grows by up to this much per connection. A server that should stay
+    small (or a machine with little memory) sets it lower, at some cost to reads that go
+    back to the operating system's file cache more often.
+
+    :raises ValidationError: the variable is not a whole number of MiB of at least 1.
+    """
+    raw = os.environ.get(CACHE_ENV, "").strip()
+    if not raw:
+        return f"PRAGMA cache_size = -{_DEFAULT_CACHE_MIB * 1024}"
+    try:
+        mib = int(raw)
+    except ValueError:
+        mib = 0
+    if not 1 <= mib <= 1 << 20:
+        raise ValidationError(f"{CACHE_ENV} must be a whole number of MiB from 1 to "
+                              f"1048576, not {raw!r}", key=CACHE_ENV)
+    return f"PRAGMA cache_size = -{mib * 1024}"
 
 _PRAGMAS = (
     "PRAGMA busy_timeout = 60000",
@@ -40,7 +66,6 @@ _PRAGMAS = (
     "PRAGMA page_size = 16384",
     "PRAGMA journal_mode = WAL",
     "PRAGMA synchronous = {synchronous}",
-    CACHE_SIZE,
     "PRAGMA temp_store = MEMORY",
     # Checkpoints run on the store's checkpoint thread, not inside a commit.
     "PRAGMA wal_autocheckpoint = 0",
@@ -54,6 +79,7 @@ async def connect(path: str, *, synchronous: str, doing: str) -> SqliteSession:
         missing directory, no permission, not a database, damaged).
     """
     _check_path(path)
+    cache = cache_size()
     pending = aiosqlite.connect(path, isolation_level=None)
     try:
         db = await pending
@@ -79,13 +105,14 @@ async def connect(path: str, *, synchronous: str, doing: str) -> SqliteSession:
         for pragma in _PRAGMAS:
             # Run to the end: some return a row.
             await db.execute_fetchall(pragma.format(synchronous=synchronous))
+        await db.execute_fetchall(cache)
     except BaseException as exc:
         with anyio.CancelScope(shield=True):
             await db.close()
         if isinstance(exc, DRIVER_ERRORS):
             raise _unopenable(path, exc) from exc
         raise
-    return SqliteSession(db, path, doing)
+    return SqliteSession(db, path, doing, cache)
 
 
 def _unopenable(path: str, exc: BaseException) -> StorageError:
@@ -114,10 +141,11 @@ class SqliteSession:
 
     dialect: Dialect = SQLITE
 
-    def __init__(self, db: aiosqlite.Connection, path: str, doing: str) -> None:
+    def __init__(self, db: aiosqlite.Connection, path: str, doing: str, cache: str) -> None:
         self.db = db
         self.path = path
         self.doing = doing  # what this connection is for, as its errors say
+        self.cache = cache  # the statement that gave it its page cache
 
     async def fetch(self, sql: str, params: Sequence[Any] = ()) -> Sequence[Row]:
         try:

@@ -28,7 +28,7 @@ from .checkpoint import Checkpointer
 from .commit import Committer
 from .rebuild import SqliteRebuild
 from .schema import MIGRATIONS
-from .session import CACHE_SIZE, SqliteReader, SqliteSession, connect
+from .session import SqliteReader, SqliteSession, connect
 
 T = TypeVar("T")
 _STREAM_CACHE_KIB = 2048
@@ -206,7 +206,7 @@ class SqliteStore(SplitStore[Committer]):
                     return await work(session)
             finally:
                 with anyio.CancelScope(shield=True):
-                    await writer.execute(CACHE_SIZE)
+                    await writer.execute(writer.cache)
 
     @property
     def blob_reader(self) -> Reader:
