@@ -14,6 +14,7 @@ import pytest
 
 import engine
 from engine import Status
+from engine._runtime.output import SUPPORTED
 from engine.errors import RunAbortedError
 from tests.conftest import in_thread
 
@@ -164,3 +165,58 @@ def test_finish_honours_an_abort_and_takes_a_status(file_url: str) -> None:
             (Status.ABORTED, "preempted")
         assert tracker.get_run("b").status_reason == "bad data"
         assert tracker.get_run("b").status is Status.FAILED
+
+
+needs_capture = pytest.mark.skipif(not SUPPORTED, reason="fd capture is POSIX only")
+
+
+@needs_capture
+def test_a_notebook_cell_run_again_starts_a_second_run_beside_the_first(tmp_path: Path) -> None:
+    """Output is captured by default in blocking code, and the process's descriptors can be
+    captured for one run at a time: the second run starts all the same, without the output,
+    and a warning names both runs."""
+    done = script("""
+        import engine
+        run = engine.sync.init("runs.db", run_id="first")
+        print("first cell", flush=True)
+        run = engine.sync.init("runs.db", run_id="again")  # the cell, run again
+        print("second cell", flush=True)
+        run.log_metrics({"loss": 0.5}, step=0)
+    """, cwd=tmp_path, env={"KITTIWAKE_CAPTURE": "on"})
+    warning = ("run 'again' does not record its output: this process's stdout and stderr are "
+               "being captured for run 'first' already")
+    assert warning in done.stderr
+    assert "RuntimeError" not in done.stderr
+    with engine.sync.connect(str(tmp_path / "runs.db")) as tracker:
+        first, again = tracker.get_run("first"), tracker.get_run("again")
+        assert (first.status, first.status_reason) == (Status.SUCCEEDED, None)
+        assert (again.status, again.status_reason) == (Status.SUCCEEDED, None)
+        assert again.metrics["loss"].count == 1
+        assert tracker.read_text("first", "logs/stdout").values == ["first cell",
+                                                                    "second cell"]
+        assert warning in "\n".join(tracker.read_text("first", "logs/stderr").values)
+        assert tracker.read_text("again", "logs/stdout").values == []
+
+
+@needs_capture
+def test_a_nested_blocking_run_starts_without_the_output(tmp_path: Path) -> None:
+    done = script("""
+        import engine
+        with engine.sync.connect("runs.db") as tracker:
+            with tracker.start_run("outer") as outer:
+                print("outer starts", flush=True)
+                with tracker.start_run("inner") as inner:
+                    print("inner trains", flush=True)
+                    inner.log_metrics({"loss": 0.5}, step=0)
+                print("outer ends", flush=True)
+    """, cwd=tmp_path, env={"KITTIWAKE_CAPTURE": "on"})
+    assert "run 'inner' does not record its output" in done.stderr
+    assert "for run 'outer' already" in done.stderr
+    with engine.sync.connect(str(tmp_path / "runs.db")) as tracker:
+        assert tracker.get_run("outer").status is Status.SUCCEEDED
+        inner = tracker.get_run("inner")
+        assert inner.status is Status.SUCCEEDED
+        assert inner.metrics["loss"].count == 1
+        assert tracker.read_text("outer", "logs/stdout").values == [
+            "outer starts", "inner trains", "outer ends"]
+        assert tracker.read_text("inner", "logs/stdout").values == []
