@@ -244,3 +244,22 @@ def test_a_loop_closed_under_an_open_tracker_exits_promptly_and_says_what_was_lo
     (closed,) = anyio.run(states, db_url, "closed")
     assert closed.status is Status.RUNNING  # until a reaper marks it crashed
     assert "m" not in closed.metrics
+
+
+@pytest.mark.parametrize(("code", "status", "reason"), [
+    (3, Status.FAILED, "SystemExit: exit code 3"),
+    (0, Status.SUCCEEDED, None),
+])
+def test_sys_exit_under_asyncio_run_ends_an_init_run_as_the_exit_code_says(
+        tmp_path: Path, code: int, status: Status, reason: str | None) -> None:
+    script(f"""
+        import asyncio, sys, engine
+        async def main():
+            run = await engine.init("runs.db", run_id="r")
+            run.log_metrics({{"loss": 0.5}}, step=0)
+            sys.exit({code})
+        asyncio.run(main())
+    """, cwd=tmp_path, expect=code)
+    ended = anyio.run(state, tmp_path / "runs.db", "r")
+    assert (ended.status, ended.status_reason) == (status, reason)
+    assert ended.metrics["loss"].count == 1

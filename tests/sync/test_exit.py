@@ -220,3 +220,80 @@ def test_a_nested_blocking_run_starts_without_the_output(tmp_path: Path) -> None
         assert tracker.read_text("outer", "logs/stdout").values == [
             "outer starts", "inner trains", "outer ends"]
         assert tracker.read_text("inner", "logs/stdout").values == []
+
+
+@pytest.mark.parametrize(("code", "status", "reason"), [
+    ("3", Status.FAILED, "SystemExit: exit code 3"),
+    ("'no data'", Status.FAILED, "SystemExit: exit code 1: no data"),
+    ("0", Status.SUCCEEDED, None),
+    ("", Status.SUCCEEDED, None),
+])
+def test_sys_exit_in_a_runs_block_ends_it_as_the_exit_code_says(
+        tmp_path: Path, code: str, status: Status, reason: str | None) -> None:
+    """As W&B does: a non-zero exit code is a failure, zero a success."""
+    done = subprocess.run([sys.executable, "-c", textwrap.dedent(f"""
+        import sys, engine
+        with engine.sync.connect("runs.db") as tracker:
+            with tracker.start_run("r") as run:
+                run.log_metrics({{"loss": 0.5}}, step=0)
+                sys.exit({code})
+    """)], cwd=tmp_path, capture_output=True, text=True, timeout=PROMPTLY)
+    assert done.returncode == (1 if code.startswith("'") else int(code or 0)), done.stderr
+    ended = state(tmp_path / "runs.db", "r")
+    assert (ended.status, ended.status_reason) == (status, reason)
+    assert ended.metrics["loss"].count == 1
+
+
+def test_sys_exit_at_top_level_is_not_seen_and_the_open_run_ends_succeeded(
+        tmp_path: Path) -> None:
+    """A ``sys.exit`` outside any block of the run reaches neither ``sys.excepthook`` nor
+    anything else Python lets a library see (only a wrapper of ``sys.exit`` would, which
+    Kittiwake does not install): the run of ``engine.sync.init`` still open ends
+    ``succeeded``, with everything it logged; the exit code is the script's."""
+    done = subprocess.run([sys.executable, "-c", textwrap.dedent("""
+        import sys, engine
+        run = engine.sync.init("runs.db", run_id="r")
+        run.log_metrics({"loss": 0.5}, step=0)
+        sys.exit(3)
+    """)], cwd=tmp_path, capture_output=True, text=True, timeout=PROMPTLY)
+    assert done.returncode == 3, done.stderr
+    ended = state(tmp_path / "runs.db", "r")
+    assert (ended.status, ended.status_reason) == (Status.SUCCEEDED, None)
+    assert ended.metrics["loss"].count == 1
+
+
+def test_an_abort_of_an_init_run_ends_the_script_at_its_next_logging_call(
+        tmp_path: Path) -> None:
+    """Without a block to end, the abort is raised by the next logging call: uncaught, it
+    ends the script (exit code 1, its traceback shown), and the run ends ``aborted`` with
+    the abort's reason; caught, the script goes on and ``finish()`` ends it so."""
+    done = script("""
+        import engine
+        run = engine.sync.init("runs.db", run_id="r")
+        with engine.sync.connect("runs.db") as elsewhere:
+            elsewhere.abort_run("r", reason="preempted")
+        for step in range(100_000):
+            run.log_metrics({"loss": 0.5}, step=step)
+            run.flush()
+        print("not reached")
+    """, cwd=tmp_path, expect=1)
+    assert "RunAbortedError" in done.stderr
+    assert "not reached" not in done.stdout
+    ended = state(tmp_path / "runs.db", "r")
+    assert (ended.status, ended.status_reason) == (Status.ABORTED, "preempted")
+
+
+def test_sys_exit_0_on_an_abort_still_ends_the_run_aborted(tmp_path: Path) -> None:
+    """A script that exits cleanly when asked to stop (a SIGTERM handler, say) was aborted,
+    not successful."""
+    script("""
+        import sys, time, engine
+        with engine.sync.connect("runs.db") as tracker:
+            with tracker.start_run("r") as run:
+                tracker.abort_run("r", reason="preempted")
+                while not run.abort_requested:
+                    time.sleep(0.01)
+                sys.exit(0)
+    """, cwd=tmp_path)
+    ended = state(tmp_path / "runs.db", "r")
+    assert (ended.status, ended.status_reason) == (Status.ABORTED, "preempted")
