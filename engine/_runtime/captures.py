@@ -8,7 +8,10 @@ source and the machine's load.
   number, gathered into one event per writer cycle (``RunBuffer.lines``). A line is never
   refused for room: the capture thread must not wait for the event loop, which may itself
   be writing to the captured pipe. Ending the block stops the capture first, so the lines
-  written just before a crash are recorded before its ``failed`` status.
+  written just before a crash are recorded before its ``failed`` status. The descriptors
+  belong to the whole process: a run that starts while another run's capture is on (a
+  nested run, a notebook cell run again before its run finished) records none of the
+  output, and a warning names both runs; it starts all the same.
 - **Environment** (``capture_env``): ``environment.environment`` as an ``EnvCaptured``
   event, buffered like the rest (it commits with the run). The tracker asks for it (git
   included, on a worker thread) when it opens, so a run that starts later records it at
@@ -48,7 +51,7 @@ from engine.errors import EngineError, ValidationError
 
 from . import environment as envs
 from . import snapshot as snap
-from .output import SUPPORTED, OutputCapture, Stream
+from .output import SUPPORTED, CaptureBusyError, OutputCapture, Stream
 from .system import DEFAULT_INTERVAL, MIN_INTERVAL, SystemSampler
 
 __all__ = ["CAPTURE_ENV_VAR", "DEFAULT_INTERVAL", "CaptureOptions", "Captures",
@@ -165,20 +168,35 @@ class Captures:
             self._env_done = True
         self._source_done = not options.source or self._record_known_source(options.source)
         if options.output:
-            if SUPPORTED:
-                self._output = OutputCapture(
-                    self._line, first_lines={s: self._first.get(k, 0)
-                                             for s, k in _KEYS.items()})
-                self._output.start()
-            else:
-                warnings.warn("capture_output is not supported on this platform; the run's "
-                              "output is not recorded", stacklevel=3)
+            self._start_output()
         if not (self._env_done and self._source_done and not options.system):
             self._scope = anyio.CancelScope()
             self._sampler_scope = anyio.CancelScope()
             self._done = anyio.Event()
             self.tasks.start_soon(self._background, self._scope, self._sampler_scope,
                                   self._done)
+
+    def _start_output(self) -> None:
+        if not SUPPORTED:
+            warnings.warn("capture_output is not supported on this platform; the run's "
+                          "output is not recorded", stacklevel=4)
+            return
+        output = OutputCapture(self._line, owner=f"run {self.run.run_id!r}",
+                               first_lines={s: self._first.get(k, 0) for s, k in _KEYS.items()})
+        try:
+            output.start()
+        except CaptureBusyError as busy:
+            holder = busy.owner or "another capture"
+            warnings.warn(
+                f"run {self.run.run_id!r} does not record its output: this process's stdout "
+                f"and stderr are being captured for {holder} already, and one run at a time "
+                f"can capture them (finish {holder} first, or pass capture_output=False)",
+                stacklevel=1)
+            return
+        except OSError as exc:
+            self._failed(exc)
+            return
+        self._output = output
 
     def _line(self, stream: Stream, number: int, text: str) -> None:
         self.run.record_line(_KEYS[stream], number, text)

@@ -105,7 +105,13 @@ def _ending(exc: BaseException | None) -> tuple[str, str | None]:
         return "aborted", exc.reason
     if isinstance(exc, Exception):
         return "failed", f"{type(exc).__name__}: {exc}"
-    return "aborted", type(exc).__name__  # KeyboardInterrupt, SystemExit
+    if isinstance(exc, SystemExit):  # as the process's exit code says
+        if exc.code is None or exc.code == 0:
+            return "succeeded", None
+        if isinstance(exc.code, int):
+            return "failed", f"SystemExit: exit code {int(exc.code)}"
+        return "failed", f"SystemExit: exit code 1: {exc.code}"  # a message, printed
+    return "aborted", type(exc).__name__  # KeyboardInterrupt
 
 
 async def begin_blocking(context: RunContext) -> Run:
@@ -137,6 +143,7 @@ def _unwatched(context: RunContext, exc: BaseException | None) -> tuple[Run, str
     run, watcher = context._run, context._watcher
     assert run is not None and watcher is not None
     watcher.unwatch(run)
-    if exc is None and run.abort_requested:
+    status, reason = _ending(exc)
+    if status == "succeeded" and run.abort_requested:  # a sys.exit(0) on the abort, too
         return run, "aborted", run.abort_reason
-    return run, *_ending(exc)
+    return run, status, reason

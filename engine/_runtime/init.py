@@ -5,7 +5,8 @@ The tracker and the run live in a task of their own on the running event loop, s
 every later call — from another notebook cell, another task — may log to the run and finish
 it (a task group must be left by the task that entered it). ``finish()`` ends the run and
 closes that tracker. A run never finished is ended when the event loop shuts down:
-``failed`` with the exception the loop is ending on, if any, else ``succeeded``.
+``failed`` with the exception the loop is ending on, if any (or a ``sys.exit`` with a
+non-zero code), else ``succeeded``.
 
 Without a URL, ``$KITTIWAKE_DB`` (default ``kittiwake.db``) and ``$KITTIWAKE_PROJECT`` are
 used; inside a job a worker started, ``$KITTIWAKE_RUN_ID`` names the run to attach to.
@@ -118,7 +119,7 @@ async def init(
                 # Its writer is being cancelled too: the status is buffered, and leaving the
                 # tracker's block commits it with the rest.
                 error = cancelled.__context__ if isinstance(cancelled.__context__,
-                                                            Exception) else None
+                                                            Exception | SystemExit) else None
                 end_blocking_later(context, error)
                 raise
             await end_blocking(context, error)

@@ -28,7 +28,8 @@ they are printed. A slow callback slows the writers once the pipe (64 KiB) is fu
 drops output.
 
 One capture per process: descriptors are process-wide, so starting a second one (nested or
-from another thread) raises ``RuntimeError``. A child process still holding the pipe when
+from another thread) raises ``CaptureBusyError`` (a ``RuntimeError``), which names the
+``owner`` of the capture that holds them. A child process still holding the pipe when
 capture stops (started in the block, still running) keeps writing: a relay thread passes its
 bytes on to the original descriptor until it closes them, without recording them.
 
@@ -55,7 +56,8 @@ from typing import Final, Literal
 
 from .lines import MAX_LINE_BYTES, LineSplitter
 
-__all__ = ["MAX_LINE_BYTES", "SUPPORTED", "LineCallback", "OutputCapture", "Stream"]
+__all__ = ["MAX_LINE_BYTES", "SUPPORTED", "CaptureBusyError", "LineCallback", "OutputCapture",
+           "Stream"]
 
 Stream = Literal["stdout", "stderr"]
 LineCallback = Callable[[Stream, int, str], None]
@@ -66,6 +68,19 @@ SUPPORTED: Final = os.name == "posix"
 _DESCRIPTORS: Final[dict[Stream, int]] = {"stdout": 1, "stderr": 2}
 _CHUNK = 65536
 _DRAIN_SECONDS = 2.0  # a child writing without pause cannot hold stop() longer than this
+
+
+class CaptureBusyError(RuntimeError):
+    """Another capture holds the process's descriptors.
+
+    :ivar owner: the ``owner`` that capture was made with (None: it named none).
+    """
+
+    def __init__(self, owner: str | None) -> None:
+        held = "" if owner is None else f" (for {owner})"
+        super().__init__(f"another output capture is active in this process{held}; stdout "
+                         "and stderr can be captured by one at a time")
+        self.owner = owner
 
 
 class _Channel:
@@ -147,11 +162,14 @@ class OutputCapture:
     :param on_line: called as ``on_line(stream, line_number, text)`` for each line.
     :param first_lines: the number of the first line per stream (default 0), for a run
         that goes on from lines it recorded before.
+    :param owner: who the capture is for, named to a capture refused while this one is on.
     """
 
     def __init__(self, on_line: LineCallback, *,
-                 first_lines: Mapping[Stream, int] | None = None) -> None:
+                 first_lines: Mapping[Stream, int] | None = None,
+                 owner: str | None = None) -> None:
         self._on_line = on_line
+        self.owner = owner
         first = dict(first_lines or {})
         for name, number in first.items():
             if name not in _DESCRIPTORS or type(number) is not int or number < 0:
@@ -172,7 +190,8 @@ class OutputCapture:
     def start(self) -> None:
         """Point fds 1 and 2 at pipes and start reading them.
 
-        :raises RuntimeError: if a capture (this one or another) is already active.
+        :raises RuntimeError: if this capture is already active.
+        :raises CaptureBusyError: if another capture is active.
         :raises NotImplementedError: on a system without POSIX descriptors.
         """
         global _active
@@ -183,8 +202,7 @@ class OutputCapture:
             if _active is self:
                 raise RuntimeError("this output capture is already active")
             if _active is not None:
-                raise RuntimeError("another output capture is active in this process; stdout "
-                                   "and stderr can be captured by one at a time")
+                raise CaptureBusyError(_active.owner)
             _flush_all()
             channels = [_Channel(name, fd, self._numbers[name])
                         for name, fd in _DESCRIPTORS.items()]

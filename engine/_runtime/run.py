@@ -39,7 +39,7 @@ from .recording import Keys, check_timestamp
 from .writer import Writer
 
 __all__ = ["Run", "attach_captures", "end_buffered", "on_finish", "run_kinds", "stop_captures",
-           "system_start", "wait_for_room"]
+           "system_start", "unsettled_calls", "wait_for_room"]
 
 _BIG = 2.0**1023  # an int beyond this (in size) may not fit a float: check it slowly
 _REASON_LIMIT = 4096
@@ -407,6 +407,11 @@ def end_buffered(run: Run, status: str, reason: str | None) -> None:
     stop_captures(run)
     if not run._closed:
         run._end(status, reason)
+
+
+def unsettled_calls(run: Run) -> int:
+    """The logging calls ``run`` accepted whose data is not yet known committed."""
+    return run._buf.logged - run._buf.committed
 
 
 def run_kinds(run: Run) -> dict[str, list[Any]]:

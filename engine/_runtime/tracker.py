@@ -55,11 +55,20 @@ from .captures import (
     prefetch_environment,
 )
 from .context import EditContext, RunContext, Watcher
+from .exit import Left, forget, keep
 from .jobs import TrackerJobs
 from .liveness import Liveness
 from .opening import RunOpener
 from .reads import TrackerReads
-from .run import Run, attach_captures, end_buffered, run_kinds, stop_captures, system_start
+from .run import (
+    Run,
+    attach_captures,
+    end_buffered,
+    run_kinds,
+    stop_captures,
+    system_start,
+    unsettled_calls,
+)
 from .settings import Durability, check_settings, environment_target
 from .snapshot import Named
 from .subscriptions import Hub, Subscription, start_in_background
@@ -215,6 +224,7 @@ class Tracker(TrackerReads, TrackerJobs):
         self._host: asyncio.Task[Any] | None = None  # the task that opened the tracker
         self._blocking = False  # engine.sync's tracker: captures default as in blocking code
         self._named = Named()  # digests its committed uploads name: stored, safe from gc
+        self._left: Left | None = None  # what the interpreter's exit sees of it while open
 
     def __repr__(self) -> str:
         return f"<Tracker {self.url!r} project={self.project!r} {self._state.value}>"
@@ -280,7 +290,19 @@ class Tracker(TrackerReads, TrackerJobs):
         if captures_default():
             tasks.start_soon(prefetch_environment)
         self._state = _State.OPEN
+        self._left = Left(asyncio.get_running_loop(), f"the tracker on {self.url!r}",
+                          lambda: self._state is _State.OPEN, self._unwritten)
+        keep(self._left)
         return self
+
+    def _unwritten(self) -> tuple[int, int, list[str]]:
+        """What the tracker accepted and has not written: values, logging calls, and the
+        ids of the runs still open."""
+        assert self._writer is not None and self._liveness is not None
+        runs = [run for run, _ in list(self._liveness.live.values())]
+        with self._writer.lock:
+            return (self._writer.pending, sum(unsettled_calls(run) for run in runs),
+                    [run.run_id for run in runs])
 
     async def _keep(self) -> None:
         """Wait until the tracker's tasks are cancelled. Cancelled without the tracker being
@@ -301,6 +323,7 @@ class Tracker(TrackerReads, TrackerJobs):
 
     async def _abandon(self) -> None:
         self._state = _State.CLOSED
+        self._forget()
         assert self._writer is not None and self._store is not None
         assert self._liveness is not None
         for run, _ in list(self._liveness.live.values()):
@@ -315,6 +338,11 @@ class Tracker(TrackerReads, TrackerJobs):
             if self._blobs is not None:
                 await self._blobs.aclose()
             await self._store.close()
+
+    def _forget(self) -> None:
+        if self._left is not None:
+            forget(self._left)
+            self._left = None
 
     async def __aexit__(self, exc_type: type[BaseException] | None,
                         exc: BaseException | None, tb: TracebackType | None) -> None:
@@ -333,6 +361,7 @@ class Tracker(TrackerReads, TrackerJobs):
             self._state = _State.CLOSED
             return
         self._state = _State.CLOSED
+        self._forget()
         assert self._writer is not None and self._tasks is not None and self._store is not None
         assert self._liveness is not None
         closed = ClosedError("the tracker was closed")

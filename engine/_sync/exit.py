@@ -6,6 +6,11 @@ each run still open — ``succeeded``, or ``failed`` with the exception the inte
 exiting with (``aborted`` for a KeyboardInterrupt) — commits everything accepted, and closes
 its trackers, so the process exits promptly with nothing lost.
 
+A top-level ``sys.exit(code)`` is not seen: ``SystemExit`` reaches neither
+``sys.excepthook`` nor any other hook, and ``sys.exit`` is not replaced to see it, so a run
+still open then ends ``succeeded`` (inside a run's block the block sees it, and the run ends
+as the code says).
+
 Open trackers are held here strongly: one the script dropped without closing must still be
 closed, or its event loop's thread would keep the interpreter from finishing. An
 ``atexit`` hook does the work (before the interpreter stops its threads); a

@@ -4,7 +4,8 @@
 The run is started on a tracker of its own, which ``finish()`` closes. A run never finished
 is ended when the interpreter exits — ``succeeded``, or ``failed`` with the uncaught
 exception the interpreter is exiting with — and everything it logged is committed first (see
-``engine._sync.exit``).
+``engine._sync.exit``). With no block to end, an abort makes the run's next logging call
+raise ``RunAbortedError``; uncaught, it ends the script, and the run ends ``aborted``.
 """
 
 from __future__ import annotations
@@ -63,6 +64,12 @@ def init(
     Without a URL, ``$KITTIWAKE_DB`` (default ``kittiwake.db``) and ``$KITTIWAKE_PROJECT``
     are used, and inside a job a worker started, ``$KITTIWAKE_RUN_ID`` names the run to
     attach to.
+
+    A run never finished is ended at interpreter exit: ``succeeded``, ``failed`` with an
+    uncaught exception, ``aborted`` for ``KeyboardInterrupt`` (a top-level ``sys.exit`` is
+    not seen: the run ends ``succeeded``). An abort makes the run's next logging call raise
+    ``RunAbortedError`` (there is no block to end quietly); uncaught, it ends the script and
+    the run ends ``aborted``, and ``finish()`` after catching it does the same.
 
     :raises ValidationError: for a bad argument (before the run is written).
     :raises RunExistsError: when ``run_id`` exists and ``resume`` is False.

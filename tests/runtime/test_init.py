@@ -7,6 +7,7 @@ import os
 import subprocess
 import sys
 import textwrap
+import time
 from pathlib import Path
 
 import anyio
@@ -170,3 +171,95 @@ async def test_a_bad_run_option_to_init_names_it_and_writes_nothing(
     assert caught.value.key == key
     async with engine.connect(file_url) as tracker:
         assert await tracker.list_runs() == []
+
+
+# What a script opens and never closes, two ways: the tracker itself, and ``engine.init``.
+OPENED = {
+    "tracker": """
+        async def main():
+            tracker = await engine.connect(URL).__aenter__()
+            run = await tracker.start_run(RUN).__aenter__()
+            for step in range(100):
+                run.log_metrics({"m": float(step)}, step=step)
+    """,
+    "init": """
+        async def main():
+            run = await engine.init(URL, run_id=RUN)
+            for step in range(100):
+                run.log_metrics({"m": float(step)}, step=step)
+    """,
+}
+
+
+def left_open(url: str, run_id: str, opened: str, ending: str, *,
+              cwd: Path) -> tuple[subprocess.CompletedProcess[str], float]:
+    """Run a script that leaves a tracker open when ``ending`` ends its event loop; how it
+    exited, and in how many seconds."""
+    code = (f"import asyncio, engine\nURL, RUN = {url!r}, {run_id!r}\n"
+            f"{textwrap.dedent(opened)}\n{textwrap.dedent(ending)}")
+    began = time.monotonic()
+    done = script(code, cwd=cwd)
+    return done, time.monotonic() - began
+
+
+async def states(url: str, *run_ids: str) -> list[engine.RunState]:
+    async with engine.connect(url) as tracker:
+        return [await tracker.get_run(run_id) for run_id in run_ids]
+
+
+@pytest.mark.parametrize("backend", ON_DISK)
+@pytest.mark.parametrize("opened", sorted(OPENED))
+def test_a_loop_run_by_hand_and_left_open_ends_as_asyncio_run_would(
+        db_url: str, tmp_path: Path, opened: str) -> None:
+    """``loop.run_until_complete(main())`` without ``asyncio.run``: the tracker's tasks are
+    cancelled at exit as ``asyncio.run`` would have, so exit is prompt, every point is
+    written, and the run ends as it does there."""
+    left_open(db_url, "by-asyncio-run", OPENED[opened], "asyncio.run(main())", cwd=tmp_path)
+    done, seconds = left_open(db_url, "by-hand", OPENED[opened],
+                              "loop = asyncio.new_event_loop()\n"
+                              "loop.run_until_complete(main())", cwd=tmp_path)
+    assert seconds < PROMPTLY / 2
+    assert "kittiwake" not in done.stderr
+    by_asyncio_run, by_hand = anyio.run(states, db_url, "by-asyncio-run", "by-hand")
+    assert by_hand.metrics["m"].count == 100
+    assert (by_hand.status, by_hand.status_reason) == (by_asyncio_run.status,
+                                                       by_asyncio_run.status_reason)
+    expected = Status.SUCCEEDED if opened == "init" else Status.CRASHED
+    assert by_hand.status is expected
+
+
+@pytest.mark.parametrize("backend", ON_DISK)
+@pytest.mark.parametrize("opened", sorted(OPENED))
+def test_a_loop_closed_under_an_open_tracker_exits_promptly_and_says_what_was_lost(
+        db_url: str, tmp_path: Path, opened: str) -> None:
+    """Nothing runs on a closed loop, so nothing more is written: the exit is prompt all the
+    same, and a warning says how much was not written and why."""
+    done, seconds = left_open(db_url, "closed", OPENED[opened],
+                              "loop = asyncio.new_event_loop()\n"
+                              "loop.run_until_complete(main())\nloop.close()", cwd=tmp_path)
+    assert seconds < PROMPTLY / 2
+    assert ("was still open when its event loop was closed, so nothing more could be "
+            "written through it: 100 buffered values") in done.stderr
+    assert "from 100 logging calls of 'closed' were not written" in done.stderr
+    (closed,) = anyio.run(states, db_url, "closed")
+    assert closed.status is Status.RUNNING  # until a reaper marks it crashed
+    assert "m" not in closed.metrics
+
+
+@pytest.mark.parametrize(("code", "status", "reason"), [
+    (3, Status.FAILED, "SystemExit: exit code 3"),
+    (0, Status.SUCCEEDED, None),
+])
+def test_sys_exit_under_asyncio_run_ends_an_init_run_as_the_exit_code_says(
+        tmp_path: Path, code: int, status: Status, reason: str | None) -> None:
+    script(f"""
+        import asyncio, sys, engine
+        async def main():
+            run = await engine.init("runs.db", run_id="r")
+            run.log_metrics({{"loss": 0.5}}, step=0)
+            sys.exit({code})
+        asyncio.run(main())
+    """, cwd=tmp_path, expect=code)
+    ended = anyio.run(state, tmp_path / "runs.db", "r")
+    assert (ended.status, ended.status_reason) == (status, reason)
+    assert ended.metrics["loss"].count == 1

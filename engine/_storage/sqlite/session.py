@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import sqlite3
+import threading
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager, suppress
 from dataclasses import dataclass
@@ -81,12 +82,16 @@ async def connect(path: str, *, synchronous: str, doing: str) -> SqliteSession:
     _check_path(path)
     cache = cache_size()
     pending = aiosqlite.connect(path, isolation_level=None)
+    # A daemon thread: a tracker left open on an event loop that was closed can no longer
+    # close its connections, and their threads must not keep the process from exiting.
+    thread = getattr(pending, "_thread", None)
+    if isinstance(thread, threading.Thread):
+        thread.daemon = True
     try:
         db = await pending
     except BaseException as exc:
         # aiosqlite stops its worker thread without waiting; the thread then answers an
         # event loop that may be gone. Wait for it while this loop still runs.
-        thread = getattr(pending, "_thread", None)
         if thread is not None:
             await anyio.to_thread.run_sync(thread.join, 5.0)
         if isinstance(exc, DRIVER_ERRORS):
