@@ -136,6 +136,12 @@ def _quantile(counts: np.ndarray, q: float) -> float | None:
     return round(_upper_ms(int(np.searchsorted(np.cumsum(counts), rank, side="right"))), 1)
 
 
+def _database_mib(tmp: Path) -> float:
+    """The SQLite database as the soak left it, its WAL included: the most the server's page
+    caches could have come to hold."""
+    return sum(p.stat().st_size for p in tmp.glob("soak.db*")) / 2**20
+
+
 async def soak(seconds: float, tmp: Path) -> dict[str, Any]:
     base = os.environ.get("KITTIWAKE_BENCH_POSTGRES")
     if base:
@@ -181,9 +187,7 @@ async def soak(seconds: float, tmp: Path) -> dict[str, Any]:
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
-        # What the server's page caches could hold at most: the database as it ended.
-        size = None if base else sum(
-            p.stat().st_size for p in tmp.glob("soak.db*")) / 2**20
+        size = None if base else _database_mib(tmp)
     errors = [*report["errors"], *(f"subscriber: {s.error}" for s in subscribers if s.error)]
     read = [s.points for s in subscribers]
     everything = latencies.sum(axis=0)
