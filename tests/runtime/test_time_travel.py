@@ -101,7 +101,10 @@ async def test_a_bad_as_of_is_refused_by_name(make: MakeTracker, bad: object) ->
             pass
         for read in (tracker.list_runs(as_of=bad), tracker.get_run("a", as_of=bad),  # type: ignore[arg-type]
                      tracker.get_experiment("e", as_of=bad),  # type: ignore[arg-type]
-                     tracker.read_series("a", "m", as_of=bad)):  # type: ignore[arg-type]
+                     tracker.read_series("a", "m", as_of=bad),  # type: ignore[arg-type]
+                     tracker.group_runs("status", as_of=bad),  # type: ignore[arg-type]
+                     tracker.fetch_runs_table(as_of=bad),  # type: ignore[arg-type]
+                     tracker.lineage("a", as_of=bad)):  # type: ignore[arg-type]
             with pytest.raises(ValidationError) as caught:
                 await read
             assert caught.value.key == "as_of"
