@@ -211,7 +211,6 @@ def _ui(args: argparse.Namespace) -> int:
 
     run_ui(args.database or args.db, port=args.port, open_browser=not args.no_browser,
            out=sys.stdout)
-    return 0
 
 
 async def _sync(args: argparse.Namespace) -> int:

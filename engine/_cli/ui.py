@@ -12,7 +12,7 @@ import threading
 import time
 import webbrowser
 from pathlib import Path
-from typing import TextIO
+from typing import NoReturn, TextIO
 
 from .errors import CliError
 
@@ -40,10 +40,12 @@ def _listen(port: int) -> socket.socket:
     return sock
 
 
-def run_ui(db: str, *, port: int, open_browser: bool, out: TextIO) -> None:
+def run_ui(db: str, *, port: int, open_browser: bool, out: TextIO) -> NoReturn:
     """Serve ``db`` with the dashboard until interrupted.
 
-    :raises CliError: for a missing database file or a port that is taken.
+    :raises CliError: for a missing database file, a port that is taken, or a server that
+        did not start.
+    :raises KeyboardInterrupt: when interrupted (Ctrl+C, SIGTERM), once the server stopped.
     """
     try:
         import uvicorn
@@ -70,3 +72,9 @@ def run_ui(db: str, *, port: int, open_browser: bool, out: TextIO) -> None:
 
     threading.Thread(target=announce, daemon=True).start()
     server.run(sockets=[sock])
+    if not server.started:
+        raise CliError(f"the dashboard's server on {url} did not start (see above)")
+    # Stopped by a signal. uvicorn raises it again once shut down, but asyncio's runner may
+    # then end its task normally instead of with the KeyboardInterrupt Ctrl+C gives every
+    # other command: say it here, so the exit code is always 130.
+    raise KeyboardInterrupt

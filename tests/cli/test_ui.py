@@ -56,6 +56,7 @@ def test_ui_serves_the_dashboard_and_the_api_on_loopback(tmp_path: Path) -> None
             assert client.get("/api/v1/projects").json() == {"projects": {"team/x": 1}}
     finally:
         process.send_signal(signal.SIGINT)
-        assert process.wait(30) == 130  # stopped as Ctrl+C stops any command
-        if process.stdout is not None:
+        code = process.wait(30)
+        if process.stdout is not None:  # closed even when the test failed: no fd left over
             process.stdout.close()
+    assert code == 130  # stopped as Ctrl+C stops any command
