@@ -58,6 +58,9 @@ T = TypeVar("T")
 
 BLOB_TABLES = ("blobs", "blob_chunks")
 
+# How long a failed put waits for its chunk writes in flight before it cleans up (seconds).
+_WRITES_FINISH = 30.0
+
 
 class BlobSite(Protocol):
     """Where a database blob store runs its statements: the log store's own writer (short
@@ -159,7 +162,13 @@ class DatabaseBlobStore(BlobStore):
                                       chunks=seq))
         except BaseException:
             with anyio.CancelScope(shield=True):
-                # A write still running could insert its chunk after the clean-up below.
+                # A write still running could insert its chunk after the clean-up below, and
+                # cancelling it does not stop it: on PostgreSQL its statement goes on in the
+                # server and may commit after the clean-up, on another connection. So the
+                # writes in flight (at most ``blob_writers`` chunks) are let finish first; one
+                # that does not within the bound is cancelled, and gc removes its chunk later.
+                with anyio.move_on_after(_WRITES_FINISH):
+                    await asyncio.gather(*writing, return_exceptions=True)
                 for write in writing:
                     write.cancel()
                 await asyncio.gather(*writing, return_exceptions=True)
