@@ -18,6 +18,16 @@ from engine._runtime.output import SUPPORTED
 needs_capture = pytest.mark.skipif(not SUPPORTED, reason="fd capture is POSIX only")
 
 
+@pytest.fixture
+def script(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A training script, ``train.py`` in the test's directory, as the process that runs."""
+    path = tmp_path / "train.py"
+    path.write_text("print('training')\n")
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(sys, "argv", [str(path)])
+    return path
+
+
 @needs_capture
 async def test_output_is_captured_line_by_line_and_passed_through(tmp_path: Path) -> None:
     async with engine.connect(str(tmp_path / "runs.db")) as tracker:
@@ -76,14 +86,10 @@ async def test_the_environment_is_recorded_and_queryable(tmp_path: Path) -> None
 
 
 async def test_source_is_uploaded_with_the_globs_asked_for(tmp_path: Path,
-                                                          monkeypatch: pytest.MonkeyPatch) -> None:
-    script = tmp_path / "train.py"
-    script.write_text("print('training')\n")
+                                                          script: Path) -> None:
     (tmp_path / "src").mkdir()
     (tmp_path / "src" / "model.py").write_text("class Model: ...\n")
     (tmp_path / "src" / "notes.txt").write_text("not code\n")
-    monkeypatch.chdir(tmp_path)
-    monkeypatch.setattr(sys, "argv", [str(script)])
     async with engine.connect(str(tmp_path / "runs.db")) as tracker:
         async with tracker.start_run("r", capture_env=False,
                                      capture_source=["src/**/*.py"]):
@@ -162,11 +168,7 @@ def test_a_tracker_closed_under_a_capturing_run_still_gives_the_descriptors_back
 
 
 async def test_a_run_is_committed_with_its_environment_and_source(
-        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    script = tmp_path / "train.py"
-    script.write_text("print('training')\n")
-    monkeypatch.chdir(tmp_path)
-    monkeypatch.setattr(sys, "argv", [str(script)])
+        tmp_path: Path, script: Path) -> None:
     ticks = iter(range(1_000_000))
     # Each commit reads the clock: events that share a timestamp were committed together.
     async with engine.connect(str(tmp_path / "runs.db"),
@@ -199,15 +201,11 @@ async def test_a_run_is_committed_with_its_environment_and_source(
 
 
 async def test_the_source_is_the_one_the_process_first_read_in_every_database(
-        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    script = tmp_path / "train.py"
-    script.write_text("print('training')\n")
-    monkeypatch.chdir(tmp_path)
-    monkeypatch.setattr(sys, "argv", [str(script)])
+        tmp_path: Path, script: Path) -> None:
     async with engine.connect(str(tmp_path / "a.db")) as tracker:
         async with tracker.start_run("r1", capture_env=False, capture_source=True):
             pass
-        script.write_text("print('edited while the process ran')\n")
+        await anyio.Path(script).write_text("print('edited while the process ran')\n")
         async with tracker.start_run("r2", capture_env=False, capture_source=True):
             pass
         for run_id in ("r1", "r2"):
@@ -224,11 +222,7 @@ async def test_the_source_is_the_one_the_process_first_read_in_every_database(
 
 
 async def test_a_source_capture_that_fails_warns_and_leaves_the_run_alone(
-        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    script = tmp_path / "train.py"
-    script.write_text("print('training')\n")
-    monkeypatch.chdir(tmp_path)
-    monkeypatch.setattr(sys, "argv", [str(script)])
+        tmp_path: Path, script: Path) -> None:
     async with engine.connect(str(tmp_path / "runs.db")) as tracker:
         for run_id in ("before", "after"):
             async with tracker.start_run(run_id, capture_env=False,
