@@ -13,6 +13,7 @@ import textwrap
 import time
 from pathlib import Path
 
+import anyio
 import pytest
 
 import engine
@@ -103,3 +104,22 @@ def test_the_tables_of_a_rebuild_in_progress_are_left_alone(tmp_path: Path) -> N
         db.execute("UPDATE meta SET value = 2147483647 WHERE key = 'rebuilding'")  # dead
     with engine.sync.connect(str(path)):
         assert _tables(path) == []
+
+
+async def test_a_new_database_another_process_is_creating_is_waited_for(tmp_path: Path) -> None:
+    """Opening a new database makes an empty file and writes its header moments later: a
+    second process opening it in between waits for the header instead of refusing it."""
+    path = tmp_path / "new.db"
+    path.touch()  # the first process's open, its settings not yet written
+
+    async def first_process_settles() -> None:
+        await anyio.sleep(0.2)
+        with sqlite3.connect(path) as db:
+            db.execute("PRAGMA journal_mode = WAL")  # writes the header
+
+    async with anyio.create_task_group() as tasks:
+        tasks.start_soon(first_process_settles)
+        async with engine.connect(str(path)) as tracker, tracker.start_run("r"):
+            pass
+    async with engine.connect(str(path)) as tracker:
+        assert (await tracker.get_run("r")).run_id == "r"

@@ -79,7 +79,8 @@ async def connect(path: str, *, synchronous: str, doing: str) -> SqliteSession:
     :raises StorageError: the file cannot be opened as a SQLite database (a directory, a
         missing directory, no permission, not a database, damaged).
     """
-    _check_path(path)
+    if _check_path(path):
+        await _wait_for_creator(path)
     cache = cache_size()
     pending = aiosqlite.connect(path, isolation_level=None)
     # A daemon thread: a tracker left open on an event loop that was closed can no longer
@@ -124,21 +125,51 @@ def _unopenable(path: str, exc: BaseException) -> StorageError:
     return StorageError(f"cannot open the SQLite database {path!r}: {exc}")
 
 
-def _check_path(path: str) -> None:
-    """Refuse paths SQLite cannot open, before aiosqlite starts a thread for them."""
+def _check_path(path: str) -> bool:
+    """Refuse paths SQLite cannot open, before aiosqlite starts a thread for them; True for
+    an empty file (see ``_wait_for_creator``)."""
     if path == ":memory:":
-        return
+        return False
     where = Path(path)
     if where.is_dir():
         raise StorageError(f"cannot open the SQLite database {path!r}: it is a directory")
     if not where.parent.is_dir():
         raise StorageError(f"cannot open the SQLite database {path!r}: the directory "
                            f"{str(where.parent)!r} does not exist")
-    if where.is_file() and where.stat().st_size == 0:
-        # Not what a crash leaves (SQLite writes its header before the first table is made):
-        # a file someone emptied or made, which must not silently become a database.
-        raise StorageError(f"{path!r} is an empty file, not a Kittiwake database; remove it "
-                           "to start a new database there")
+    return where.is_file() and where.stat().st_size == 0
+
+
+# How long an empty file is given to become a database, and how often it is looked at.
+_CREATOR_GRACE = 2.0
+_CREATOR_POLL = 0.02
+
+
+def _size(path: str) -> int:
+    """The file's size (a stat: not worth a thread); -1 when there is no file."""
+    try:
+        return os.stat(path).st_size
+    except FileNotFoundError:
+        return -1
+
+
+async def _wait_for_creator(path: str) -> None:
+    """Wait for an empty file to get SQLite's header, or refuse it.
+
+    Opening a new database makes an empty file, and its first settings write the header
+    moments later: another process opening the same new database at the same time finds
+    the file empty for those moments. An empty file that stays so is not what a crash
+    leaves (the header is written before the first table is made) but a file someone
+    emptied or made, which must not silently become a database.
+
+    :raises StorageError: the file is still empty after ``_CREATOR_GRACE`` seconds.
+    """
+    # Another process's file: nothing here can signal when it grows, so it is looked at.
+    for _ in range(round(_CREATOR_GRACE / _CREATOR_POLL)):
+        await anyio.sleep(_CREATOR_POLL)
+        if _size(path) != 0:  # the header, or removed meanwhile (opening makes it anew)
+            return
+    raise StorageError(f"{path!r} is an empty file, not a Kittiwake database; remove it "
+                       "to start a new database there")
 
 
 class SqliteSession:
