@@ -15,8 +15,13 @@ $(STAMP): pyproject.toml setup.py engine/_runtime/_speedups.c
 demo: $(STAMP)
 	$(BIN)/kittiwake demo
 
+# The suite on TEST_WORKERS processes (pytest-xdist), each test module whole on one of them:
+# its module-wide fixtures (a browser, a server, one mypy run) start once. Two fit the 2-core
+# CI machine; PostgreSQL's default of 100 connections is shared by all of them.
+TEST_WORKERS ?= 2
+
 test: lint browser
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadfile
 
 # The dashboard's tests drive the system's Chromium through Playwright (Playwright's own
 # browser download is not used). Installed here when missing and we are root (a CI machine);

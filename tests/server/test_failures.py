@@ -7,7 +7,6 @@ from __future__ import annotations
 import asyncio
 import random
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -22,6 +21,7 @@ import engine
 from engine._client.spool import Spool
 from engine._client.sync import sync
 from engine.errors import StorageError
+from tests.ports import free_port
 from tests.server.live import LiveServer
 
 pytestmark = [pytest.mark.remote, pytest.mark.slow, pytest.mark.timeout(180)]
@@ -103,12 +103,6 @@ async def test_a_training_process_killed_at_random_instants_loses_nothing_spoole
             assert await _steps(server.url, run_id, "b") == steps
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
 def _serve(db: str, port: int) -> subprocess.Popen[bytes]:
     process = subprocess.Popen(
         [sys.executable, "-m", "engine._cli.main", "--db", db, "serve", "--port", str(port)],
@@ -147,7 +141,7 @@ async def _train(url: str, spool: str, steps: int, run_id: str = "r",
 
 async def test_the_server_killed_mid_ingest_and_restarted_gets_everything_once(
         tmp_path: Path) -> None:
-    db, port = str(tmp_path / "server.db"), _free_port()
+    db, port = str(tmp_path / "server.db"), free_port()
     url = f"http://127.0.0.1:{port}"
     servers = [_serve(db, port)]
     # The run logs on until both restarts are behind it, however fast the machine is: a

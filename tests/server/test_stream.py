@@ -13,6 +13,7 @@ import httpx
 import pytest
 
 import engine
+from tests.ports import free_port
 from tests.server.live import LiveServer
 from tests.server.sse import events, frames
 
@@ -196,13 +197,10 @@ def test_shutting_down_ends_live_streams_with_a_retry_hint(tmp_path: Path) -> No
 def test_serve_on_sigterm_ends_streams_with_a_retry_hint_and_exits(tmp_path: Path) -> None:
     """The real command: SIGTERM while a client follows the stream."""
     import signal
-    import socket
     import subprocess
     import sys
 
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
+    port = free_port()
     process = subprocess.Popen(
         [sys.executable, "-m", "engine._cli.main", "--db", str(tmp_path / "db.sqlite"),
          "serve", "--port", str(port)], stderr=subprocess.PIPE)
@@ -264,13 +262,10 @@ def test_shutting_down_answers_a_request_in_flight_instead_of_dropping_it(
 
 def test_serve_with_workers_serves_from_each_process(tmp_path: Path) -> None:
     import signal
-    import socket
     import subprocess
     import sys
 
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
+    port = free_port()
     process = subprocess.Popen(
         [sys.executable, "-m", "engine._cli.main", "--db", str(tmp_path / "db.sqlite"),
          "serve", "--port", str(port), "--workers", "2"], stderr=subprocess.DEVNULL)

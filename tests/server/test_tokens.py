@@ -20,6 +20,7 @@ from engine._core.events import default_upcasters
 from engine._server.tokens import create
 from engine._storage.registry import open_store
 from engine.errors import AuthError
+from tests.ports import free_port
 from tests.server.live import LiveServer
 
 pytestmark = [pytest.mark.remote, pytest.mark.timeout(90)]
@@ -225,7 +226,6 @@ def test_the_server_log_records_requests_and_never_a_token(
     """uvicorn's access log names each request; the token travels in the Authorization
     header, which is never written out — neither a valid one nor a wrong one."""
     import signal
-    import socket
     import subprocess
     import sys
     import time
@@ -234,9 +234,7 @@ def test_the_server_log_records_requests_and_never_a_token(
 
     assert main(["tokens", "create", "--db", db, "--project", "team/a", "--role", "read"]) == 0
     secret = capsys.readouterr().out.splitlines()[-1]
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
+    port = free_port()
     server = subprocess.Popen(
         [sys.executable, "-m", "engine._cli.main", "--db", db, "serve", "--auth", "--port",
          str(port)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)

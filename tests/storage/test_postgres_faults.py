@@ -27,6 +27,7 @@ import engine
 from engine.errors import StorageError
 from tests.conftest import POSTGRES_URL, require_postgres
 from tests.pg import admin, fresh_schema_url, with_params
+from tests.ports import free_port
 
 pytestmark = pytest.mark.postgres
 
@@ -42,7 +43,7 @@ class Proxy:
         target = urlsplit(POSTGRES_URL)
         self.target = (target.hostname or "127.0.0.1", target.port or 5432)
         self.tasks = tasks
-        self.port = 0
+        self.port = free_port()  # listened on again after a cut: no one else may take it
         self.streams: set[anyio.abc.SocketStream] = set()
         self.accepted = 0
         self.listening: anyio.CancelScope | None = None

@@ -17,6 +17,7 @@ import pytest
 import engine
 from engine import Status
 from engine.errors import AuthError
+from tests.ports import free_port
 from tests.runtime.test_lifecycle import _wait_until
 from tests.server.live import LiveServer
 from tests.server.test_tokens import _token
@@ -154,7 +155,8 @@ async def test_the_doorbell_rings_for_new_jobs_and_again_after_the_server_restar
 
         return check
 
-    first = LiveServer(db, durability="normal").start()
+    # A port of the test's own: the second server must be able to take it again.
+    first = LiveServer(db, port=free_port(), durability="normal").start()
     second = None
     try:
         async with engine.connect(db, durability="normal") as local, \
