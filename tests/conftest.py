@@ -40,6 +40,12 @@ os.environ["XDG_CACHE_HOME"] = tempfile.mkdtemp(prefix="kittiwake-test-cache-")
 # tests of captures turn them on by argument.
 os.environ["KITTIWAKE_CAPTURE"] = "off"
 
+# A table's width is each test's to choose ($COLUMNS, or none: stdout here is no terminal).
+# Readline, which pytest loads, puts COLUMNS=80 and LINES=24 into the process's environment;
+# subprocesses inherit them, and pytest-xdist's workers start with them in os.environ.
+for _name in ("COLUMNS", "LINES"):
+    os.environ.pop(_name, None)
+
 POSTGRES_URL = os.environ.get("KITTIWAKE_TEST_POSTGRES",
                               "postgresql://postgres@127.0.0.1:5432/test")
 

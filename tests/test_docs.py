@@ -32,10 +32,15 @@ def _blocks() -> list[tuple[str, str]]:
 
 @pytest.mark.parametrize(("where", "code"), _blocks(), ids=[w for w, _ in _blocks()])
 def test_code_block_runs(where: str, code: str, tmp_path: Path,
+                         tmp_path_factory: pytest.TempPathFactory,
                          monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.chdir(tmp_path)
-    # As in a script, print writes to descriptor 1 (pytest's sys.stdout does not), where a
-    # run capturing its output sees it.
+    # As in a script: sys.argv[0] is the file that runs (the source a run records; it lies
+    # beside the working directory, not in it), and print writes to descriptor 1 (pytest's
+    # sys.stdout does not), where a run capturing its output sees it.
+    script = tmp_path_factory.mktemp("script") / "train.py"
+    script.write_text(code)
+    monkeypatch.setattr(sys, "argv", [str(script)])
     with open(1, "w", closefd=False, buffering=1) as stdout:
         monkeypatch.setattr(sys, "stdout", stdout)
         exec(compile(code, where, "exec"), {"__name__": "__main__"})
