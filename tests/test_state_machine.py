@@ -7,7 +7,9 @@ caught, not just a projection that disagrees with the log. After every step it c
 every run, metric, experiment and lineage, that reads equal that record and the pure fold of
 the log as read back, that ``list_runs`` equals the fold, and that a fresh rebuild of every
 projection equals the incrementally maintained tables row for row; a rule compares
-``get_run(as_of=)`` with the fold at random past positions.
+``get_run(as_of=)`` with the fold at random past positions, and another has a second tracker
+on the same database read the runs table, as another process would, before the first one has
+saved its projections' rows.
 """
 
 from __future__ import annotations
@@ -89,8 +91,10 @@ class TrackerMachine(RuleBasedStateMachine):
 
     def __init__(self) -> None:
         super().__init__()
-        self.tracker = SyncTracker(self.make_url(), durability="normal", flush_interval=0.002)
+        self.url = self.make_url()
+        self.tracker = SyncTracker(self.url, durability="normal", flush_interval=0.002)
         self.tracker.__enter__()
+        self.other: SyncTracker | None = None
         self.fold = Fold()
         self.seen = 0
         self.count = 0
@@ -105,6 +109,8 @@ class TrackerMachine(RuleBasedStateMachine):
         for context, _ in self.live.values():
             context.__exit__(None, None, None)
         self.tracker.close()
+        if self.other is not None:
+            self.other.close()
 
     # Helpers -------------------------------------------------------------------------------
 
@@ -344,14 +350,33 @@ class TrackerMachine(RuleBasedStateMachine):
 
     # The invariant -------------------------------------------------------------------------
 
-    @invariant()
-    def projections_equal_the_fold_and_a_rebuild(self) -> None:
+    def _fold_the_log(self) -> None:
         for _, run in self.live.values():
             run.flush()
         for event in self.tracker.events(self.seen):
             self.fold.apply(event)
             self.history.append(event)
             self.seen = event.position
+
+    @precondition(lambda self: self.url != ":memory:")
+    @rule()
+    def another_process_reads(self) -> None:
+        """A second tracker on the same database — as another process would be — reads
+        everything the first one committed, whether or not that one saved its projections'
+        rows yet; and the first one goes on writing after it."""
+        self._fold_the_log()
+        if self.other is None:
+            self.other = SyncTracker(self.url)
+            self.other.__enter__()
+        listed = self.other.list_runs(include_deleted=True)
+        expected = [self.fold.run_state(p, r) for p, r in self.fold.runs]
+        assert [r.run_id for r in listed] == [r.run_id for r in expected]
+        for got, want in zip(listed, expected, strict=True):
+            assert same_state(got, want), state_diff(got, want)
+
+    @invariant()
+    def projections_equal_the_fold_and_a_rebuild(self) -> None:
+        self._fold_the_log()
         project = self.tracker.project
         assert {r for _, r in self.fold.runs} == set(self.logged)
         for (proj, run_id), folded in self.fold.runs.items():

@@ -74,7 +74,8 @@ class GroupCommit(ABC):
     def committed(self, head: int) -> None:
         """Note a commit that moved the head to ``head``."""
         self.known_head = head
-        self.projector.trim(max_runs=10_000)
+        if not self.projector.changes:  # a row not saved yet must stay, or it would be lost
+            self.projector.trim(max_runs=10_000)
 
     async def append(self, requests: Sequence[AppendRequest], *,
                      now: float) -> list[list[Record] | BaseException]:

@@ -100,11 +100,16 @@ class SplitStore(Store, Generic[C]):
         if await self.reads.behind():
             await build(self.rebuild_site(), NEW, None, if_behind=True)
 
+    async def current(self) -> None:
+        """Before a read of the projections: make them show everything the log holds (a
+        backend that saves them with every commit has nothing to do)."""
+
     async def append(self, requests: Sequence[AppendRequest], *,
                      now: float) -> list[list[Record] | BaseException]:
         return await self.committer.append(requests, now=now)
 
     async def check(self, progress: Callable[[int], None] | None = None) -> list[str]:
+        await self.current()
         return [str(f) for f in await check_store(self, self.reads.reader, progress,
                                                   self.check_file)]
 
@@ -117,6 +122,7 @@ class SplitStore(Store, Generic[C]):
         await build(self.rebuild_site(), NEW, progress)
 
     async def verify_rebuild(self) -> list[str]:
+        await self.current()
         return await build(self.rebuild_site(), CHECK, None)
 
     async def head(self) -> int:
@@ -132,22 +138,26 @@ class SplitStore(Store, Generic[C]):
 
     async def get_run(self, project: str, run_id: str, *,
                       now: float | None = None) -> RunState | None:
+        await self.current()
         return await self.reads.get_run(project, run_id, now=now)
 
     async def list_runs(self, project: str, *, include_deleted: bool,
                         selection: Selection | None = None) -> list[RunState]:
+        await self.current()
         return await self.reads.list_runs(project, include_deleted=include_deleted,
                                           selection=selection)
 
     async def group_runs(self, project: str, *, include_deleted: bool, selection: Selection,
                          by: Sequence[Field],
                          aggregates: Sequence[Field] | None) -> list[RunGroup]:
+        await self.current()
         return await self.reads.group_runs(project, include_deleted=include_deleted,
                                            selection=selection, by=by, aggregates=aggregates)
 
     async def read_series(self, project: str, run_id: str, metric: str, *,
                           low: int | float | None, high: int | float | None,
                           max_points: int | None) -> Series | None:
+        await self.current()
         return await self.reads.read_series(project, run_id, metric, low=low, high=high,
                                             max_points=max_points)
 
@@ -157,34 +167,43 @@ class SplitStore(Store, Generic[C]):
 
     async def read_entries(self, project: str, run_id: str, key: str, *,
                            tail: int | None) -> tuple[str | None, list[EntryRow]] | None:
+        await self.current()
         return await self.reads.read_entries(project, run_id, key, tail=tail)
 
     async def get_experiment(self, project: str, name: str) -> Experiment:
+        await self.current()
         return await self.reads.get_experiment(project, name)
 
     async def lineage(self, project: str, run_id: str) -> Lineage | None:
+        await self.current()
         return await self.reads.lineage(project, run_id)
 
     async def ancestry(self, project: str, run_id: str) -> list[str] | None:
+        await self.current()
         return await self.reads.ancestry(project, run_id)
 
     async def run_count(self, project: str) -> int:
+        await self.current()
         return await self.reads.run_count(project)
 
     async def projects(self) -> dict[str, int]:
+        await self.current()
         return await self.reads.projects()
 
     async def stale_runs(self, now: float, crash_timeout: float) -> list[StaleRun]:
+        await self.current()
         return await self.reads.stale_runs(now, crash_timeout)
 
     async def jobs(self, project: str, *, queues: Sequence[str] | None,
                    statuses: Sequence[str] | None, run_ids: Sequence[str] | None = None,
                    limit: int | None = None, now: float | None = None) -> list[JobRow]:
+        await self.current()
         return await self.reads.jobs(project, queues=queues, statuses=statuses,
                                      run_ids=run_ids, limit=limit, now=now)
 
     async def controls(self, runs: Sequence[tuple[str, str]]) -> dict[tuple[str, str],
                                                                      RunControl]:
+        await self.current()
         return await self.reads.controls(runs)
 
     async def save_token(self, token: TokenRow) -> None:

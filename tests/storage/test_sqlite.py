@@ -30,6 +30,7 @@ async def _raw(store: Store, sql: str) -> list[tuple[Any, ...]]:
 
 async def _on_writer(store: Store, work: Callable[[Session], Awaitable[Any]]) -> Any:
     assert isinstance(store, SqliteStore)
+    await store.current()  # the projections' rows trail the log until a read saves them
     async with store.lock:
         found = await work(store.writer)
     return [tuple(row) for row in found] if isinstance(found, list) else found

@@ -20,6 +20,7 @@ import anyio
 from engine._core.events import Upcasters
 from engine._storage.io import HEARTBEAT
 from engine._storage.reads import Reads
+from engine._storage.rebuild import NEW, build
 from engine._storage.session import Reader, Session
 from engine._storage.split import SplitStore, opened
 from engine.errors import ClosedError, EngineError, StorageError, ValidationError
@@ -103,6 +104,8 @@ class SqliteStore(SplitStore[Committer]):
             raise
 
     async def close(self) -> None:
+        if self._committer is not None:
+            await self._committer.close()
         writer, reader = self._writer, self._reader
         self._writer = self._reader = None
         self._committer = None
@@ -141,6 +144,19 @@ class SqliteStore(SplitStore[Committer]):
         return opened(self._writer)
 
     # Projections ---------------------------------------------------------------------------
+
+    async def current(self) -> None:
+        # This process's commits leave rows unsaved (see ``commit``); another process's may
+        # too, or its writer died before saving them: a look at the checkpoints tells.
+        committer = self.committer
+        if committer.pending or (self.path != ":memory:" and await self.reads.behind()):
+            await committer.settle()
+
+    async def catch_up(self) -> None:
+        await self.drop_retired()
+        await self.committer.settle()  # events a writer committed and did not fold in time
+        if await self.reads.behind():
+            await build(self.rebuild_site(), NEW, None, if_behind=True)
 
     def rebuild_site(self) -> SqliteRebuild:
         return SqliteRebuild(self.writer, self.lock, synchronous=self.synchronous,
