@@ -45,9 +45,13 @@ class RunContext:
 
     async def __aenter__(self) -> Run:
         run, watcher = await self._open()
-        self._scope = anyio.CancelScope()
-        self._scope.__enter__()
-        await watcher.watch(run, self._scope)
+        scope = self._scope = anyio.CancelScope()
+        # Entered only once the watch has begun: an abort delivered while it reads (by this
+        # call, or by the tracker's look at the log, from another task) cancels the scope
+        # before it is entered, so it reaches the body's first await — not this call, which
+        # would leave the scope entered with no ``__aexit__`` to leave it.
+        await _watch(run, watcher, scope)
+        scope.__enter__()
         return run
 
     async def __aexit__(self, exc_type: type[BaseException] | None,
@@ -97,6 +101,18 @@ class EditContext:
             await run.flush()
 
 
+async def _watch(run: Run, watcher: Watcher, scope: anyio.CancelScope) -> None:
+    """Start watching ``run``; if that fails, its block never starts: the run ends as the
+    error says, and the error goes on to the caller."""
+    try:
+        await watcher.watch(run, scope)
+    except BaseException as exc:
+        watcher.unwatch(run)
+        with anyio.CancelScope(shield=True):
+            await run.finish(*_ending(exc))
+        raise
+
+
 def _ending(exc: BaseException | None) -> tuple[str, str | None]:
     """The status and reason a run's block ends with, for the exception that ended it."""
     if exc is None:
@@ -120,7 +136,7 @@ async def begin_blocking(context: RunContext) -> Run:
     ``RunAbortedError`` instead."""
     run, watcher = await context._open()
     run.raise_on_abort()
-    await watcher.watch(run, anyio.CancelScope())
+    await _watch(run, watcher, anyio.CancelScope())
     return run
 
 

@@ -56,6 +56,7 @@ class Liveness:
         self.live: dict[Key, tuple[Run, anyio.CancelScope]] = {}
         self.jobs: set[Key] = set()  # jobs this tracker's worker claimed: beaten, not reaped
         self.seen = 0  # the highest position this tracker knows it has looked at
+        self._noticing = 0  # ``_noticed`` calls under way (each reads controls, then moves seen)
         self._interest: anyio.Event | None = None  # set when the head is worth following
         hub.on_add = self._interested
 
@@ -74,6 +75,11 @@ class Liveness:
         self._interested()
         if not run.started_position:
             return  # created by this handle, not yet in the log: no request can predate it
+        if self.seen <= run.started_position and not self._noticing:
+            # Nothing after the run's start has been looked at, and no look is under way:
+            # ``_follow`` will look at any request with the run live. (A read of the
+            # controls here would have the store save its projections first: a cost per run.)
+            return
         control = (await self.store.controls([key])).get(key)
         if (control is not None and control.abort_position is not None
                 and control.abort_position > run.started_position):
@@ -166,6 +172,13 @@ class Liveness:
         half-way is done again in full (each part of it is harmless to repeat)."""
         if head <= self.seen:
             return
+        self._noticing += 1
+        try:
+            await self._notice(head, publish=publish)
+        finally:
+            self._noticing -= 1
+
+    async def _notice(self, head: int, *, publish: bool) -> None:
         if publish and len(self.hub):
             await self._publish(head)
         self.hub.ring(head)

@@ -269,6 +269,67 @@ async def test_abort_from_another_tracker_reaches_the_live_run(
         assert (state.status, state.status_reason) == (Status.ABORTED, "from afar")
 
 
+@pytest.mark.parametrize("looked", [False, True])
+@pytest.mark.parametrize("resume", [False, True])
+async def test_an_abort_landing_before_the_block_starts_still_reaches_it(
+        make: MakeTracker, backend: str, monkeypatch: pytest.MonkeyPatch, resume: bool,
+        looked: bool) -> None:
+    """Another process aborts the run between its creation (or resume) in the log and the
+    moment its block starts watching for aborts — and the tracker has already looked past
+    that request in the log (``looked``), or has yet to."""
+    needs_shared_database(backend)
+    from engine._runtime.liveness import Liveness
+
+    watch = Liveness.watch
+    async with make() as tracker, make() as elsewhere:
+        if resume:
+            async with tracker.start_run("r"):
+                pass
+
+        async def abort_first(self: Liveness, run: Any, scope: anyio.CancelScope) -> None:
+            await elsewhere.abort_run("r", reason="early")
+            if looked:
+                await self._catch_up()
+                assert self.seen == await elsewhere._store.head()  # looked past the abort
+            await watch(self, run, scope)
+
+        monkeypatch.setattr(Liveness, "watch", abort_first)
+        with anyio.fail_after(10):
+            async with tracker.start_run("r", resume=resume) as run:
+                await anyio.sleep(30)
+                pytest.fail("the body was not cancelled")
+        assert run.abort_requested
+        state = await tracker.get_run("r")
+        assert (state.status, state.status_reason) == (Status.ABORTED, "early")
+
+
+async def test_a_block_whose_watch_fails_ends_its_run_and_leaves_the_tracker_usable(
+        make: MakeTracker, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The read of a run's abort requests as its block starts fails (the store is down): the
+    block does not start, the run ends failed, and the tracker goes on and closes cleanly."""
+    from engine._runtime.liveness import Liveness
+    from engine.errors import StorageError
+
+    watch = Liveness.watch
+
+    async def failing(self: Liveness, run: Any, scope: anyio.CancelScope) -> None:
+        await watch(self, run, scope)
+        raise StorageError("the database went away")
+
+    async with make() as tracker:
+        monkeypatch.setattr(Liveness, "watch", failing)
+        with pytest.raises(StorageError, match="went away"):
+            async with tracker.start_run("r"):
+                pytest.fail("the block started")
+        monkeypatch.setattr(Liveness, "watch", watch)
+        state = await tracker.get_run("r")
+        assert (state.status, state.status_reason) == (
+            Status.FAILED, "StorageError: the database went away")
+        async with tracker.start_run("s") as run:
+            run.log_metrics({"loss": 1.0}, step=0)
+        assert (await tracker.get_run("s")).status == Status.SUCCEEDED
+
+
 async def test_abort_run_on_a_finished_run_changes_nothing(make: MakeTracker) -> None:
     async with make() as tracker:
         async with tracker.start_run("r") as run:
