@@ -243,14 +243,18 @@ class Committer(GroupCommit):
         crashed, or is yet to save them) and save those. Nothing to do costs one read."""
         with anyio.CancelScope(shield=True):  # a cancelled save may still commit: finish it
             async with self.lock:
-                if self._timer is not None:
-                    self._timer.cancel()
-                    self._timer = None
-                if not self.pending:
-                    ((head, low, high),) = await self.session.fetch(_POSITIONS)
-                    if low is None or low != high or low >= head:
-                        return  # current; or a projection is new: the rebuild at open's
-                await self._settle()
+                await self.settle_locked()
+
+    async def settle_locked(self) -> None:
+        """:meth:`settle`, for a caller that holds the write lock."""
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        if not self.pending:
+            ((head, low, high),) = await self.session.fetch(_POSITIONS)
+            if low is None or low != high or low >= head:
+                return  # current; or a projection is new: the rebuild at open's
+        await self._settle()
 
     async def _settle(self) -> None:
         session = self.session

@@ -34,13 +34,15 @@ class SqliteRebuild(RebuildSite):
 
     def __init__(self, writer: SqliteSession, lock: anyio.Lock, *, synchronous: str,
                  upcasters: Upcasters, forget: Callable[[], None],
-                 head: Callable[[], Awaitable[int]]) -> None:
+                 head: Callable[[], Awaitable[int]],
+                 settle: Callable[[], Awaitable[None]]) -> None:
         self.writer = writer
         self.lock = lock
         self.synchronous = synchronous
         self.upcasters = upcasters
         self._forget = forget
         self._head = head
+        self._settle = settle
         self._pages: SqliteSession | None = None
 
     @property
@@ -81,7 +83,14 @@ class SqliteRebuild(RebuildSite):
         return await fetch_events(self._pages, after, limit)
 
     async def finish(self, work: Callable[[Session], Awaitable[T]]) -> T:
-        return await self.write(work)
+        async with self.lock:
+            with anyio.CancelScope(shield=True):
+                # The live tables at the log's head first: a comparison needs them there
+                # (the rows of the last commits may not be saved yet), a swap drops them.
+                await self._settle()
+                async with self.writer.transaction() as session:
+                    done = await work(session)
+        return done
 
     async def before_swap(self, session: Session) -> None:
         return None  # readers keep their snapshot of the old tables; nothing to wait for

@@ -161,7 +161,7 @@ class SqliteStore(SplitStore[Committer]):
     def rebuild_site(self) -> SqliteRebuild:
         return SqliteRebuild(self.writer, self.lock, synchronous=self.synchronous,
                              upcasters=self.upcasters, forget=self.committer.forget,
-                             head=self.head)
+                             head=self.head, settle=self.committer.settle_locked)
 
     async def retired_tables(self) -> list[str]:
         rows = await self.reads.reader.read(lambda session: session.fetch(
