@@ -100,10 +100,12 @@ async def connect(path: str, *, synchronous: str, doing: str) -> SqliteSession:
         raise
     try:
         # Before any setting is written to the file (WAL mode would be): a database of
-        # another application is left exactly as it was.
-        (((version,),), ((objects,),)) = (
-            await db.execute_fetchall("PRAGMA user_version"),
-            await db.execute_fetchall("SELECT count(*) FROM sqlite_schema"))
+        # another application is left exactly as it was. One statement, one snapshot: read
+        # apart, another process's first migration could commit in between, and its tables
+        # would be seen without the version that says they are Kittiwake's.
+        ((version, objects),) = await db.execute_fetchall(
+            "SELECT user_version, (SELECT count(*) FROM sqlite_schema) "
+            "FROM pragma_user_version")
         if version == 0 and objects:
             raise StorageError(
                 f"{path!r} is a SQLite database of another application (it holds tables but "
