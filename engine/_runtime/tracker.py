@@ -56,6 +56,7 @@ from .captures import (
 )
 from .context import EditContext, RunContext, Watcher
 from .exit import Left, forget, keep
+from .filters import event_filter
 from .jobs import TrackerJobs
 from .liveness import Liveness
 from .opening import RunOpener
@@ -75,8 +76,8 @@ from .subscriptions import Hub, Subscription, start_in_background
 from .supervisor import Supervisor
 from .writer import Writer, contiguous
 
-__all__ = ["Tracker", "backing_store", "blob_store", "connect", "event_filter", "follow_log",
-           "publish", "use_blocking_defaults"]
+__all__ = ["Tracker", "backing_store", "blob_store", "connect", "follow_log", "publish",
+           "use_blocking_defaults"]
 
 class _State(enum.Enum):
     NEW = "new"
@@ -143,38 +144,6 @@ def use_blocking_defaults(tracker: Tracker) -> None:
     """Have ``tracker`` default its runs' captures as blocking code's (``engine.sync``):
     output and system metrics on."""
     tracker._blocking = True
-
-
-def _names(values: object, what: str) -> frozenset[str] | None:
-    if values is None:
-        return None
-    listed: list[object]
-    if isinstance(values, str):
-        listed = [values]
-    elif isinstance(values, Iterable) and not isinstance(values, Mapping):
-        listed = list(values)
-    else:
-        listed = [values]
-    names = [v for v in listed if type(v) is str]
-    if len(names) != len(listed):
-        raise ValidationError(f"{what} must be a string or a collection of strings, not "
-                              f"{values!r}", key=what)
-    return frozenset(names)
-
-
-def event_filter(project: str | None, runs: object, types: object,
-                 metrics: object) -> tuple[EventFilter, frozenset[str] | None]:
-    """What ``subscribe``'s filters select: the events of ``project`` (None: every project)
-    that pass them, and the metrics a metric event is trimmed to (None: all of them).
-
-    :raises ValidationError: for a filter that is not a string or a collection of strings.
-    """
-    run_ids = _names(runs, "runs")
-    type_names = _names(types, "types")
-    metric_names = _names(metrics, "metrics")
-    if metric_names is not None:
-        type_names = frozenset({ev.METRICS_LOGGED}) & (type_names or {ev.METRICS_LOGGED})
-    return EventFilter(project=project, run_ids=run_ids, types=type_names), metric_names
 
 
 class Tracker(TrackerReads, TrackerJobs):
