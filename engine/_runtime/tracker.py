@@ -25,7 +25,7 @@ import anyio
 from anyio.abc import TaskGroup
 
 from engine._core import events as ev
-from engine._core.events import NewEvent, Record, Upcasters, default_upcasters
+from engine._core.events import NewEvent, Upcasters, default_upcasters
 from engine._core.heartbeat import promise
 from engine._core.model import Status
 from engine._core.text import check_text
@@ -41,7 +41,7 @@ from engine._core.validate import (
 from engine._storage.blobdb import DatabaseBlobStore
 from engine._storage.blobs.contract import BlobStore
 from engine._storage.blobs.directory import DirectoryBlobStore
-from engine._storage.contract import AppendRequest, EventFilter, Progress, Store
+from engine._storage.contract import AppendRequest, Progress, Store
 from engine._storage.registry import open_store
 from engine.errors import ClosedError, RunExistsError, ValidationError
 
@@ -74,10 +74,9 @@ from .settings import Durability, check_settings, environment_target
 from .snapshot import Named
 from .subscriptions import Hub, Subscription, start_in_background
 from .supervisor import Supervisor
-from .writer import Writer, contiguous
+from .writer import Writer
 
-__all__ = ["Tracker", "backing_store", "blob_store", "connect", "follow_log", "publish",
-           "use_blocking_defaults"]
+__all__ = ["Tracker", "connect", "use_blocking_defaults"]
 
 class _State(enum.Enum):
     NEW = "new"
@@ -588,44 +587,3 @@ class Tracker(TrackerReads, TrackerJobs):
         assert self._tasks is not None
         self._tasks.start_soon(store.drop_retired)
 
-
-def backing_store(tracker: Tracker) -> Store:
-    """The open store under ``tracker``: what ``kittiwake serve`` serves over HTTP, beside
-    that tracker's subscriptions (a friend of ``Tracker``, not a method: users have no use
-    for it).
-
-    :raises ClosedError: when the tracker is not open.
-    """
-    return tracker._open()[0]
-
-
-def publish(tracker: Tracker, records: list[Record]) -> None:
-    """Offer records that were appended to ``tracker``'s store without its writer (the
-    server's appends) to its subscribers at once, rather than when its watch of the head
-    next reads them: one contiguous batch at a time, as the writer would (a friend of
-    ``Tracker``, like ``backing_store``)."""
-    for batch in contiguous(records):
-        if tracker._liveness is not None:
-            # Its watch of the head need not read these back to hand them out again.
-            tracker._liveness.on_commit(batch)
-        tracker._hub.publish(batch, own=False)
-
-
-def follow_log(tracker: Tracker, buffer_points: int) -> Subscription:
-    """Every project's events from the log's head on: what ``kittiwake serve`` reads once
-    and fans out to its live streams (a friend of ``Tracker``, like ``backing_store``).
-
-    :raises ClosedError: when the tracker is closed.
-    """
-    store, writer = tracker._open()
-    return Subscription(store, tracker._hub, EventFilter(), None, "live", buffer_points,
-                        committing=writer.committing)
-
-
-def blob_store(tracker: Tracker) -> BlobStore:
-    """The open blob store of ``tracker``: where the server keeps the file bytes clients
-    send (a friend of ``Tracker``, like ``backing_store``).
-
-    :raises ClosedError: when the tracker is not open.
-    """
-    return tracker._blob_store()
