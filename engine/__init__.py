@@ -46,13 +46,13 @@ from engine._core.text import TextSeries as TextSeries
 from engine._query.export import RunsTable as RunsTable
 from engine._query.tree import MetricStats as MetricStats
 from engine._query.tree import RunGroup as RunGroup
+from engine._runtime.connect import connect as connect
 from engine._runtime.context import EditContext as EditContext
 from engine._runtime.context import RunContext as RunContext
 from engine._runtime.init import init as init
 from engine._runtime.run import Run as Run
 from engine._runtime.subscriptions import Subscription as Subscription
 from engine._runtime.tracker import Tracker as Tracker
-from engine._runtime.tracker import connect as connect
 
 from . import errors as errors
 from . import sync as sync

@@ -12,7 +12,7 @@ import time
 from datetime import UTC, datetime
 from typing import Any
 
-from engine._runtime.tracker import backing_store
+from engine._runtime.serving import backing_store
 from engine._server.tokens import ROLES, create, parse_duration
 
 from .display import emit

@@ -9,7 +9,8 @@ import shutil
 import sys
 from pathlib import Path
 
-from engine._runtime.tracker import Tracker, connect
+from engine._runtime.connect import connect
+from engine._runtime.tracker import Tracker
 
 from .errors import CliError
 

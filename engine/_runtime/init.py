@@ -21,10 +21,10 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 from .captures import DEFAULT_INTERVAL
+from .connect import connect
 from .context import begin_blocking, end_blocking, end_blocking_later
 from .run import Run, on_finish
 from .settings import Durability
-from .tracker import connect
 
 __all__ = ["default_target", "init"]
 

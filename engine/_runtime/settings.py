@@ -8,14 +8,13 @@ reaper that crashes live runs.
 from __future__ import annotations
 
 import math
-import os
 from dataclasses import dataclass
 from typing import Literal
 
 from engine._core.validate import check_project
 from engine.errors import ValidationError
 
-__all__ = ["Durability", "Settings", "check_settings", "environment_target"]
+__all__ = ["Durability", "Settings", "check_settings"]
 
 Durability = Literal["full", "normal"]
 """What a flushed point survives: power loss (``full``) or a crash of the process."""
@@ -71,10 +70,3 @@ def _positive(name: str, value: float) -> float:
         raise ValidationError(f"{name} must be a positive number, not {value!r}", key=name)
     return float(value)
 
-
-def environment_target(url: str | None, project: str | None) -> tuple[str, str]:
-    """The database and project a ``connect`` without them means: ``$KITTIWAKE_DB`` (else
-    ``kittiwake.db``) and ``$KITTIWAKE_PROJECT`` (else ``default``), as a job's worker sets
-    them."""
-    return (url or os.environ.get("KITTIWAKE_DB") or "kittiwake.db",
-            project or os.environ.get("KITTIWAKE_PROJECT") or "default")

@@ -6,7 +6,8 @@ of ``Liveness`` — heartbeats for live runs, the reaper that marks silent runs 
 cheap poll of the log's head that notices other processes' writes (abort requests,
 subscriptions). Leaving the block commits everything buffered, then stops them.
 
-Its settings are checked by ``settings``; its reads live in ``reads``.
+``connect`` makes one from a URL; its settings are checked by ``settings``; its calls on runs
+live in ``runs``, its reads in ``reads``, its job queue in ``jobs``.
 """
 
 from __future__ import annotations
@@ -14,129 +15,44 @@ from __future__ import annotations
 import asyncio
 import enum
 import os
-import time
 import warnings
-from collections.abc import Callable, Iterable, Mapping, Sequence
-from functools import partial
+from collections.abc import Callable, Iterable, Mapping
 from types import TracebackType
 from typing import Any, Literal, NoReturn
 
 import anyio
 from anyio.abc import TaskGroup
 
-from engine._core import events as ev
-from engine._core.events import NewEvent, Record, Upcasters, default_upcasters
+from engine._core.events import Upcasters, default_upcasters
 from engine._core.heartbeat import promise
-from engine._core.model import Status
-from engine._core.text import check_text
-from engine._core.validate import (
-    check_project,
-    check_reason,
-    check_run_id,
-    check_run_labels,
-    check_step,
-    check_tags,
-    normalize_config,
-)
 from engine._storage.blobdb import DatabaseBlobStore
 from engine._storage.blobs.contract import BlobStore
 from engine._storage.blobs.directory import DirectoryBlobStore
-from engine._storage.contract import AppendRequest, EventFilter, Progress, Store
+from engine._storage.contract import Progress, Store
 from engine._storage.registry import open_store
-from engine.errors import ClosedError, RunExistsError, ValidationError
+from engine.errors import ClosedError, ValidationError
 
-from .captures import (
-    DEFAULT_INTERVAL,
-    CaptureOptions,
-    Captures,
-    captures_default,
-    check_capture_options,
-    lines_from,
-    prefetch_environment,
-)
-from .context import EditContext, RunContext, Watcher
+from .captures import captures_default, prefetch_environment
 from .exit import Left, forget, keep
+from .filters import event_filter
 from .jobs import TrackerJobs
 from .liveness import Liveness
 from .opening import RunOpener
 from .reads import TrackerReads
-from .run import (
-    Run,
-    attach_captures,
-    end_buffered,
-    run_kinds,
-    stop_captures,
-    system_start,
-    unsettled_calls,
-)
-from .settings import Durability, check_settings, environment_target
+from .run import end_buffered, stop_captures, unsettled_calls
+from .runs import TrackerRuns
+from .settings import Durability, check_settings
 from .snapshot import Named
 from .subscriptions import Hub, Subscription, start_in_background
 from .supervisor import Supervisor
-from .writer import Writer, contiguous
+from .writer import Writer
 
-__all__ = ["Tracker", "backing_store", "blob_store", "connect", "event_filter", "follow_log",
-           "publish", "use_blocking_defaults"]
+__all__ = ["Tracker", "use_blocking_defaults"]
 
 class _State(enum.Enum):
     NEW = "new"
     OPEN = "open"
     CLOSED = "closed"
-
-
-def connect(
-    url: str | None = None,
-    *,
-    project: str | None = None,
-    durability: Durability = "full",
-    flush_interval: float = 0.02,
-    batch_points: int = 50_000,
-    max_pending_points: int = 1_000_000,
-    heartbeat_interval: float = 10.0,
-    crash_timeout: float = 120.0,
-    reap_interval: float | None = None,
-    poll_interval: float = 0.025,
-    blobs: str | os.PathLike[str] | None = None,
-    clock: Callable[[], float] = time.time,
-    token: str | None = None,
-    spool: str | None = None,
-    offline: bool = False,
-) -> Tracker:
-    """Open a tracker on ``url`` (use it as ``async with``).
-
-    :param url: a file path, ``":memory:"``, ``"sqlite:///path"``, ``"postgresql://…"``, or a
-        Kittiwake server's ``"http://…"`` / ``"https://…"`` (the same API, remotely);
-        default ``$KITTIWAKE_DB`` (a job's worker sets it), else ``kittiwake.db``.
-    :param project: the project every call uses unless it passes ``project=``; default
-        ``$KITTIWAKE_PROJECT``, else ``"default"``.
-    :param durability: ``"full"`` — a flushed point survives power loss; ``"normal"`` — it
-        survives a crash of the process, and is faster (see ``docs/durability.md``).
-    :param flush_interval: seconds the writer waits to gather a batch (batching by time).
-    :param batch_points: buffered points that make the writer commit at once (by size).
-    :param max_pending_points: the most points that may wait to be written; past it,
-        ``log_metrics`` raises ``BackpressureError`` (the sync facade waits instead).
-    :param heartbeat_interval: seconds between heartbeats of live runs.
-    :param crash_timeout: seconds without a heartbeat after which a running run is crashed.
-    :param reap_interval: seconds between reaper passes (default: a quarter of the timeout).
-    :param poll_interval: seconds between checks for other processes' writes.
-    :param blobs: where logged files' bytes go: None — into the run database itself (one
-        backup holds everything); a directory path — one file per blob there.
-    :param clock: the time source, in seconds since the epoch (inject a fake in tests).
-    :param token: for a server with auth: the bearer token (default: ``$KITTIWAKE_TOKEN``).
-    :param spool: for a server: the local file every batch is kept in until the server has
-        committed it (default: one under the user's cache directory).
-    :param offline: for a server: never contact it; ``kittiwake sync`` uploads later.
-    :raises ValidationError: for a setting out of range, or a server's option given for a
-        database that is not a server.
-    """
-    url, project = environment_target(url, project)
-    return Tracker(
-        url, project=project, durability=durability, flush_interval=flush_interval,
-        batch_points=batch_points, max_pending_points=max_pending_points,
-        heartbeat_interval=heartbeat_interval, crash_timeout=crash_timeout,
-        reap_interval=reap_interval, poll_interval=poll_interval, blobs=blobs, clock=clock,
-        remote={"token": token, "spool": spool, "offline": offline},
-    )
 
 
 def use_blocking_defaults(tracker: Tracker) -> None:
@@ -145,39 +61,7 @@ def use_blocking_defaults(tracker: Tracker) -> None:
     tracker._blocking = True
 
 
-def _names(values: object, what: str) -> frozenset[str] | None:
-    if values is None:
-        return None
-    listed: list[object]
-    if isinstance(values, str):
-        listed = [values]
-    elif isinstance(values, Iterable) and not isinstance(values, Mapping):
-        listed = list(values)
-    else:
-        listed = [values]
-    names = [v for v in listed if type(v) is str]
-    if len(names) != len(listed):
-        raise ValidationError(f"{what} must be a string or a collection of strings, not "
-                              f"{values!r}", key=what)
-    return frozenset(names)
-
-
-def event_filter(project: str | None, runs: object, types: object,
-                 metrics: object) -> tuple[EventFilter, frozenset[str] | None]:
-    """What ``subscribe``'s filters select: the events of ``project`` (None: every project)
-    that pass them, and the metrics a metric event is trimmed to (None: all of them).
-
-    :raises ValidationError: for a filter that is not a string or a collection of strings.
-    """
-    run_ids = _names(runs, "runs")
-    type_names = _names(types, "types")
-    metric_names = _names(metrics, "metrics")
-    if metric_names is not None:
-        type_names = frozenset({ev.METRICS_LOGGED}) & (type_names or {ev.METRICS_LOGGED})
-    return EventFilter(project=project, run_ids=run_ids, types=type_names), metric_names
-
-
-class Tracker(TrackerReads, TrackerJobs):
+class Tracker(TrackerRuns, TrackerReads, TrackerJobs):
     """An open connection to a Kittiwake database: start runs, read them, follow the log.
 
     Make one with [connect][engine.connect]. The constructor takes the same settings, and
@@ -412,149 +296,6 @@ class Tracker(TrackerReads, TrackerJobs):
         """True once the tracker has been closed."""
         return self._state is _State.CLOSED
 
-    # Runs ----------------------------------------------------------------------------------
-
-    def start_run(
-        self,
-        run_id: str | None = None,
-        *,
-        name: str | None = None,
-        experiment: str | None = None,
-        fork: tuple[str, int | float] | None = None,
-        tags: Iterable[str] | str = (),
-        config: Mapping[str, Any] | None = None,
-        resume: bool = False,
-        rewind_to: int | float | None = None,
-        project: str | None = None,
-        notes: str | None = None,
-        capture_output: bool | None = None,
-        capture_env: bool | None = None,
-        capture_source: bool | Sequence[str] | None = None,
-        system_metrics: bool | None = None,
-        system_metrics_interval: float = DEFAULT_INTERVAL,
-    ) -> RunContext:
-        """Start (or, with ``resume=True``, re-open) a run; use it as ``async with``.
-
-        ``fork=(parent_run_id, step)`` inherits the parent's series up to ``step`` and its
-        configs and tags. ``resume=True`` re-opens an existing run (creating it if missing);
-        with ``rewind_to=step`` reads show only points up to ``step`` and logging continues
-        after it. Without ``run_id`` (and ``fork``) inside a job a worker started
-        (``$KITTIWAKE_RUN_ID`` set), it attaches to the job's run; the job's output is then
-        the worker's to keep (``capture_output`` defaults off for that run).
-
-        ``notes`` sets the run's notes. While the block runs, the run records: its
-        environment (``capture_env``, default on) and source (``capture_source``, default
-        on: the script and ``git diff HEAD``, or a list of globs of more files) at its
-        start; its stdout and stderr as the text series ``logs/stdout`` and ``logs/stderr``
-        (``capture_output``, default off here, on in ``engine.sync``); and system metrics
-        under ``system/`` every ``system_metrics_interval`` seconds (``system_metrics``,
-        default off here, on in ``engine.sync``). ``KITTIWAKE_CAPTURE=off`` in the
-        environment turns every default off.
-
-        :raises ValidationError: for a bad argument (raised here, before anything is written).
-        :raises RunExistsError: on entry, when ``run_id`` exists and ``resume`` is False.
-        :raises RunNotFoundError: on entry, when the fork parent does not exist.
-        """
-        project = self.project if project is None else check_project(project)
-        attach = os.environ.get("KITTIWAKE_RUN_ID")
-        if run_id is None and fork is None and attach:
-            run_id, resume = attach, True  # inside a job: its run
-        if capture_output is None and attach and run_id == attach:
-            capture_output = False  # the job's worker keeps its whole process group's output
-        check_run_labels(run_id, name, experiment)
-        if fork is not None:
-            if not isinstance(fork, tuple) or len(fork) != 2:
-                raise ValidationError("fork must be a tuple (parent_run_id, step)", key="fork")
-            fork = (check_run_id(fork[0]), check_step(fork[1]))
-        tag_list = check_tags(tags)
-        flat_config = normalize_config(config or {})
-        if notes is not None:
-            notes = check_text("notes", notes)
-        options = check_capture_options(
-            capture_output=capture_output, capture_env=capture_env,
-            capture_source=capture_source, system_metrics=system_metrics,
-            system_metrics_interval=system_metrics_interval, blocking=self._blocking)
-        if rewind_to is not None:
-            if not resume:
-                raise ValidationError("rewind_to needs resume=True", key="rewind_to")
-            rewind_to = check_step(rewind_to)
-        start = partial(self._start, project, run_id, name, experiment, fork, tag_list,
-                        flat_config, resume, rewind_to, notes, options)
-        return RunContext(start)
-
-    async def _start(self, project: str, run_id: str | None, name: str | None,
-                     experiment: str | None, fork: tuple[str, int | float] | None,
-                     tags: list[str], config: dict[str, Any], resume: bool,
-                     rewind_to: int | float | None, notes: str | None,
-                     options: CaptureOptions) -> tuple[Run, Watcher]:
-        self._open()
-        assert self._opener is not None and self._liveness is not None
-        if run_id is not None and (project, run_id) in self._liveness.live:
-            raise RunExistsError(f"run {run_id!r} is already open in this tracker; end its "
-                                 "block before resuming it")
-        run = await self._opener.open(project, run_id, name, experiment, fork, tags, config,
-                                      resume, rewind_to)
-        if notes is not None:
-            run.set_notes(notes)
-        if options.output or options.env or options.source or options.system:
-            assert self._tasks is not None
-            captures = Captures(run, options, self._tasks, clock=self._clock,
-                                first_lines=lines_from(run_kinds(run)),
-                                system_from=system_start(run, self._clock()),
-                                blobs=self._blob_store(), named=self._named)
-            attach_captures(run, captures)
-            captures.start()
-        return run, self._liveness
-
-    def edit_run(self, run_id: str, *, project: str | None = None) -> EditContext:
-        """A handle on an existing run, running or ended, to add to it later — a leaderboard
-        score, a tag, a config value — without reopening it: use it as ``async with``. Its
-        status, status reason, heartbeat and captures stay as they are; leaving the block
-        flushes what was logged. Metric steps follow the usual rule (greater than the
-        metric's last step).
-
-        :raises RunNotFoundError: on entry, if there is no such run (or it was deleted).
-        """
-        project = self._project(project)
-        check_run_id(run_id)
-        return EditContext(partial(self._edit, project, run_id))
-
-    async def _edit(self, project: str, run_id: str) -> Run:
-        self._open()
-        assert self._opener is not None
-        return await self._opener.edit(project, run_id)
-
-    async def abort_run(self, run_id: str, reason: str | None = None, *,
-                        project: str | None = None) -> None:
-        """Ask a running run to stop: its live handle, in any process, cancels its body and
-        ends it ``aborted`` (a job's worker stops its process). A job still queued ends
-        ``aborted`` at once and never runs. Does nothing for a run that already ended.
-
-        :raises RunNotFoundError: if there is no such run.
-        """
-        _, writer = self._open()
-        project = self._project(project)
-        reason = check_reason(reason)
-        state = await self._state_or_raise(project, run_id)
-        if state.status is Status.QUEUED and await self._cancel_queued(project, run_id,
-                                                                        reason):
-            return  # never started, now never will
-        if state.status.terminal:
-            return
-        await writer.submit(AppendRequest(project, run_id,
-                                          [NewEvent(ev.ABORT_REQUESTED, {"reason": reason})]))
-
-    async def delete_run(self, run_id: str, *, project: str | None = None) -> None:
-        """Mark the run deleted (its events stay in the log). Deleting twice is harmless.
-
-        :raises RunNotFoundError: if there is no such run.
-        """
-        _, writer = self._open()
-        project = self._project(project)
-        state = await self._state_or_raise(project, run_id)
-        if not state.deleted:
-            await writer.submit(AppendRequest(project, run_id, [NewEvent(ev.RUN_DELETED, {})]))
-
     # Following the log and rebuilding ------------------------------------------------------
 
     def subscribe(self, runs: Iterable[str] | None = None, types: Iterable[str] | None = None,
@@ -619,44 +360,3 @@ class Tracker(TrackerReads, TrackerJobs):
         assert self._tasks is not None
         self._tasks.start_soon(store.drop_retired)
 
-
-def backing_store(tracker: Tracker) -> Store:
-    """The open store under ``tracker``: what ``kittiwake serve`` serves over HTTP, beside
-    that tracker's subscriptions (a friend of ``Tracker``, not a method: users have no use
-    for it).
-
-    :raises ClosedError: when the tracker is not open.
-    """
-    return tracker._open()[0]
-
-
-def publish(tracker: Tracker, records: list[Record]) -> None:
-    """Offer records that were appended to ``tracker``'s store without its writer (the
-    server's appends) to its subscribers at once, rather than when its watch of the head
-    next reads them: one contiguous batch at a time, as the writer would (a friend of
-    ``Tracker``, like ``backing_store``)."""
-    for batch in contiguous(records):
-        if tracker._liveness is not None:
-            # Its watch of the head need not read these back to hand them out again.
-            tracker._liveness.on_commit(batch)
-        tracker._hub.publish(batch, own=False)
-
-
-def follow_log(tracker: Tracker, buffer_points: int) -> Subscription:
-    """Every project's events from the log's head on: what ``kittiwake serve`` reads once
-    and fans out to its live streams (a friend of ``Tracker``, like ``backing_store``).
-
-    :raises ClosedError: when the tracker is closed.
-    """
-    store, writer = tracker._open()
-    return Subscription(store, tracker._hub, EventFilter(), None, "live", buffer_points,
-                        committing=writer.committing)
-
-
-def blob_store(tracker: Tracker) -> BlobStore:
-    """The open blob store of ``tracker``: where the server keeps the file bytes clients
-    send (a friend of ``Tracker``, like ``backing_store``).
-
-    :raises ClosedError: when the tracker is not open.
-    """
-    return tracker._blob_store()

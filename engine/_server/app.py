@@ -25,7 +25,8 @@ from starlette.routing import BaseRoute, Route
 from engine._client import protocol as p
 from engine._core import wire
 from engine._core.events import default_upcasters
-from engine._runtime.tracker import backing_store, connect, follow_log
+from engine._runtime.connect import connect
+from engine._runtime.serving import backing_store, follow_log
 from engine.errors import EngineError
 
 from .dashboard import dashboard_routes

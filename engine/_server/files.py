@@ -18,7 +18,7 @@ from starlette.responses import Response, StreamingResponse
 
 from engine._core import events as ev
 from engine._runtime.files import referenced
-from engine._runtime.tracker import blob_store
+from engine._runtime.serving import blob_store
 from engine._storage.blobs.contract import check_digest
 from engine._storage.contract import EventFilter, Store
 

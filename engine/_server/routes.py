@@ -21,7 +21,7 @@ from engine._core import wire
 from engine._core.validate import check_project, check_run_id
 from engine._query.parser import parse_aggregates, parse_group_by, selection
 from engine._query.tree import Selection
-from engine._runtime.tracker import publish
+from engine._runtime.serving import publish
 from engine._storage.contract import Store, TokenRow
 from engine.errors import EngineError, StorageError, ValidationError
 

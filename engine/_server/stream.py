@@ -21,7 +21,7 @@ import anyio
 from starlette.requests import Request
 from starlette.types import Receive, Scope, Send
 
-from engine._runtime.tracker import event_filter
+from engine._runtime.filters import event_filter
 from engine.errors import AuthError, ValidationError
 
 from .auth import access_of

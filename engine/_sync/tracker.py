@@ -24,9 +24,10 @@ from engine._core.text import TextSeries
 from engine._query.export import RunsTable
 from engine._query.tree import RunGroup
 from engine._runtime.captures import DEFAULT_INTERVAL
+from engine._runtime.connect import connect as async_connect
 from engine._runtime.files import GC_GRACE
 from engine._runtime.past import AsOf
-from engine._runtime.settings import Durability, environment_target
+from engine._runtime.settings import Durability
 from engine._runtime.tracker import Tracker, use_blocking_defaults
 from engine._storage.blobs.contract import Collected
 from engine._storage.contract import Progress
@@ -105,13 +106,12 @@ class SyncTracker(SyncJobs):
         offline: bool = False,
     ) -> None:
         # Made here, so that a bad setting raises at the call; it starts on the loop.
-        url, project = environment_target(url, project)
-        self._tracker = Tracker(
+        self._tracker = async_connect(
             url, project=project, durability=durability, flush_interval=flush_interval,
             batch_points=batch_points, max_pending_points=max_pending_points,
             heartbeat_interval=heartbeat_interval, crash_timeout=crash_timeout,
             reap_interval=reap_interval, poll_interval=poll_interval, blobs=blobs,
-            clock=clock, remote={"token": token, "spool": spool, "offline": offline},
+            clock=clock, token=token, spool=spool, offline=offline,
         )
         use_blocking_defaults(self._tracker)  # output and system metrics on by default
         self._portal = Portal()

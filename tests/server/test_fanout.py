@@ -15,8 +15,9 @@ from hypothesis import strategies as st
 
 import engine
 from engine._core import wire
+from engine._runtime.filters import event_filter
+from engine._runtime.serving import backing_store, follow_log
 from engine._runtime.subscriptions import Pager
-from engine._runtime.tracker import backing_store, event_filter, follow_log
 from engine._server.fanout import Broadcast, Follower
 from tests.conftest import backend_url
 from tests.subscribing import METRICS, Writers, comparable, expected, filters
