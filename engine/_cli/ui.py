@@ -51,13 +51,14 @@ def run_ui(db: str, *, port: int, open_browser: bool, out: TextIO) -> NoReturn:
         import uvicorn
 
         from engine._server.app import create_app
+        from engine._server.serve import Server
     except ImportError as exc:
         raise CliError("kittiwake ui needs the server extra: "
                        "pip install 'kittiwake[server]'") from exc
     check_local(db)
     sock = _listen(port)
     url = f"http://127.0.0.1:{sock.getsockname()[1]}/"
-    server = uvicorn.Server(uvicorn.Config(
+    server = Server(uvicorn.Config(
         create_app(db, signals=True), log_level="warning", lifespan="on",
         timeout_graceful_shutdown=2))
 
@@ -71,10 +72,7 @@ def run_ui(db: str, *, port: int, open_browser: bool, out: TextIO) -> NoReturn:
                 webbrowser.open(url)
 
     threading.Thread(target=announce, daemon=True).start()
-    server.run(sockets=[sock])
+    server.run_until_stopped(sockets=[sock])  # raises KeyboardInterrupt after Ctrl+C
     if not server.started:
         raise CliError(f"the dashboard's server on {url} did not start (see above)")
-    # Stopped by a signal. uvicorn raises it again once shut down, but asyncio's runner may
-    # then end its task normally instead of with the KeyboardInterrupt Ctrl+C gives every
-    # other command: say it here, so the exit code is always 130.
-    raise KeyboardInterrupt
+    raise KeyboardInterrupt  # stopped another way (SIGTERM with its default disabled)

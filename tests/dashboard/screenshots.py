@@ -48,7 +48,8 @@ def seed(url: str, spool: str) -> None:
     with engine.sync.connect(url, project=PROJECT, durability="normal", spool=spool) as t:
         for run_id, lr, opt in (("lr-1e-3", 1e-3, "adam"), ("lr-3e-4", 3e-4, "adam"),
                                 ("lr-1e-4", 1e-4, "sgd"), ("lr-3e-3", 3e-3, "adam")):
-            tags = ("baseline",) if run_id == "lr-3e-4" else ("sweep",)
+            tags = {"lr-3e-4": ("baseline",),
+                    "lr-1e-4": ("sweep", "sgd", "long-schedule")}.get(run_id, ("sweep",))
             with t.start_run(run_id=run_id, experiment="resnet-sweep", tags=tags,
                              config={"optimizer": opt, "lr": lr, "batch_size": 128,
                                      "model": "resnet50", "epochs": 30}) as run:
@@ -72,7 +73,9 @@ def seed(url: str, spool: str) -> None:
                     run.set_notes("Baseline for the sweep: cosine decay, no warmup.\n"
                                   "Validation loss still falling at the end.")
                     run.upload({"model/weights": rng.randbytes(256 << 10)})
-        with t.start_run(run_id="lr-3e-4-ft", fork=("lr-3e-4", 1500), tags=("finetune",),
+        with t.start_run(run_id="lr-3e-4-ft", fork=("lr-3e-4", 1500),
+                         tags=("finetune", "frozen-backbone", "mixup", "label-smoothing",
+                               "cutout"),
                          config={"optimizer": "sgd", "lr": 1e-4}) as run:
             for step in range(1505, 3000, 5):
                 loss = 2.3 * math.exp(-step * 0.9 / 3000) + 0.1

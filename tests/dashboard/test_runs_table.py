@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from tests.dashboard.conftest import Console
-from tests.dashboard.seed import PROJECT, sweep
+from tests.dashboard.seed import PROJECT, sweep, tracker
 from tests.server.live import LiveServer
 
 pytestmark = pytest.mark.browser
@@ -150,3 +150,66 @@ def test_group_by_shows_counts_and_a_group_opens_its_runs(page: Any, server: Liv
     assert names(page) == ["forked"]
     assert page.get_by_label("Filter").input_value() == "config.optimizer = 'sgd'"
     assert not grouped.is_visible()
+
+
+def _inside(inner: dict[str, float] | None, outer: dict[str, float] | None) -> bool:
+    assert inner is not None
+    assert outer is not None
+    return (inner["x"] >= outer["x"] - 0.5 and inner["y"] >= outer["y"] - 0.5
+            and inner["x"] + inner["width"] <= outer["x"] + outer["width"] + 0.5
+            and inner["y"] + inner["height"] <= outer["y"] + outer["height"] + 0.5)
+
+
+def test_every_tag_of_a_run_is_seen_in_its_row(page: Any, server: LiveServer,
+                                                tmp_path: Path) -> None:
+    """Tags sit on one line in the row's fixed height (the table scrolls by rows of one
+    height): two or three are all shown whole, in a table as wide as a laptop's screen with
+    its default columns; a list too long for the column ends in "+N", which names every tag
+    on hover."""
+    page.set_viewport_size({"width": 1280, "height": 800})
+    metrics = {"train/loss": 0.5, "train/acc": 0.8, "val/loss": 0.6, "val/accuracy": 0.75}
+    with tracker(server, tmp_path) as t:
+        for run_id, tags in (("one", ("baseline",)), ("two", ("baseline", "sweep")),
+                             ("three", ("adam", "diverged", "sweep"))):
+            with t.start_run(run_id=run_id, name=f"run-{run_id}", experiment="resnet-sweep",
+                             tags=tags) as run:
+                run.log_metrics(metrics, step=0)
+    open_table(page, server)
+    page.wait_for_function("document.querySelectorAll('table.runs tr[data-run-id]').length"
+                           " === 3")
+    for run_id, tags in (("one", ["baseline"]), ("two", ["baseline", "sweep"]),
+                         ("three", ["adam", "diverged", "sweep"])):
+        row = page.locator(f"table.runs tr[data-run-id={run_id}]")
+        cell = row.locator("td.tag-cell")
+        chips = cell.locator(".chip.tag")
+        assert chips.all_inner_texts() == tags
+        assert cell.locator(".chip.more").count() == 0
+        for chip in chips.all():
+            assert chip.is_visible()
+            box = chip.bounding_box()
+            assert _inside(box, row.bounding_box()), (run_id, chip.inner_text(), box)
+            assert _inside(box, cell.bounding_box()), (run_id, chip.inner_text(), box)
+
+    many = tuple(f"ablation-{i:02}" for i in range(12))
+    with tracker(server, tmp_path) as t, \
+            t.start_run(run_id="many", name="run-many", tags=many) as run:
+        run.log_metrics(metrics, step=0)
+    page.reload()
+    row = page.locator("table.runs tr[data-run-id=many]")
+    cell = row.locator("td.tag-cell")
+    more = cell.locator(".chip.more")
+    more.wait_for()
+    row_box, cell_box = row.bounding_box(), cell.bounding_box()
+    one = page.locator("table.runs tr[data-run-id=one]").bounding_box()
+    assert row_box is not None
+    assert one is not None
+    assert row_box["height"] == one["height"]  # as high as every row
+    shown = [chip for chip in cell.locator(".chip.tag").all() if chip.is_visible()]
+    assert 1 <= len(shown) < len(many)
+    assert [c.inner_text() for c in shown] == list(many[:len(shown)])
+    for chip in [*shown, more]:
+        box = chip.bounding_box()
+        assert _inside(box, row_box), (chip.inner_text(), box)
+        assert _inside(box, cell_box), (chip.inner_text(), box)
+    assert more.inner_text() == f"+{len(many) - len(shown)}"
+    assert more.get_attribute("title") == ", ".join(many)  # hovering names them all

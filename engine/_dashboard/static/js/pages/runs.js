@@ -93,7 +93,10 @@ export async function render(view, params) {
   async function showGroups() {
     scroller.hidden = Boolean(state.group);
     groups.el.hidden = !state.group;
-    if (!state.group) return;
+    if (!state.group) {
+      fitTags(tbody); // rows drawn while the table was hidden had no width to fit to
+      return;
+    }
     try {
       await groups.load({ where: state.where, by: state.group,
                           metrics: chosen().filter((k) => k.startsWith("metrics.")) });
@@ -233,9 +236,10 @@ export async function render(view, params) {
       case "experiment":
         return h("td", {}, run.experiment ? h("a", { tabindex: "-1", href: href("/experiment", {
           project, name: run.experiment }) }, run.experiment) : "");
-      case "tags":
-        return h("td", { class: "tags" }, [...run.tags].sort().map((tag) => tagChip(tag, () =>
-          narrow(`tags contains ${quote(tag)}`))));
+      case "tags": // on one line, fitted to the column once drawn (fitTags)
+        return h("td", { class: "tag-cell" }, h("div", { class: "tag-list" },
+          [...run.tags].sort().map((tag) => tagChip(tag, () =>
+            narrow(`tags contains ${quote(tag)}`)))));
       case "created_at":
         return h("td", { class: "time" }, formatTime(run.created_at));
       default: {
@@ -273,9 +277,29 @@ export async function render(view, params) {
     }
     out.push(spacer(total - last));
     clear(tbody).append(...out);
+    fitTags(tbody);
     table.setAttribute("aria-rowcount", String(total + 1));
     if (total) table.setAttribute("aria-activedescendant", `row-${state.active}`);
     else table.removeAttribute("aria-activedescendant");
+  }
+
+  // A row has one height (virtual scrolling counts on it), so a run's tags stay on one line.
+  // Those that do not fit in the column give way, from the last, to a "+N" chip whose
+  // tooltip names every tag; the run's page lists them all.
+  function fitTags(root) {
+    for (const list of root.querySelectorAll(".tag-list")) {
+      if (list.clientWidth === 0 || list.scrollWidth <= list.clientWidth) continue;
+      const chips = [...list.querySelectorAll(".chip.tag")];
+      const all = chips.map((chip) => chip.textContent);
+      const more = h("span", { class: "chip more", title: all.join(", "),
+                               "aria-label": `${all.length} tags: ${all.join(", ")}` });
+      list.append(more);
+      for (let n = 1; n < chips.length; n++) {
+        chips[chips.length - n].style.display = "none";
+        more.textContent = `+${n}`;
+        if (list.scrollWidth <= list.clientWidth) break;
+      }
+    }
   }
 
   function runHref(runId) {
