@@ -183,9 +183,11 @@ class TrackerRuns:
         ``aborted`` at once and never runs. Does nothing for a run that already ended.
 
         :raises RunNotFoundError: if there is no such run.
+        :raises ValidationError: for a ``run_id`` no run can have.
         """
         _, writer = self._open()
         project = self._project(project)
+        check_run_id(run_id)
         reason = check_reason(reason)
         state = await self._state_or_raise(project, run_id)
         if state.status is Status.QUEUED and await self._cancel_queued(project, run_id,
@@ -200,9 +202,11 @@ class TrackerRuns:
         """Mark the run deleted (its events stay in the log). Deleting twice is harmless.
 
         :raises RunNotFoundError: if there is no such run.
+        :raises ValidationError: for a ``run_id`` no run can have.
         """
         _, writer = self._open()
         project = self._project(project)
+        check_run_id(run_id)
         state = await self._state_or_raise(project, run_id)
         if not state.deleted:
             await writer.submit(AppendRequest(project, run_id, [NewEvent(ev.RUN_DELETED, {})]))

@@ -96,3 +96,18 @@ async def test_step_bounds_past_64_bits_read_like_any_other(make: MakeTracker) -
         assert len(await tracker.read_series("r", "m", max_step=2**70)) == 2
         assert len(await tracker.read_series("r", "m", min_step=-(2**70))) == 2
         assert len(await tracker.read_series("r", "m", min_step=2**70)) == 0
+
+
+@pytest.mark.parametrize("run_id", [None, 5, "", "no spaces allowed", b"r"])
+@pytest.mark.parametrize("call", ["abort_run", "delete_run"])
+async def test_a_run_id_no_run_can_have_is_refused_by_name(make: MakeTracker, call: str,
+                                                          run_id: Any) -> None:
+    """Not "no such run": the argument itself is wrong, and the error says which."""
+    async with make() as tracker:
+        async with tracker.start_run("r"):
+            pass
+        with pytest.raises(ValidationError) as caught:
+            await getattr(tracker, call)(run_id)
+        assert caught.value.key == "run_id"
+        state = await tracker.get_run("r")
+        assert (state.status, state.deleted) == ("succeeded", False)
