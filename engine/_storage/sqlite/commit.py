@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, TypeVar
 
 import anyio
@@ -44,6 +44,7 @@ from engine._projections.stored import (
 from engine._storage.commit import GroupCommit, Refused
 from engine._storage.contract import AppendRequest
 from engine._storage.io import TableIO, statements
+from engine._storage.session import Row
 
 from .session import Check, SqliteSession, Write
 
@@ -257,16 +258,30 @@ class Committer(GroupCommit):
         await self._settle()
 
     async def _settle(self) -> None:
+        async def save(found: list[list[Row]]) -> tuple[list[Write], int | None, bool]:
+            ((head, low, high),) = found[0]
+            if low is None or low != high or low >= head:
+                self.forget()  # saved by someone else; or a projection is new (see above)
+                return [], None, False
+            await self._fold_tail(self.session, head, low)
+            return self._saves(head, low), head, True
+
+        if await self._transaction([(_POSITIONS, ())], save) and self._after_commit:
+            self._after_commit()
+
+    async def _transaction(
+            self, reads: Sequence[tuple[str, Sequence[Any]]],
+            work: Callable[[list[list[Row]]], Awaitable[tuple[list[Write], int | None, T]]],
+    ) -> T:
+        """``BEGIN`` with the ``reads``; ``work`` folds on what they found and returns the
+        writes, the head they move the log and the checkpoints to (None: nothing moved) and
+        its result; then the writes and ``COMMIT``. On any error everything is rolled back
+        and the cache forgotten."""
         session = self.session
         try:
-            ((head, low, high),) = (await session.begin_with([(_POSITIONS, ())]))[0]
+            found = await session.begin_with(reads)
             try:
-                if low is None or low != high or low >= head:
-                    await session.rollback()
-                    self.forget()
-                    return
-                await self._fold_tail(session, head, low)
-                writes = self._saves(head, low)
+                writes, position, result = await work(found)
             except BaseException:
                 await session.rollback()
                 raise
@@ -274,9 +289,9 @@ class Committer(GroupCommit):
         except BaseException:
             self.forget()
             raise
-        self._moved(head, saved=True)
-        if self._after_commit is not None:
-            self._after_commit()
+        if position is not None:
+            self._moved(position, saved=True)
+        return result
 
     async def _fold_tail(self, session: SqliteSession, head: int, saved: int) -> None:
         """Inside a transaction that read the log's ``head`` and the checkpoints at
@@ -300,7 +315,6 @@ class Committer(GroupCommit):
         the ids already in the log and the rows of runs not cached, then — after the fold, on
         the event loop — every insert and projection write, the checkpoints and ``COMMIT``.
         (The fold's own loads of rows it has not cached add theirs.)"""
-        session = self.session
         ids = list(dict.fromkeys(e.id for i in pending for e in requests[i].events))
         # The rows of runs the projector has not cached come with the first hand-off too:
         # a group that starts a run would otherwise spend a hand-off to learn it is new.
@@ -316,37 +330,31 @@ class Committer(GroupCommit):
               for batch in _batches(ids, _ID_BATCH)),
         ]
         runs = len(reads) - 1 - len(range(0, len(ids), _ID_BATCH))
-        try:
-            ((head, low, high),), *found = await session.begin_with(reads)
-            try:
-                if low is not None and low == high and low < head:
-                    await self._fold_tail(session, head, low)  # before the runs it read
-                else:
-                    if head != self.known_head or low != self.checkpoint:
-                        self.projector.clear()  # someone else wrote, or saved ours
-                    self.checkpoint = -1 if low is None else low
-                primed: dict[tuple[str, str], RunRow | None] = dict.fromkeys(streams)
-                for row in (r for rows in found[:runs] for r in rows):
-                    with unreadable("a run's row"):
-                        decoded = run_row(row)
-                    primed[(decoded.project, decoded.run_id)] = decoded
-                self.projector.prime(primed)
-                known = self.stored([row for rows in found[runs:] for row in rows])
-                added, rows, position = await self.fold_group(requests, pending, known, head,
-                                                              now)
-                # This path is the rare one (a run not cached, a foreign append, a retry):
-                # it saves everything, which also keeps the rows saved mid-fold right.
-                writes = ([Write(_INSERT, rows, many=True), *self._saves(position, low)]
-                          if rows or low != position else [])
-            except BaseException:
-                await session.rollback()
-                raise
-            await session.commit_with(writes)
-        except BaseException:
-            self.forget()
-            raise
-        self._moved(position, saved=True)
-        return added
+
+        async def fold(found: list[list[Row]],
+                       ) -> tuple[list[Write], int, dict[int, list[Record]]]:
+            ((head, low, high),) = found[0]
+            if low is not None and low == high and low < head:
+                await self._fold_tail(self.session, head, low)  # before the runs it read
+            else:
+                if head != self.known_head or low != self.checkpoint:
+                    self.projector.clear()  # someone else wrote, or saved ours
+                self.checkpoint = -1 if low is None else low
+            primed: dict[tuple[str, str], RunRow | None] = dict.fromkeys(streams)
+            for row in (r for rows in found[1:1 + runs] for r in rows):
+                with unreadable("a run's row"):
+                    decoded = run_row(row)
+                primed[(decoded.project, decoded.run_id)] = decoded
+            self.projector.prime(primed)
+            known = self.stored([row for rows in found[1 + runs:] for row in rows])
+            added, rows, position = await self.fold_group(requests, pending, known, head, now)
+            # This path is the rare one (a run not cached, a foreign append, a retry): it
+            # saves everything, which also keeps the rows saved mid-fold right.
+            writes = ([Write(_INSERT, rows, many=True), *self._saves(position, low)]
+                      if rows or low != position else [])
+            return writes, position, added
+
+        return await self._transaction(reads, fold)
 
 
 def _batches(items: Sequence[T], size: int) -> list[Sequence[T]]:
